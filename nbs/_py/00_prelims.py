@@ -1,0 +1,167 @@
+# %% [markdown]
+# # Preliminaries
+#
+# > Notation, the machine we run on, and the few helpers every later chapter uses.
+
+# %%
+#| default_exp core
+
+# %%
+#| hide
+from nbdev.showdoc import show_doc
+
+# %%
+#| export
+from __future__ import annotations
+import os, platform, random, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# %%
+from fastcore.test import test_eq, test_close
+
+# %%
+#| export
+_t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports us
+
+# %% [markdown]
+# By the end of this chapter you will know the handful of symbols the paper uses, which machine the
+# notebooks picked to run on, and how every chapter shrinks itself to a CPU-sized configuration when no
+# GPU is present.
+#
+# ## The notation of the paper
+#
+# > "Given a batch of N (image, text) pairs, CLIP is trained to predict which of the N × N possible
+# > (image, text) pairings across a batch actually occurred." (Radford et al. 2021, §2.3)
+#
+# The paper's Figure 3 writes the whole method in a dozen lines of pseudocode. We keep its names
+# throughout, so that code, paper and OpenAI's checkpoints can be read side by side:
+#
+# | symbol | in the code | meaning |
+# |---|---|---|
+# | $N$ | `n` | pairs in a batch |
+# | $I_f$, $T_f$ | `image_features`, `text_features` before projection | the encoders' outputs |
+# | $W_i$, $W_t$ | `visual.proj`, `text_projection` | linear maps into the joint space |
+# | $z_I = I_e$, $z_T = T_e$ | `encode_image(x)`, `encode_text(t)`, L2-normalised | embeddings of image and text |
+# | $S_{ij} = \langle z_{I,i}, z_{T,j} \rangle$ | `image_features @ text_features.T` | cosine similarity of image $i$ and text $j$ |
+# | $\tau$ | `1 / logit_scale.exp()` | the learned temperature |
+# | logits $= S / \tau$ | `logits_per_image` | what the cross entropy sees |
+#
+# The temperature is stored as its log inverse, `logit_scale` $= \log(1/\tau)$, initialised so that
+# $\tau = 0.07$ and clipped so the logits are never scaled by more than 100 (§2.5). A small worked
+# example makes the table concrete: three images and three texts whose embeddings happen to coincide.
+
+# %%
+z_I = F.normalize(torch.randn(3, 8), dim=-1)   # [N, d] image embeddings
+z_T = z_I.clone()                              # [N, d] text embeddings, here identical
+S = z_I @ z_T.T                                # [N, N] cosine similarities S_ij
+logit_scale = torch.tensor(1 / 0.07).log()     # log(1/tau) with tau = 0.07
+logits = logit_scale.exp() * S
+test_close(S.diagonal(), torch.ones(3))        # a pair matches itself perfectly
+assert (S <= 1 + 1e-6).all() and (S >= -1 - 1e-6).all()
+print(f"1/tau = {logit_scale.exp().item():.2f}; logits on the diagonal = {logits.diagonal().tolist()}")
+
+
+# %% [markdown]
+# ## The machine
+#
+# Every notebook runs top to bottom on one GPU, and on a CPU with smaller settings. Three helpers make
+# that choice in one place: `get_device` picks the accelerator, `autocast_dtype` the reduced precision
+# it supports (bfloat16 where the GPU has it, else float16; none on CPU, where we stay in float32), and
+# `pick` chooses between a GPU-sized and a CPU-sized value of any setting.
+
+# %%
+#| export
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    "The device to run on: `device` if given, else the first CUDA GPU, else the CPU."
+    if device is not None: return torch.device(device)
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+# %%
+#| export
+def autocast_dtype(device: str | torch.device | None = None) -> torch.dtype | None:
+    "The reduced precision for `torch.autocast` on `device`: bf16 if supported, fp16 on older GPUs, None on CPU."
+    device = get_device(device)
+    if device.type != 'cuda': return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+# %%
+test_eq(get_device('cpu').type, 'cpu')
+test_eq(autocast_dtype('cpu'), None)
+print(f"this run: device={get_device()}, autocast dtype={autocast_dtype()}")
+
+
+# %% [markdown]
+# `nbdev_test` sets the environment variable `IN_TEST` while it executes a notebook. `pick` uses it to
+# shrink a setting further than a CPU run would: a training cell that runs 2,000 steps on a GPU and 300
+# on a laptop runs a handful in CI, so the cell is still executed and checked, only smaller.
+
+# %%
+#| export
+def in_test() -> bool:
+    "True while `nbdev_test` (or pytest via our tests) executes the code."
+    return bool(os.environ.get('IN_TEST'))
+
+def pick(gpu, cpu, test=None, device=None):
+    "Choose a setting by where we run: `test` under `nbdev_test` (defaults to `cpu`), `gpu` on CUDA, else `cpu`."
+    if in_test(): return cpu if test is None else test
+    return gpu if get_device(device).type == 'cuda' else cpu
+
+
+# %%
+steps = pick(gpu=2000, cpu=300, test=5)
+assert steps in (2000, 300, 5)
+print(f"a training loop in this run would take {steps} steps (in_test={in_test()})")
+
+
+# %% [markdown]
+# ## Reproducibility
+#
+# Contrastive training draws random crops, caption templates and initial weights. `seed_everything`
+# seeds every generator we use, so that two runs with the same seed are the same run.
+
+# %%
+#| export
+def seed_everything(seed: int = 0) -> int:
+    "Seed Python, NumPy and PyTorch (all devices) with `seed`; returns it."
+    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+    return seed
+
+
+# %%
+seed_everything(42); a = torch.randn(3)
+seed_everything(42); b = torch.randn(3)
+test_eq(a, b)
+
+
+# %% [markdown]
+# ## Saying what ran where
+#
+# Numbers in this book come from cells that computed them, on hardware the chapter names. Each
+# chapter therefore ends with `footer()`: the machine, the library versions and the wall time of the
+# run since the chapter imported `clip_annotated`.
+
+# %%
+#| export
+def hardware() -> str:
+    "A one-line description of the machine: CPU cores and, when present, the GPU."
+    cpu = f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} + {cpu}"
+    return cpu
+
+def footer(t0: float | None = None) -> str:
+    "Hardware, versions and wall time since `t0` (default: since `clip_annotated.core` was imported)."
+    wall = time.perf_counter() - (_t0 if t0 is None else t0)
+    s = (f"Ran on {hardware()}, Python {platform.python_version()}, torch {torch.__version__}; "
+         f"wall time {wall:.1f} s.")
+    print(s)
+    return s
+
+
+# %%
+assert 'CPU cores' in hardware()
+_ = footer()
