@@ -1,0 +1,74 @@
+# %% [markdown]
+# # clip_annotated
+#
+# > CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language
+# > Supervision") as a literate program: the paper, the code that implements it, and a check of every
+# > claim, side by side.
+
+# %% [markdown]
+# This site is a set of notebooks that read like chapters. Each one quotes a short passage of the paper,
+# says what it means in plain words, implements it in plain PyTorch, and then checks the claim with code
+# that runs: an assert, a comparison with a reference implementation, a figure. The same notebooks are
+# exported into the `clip_annotated` package, which you can use the way you would use OpenAI's `clip`.
+#
+# ## Quick start
+#
+# Two commands, each of which sets up a local virtual environment (`.venv`) on first use:
+#
+# ```sh
+# make reproduce   # the main job: run the book's experiments and write their report
+# make test        # run every notebook (nbdev_test), then the test suite (pytest)
+# ```
+#
+# Nothing is downloaded at run time: the default data is rendered from packages (emoji pictures and
+# procedurally drawn scenes), and the code that would download (OpenAI's weights, public data sets)
+# says so clearly when you are offline.
+#
+# ## Use it like `clip`
+
+# %%
+#| default_exp __init__
+
+# %%
+#| export
+from clip_annotated.tokenizer import tokenize, decode
+from clip_annotated.model import CLIP, CLIPConfig, CONFIGS, build_model, create_model, count_parameters
+
+# %%
+import torch
+import clip_annotated as clip
+
+model = clip.create_model('MiniCLIP').eval()          # random weights: the shapes are the point here
+text = clip.tokenize(["a photo of a cat", "a photo of a dog"])
+image = torch.randn(1, 3, 48, 48)
+with torch.no_grad():
+    logits_per_image, logits_per_text = model(image, text)
+probs = logits_per_image.softmax(dim=-1)
+print(text.shape, logits_per_image.shape, probs.sum().item())
+assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
+
+# %% [markdown]
+# `clip.tokenize` gives the same tokens as OpenAI's tokenizer, `clip.build_model(state_dict)` reads
+# any of OpenAI's released checkpoints, and `CLIP` has OpenAI's constructor, parameter names and
+# outputs. The tests in `tests/` hold us to that against open_clip and Hugging Face `transformers`.
+#
+# ## Chapters
+#
+# | | chapter | module | what it holds |
+# |---|---|---|---|
+# | 0 | [Preliminaries](00_prelims.ipynb) | `core` | notation of the paper, device and precision, reproducibility |
+# | 1 | [The tokenizer](01_tokenizer.ipynb) | `tokenizer` | byte-level BPE, `tokenize`, `decode` |
+# | 2 | [The model](02_model.ipynb) | `model` | ViT, modified ResNet, text Transformer, `CLIP`, `build_model`, the released configurations |
+# | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run |
+#
+# Later chapters (pretrained weights, the contrastive loss, data, training, zero-shot evaluation,
+# linear probes, robustness, bias, limitations, visualisation) arrive as they are written.
+#
+# ## How the site is built
+#
+# The notebooks in `nbs/` are the source of truth. `nbdev_export` writes the package, `nbdev_test` runs
+# every notebook, and the site's configuration is the top-level `_quarto.yml` (`nbs/_quarto.yml` is a
+# link to it, where nbdev 2 looks for it). With [Quarto](https://quarto.org) installed, `nbdev_docs`
+# builds the site; the docs build never executes notebooks, so the pages show the outputs committed
+# from a real run. Every chapter also has a plain-text twin in `nbs/_py/` (jupytext, `py:percent`) for
+# reading and reviewing diffs.
