@@ -242,10 +242,11 @@ class CLIP(nn.Module):
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:
         "Token ids [b, context_length] (from `tokenize`) -> text embeddings [b, embed_dim] (not normalised)."
-        x = self.token_embedding(text).type(self.dtype) + self.positional_embedding.type(self.dtype)
+        eot = text.argmax(dim=-1)                                           # [b] position of [EOS]
+        n = int(eot.max()) + 1    # attention is causal: tokens after the last [EOS] cannot change the result
+        x = self.token_embedding(text[:, :n]).type(self.dtype) + self.positional_embedding[:n].type(self.dtype)
         x = self.ln_final(self.transformer(x)).type(self.dtype)             # [b, n, width]
-        eot = x[torch.arange(x.shape[0], device=x.device), text.argmax(dim=-1)]  # [b, width] at [EOS]
-        return eot @ self.text_projection
+        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # [b, embed_dim]
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "(logits_per_image [n_img, n_txt], logits_per_text [n_txt, n_img]): scaled cosine similarities."
