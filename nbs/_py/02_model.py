@@ -30,6 +30,7 @@ from clip_annotated.core import seed_everything, footer, hardware
 seed_everything(0)
 _t0 = time.perf_counter()
 
+
 # %% [markdown]
 # At the end of this chapter you will have every module of CLIP: a text Transformer, two kinds of
 # image encoder (a Vision Transformer and a modified ResNet), the joint embedding space that ties them
@@ -67,11 +68,13 @@ class QuickGELU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(1.702 * x)
 
+
 # %%
 x = torch.linspace(-6, 6, 1001)
 gap = (QuickGELU()(x) - F.gelu(x)).abs().max().item()
 assert 0 < gap < 0.03
 print(f"largest gap between QuickGELU and GELU on [-6, 6]: {gap:.4f}")
+
 
 # %% [markdown]
 # ### LayerNorm that survives float16
@@ -87,11 +90,13 @@ class LayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.float()).type(x.dtype)
 
+
 # %%
 ln = LayerNorm(8)
 h = torch.randn(2, 8) * 300
 test_eq(ln(h.half()).dtype, torch.float16)
 test_close(ln(h.half()).float(), ln(h), eps=2e-2)
+
 
 # %% [markdown]
 # ### Multi-head attention with OpenAI's parameter layout
@@ -139,6 +144,7 @@ class Attention(nn.Module):
         self.attn_weights = scores.softmax(dim=-1)
         return self.attn_weights @ v
 
+
 # %% [markdown]
 # PyTorch's own `nn.MultiheadAttention` is an independent implementation of the same arithmetic, so it
 # makes a good first oracle: load one attention layer's weights into both, and they must agree. The
@@ -158,6 +164,7 @@ test_close(fast, slow, eps=1e-5)
 test_close(attn.attn_weights.sum(-1), torch.ones(2, 4, 10))
 assert attn.attn_weights[..., causal].abs().max() == 0     # nothing attends to the future
 print("Attention == nn.MultiheadAttention (plain and causal); recording path == fast path")
+
 
 # %% [markdown]
 # ### The residual attention block and the Transformer
@@ -185,6 +192,7 @@ class ResidualAttentionBlock(nn.Module):
         x = x + self.attn(self.ln_1(x), is_causal=self.is_causal)
         return x + self.mlp(self.ln_2(x))
 
+
 # %%
 #| export
 class Transformer(nn.Module):
@@ -203,6 +211,7 @@ class Transformer(nn.Module):
             else: x = block(x)
         return x
 
+
 # %% [markdown]
 # A causal stack must not let a token see the ones after it. Changing the last token of a sequence
 # therefore changes only the last output:
@@ -213,6 +222,7 @@ a = torch.randn(1, 6, 64); b = a.clone(); b[:, -1] += 1
 with torch.no_grad(): ya, yb = tf(a), tf(b)
 test_close(ya[:, :-1], yb[:, :-1], eps=1e-6)
 assert (ya[:, -1] - yb[:, -1]).abs().max() > 1e-3
+
 
 # %% [markdown]
 # ## The image encoder, take one: the Vision Transformer
@@ -253,10 +263,12 @@ class VisionTransformer(nn.Module):
         x = self.transformer(self.ln_pre(x))
         return self.ln_post(x[:, 0]) @ self.proj               # [b, output_dim]
 
+
 # %%
 vit = VisionTransformer(input_resolution=32, patch_size=8, width=64, layers=2, heads=1, output_dim=16)
 test_eq(vit(torch.randn(2, 3, 32, 32)).shape, (2, 16))
 test_eq(vit.positional_embedding.shape, ((32 // 8) ** 2 + 1, 64))   # 16 patches + the class token
+
 
 # %% [markdown]
 # ## The image encoder, take two: the modified ResNet
@@ -303,10 +315,12 @@ class Bottleneck(nn.Module):
         y = self.bn3(self.conv3(self.avgpool(y)))
         return self.relu3(y + identity)
 
+
 # %%
 blk = Bottleneck(64, 32, stride=2).eval()
 test_eq(blk(torch.randn(1, 64, 8, 8)).shape, (1, 128, 4, 4))
 assert not any(m.stride != (1, 1) for m in blk.modules() if isinstance(m, nn.Conv2d))  # no strided conv anywhere
+
 
 # %% [markdown]
 # > "The attention pooling is implemented as a single layer of "transformer-style" multi-head QKV
@@ -339,6 +353,7 @@ class AttentionPool2d(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)                     # [b, h, 1, c/h]
         return self.c_proj(out.transpose(1, 2).reshape(b, c))             # [b, output_dim]
 
+
 # %% [markdown]
 # A check of the idea rather than the code: if every position holds the same vector (and positions
 # carry no information), every key is the same, so the attention is uniform and the pool returns the
@@ -350,6 +365,7 @@ with torch.no_grad():
     pool.positional_embedding.zero_()
     feat = torch.randn(2, 32, 1, 1).expand(2, 32, 3, 3)
     test_close(pool(feat), pool.c_proj(pool.v_proj(feat[:, :, 0, 0])), eps=1e-5)
+
 
 # %%
 #| export
@@ -391,9 +407,11 @@ class ModifiedResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))   # [b, width·32, H/32, W/32]
         return self.attnpool(x)                                      # [b, output_dim]
 
+
 # %%
 rn = ModifiedResNet(layers=(1, 1, 1, 1), output_dim=16, heads=2, input_resolution=64, width=16).eval()
 test_eq(rn(torch.randn(2, 3, 64, 64)).shape, (2, 16))
+
 
 # %% [markdown]
 # ## The text encoder and the joint space
@@ -473,6 +491,7 @@ class CLIP(nn.Module):
         logits_per_image = self.logit_scale.exp() * image_features @ text_features.t()
         return logits_per_image, logits_per_image.t()
 
+
 # %% [markdown]
 # ### Initialisation
 #
@@ -529,6 +548,7 @@ with torch.no_grad():
     test_close(tiny.encode_text(padded), tiny.encode_text(texts), eps=1e-6)
 print(lpi)
 
+
 # %%
 def encode_text_full(model, text):
     "The text tower over all `context_length` positions, as the released code computes it."
@@ -537,6 +557,7 @@ def encode_text_full(model, text):
     return x[torch.arange(len(text)), text.argmax(-1)] @ model.text_projection
 
 with torch.no_grad(): test_close(tiny.encode_text(texts), encode_text_full(tiny, texts), eps=1e-6)
+
 
 # %% [markdown]
 # ## The released configurations
@@ -596,6 +617,7 @@ def create_model(name: str | CLIPConfig, quick_gelu: bool = True) -> CLIP:
         name = CONFIGS[name]
     return CLIP(**asdict(name), quick_gelu=quick_gelu)
 
+
 # %% [markdown]
 # Counting parameters does not need the memory of the big models: built on PyTorch's `meta` device, a
 # model has shapes but no storage, so the whole table takes a moment even for RN50x64.
@@ -606,6 +628,7 @@ def count_parameters(model_or_name: nn.Module | str | CLIPConfig) -> int:
     "Number of parameters of a model, or of a configuration (built on the meta device, no memory used)."
     if isinstance(model_or_name, nn.Module): return sum(p.numel() for p in model_or_name.parameters())
     with torch.device('meta'): return count_parameters(create_model(model_or_name))
+
 
 # %%
 rows = []
@@ -625,6 +648,7 @@ test_eq(dict((r[0], r[4]) for r in rows)['ViT-B/32'], count_parameters('ViT-B/32
 text_b32 = [r for r in rows if r[0] == 'ViT-B/32'][0][3]
 assert 60e6 < text_b32 < 66e6
 print(f"ViT-B/32 text encoder: {text_b32 / 1e6:.1f}M parameters")
+
 
 # %% [markdown]
 # ## Reading a checkpoint: `build_model`
@@ -674,6 +698,7 @@ def config_from_state_dict(state_dict: dict) -> CLIPConfig:
                       vocab_size=sd['token_embedding.weight'].shape[0], transformer_width=tw,
                       transformer_heads=tw // 64, transformer_layers=_count_blocks(sd, 'transformer.resblocks.'))
 
+
 # %%
 #| export
 def convert_weights(model: nn.Module) -> nn.Module:
@@ -696,6 +721,7 @@ def build_model(state_dict: dict, quick_gelu: bool = True) -> CLIP:
     if sd['text_projection'].dtype == torch.float16: convert_weights(model)
     model.load_state_dict(sd, strict=True)
     return model.eval()
+
 
 # %% [markdown]
 # The round trip must be exact: a model's own state dict builds the same architecture, and the rebuilt
@@ -738,6 +764,7 @@ test_eq(half.ln_final.weight.dtype, torch.float32)           # norms stay float3
 test_eq(half.token_embedding.weight.dtype, torch.float32)    # so do embeddings, cast on use
 test_eq(build_model(half.state_dict()).dtype, torch.float16)
 
+
 # %% [markdown]
 # ## Looking inside: capturing attention
 #
@@ -759,6 +786,7 @@ def capture_attention(module: nn.Module):
             if m.attn_weights is not None: maps.append(m.attn_weights)
             m.record, m.attn_weights = False, None
 
+
 # %%
 m = create_model('MiniCLIP').eval()
 img = torch.randn(1, 3, 48, 48)
@@ -770,6 +798,7 @@ test_eq(len(maps), m.visual.transformer.layers)
 test_eq(maps[0].shape, (1, 2, (48 // 8) ** 2 + 1, (48 // 8) ** 2 + 1))
 assert all(not a.record for a in m.modules() if isinstance(a, Attention))   # fast path restored
 print(f"{len(maps)} attention maps of shape {tuple(maps[0].shape)}")
+
 
 # %% [markdown]
 # ## A simpler baseline for ablations
@@ -810,6 +839,7 @@ class BaselineCLIP(nn.Module):
         return self.text_mlp(x)
 
     forward = CLIP.forward
+
 
 # %%
 base = BaselineCLIP().eval()
