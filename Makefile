@@ -47,11 +47,12 @@ bench: $(STAMP)
 	$(PY) -m clip_annotated.bench
 
 # Re-run notebooks top to bottom and keep their outputs (the site shows committed outputs).
-# `make execute NB=02_model` runs one chapter; the default runs them all.
-NB ?= [0-9]*
+# `make execute NB=02_model` runs one chapter, `NB="index 02_model"` several; the default runs them all.
+NB ?= index [0-9]*
 execute: $(STAMP)
-	$(BIN)/jupytext --sync $(addprefix nbs/_py/,$(addsuffix .py,$(NB)))
-	for nb in nbs/$(NB).ipynb; do \
+	$(BIN)/jupytext --sync $(foreach n,$(NB),nbs/_py/$(n).py)
+	$(BIN)/nbdev_export
+	for nb in $(foreach n,$(NB),nbs/$(n).ipynb); do \
 	  (cd nbs && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	     --ExecutePreprocessor.timeout=3600 $$(basename $$nb)) || exit 1; done
 	$(BIN)/nbdev_clean
