@@ -55,6 +55,16 @@ execute: $(STAMP)
 	for nb in $(foreach n,$(NB),nbs/$(n).ipynb); do \
 	  (cd nbs && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	     --ExecutePreprocessor.timeout=3600 $$(basename $$nb)) || exit 1; done
-	$(BIN)/nbdev_clean
+	for nb in $(foreach n,$(NB),nbs/$(n).ipynb); do $(BIN)/nbdev_clean --fname $$nb || exit 1; done
 	$(BIN)/nbdev_export
-	$(BIN)/jupytext --sync nbs/*.ipynb
+	$(BIN)/jupytext --sync $(foreach n,$(NB),nbs/$(n).ipynb)
+
+# A local HTML preview without Quarto: nbdev's own processing of the notebooks (what `nbdev_proc_nbs`
+# does, minus its attempt to install Quarto), then nbconvert to _preview/. With Quarto installed,
+# `nbdev_docs` builds the real site from the same files.
+preview: $(STAMP)
+	$(PY) -c "from nbdev.quarto import refresh_quarto_yml; from nbdev.serve import proc_nbs; refresh_quarto_yml(); proc_nbs(force=True)"
+	mkdir -p _preview
+	$(BIN)/jupyter nbconvert --to html --output-dir _preview --log-level WARN _proc/*.ipynb
+	sed -i -E 's/href="([^":]*)\.ipynb/href="\1.html/g' _preview/*.html
+	@echo "open _preview/index.html"

@@ -26,7 +26,6 @@ import clip_annotated
 import random, sys, tempfile, time
 from fastcore.test import test_eq, test_fail
 from clip_annotated.core import footer
-_t0 = time.perf_counter()
 
 
 # %% [markdown]
@@ -569,11 +568,11 @@ test_eq(decode(tokenize("a " * 100, truncate=True)[0]), ' '.join(['a'] * 75))
 
 # %%
 #| bench
-import warnings
-with warnings.catch_warnings():
-    warnings.simplefilter('ignore')   # tqdm, which open_clip imports, warns inside Jupyter
-    import open_clip
-oc = open_clip.tokenizer.SimpleTokenizer()
+from clip_annotated.bench import import_open_clip, make_captions, best_time, bench_tokenizer  # needs open_clip
+
+# %%
+#| bench
+oc = import_open_clip().tokenizer.SimpleTokenizer()
 cases = ["a photo of a cat.", "cafÃ© &amp;amp; ＦＵＬＬＷＩＤＴＨ", "👩🏽‍💻👨‍👩‍👧 🏳️‍🌈", "a\x1cb\x0bc\x0cd",
          "'S 'T 'RE 'Ll 'ſ", "\u0345ᾳ 2021", "x " * 100, "", " \n\t "]
 test_eq(tokenize(cases, truncate=True), oc(cases))
@@ -587,14 +586,9 @@ for typed in ["<|endoftext|>", "<end_of_text>"]:
 
 # %%
 #| bench
-from clip_annotated.bench import make_captions
 caps = make_captions(10_000)
-def best_of(f, repeats=3):
-    times = []
-    for _ in range(repeats): t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
-    return min(times)
-t_oc, t_ftfy = best_of(lambda: oc(caps)), best_of(lambda: [ftfy.fix_text(c) for c in caps])
-t_ours = best_of(lambda: tokenize(caps, truncate=True, tokenizer=tok))
+t_oc, t_ftfy = best_time(lambda: oc(caps)), best_time(lambda: [ftfy.fix_text(c) for c in caps])
+t_ours = best_time(lambda: tokenize(caps, truncate=True, tokenizer=tok))
 print(f"open_clip tokenize {t_oc*1e3:.0f} ms, of which ftfy.fix_text {t_ftfy*1e3:.0f} ms ({t_ftfy/t_oc:.0%}); "
       f"ours {t_ours*1e3:.0f} ms; {sum(map(needs_ftfy, caps)) / len(caps):.1%} of captions need ftfy")
 
@@ -608,7 +602,6 @@ print(f"open_clip tokenize {t_oc*1e3:.0f} ms, of which ftfy.fix_text {t_ftfy*1e3
 
 # %%
 #| bench
-from clip_annotated.bench import bench_tokenizer
 res = bench_tokenizer()
 assert res['identical'] and res['speedup_warm'] >= 2 and res['speedup_cold'] >= 2
 
@@ -624,4 +617,4 @@ assert res['identical'] and res['speedup_warm'] >= 2 and res['speedup_cold'] >= 
 #   printed by the two cells above.
 
 # %%
-_ = footer(_t0)
+_ = footer()

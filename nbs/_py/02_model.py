@@ -27,8 +27,9 @@ import time
 import torch.utils.checkpoint
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import seed_everything, footer, hardware
+
+# %%
 seed_everything(0)
-_t0 = time.perf_counter()
 
 
 # %% [markdown]
@@ -862,8 +863,11 @@ print(f"BaselineCLIP: {count_parameters(base):,} parameters against MiniCLIP's {
 
 # %%
 #| bench
-from clip_annotated.bench import bench_encoders
+from clip_annotated.bench import bench_encoders   # needs open_clip
+
+# %%
+#| bench
 enc = bench_encoders()
 
 # %%
-_ = footer(_t0)
+_ = footer()

@@ -21,7 +21,6 @@ from clip_annotated.tokenizer import SimpleTokenizer, tokenize
 # %%
 from fastcore.test import test_eq
 from clip_annotated.core import footer
-_t0 = time.perf_counter()
 
 
 # %% [markdown]
@@ -259,4 +258,4 @@ if __name__ == '__main__' and not _in_ipython(): main()
 assert _in_ipython()   # so the guard above did not run main() in this notebook
 
 # %%
-_ = footer(_t0)
+_ = footer()
