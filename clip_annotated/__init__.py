@@ -9,3 +9,4 @@ __all__ = []
 # %% ../nbs/index.ipynb #2c94ed6b
 from .tokenizer import tokenize, decode
 from .model import CLIP, CLIPConfig, CONFIGS, build_model, create_model, count_parameters
+from .pretrained import available_models, load, download, image_transform

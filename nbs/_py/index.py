@@ -33,6 +33,7 @@
 #| export
 from clip_annotated.tokenizer import tokenize, decode
 from clip_annotated.model import CLIP, CLIPConfig, CONFIGS, build_model, create_model, count_parameters
+from clip_annotated.pretrained import available_models, load, download, image_transform
 
 # %%
 import torch
@@ -48,6 +49,9 @@ print(text.shape, logits_per_image.shape, probs.sum().item())
 assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 
 # %% [markdown]
+# `clip.load(name_or_path)` returns `(model, preprocess)` like OpenAI's `clip.load`, for a released
+# model's name (downloaded once, checksum verified), an OpenAI checkpoint, a Hugging Face `transformers`
+# directory or an open_clip state dict, and never runs code stored in a checkpoint file.
 # `clip.tokenize` gives the same tokens as OpenAI's tokenizer, `clip.build_model(state_dict)` reads
 # any of OpenAI's released checkpoints, and `CLIP` has OpenAI's constructor, parameter names and
 # outputs. The tests in `tests/` hold us to that against open_clip and Hugging Face `transformers`.
@@ -59,9 +63,11 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 0 | [Preliminaries](00_prelims.ipynb) | `core` | notation of the paper, device and precision, reproducibility |
 # | 1 | [The tokenizer](01_tokenizer.ipynb) | `tokenizer` | byte-level BPE, `tokenize`, `decode` |
 # | 2 | [The model](02_model.ipynb) | `model` | ViT, modified ResNet, text Transformer, `CLIP`, `build_model`, the released configurations |
+# | 3 | [Pretrained weights](03_pretrained.ipynb) | `pretrained` | `available_models`, `download`, `load` (OpenAI, Hugging Face, open_clip), `preprocess` |
+# | 5 | [Data](05_data.ipynb) | `data` | the emoji set with its attributes and held-out split, procedural scenes, CSV and webdataset sources |
 # | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run |
 #
-# Later chapters (pretrained weights, the contrastive loss, data, training, zero-shot evaluation,
+# Later chapters (the contrastive loss, training, zero-shot evaluation,
 # linear probes, robustness, bias, limitations, visualisation) arrive as they are written.
 #
 # ## How the site is built

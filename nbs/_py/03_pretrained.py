@@ -1,0 +1,1043 @@
+# %% [markdown]
+# # Pretrained weights
+#
+# > `load`, the drop-in for OpenAI's `clip.load`: released models downloaded once and checked, checkpoints read without running their code, and the preprocessing the models expect.
+
+# %%
+#| default_exp pretrained
+
+# %%
+#| hide
+from nbdev.showdoc import show_doc
+
+# %%
+#| export
+from __future__ import annotations
+import hashlib, http.client, json, os, pickle, re, struct, sys, tempfile, urllib.error, urllib.parse, urllib.request
+import warnings, zipfile
+from collections import OrderedDict
+from pathlib import Path
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+from clip_annotated.core import get_device
+from clip_annotated.model import CONFIGS, CLIP, build_model, config_from_state_dict, convert_weights
+
+# %%
+import time, io, builtins, copy, shutil
+import torch.nn.functional as F
+from unittest import mock
+from fastcore.test import test_eq, test_close, test_fail
+from clip_annotated.core import seed_everything, footer
+from clip_annotated.model import create_model, count_parameters
+from clip_annotated.tokenizer import tokenize
+seed_everything(0)
+_t0 = time.perf_counter()
+scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_03_'))   # every file this chapter writes goes here
+def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages, with short paths
+
+
+# %% [markdown]
+# At the end of this chapter you can write `model, preprocess = load("ViT-B/32")` as with OpenAI's
+# `clip` package, and also point `load` at a checkpoint file (OpenAI's TorchScript archives, a state
+# dict saved with `torch.save`, an open_clip training checkpoint) or at a Hugging Face `transformers`
+# CLIP directory. Whatever the source, the weights end up in the OpenAI layout that `build_model` of
+# the model chapter reads:
+#
+# ```{mermaid}
+# flowchart LR
+#   N["released name<br/>'ViT-B/32'"] --> D["download<br/>SHA256-checked cache"] --> A
+#   A["TorchScript archive"] --> U["restricted unpickler<br/>tensors only, no code"] --> S
+#   P["torch.save file<br/>.safetensors"] --> W["torch.load(weights_only=True)<br/>safetensors reader"] --> S
+#   H["Hugging Face directory<br/>config.json + weights"] --> M["rename keys<br/>to OpenAI's layout"] --> S
+#   S["OpenAI-layout<br/>state dict"] --> B["build_model(sd, quick_gelu)"] --> R["(model, preprocess)"]
+# ```
+#
+# Two rules run through the chapter. **No code from a checkpoint runs**: a checkpoint is data, and
+# every reader below takes tensors out of it without executing anything it carries (the one exception
+# is an explicit opt-in, `jit=True`, discussed with `load`). And **the
+# activation is part of the model, not of the weights**: a state dict does not say whether it was
+# trained with QuickGELU or GELU, so `load` has to be told, or to know from the source.
+#
+# ## The released models
+#
+# > "We train a series of 5 ResNets and 3 Vision Transformers. … They are denoted as RN50x4, RN50x16,
+# > and RN50x64 respectively. For the Vision Transformers we train a ViT-B/32, a ViT-B/16, and a
+# > ViT-L/14." (Radford et al. 2021, §2.5)
+#
+# > "For the ViT-L/14 we also pre-train at a higher 336 pixel resolution for one additional epoch to
+# > boost performance similar to FixRes (Touvron et al., 2019). We denote this model as ViT-L/14@336px."
+# > (Radford et al. 2021, §2.5)
+#
+# > "The largest ResNet model, RN50x64, took 18 days to train on 592 V100 GPUs while the largest Vision
+# > Transformer took 12 days on 256 V100 GPUs." (Radford et al. 2021, §2.5)
+#
+# OpenAI published all nine as files under one URL each, and the URL carries its own checksum: the
+# second-to-last path segment is the SHA256 of the file. The addresses below are facts from OpenAI's
+# release (source: `_MODELS` in `clip/clip.py` of github.com/openai/CLIP; the same addresses appear in
+# open_clip's `pretrained.py`, and `tests/test_pretrained.py` checks that they agree).
+
+# %%
+#| export
+_OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models'
+MODEL_URLS: dict[str, str] = {name: f'{_OPENAI_BASE}/{sha}/{file}' for name, sha, file in [
+    ('RN50', 'afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762', 'RN50.pt'),
+    ('RN101', '8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599', 'RN101.pt'),
+    ('RN50x4', '7e526bd135e493cef0776de27d5f42653e6b4c8bf9e0f653bb11773263205fdd', 'RN50x4.pt'),
+    ('RN50x16', '52378b407f34354e150460fe41077663dd5b39c54cd0bfd2b27167a4a06ec9aa', 'RN50x16.pt'),
+    ('RN50x64', 'be1cfb55d75a9666199fb2206c106743da0f6468c9d327f3e0d0a543a9919d9c', 'RN50x64.pt'),
+    ('ViT-B/32', '40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af', 'ViT-B-32.pt'),
+    ('ViT-B/16', '5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f', 'ViT-B-16.pt'),
+    ('ViT-L/14', 'b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836', 'ViT-L-14.pt'),
+    ('ViT-L/14@336px', '3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02', 'ViT-L-14-336px.pt'),
+]}
+
+def available_models() -> list[str]:
+    "Names of the nine models OpenAI released, as `load` accepts them."
+    return list(MODEL_URLS)
+
+
+# %% [markdown]
+# Every released name has its configuration in `CONFIGS`, so the variant table, with the input
+# resolution each model expects, comes from the model chapter rather than from a list typed twice.
+# The parameter counts use the `meta` device: shapes without memory.
+
+# %%
+test_eq(available_models(), [n for n in CONFIGS if not n.startswith('MiniCLIP')])
+rows = [f"{'model':16}{'image encoder':>15}{'res':>5}{'tokens':>8}{'embed':>7}{'params':>9}  sha256[:12]"]
+for name, url in MODEL_URLS.items():
+    cfg = CONFIGS[name]
+    vit = cfg.vision_patch_size is not None
+    grid = cfg.image_resolution // (cfg.vision_patch_size if vit else 32)   # ViT patches or ResNet stride 32
+    enc = f"ViT /{cfg.vision_patch_size}" if vit else f"ResNet w{cfg.vision_width}"
+    rows.append(f"{name:16}{enc:>15}{cfg.image_resolution:>5}{grid * grid:>8}{cfg.embed_dim:>7}"
+                f"{count_parameters(cfg) / 1e6:>8.0f}M  {url.split('/')[-2][:12]}")
+print('\n'.join(rows))
+
+
+# %% [markdown]
+# The resolution is the one thing `preprocess` needs to know: 224 pixels for most, 288, 384 and 448 for
+# the scaled ResNets, and 336 for the fine-tuned ViT-L/14. "tokens" is the length of the sequence the
+# image encoder works on (patches for a ViT, positions of the final feature map for a ResNet).
+#
+# ## Downloading once, and checking what arrived
+#
+# A checkpoint is hundreds of megabytes fetched over a network that can fail halfway, so `download`
+# keeps three promises:
+#
+# 1. **Nothing half-written is ever at the destination.** Bytes go to a temporary file in the same
+#    folder; only a complete transfer whose SHA256 matches is renamed into place, with `os.replace`,
+#    which is atomic. On any failure the temporary file is removed.
+# 2. **A cached file is reused without a request**, after its hash is checked.
+# 3. **Errors say what to do.** They name the URL, and, because a machine without internet is common
+#    (a compute node, a plane), they say where to put the file by hand and what its hash must be.
+#
+# The hash comes from OpenAI's URL layout unless one is given. We use `urllib` from the standard
+# library, nothing more.
+
+# %%
+#| export
+class DownloadError(RuntimeError):
+    "A download failed; the message names the URL and says how to place the file by hand."
+
+def default_root() -> Path:
+    "Where downloaded checkpoints live: ~/.cache/clip_annotated."
+    return Path('~/.cache/clip_annotated').expanduser()
+
+def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    "SHA256 of a file, read in 1 MiB chunks, as lowercase hex."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while block := f.read(chunk): h.update(block)
+    return h.hexdigest()
+
+def _sha_from_url(url: str) -> str | None:
+    "OpenAI's layout: the second-to-last path segment of the URL is the file's SHA256."
+    parts = urllib.parse.urlparse(url).path.split('/')
+    return parts[-2].lower() if len(parts) >= 2 and re.fullmatch(r'[0-9a-fA-F]{64}', parts[-2]) else None
+
+
+# %%
+#| export
+def _by_hand(dest: Path, sha256: str) -> str:
+    return (f"If this machine is offline, fetch the file elsewhere and place it at\n  {dest}\n"
+            f"with SHA256 {sha256} (check with `sha256sum`); it is then used without a download.")
+
+def download(url: str, root: str | os.PathLike | None = None, sha256: str | None = None,
+             progress: bool = True, timeout: float = 30.0) -> str:
+    "Fetch `url` into `root` (default `default_root()`) unless a file with the right SHA256 is there; returns its path."
+    sha256 = (sha256 or _sha_from_url(url) or '').lower()
+    if not re.fullmatch(r'[0-9a-f]{64}', sha256):
+        raise ValueError(f"no SHA256 for {url}: its path does not carry one (OpenAI's layout); pass sha256=")
+    root = Path(root).expanduser() if root is not None else default_root()
+    dest = root / os.path.basename(urllib.parse.urlparse(url).path)
+    if dest.is_file():
+        if sha256sum(dest) == sha256: return str(dest)             # the cache: no request at all
+        warnings.warn(f"{dest} does not have SHA256 {sha256}; downloading {url} again")
+    elif dest.exists(): raise DownloadError(f"{dest} exists and is not a file; move it away to download {url}")
+    tmp, failure = None, None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            total = response.headers.get('Content-Length')
+            total = int(total) if total is not None else None
+            root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=root, prefix=f'.{dest.name}.', suffix='.part')
+            h, got = hashlib.sha256(), 0
+            with os.fdopen(fd, 'wb') as out, tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024,
+                                                  desc=dest.name, disable=not progress) as bar:
+                while block := response.read(1 << 20):
+                    out.write(block); h.update(block); got += len(block); bar.update(len(block))
+        if total is not None and got < total:
+            failure = f"the transfer of {url} stopped after {got:,} of {total:,} bytes; nothing was saved"
+        elif h.hexdigest() != sha256:
+            failure = f"{url} arrived with SHA256 {h.hexdigest()}, expected {sha256}; the file was discarded"
+        else:
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest); tmp = None                           # atomic: the file is whole or absent
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        failure = f"could not download {url} ({e})"
+    finally:
+        if tmp is not None and os.path.exists(tmp): os.remove(tmp)
+    if failure: raise DownloadError(f"{failure}.\n{_by_hand(dest, sha256)}")
+    return str(dest)
+
+
+# %% [markdown]
+# `urllib` also reads `file://` URLs, which lets us check the three promises here without a network
+# (`tests/test_pretrained.py` does the same over real HTTP on the loopback interface, with a server
+# that cuts a transfer short and a port that refuses connections). We publish a small file in
+# OpenAI's layout, `<sha256>/<name>`, download it, and count the requests a second download makes.
+
+# %%
+payload = b'not a real checkpoint, but bytes are bytes' * 1000
+sha = hashlib.sha256(payload).hexdigest()
+(scratch / 'server' / sha).mkdir(parents=True)
+(scratch / 'server' / sha / 'toy.pt').write_bytes(payload)
+url = (scratch / 'server' / sha / 'toy.pt').as_uri()
+cache = scratch / 'cache'
+
+path = download(url, cache, progress=False)
+test_eq(Path(path).read_bytes(), payload)
+with mock.patch('urllib.request.urlopen', side_effect=AssertionError('no request expected')) as opened:
+    test_eq(download(url, cache, progress=False), path)                 # served from the cache
+test_eq(opened.call_count, 0)
+print(f"downloaded once to {Path(path).relative_to(scratch)}, second call made {opened.call_count} requests")
+
+# %% [markdown]
+# A wrong hash (here, the file is published under somebody else's checksum) leaves nothing behind,
+# neither at the destination nor as a temporary file, and the error tells the reader what happened
+# and how to recover:
+
+# %%
+bad = scratch / 'server' / ('0' * 64)
+bad.mkdir(); shutil.copy(scratch / 'server' / sha / 'toy.pt', bad / 'toy.pt')
+cache2 = scratch / 'cache2'
+try: download((bad / 'toy.pt').as_uri(), cache2, progress=False)
+except DownloadError as e: show(e); err = e
+assert 'expected 0000' in str(err) and 'place it at' in str(err)
+test_eq(sorted(os.listdir(cache2)), [])                                  # no file, no leftover .part
+
+# %% [markdown]
+# ## Reading a checkpoint without running it
+#
+# A `.pt` file written by `torch.save` is a pickle, and a pickle is a small program: its opcodes can
+# import any function by name and call it. Loading an untrusted pickle is running untrusted code. Here
+# is a "checkpoint" whose loading would create a file (a stand-in for anything worse):
+
+# %%
+marker = scratch / 'payload-ran'
+class Payload:
+    "Pickles as a call to open(marker, 'w'): unpickling it creates the marker file."
+    def __reduce__(self): return (builtins.open, (str(marker), 'w'))
+
+torch.save({'visual.proj': torch.zeros(2, 2), 'extra': Payload()}, scratch / 'payload.pt')
+pickle.loads(pickle.dumps(Payload())).close()             # a plain unpickle runs it ...
+assert marker.exists(); marker.unlink()                   # ... and the file appears
+
+
+# %% [markdown]
+# So the rule of this chapter: **plain files are read only by readers that cannot run code**.
+# `torch.load(..., weights_only=True)` unpickles with an allow-list of tensor-building functions and
+# refuses everything else; a `.safetensors` file is a JSON header and raw bytes, with nothing to run at
+# all. A file that needs more than that is refused, with an error that names it.
+
+# %%
+#| export
+class CheckpointError(ValueError):
+    "A file or directory is not a checkpoint `load` can read; the message names it and says why."
+
+class UnsafeCheckpointError(CheckpointError):
+    "A checkpoint needs code to be run to be read (a pickled global outside the allow-list); it was refused."
+
+def _torch_load(path: Path):
+    "torch.load restricted to tensors and plain containers; refuses, naming the file, anything that needs more."
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'weights only' not in str(e).lower():
+            raise CheckpointError(f"{path} is not a checkpoint torch.load can read: {e}") from None
+        why = next((l.strip() for l in str(e).splitlines() if 'Unsupported' in l or 'global' in l.lower()), str(e)[:200])
+        raise UnsafeCheckpointError(
+            f"{path} needs more than tensors to load ({why}); it was not unpickled. If you trust its author, "
+            f"run torch.load(path, weights_only=False) yourself and pass the state dict to build_model.") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"{path} is not a checkpoint torch.load can read: {e}") from None
+
+
+# %%
+try: _torch_load(scratch / 'payload.pt')
+except UnsafeCheckpointError as e: show(e)
+assert not marker.exists()                                # refused, and nothing ran
+
+# %% [markdown]
+# ### The safetensors format
+#
+# A `.safetensors` file (Hugging Face's default, and open_clip's on the Hub) is eight bytes giving the
+# length of a JSON header, the header (`{name: {dtype, shape, data_offsets}}`), then the tensors' raw
+# little-endian bytes. Reading it needs no library: a dozen lines that interpret bytes and never
+# execute them.
+
+# %%
+#| export
+_ST_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16,
+              'I64': torch.int64, 'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8,
+              'U8': torch.uint8, 'BOOL': torch.bool}
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    "Tensors of a .safetensors file: an 8-byte header length, a JSON header, raw little-endian bytes."
+    if sys.byteorder != 'little': raise CheckpointError(f"{path}: reading safetensors needs a little-endian machine")
+    with open(path, 'rb') as f:
+        head = f.read(8)
+        n = struct.unpack('<Q', head)[0] if len(head) == 8 else -1
+        if not 1 < n < 1 << 27: raise CheckpointError(f"{path} is not a safetensors file (header length {n})")
+        try: header = json.loads(f.read(n))
+        except ValueError as e: raise CheckpointError(f"{path}: the safetensors header is not JSON ({e})") from None
+        data = bytearray(f.read())                 # one buffer; every tensor is a view of it
+    header.pop('__metadata__', None)
+    out = {}
+    for name, info in header.items():
+        dtype, shape, (start, end) = _ST_DTYPES.get(info.get('dtype')), info['shape'], info['data_offsets']
+        if dtype is None: raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info.get('dtype')}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * torch.empty(0, dtype=dtype).element_size()
+        if end - start != nbytes or not 0 <= start <= end <= len(data):
+            raise CheckpointError(f"{path}: tensor {name} {shape} does not fit bytes {start}..{end}")
+        t = torch.frombuffer(data, dtype=dtype, count=nbytes // max(1, torch.empty(0, dtype=dtype).element_size()),
+                             offset=start) if nbytes else torch.empty(0, dtype=dtype)
+        out[name] = t.reshape(shape)
+    return out
+
+
+# %%
+from safetensors.torch import save_file   # the reference writer (a development dependency)
+tensors = {'a': torch.randn(3, 4), 'b': torch.arange(5), 'c': torch.randn(2, 2).half(), 'e': torch.zeros(0, 3)}
+save_file(tensors, scratch / 'toy.safetensors')
+got = read_safetensors(scratch / 'toy.safetensors')
+test_eq(sorted(got), sorted(tensors))
+for k in tensors: assert torch.equal(got[k], tensors[k]) and got[k].dtype == tensors[k].dtype, k
+
+# %% [markdown]
+# ### OpenAI's TorchScript archives
+#
+# OpenAI published its models as TorchScript archives (`torch.jit.save` of traced models), and
+# `clip.load` reads them with `torch.jit.load`, which rebuilds the modules *and their code*.
+# `torch.load(weights_only=True)` refuses such archives outright. But an archive is a zip file we can
+# read ourselves. Let us make one from a MiniCLIP, traced the way OpenAI's were, with `encode_image`
+# and `encode_text` as extra methods, and look inside:
+
+# %%
+mini = create_model('MiniCLIP').eval()
+with torch.no_grad():
+    for p in mini.parameters(): p.add_(0.02 * torch.randn_like(p))       # away from the initialisation
+images = torch.randn(2, 3, 48, 48)
+texts = tokenize(['a red circle', 'a smiling face with sunglasses'], context_length=32)
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore')                                      # tracer warnings: known, see below
+    traced = torch.jit.trace_module(mini, {'forward': (images, texts), 'encode_image': (images,),
+                                           'encode_text': (texts,)}, check_trace=False)
+traced.save(scratch / 'MiniCLIP.pt')
+with zipfile.ZipFile(scratch / 'MiniCLIP.pt') as zf:
+    names = zf.namelist()
+    linear = zf.read('MiniCLIP/code/__torch__/torch/nn/modules/linear.py').decode()
+print(len(names), 'members, e.g.', [n for n in names if '/data/' not in n and '.debug_pkl' not in n][:6], '...')
+print(f"{sum('/data/' in n for n in names)} tensor storages under MiniCLIP/data/")
+print(linear.split('  def forward')[0])
+
+# %% [markdown]
+# Three kinds of member matter:
+#
+# - `data.pkl`, a pickle of the module tree. Each module is an object of a TorchScript class such as
+#   `__torch__.torch.nn.modules.linear.Linear` whose state is a dict of its attributes: submodules,
+#   tensors, flags. Tensors are calls to `torch._utils._rebuild_tensor_v2` on a *storage* that the pickle
+#   names by a persistent id, `('storage', torch.FloatStorage, '7', 'cpu', numel)`.
+# - `data/<key>`, the raw bytes of each storage.
+# - `code/`, the TorchScript source of every class. We never run it, but its class headers say which
+#   attributes are parameters and buffers (`__parameters__`, `__buffers__`, printed above), which is
+#   exactly what `state_dict()` would return.
+#
+# So our reader unpickles `data.pkl` with a `pickle.Unpickler` whose `find_class`, the only door
+# through which a pickle reaches a callable, hands out nothing but harmless things: a record class for
+# TorchScript modules (it stores attributes and does nothing else), our own tensor-rebuilding function,
+# `OrderedDict`, dtype markers for the storage types, and `list` or the identity in place of the
+# helpers TorchScript uses for typed list and dict attributes of scripted modules. Any other global is
+# refused. Storages are
+# read as bytes from the zip; tensors are strided views of them, with bounds checked by
+# `as_strided`. Then the module tree is walked, keeping the declared parameters and buffers.
+
+# %%
+#| export
+_STORAGE_DTYPES = {'FloatStorage': torch.float32, 'HalfStorage': torch.float16, 'BFloat16Storage': torch.bfloat16,
+                   'DoubleStorage': torch.float64, 'LongStorage': torch.int64, 'IntStorage': torch.int32,
+                   'ShortStorage': torch.int16, 'CharStorage': torch.int8, 'ByteStorage': torch.uint8,
+                   'BoolStorage': torch.bool}
+
+class ModuleRecord:
+    "What a TorchScript module becomes when read without its code: a class name and a dict of attributes."
+    qualname = '?'
+    def __init__(self, *args): self.attrs = {}
+    def __setstate__(self, state):
+        if not isinstance(state, dict): raise UnsafeCheckpointError(f"module {self.qualname} has a non-dict state")
+        self.attrs = state
+
+def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    "A tensor as a strided view of a storage we read (torch._utils._rebuild_tensor_v2's arguments)."
+    if not (isinstance(storage, torch.Tensor) and isinstance(offset, int)
+            and all(isinstance(i, int) for i in (*size, *stride))):
+        raise UnsafeCheckpointError("a tensor in data.pkl is not built from a storage and integer sizes")
+    return storage.as_strided(tuple(size), tuple(stride), offset)   # raises if it reaches past the storage
+
+
+# %%
+#| export
+class _ArchiveUnpickler(pickle.Unpickler):
+    "Unpickles a TorchScript archive's data.pkl into ModuleRecords and tensors; refuses every other global."
+    _safe = {('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor, ('collections', 'OrderedDict'): OrderedDict,
+             **{('torch.jit._pickle', f'build_{kind}list'): list for kind in ('int', 'double', 'bool', 'tensor')},
+             ('torch.jit._pickle', 'restore_type_tag'): lambda value, type_str: value}   # typed attributes of scripted modules
+
+    def __init__(self, zf: zipfile.ZipFile, prefix: str, path):
+        super().__init__(zf.open(f'{prefix}data.pkl'))
+        self.zf, self.prefix, self.path, self.storages, self.records = zf, prefix, path, {}, {}
+
+    def find_class(self, module: str, name: str):
+        if module == '__torch__' or module.startswith('__torch__.'):      # a TorchScript class: record it, never run it
+            qual = f'{module}.{name}'
+            return self.records.setdefault(qual, type(name, (ModuleRecord,), {'qualname': qual}))
+        if module == 'torch' and name in _STORAGE_DTYPES: return _STORAGE_DTYPES[name]
+        if (module, name) in self._safe: return self._safe[(module, name)]
+        raise UnsafeCheckpointError(f"{self.path}: data.pkl asks for {module}.{name}, which is neither a tensor nor a "
+                                    f"TorchScript module; refusing to load the file (nothing was run)")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage' and isinstance(pid[1], torch.dtype)
+                and re.fullmatch(r'\w+', str(pid[2]))):
+            raise UnsafeCheckpointError(f"{self.path}: unexpected persistent id {pid!r} in data.pkl")
+        dtype, key = pid[1], str(pid[2])
+        if key not in self.storages:
+            try: raw = bytearray(self.zf.read(f'{self.prefix}data/{key}'))
+            except KeyError: raise CheckpointError(f"{self.path}: storage data/{key} is missing") from None
+            self.storages[key] = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        return self.storages[key]
+
+
+# %%
+#| export
+def _archive_prefix(zf: zipfile.ZipFile) -> str | None:
+    "The folder of a TorchScript archive ('<name>/'), or None when the zip is not one."
+    for n in zf.namelist():
+        if n.count('/') == 1 and n.endswith('/data.pkl'):
+            prefix = n[:-len('data.pkl')]
+            if any(m == f'{prefix}constants.pkl' or m.startswith(f'{prefix}code/') for m in zf.namelist()): return prefix
+    return None
+
+def _declared_state(zf: zipfile.ZipFile, prefix: str) -> dict[str, set[str]]:
+    "Parameter and buffer names of every class in the archive's code/, read as text (never executed)."
+    declared = {}
+    for n in zf.namelist():
+        if not (n.startswith(f'{prefix}code/') and n.endswith('.py')): continue
+        module = n[len(f'{prefix}code/'):-3].replace('/', '.')
+        text = zf.read(n).decode('utf-8', 'replace')
+        for cls, params, bufs in re.findall(r'^class (\w+)\(Module\):\n\s+__parameters__ = \[([^\]]*)\]\n'
+                                            r'\s+__buffers__ = \[([^\]]*)\]', text, flags=re.M):
+            declared[f'{module}.{cls}'] = set(re.findall(r'"(\w+)"', params + bufs))
+    return declared
+
+def _flatten(record: ModuleRecord, declared: dict, prefix: str = '') -> dict[str, torch.Tensor]:
+    "The state dict of a module tree: declared parameters and buffers (all tensors if a class is undeclared)."
+    keep, out = declared.get(record.qualname), {}
+    for k, v in record.attrs.items():
+        if isinstance(v, ModuleRecord): out.update(_flatten(v, declared, f'{prefix}{k}.'))
+        elif isinstance(v, torch.Tensor) and (keep is None or k in keep): out[prefix + k] = v
+    return out
+
+def read_torchscript_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    "The parameters and buffers of a TorchScript archive, as `state_dict()` would give them, without running its code."
+    with zipfile.ZipFile(path) as zf:
+        prefix = _archive_prefix(zf)
+        if prefix is None: raise CheckpointError(f"{path} is a zip file but not a TorchScript archive")
+        order = zf.read(f'{prefix}byteorder').decode().strip() if f'{prefix}byteorder' in zf.namelist() else 'little'
+        if order != sys.byteorder: raise CheckpointError(f"{path} holds {order}-endian tensors; this machine is {sys.byteorder}-endian")
+        root = _ArchiveUnpickler(zf, prefix, path).load()
+        if not isinstance(root, ModuleRecord): raise CheckpointError(f"{path}: data.pkl does not hold a module")
+        return _flatten(root, _declared_state(zf, prefix))
+
+
+# %% [markdown]
+# The weights read this way are exactly the model's, name for name and bit for bit, and
+# `torch.jit.load` was never called (we make sure by replacing it with a function that fails):
+
+# %%
+with mock.patch('torch.jit.load', side_effect=AssertionError('TorchScript must not be loaded')):
+    sd = read_torchscript_weights(scratch / 'MiniCLIP.pt')
+test_eq(list(sd), list(mini.state_dict()))
+assert all(torch.equal(sd[k], v) for k, v in mini.state_dict().items())
+print(f"{len(sd)} tensors read from the archive, all equal to the model's")
+
+# %% [markdown]
+# And an archive whose `data.pkl` carries the payload from above is refused at the first global it
+# asks for, before anything runs:
+
+# %%
+with zipfile.ZipFile(scratch / 'payload-archive.pt', 'w') as zf:
+    zf.writestr('archive/data.pkl', pickle.dumps(Payload(), protocol=2))
+    zf.writestr('archive/constants.pkl', pickle.dumps((), protocol=2))
+    zf.writestr('archive/version', '3\n')
+try: read_torchscript_weights(scratch / 'payload-archive.pt')
+except UnsafeCheckpointError as e: show(e)
+assert not marker.exists()
+
+
+# %% [markdown]
+# ### One entry point for files
+#
+# `read_checkpoint` tells the formats apart by their first bytes (a zip starts with `PK`, a safetensors
+# file with a header length followed by `{`), reads the tensors with the matching safe reader, and
+# unwraps what training code puts around a state dict: open_clip's training checkpoints hold it under
+# `'state_dict'`, and `DistributedDataParallel` prefixes every key with `module.`.
+
+# %%
+#| export
+def checkpoint_format(path: str | os.PathLike) -> str:
+    "'torchscript', 'safetensors' or 'torch' (a torch.save file), judged from the file's first bytes."
+    with open(path, 'rb') as f: head = f.read(9)
+    if head[:8] and len(head) == 9 and head[8:9] == b'{' and not head.startswith(b'PK'): return 'safetensors'
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            if _archive_prefix(zf) is not None: return 'torchscript'
+    return 'torch'
+
+def _unwrap(obj, path) -> dict[str, torch.Tensor]:
+    "The state dict inside a checkpoint: obj itself or obj['state_dict'], without DDP's 'module.' prefixes."
+    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict): obj = obj['state_dict']
+    if not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
+        what = f"a dict with keys {list(obj)[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise CheckpointError(f"{path} holds {what}; expected a state dict (name -> tensor) or {{'state_dict': ...}}")
+    if all(k.startswith('module.') for k in obj): obj = {k[len('module.'):]: v for k, v in obj.items()}
+    return obj
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    "The state dict in a checkpoint file (TorchScript archive, torch.save file, .safetensors), read without running code."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}")
+    fmt = checkpoint_format(path)
+    if fmt == 'torchscript': return read_torchscript_weights(path)
+    return _unwrap(read_safetensors(path) if fmt == 'safetensors' else _torch_load(path), path)
+
+
+# %%
+torch.save({'epoch': 3, 'state_dict': {f'module.{k}': v for k, v in mini.state_dict().items()}}, scratch / 'train.pt')
+for f in ('MiniCLIP.pt', 'train.pt'):
+    sd = read_checkpoint(scratch / f)
+    assert all(torch.equal(sd[k], v) for k, v in mini.state_dict().items()) and len(sd) == len(mini.state_dict())
+    print(f"{f:12} {checkpoint_format(scratch / f):12} {len(sd)} tensors")
+test_fail(lambda: read_checkpoint(scratch / 'payload.pt'), contains='needs more than tensors')
+test_fail(lambda: read_checkpoint(scratch / 'payload-archive.pt'), contains='asks for io.open')
+assert not marker.exists()
+
+# %% [markdown]
+# ## Hugging Face checkpoints
+#
+# `transformers` stores CLIP in a directory: `config.json` and `model.safetensors` (older ones:
+# `pytorch_model.bin`, which goes through `torch.load(weights_only=True)`). The tensors are the same
+# numbers under other names, with three differences of layout:
+#
+# | Hugging Face | OpenAI | |
+# |---|---|---|
+# | `text_model.embeddings.token_embedding` | `token_embedding` | |
+# | `text_model.embeddings.position_embedding.weight` | `positional_embedding` | |
+# | `text_model.final_layer_norm` | `ln_final` | |
+# | `vision_model.embeddings.class_embedding` | `visual.class_embedding` | |
+# | `vision_model.embeddings.patch_embedding` | `visual.conv1` | |
+# | `vision_model.embeddings.position_embedding.weight` | `visual.positional_embedding` | |
+# | `vision_model.pre_layrnorm` (sic) / `post_layernorm` | `visual.ln_pre` / `visual.ln_post` | |
+# | `text_model.encoder.layers.{i}` / `vision_model.encoder.layers.{i}` | `transformer.resblocks.{i}` / `visual.transformer.resblocks.{i}` | |
+# | `…layer_norm1`, `…layer_norm2` | `…ln_1`, `…ln_2` | |
+# | `…mlp.fc1`, `…mlp.fc2` | `…mlp.c_fc`, `…mlp.c_proj` | |
+# | `…self_attn.out_proj` | `…attn.out_proj` | |
+# | `…self_attn.q_proj`, `k_proj`, `v_proj` | `…attn.in_proj_weight`, `in_proj_bias` | stacked q, k, v |
+# | `visual_projection.weight` `[embed, width]` | `visual.proj` `[width, embed]` | transposed |
+# | `text_projection.weight` `[embed, width]` | `text_projection` `[width, embed]` | transposed |
+#
+# HF stores the projections as `nn.Linear` weights (`y = x Wᵀ`), OpenAI as matrices applied on the
+# right (`y = x W`), hence the transposes. The `position_ids` buffers HF once saved are dropped.
+#
+# Unlike a state dict, `config.json` names the activation (`hidden_act`), so the QuickGELU question
+# below answers itself for HF checkpoints. It also fixes two things our `CLIP` assumes and must check:
+# 64-dimensional attention heads (OpenAI's code derives the number of heads as width // 64) and
+# LayerNorm's ε of 1e-5.
+
+# %%
+#| export
+_HF_RENAMES = [  # (Hugging Face, OpenAI), applied in order to every key
+    ('text_model.embeddings.token_embedding.', 'token_embedding.'),
+    ('text_model.embeddings.position_embedding.weight', 'positional_embedding'),
+    ('text_model.encoder.layers.', 'transformer.resblocks.'),
+    ('text_model.final_layer_norm.', 'ln_final.'),
+    ('vision_model.embeddings.class_embedding', 'visual.class_embedding'),
+    ('vision_model.embeddings.patch_embedding.', 'visual.conv1.'),
+    ('vision_model.embeddings.position_embedding.weight', 'visual.positional_embedding'),
+    ('vision_model.pre_layrnorm.', 'visual.ln_pre.'),
+    ('vision_model.encoder.layers.', 'visual.transformer.resblocks.'),
+    ('vision_model.post_layernorm.', 'visual.ln_post.'),
+    ('.self_attn.out_proj.', '.attn.out_proj.'),
+    ('.layer_norm1.', '.ln_1.'), ('.layer_norm2.', '.ln_2.'), ('.mlp.fc1.', '.mlp.c_fc.'), ('.mlp.fc2.', '.mlp.c_proj.'),
+]
+_HF_TRANSPOSED = {'visual_projection.weight': 'visual.proj', 'text_projection.weight': 'text_projection'}
+
+def hf_to_openai(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    "A `transformers` CLIPModel state dict renamed to OpenAI's layout (q/k/v stacked, projections transposed)."
+    out, qkv, unknown = {}, {}, []
+    for k, v in hf.items():
+        if k.endswith('position_ids'): continue                              # a buffer, not a weight
+        if k in _HF_TRANSPOSED: out[_HF_TRANSPOSED[k]] = v.t().contiguous(); continue
+        new = k
+        for a, b in _HF_RENAMES: new = new.replace(a, b)
+        if m := re.fullmatch(r'(.*)\.self_attn\.([qkv])_proj\.(weight|bias)', new):
+            qkv.setdefault((m[1], m[3]), {})[m[2]] = v
+        elif new != k or k == 'logit_scale': out[new] = v
+        else: unknown.append(k)
+    if unknown: raise CheckpointError(f"not a Hugging Face CLIPModel state dict: unknown keys {unknown[:5]}")
+    for (block, kind), parts in qkv.items():
+        if set(parts) != {'q', 'k', 'v'}: raise CheckpointError(f"{block}: q, k and v projections incomplete")
+        out[f'{block}.attn.in_proj_{kind}'] = torch.cat([parts['q'], parts['k'], parts['v']])   # [3·width, …]
+    return out
+
+
+# %% [markdown]
+# The mapping must lose nothing. We write MiniCLIP's weights in HF's layout by running the table
+# backwards (the test file does the real thing with `transformers.CLIPModel`), and map them back:
+
+# %%
+def openai_to_hf(sd):
+    "The inverse of hf_to_openai, for this check only."
+    out = {}
+    for k, v in sd.items():
+        if k in ('visual.proj', 'text_projection'):
+            out[{b: a for a, b in _HF_TRANSPOSED.items()}[k]] = v.t(); continue
+        if m := re.fullmatch(r'(.*)\.attn\.in_proj_(weight|bias)', k):
+            for part, t in zip('qkv', v.chunk(3)): out[f'{m[1]}.self_attn.{part}_proj.{m[2]}'] = t
+            continue
+        for a, b in reversed(_HF_RENAMES): k = k.replace(b, a)
+        out[k] = v
+    return out
+
+hf_sd = openai_to_hf(mini.state_dict())
+print([k for k in hf_sd if '.layers.0.' in k and 'text' in k][:4], '...')
+back = hf_to_openai(hf_sd)
+test_eq(sorted(back), sorted(mini.state_dict()))
+assert all(torch.equal(back[k], v) for k, v in mini.state_dict().items())
+
+# %%
+#| export
+_HF_DEFAULTS = {  # transformers' CLIPTextConfig / CLIPVisionConfig defaults, for keys a config.json leaves out
+    'text_config': dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048, hidden_act='quick_gelu',
+                        layer_norm_eps=1e-5),
+    'vision_config': dict(hidden_size=768, num_attention_heads=12, intermediate_size=3072, hidden_act='quick_gelu',
+                          layer_norm_eps=1e-5)}
+
+def _hf_quick_gelu(config: dict, path) -> bool:
+    "Check a CLIPModel config.json against what our CLIP can hold; True if it uses QuickGELU."
+    if config.get('model_type') != 'clip':
+        raise CheckpointError(f"{path}: config.json describes model_type {config.get('model_type')!r}, not a CLIPModel "
+                              f"('clip'); only full CLIP models (both towers) can be loaded")
+    acts = set()
+    for tower, defaults in _HF_DEFAULTS.items():
+        c = {**defaults, **(config.get(tower) or config.get(f'{tower}_dict') or {})}
+        width, heads = c['hidden_size'], c['num_attention_heads']
+        if width != 64 * heads:
+            raise CheckpointError(f"{path}: {tower} has {heads} heads of size {width / heads:g}; our CLIP, like "
+                                  f"OpenAI's, uses heads of size 64 (heads = width // 64)")
+        if c['intermediate_size'] != 4 * width:
+            raise CheckpointError(f"{path}: {tower} has an MLP of {c['intermediate_size']}, not 4 × {width}")
+        if c['layer_norm_eps'] != 1e-5: raise CheckpointError(f"{path}: {tower} uses layer_norm_eps {c['layer_norm_eps']}, not 1e-5")
+        if c['hidden_act'] not in ('quick_gelu', 'gelu'):
+            raise CheckpointError(f"{path}: {tower} uses hidden_act {c['hidden_act']!r}; only quick_gelu and gelu are supported")
+        acts.add(c['hidden_act'])
+    if len(acts) > 1: raise CheckpointError(f"{path}: the two towers use different activations {sorted(acts)}")
+    return acts == {'quick_gelu'}
+
+def read_hf_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:
+    "The OpenAI-layout state dict of a `transformers` CLIPModel directory and whether it uses QuickGELU."
+    path = Path(path)
+    if not (path / 'config.json').is_file():
+        raise CheckpointError(f"{path} is a directory without config.json; expected one written by save_pretrained")
+    quick_gelu = _hf_quick_gelu(json.loads((path / 'config.json').read_text()), path)
+    for weights, index in (('model.safetensors', 'model.safetensors.index.json'),
+                           ('pytorch_model.bin', 'pytorch_model.bin.index.json')):
+        files = [path / weights] if (path / weights).is_file() else []
+        if not files and (path / index).is_file():               # a sharded checkpoint: the index names the shards
+            files = [path / f for f in sorted(set(json.loads((path / index).read_text())['weight_map'].values()))]
+        if files:
+            read = read_safetensors if weights.endswith('.safetensors') else _torch_load
+            sd = {k: v for f in files for k, v in read(f).items()}
+            return hf_to_openai(sd), quick_gelu
+    raise CheckpointError(f"{path} has config.json but no model.safetensors or pytorch_model.bin")
+
+
+# %% [markdown]
+# ## The trap: QuickGELU or GELU?
+#
+# The model chapter noted that OpenAI's models compute $x\,\sigma(1.702x)$, not the exact GELU. A state
+# dict cannot tell the two apart: the activation has no parameters. open_clip's own LAION models were
+# mostly trained with the exact GELU, OpenAI's with QuickGELU, and the two checkpoints look
+# identical to a loader. Evaluated with the wrong activation, a model still runs and still gives
+# plausible numbers, only worse ones. How different are the features? Here are the same (random)
+# ViT-B/32 weights with both activations:
+
+# %%
+quick = create_model('ViT-B/32', quick_gelu=True).eval()              # random weights
+exact = copy.deepcopy(quick)                                           # the same weights ...
+for block in [*exact.visual.transformer.resblocks, *exact.transformer.resblocks]:
+    block.mlp.gelu = torch.nn.GELU()                                   # ... with the exact GELU
+x = torch.randn(2, 3, 224, 224)
+t = tokenize(['a photo of a temple', 'a photo of a flower', 'a diagram', 'a dog'])
+pre_act = []                                       # what the activation sees: the outputs of every c_fc
+hooks = [b.mlp.c_fc.register_forward_hook(lambda m, i, o: pre_act.append(o.std().item()))
+         for b in [*quick.visual.transformer.resblocks, *quick.transformer.resblocks]]
+with torch.no_grad():
+    cos_img = F.cosine_similarity(quick.encode_image(x), exact.encode_image(x)).min().item()
+    cos_txt = F.cosine_similarity(quick.encode_text(t), exact.encode_text(t)).min().item()
+    p_q, p_e = (m(x, t)[0].softmax(-1) for m in (quick, exact))
+for h in hooks: h.remove()
+gap = (p_q - p_e).abs().max().item()
+z = torch.linspace(-6, 6, 1001)
+act_gap = (z * torch.sigmoid(1.702 * z) - F.gelu(z)).abs().max().item()
+print(f"same weights, QuickGELU vs GELU: cosine of image features >= {cos_img:.5f}, "
+      f"of text features >= {cos_txt:.5f}; zero-shot probabilities move by up to {gap:.4f}")
+print(f"the activations' inputs have a standard deviation of {min(pre_act):.2f} to {max(pre_act):.2f}; "
+      f"the two functions differ by at most {act_gap:.3f}")
+del exact
+
+# %% [markdown]
+# With random weights the inputs of the activation stay small (standard deviations printed above), in
+# the range where the two functions nearly agree, so these numbers understate the trap: trained
+# weights produce larger pre-activations through 12 to 24 layers, and the differences compound. The `#| slow` cell at the end
+# of the chapter repeats the measurement with OpenAI's weights when they are available. `load`
+# therefore decides the activation from what is known about the source, and lets the caller overrule:
+#
+# | source | `quick_gelu` when not given |
+# |---|---|
+# | a released name, a TorchScript archive | `True` (OpenAI's models) |
+# | a Hugging Face directory | from `hidden_act` in `config.json` |
+# | a plain state dict (`torch.save`, `.safetensors`, open_clip) | `True`, unless told: pass `quick_gelu=False` for open_clip models trained with GELU (those without `-quickgelu` in their name) |
+
+# %% [markdown]
+# ## Preprocessing
+#
+# > "A random square crop from resized images is the only data augmentation used during training."
+# > (Radford et al. 2021, §2.3)
+#
+# At inference time the crop is the centre one. OpenAI's transform, which every number reported for the
+# released models went through, is: resize the **short side** to `n_px` with **bicubic** interpolation
+# (the long side scaled in proportion and rounded down), crop the centre `n_px × n_px` square (offsets
+# rounded half to even, as Python's `round` does), convert to RGB, scale to [0, 1], and normalise each
+# channel with the mean and standard deviation of OpenAI's training images. To give the released
+# models the inputs they were measured on, we reproduce it pixel for pixel, with PIL directly.
+#
+# Two refinements, neither of which changes an ordinary picture:
+#
+# - **Image modes.** Resizing happens in the picture's own mode, then the conversion to RGB, in that
+#   order (as in OpenAI's code), so palette images are resized by nearest neighbour and transparent
+#   pixels lose their alpha. PIL clips 16-bit grey images (`I;16…`) at 255, which turns almost every
+#   real 16-bit picture white; we first map their 0…65535 range onto 0…255. PIL cannot convert
+#   premultiplied `La` to RGB at all; we un-premultiply it to `LA` first.
+# - **Extreme shapes.** A 10000 × 3 strip, resized so that its short side is 224, becomes 746,666
+#   pixels wide. Above 2²⁶ resized pixels we resize only the window that survives the crop (PIL's `box`
+#   argument), which is close to the full resize but not bit-identical.
+
+# %%
+#| export
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)   # per-channel statistics of OpenAI's training images
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)   # (source: clip/clip.py, _transform)
+MAX_RESIZED_PIXELS = 1 << 26
+
+def _resized_size(w: int, h: int, n: int) -> tuple[int, int]:
+    "Short side to n, long side scaled and rounded down: (width, height)."
+    return (n, int(n * h / w)) if w <= h else (int(n * w / h), n)
+
+def _fix_mode(image: Image.Image) -> Image.Image:
+    "16-bit grey mapped onto 8 bits ('L'); premultiplied 'La' un-premultiplied to 'LA'; other modes unchanged."
+    if image.mode.startswith('I;16'):
+        a = np.asarray(image).astype(np.uint32)
+        return Image.fromarray(((a + 128) // 257).astype(np.uint8))      # 0…65535 -> 0…255, rounded
+    if image.mode == 'La': return image.convert('LA')
+    return image
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    try: return image.convert('RGB')
+    except ValueError: return image.convert('RGBA').convert('RGB')     # modes without a direct route to RGB
+
+
+# %%
+#| export
+class ImageTransform:
+    "OpenAI's inference transform: bicubic resize of the short side to n_px, centre crop, RGB, normalise."
+    def __init__(self, n_px: int, mean=OPENAI_MEAN, std=OPENAI_STD):
+        self.n_px = n_px
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:                # PIL image -> [3, n_px, n_px]
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"expected a PIL image (Image.open(path) or Image.fromarray(array)), got {type(image).__name__}")
+        (w, h), n = image.size, self.n_px
+        if w == 0 or h == 0: raise ValueError(f"cannot preprocess an empty image of size {w}×{h}")
+        image = _fix_mode(image)
+        nw, nh = _resized_size(w, h, n)
+        left, top = int(round((nw - n) / 2.0)), int(round((nh - n) / 2.0))
+        if nw * nh <= MAX_RESIZED_PIXELS:
+            if (nw, nh) != (w, h): image = image.resize((nw, nh), Image.Resampling.BICUBIC)
+            image = image.crop((left, top, left + n, top + n))
+        else:                                                               # resize only the window we keep
+            sx, sy = w / nw, h / nh
+            image = image.resize((n, n), Image.Resampling.BICUBIC,
+                                 box=(left * sx, top * sy, (left + n) * sx, (top + n) * sy))
+        x = torch.from_numpy(np.array(_to_rgb(image), dtype=np.uint8))    # [n, n, 3]
+        x = x.permute(2, 0, 1).float().div(255)                            # [3, n, n] in [0, 1]
+        return (x - self.mean) / self.std
+
+    def __repr__(self): return f"ImageTransform(n_px={self.n_px}: bicubic short side, centre crop, RGB, normalise)"
+
+def image_transform(n_px: int) -> ImageTransform:
+    "The preprocessing for a model of input resolution `n_px` (what `load` returns as `preprocess`)."
+    return ImageTransform(n_px)
+
+
+# %% [markdown]
+# Checks of the idea. A one-pixel image is a constant colour, and bicubic resizing of a constant is
+# the same constant, so every output pixel is that colour, normalised. Any size and any mode gives a
+# `[3, n, n]` float tensor. A 16-bit ramp gives the same as its 8-bit version, where PIL's own conversion
+# makes it white.
+
+# %%
+pre = image_transform(224)
+out = pre(Image.new('RGB', (1, 1), (200, 100, 50)))
+expected = (torch.tensor([200, 100, 50]) / 255 - torch.tensor(OPENAI_MEAN)) / torch.tensor(OPENAI_STD)
+test_close(out, expected.view(3, 1, 1).expand(3, 224, 224), eps=1e-6)
+
+rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+small = image_transform(64)
+for size in [(1, 1), (1000, 3), (3, 1000), (225, 223), (640, 480)]:
+    for mode in ['1', 'L', 'LA', 'La', 'P', 'PA', 'RGBA', 'CMYK', 'YCbCr', 'HSV', 'I', 'I;16', 'F']:
+        y = small(rgb.resize(size).convert(mode))
+        assert y.shape == (3, 64, 64) and y.dtype == torch.float32 and y.isfinite().all(), (size, mode)
+
+ramp8 = np.tile(np.arange(256, dtype=np.uint8), (64, 1))                  # [64, 256] grey ramp
+ramp16 = Image.fromarray(ramp8.astype(np.uint16) * 257)                   # the same ramp, 16 bits ('I;16')
+test_eq(ramp16.mode, 'I;16')
+assert torch.equal(pre(ramp16), pre(Image.fromarray(ramp8)))
+print(f"PIL's own 16-bit conversion: {np.asarray(ramp16.convert('L')).mean():.0f} mean grey level "
+      f"(white); ours: {np.asarray(_fix_mode(ramp16)).mean():.1f}, the ramp's {ramp8.mean():.1f}")
+
+
+# %% [markdown]
+# Faithfulness is checked in `tests/test_pretrained.py`: on random pictures of sizes 1×1, 3×1000,
+# 1000×3, 225×223 and 640×480, in every PIL mode, our tensor is *equal* (maximum difference 0) to
+# open_clip's OpenAI transform wherever open_clip accepts the mode and PIL's conversion is not the
+# 16-bit clipping above.
+
+# %% [markdown]
+# ## `load`
+#
+# Precision follows OpenAI's `clip.load`: on a CPU the model is float32; on a GPU it keeps the
+# checkpoint's precision, which for the released models is OpenAI's float16 layout (convolutions,
+# linear layers and projections in float16, norms and embeddings in float32). `dtype=` chooses
+# explicitly.
+#
+# `jit=True` is the one explicit opt-in to TorchScript: it returns `torch.jit.load` of the archive, so
+# the archive's code runs. That code is TorchScript, not arbitrary Python, but it is still code from
+# the file, and a traced graph has its input-dependent decisions frozen in (our `encode_text` stops at
+# the last [EOS] of the batch it was traced on; OpenAI's graphs hold the device they were traced on,
+# which `clip.load` rewrites and we do not). Use it only for archives you trust, for a deployment that
+# needs TorchScript. Even then `load` first reads the archive with the safe reader, to learn the
+# image resolution, so a payload is refused before TorchScript sees the file.
+
+# %%
+#| export
+def _place(model: CLIP, device: torch.device, dtype: torch.dtype | None) -> CLIP:
+    "Move to `device` in `dtype`: float32, or float16 in OpenAI's layout; default float32 on CPU, as stored on GPU."
+    if dtype is None: dtype = torch.float32 if device.type == 'cpu' else model.dtype
+    if dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"dtype must be torch.float32 or torch.float16 (OpenAI's layout), not {dtype}; "
+                         f"for bfloat16 load in float32 and use torch.autocast")
+    model.float()
+    if dtype == torch.float16: convert_weights(model)
+    return model.to(device)
+
+def load(name_or_path: str | os.PathLike, device: str | torch.device | None = None, jit: bool = False,
+         download_root: str | os.PathLike | None = None, quick_gelu: bool | None = None,
+         dtype: torch.dtype | None = None):
+    "(model, preprocess) for a released model name, a checkpoint file or a Hugging Face CLIP directory."
+    device, source = get_device(device), str(name_or_path)
+    if source in MODEL_URLS: path = Path(download(MODEL_URLS[source], download_root))
+    elif os.path.isdir(source) or os.path.isfile(source): path = Path(source)
+    else: raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
+                                  f"nor an existing file or directory")
+    if path.is_dir(): sd, default_quick, fmt = *read_hf_directory(path), 'huggingface'
+    else: sd, default_quick, fmt = read_checkpoint(path), True, checkpoint_format(path)
+    if jit and fmt != 'torchscript':
+        warnings.warn(f"{path} is not a TorchScript archive ({fmt}); loading it as a state dict instead"); jit = False
+    if jit:
+        n_px = config_from_state_dict(sd).image_resolution
+        model = torch.jit.load(str(path), map_location=device).eval()     # runs the archive's TorchScript code
+        if device.type == 'cpu' or dtype == torch.float32: model.float()
+        return model, image_transform(n_px)
+    if any(k.startswith('text.') for k in sd):
+        raise CheckpointError(f"{path}: keys start with 'text.' (an open_clip CustomTextCLIP); only the standard "
+                              f"CLIP layout with OpenAI's key names can be loaded")
+    try: model = build_model(sd, quick_gelu=default_quick if quick_gelu is None else quick_gelu)
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a CLIP checkpoint in OpenAI's layout: {e}") from None
+    model = _place(model, device, dtype)
+    return model, image_transform(model.visual.input_resolution)
+
+
+# %% [markdown]
+# `load` on our three MiniCLIP files (the TorchScript archive, the DDP training checkpoint, the
+# state dict in HF-free safetensors form) gives the same model each time, without TorchScript being
+# loaded; with `jit=True` it hands back the archive's own TorchScript module, which agrees too.
+
+# %%
+save_file(mini.state_dict(), scratch / 'mini.safetensors')
+with torch.no_grad(): ref_img, ref_txt = mini.encode_image(images), mini.encode_text(texts)
+with mock.patch('torch.jit.load', side_effect=AssertionError('TorchScript must not be loaded')):
+    for f in ('MiniCLIP.pt', 'train.pt', 'mini.safetensors'):
+        model, preprocess = load(scratch / f, device='cpu')
+        with torch.no_grad():
+            test_close(model.encode_image(images), ref_img, eps=1e-6)
+            test_close(model.encode_text(texts), ref_txt, eps=1e-6)
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore', FutureWarning)                       # torch.jit's deprecation notice
+    jitted, preprocess = load(scratch / 'MiniCLIP.pt', device='cpu', jit=True)
+assert isinstance(jitted, torch.jit.ScriptModule)
+with torch.no_grad(): test_close(jitted.encode_image(images), ref_img, eps=1e-5)
+test_eq(preprocess.n_px, 48)
+print(type(jitted).__name__, preprocess)
+
+# %% [markdown]
+# What `load` refuses, it refuses by name: the payload files, a name that is neither released nor on
+# disk, and a state dict that is not a CLIP.
+
+# %%
+test_fail(lambda: load(scratch / 'payload.pt', device='cpu'), contains='payload.pt')
+test_fail(lambda: load(scratch / 'payload-archive.pt', device='cpu', jit=True), contains='asks for io.open')
+test_fail(lambda: load('ViT-B/31', device='cpu'), contains='neither a released model')
+torch.save({'fc.weight': torch.zeros(2, 2)}, scratch / 'not-clip.pt')
+test_fail(lambda: load(scratch / 'not-clip.pt', device='cpu'), contains='not a CLIP checkpoint')
+assert not marker.exists()
+
+# %% [markdown]
+# ## Which caption fits this picture?
+#
+# > "For each dataset, we use the names of all the classes in the dataset as the set of potential text
+# > pairings and predict the most probable (image, text) pair according to CLIP." (Radford et al. 2021,
+# > §3.1.2)
+#
+# Everything is in place for an example in the spirit of OpenAI's README: two pictures shipped with scikit-learn (a
+# Chinese temple and a flower), four captions, and the probabilities over captions for each picture.
+# First with **random weights**: the machinery runs, shapes and all, but the probabilities mean
+# nothing, because nothing was learned.
+
+# %%
+from sklearn.datasets import load_sample_image
+import matplotlib.pyplot as plt
+pictures = {name: Image.fromarray(load_sample_image(f'{name}.jpg')) for name in ('china', 'flower')}
+captions = ['a photo of a temple', 'a photo of a flower', 'a photo of a dog', 'a diagram']
+pre = image_transform(CONFIGS['ViT-B/32'].image_resolution)
+batch = torch.stack([pre(im) for im in pictures.values()])               # [2, 3, 224, 224]
+
+fig, axes = plt.subplots(1, 4, figsize=(8, 2.1), dpi=72)
+for i, (name, im) in enumerate(pictures.items()):
+    axes[2 * i].imshow(im); axes[2 * i].set_title(f'{name}.jpg {im.size[0]}×{im.size[1]}', fontsize=9)
+    shown = (batch[i] * torch.tensor(OPENAI_STD).view(3, 1, 1) + torch.tensor(OPENAI_MEAN).view(3, 1, 1)).clamp(0, 1)
+    axes[2 * i + 1].imshow(shown.permute(1, 2, 0)); axes[2 * i + 1].set_title('what the model sees, 224²', fontsize=9)
+for ax in axes: ax.axis('off')
+plt.tight_layout(); plt.show()
+
+
+# %%
+def caption_probabilities(model, batch, captions):
+    "Softmax over captions of the scaled cosine similarities: [pictures, captions]."
+    with torch.no_grad():
+        logits_per_image, _ = model(batch, tokenize(captions))
+    return logits_per_image.softmax(dim=-1)
+
+probs = caption_probabilities(quick, batch, captions)                   # the random ViT-B/32 from above
+test_close(probs.sum(-1), torch.ones(2))
+print('random weights (meaningless):')
+for name, row in zip(pictures, probs): print(f"  {name:7}", '  '.join(f"{c!r}: {p:.2f}" for c, p in zip(captions, row)))
+del quick
+
+# %% [markdown]
+# With OpenAI's weights, the temple should go to "a photo of a temple" and the flower to "a photo of a
+# flower". The cell below downloads ViT-B/32 (a few hundred megabytes) when it can; where the machine is offline, as
+# the one that ran this page was, it prints the error `load` gives instead, which says where to put the
+# file by hand. It also repeats the QuickGELU measurement on the real weights.
+
+# %%
+#| slow
+try:
+    model, preprocess = load('ViT-B/32', device='cpu')
+except DownloadError as e:
+    print(f"No pretrained weights on this machine, so no real probabilities here.\n{e}")
+else:
+    batch = torch.stack([preprocess(im) for im in pictures.values()])
+    probs = caption_probabilities(model, batch, captions)
+    for name, row in zip(pictures, probs): print(f"  {name:7}", '  '.join(f"{c!r}: {p:.3f}" for c, p in zip(captions, row)))
+    exact, _ = load('ViT-B/32', device='cpu', quick_gelu=False)
+    with torch.no_grad():
+        cos = F.cosine_similarity(model.encode_image(batch), exact.encode_image(batch)).min().item()
+    gap = (probs - caption_probabilities(exact, batch, captions)).abs().max().item()
+    print(f"real weights, QuickGELU vs GELU: image-feature cosine >= {cos:.4f}; probabilities move by up to {gap:.3f}")
+
+# %% [markdown]
+# ## Checked against the reference implementations
+#
+# `tests/test_pretrained.py` holds the oracle checks that need heavy dependencies:
+#
+# - a `transformers.CLIPModel` (random weights moved off their initialisation, QuickGELU and GELU
+#   variants) saved with `save_pretrained` loads through `load(dir)` and gives HF's image and text
+#   features within 1e-5; a config with other head sizes, or another model type, is refused;
+# - open_clip state dicts (ViT and ResNet, plain and wrapped as `{'state_dict': {'module.'+k: v}}`)
+#   load and match open_clip's outputs within 1e-5;
+# - a TorchScript archive of our model loads with `jit=False` without `torch.jit.load`, equals
+#   `torch.jit.load(...).state_dict()`, and loads with `jit=True` through `torch.jit.load`;
+# - `download` over real HTTP on the loopback interface: a good file, the cache (no second request), a
+#   wrong hash, a transfer cut short and a refused connection, leaving nothing behind on failure;
+# - a pickled payload is refused, and never runs, through every reader a user can reach;
+# - `preprocess` equals open_clip's OpenAI transform pixel for pixel;
+# - our nine URLs are open_clip's `openai` URLs.
+#
+# ## What we measured
+#
+# The numbers of this run, printed by the cells above: the variant table (input resolutions from
+# `CONFIGS`), the QuickGELU-versus-GELU gap on random ViT-B/32 weights, and the refusals of the payload
+# files. The real-weights cell needs OpenAI's files, which a machine without internet does not have.
+
+# %%
+print(f"released models: {len(available_models())}, input resolutions "
+      f"{sorted({CONFIGS[n].image_resolution for n in available_models()})}")
+print(f"QuickGELU vs GELU, random ViT-B/32 weights: feature cosine >= {min(cos_img, cos_txt):.5f}, "
+      f"probabilities move by <= {gap:.4f}")
+print(f"payload marker file present after all refusals: {marker.exists()}")
+shutil.rmtree(scratch, ignore_errors=True)
+_ = footer(_t0)

