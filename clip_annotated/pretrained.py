@@ -253,11 +253,13 @@ def checkpoint_format(path: str | os.PathLike) -> str:
     return 'torch'
 
 def _unwrap(obj, path) -> dict[str, torch.Tensor]:
-    "The state dict inside a checkpoint: obj itself or obj['state_dict'], without DDP's 'module.' prefixes."
-    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict): obj = obj['state_dict']
+    "The state dict inside a checkpoint: obj, obj['state_dict'] or obj['model'] (our training checkpoints), without 'module.'."
+    for key in ('state_dict', 'model'):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict): obj = obj[key]; break
     if not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
         what = f"a dict with keys {list(obj)[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
-        raise CheckpointError(f"{path} holds {what}; expected a state dict (name -> tensor) or {{'state_dict': ...}}")
+        raise CheckpointError(f"{path} holds {what}; expected a state dict (name -> tensor), {{'state_dict': ...}} "
+                              f"or {{'model': ...}}")
     if all(k.startswith('module.') for k in obj): obj = {k[len('module.'):]: v for k, v in obj.items()}
     return obj
 
@@ -417,12 +419,14 @@ def _place(model: CLIP, device: torch.device, dtype: torch.dtype | None) -> CLIP
 def load(name_or_path: str | os.PathLike, device: str | torch.device | None = None, jit: bool = False,
          download_root: str | os.PathLike | None = None, quick_gelu: bool | None = None,
          dtype: torch.dtype | None = None):
-    "(model, preprocess) for a released model name, a checkpoint file or a Hugging Face CLIP directory."
+    "(model, preprocess) for a released model name, a checkpoint file, a training run's folder or a Hugging Face CLIP directory."
     device, source = get_device(device), str(name_or_path)
     if source in MODEL_URLS: path = Path(download(MODEL_URLS[source], download_root))
     elif os.path.isdir(source) or os.path.isfile(source): path = Path(source)
     else: raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
                                   f"nor an existing file or directory")
+    if path.is_dir() and not (path / 'config.json').exists() and (path / 'checkpoint.pt').is_file():
+        path = path / 'checkpoint.pt'                                    # a run folder written by the training chapter
     if path.is_dir(): sd, default_quick, fmt = *read_hf_directory(path), 'huggingface'
     else: sd, default_quick, fmt = read_checkpoint(path), True, checkpoint_format(path)
     if jit and fmt != 'torchscript':

@@ -512,7 +512,8 @@ assert not marker.exists()
 # `read_checkpoint` tells the formats apart by their first bytes (a zip starts with `PK`, a safetensors
 # file with a header length followed by `{`), reads the tensors with the matching safe reader, and
 # unwraps what training code puts around a state dict: open_clip's training checkpoints hold it under
-# `'state_dict'`, and `DistributedDataParallel` prefixes every key with `module.`.
+# `'state_dict'`, the training chapter of this book writes it under `'model'` (beside the optimiser,
+# scheduler and RNG states), and `DistributedDataParallel` prefixes every key with `module.`.
 
 # %%
 #| export
@@ -526,11 +527,13 @@ def checkpoint_format(path: str | os.PathLike) -> str:
     return 'torch'
 
 def _unwrap(obj, path) -> dict[str, torch.Tensor]:
-    "The state dict inside a checkpoint: obj itself or obj['state_dict'], without DDP's 'module.' prefixes."
-    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict): obj = obj['state_dict']
+    "The state dict inside a checkpoint: obj, obj['state_dict'] or obj['model'] (our training checkpoints), without 'module.'."
+    for key in ('state_dict', 'model'):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict): obj = obj[key]; break
     if not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
         what = f"a dict with keys {list(obj)[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
-        raise CheckpointError(f"{path} holds {what}; expected a state dict (name -> tensor) or {{'state_dict': ...}}")
+        raise CheckpointError(f"{path} holds {what}; expected a state dict (name -> tensor), {{'state_dict': ...}} "
+                              f"or {{'model': ...}}")
     if all(k.startswith('module.') for k in obj): obj = {k[len('module.'):]: v for k, v in obj.items()}
     return obj
 
@@ -545,7 +548,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 # %%
 torch.save({'epoch': 3, 'state_dict': {f'module.{k}': v for k, v in mini.state_dict().items()}}, scratch / 'train.pt')
-for f in ('MiniCLIP.pt', 'train.pt'):
+(scratch / 'run').mkdir(exist_ok=True)                # a run folder of the training chapter: {'model': ..., 'optimizer': ...}
+torch.save({'model': mini.state_dict(), 'optimizer': {'state': {}}, 'data': {'step': 3}}, scratch / 'run' / 'checkpoint.pt')
+for f in ('MiniCLIP.pt', 'train.pt', 'run/checkpoint.pt'):
     sd = read_checkpoint(scratch / f)
     assert all(torch.equal(sd[k], v) for k, v in mini.state_dict().items()) and len(sd) == len(mini.state_dict())
     print(f"{f:12} {checkpoint_format(scratch / f):12} {len(sd)} tensors")
@@ -886,12 +891,14 @@ def _place(model: CLIP, device: torch.device, dtype: torch.dtype | None) -> CLIP
 def load(name_or_path: str | os.PathLike, device: str | torch.device | None = None, jit: bool = False,
          download_root: str | os.PathLike | None = None, quick_gelu: bool | None = None,
          dtype: torch.dtype | None = None):
-    "(model, preprocess) for a released model name, a checkpoint file or a Hugging Face CLIP directory."
+    "(model, preprocess) for a released model name, a checkpoint file, a training run's folder or a Hugging Face CLIP directory."
     device, source = get_device(device), str(name_or_path)
     if source in MODEL_URLS: path = Path(download(MODEL_URLS[source], download_root))
     elif os.path.isdir(source) or os.path.isfile(source): path = Path(source)
     else: raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
                                   f"nor an existing file or directory")
+    if path.is_dir() and not (path / 'config.json').exists() and (path / 'checkpoint.pt').is_file():
+        path = path / 'checkpoint.pt'                                    # a run folder written by the training chapter
     if path.is_dir(): sd, default_quick, fmt = *read_hf_directory(path), 'huggingface'
     else: sd, default_quick, fmt = read_checkpoint(path), True, checkpoint_format(path)
     if jit and fmt != 'torchscript':
@@ -912,15 +919,15 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device | None = No
 
 
 # %% [markdown]
-# `load` on our three MiniCLIP files (the TorchScript archive, the DDP training checkpoint, the
-# state dict in HF-free safetensors form) gives the same model each time, without TorchScript being
+# `load` on our MiniCLIP files (the TorchScript archive, the DDP training checkpoint, the
+# state dict in HF-free safetensors form, and a training run's folder) gives the same model each time, without TorchScript being
 # loaded; with `jit=True` it hands back the archive's own TorchScript module, which agrees too.
 
 # %%
 save_file(mini.state_dict(), scratch / 'mini.safetensors')
 with torch.no_grad(): ref_img, ref_txt = mini.encode_image(images), mini.encode_text(texts)
 with mock.patch('torch.jit.load', side_effect=AssertionError('TorchScript must not be loaded')):
-    for f in ('MiniCLIP.pt', 'train.pt', 'mini.safetensors'):
+    for f in ('MiniCLIP.pt', 'train.pt', 'mini.safetensors', 'run'):     # 'run': the folder, its checkpoint.pt
         model, preprocess = load(scratch / f, device='cpu')
         with torch.no_grad():
             test_close(model.encode_image(images), ref_img, eps=1e-6)

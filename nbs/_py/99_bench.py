@@ -222,6 +222,245 @@ def bench_encoders(model: str = 'ViT-B/32', batch_size: int = 8, repeats: int = 
 enc_res = bench_encoders()
 assert enc_res['encode_image']['max_err'] < 1e-5 and enc_res['encode_text']['max_err'] < 1e-5
 
+
+# %% [markdown]
+# ## A training step
+#
+# One optimiser step of CLIP training (encode, loss, backward, AdamW step, temperature clamp), ours
+# (`forward_backward` and `optimizer_step` of the training chapter, with `make_optimizer`'s fused
+# AdamW) against open_clip's (its `CLIP` forward, its `ClipLoss`, backward, and AdamW set up as its
+# training script does: PyTorch's default implementation, its own no-decay rule), float32 on the CPU.
+# Both models are built from the same state dict (open_clip's CLIP with `quick_gelu=True`, ours by
+# `build_model`), and both see the same batch: random pictures and captions from `make_captions`.
+# Before anything is timed, the two losses and all parameter gradients of one step are compared.
+# Throughput is timed in this process, the sides alternating, best of `repeats`; so is the forward and
+# backward pass alone (no optimiser step), which separates what the model code gains from what the
+# optimiser kernel gains.
+#
+# Peak memory cannot be read from inside one process (the first side's peak would hide the second's,
+# and `tracemalloc` does not see PyTorch's allocations), so each side runs once more in a fresh
+# subprocess: it builds its model, optimiser and batch, records its resident memory (Linux `VmRSS`),
+# resets the kernel's high-water mark (`/proc/self/clear_refs`), runs three training steps, and
+# reports the new high-water mark (`VmHWM`) minus that baseline: the memory the training steps
+# themselves need (activations, gradients, AdamW's two moments). Where the reset is not available,
+# it falls back to `resource.getrusage`'s maximum RSS, which then also counts the construction.
+
+# %%
+#| export
+def _open_clip_cfg(cfg) -> dict:
+    "open_clip `CLIP` arguments for one of our ViT `CLIPConfig`s."
+    return dict(embed_dim=cfg.embed_dim,
+                vision_cfg=dict(image_size=cfg.image_resolution, layers=cfg.vision_layers, width=cfg.vision_width,
+                                patch_size=cfg.vision_patch_size),
+                text_cfg=dict(context_length=cfg.context_length, vocab_size=cfg.vocab_size, width=cfg.transformer_width,
+                              heads=cfg.transformer_heads, layers=cfg.transformer_layers))
+
+def _open_clip_optimizer(model, tc):
+    "AdamW as open_clip's training script sets it up: PyTorch's default implementation; no decay on ndim < 2, 'bn', 'ln', 'bias', 'logit_scale'."
+    no_decay = lambda n, p: p.ndim < 2 or 'bn' in n or 'ln' in n or 'bias' in n or 'logit_scale' in n
+    named = list(model.named_parameters())
+    groups = [dict(params=[p for n, p in named if no_decay(n, p)], weight_decay=0.0),
+              dict(params=[p for n, p in named if not no_decay(n, p)], weight_decay=tc.weight_decay)]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps)
+
+def _train_sides(model: str, batch_size: int, seed: int = 0, sides=('ours', 'open_clip')) -> dict:
+    "{side: (one training step, model)} built from the same weights, and 'batch': (images, texts)."
+    from open_clip.model import CLIP as OpenCLIP, CLIPTextCfg, CLIPVisionCfg
+    from open_clip.loss import ClipLoss as OpenClipLoss
+    from clip_annotated.model import CONFIGS, build_model
+    from clip_annotated.train import TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler, optimizer_step
+    import_open_clip()
+    cfg, tc = CONFIGS[model], TrainConfig(lr=1e-4, warmup=1, steps=10**6)
+    oc = _open_clip_cfg(cfg)
+    torch.manual_seed(seed)
+    ref = OpenCLIP(oc['embed_dim'], vision_cfg=CLIPVisionCfg(**oc['vision_cfg']), text_cfg=CLIPTextCfg(**oc['text_cfg']),
+                   quick_gelu=True)
+    images = torch.randn(batch_size, 3, cfg.image_resolution, cfg.image_resolution)
+    texts = tokenize(make_captions(batch_size, seed=seed), context_length=cfg.context_length, truncate=True)
+    out = dict(batch=(images, texts))
+    if 'ours' in sides:
+        ours = build_model(ref.state_dict()).train()
+        opt_o = make_optimizer(ours, tc); sched_o = make_scheduler(opt_o, tc); towers = Towers(ours)
+        def step_ours():
+            loss = forward_backward(towers, images, texts)
+            optimizer_step(ours, opt_o, sched_o)
+            return loss
+        def grads_ours(): forward_backward(towers, images, texts); ours.zero_grad(set_to_none=True)
+        out['ours'] = (step_ours, ours, grads_ours)
+    if 'open_clip' in sides:
+        ref.train()
+        opt_r = _open_clip_optimizer(ref, tc); sched_r = make_scheduler(opt_r, tc); loss_fn = OpenClipLoss()
+        def step_ref():
+            loss = loss_fn(*ref(images, texts))
+            loss.backward()
+            opt_r.step(); sched_r.step(); opt_r.zero_grad(set_to_none=True)
+            with torch.no_grad(): ref.logit_scale.clamp_(0, math.log(100))
+            return loss.detach()
+        def grads_ref(): loss_fn(*ref(images, texts)).backward(); ref.zero_grad(set_to_none=True)
+        out['open_clip'] = (step_ref, ref, grads_ref)
+    return out
+
+def _check_train_step(ours, ref, images, texts) -> tuple[float, float, float]:
+    "Both losses on the same batch, and the worst relative difference of their parameter gradients."
+    from open_clip.loss import ClipLoss as OpenClipLoss
+    from clip_annotated.train import Towers, forward_backward
+    la = forward_backward(Towers(ours), images, texts).item()
+    lb = OpenClipLoss()(*ref(images, texts)); lb.backward()
+    g_ref = dict(ref.named_parameters())
+    worst = max(((p.grad - g_ref[n].grad).abs().max() / g_ref[n].grad.abs().max()).item()
+                for n, p in ours.named_parameters() if p.grad is not None and g_ref[n].grad.abs().max() > 0)
+    ours.zero_grad(set_to_none=True); ref.zero_grad(set_to_none=True)
+    return la, lb.item(), worst
+
+def _train_memory(side: str, model: str, batch_size: int, steps: int = 3) -> dict:
+    "In a fresh process: the memory (MiB) `steps` training steps of `side` need beyond model, optimiser and batch."
+    import gc, re, resource
+    step = _train_sides(model, batch_size, sides=(side,))[side][0]
+    gc.collect()
+    status = lambda key: int(re.search(key + r':\s+(\d+)', open('/proc/self/status').read()).group(1))  # kB
+    try:
+        base = status('VmRSS')
+        with open('/proc/self/clear_refs', 'w') as f: f.write('5')        # reset the high-water mark
+        method = 'VmHWM after a reset, minus VmRSS before the steps'
+    except OSError:
+        base, method = 0, 'ru_maxrss (includes construction)'
+    for _ in range(steps): step()
+    peak = status('VmHWM') if base else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return dict(side=side, model=model, batch_size=batch_size, train_mib=(peak - base) / 1024, method=method)
+
+def bench_train(models=('MiniCLIP', 'ViT-B/32'), batch_size: int = 8, repeats: int = 3, seed: int = 0) -> dict:
+    "Check, then time, one training step of ours and open_clip's (same weights, batch and AdamW; float32); memory per side in a subprocess."
+    import json, subprocess, sys
+    out = dict(bench='train', batch_size=batch_size, threads=torch.get_num_threads(), models={})
+    for model in models:
+        sides = _train_sides(model, batch_size, seed)
+        (f_ours, m_ours, g_ours), (f_ref, m_ref, g_ref) = sides['ours'], sides['open_clip']
+        la, lb, worst = _check_train_step(m_ours, m_ref, *sides['batch'])
+        if abs(la - lb) > 1e-5 * abs(lb) or worst > 1e-4:
+            raise AssertionError(f"{model}: loss {la} vs open_clip's {lb}, worst relative gradient difference {worst:.1e}")
+        f_ours(); f_ref()                                                   # warm-up (and AdamW's state)
+        t_ours = t_ref = math.inf
+        g_ours(); g_ref()
+        tg_ours = tg_ref = math.inf
+        for _ in range(repeats):                                            # alternate, so noise hits both
+            t_ours, t_ref = min(t_ours, best_time(f_ours, 1)), min(t_ref, best_time(f_ref, 1))
+            tg_ours, tg_ref = min(tg_ours, best_time(g_ours, 1)), min(tg_ref, best_time(g_ref, 1))
+        del sides, f_ours, f_ref, g_ours, g_ref, m_ours, m_ref
+        mem = {}
+        for side in ('ours', 'open_clip'):
+            code = (f"import json; from clip_annotated.bench import _train_memory; "
+                    f"print(json.dumps(_train_memory({side!r}, {model!r}, {batch_size})))")
+            r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=1800)
+            if r.returncode: raise RuntimeError(f"memory run of {side} on {model} failed:\n{r.stderr[-2000:]}")
+            mem[side] = json.loads(r.stdout.strip().splitlines()[-1])
+        res = dict(loss=la, max_grad_err=worst, ours_s=t_ours, open_clip_s=t_ref, ours_samples_s=batch_size / t_ours,
+                   open_clip_samples_s=batch_size / t_ref, ours_mib=mem['ours']['train_mib'],
+                   open_clip_mib=mem['open_clip']['train_mib'], memory_method=mem['ours']['method'])
+        res['speedup'] = report(f"train step {model} b{batch_size} fp32", batch_size, t_ours, t_ref)
+        res.update(ours_fwd_bwd_s=tg_ours, open_clip_fwd_bwd_s=tg_ref,
+                   fwd_bwd_speedup=report(f"  of which fwd+bwd", batch_size, tg_ours, tg_ref))
+        print(f"{'':28} samples/s: ours {res['ours_samples_s']:.1f}, open_clip {res['open_clip_samples_s']:.1f}; "
+              f"memory of the steps: ours {res['ours_mib']:.0f} MiB, open_clip {res['open_clip_mib']:.0f} MiB")
+        out['models'][model] = res
+    return out
+
+
+# %% [markdown]
+# The result on this machine (skipped under `nbdev_test`):
+
+# %%
+#| bench
+train_res = bench_train()
+assert all(r['speedup'] >= 1.2 and r['ours_mib'] <= r['open_clip_mib'] and r['max_grad_err'] < 1e-4
+           for r in train_res['models'].values())
+
+# %% [markdown]
+# ## Zero-shot evaluation
+#
+# The evaluation chapters run `zeroshot.evaluate`: encode every picture, build the classifier from
+# class names and templates, take the arg max. open_clip's equivalent is its
+# `build_zero_shot_classifier` followed by the loop of its training repository's `zero_shot.run`
+# (encode a batch, normalise, multiply by the classifier). `bench_zeroshot` runs both on the same
+# model and pictures, checks that they predict the same class for every picture, then times the whole
+# evaluation, classifier included, and reports pictures per second. Two cases: MiniCLIP on the
+# held-out emoji's skin-tone task (380 pictures, 5 classes × 6 templates), and ViT-B/32 on a fake
+# CIFAR-10 in its real file format (100 pictures at 224 px, 10 classes × OpenAI's 18 CIFAR templates).
+# Weights are random (the same on both sides): the point is the machinery, not the accuracy.
+
+# %%
+#| export
+def _open_clip_twin(ours):
+    "open_clip's `CLIP` with the same architecture and weights as our ViT model `ours`."
+    from open_clip.model import CLIP as OpenCLIP, CLIPTextCfg, CLIPVisionCfg
+    from clip_annotated.model import config_from_state_dict
+    oc = _open_clip_cfg(config_from_state_dict(ours.state_dict()))
+    ref = OpenCLIP(oc['embed_dim'], vision_cfg=CLIPVisionCfg(**oc['vision_cfg']), text_cfg=CLIPTextCfg(**oc['text_cfg']),
+                   quick_gelu=True)
+    ref.load_state_dict(ours.state_dict())
+    return ref.eval()
+
+def _open_clip_zero_shot(ref, dataset, classnames, templates, context_length: int, batch_size: int = 256):
+    "open_clip's way: build_zero_shot_classifier, then encode batches and multiply (as open_clip_train's zero_shot.run)."
+    from open_clip.tokenizer import SimpleTokenizer as OpenClipTokenizer
+    from open_clip.zero_shot_classifier import build_zero_shot_classifier
+    W = build_zero_shot_classifier(ref, OpenClipTokenizer(context_length=context_length), classnames, templates)
+    preds = []
+    with torch.no_grad():
+        for x, _ in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+            f = ref.encode_image(x, normalize=True)
+            preds.append((100.0 * f @ W).argmax(dim=1))
+    return torch.cat(preds)
+
+def _ours_zero_shot(model, dataset, classnames, templates, batch_size: int = 256):
+    from clip_annotated.zeroshot import encode_images, zero_shot_classifier, zero_shot_logits
+    feats, _ = encode_images(model, dataset, batch_size, progress=False)
+    return zero_shot_logits(feats, zero_shot_classifier(model, classnames, templates, batch_size)).argmax(dim=1)
+
+def bench_zeroshot(repeats: int = 3, seed: int = 0) -> dict:
+    "Check (same predictions), then time a whole zero-shot evaluation by our code and open_clip's utilities."
+    import tempfile
+    from clip_annotated.model import create_model
+    from clip_annotated.pretrained import image_transform
+    from clip_annotated.zeroshot import emoji_task
+    from clip_annotated.evalsets import load_evalset, write_fake
+    import_open_clip()
+    out = dict(bench='zeroshot', threads=torch.get_num_threads(), cases={})
+    tmp = tempfile.TemporaryDirectory(prefix='clip_annotated_bench_')
+    torch.manual_seed(seed)
+    mini = create_model('MiniCLIP').eval()
+    tone = emoji_task('skin_tone')
+    b32 = create_model('ViT-B/32').eval()
+    write_fake('cifar10', tmp.name, n_per_class=10)
+    cifar = load_evalset('cifar10', tmp.name, transform=image_transform(224))
+    cases = {'MiniCLIP emoji skin tone': (mini, tone.dataset, tone.classnames, tone.templates),
+             'ViT-B/32 fake CIFAR-10': (b32, cifar, cifar.classnames, cifar.templates)}
+    for name, (model, ds, classes, temps) in cases.items():
+        ref = _open_clip_twin(model)
+        f_ours = lambda: _ours_zero_shot(model, ds, classes, temps)
+        f_ref = lambda: _open_clip_zero_shot(ref, ds, classes, temps, model.context_length)
+        a, b = f_ours(), f_ref()
+        same = (a == b).float().mean().item()
+        if same < 1.0: raise AssertionError(f"{name}: ours and open_clip predict differently on {100 * (1 - same):.1f}% of pictures")
+        t_ours = t_ref = math.inf
+        for _ in range(repeats):                                                 # alternate, so noise hits both
+            t_ours, t_ref = min(t_ours, best_time(f_ours, 1)), min(t_ref, best_time(f_ref, 1))
+        n = len(ds)
+        out['cases'][name] = dict(n=n, texts=len(classes) * len(temps), same_predictions=same, ours_s=t_ours, open_clip_s=t_ref,
+                                  ours_images_s=n / t_ours, open_clip_images_s=n / t_ref,
+                                  speedup=report(f"zero-shot {name}", n, t_ours, t_ref))
+        print(f"{'':28} pictures/s: ours {n / t_ours:.1f}, open_clip {n / t_ref:.1f}; same predictions on all {n}")
+    tmp.cleanup()
+    return out
+
+
+# %% [markdown]
+# The result on this machine (skipped under `nbdev_test`):
+
+# %%
+#| bench
+zs_res = bench_zeroshot()
+assert all(c['speedup'] >= 1.0 and c['same_predictions'] == 1.0 for c in zs_res['cases'].values())
+
 # %% [markdown]
 # ## Running all of them
 #
@@ -231,7 +470,7 @@ assert enc_res['encode_image']['max_err'] < 1e-5 and enc_res['encode_text']['max
 
 # %%
 #| export
-BENCHES = {'tokenizer': bench_tokenizer, 'encoders': bench_encoders}
+BENCHES = {'tokenizer': bench_tokenizer, 'encoders': bench_encoders, 'train': bench_train, 'zeroshot': bench_zeroshot}
 
 def main(argv: list[str] | None = None) -> list[dict]:
     "Command line: `python -m clip_annotated.bench [--only NAME ...] [--repeats R]`; returns the results."

@@ -16,7 +16,7 @@
 # Two commands, each of which sets up a local virtual environment (`.venv`) on first use:
 #
 # ```sh
-# make reproduce   # the main job: run the book's experiments and write their report
+# make reproduce   # the main job: train MiniCLIP on the emoji set, measure it, write runs/mini/report.md
 # make test        # run every notebook (nbdev_test), then the test suite (pytest)
 # ```
 #
@@ -63,12 +63,15 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 0 | [Preliminaries](00_prelims.ipynb) | `core` | notation of the paper, device and precision, reproducibility |
 # | 1 | [The tokenizer](01_tokenizer.ipynb) | `tokenizer` | byte-level BPE, `tokenize`, `decode` |
 # | 2 | [The model](02_model.ipynb) | `model` | ViT, modified ResNet, text Transformer, `CLIP`, `build_model`, the released configurations |
-# | 3 | [Pretrained weights](03_pretrained.ipynb) | `pretrained` | `available_models`, `download`, `load` (OpenAI, Hugging Face, open_clip), `preprocess` |
+# | 3 | [Pretrained weights](03_pretrained.ipynb) | `pretrained` | `available_models`, `download`, `load` (OpenAI, Hugging Face, open_clip, our runs), `preprocess` |
+# | 4 | [The contrastive loss](04_loss.ipynb) | `loss` | Figure 3's symmetric cross entropy, the temperature, the distributed gather with exact gradients |
 # | 5 | [Data](05_data.ipynb) | `data` | the emoji set with its attributes and held-out split, procedural scenes, CSV and webdataset sources |
+# | 6 | [Training](06_train.ipynb) | `train` | AdamW, warm-up and cosine, mixed precision, exact accumulation, kill-and-resume checkpoints, DDP, held-out retrieval |
+# | 7 | [Zero-shot classification](07_zeroshot.ipynb) | `zeroshot` | class names as a classifier, prompt ensembling, top-k and per-class recall, the embedded tasks |
+# | 98 | [The command line](98_cli.ipynb) | `cli` | `clip-annotated train / reproduce / eval / predict` |
 # | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run |
 #
-# Later chapters (the contrastive loss, training, zero-shot evaluation,
-# linear probes, robustness, bias, limitations, visualisation) arrive as they are written.
+# Later chapters (bias, limitations, visualisation, efficiency) arrive as they are written.
 #
 # ## How the site is built
 #
