@@ -64,8 +64,8 @@ class TrainConfig:
 
 # %% ../nbs/06_train.ipynb #9bffd5c7
 PRESETS: dict[str, TrainConfig] = {
-    'mini-cpu': TrainConfig(model='MiniCLIP', data='emoji', batch_size=128, steps=1500, lr=1e-3, warmup=100,
-                            ckpt_every=300, eval_every=300, out='runs/mini'),
+    'mini-cpu': TrainConfig(model='MiniCLIP', model_overrides=dict(vision_patch_size=12), data='emoji', batch_size=128,
+                            steps=1000, lr=1e-3, warmup=100, ckpt_every=250, eval_every=250, out='runs/mini'),
     'vit-b32-gpu': TrainConfig(model='ViT-B/32', data='emoji',
                                batch_size=512, steps=3000, lr=5e-4, warmup=300, precision='auto', grad_clip=1.0,
                                ckpt_every=500, eval_every=500, out='runs/vit-b32'),
@@ -497,7 +497,7 @@ def load_run(out: str | Path, device=None) -> tuple[CLIP, TrainConfig]:
     ck = load_checkpoint(ckpt)
     model = create_model(CLIPConfig(**ck['model_config']))
     model.load_state_dict(ck['model'])
-    cfg = TrainConfig(**{**ck['config'], 'betas': tuple(ck['config']['betas'])})
+    cfg = TrainConfig(**{**ck['config'], 'betas': tuple(ck['config']['betas']), 'out': str(out)})
     return model.to(get_device(device)).eval(), cfg
 
 def _finished(out: Path, steps: int) -> bool:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_zeroshot.ipynb #2617d3fb
 from __future__ import annotations
-import os
+import os, re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +20,10 @@ from .data import CATEGORIES, COLORS, SHAPES, NUMBERS, TONES, EmojiDataset, Scen
 from .train import retrieval_metrics
 
 # %% auto #0
-__all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'encode_texts', 'zero_shot_classifier', 'encode_images',
-           'classification_metrics', 'zero_shot_logits', 'evaluate', 'predict', 'Task', 'emoji_task', 'scene_task',
-           'run_task', 'task_table', 'zero_shot_section', 'confusion']
+__all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'encode_texts', 'zero_shot_classifier', 'encode_images',
+           'classification_metrics', 'zero_shot_logits', 'evaluate', 'predict', 'Task', 'emoji_task',
+           'caption_templates', 'scene_task', 'nearest_prompt_logits', 'run_task', 'task_table', 'zero_shot_section',
+           'confusion']
 
 # %% ../nbs/07_zeroshot.ipynb #05fefa8c
 def _amp(device: torch.device):
@@ -113,6 +114,7 @@ class Task:
     classnames: list[str]
     templates: list
     labels: list[str] = field(default_factory=list)    # short label names for tables (default: classnames)
+    caption_templates: list = field(default_factory=list)   # prompts in the training captions' own form (optional)
 
     @property
     def chance(self) -> float: return 1 / len(self.classnames)
@@ -150,7 +152,25 @@ def emoji_task(attribute: str, split: str = 'test', image_size: int = 48) -> Tas
         label = lambda r: present.index(r.category)
     else: raise ValueError(f"emoji attribute {attribute!r}: choose 'skin_tone', 'gender' or 'category'")
     return Task(f'emoji {attribute}', _Labelled(ds, keep, [label(recs[i]) for i in keep]), names,
-                EMOJI_TEMPLATES[attribute], labels=list(TONES) if attribute == 'skin_tone' else names)
+                EMOJI_TEMPLATES[attribute], labels=list(TONES) if attribute == 'skin_tone' else names,
+                caption_templates=caption_templates(attribute, image_size))
+
+_TONE_PHRASE = re.compile(r'\b(light|medium-light|medium|medium-dark|dark) skin tone\b')
+
+def _by_gender(forms: dict[str, str]):
+    return lambda g: forms[g]
+
+def caption_templates(attribute: str, image_size: int = 48) -> list:
+    "Prompts written the way the *training* captions are, one per training emoji name, with the attribute left open."
+    recs = EmojiDataset('train', image_size=image_size, train=False).records
+    if attribute == 'skin_tone':       # 'woman health worker, dark skin tone' -> 'woman health worker, {} skin tone'
+        return sorted({_TONE_PHRASE.sub('{} skin tone', r.name) for r in recs if r.skin_tone and len(set(r.skin_tones)) == 1})
+    if attribute == 'gender':          # a base seen in all three forms: 'man judge' / 'woman judge' / 'judge'
+        forms: dict[str, dict[str, str]] = {}
+        for r in recs:
+            if r.gender and not r.skin_tones: forms.setdefault(r.base, {})[r.gender] = r.name
+        return [_by_gender(f) for b, f in sorted(forms.items()) if len(f) == 3]
+    return []
 
 # %% ../nbs/07_zeroshot.ipynb #a7c31586
 SCENE_SEED = 7_777_777   # held-out scenes: no training run of this book draws from this seed
@@ -181,22 +201,38 @@ def scene_task(attribute: str, n: int = 400, image_size: int = 48, seed: int = S
                 labels=['1', '2', '3', '4'] if attribute == 'count' else names)
 
 # %% ../nbs/07_zeroshot.ipynb #62a524eb
+def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[str], templates, device=None,
+                          scale: float = 100.0) -> torch.Tensor:
+    "Logits [N, C]: each class scored by its best-matching prompt (max cosine over templates), not their mean."
+    texts = [_fill(t, c) for c in classnames for t in templates]
+    E = encode_texts(model, texts, device=device).view(len(classnames), len(templates), -1)      # [C, T, d]
+    return scale * torch.einsum('nd,ctd->nct', image_features.float(), E).amax(dim=2)           # [N, C]
+
+# %% ../nbs/07_zeroshot.ipynb #b8cd3c7c
+METHODS = {'single': 'single template', 'ensemble': 'ensemble (mean embedding)',
+           'captions_mean': 'caption-form prompts, mean embedding', 'captions_nearest': 'caption-form prompts, nearest prompt'}
+
 def run_task(model, task: Task, device=None, progress: bool | None = None) -> dict:
-    "Top-1 and mean per-class recall of `task` with its first template alone and with all its templates."
+    "Top-1 and mean per-class recall of `task` for each rule of `METHODS` the task supports."
     feats, labels = encode_images(model, task.dataset, device=device, progress=progress)
-    out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance, templates=len(task.templates))
-    for kind, temps in (('single', task.templates[:1]), ('ensemble', task.templates)):
-        m = classification_metrics(zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, temps, device=device)), labels, ks=(1,))
-        out[f'{kind}_top1'], out[f'{kind}_recall'] = m['top1'], m['mean_per_class_recall']
+    out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance, prompts={})
+    plans = {'single': task.templates[:1], 'ensemble': task.templates}
+    if task.caption_templates: plans.update(captions_mean=task.caption_templates, captions_nearest=task.caption_templates)
+    for kind, temps in plans.items():
+        logits = (nearest_prompt_logits(model, feats, task.classnames, temps, device) if kind == 'captions_nearest'
+                  else zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, temps, device=device)))
+        m = classification_metrics(logits, labels, ks=(1,))
+        out[f'{kind}_top1'], out[f'{kind}_recall'], out['prompts'][kind] = m['top1'], m['mean_per_class_recall'], len(temps)
     return out
 
 def task_table(results: list[dict]) -> str:
-    "Markdown table of `run_task` results (percentages)."
-    rows = ['| task | pictures | classes | chance | single template | ensemble | ensemble, mean per-class recall |',
-            '|---|---:|---:|---:|---:|---:|---:|']
+    "Markdown table of `run_task` results (percentages), one row per task and rule."
+    rows = ['| task | pictures | chance | rule | prompts per class | top-1 | mean per-class recall |',
+            '|---|---:|---:|---|---:|---:|---:|']
     for r in results:
-        rows.append(f"| {r['task']} | {r['n']} | {r['classes']} | {100 * r['chance']:.1f}% | {100 * r['single_top1']:.1f}% "
-                    f"| {100 * r['ensemble_top1']:.1f}% ({r['templates']} templates) | {100 * r['ensemble_recall']:.1f}% |")
+        for kind, n_prompts in r['prompts'].items():
+            rows.append(f"| {r['task']} | {r['n']} | {100 * r['chance']:.1f}% | {METHODS[kind]} | {n_prompts} "
+                        f"| {100 * r[f'{kind}_top1']:.1f}% | {100 * r[f'{kind}_recall']:.1f}% |")
     return '\n'.join(rows) + '\n'
 
 # %% ../nbs/07_zeroshot.ipynb #77d462eb
@@ -207,14 +243,18 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
                for a in ('skin_tone', 'gender', 'category')]
     text = ("## Zero-shot classification of held-out emoji\n\n"
             "No training: the classes are written as prompts and encoded by the text tower (`clip_annotated.zeroshot`). "
-            "'single template' uses the first prompt of each task, 'ensemble' averages the embeddings of all of them. "
-            "Chance is one over the number of classes.\n\n" + task_table(results))
+            "'single template' uses the first prompt of each task, 'ensemble' averages the embeddings of all of its "
+            "prompts (the paper's ensembling). 'Caption-form prompts' are the training split's emoji names with the "
+            "attribute left open ('woman health worker, {} skin tone'), averaged, or scored by the nearest prompt (the best "
+            "cosine over a class's prompts). Chance is one over the number of classes.\n\n" + task_table(results))
     return text, results
 
 # %% ../nbs/07_zeroshot.ipynb #70bff5e2
-def confusion(model, task: Task, device=None) -> torch.Tensor:
-    "Counts [C, C] of (true class, predicted class) with the task's full template ensemble."
+def confusion(model, task: Task, rule: str = 'ensemble', device=None) -> torch.Tensor:
+    "Counts [C, C] of (true class, predicted class) under one rule of `METHODS`."
     feats, labels = encode_images(model, task.dataset, device=device)
-    pred = zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, task.templates, device=device)).argmax(1)
+    temps = {'single': task.templates[:1], 'ensemble': task.templates}.get(rule, task.caption_templates)
+    logits = (nearest_prompt_logits(model, feats, task.classnames, temps, device) if rule == 'captions_nearest'
+              else zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, temps, device=device)))
     C = len(task.classnames)
-    return torch.bincount(labels * C + pred, minlength=C * C).view(C, C)
+    return torch.bincount(labels * C + logits.argmax(1), minlength=C * C).view(C, C)

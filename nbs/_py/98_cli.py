@@ -132,15 +132,17 @@ def predict_command(argv: list[str] | None = None) -> list:
 COMMANDS = {'train': _train, 'reproduce': reproduce, 'eval': eval_command, 'predict': predict_command}
 
 def main(argv: list[str] | None = None):
-    "`clip-annotated COMMAND [options]`: dispatch to the command's function (see `COMMANDS`)."
-    argv = sys.argv[1:] if argv is None else list(argv)
+    "`clip-annotated COMMAND [options]`: run the command's function (see `COMMANDS`); returns its result when given `argv`."
+    from_shell = argv is None                         # the console script: exit status 0, nothing returned
+    argv = sys.argv[1:] if from_shell else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
         print(f"usage: clip-annotated {{{','.join(COMMANDS)}}} [options]\n"
               f"       clip-annotated COMMAND --help   for the options of one command")
         return None
     if argv[0] not in COMMANDS:
         raise SystemExit(f"clip-annotated: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}")
-    return COMMANDS[argv[0]](argv[1:])
+    result = COMMANDS[argv[0]](argv[1:])
+    return None if from_shell else result
 
 # %% [markdown]
 # A tiny run through the command line, as a user would type it, into a scratch folder (the real
