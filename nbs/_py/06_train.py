@@ -134,6 +134,22 @@ PRESETS: dict[str, TrainConfig] = {
                                ckpt_every=50, out='runs/scenes'),
 }
 
+
+# %% [markdown]
+# A preset's `out` is a folder name under `runs_dir()`: `runs/` at the top of the checkout, wherever
+# the command is started from (a notebook runs in `nbs/`, `make` at the top), or `$CLIP_ANNOTATED_RUNS`.
+
+# %%
+#| export
+def runs_dir() -> Path:
+    "Where runs live: $CLIP_ANNOTATED_RUNS, else runs/ at the top of the checkout we are in (found by settings.ini), else ./runs."
+    if os.environ.get('CLIP_ANNOTATED_RUNS'): return Path(os.environ['CLIP_ANNOTATED_RUNS'])
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d/'settings.ini').is_file() and (d/'nbs').is_dir(): return d/'runs'
+    return here/'runs'
+
+
 # %%
 test_eq(PRESETS['mini-cpu'].clip_config(), replace(CONFIGS['MiniCLIP'], vision_patch_size=12))
 test_eq(PRESETS['scenes-tiny'].clip_config().vision_layers, 2)
@@ -910,19 +926,11 @@ print(f"{len(unseen)} of {len(test_names)} test captions ({len(unseen) / len(tes
 # bias. They all study the same one, the `mini-cpu` run in `runs/mini` at the top of the checkout
 # (`make reproduce` writes it, and so does the cell above). `book_model` returns it, training it first
 # when the run is missing or unfinished (resuming where it stopped); under `nbdev_test` it returns a
-# stand-in trained for a few steps, so that the later chapters' mechanics are tested in seconds. Any
+# model with random weights, so that the later chapters' mechanics are tested in seconds. Any
 # run folder loads with `load_run`, or with `clip_annotated.load(folder)` like a released model.
 
 # %%
 #| export
-def runs_dir() -> Path:
-    "Where runs live: $CLIP_ANNOTATED_RUNS, else runs/ at the top of the checkout we are in (found by settings.ini), else ./runs."
-    if os.environ.get('CLIP_ANNOTATED_RUNS'): return Path(os.environ['CLIP_ANNOTATED_RUNS'])
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d/'settings.ini').is_file() and (d/'nbs').is_dir(): return d/'runs'
-    return here/'runs'
-
 def load_run(out: str | Path, device=None) -> tuple[CLIP, TrainConfig]:
     "(model in eval mode, its TrainConfig) from the checkpoint of run folder `out`."
     ckpt = Path(out)/'checkpoint.pt'
@@ -937,12 +945,10 @@ def _finished(out: Path, steps: int) -> bool:
     return (out/'checkpoint.pt').is_file() and load_checkpoint(out/'checkpoint.pt')['data']['step'] >= steps
 
 def book_model(device=None, preset: str = 'mini-cpu', out: str | Path | None = None) -> tuple[CLIP, TrainConfig]:
-    "(model, config) of the run the later chapters study: `preset` in runs_dir()/'mini', trained first if unfinished; a 3-step stand-in under nbdev_test."
+    "(model, config) of the run the later chapters study: `preset` in runs_dir(), trained first if unfinished; random weights under nbdev_test."
     cfg = PRESETS[preset]
-    if in_test():
-        cfg = replace(cfg, steps=3, warmup=1, eval_every=0, ckpt_every=3, progress=False,
-                      out=str(Path(tempfile.gettempdir())/f'clip_annotated_test_{preset}_{os.getpid()}'))
-    else: cfg = replace(cfg, out=str(out or runs_dir()/Path(cfg.out).name))
+    if in_test(): return create_model(cfg.clip_config()).to(get_device(device)).eval(), cfg   # mechanics only
+    cfg = replace(cfg, out=str(out or runs_dir()/Path(cfg.out).name))
     if not _finished(Path(cfg.out), cfg.steps): train(cfg)
     return load_run(cfg.out, device)
 

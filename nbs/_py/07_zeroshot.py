@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from PIL import Image
 from clip_annotated.core import autocast_dtype, get_device
 from clip_annotated.tokenizer import tokenize
@@ -40,6 +40,7 @@ from clip_annotated.train import book_model
 
 # %%
 _ = seed_everything(0)
+
 
 # %% [markdown]
 # At the end of this chapter you can hand CLIP a list of class names and get a classifier, with no
@@ -127,6 +128,7 @@ test_eq(W.shape, (m.text_projection.shape[1], 3))
 test_close(zero_shot_classifier(m, classes, ['{}']), encode_texts(m, classes).T, eps=1e-6)
 print("classifier == the naive per-template computation;", W.shape, "columns of unit length:", W.norm(dim=0))
 
+
 # %% [markdown]
 # ## Images, logits, metrics
 #
@@ -185,6 +187,7 @@ test_eq((r['top1'], r['top2']), (3 / 5, 1.0))
 test_close(r['mean_per_class_recall'], (1 + 1 / 3 + 1) / 3)       # class 1 has 3 items, 1 right
 test_eq((r['chance_top1'], r['chance_top2'], r['n'], r['classes']), (1 / 3, 2 / 3, 5, 3))
 r
+
 
 # %% [markdown]
 # `evaluate` puts the pieces together for a dataset of (image, label) pairs and its class names;
@@ -350,6 +353,7 @@ print(cnt.name, len(cnt.dataset), 'scenes; prompts for "two":', [_fill(t, 'two')
 test_eq(len(cnt.templates), 70); test_eq(_fill(cnt.templates[0], 'a'), 'a small red circle')
 test_fail(lambda: emoji_task('age'), contains="'age'")
 
+
 # %% [markdown]
 # ### Prompts in the captions' own form, and the nearest prompt
 #
@@ -439,7 +443,7 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
 # ## Measured: the book's MiniCLIP on held-out emoji
 #
 # The model is the `mini-cpu` run of the training chapter (`book_model()`: `runs/mini`, trained first if
-# it is missing; under `nbdev_test` a stand-in trained for three steps, so no number below means
+# it is missing; under `nbdev_test` a model with random weights, so no number below means
 # anything there).
 
 # %%
@@ -456,6 +460,7 @@ print(f"skin tone: single template {100 * tone_res['single_top1']:.1f}%, ensembl
 if not in_test():
     assert tone_res['captions_nearest_top1'] >= 0.8, tone_res
     for r in emoji_results: assert r['ensemble_top1'] > r['chance'], r
+
 
 # %% [markdown]
 # Read the table by rows. For the skin tone, the nearest caption-form prompt is far ahead of the

@@ -374,6 +374,7 @@ train_res = bench_train()
 assert all(r['speedup'] >= 1.2 and r['ours_mib'] <= r['open_clip_mib'] and r['max_grad_err'] < 1e-4
            for r in train_res['models'].values())
 
+
 # %% [markdown]
 # ## Zero-shot evaluation
 #

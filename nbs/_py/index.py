@@ -68,10 +68,14 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 5 | [Data](05_data.ipynb) | `data` | the emoji set with its attributes and held-out split, procedural scenes, CSV and webdataset sources |
 # | 6 | [Training](06_train.ipynb) | `train` | AdamW, warm-up and cosine, mixed precision, exact accumulation, kill-and-resume checkpoints, DDP, held-out retrieval |
 # | 7 | [Zero-shot classification](07_zeroshot.ipynb) | `zeroshot` | class names as a classifier, prompt ensembling, top-k and per-class recall, the embedded tasks |
+# | 7b | [Evaluation data sets](07b_evalsets.ipynb) | `evalsets` | CIFAR, STL-10, Pets, Caltech-101, Food-101, ImageNet and its shifted copies, with OpenAI's class names and templates; the paper's figures |
+# | 8 | [Linear probes](08_linear_probe.ipynb) | `probe` | logistic regression on frozen features, k-shot probes against zero-shot |
+# | 9 | [Prompt engineering](09_prompt_engineering.ipynb) | `prompts` | which sentence carries a class name, ensembling in embedding or probability space |
+# | 10 | [Robustness](10_robustness.ipynb) | `robustness` | distribution shifts, a supervised baseline, effective robustness |
 # | 98 | [The command line](98_cli.ipynb) | `cli` | `clip-annotated train / reproduce / eval / predict` |
 # | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run |
 #
-# Later chapters (bias, limitations, visualisation, efficiency) arrive as they are written.
+# Later chapters (bias, limitations, visualisation, efficiency, ethics) arrive as they are written.
 #
 # ## How the site is built
 #
