@@ -395,17 +395,23 @@ def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[
 METHODS = {'single': 'single template', 'ensemble': 'ensemble (mean embedding)',
            'captions_mean': 'caption-form prompts, mean embedding', 'captions_nearest': 'caption-form prompts, nearest prompt'}
 
+def _rule_prompts(task: Task, rule: str) -> list:
+    return {'single': task.templates[:1], 'ensemble': task.templates}.get(rule, task.caption_templates)
+
+def rule_logits(model, feats: torch.Tensor, task: Task, rule: str, device=None) -> torch.Tensor:
+    "Logits [N, C] of unit image features under one rule of `METHODS`."
+    temps = _rule_prompts(task, rule)
+    if rule == 'captions_nearest': return nearest_prompt_logits(model, feats, task.classnames, temps, device)
+    return zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, temps, device=device))
+
 def run_task(model, task: Task, device=None, progress: bool | None = None) -> dict:
     "Top-1 and mean per-class recall of `task` for each rule of `METHODS` the task supports."
     feats, labels = encode_images(model, task.dataset, device=device, progress=progress)
     out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance, prompts={})
-    plans = {'single': task.templates[:1], 'ensemble': task.templates}
-    if task.caption_templates: plans.update(captions_mean=task.caption_templates, captions_nearest=task.caption_templates)
-    for kind, temps in plans.items():
-        logits = (nearest_prompt_logits(model, feats, task.classnames, temps, device) if kind == 'captions_nearest'
-                  else zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, temps, device=device)))
-        m = classification_metrics(logits, labels, ks=(1,))
-        out[f'{kind}_top1'], out[f'{kind}_recall'], out['prompts'][kind] = m['top1'], m['mean_per_class_recall'], len(temps)
+    for rule in (METHODS if task.caption_templates else ('single', 'ensemble')):
+        m = classification_metrics(rule_logits(model, feats, task, rule, device), labels, ks=(1,))
+        out[f'{rule}_top1'], out[f'{rule}_recall'] = m['top1'], m['mean_per_class_recall']
+        out['prompts'][rule] = len(_rule_prompts(task, rule))
     return out
 
 def task_table(results: list[dict]) -> str:
@@ -480,11 +486,8 @@ if not in_test():
 def confusion(model, task: Task, rule: str = 'ensemble', device=None) -> torch.Tensor:
     "Counts [C, C] of (true class, predicted class) under one rule of `METHODS`."
     feats, labels = encode_images(model, task.dataset, device=device)
-    temps = {'single': task.templates[:1], 'ensemble': task.templates}.get(rule, task.caption_templates)
-    logits = (nearest_prompt_logits(model, feats, task.classnames, temps, device) if rule == 'captions_nearest'
-              else zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, temps, device=device)))
     C = len(task.classnames)
-    return torch.bincount(labels * C + logits.argmax(1), minlength=C * C).view(C, C)
+    return torch.bincount(labels * C + rule_logits(model, feats, task, rule, device).argmax(1), minlength=C * C).view(C, C)
 
 
 # %%
