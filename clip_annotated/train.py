@@ -351,8 +351,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text(''.join(json.dumps(r) + '\n' for r in keep))
 
 # %% ../nbs/06_train.ipynb #62980a24
-def train(cfg: TrainConfig) -> dict:
-    "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); returns a summary dict."
+def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
+    "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
     t_start = time.perf_counter()
     rank, world, device = setup_distributed(cfg.device)
     if device.type == 'cpu': torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
@@ -370,7 +370,7 @@ def train(cfg: TrainConfig) -> dict:
     optimizer, scaler = make_optimizer(model, cfg), None
     scheduler = make_scheduler(optimizer, cfg)
     if amp_dtype is torch.float16: scaler = torch.amp.GradScaler('cuda')
-    train_ds, test_ds = make_datasets(cfg, mcfg.image_resolution)
+    train_ds, test_ds = datasets or make_datasets(cfg, mcfg.image_resolution)
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     per_epoch = len(sampler) // local_bs
     if per_epoch == 0: raise ValueError(f"{len(train_ds)} training items are fewer than one batch of {cfg.batch_size}")

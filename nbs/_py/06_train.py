@@ -656,7 +656,10 @@ test_eq(next(iter(prefetch(range(10**9), depth=2))), 0)                         
 # then loops over steps. Every step appends one line to `metrics.jsonl` (loss, learning rate,
 # temperature, samples per second) and updates a progress bar; every `ckpt_every` steps and at the end
 # rank 0 writes the checkpoint. When the steps are done it plots the curves, measures held-out
-# retrieval and writes `report.md`. Only rank 0 writes files.
+# retrieval and writes `report.md`. Only rank 0 writes files. The data comes from `make_datasets`
+# (the emoji set or scenes, as `cfg.data` says), or from `datasets=(train set, held-out set)`, any
+# map-style data sets of (image, caption) pairs: the bias chapter trains on a deliberately skewed
+# copy of the emoji set that way. A run's data is not in its checkpoint, so resume with the same pair.
 
 # %%
 #| export
@@ -708,8 +711,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 # %%
 #| export
-def train(cfg: TrainConfig) -> dict:
-    "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); returns a summary dict."
+def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
+    "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
     t_start = time.perf_counter()
     rank, world, device = setup_distributed(cfg.device)
     if device.type == 'cpu': torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
@@ -727,7 +730,7 @@ def train(cfg: TrainConfig) -> dict:
     optimizer, scaler = make_optimizer(model, cfg), None
     scheduler = make_scheduler(optimizer, cfg)
     if amp_dtype is torch.float16: scaler = torch.amp.GradScaler('cuda')
-    train_ds, test_ds = make_datasets(cfg, mcfg.image_resolution)
+    train_ds, test_ds = datasets or make_datasets(cfg, mcfg.image_resolution)
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     per_epoch = len(sampler) // local_bs
     if per_epoch == 0: raise ValueError(f"{len(train_ds)} training items are fewer than one batch of {cfg.batch_size}")

@@ -1,0 +1,443 @@
+# %% [markdown]
+# # Limitations
+#
+# > The paper's own list of what CLIP does badly, each statement measured on the book's small models:
+# > counting, binding attributes to objects, sensitivity to wording, and learning from noisy captions.
+
+# %%
+#| default_exp limits
+
+# %%
+#| hide
+from nbdev.showdoc import show_doc
+
+# %%
+#| export
+from __future__ import annotations
+from dataclasses import replace
+from pathlib import Path
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from clip_annotated.data import COLORS, Scene, SceneDataset, scene_caption
+from clip_annotated.train import PRESETS, make_datasets, runs_dir, train
+from clip_annotated.zeroshot import SCENE_SEED, _Labelled, encode_images, encode_texts
+
+# %%
+import tempfile, time
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+from fastcore.test import test_eq, test_ne, test_close
+from clip_annotated.core import footer, in_test, pick, seed_everything
+from clip_annotated.data import SceneObject
+from clip_annotated.train import book_model, load_run
+from clip_annotated.zeroshot import confusion, run_task, scene_task
+
+# %%
+_ = seed_everything(0)
+
+# %% [markdown]
+# The paper closes its results with a section on what CLIP cannot do (Radford et al. 2021, §6). This
+# chapter takes four of those statements and measures each one on the book's own small models, with
+# the statement printed beside the number. At the end you can:
+#
+# - read off how a CLIP-style model does at **counting** compared with naming colours and shapes;
+# - test whether it **binds** attributes to the right object, by pitting each true caption against the
+#   same words rearranged;
+# - see how much accuracy moves with the **wording** of a prompt alone;
+# - train with a chosen fraction of **mismatched captions** and watch what noise costs.
+#
+# The models are tiny and the pictures procedural, so the numbers say what *this* kind of training does
+# at *this* scale, not what ViT-L/14 does on photographs. The point is the shape of each measurement:
+# the same code runs on a real checkpoint (chapter 03's `load`) unchanged.
+#
+# | statement | section here | model |
+# |---|---|---|
+# | struggles with systematic tasks such as counting | Counting | scenes MiniCLIP |
+# | (follow-up work) attributes bound to the wrong object | Attribute binding | scenes MiniCLIP |
+# | zero-shot accuracy depends on prompt wording | Prompt sensitivity | emoji MiniCLIP |
+# | trained on unfiltered, noisy image–text pairs | Noisy supervision | five scenes runs |
+
+# %%
+t_start = time.perf_counter()
+model_s, cfg_s = book_model(preset='scenes-tiny')          # random weights under nbdev_test
+px = model_s.visual.input_resolution
+N = pick(gpu=400, cpu=400, test=24)                          # held-out scenes per measurement
+print(f"scenes model: {cfg_s.model} {cfg_s.model_overrides}, {cfg_s.steps} steps on {cfg_s.n_scenes} scenes; {N} held-out scenes per test")
+
+# %% [markdown]
+# ## Counting
+#
+# > "CLIP also struggles with more abstract and systematic tasks such as counting the number of
+# > objects in an image." (Radford et al. 2021, §6)
+#
+# A count is not a thing in the picture the way a colour is: to say "three" the image tower has to
+# keep a tally across positions, and the caption only rewards it when the other words do not already
+# single out the picture. The zero-shot chapter's `scene_task('count')` asks exactly this of held-out
+# scenes with one group of 1 to 4 identical shapes, with prompts that spell out the rest of the group
+# ("three small red circles"), averaged over every size, colour and shape. We compare it with the colour
+# and shape questions on the same kind of scenes, and break counting down by the true count.
+#
+# First the check that the task asks what we think: every label is the count in the scene's own
+# description, and each scene has exactly one group.
+
+# %%
+tasks = {a: scene_task(a, n=N, image_size=px) for a in ('color', 'shape', 'count')}
+ct = tasks['count'].dataset
+for k in range(len(ct)):
+    objs = ct.base.describe(ct.indices[k]).objects
+    assert len(objs) == 1 and objs[0].count == ct.labels[k] + 1
+print('labels = count − 1 on all', len(ct), 'scenes; counts present:', sorted({l + 1 for l in ct.labels}))
+
+
+# %%
+#| export
+def per_class_accuracy(confusion) -> torch.Tensor:
+    "Recall of each true class [C] from confusion counts [C, C] (rows: true class); NaN for an absent class."
+    confusion = torch.as_tensor(confusion).double()
+    return confusion.diagonal() / confusion.sum(1)
+
+
+# %%
+test_close(per_class_accuracy(torch.tensor([[3, 1], [0, 2]])), torch.tensor([0.75, 1.0], dtype=torch.float64))
+
+# %%
+task_res = {a: run_task(model_s, t, progress=False) for a, t in tasks.items()}
+C_count = confusion(model_s, tasks['count'])
+count_acc = per_class_accuracy(C_count)
+for a, r in task_res.items():
+    print(f"{a:6} top-1 {r['ensemble_top1']:6.1%}   chance {r['chance']:.1%}   ({r['n']} scenes)")
+print('count accuracy by true count:', {k + 1: f'{v:.1%}' for k, v in enumerate(count_acc.tolist())})
+print('confusion (rows: true 1..4, columns: predicted 1..4):')
+print(C_count.numpy())
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+ax = axes[0]
+names = list(task_res)
+ax.bar(names, [100 * task_res[a]['ensemble_top1'] for a in names], color=['tab:red', 'tab:blue', 'tab:gray'])
+for j, a in enumerate(names):
+    ax.hlines(100 * task_res[a]['chance'], j - 0.4, j + 0.4, colors='k', linestyles='--', label='chance' if j == 0 else None)
+ax.set(ylim=(0, 100), ylabel='zero-shot top-1 (%)', xlabel='question asked of a one-group scene', title='Colour and shape vs count')
+ax.legend(loc='upper right')
+ax = axes[1]
+ax.bar([str(k) for k in range(1, 5)], 100 * count_acc.nan_to_num().numpy(), color='tab:gray')
+ax.axhline(100 * tasks['count'].chance, color='k', ls='--', label='chance (1 in 4)')
+ax.set(ylim=(0, 100), ylabel='accuracy (%)', xlabel='true number of shapes', title='Counting, by true count')
+ax.legend(loc='upper right')
+fig.tight_layout(); fig.savefig('/tmp/lim/count.png', dpi=90); plt.show()
+
+# %% [markdown]
+# *Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count
+# (left), and counting broken down by the true number of shapes (right); dashed lines are chance.*
+#
+# **The paper says** CLIP struggles with counting. **We measured** (cells above) 36.0% on the count
+# question against 25% chance, while the same model names the colour of the same pictures 99.5% of the
+# time. The breakdown shows it is not counting: its answers collapse onto "a" and "three" (57% and 86%
+# right), and two or four shapes are almost never called correctly (3% and 4%); the confusion matrix
+# sends most twos to "three" and most fours to "a". A fair caveat at this scale: the 2-layer scenes
+# model is also weak at shape (27.0% against 20% chance), so here counting is one of two hard
+# questions, not the only one. Colour, a property of every pixel, is the easy one.
+#
+# ## Attribute binding
+#
+# The CLIP paper does not name this one; work built on CLIP's embeddings does. The DALL·E 2 paper
+# reports that its CLIP-conditioned generator mixes up which attribute belongs to which object
+# (Ramesh et al. 2022, §7), and the CLIP paper's own §6 groups such compositional questions with
+# counting as "systematic" tasks it finds hard. The test needs no classes: for a held-out scene with two
+# groups, is the true caption closer to the image than **the same words rearranged**?
+#
+# - *colours swapped*: "a red circle above a blue square" → "a blue circle above a red square";
+# - *shapes swapped*: → "a red square above a blue circle";
+# - *relation reversed*: → "a red circle below a blue square";
+# - a control, *one colour replaced* by a colour absent from the scene: → "a green circle above a blue
+#   square". This one changes *what* is there, not *where it goes*, so it tells perception from binding.
+#
+# A model that reads its captions as a bag of words scores the colour-swapped caption exactly like the
+# true one (the same words; the shape swap differs only in a plural 's'), so it can do no better than a
+# coin: chance is 50%.
+
+# %%
+#| export
+OPPOSITE = {'above': 'below', 'below': 'above', 'left of': 'right of', 'right of': 'left of'}
+
+def swap_colors(scene: Scene) -> str:
+    "Caption of a two-group scene with the groups' colours exchanged ('a red circle above a blue square' → 'a blue circle above a red square')."
+    a, b = scene.objects
+    return scene_caption([replace(a, color=b.color), replace(b, color=a.color)])
+
+def swap_shapes(scene: Scene) -> str:
+    "Caption of a two-group scene with the groups' shapes exchanged."
+    a, b = scene.objects
+    return scene_caption([replace(a, shape=b.shape), replace(b, shape=a.shape)])
+
+def reverse_relation(scene: Scene) -> str:
+    "Caption of a two-group scene with the relation turned round ('above' ↔ 'below', 'left of' ↔ 'right of')."
+    a, b = scene.objects
+    return scene_caption([replace(a, relation=OPPOSITE[a.relation]), b])
+
+def replace_color(scene: Scene) -> str:
+    "Control: the first group's colour replaced by the first colour (in COLORS order) that the scene does not use."
+    a, b = scene.objects
+    new = next(c for c in COLORS if c not in (a.color, b.color))
+    return scene_caption([replace(a, color=new), b])
+
+CAPTION_EDITS = {'colours swapped': swap_colors, 'shapes swapped': swap_shapes,
+                 'relation reversed': reverse_relation, 'one colour replaced (control)': replace_color}
+
+# %% [markdown]
+# The check, on a scene written by hand:
+
+# %%
+a = SceneObject('circle', 'red', 'small', 2, 'above'); b = SceneObject('square', 'blue', 'large', 1)
+hand = Scene((a, b), scene_caption([a, b]))
+test_eq(hand.caption, 'two small red circles above a large blue square')
+test_eq(swap_colors(hand), 'two small blue circles above a large red square')
+test_eq(swap_shapes(hand), 'two small red squares above a large blue circle')
+test_eq(reverse_relation(hand), 'two small red circles below a large blue square')
+test_eq(replace_color(hand), 'two small green circles above a large blue square')
+swapped = Scene((replace(a, color='blue'), replace(b, color='red')), swap_colors(hand))
+test_eq(swap_colors(swapped), hand.caption)                         # swapping twice gives the caption back
+test_eq(sorted(swap_colors(hand).split()), sorted(hand.caption.split()))   # the same words, rearranged
+
+
+# %%
+#| export
+def binding_scenes(n: int = 400, image_size: int = 48, seed: int = SCENE_SEED) -> tuple[SceneDataset, list[int]]:
+    "(held-out scene set, indices of its first `n` two-group scenes): none of the book's training runs draws from `seed`."
+    ds = SceneDataset(20 * n, seed=seed, image_size=image_size, train=False)
+    keep = [i for i in range(len(ds)) if len(ds.describe(i).objects) == 2][:n]
+    return ds, keep
+
+@torch.inference_mode()
+def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int = SCENE_SEED, device=None) -> dict:
+    "Per edit of CAPTION_EDITS: a bool [n] per scene, True where the image is closer to its true caption than to the edited one."
+    edits = CAPTION_EDITS if edits is None else edits
+    ds, keep = binding_scenes(n, model.visual.input_resolution, seed)
+    feats, _ = encode_images(model, _Labelled(ds, keep, keep), device=device, progress=False)     # [n, d] unit
+    scenes = [ds.describe(i) for i in keep]
+    s_true = (feats * encode_texts(model, [s.caption for s in scenes], device=device)).sum(-1)    # [n] cosine
+    return {name: s_true > (feats * encode_texts(model, [edit(s) for s in scenes], device=device)).sum(-1)
+            for name, edit in edits.items()}
+
+
+# %%
+ds_b, keep_b = binding_scenes(4, px)
+import textwrap
+fig, axes = plt.subplots(1, 4, figsize=(12, 4.3))
+for ax, i in zip(axes, keep_b):
+    s = ds_b.describe(i)
+    ax.imshow(ds_b.image(i)); ax.set_xticks([]); ax.set_yticks([])
+    ax.set_title(textwrap.fill(f"true: {s.caption}", 30) + '\n' + textwrap.fill(f"swapped: {swap_colors(s)}", 30), fontsize=8)
+fig.tight_layout(); plt.show()
+
+# %% [markdown]
+# *Four held-out two-group scenes (48 pixels a side) with the true caption and the colour-swapped one
+# the model must rank below it.*
+
+# %%
+wins = caption_preference(model_s, n=N)
+bind = {k: v.double().mean().item() for k, v in wins.items()}
+for k, v in wins.items():
+    half = 1.96 * (bind[k] * (1 - bind[k]) / len(v)) ** 0.5
+    print(f"{k:30} true caption wins on {bind[k]:6.1%} of {len(v)} scenes  (±{half:.1%}, 95% binomial)")
+
+# %%
+fig, ax = plt.subplots(figsize=(7.5, 3.4))
+ks = list(bind)
+err = [196 * (bind[k] * (1 - bind[k]) / len(wins[k])) ** 0.5 for k in ks]
+ax.bar(range(len(ks)), [100 * bind[k] for k in ks], yerr=err, capsize=4,
+       color=['tab:purple', 'tab:purple', 'tab:purple', 'tab:green'])
+ax.axhline(50, color='k', ls='--', label='chance (coin flip)')
+ax.set_xticks(range(len(ks)), [k.replace(' (', '\n(') for k in ks], fontsize=8)
+ax.set(ylim=(0, 105), ylabel='true caption preferred (%)', xlabel='how the rival caption was made',
+       title='Does the scenes model bind attributes to objects?')
+ax.legend(loc='upper left')
+fig.tight_layout(); fig.savefig('/tmp/lim/bind.png', dpi=90); plt.show()
+
+# %% [markdown]
+# *Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival
+# made of the same words rearranged (purple) or with one colour changed (green, control); dashed line
+# is chance, bars are 95% binomial intervals.*
+#
+# **The follow-up literature says** CLIP-style embeddings bind attributes to objects poorly. **We
+# measured** (cell above) that the scenes model tells a true caption from one with a colour replaced on
+# 99.8% of scenes: it sees the colours. With the *same* two colours swapped between the groups it
+# prefers the true caption on only 65.5%; with the shapes swapped, 53.0%; with the relation reversed,
+# 50.2%, a coin flip. Knowing which colours are present is not knowing which shape has which colour,
+# or which group is on top.
+#
+# ## Prompt sensitivity
+#
+# The paper reports that the wording of the prompt matters: the bare class name does worse than "A
+# photo of a {label}.", and prompt engineering and ensembling add points on ImageNet (Radford et al.
+# 2021, §3.1.4); §6 counts the need to phrase tasks in text among the method's weak spots. Chapter 09
+# ([Prompt engineering](09_prompt_engineering.ipynb)) measures this at length. Here, one number: on
+# the held-out emoji categories, how far apart do paraphrases that mean the same thing land?
+
+# %%
+from clip_annotated.prompts import template_sweep
+from clip_annotated.zeroshot import emoji_task
+model_e, cfg_e = book_model()
+task_e = emoji_task('category', image_size=model_e.visual.input_resolution)
+if in_test(): task_e.dataset = _Labelled(task_e.dataset.base, task_e.dataset.indices[:48], task_e.dataset.labels[:48])   # mechanics only
+PARAPHRASES = ['{}', 'an emoji of a {}.', 'an emoji of {}.', 'a {} emoji.', '{} emoji', 'a picture of a {}.',
+               'an icon of a {}.', 'a drawing of a {}.', 'a photo of a {}.', 'this is a {}.']
+sweep = sorted(template_sweep(model_e, task_e, PARAPHRASES), key=lambda r: r['top1'])
+acc_e = np.array([r['top1'] for r in sweep])
+display(Markdown('| prompt | top-1 |\n|---|---:|\n' + '\n'.join(f"| `{r['template']}` | {r['top1']:.1%} |" for r in sweep)))
+print(f"{task_e.name}: {len(task_e.dataset)} pictures, {len(task_e.classnames)} classes, chance {task_e.chance:.1%}; "
+      f"paraphrases span {acc_e.min():.1%} to {acc_e.max():.1%} (spread {100 * (acc_e.max() - acc_e.min()):.1f} points)")
+
+
+# %% [markdown]
+# **The paper says** prompts matter, and ensembling over them helps. **We measured** (cell above) ten
+# ways of naming the same eleven classes spanning 13.8% to 18.6% top-1 on the emoji model, with no
+# change to the weights: a spread of 4.9 points, against a chance level of 9.1%. The paper's default
+# "a photo of a {}." is the worst of the ten here, since nothing in the emoji captions is a photo.
+# Chapter 09 has the paired comparisons, the ensembles and the specificity ladder.
+#
+# ## Noisy supervision
+#
+# CLIP learns from 400 million pairs collected from the internet, with no human labelling (Radford et
+# al. 2021, §2.2), and §6 notes that these pairs are unfiltered and uncurated. Many web captions do not
+# describe their picture at all. How much does a caption that belongs to *another* picture cost?
+#
+# We make noise we can dose. `ShuffledCaptions` wraps a training set and deals the captions of exactly
+# round(p·n) of its items out among themselves, as one cycle through a random order of those items, so
+# none keeps its own caption; the images and the other captions stay where they are. Each mismatched
+# pair is still a fluent caption of *some* scene, like a web caption written for another photo.
+
+# %% [markdown]
+# ### The wrapper and the switch
+#
+# `ShuffledCaptions` keeps a table `source`: item i is served with the caption of item `source[i]`. The
+# shuffled items are drawn once from the seed, in random order, and each takes the caption of the one
+# before it in that order (a single cycle), so none of them keeps its own. The wrapper forwards
+# `set_epoch`, so the scene set's per-epoch caption templates keep working.
+
+# %%
+#| export
+class ShuffledCaptions(Dataset):
+    "`base` (image, caption) pairs with the captions of exactly round(fraction·n) items dealt out among themselves, none keeping its own; images untouched."
+    def __init__(self, base: Dataset, fraction: float, seed: int = 0):
+        if not 0 <= fraction <= 1: raise ValueError(f"fraction {fraction} must lie in [0, 1]")
+        n = len(base)
+        k = int(round(fraction * n))
+        if k == 1: k = 2 if n >= 2 else 0       # one item alone cannot take another's caption
+        self.base, self.fraction, self.seed = base, fraction, seed
+        self.shuffled = np.random.default_rng([seed, 12]).choice(n, k, replace=False)     # [k] in random order
+        self.source = np.arange(n)                                                         # item i gets caption of source[i]
+        self.source[self.shuffled] = np.roll(self.shuffled, 1)                             # a cycle: no fixed point when k ≥ 2
+
+    def __len__(self): return len(self.base)
+    def set_epoch(self, epoch: int):
+        if hasattr(self.base, 'set_epoch'): self.base.set_epoch(epoch)
+
+    def __getitem__(self, i: int):
+        x, caption = self.base[i]
+        j = int(self.source[i])
+        return (x, caption) if j == i else (x, self.base[j][1])
+
+    def __repr__(self): return f"ShuffledCaptions({self.base!r}, fraction={self.fraction}, {len(self.shuffled)} of {len(self)} shuffled)"
+
+
+# %% [markdown]
+# The training chapter's `train(cfg, datasets=...)` accepts the pair of data sets to train and evaluate
+# on; `noise_run` hands it the preset's own pair (`make_datasets`) with only the training set wrapped.
+# The held-out set is never wrapped: noise goes into training, the measurement stays clean. Each noise
+# level is one run of the `scenes-tiny` preset in its own folder.
+
+# %%
+#| export
+def noise_run_dir(fraction: float, root: str | Path | None = None) -> Path:
+    "Where the scenes run with `fraction` of its captions shuffled lives: runs_dir()/noise/p{fraction}."
+    return Path(root or runs_dir()/'noise')/f'p{float(fraction)}'
+
+def noise_run(fraction: float, root: str | Path | None = None, seed: int = 0, **overrides) -> dict:
+    "Train (or resume: a finished run returns at once) PRESETS['scenes-tiny'] with `fraction` of the training captions shuffled."
+    cfg = replace(PRESETS['scenes-tiny'], out=str(noise_run_dir(fraction, root)), progress=False, **overrides)
+    train_ds, test_ds = make_datasets(cfg, cfg.clip_config().image_resolution)
+    return train(cfg, datasets=(ShuffledCaptions(train_ds, fraction, seed), test_ds))
+
+
+# %% [markdown]
+# The checks, on a toy dataset whose items are (index, caption of that index): exactly the requested
+# number of captions move, none of them to itself, the images keep their order, and the same seed gives
+# the same dealing.
+
+# %%
+class Toy(Dataset):
+    def __len__(self): return 100
+    def __getitem__(self, i): return i, f'caption {i}'
+
+for p in (0.0, 0.01, 0.25, 0.5, 1.0):
+    w = ShuffledCaptions(Toy(), p, seed=3)
+    items = [w[i] for i in range(len(w))]
+    test_eq([x for x, _ in items], list(range(100)))                                  # images untouched, in order
+    moved = sum(c != f'caption {i}' for i, (_, c) in enumerate(items))
+    test_eq(moved, max(round(p * 100), 2 if p > 0 else 0))                            # exactly that many captions moved
+    test_eq(sorted(c for _, c in items), sorted(f'caption {i}' for i in range(100)))  # a permutation: nothing lost
+test_eq([w[i] for i in range(100)], [ShuffledCaptions(Toy(), 1.0, seed=3)[i] for i in range(100)])
+test_ne(ShuffledCaptions(Toy(), 0.5, seed=3).source.tolist(), ShuffledCaptions(Toy(), 0.5, seed=4).source.tolist())
+print(ShuffledCaptions(Toy(), 0.25))
+
+# %% [markdown]
+# Five runs of the training chapter's `scenes-tiny` preset, identical but for the fraction shuffled:
+# 0, 25, 50, 75 and 100%. Each lives in `runs/noise/p{fraction}`; a finished run is read back, not
+# retrained. Every run is measured on the same clean held-out scenes: retrieval R@1 of each picture's
+# caption among all of them, and zero-shot colour accuracy. Under `nbdev_test` two fractions run for
+# three steps into a temporary folder, so only the mechanics are checked.
+
+# %%
+fractions = pick(gpu=(0.0, 0.25, 0.5, 0.75, 1.0), cpu=(0.0, 0.25, 0.5, 0.75, 1.0), test=(0.0, 1.0))
+root = tempfile.mkdtemp() if in_test() else None
+short = dict(steps=3, n_scenes=256, warmup=1, ckpt_every=3) if in_test() else {}
+noise = []
+for p in fractions:
+    t0 = time.perf_counter()
+    summary = noise_run(p, root, **short)
+    m, _ = load_run(summary['dir'])
+    color = run_task(m, scene_task('color', n=N, image_size=m.visual.input_resolution), progress=False)
+    noise.append(dict(p=p, r1=summary['test']['i2t_R@1'], r1_chance=summary['test']['i2t_chance@1'],
+                      color=color['ensemble_top1'], color_chance=color['chance'], train_s=summary['train_wall_s']))
+    print(f"shuffled {p:4.0%}: held-out i2t R@1 {noise[-1]['r1']:6.1%} (chance {noise[-1]['r1_chance']:.1%}), "
+          f"zero-shot colour {noise[-1]['color']:6.1%} (chance {color['chance']:.1%}); "
+          f"trained in {summary['train_wall_s']:.0f} s, {time.perf_counter() - t0:.0f} s here")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+xs = [100 * r['p'] for r in noise]
+for ax, key, title in ((axes[0], 'r1', 'Held-out retrieval, image → text R@1'), (axes[1], 'color', 'Zero-shot colour accuracy')):
+    ax.plot(xs, [100 * r[key] for r in noise], 'o-', color='tab:blue', label='scenes-tiny run')
+    ax.axhline(100 * noise[0][f'{key}_chance'], color='k', ls='--', label='chance')
+    ax.set(xlabel='training captions shuffled (%)', ylabel='accuracy (%)', title=title, xticks=xs,
+           ylim=(0, max(5, 110 * max(r[key] for r in noise))))
+    ax.legend(loc='upper right')
+fig.tight_layout(); fig.savefig('/tmp/lim/noise.png', dpi=90); plt.show()
+
+# %% [markdown]
+# *Five identical `scenes-tiny` runs but for the fraction of training captions dealt to the wrong
+# picture: held-out retrieval R@1 (left) and zero-shot colour accuracy (right) on clean held-out
+# scenes; dashed lines are chance.*
+#
+# **The paper says** CLIP is trained on uncurated web pairs and works anyway. **We measured** (cell
+# above) two different answers, depending on the question. Retrieval, which needs every detail of a
+# caption, falls roughly in step with the clean fraction: R@1 29.5%, 19.7%, 10.7%, 2.7% and 0.0% at
+# 0, 25, 50, 75 and 100% shuffled. Zero-shot colour, a coarse concept that many pairs agree on, barely
+# notices half the captions being wrong (99.5% → 95.0%), then drops to 54.2% at 75% and to chance when
+# no caption belongs to its picture. The mismatched pairs point in unrelated directions and mostly
+# cancel, so what the clean pairs agree on survives; at a fixed budget of 150 steps the price is paid in
+# the fine detail first. (The 0% run is exactly the training chapter's `scenes-tiny` run, nothing
+# shuffled; training times in the printout vary with what else the machine was doing.)
+#
+# ## What we measured
+
+# %%
+print(f"counting: count top-1 {task_res['count']['ensemble_top1']:.1%} (chance {task_res['count']['chance']:.0%}) vs "
+      f"colour {task_res['color']['ensemble_top1']:.1%} and shape {task_res['shape']['ensemble_top1']:.1%}; by true count "
+      + ', '.join(f'{k + 1}: {v:.0%}' for k, v in enumerate(count_acc.nan_to_num().tolist())))
+print('binding (true caption preferred, chance 50%): ' + ', '.join(f'{k} {v:.1%}' for k, v in bind.items()))
+print(f"prompt wording: {len(PARAPHRASES)} paraphrases on {task_e.name} span {acc_e.min():.1%}–{acc_e.max():.1%}")
+print('noisy captions (shuffled → R@1, colour): ' + ', '.join(f"{r['p']:.0%} → {r['r1']:.1%}, {r['color']:.1%}" for r in noise))
+_ = footer()

@@ -1,0 +1,85 @@
+"""The building blocks of chapter 12 (`clip_annotated.limits`), fast and without training.
+
+* `ShuffledCaptions` moves exactly round(fraction·n) captions (none to itself), keeps every image in
+  place and in order, loses no caption, is deterministic for a seed and differs between seeds.
+* `noise_run` trains (two steps here) on the preset's data with shuffled training captions, clean held-out set.
+* The caption edits swap colours, shapes and the relation correctly on hand-made scenes.
+* The counting task's labels are the counts of the scenes' own descriptions.
+"""
+from __future__ import annotations
+
+import pytest
+from torch.utils.data import Dataset
+
+from clip_annotated.data import Scene, SceneObject, scene_caption
+from clip_annotated.limits import (ShuffledCaptions, per_class_accuracy, replace_color, reverse_relation, swap_colors,
+                                   swap_shapes)
+from clip_annotated.zeroshot import scene_task
+
+
+class Toy(Dataset):
+    "Item i is (i, 'caption i'): the image is its own index."
+    def __init__(self, n=200): self.n, self.epoch = n, None
+    def __len__(self): return self.n
+    def __getitem__(self, i): return i, f'caption {i}'
+    def set_epoch(self, e): self.epoch = e
+
+
+@pytest.mark.parametrize('fraction', [0.0, 0.1, 0.25, 0.5, 0.75, 1.0])
+def test_shuffles_exactly_the_fraction(fraction):
+    w = ShuffledCaptions(Toy(), fraction, seed=1)
+    items = [w[i] for i in range(len(w))]
+    assert [x for x, _ in items] == list(range(200))                       # images in place and in order
+    moved = [i for i, (_, c) in enumerate(items) if c != f'caption {i}']
+    assert len(moved) == round(fraction * 200)
+    assert sorted(moved) == sorted(w.shuffled.tolist())
+    assert sorted(c for _, c in items) == sorted(f'caption {i}' for i in range(200))   # a permutation
+
+
+def test_deterministic_and_seeded():
+    a, b, c = (ShuffledCaptions(Toy(), 0.5, seed=s) for s in (7, 7, 8))
+    assert [a[i] for i in range(200)] == [b[i] for i in range(200)]
+    assert a.source.tolist() != c.source.tolist()
+
+
+def test_single_item_edge_and_range():
+    assert len(ShuffledCaptions(Toy(100), 0.01).shuffled) == 2              # one item cannot move alone
+    with pytest.raises(ValueError): ShuffledCaptions(Toy(), 1.5)
+
+
+def test_set_epoch_forwarded():
+    base = Toy(); ShuffledCaptions(base, 0.5).set_epoch(3)
+    assert base.epoch == 3
+
+
+def test_noise_run_trains_on_shuffled_captions_only(tmp_path):
+    from clip_annotated.limits import noise_run, noise_run_dir
+    r = noise_run(0.5, root=tmp_path, steps=2, warmup=1, n_scenes=64, batch_size=16, ckpt_every=2, threads=1,
+                  model_overrides=dict(vision_layers=1, transformer_layers=1))
+    assert r['steps'] == 2 and r['train_items'] == 64 and r['test']['n_images'] == 16
+    assert (noise_run_dir(0.5, tmp_path) / 'checkpoint.pt').exists()
+
+
+def test_caption_edits():
+    a = SceneObject('triangle', 'yellow', 'large', 3, 'left of'); b = SceneObject('star', 'black', 'small', 1)
+    s = Scene((a, b), scene_caption([a, b]))
+    assert s.caption == 'three large yellow triangles left of a small black star'
+    assert swap_colors(s) == 'three large black triangles left of a small yellow star'
+    assert swap_shapes(s) == 'three large yellow stars left of a small black triangle'
+    assert reverse_relation(s) == 'three large yellow triangles right of a small black star'
+    assert replace_color(s) == 'three large red triangles left of a small black star'
+    same = Scene((SceneObject('circle', 'red', 'small', 1, 'above'), SceneObject('square', 'blue', 'small', 1)), '')
+    assert swap_colors(same) == 'a small blue circle above a small red square'
+
+
+def test_count_labels_match_descriptions():
+    t = scene_task('count', n=40)
+    ds = t.dataset
+    for k in range(len(ds)):
+        objs = ds.base.describe(ds.indices[k]).objects
+        assert len(objs) == 1 and objs[0].count == ds.labels[k] + 1
+    assert t.classnames == ['a', 'two', 'three', 'four']
+
+
+def test_per_class_accuracy():
+    assert per_class_accuracy([[1, 1], [0, 4]]).tolist() == [0.5, 1.0]
