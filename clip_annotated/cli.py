@@ -10,6 +10,7 @@ from pathlib import Path
 from .core import get_device
 from .train import PRESETS, load_run, parse_args, runs_dir, train
 from .zeroshot import emoji_task, evaluate, predict, scene_task, zero_shot_section
+from .ethics import model_card, safety_notice
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'COMMANDS', 'reproduce', 'eval_command', 'predict_command', 'main']
@@ -26,6 +27,7 @@ def reproduce(argv: list[str] | None = None) -> dict:
         section, summary['zeroshot'] = zero_shot_section(model)
         with open(Path(cfg.out, 'report.md'), 'a') as f: f.write('\n' + section)
     Path(cfg.out, 'results.json').write_text(json.dumps(summary, indent=1, default=str))
+    model_card(cfg.out)                                    # model_card.md, from the files just written
     print(Path(cfg.out, 'report.md').read_text())
     return summary
 
@@ -94,6 +96,7 @@ def predict_command(argv: list[str] | None = None) -> list:
     a = p.parse_args(argv)
     if not Path(a.picture).is_file(): raise SystemExit(f"clip-annotated predict: no picture at {a.picture}")
     model, preprocess = _load_model(a.model, a.device)
+    safety_notice(file=sys.stderr)                         # the broader-impacts chapter's notice, before any result
     ranked = predict(model, preprocess, a.picture, a.labels, templates=a.template or ['{}'])
     for label, prob in ranked: print(f"{prob:7.2%}  {label}")
     return ranked

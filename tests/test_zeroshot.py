@@ -50,6 +50,7 @@ def run_dir(tmp_path_factory):
 def test_reproduce_writes_report_with_zero_shot(run_dir):
     report = (run_dir / 'report.md').read_text()
     assert '## Held-out retrieval' in report and '## Zero-shot classification of held-out emoji' in report
+    assert '## Intended use' in (run_dir / 'model_card.md').read_text()
     res = json.loads((run_dir / 'results.json').read_text())
     assert res['steps'] == 4 and {r['task'] for r in res['zeroshot']} == {'emoji skin_tone', 'emoji gender', 'emoji category'}
     tone = next(r for r in res['zeroshot'] if r['task'] == 'emoji skin_tone')
@@ -137,6 +138,7 @@ def test_cli_predict(run_dir, tmp_path):
     r = _cli('predict', tmp_path / 'emoji.png', ds.records[0].name, 'dog', 'flag of france', '--model', run_dir, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
+    assert 'surveillance' in r.stderr                                # the safety notice comes first, on stderr
     assert len(lines) == 3 and abs(sum(float(l.split('%')[0]) for l in lines) - 100) < 0.1
     r = _cli('predict', tmp_path / 'missing.png', 'a cat', '--model', run_dir, cwd=tmp_path)
     assert r.returncode != 0 and 'missing.png' in r.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 from clip_annotated.core import get_device
 from clip_annotated.train import PRESETS, load_run, parse_args, runs_dir, train
 from clip_annotated.zeroshot import emoji_task, evaluate, predict, scene_task, zero_shot_section
+from clip_annotated.ethics import model_card, safety_notice
 
 # %%
 import contextlib, io, tempfile
@@ -40,7 +41,9 @@ from clip_annotated.core import footer
 #
 # `reproduce` is `train` with the `mini-cpu` preset and `runs/mini` as defaults, followed by the
 # measurements of the later chapters on the trained model (today: zero-shot classification of the
-# held-out emoji), appended to `report.md` and saved with the training summary in `results.json`.
+# held-out emoji), appended to `report.md` and saved with the training summary in `results.json`, and a
+# model card (`model_card.md`, from the [broader impacts](15_ethics.ipynb) chapter). `predict` prints
+# that chapter's safety notice (on standard error) before its ranking.
 # Running it again does not train again: the run resumes from its checkpoint, finds it finished, and
 # rewrites the report.
 
@@ -57,6 +60,7 @@ def reproduce(argv: list[str] | None = None) -> dict:
         section, summary['zeroshot'] = zero_shot_section(model)
         with open(Path(cfg.out, 'report.md'), 'a') as f: f.write('\n' + section)
     Path(cfg.out, 'results.json').write_text(json.dumps(summary, indent=1, default=str))
+    model_card(cfg.out)                                    # model_card.md, from the files just written
     print(Path(cfg.out, 'report.md').read_text())
     return summary
 
@@ -125,6 +129,7 @@ def predict_command(argv: list[str] | None = None) -> list:
     a = p.parse_args(argv)
     if not Path(a.picture).is_file(): raise SystemExit(f"clip-annotated predict: no picture at {a.picture}")
     model, preprocess = _load_model(a.model, a.device)
+    safety_notice(file=sys.stderr)                         # the broader-impacts chapter's notice, before any result
     ranked = predict(model, preprocess, a.picture, a.labels, templates=a.template or ['{}'])
     for label, prob in ranked: print(f"{prob:7.2%}  {label}")
     return ranked

@@ -72,12 +72,14 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 8 | [Linear probes](08_linear_probe.ipynb) | `probe` | logistic regression on frozen features, k-shot probes against zero-shot |
 # | 9 | [Prompt engineering](09_prompt_engineering.ipynb) | `prompts` | which sentence carries a class name, ensembling in embedding or probability space |
 # | 10 | [Robustness](10_robustness.ipynb) | `robustness` | distribution shifts, a supervised baseline, effective robustness |
+# | 11 | [Bias](11_bias.ipynb) | `bias` | association probes with bootstrap intervals; a skew injected into training, found by the probe |
 # | 12 | [Limitations](12_limitations.ipynb) | `limits` | counting, attribute binding, prompt sensitivity, noisy supervision |
 # | 13 | [Looking inside](13_visualize.ipynb) | `viz` | t-SNE and UMAP, the modality gap, similarity heatmaps, retrieval grids, attention maps and rollout |
+# | 15 | [Broader impacts](15_ethics.ipynb) | `ethics` | the paper's bias and surveillance discussion, `safety_notice`, a model card |
 # | 98 | [The command line](98_cli.ipynb) | `cli` | `clip-annotated train / reproduce / eval / predict` |
 # | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run |
 #
-# Later chapters (bias, efficiency, ethics) arrive as they are written.
+# The efficiency chapter (throughput and memory against batch size and precision) arrives next.
 #
 # ## How the site is built
 #

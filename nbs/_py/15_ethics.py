@@ -1,0 +1,149 @@
+# %% [markdown]
+# # Broader impacts
+#
+# > What the paper says about surveillance and social bias, the notice our demos print, and a model
+# > card for the MiniCLIP trained here, with its measured numbers and limits.
+
+# %%
+#| default_exp ethics
+
+# %%
+#| hide
+from nbdev.showdoc import show_doc
+
+# %%
+#| export
+from __future__ import annotations
+import json
+from pathlib import Path
+import torch
+from clip_annotated.core import hardware
+
+# %%
+from IPython.display import Markdown, display
+from fastcore.test import test_eq
+from clip_annotated.core import footer, in_test
+from clip_annotated.train import book_model, runs_dir
+
+# %% [markdown]
+# > "CLIP allows people to design their own classifiers and removes the need for task-specific
+# > training data." (Radford et al. 2021, §7)
+#
+# The same paragraph goes on to say that how those classes are written shapes both accuracy and bias.
+# The paper's §7 makes two points that matter for anyone who uses a model trained with this book's
+# code. First, zero-shot classification hands the choice of classes to the user, and with it the
+# responsibility for what those classes say about people: the paper shows that adding or removing a
+# label (its "crime-related" and "non-human" categories on FairFace) changes how often pictures of
+# people from different groups land in them. The [bias chapter](11_bias.ipynb) measures the mechanism
+# on our data, with a skew we put in ourselves and a probe that finds it.
+#
+# Second, surveillance. The paper tests CLIP on CCTV-style pictures and on recognising celebrities, and
+# reports that zero-shot accuracy is modest on coarse questions about surveillance footage but that the
+# ability to recognise people without task-specific data is real and grows with scale (§7.2). Its
+# conclusion is that such uses need care and study, not that they are out of reach.
+#
+# What we take from this for a teaching codebase:
+#
+# - The emoji set holds no real person and no photograph; its "people" are drawings whose attributes
+#   (skin tone, gender presentation, occupation) come from Unicode names. Measurements on it say how a
+#   model learns from captions, not how it treats real people.
+# - The code loads OpenAI's released weights and trains on your data. What a model does with pictures
+#   of people depends on both, and nothing in this book measures that for real photographs. The
+#   `FairFace` style evaluation of the paper needs that data set, which we do not ship.
+# - The demos say so where they run: `safety_notice()` is printed by `clip-annotated predict` and the
+#   landing page.
+
+# %%
+#| export
+SAFETY_NOTICE = (
+    "Note: CLIP ranks the labels you give it; it does not know whether any of them fits. Labels about people "
+    "(gender, ethnicity, age, occupation, criminality) can reproduce and amplify social biases, and the paper "
+    "cautions against surveillance uses (Radford et al. 2021, section 7). The book's MiniCLIP was trained on emoji "
+    "drawings only: do not use it, or conclusions from it, to make decisions about real people.")
+
+def safety_notice(file=None) -> str:
+    "Print (to `file`, default stdout) and return the notice the demos show before their results."
+    print(SAFETY_NOTICE, file=file)
+    return SAFETY_NOTICE
+
+
+# %%
+_ = safety_notice()
+assert 'surveillance' in SAFETY_NOTICE and 'real people' in SAFETY_NOTICE
+
+
+# %% [markdown]
+# ## A model card for the book's MiniCLIP
+#
+# A model card (Mitchell et al. 2019) states what a model is for, what it was trained on, how it was
+# measured and where it fails, next to the model. `model_card` writes one for any run folder of the
+# training chapter, from the run's own files: the configuration and wall time in its checkpoint and
+# `results.json` (which `make reproduce` writes), so every number in it is a measurement of that run.
+
+# %%
+#| export
+def _pct(x: float) -> str: return f"{100 * x:.1f}%"
+
+def model_card(run: str | Path) -> str:
+    "Markdown model card of the run in folder `run`, built from its checkpoint and results.json (written to model_card.md)."
+    run = Path(run)
+    ck = torch.load(run / 'checkpoint.pt', map_location='cpu', weights_only=True)
+    res = json.loads((run / 'results.json').read_text()) if (run / 'results.json').exists() else {}
+    cfg, mcfg = ck['config'], ck['model_config']
+    n_params = sum(v.numel() for v in ck['model'].values())
+    lines = [f"# Model card: `{run.name}`", "",
+             "## Model", f"- CLIP dual encoder (Radford et al. 2021) as implemented in clip_annotated: ViT image tower "
+             f"({mcfg['vision_layers']} layers, width {mcfg['vision_width']}, {mcfg['vision_patch_size']}-pixel patches on "
+             f"{mcfg['image_resolution']}-pixel pictures), Transformer text tower ({mcfg['transformer_layers']} layers, width "
+             f"{mcfg['transformer_width']}, context {mcfg['context_length']}), joint space of {mcfg['embed_dim']} dimensions; "
+             f"{n_params:,} parameters.",
+             f"- Trained from scratch: {ck['data']['step']:,} steps of {cfg['batch_size']} ({cfg['data']} data), AdamW lr "
+             f"{cfg['lr']:g}, weight decay {cfg['weight_decay']}, seed {cfg['seed']}, {ck['wall_s']:.0f} s of training.", "",
+             "## Intended use",
+             "- Teaching and research on how contrastive language-image pre-training works: retrieval and zero-shot "
+             "classification of emoji-like drawings and procedural scenes.",
+             "- Not intended for photographs, for decisions about people, or for any deployed system.", "",
+             "## Training data",
+             "- OpenMoji drawings of Unicode emoji (CC BY-SA 4.0) with captions from their Unicode names; a fixed split "
+             "holds out 639 pictures, including unseen combinations of seen parts (an occupation with a skin tone it "
+             "never appeared with). No photographs and no real people.", ""]
+    if 'test' in res:
+        t = res['test']
+        lines += ["## Measured (held-out emoji)",
+                  f"- Retrieval, all {t['n_images']} pictures against all captions: image→text R@1 {_pct(t['i2t_R@1'])}, "
+                  f"R@5 {_pct(t['i2t_R@5'])}; text→image R@1 {_pct(t['t2i_R@1'])} (chance {_pct(t['i2t_chance@1'])})."]
+        for z in res.get('zeroshot', []):
+            best = max(z['prompts'], key=lambda k: z[f'{k}_top1'])
+            lines.append(f"- Zero-shot {z['task']}: {_pct(z['ensemble_top1'])} with the averaged prompt ensemble, "
+                         f"{_pct(z[f'{best}_top1'])} with the best rule ({best}); chance {_pct(z['chance'])}.")
+        lines.append("")
+    lines += ["## Limits and biases",
+              "- About a fifth of the held-out captions contain a word no training caption has; the text tower has "
+              "nothing learned for such words (training chapter).",
+              "- The plain name of an occupation sits closer to the drawings of men than of women, because the "
+              "gender-neutral drawings resemble the men's (bias chapter); a probe must control for that.",
+              "- Weak at counting and at binding attributes to objects (limitations chapter, on the scenes model).",
+              "- Measured on drawings only: nothing here predicts behaviour on photographs of people.", "",
+              f"Hardware of this card's writing: {hardware()}.", ""]
+    text = '\n'.join(lines)
+    (run / 'model_card.md').write_text(text)
+    return text
+
+
+# %%
+model, cfg = book_model()
+run = Path(cfg.out)
+if in_test():                       # a stand-in run folder with the files model_card reads
+    import tempfile
+    from clip_annotated.model import CLIPConfig
+    from clip_annotated.train import TrainConfig
+    from dataclasses import asdict
+    run = Path(tempfile.mkdtemp()) / 'stand-in'; run.mkdir()
+    torch.save(dict(config=asdict(cfg), model_config=asdict(cfg.clip_config()), model=model.state_dict(),
+                    data=dict(step=0), wall_s=0.0), run / 'checkpoint.pt')
+card = model_card(run)
+display(Markdown(card))
+assert (run / 'model_card.md').read_text() == card and 'Intended use' in card
+
+# %%
+_ = footer()

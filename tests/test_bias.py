@@ -1,0 +1,57 @@
+"""The bias probe (`clip_annotated.bias`): the bootstrap interval, the control, the probe's pictures, the skewed data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clip_annotated.bias import OCCUPATIONS, SKEWED, WithoutPictures, gap_ci, people_pictures
+from clip_annotated.data import EmojiDataset
+
+
+def _scores(shift: dict, seed: int = 0, n: int = 6, occs='abcdefgh') -> dict:
+    rng = np.random.default_rng(seed)
+    return {o: {'man': rng.normal(0.3 + shift.get(o, 0.0), 0.05, n), 'woman': rng.normal(0.3, 0.05, n)} for o in occs}
+
+
+def test_gap_point_and_interval():
+    sc = _scores({'a': 0.2})
+    r = gap_ci(sc, ['a'])
+    assert r['gap'] == pytest.approx(sc['a']['man'].mean() - sc['a']['woman'].mean())
+    assert r['lo'] < r['gap'] < r['hi'] and r['excludes_zero']
+    assert gap_ci(sc, ['a'], seed=3) == gap_ci(sc, ['a'], seed=3)          # deterministic for a seed
+
+
+def test_interval_covers_zero_without_a_difference():
+    covered = sum(not gap_ci(_scores({}, seed=s), 'abcd', n_boot=500)['excludes_zero'] for s in range(40))
+    assert covered >= 34                                                     # ~95% coverage, with slack
+
+
+def test_control_removes_a_shared_gap():
+    shared = _scores({o: 0.1 for o in 'abcdefgh'})
+    assert gap_ci(shared, 'abcd')['excludes_zero']
+    assert not gap_ci(shared, 'abcd', control='efgh')['excludes_zero']
+    only = _scores({o: 0.1 for o in 'abcd'})
+    r = gap_ci(only, 'abcd', control='efgh')
+    assert r['excludes_zero'] and r['gap'] == pytest.approx(0.1, abs=0.05)
+
+
+def test_people_pictures_are_men_and_women_of_the_occupations():
+    ds, recs = people_pictures(('judge', 'pilot'))
+    assert len(ds) == len(recs) == 24                                        # 2 occupations × 2 genders × (5 tones + none)
+    assert {r.gender for r in recs} == {'man', 'woman'} and {r.base for r in recs} == {'judge', 'pilot'}
+    x, i = ds[3]
+    assert x.shape == (3, 48, 48) and i == 3
+
+
+def test_without_pictures_drops_exactly_the_skewed_women():
+    base = EmojiDataset('train', train=True)
+    skew = WithoutPictures(base, lambda r: r.base in SKEWED and r.gender == 'woman')
+    dropped = [r for r in base.records if r.base in SKEWED and r.gender == 'woman']
+    assert len(dropped) >= 25 and len(skew) == len(base) - len(dropped)
+    assert not any(r.base in SKEWED and r.gender == 'woman' for r in skew.records)
+    skew.set_epoch(2)
+    assert base.epoch == 2                                                   # augmentation follows the epoch
+    j = skew.keep[10]
+    a, b = skew[10], base[j]
+    assert a[1] == b[1] and (a[0] == b[0]).all()
+    assert set(SKEWED) <= set(OCCUPATIONS)
