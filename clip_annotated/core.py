@@ -5,6 +5,7 @@
 # %% ../nbs/00_prelims.ipynb #d05cacf0
 from __future__ import annotations
 import os, platform, random, time
+from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -45,9 +46,20 @@ def seed_everything(seed: int = 0) -> int:
     return seed
 
 # %% ../nbs/00_prelims.ipynb #3101092e
+def _cpu_name() -> str:
+    "The CPU's model name and widest vector units, from /proc/cpuinfo where there is one."
+    try: info = Path('/proc/cpuinfo').read_text()
+    except OSError: return platform.processor() or platform.machine()
+    name = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), platform.machine())
+    flags = next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), [])
+    simd = next((u for u in ('amx_tile', 'avx512f', 'avx2', 'avx') if u in flags), None)
+    return name + (f", {simd.split('_')[0].upper().replace('512F', '-512')}" if simd else '')
+
 def hardware() -> str:
-    "A one-line description of the machine: CPU cores and, when present, the GPU."
-    cpu = f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    "A one-line description of the machine: the GPU when present, the CPU (model, cores usable here) and memory."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    mem = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30 if hasattr(os, 'sysconf') else None
+    cpu = f"{cores} CPU cores ({_cpu_name()})" + (f", {mem:.0f} GiB RAM" if mem else '')
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} + {cpu}"
     return cpu

@@ -75,12 +75,63 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 11 | [Bias](11_bias.ipynb) | `bias` | association probes with bootstrap intervals; a skew injected into training, found by the probe |
 # | 12 | [Limitations](12_limitations.ipynb) | `limits` | counting, attribute binding, prompt sensitivity, noisy supervision |
 # | 13 | [Looking inside](13_visualize.ipynb) | `viz` | t-SNE and UMAP, the modality gap, similarity heatmaps, retrieval grids, attention maps and rollout |
+# | 14 | [Efficiency](14_efficiency.ipynb) | `efficiency` | throughput and memory against batch size, float32 against bfloat16/float16, `torch.compile`, epoch times for this machine |
 # | 15 | [Broader impacts](15_ethics.ipynb) | `ethics` | the paper's bias and surveillance discussion, `safety_notice`, a model card |
 # | 98 | [The command line](98_cli.ipynb) | `cli` | `clip-annotated train / reproduce / eval / predict` |
 # | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run |
 #
-# The efficiency chapter (throughput and memory against batch size and precision) arrives next.
+# ## Results: the paper beside this book
 #
+# The paper trained on 400 million pairs with hundreds of GPUs; this book trains a MiniCLIP on a few
+# thousand emoji on whatever machine it runs on. The numbers cannot be equal, but each claim can be
+# checked at both scales. The left column is the paper's (with where it says so); the right column is
+# read from `runs/mini/results.json`, which `make reproduce` writes, and names the machine it ran on.
+
+# %%
+#| echo: false
+import json
+from IPython.display import Markdown, display
+from clip_annotated.train import load_run, runs_dir
+
+PAPER = {  # Radford et al. 2021: the section or table each figure comes from
+    'train': "ViT-L/14: 12 days on 256 V100 GPUs; 32 epochs of 400 M pairs, batch 32,768 (§2.5)",
+    'i2t': "88.0% (Flickr30k, zero-shot, Table 13)",
+    't2i': "68.7% (Flickr30k, zero-shot, Table 13)",
+    'zs': "76.2% top-1 (ImageNet, ViT-L/14@336px, Table 11)",
+    'ens': "+3.5 points (ImageNet, 80 prompts, §3.1.4)",
+    'bias': "FairFace probes: results differ by race and gender, depending on the classes offered (§7.1)",
+}
+
+def results_rows(res: dict, batch_size: int) -> list[str]:
+    "Rows of the landing page's table from a reproduce run's results.json."
+    pct = lambda x: f"{100 * x:.1f}%"
+    test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
+    tone = zs.get('emoji skin_tone')
+    rows = [f"| training | {PAPER['train']} | {res['steps']:,} steps of {batch_size} "
+            f"({res['steps'] // res['steps_per_epoch']} epochs of {res['train_items']:,} emoji), "
+            f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min |",
+            f"| retrieval R@1, image → text | {PAPER['i2t']} | {pct(test['i2t_R@1'])} (held-out emoji, chance {pct(test['i2t_chance@1'])}) |",
+            f"| retrieval R@1, text → image | {PAPER['t2i']} | {pct(test['t2i_R@1'])} (held-out emoji, chance {pct(test['t2i_chance@1'])}) |"]
+    if tone:
+        rows += [f"| zero-shot classification | {PAPER['zs']} | {pct(tone['ensemble_top1'])} (skin tone of held-out emoji, "
+                 f"{tone['classes']} classes, chance {pct(tone['chance'])}) |",
+                 f"| prompt ensembling over one template | {PAPER['ens']} | "
+                 f"{100 * (tone['ensemble_top1'] - tone['single_top1']):+.1f} points ({tone['prompts']['ensemble']} prompts, skin tone) |"]
+    b = res.get('bias')
+    if b:
+        rows.append(f"| bias probe | {PAPER['bias']} | {b['summary']} |")
+    return rows
+
+path = runs_dir() / 'mini' / 'results.json'
+if path.exists():
+    res = json.loads(path.read_text())
+    hw = res.get('hardware', 'a machine not recorded in this results.json (run `make reproduce` again)')
+    table = '\n'.join(['| | the paper | this book: MiniCLIP from `make reproduce` |', '|---|---|---|', *results_rows(res, load_run(path.parent)[1].batch_size)])
+    display(Markdown(table + f"\n\nOurs measured on {hw}; {res['total_wall_s'] / 60:.1f} min for the run."))
+else:
+    display(Markdown(f"No run at `{path}` on this machine: `make reproduce` writes it, and this table then fills in."))
+
+# %% [markdown]
 # ## How the site is built
 #
 # The notebooks in `nbs/` are the source of truth. `nbdev_export` writes the package, `nbdev_test` runs
