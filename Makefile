@@ -16,6 +16,7 @@ help:
 	@echo "make sync        sync notebooks with their text twins in nbs/_py (jupytext)"
 	@echo "make export      nbdev_export + nbdev_clean (run before committing)"
 	@echo "make bench       tokenizer and encoder benchmark against open_clip"
+	@echo "make preview     the site as local HTML in _preview/ (no Quarto needed)"
 
 $(STAMP):
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -59,12 +60,10 @@ execute: $(STAMP)
 	$(BIN)/nbdev_export
 	$(BIN)/jupytext --sync $(foreach n,$(NB),nbs/$(n).ipynb)
 
-# A local HTML preview without Quarto: nbdev's own processing of the notebooks (what `nbdev_proc_nbs`
-# does, minus its attempt to install Quarto), then nbconvert to _preview/. With Quarto installed,
-# `nbdev_docs` builds the real site from the same files.
+# A local HTML preview without Quarto: nbdev's own processing of the notebooks into _proc/ (what
+# `nbdev_proc_nbs` does, except that cells mixing imports with other code keep their saved outputs),
+# then each page to _preview/ with nbconvert: figure captions and alt text, math as MathML (no network
+# needed), the sidebar of _quarto.yml. With Quarto installed, `nbdev_docs` builds the real site from
+# the same notebooks. `make preview NB=13_visualize` redoes one page.
 preview: $(STAMP)
-	$(PY) -c "from nbdev.quarto import refresh_quarto_yml; from nbdev.serve import proc_nbs; refresh_quarto_yml(); proc_nbs(force=True)"
-	mkdir -p _preview
-	$(BIN)/jupyter nbconvert --to html --output-dir _preview --log-level WARN _proc/*.ipynb
-	sed -i -E 's/href="([^":]*)\.ipynb/href="\1.html/g' _preview/*.html
-	@echo "open _preview/index.html"
+	$(PY) .ci/preview.py $(if $(filter command line,$(origin NB)),$(NB))

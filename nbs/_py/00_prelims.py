@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import os, platform, random, time
 from pathlib import Path
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from fastcore.test import test_eq, test_close
 
 # %%
-#| export
+#| exports
 _t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports us
 
 # %% [markdown]
@@ -73,7 +73,7 @@ print(f"1/tau = {logit_scale.exp().item():.2f}; logits on the diagonal = {logits
 # `pick` chooses between a GPU-sized and a CPU-sized value of any setting.
 
 # %%
-#| export
+#| exports
 def get_device(device: str | torch.device | None = None) -> torch.device:
     "The device to run on: `device` if given, else the first CUDA GPU, else the CPU."
     if device is not None: return torch.device(device)
@@ -81,7 +81,7 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
 
 
 # %%
-#| export
+#| exports
 def autocast_dtype(device: str | torch.device | None = None) -> torch.dtype | None:
     "The reduced precision for `torch.autocast` on `device`: bf16 if supported, fp16 on older GPUs, None on CPU."
     device = get_device(device)
@@ -101,7 +101,7 @@ print(f"this run: device={get_device()}, autocast dtype={autocast_dtype()}")
 # on a laptop runs a handful in CI, so the cell is still executed and checked, only smaller.
 
 # %%
-#| export
+#| exports
 def in_test() -> bool:
     "True while `nbdev_test` (or pytest via our tests) executes the code."
     return bool(os.environ.get('IN_TEST'))
@@ -125,7 +125,7 @@ print(f"a training loop in this run would take {steps} steps (in_test={in_test()
 # seeds every generator we use, so that two runs with the same seed are the same run.
 
 # %%
-#| export
+#| exports
 def seed_everything(seed: int = 0) -> int:
     "Seed Python, NumPy and PyTorch (all devices) with `seed`; returns it."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
@@ -146,7 +146,7 @@ test_eq(a, b)
 # run since the chapter imported `clip_annotated`.
 
 # %%
-#| export
+#| exports
 def _cpu_name() -> str:
     "The CPU's model name and widest vector units, from /proc/cpuinfo where there is one."
     try: info = Path('/proc/cpuinfo').read_text()

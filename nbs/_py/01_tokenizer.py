@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import gzip, hashlib, html, re
 from functools import lru_cache
@@ -75,7 +75,7 @@ from clip_annotated.core import footer
 # first 256 token ids.
 
 # %%
-#| export
+#| exports
 @lru_cache(maxsize=None)
 def bytes_to_unicode() -> dict[int, str]:
     "The BPE alphabet: each byte value (0..255) mapped to a printable character, printable Latin-1 first."
@@ -113,7 +113,7 @@ print("'café 🐈' as BPE characters:", ''.join(b2u[b] for b in 'café 🐈'.en
 # apart on the one caption in a million that matters.
 
 # %%
-#| export
+#| exports
 def basic_clean(text: str) -> str:
     "Repair `text` as OpenAI's tokenizer does: ftfy.fix_text, html.unescape twice, strip."
     text = ftfy.fix_text(text)
@@ -161,7 +161,7 @@ print("and keeps", repr(''.join(c for c in map(chr, range(32)) if c not in ftfy_
 # `"ab"`. So those characters, like every other control character and `&`, take the slow path.
 
 # %%
-#| export
+#| exports
 _FTFY_ASCII = re.compile(r'[\x00-\x08\x0b\x0e-\x1f\x7f&]')  # the ASCII characters ftfy or html may change
 
 def needs_ftfy(text: str) -> bool:
@@ -206,7 +206,7 @@ print(f"shortcut == full cleaning on {len(samples)} random strings over {len(fas
 # OpenAI wrote them; the checks below pin both quirks.
 
 # %%
-#| export
+#| exports
 SOT, EOT = '<|startoftext|>', '<|endoftext|>'  # the strings of [SOS] and [EOS] in the vocabulary
 
 WORD_PATTERN = regex.compile('|'.join([
@@ -245,7 +245,7 @@ test_eq(vanish, ['\u0345'])
 # file's SHA256, so a corrupt or swapped file fails loudly instead of producing plausible wrong ids.
 
 # %%
-#| export
+#| exports
 BPE_PATH = Path(clip_annotated.__file__).parent/'assets'/'bpe_simple_vocab_16e6.txt.gz'
 BPE_SHA256 = '924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a'
 PAPER_VOCAB_SIZE = 49152                      # §2.4: bytes + merges + [SOS] + [EOS]
@@ -289,7 +289,7 @@ with tempfile.TemporaryDirectory() as d:   # a file that is one byte off is refu
 # 256 rows larger than the paper's number.
 
 # %%
-#| export
+#| exports
 def build_vocab(merges: list[tuple[str, str]]) -> list[str]:
     "Token strings in id order: the 256 byte characters, the same ending a word ('</w>'), one per merge, [SOS], [EOS]."
     chars = list(bytes_to_unicode().values())
@@ -314,7 +314,7 @@ test_eq(vocab.index(EOT), len(vocab) - 1)    # [EOS] has the largest id (the mod
 # pair occurs in this word, so the result is deterministic. `get_pairs` lists the candidate pairs.
 
 # %%
-#| export
+#| exports
 def get_pairs(word) -> set[tuple[str, str]]:
     "The set of adjacent symbol pairs in `word` (a sequence of symbols)."
     return set(zip(word[:-1], word[1:]))
@@ -370,7 +370,7 @@ test_eq(bpe_merge(spell('photo'), ranks), ['photo</w>'])
 # tokens are in the cache from the start, which is what makes a typed `<|endoftext|>` an `[EOS]`.
 
 # %%
-#| export
+#| exports
 class SimpleTokenizer:
     "CLIP's byte-level BPE tokenizer: `encode` text to ids, `decode` ids to text (OpenAI's names and ids)."
     cache_size = 1 << 18  # words whose ids are remembered before the cache starts over
@@ -445,7 +445,7 @@ test_eq(tok.encode(""), []); test_eq(tok.encode(" \t\n "), [])
 # instead of one small tensor per row.
 
 # %%
-#| export
+#| exports
 class ContextLengthError(ValueError, RuntimeError):
     "A text has more tokens than the context holds (a RuntimeError too, like OpenAI's)."
 
@@ -473,7 +473,7 @@ def default_tokenizer() -> SimpleTokenizer:
 
 
 # %%
-#| export
+#| exports
 def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = False,
              tokenizer: SimpleTokenizer | None = None) -> torch.LongTensor:
     "Ids of a text or a list of texts, [n, context_length]: [SOS], the BPE ids, [EOS], then zeros."
@@ -526,7 +526,7 @@ except RuntimeError as e: print("RuntimeError (and ValueError):", e)
 # result is the cleaned, lower-cased text, with a space wherever the split into words had a boundary.
 
 # %%
-#| export
+#| exports
 def decode(tokens) -> str | list[str]:
     "Text of one row of `tokenize` (1-D tensor or list of ids) without [SOS], [EOS] and padding; 2-D gives a list."
     tok = default_tokenizer()

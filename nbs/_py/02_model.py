@@ -1,8 +1,7 @@
 # %% [markdown]
 # # The model
 #
-# > CLIP's two encoders, layer by layer, with OpenAI's parameter names, so that the released
-# > checkpoints load into this code unchanged.
+# > CLIP's two encoders, layer by layer, with OpenAI's parameter names, so that the released checkpoints load into this code unchanged.
 
 # %%
 #| default_exp model
@@ -12,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import math
 from collections import OrderedDict
@@ -63,7 +62,7 @@ seed_everything(0)
 # because most open_clip checkpoints were trained with the exact GELU).
 
 # %%
-#| export
+#| exports
 class QuickGELU(nn.Module):
     "GELU approximated as x·σ(1.702x), the activation of OpenAI's released CLIP models."
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +84,7 @@ print(f"largest gap between QuickGELU and GELU on [-6, 6]: {gap:.4f}")
 # casts back. The parameters stay float32 (see `convert_weights` below).
 
 # %%
-#| export
+#| exports
 class LayerNorm(nn.LayerNorm):
     "LayerNorm computed in float32 whatever the input dtype, returned in the input dtype."
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +113,7 @@ test_close(ln(h.half()).float(), ln(h), eps=2e-2)
 # `attn_weights`; with `record = False` (the default) the fast path is untouched.
 
 # %%
-#| export
+#| exports
 class Attention(nn.Module):
     "Multi-head self-attention with `nn.MultiheadAttention`'s parameter names, computed by SDPA."
     def __init__(self, width: int, heads: int):
@@ -176,7 +175,7 @@ print("Attention == nn.MultiheadAttention (plain and causal); recording path == 
 # code permuted to sequence-first for `nn.MultiheadAttention`, which changes nothing in the weights.
 
 # %%
-#| export
+#| exports
 class ResidualAttentionBlock(nn.Module):
     "Pre-norm Transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."
     def __init__(self, width: int, heads: int, is_causal: bool = False, quick_gelu: bool = True):
@@ -195,7 +194,7 @@ class ResidualAttentionBlock(nn.Module):
 
 
 # %%
-#| export
+#| exports
 class Transformer(nn.Module):
     "A stack of `layers` residual attention blocks (`resblocks.{i}` in the checkpoints)."
     def __init__(self, width: int, layers: int, heads: int, is_causal: bool = False, quick_gelu: bool = True):
@@ -238,7 +237,7 @@ assert (ya[:, -1] - yb[:, -1]).abs().max() > 1e-3
 # class token, normalised by `ln_post`, is projected by `proj` (the paper's $W_i$) into the joint space.
 
 # %%
-#| export
+#| exports
 class VisionTransformer(nn.Module):
     "ViT image encoder: patches -> [class] + positions -> ln_pre -> Transformer -> ln_post([class]) @ proj."
     def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int,
@@ -288,7 +287,7 @@ test_eq(vit.positional_embedding.shape, ((32 // 8) ** 2 + 1, 64))   # 16 patches
 # 3. **Attention pooling** at the end, described after the block.
 
 # %%
-#| export
+#| exports
 class Bottleneck(nn.Module):
     "ResNet bottleneck (1×1, 3×3, 1×1 convs, expansion 4) whose stride is an average pool after the 3×3 conv."
     expansion = 4
@@ -334,7 +333,7 @@ assert not any(m.stride != (1, 1) for m in blk.modules() if isinstance(m, nn.Con
 # projection $W_i$ lives inside the pool for ResNets.
 
 # %%
-#| export
+#| exports
 class AttentionPool2d(nn.Module):
     "Pools a feature map by one multi-head attention whose only query is the spatial mean."
     def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int | None = None):
@@ -369,7 +368,7 @@ with torch.no_grad():
 
 
 # %%
-#| export
+#| exports
 class ModifiedResNet(nn.Module):
     "CLIP's ResNet: 3-conv stem, anti-aliased strided Bottlenecks, attention pooling."
     def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int,
@@ -444,7 +443,7 @@ test_eq(rn(torch.randn(2, 3, 64, 64)).shape, (2, 16))
 # with the full 77-position computation.
 
 # %%
-#| export
+#| exports
 class CLIP(nn.Module):
     "Contrastive Language-Image Pre-training: an image encoder and a text encoder meeting in one space."
     def __init__(self, embed_dim: int, image_resolution: int, vision_layers: int | tuple[int, int, int, int],
@@ -505,7 +504,7 @@ class CLIP(nn.Module):
 # so each block starts as the identity.
 
 # %%
-#| export
+#| exports
 @torch.no_grad()
 def _init_clip(self: CLIP):
     nn.init.normal_(self.token_embedding.weight, std=0.02)
@@ -578,7 +577,7 @@ with torch.no_grad(): test_close(tiny.encode_text(texts), encode_text_full(tiny,
 # tokenizer serves every model.
 
 # %%
-#| export
+#| exports
 @dataclass(frozen=True)
 class CLIPConfig:
     "The arguments of `CLIP`, as a named, printable configuration."
@@ -624,7 +623,7 @@ def create_model(name: str | CLIPConfig, quick_gelu: bool = True) -> CLIP:
 # model has shapes but no storage, so the whole table takes a moment even for RN50x64.
 
 # %%
-#| export
+#| exports
 def count_parameters(model_or_name: nn.Module | str | CLIPConfig) -> int:
     "Number of parameters of a model, or of a configuration (built on the meta device, no memory used)."
     if isinstance(model_or_name, nn.Module): return sum(p.numel() for p in model_or_name.parameters())
@@ -671,7 +670,7 @@ print(f"ViT-B/32 text encoder: {text_b32 / 1e6:.1f}M parameters")
 # OpenAI's `build_model` (which always converts to float16), a float32 one stays float32.
 
 # %%
-#| export
+#| exports
 def _count_blocks(state_dict: dict, prefix: str) -> int:
     "How many distinct `{prefix}{i}.` blocks the state dict holds."
     return len({k[len(prefix):].split('.')[0] for k in state_dict if k.startswith(prefix)})
@@ -701,7 +700,7 @@ def config_from_state_dict(state_dict: dict) -> CLIPConfig:
 
 
 # %%
-#| export
+#| exports
 def convert_weights(model: nn.Module) -> nn.Module:
     "Cast the weights OpenAI stores in float16 (convs, linears, attention, projections) to float16, in place."
     def _half(m):
@@ -774,7 +773,7 @@ test_eq(build_model(half.state_dict()).dtype, torch.float16)
 # each. The visualisation chapter draws them over the picture.
 
 # %%
-#| export
+#| exports
 @contextmanager
 def capture_attention(module: nn.Module):
     "Record attention probabilities of every `Attention` in `module`; yields a list filled, in order, on exit."
@@ -812,7 +811,7 @@ print(f"{len(maps)} attention maps of shape {tuple(maps[0].shape)}")
 # ingredients buy.
 
 # %%
-#| export
+#| exports
 class BaselineCLIP(nn.Module):
     "A small CNN image encoder and a mean-of-embeddings text encoder, with `CLIP`'s interface."
     def __init__(self, embed_dim: int = 128, image_resolution: int = 48, width: int = 32,

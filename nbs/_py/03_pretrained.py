@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import hashlib, http.client, json, os, pickle, re, struct, sys, tempfile, urllib.error, urllib.parse, urllib.request
 import warnings, zipfile
@@ -29,6 +29,9 @@ import time, io, builtins, copy, shutil
 import torch.nn.functional as F
 from unittest import mock
 from fastcore.test import test_eq, test_close, test_fail
+from safetensors.torch import save_file   # the reference writer (a development dependency)
+from sklearn.datasets import load_sample_image
+import matplotlib.pyplot as plt
 from clip_annotated.core import seed_everything, footer
 from clip_annotated.model import create_model, count_parameters
 from clip_annotated.tokenizer import tokenize
@@ -79,7 +82,7 @@ def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages
 # open_clip's `pretrained.py`, and `tests/test_pretrained.py` checks that they agree).
 
 # %%
-#| export
+#| exports
 _OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models'
 MODEL_URLS: dict[str, str] = {name: f'{_OPENAI_BASE}/{sha}/{file}' for name, sha, file in [
     ('RN50', 'afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762', 'RN50.pt'),
@@ -137,7 +140,7 @@ print('\n'.join(rows))
 # library, nothing more.
 
 # %%
-#| export
+#| exports
 class DownloadError(RuntimeError):
     "A download failed; the message names the URL and says how to place the file by hand."
 
@@ -159,7 +162,7 @@ def _sha_from_url(url: str) -> str | None:
 
 
 # %%
-#| export
+#| exports
 def _by_hand(dest: Path, sha256: str) -> str:
     return (f"If this machine is offline, fetch the file elsewhere and place it at\n  {dest}\n"
             f"with SHA256 {sha256} (check with `sha256sum`); it is then used without a download.")
@@ -263,7 +266,7 @@ assert marker.exists(); marker.unlink()                   # ... and the file app
 # all. A file that needs more than that is refused, with an error that names it.
 
 # %%
-#| export
+#| exports
 class CheckpointError(ValueError):
     "A file or directory is not a checkpoint `load` can read; the message names it and says why."
 
@@ -298,7 +301,7 @@ assert not marker.exists()                                # refused, and nothing
 # execute them.
 
 # %%
-#| export
+#| exports
 _ST_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16,
               'I64': torch.int64, 'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8,
               'U8': torch.uint8, 'BOOL': torch.bool}
@@ -328,7 +331,6 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 # %%
-from safetensors.torch import save_file   # the reference writer (a development dependency)
 tensors = {'a': torch.randn(3, 4), 'b': torch.arange(5), 'c': torch.randn(2, 2).half(), 'e': torch.zeros(0, 3)}
 save_file(tensors, scratch / 'toy.safetensors')
 got = read_safetensors(scratch / 'toy.safetensors')
@@ -384,7 +386,7 @@ print(linear.split('  def forward')[0])
 # `as_strided`. Then the module tree is walked, keeping the declared parameters and buffers.
 
 # %%
-#| export
+#| exports
 _STORAGE_DTYPES = {'FloatStorage': torch.float32, 'HalfStorage': torch.float16, 'BFloat16Storage': torch.bfloat16,
                    'DoubleStorage': torch.float64, 'LongStorage': torch.int64, 'IntStorage': torch.int32,
                    'ShortStorage': torch.int16, 'CharStorage': torch.int8, 'ByteStorage': torch.uint8,
@@ -407,7 +409,7 @@ def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=No
 
 
 # %%
-#| export
+#| exports
 class _ArchiveUnpickler(pickle.Unpickler):
     "Unpickles a TorchScript archive's data.pkl into ModuleRecords and tensors; refuses every other global."
     _safe = {('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor, ('collections', 'OrderedDict'): OrderedDict,
@@ -440,7 +442,7 @@ class _ArchiveUnpickler(pickle.Unpickler):
 
 
 # %%
-#| export
+#| exports
 def _archive_prefix(zf: zipfile.ZipFile) -> str | None:
     "The folder of a TorchScript archive ('<name>/'), or None when the zip is not one."
     for n in zf.namelist():
@@ -516,7 +518,7 @@ assert not marker.exists()
 # scheduler and RNG states), and `DistributedDataParallel` prefixes every key with `module.`.
 
 # %%
-#| export
+#| exports
 def checkpoint_format(path: str | os.PathLike) -> str:
     "'torchscript', 'safetensors' or 'torch' (a torch.save file), judged from the file's first bytes."
     with open(path, 'rb') as f: head = f.read(9)
@@ -591,7 +593,7 @@ assert not marker.exists()
 # LayerNorm's ε of 1e-5.
 
 # %%
-#| export
+#| exports
 _HF_RENAMES = [  # (Hugging Face, OpenAI), applied in order to every key
     ('text_model.embeddings.token_embedding.', 'token_embedding.'),
     ('text_model.embeddings.position_embedding.weight', 'positional_embedding'),
@@ -652,7 +654,7 @@ test_eq(sorted(back), sorted(mini.state_dict()))
 assert all(torch.equal(back[k], v) for k, v in mini.state_dict().items())
 
 # %%
-#| export
+#| exports
 _HF_DEFAULTS = {  # transformers' CLIPTextConfig / CLIPVisionConfig defaults, for keys a config.json leaves out
     'text_config': dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048, hidden_act='quick_gelu',
                         layer_norm_eps=1e-5),
@@ -770,7 +772,7 @@ del exact
 #   argument), which is close to the full resize but not bit-identical.
 
 # %%
-#| export
+#| exports
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)   # per-channel statistics of OpenAI's training images
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)   # (source: clip/clip.py, _transform)
 MAX_RESIZED_PIXELS = 1 << 26
@@ -793,7 +795,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 # %%
-#| export
+#| exports
 class ImageTransform:
     "OpenAI's inference transform: bicubic resize of the short side to n_px, centre crop, RGB, normalise."
     def __init__(self, n_px: int, mean=OPENAI_MEAN, std=OPENAI_STD):
@@ -877,7 +879,7 @@ print(f"PIL's own 16-bit conversion: {np.asarray(ramp16.convert('L')).mean():.0f
 # image resolution, so a payload is refused before TorchScript sees the file.
 
 # %%
-#| export
+#| exports
 def _place(model: CLIP, device: torch.device, dtype: torch.dtype | None) -> CLIP:
     "Move to `device` in `dtype`: float32, or float16 in OpenAI's layout; default float32 on CPU, as stored on GPU."
     if dtype is None: dtype = torch.float32 if device.type == 'cpu' else model.dtype
@@ -965,8 +967,8 @@ assert not marker.exists()
 # nothing, because nothing was learned.
 
 # %%
-from sklearn.datasets import load_sample_image
-import matplotlib.pyplot as plt
+#| fig-cap: "The two scikit-learn sample pictures as stored and as the model sees them after the resize and centre crop to 224 × 224."
+#| fig-alt: "Four photos in a row: a many-tiered Chinese temple by a lake at 640 by 427 pixels, the same temple cut to a square, an orange flower on a dark green background at 640 by 427, and the same flower cut to a square; the square crops lose the left and right edges."
 pictures = {name: Image.fromarray(load_sample_image(f'{name}.jpg')) for name in ('china', 'flower')}
 captions = ['a photo of a temple', 'a photo of a flower', 'a photo of a dog', 'a diagram']
 pre = image_transform(CONFIGS['ViT-B/32'].image_resolution)

@@ -1,8 +1,7 @@
 # %% [markdown]
 # # The contrastive loss
 #
-# > The symmetric cross entropy of the paper's Figure 3, its learned temperature, and the distributed
-# > gather that lets every sample see the whole global batch as negatives, with gradients proved exact.
+# > The symmetric cross entropy of the paper's Figure 3, its learned temperature, and the distributed gather that lets every sample see the whole global batch as negatives, with gradients proved exact.
 
 # %%
 #| default_exp loss
@@ -12,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import math
 import torch
@@ -93,7 +92,7 @@ _ = seed_everything(0)
 # With one process the shard is the batch ($n = N$, offset 0) and this is exactly Figure 3.
 
 # %%
-#| export
+#| exports
 MAX_LOGIT_SCALE = 100.0  # "clipped to prevent scaling the logits by more than 100" (§2.5)
 
 def _contrastive_loss(I_e, T_e, I_all, T_all, scale, offset: int = 0):
@@ -105,7 +104,7 @@ def _contrastive_loss(I_e, T_e, I_all, T_all, scale, offset: int = 0):
 
 
 # %%
-#| export
+#| exports
 def world_info() -> tuple[int, int]:
     "(rank, world size) of torch.distributed, or (0, 1) when it is not initialised."
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
@@ -202,7 +201,7 @@ print("scale 250 acts as 100 and gets no gradient; scale 50 gets", f"{t.grad.ite
 # `ClipLoss` wraps the function as a module, for code that prefers `nn.Module`s.
 
 # %%
-#| export
+#| exports
 class ClipLoss(nn.Module):
     "`clip_loss` as a module: `ClipLoss()(image_features, text_features, logit_scale) -> scalar`."
     def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -251,7 +250,7 @@ test_eq(ClipLoss()(I_f, T_f, torch.tensor(0.0)), clip_loss(I_f, T_f, torch.tenso
 # the balance between the gradient and weight decay do not.)
 
 # %%
-#| export
+#| exports
 class _AllGatherWithGrad(torch.autograd.Function):
     "all_gather along dim 0 whose backward sums every rank's gradient and returns this rank's slice."
     @staticmethod
@@ -278,7 +277,7 @@ def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 # number to show is $L$, the mean of the ranks' $\ell_k$: `mean_over_ranks` averages a detached value.
 
 # %%
-#| export
+#| exports
 def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     "The mean of a (detached) tensor over all ranks; `x` itself with one process."
     rank, world = world_info()

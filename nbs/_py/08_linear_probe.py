@@ -1,9 +1,7 @@
 # %% [markdown]
 # # Linear probes
 #
-# > Logistic regression on frozen CLIP features, with the regularisation chosen on a validation split
-# > as in the paper's Appendix A.3, and the paper's Figure 6 question asked of our model: how many
-# > labeled examples per class is zero-shot worth?
+# > Logistic regression on frozen CLIP features, with the regularisation chosen on a validation split as in the paper's Appendix A.3, and the paper's Figure 6 question asked of our model: how many labeled examples per class is zero-shot worth?
 
 # %%
 #| default_exp probe
@@ -14,7 +12,7 @@ import warnings; warnings.filterwarnings('ignore', message='IProgress not found'
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import copy, math, warnings
 from dataclasses import dataclass, field
@@ -91,7 +89,7 @@ _ = seed_everything(0)
 # First, the features: `encode_images` from the zero-shot chapter, as NumPy arrays for scikit-learn.
 
 # %%
-#| export
+#| exports
 def extract_features(model, dataset: Dataset, batch_size: int = 256, device=None) -> tuple[np.ndarray, np.ndarray]:
     "Frozen image features of (image, label) pairs: (unit embeddings [N, d] float32, labels [N] int64), as NumPy arrays."
     feats, labels = encode_images(model, dataset, batch_size=batch_size, device=device, progress=False)
@@ -106,7 +104,7 @@ def extract_features(model, dataset: Dataset, batch_size: int = 256, device=None
 # of every class, drawn from probe-train without replacement.
 
 # %%
-#| export
+#| exports
 def stratified_split(labels, fractions=(0.5, 0.2, 0.3), seed: int = 0) -> list[np.ndarray]:
     "Sorted indices of disjoint parts of `labels`, every class cut in the proportions `fractions` (shuffled by `seed`)."
     labels, fr = np.asarray(labels), np.asarray(fractions, dtype=float)
@@ -159,7 +157,7 @@ test_fail(lambda: sample_k_shot(y[tr], 6), contains='fewer than k=6')
 # not the optimum it converges to, up to its tolerance.
 
 # %%
-#| export
+#| exports
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-2, 4, 13))   # C = 0.01 ... 10^4, two steps per decade
 
 def fit_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=DEFAULT_CS,
@@ -225,6 +223,8 @@ assert toy['C'] in DEFAULT_CS and toy['acc'] > 0.9
 # grows the probe learns to weigh the quiet directions, until from some point on it barely changes.
 
 # %%
+#| fig-cap: "Validation accuracy of the toy linear probe against the inverse regularisation strength C, with the chosen C marked."
+#| fig-alt: "A line plot with C on a logarithmic axis from 0.01 to 10,000: validation accuracy rises from about 0.75 at the smallest C to about 0.98 by C = 3, stays flat, and reaches 1.0 at the largest values; a dashed vertical line marks the chosen C."
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.semilogx(list(toy['val_acc']), list(toy['val_acc'].values()), 'o-')
 ax.axvline(toy['C'], color='gray', ls='--', label=f"chosen C = {toy['C']:g}")
@@ -255,7 +255,7 @@ ax.legend(loc='lower right'); fig.tight_layout(); plt.show()
 # linear in $\log k$ between measured points, and the first crossing is solved for $k$.
 
 # %%
-#| export
+#| exports
 def zero_shot_worth(ks, accs, zero_shot: float) -> float:
     "Labeled examples per class at which `accs` (rising with `ks`) reaches `zero_shot`, log-linearly interpolated; 0 below the first point, inf above all."
     ks, accs = np.asarray(ks, dtype=float), np.asarray(accs, dtype=float)
@@ -306,7 +306,7 @@ test_close(zero_shot_worth([16, 1, 4], [0.8, 0.4, 0.6], 0.5), 2.0)         # any
 
 
 # %%
-#| export
+#| exports
 def k_shot_curve(train_feats, train_labels, val_feats, val_labels, test_feats, test_labels, ks=None,
                  draws: int = 10, Cs=DEFAULT_CS, seed: int = 0, zero_shot: float | None = None,
                  chance: float | None = None, full: bool = True, name: str = '') -> KShotCurve:
@@ -361,7 +361,7 @@ test_eq(again.accs, toy_curve.accs[:2, :2])         # deterministic: draw d of k
 # k-shot curve.
 
 # %%
-#| export
+#| exports
 def probe_task(model, task: Task, fractions=(0.5, 0.2, 0.3), ks=None, draws: int = 10, Cs=DEFAULT_CS,
                seed: int = 0, device=None) -> KShotCurve:
     "Zero-shot vs k-shot and full-data linear probes on `task`'s pictures, split per class by `fractions` with `seed`."
@@ -390,6 +390,8 @@ print(f"{sum(c.accs.size for c in curves)} k-shot probes in {time.perf_counter()
 # the full-data probe.
 
 # %%
+#| fig-cap: "k-shot linear probes on the book model's image features against the zero-shot classifier, for the skin-tone and gender tasks."
+#| fig-alt: "Two plots of accuracy on probe-test against labeled examples per class on a base-2 log axis, with error bars over 10 draws, a red horizontal zero-shot line, a dotted chance line, and a square for the probe trained on all the data. Skin tone: the probe climbs from about 0.37 at one example per class to about 0.64 at 32 and crosses the zero-shot line near 26 examples per class, marked by a dashed vertical line. Gender: the probe climbs slowly from about 0.36 to 0.45 and stays under the zero-shot line near 0.49 up to 32 examples; only the full-data probe reaches it."
 fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.8))
 for ax, c in zip(np.atleast_1d(axes), curves):
     ax.errorbar(c.ks, c.mean, yerr=c.std, fmt='o-', capsize=3, label=f'k-shot linear probe ({c.accs.shape[1]} draws)')
@@ -442,7 +444,7 @@ print("above the paper's median on", [n for n, w in ours.items() if w > 5.4], ";
 # The full-data probe against zero-shot, on the same probe-test pictures:
 
 # %%
-#| export
+#| exports
 def probe_table(curves: list[KShotCurve]) -> str:
     "Markdown table: zero-shot vs full-data linear probe accuracy, the C chosen, and the zero-shot worth in examples per class."
     rows = ['| task | probe-test pictures | chance | zero-shot | linear probe (all data) | C chosen | per class for the probe | zero-shot worth (per class) |',

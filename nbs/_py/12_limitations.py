@@ -1,8 +1,7 @@
 # %% [markdown]
 # # Limitations
 #
-# > The paper's own list of what CLIP does badly, each statement measured on the book's small models:
-# > counting, binding attributes to objects, sensitivity to wording, and learning from noisy captions.
+# > The paper's own list of what CLIP does badly, each statement measured on the book's small models: counting, binding attributes to objects, sensitivity to wording, and learning from noisy captions.
 
 # %%
 #| default_exp limits
@@ -12,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from clip_annotated.train import PRESETS, make_datasets, runs_dir, train
 from clip_annotated.zeroshot import SCENE_SEED, _Labelled, encode_images, encode_texts
 
 # %%
-import tempfile, time
+import tempfile, textwrap, time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_ne, test_close
@@ -32,6 +31,8 @@ from clip_annotated.core import footer, in_test, pick, seed_everything
 from clip_annotated.data import SceneObject
 from clip_annotated.train import book_model, load_run
 from clip_annotated.zeroshot import confusion, run_task, scene_task
+from clip_annotated.prompts import template_sweep
+from clip_annotated.zeroshot import emoji_task
 
 # %%
 _ = seed_everything(0)
@@ -91,7 +92,7 @@ print('labels = count − 1 on all', len(ct), 'scenes; counts present:', sorted(
 
 
 # %%
-#| export
+#| exports
 def per_class_accuracy(confusion) -> torch.Tensor:
     "Recall of each true class [C] from confusion counts [C, C] (rows: true class); NaN for an absent class."
     confusion = torch.as_tensor(confusion).double()
@@ -112,6 +113,8 @@ print('confusion (rows: true 1..4, columns: predicted 1..4):')
 print(C_count.numpy())
 
 # %%
+#| fig-cap: "Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count (left), and counting broken down by the true number of shapes (right); dashed lines are chance."
+#| fig-alt: "Two bar charts. Left: colour is named correctly almost every time, shape and count only a little above their chance lines. Right: count accuracy by the true number of shapes is high for one and three shapes and close to zero for two and four, around a chance line at 25%."
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 ax = axes[0]
 names = list(task_res)
@@ -125,7 +128,7 @@ ax.bar([str(k) for k in range(1, 5)], 100 * count_acc.nan_to_num().numpy(), colo
 ax.axhline(100 * tasks['count'].chance, color='k', ls='--', label='chance (1 in 4)')
 ax.set(ylim=(0, 100), ylabel='accuracy (%)', xlabel='true number of shapes', title='Counting, by true count')
 ax.legend(loc='upper right')
-fig.tight_layout(); fig.savefig('/tmp/lim/count.png', dpi=90); plt.show()
+fig.tight_layout(); plt.show()
 
 # %% [markdown]
 # *Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count
@@ -158,7 +161,7 @@ fig.tight_layout(); fig.savefig('/tmp/lim/count.png', dpi=90); plt.show()
 # coin: chance is 50%.
 
 # %%
-#| export
+#| exports
 OPPOSITE = {'above': 'below', 'below': 'above', 'left of': 'right of', 'right of': 'left of'}
 
 def swap_colors(scene: Scene) -> str:
@@ -202,7 +205,7 @@ test_eq(sorted(swap_colors(hand).split()), sorted(hand.caption.split()))   # the
 
 
 # %%
-#| export
+#| exports
 def binding_scenes(n: int = 400, image_size: int = 48, seed: int = SCENE_SEED) -> tuple[SceneDataset, list[int]]:
     "(held-out scene set, indices of its first `n` two-group scenes): none of the book's training runs draws from `seed`."
     ds = SceneDataset(20 * n, seed=seed, image_size=image_size, train=False)
@@ -222,8 +225,9 @@ def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int
 
 
 # %%
+#| fig-cap: "Four held-out two-group scenes with the true caption and the colour-swapped rival the model must rank below it."
+#| fig-alt: "Four square pictures of coloured shapes, each titled with its true caption and the swapped one, for example 'two small yellow circles left of a large purple triangle' against 'two small purple circles left of a large yellow triangle': the rival uses exactly the same words."
 ds_b, keep_b = binding_scenes(4, px)
-import textwrap
 fig, axes = plt.subplots(1, 4, figsize=(12, 4.3))
 for ax, i in zip(axes, keep_b):
     s = ds_b.describe(i)
@@ -243,6 +247,8 @@ for k, v in wins.items():
     print(f"{k:30} true caption wins on {bind[k]:6.1%} of {len(v)} scenes  (±{half:.1%}, 95% binomial)")
 
 # %%
+#| fig-cap: "Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival made of the same words rearranged (purple) or with one colour replaced (green, control); dashed line is chance, error bars are 95% binomial intervals."
+#| fig-alt: "A bar chart with four bars and a dashed chance line at 50%. The three purple bars, colours swapped, shapes swapped and relation reversed, stand between about 50 and 65%, close to the chance line; the green control bar, one colour replaced, reaches nearly 100%."
 fig, ax = plt.subplots(figsize=(7.5, 3.4))
 ks = list(bind)
 err = [196 * (bind[k] * (1 - bind[k]) / len(wins[k])) ** 0.5 for k in ks]
@@ -253,7 +259,7 @@ ax.set_xticks(range(len(ks)), [k.replace(' (', '\n(') for k in ks], fontsize=8)
 ax.set(ylim=(0, 105), ylabel='true caption preferred (%)', xlabel='how the rival caption was made',
        title='Does the scenes model bind attributes to objects?')
 ax.legend(loc='upper left')
-fig.tight_layout(); fig.savefig('/tmp/lim/bind.png', dpi=90); plt.show()
+fig.tight_layout(); plt.show()
 
 # %% [markdown]
 # *Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival
@@ -276,8 +282,6 @@ fig.tight_layout(); fig.savefig('/tmp/lim/bind.png', dpi=90); plt.show()
 # the held-out emoji categories, how far apart do paraphrases that mean the same thing land?
 
 # %%
-from clip_annotated.prompts import template_sweep
-from clip_annotated.zeroshot import emoji_task
 model_e, cfg_e = book_model()
 task_e = emoji_task('category', image_size=model_e.visual.input_resolution)
 if in_test(): task_e.dataset = _Labelled(task_e.dataset.base, task_e.dataset.indices[:48], task_e.dataset.labels[:48])   # mechanics only
@@ -317,7 +321,7 @@ print(f"{task_e.name}: {len(task_e.dataset)} pictures, {len(task_e.classnames)} 
 # `set_epoch`, so the scene set's per-epoch caption templates keep working.
 
 # %%
-#| export
+#| exports
 class ShuffledCaptions(Dataset):
     "`base` (image, caption) pairs with the captions of exactly round(fraction·n) items dealt out among themselves, none keeping its own; images untouched."
     def __init__(self, base: Dataset, fraction: float, seed: int = 0):
@@ -349,7 +353,7 @@ class ShuffledCaptions(Dataset):
 # level is one run of the `scenes-tiny` preset in its own folder.
 
 # %%
-#| export
+#| exports
 def noise_run_dir(fraction: float, root: str | Path | None = None) -> Path:
     "Where the scenes run with `fraction` of its captions shuffled lives: runs_dir()/noise/p{fraction}."
     return Path(root or runs_dir()/'noise')/f'p{float(fraction)}'
@@ -406,6 +410,8 @@ for p in fractions:
           f"trained in {summary['train_wall_s']:.0f} s, {time.perf_counter() - t0:.0f} s here")
 
 # %%
+#| fig-cap: "Five identical scenes-tiny runs but for the fraction of training captions dealt to the wrong picture: held-out retrieval R@1 (left) and zero-shot colour accuracy (right) on clean held-out scenes; dashed lines are chance."
+#| fig-alt: "Two line plots against the percentage of shuffled training captions, 0, 25, 50, 75 and 100. Left: image-to-text R@1 falls in a nearly straight line from about 30% to zero. Right: zero-shot colour accuracy stays near 100% up to half the captions shuffled, then drops to about 54% at 75% and to chance at 100%."
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 xs = [100 * r['p'] for r in noise]
 for ax, key, title in ((axes[0], 'r1', 'Held-out retrieval, image → text R@1'), (axes[1], 'color', 'Zero-shot colour accuracy')):
@@ -414,7 +420,7 @@ for ax, key, title in ((axes[0], 'r1', 'Held-out retrieval, image → text R@1')
     ax.set(xlabel='training captions shuffled (%)', ylabel='accuracy (%)', title=title, xticks=xs,
            ylim=(0, max(5, 110 * max(r[key] for r in noise))))
     ax.legend(loc='upper right')
-fig.tight_layout(); fig.savefig('/tmp/lim/noise.png', dpi=90); plt.show()
+fig.tight_layout(); plt.show()
 
 # %% [markdown]
 # *Five identical `scenes-tiny` runs but for the fraction of training captions dealt to the wrong

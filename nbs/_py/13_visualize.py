@@ -1,8 +1,7 @@
 # %% [markdown]
 # # Looking inside
 #
-# > Where the book MiniCLIP puts pictures and captions (two cones, a modality gap), what it retrieves
-# > and confuses on the held-out emoji, and where its ViT's [CLS] token looks.
+# > Where the book MiniCLIP puts pictures and captions (two cones, a modality gap), what it retrieves and confuses on the held-out emoji, and where its ViT's [CLS] token looks.
 
 # %%
 #| default_exp viz
@@ -12,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import textwrap
 import numpy as np
@@ -69,7 +68,7 @@ print(f"{cfg.model} {cfg.clip_config().vision_patch_size}-pixel patches, {len(ke
 # paired with row $i$ of the other.
 
 # %%
-#| export
+#| exports
 class _Indexed(Dataset):
     "(image, index) items of a caption dataset, for `encode_images`."
     def __init__(self, base, indices): self.base, self.indices = base, list(indices)
@@ -111,7 +110,7 @@ print(I_e.shape, f"mean cosine of a picture with its own caption {S.diagonal().m
 # modality (how narrow each cone is), and the mean cosine *between* modalities.
 
 # %%
-#| export
+#| exports
 def _mean_offdiag(S: torch.Tensor) -> float:
     n = S.shape[0]
     return ((S.sum() - S.diagonal().sum()) / (n * (n - 1))).item()
@@ -156,6 +155,8 @@ print(f"logit scale exp(t): init {init_model.logit_scale.exp().item():.1f}, trai
 
 
 # %%
+#| fig-cap: "Histograms of cosine similarities between pictures, between captions, and between pictures and captions, at random initialisation (left) and after training (right)."
+#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones spread around 0.6, and picture-caption similarities, paired or not, sit together just below 0: the two modalities occupy separate narrow cones. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on 0, while each picture's similarity to its own caption peaks near 0.9."
 def offdiag(M): return M[~torch.eye(M.shape[0], dtype=torch.bool)]
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=False)
 for ax, (I_, T_, name) in zip(axes, [(I_0, T_0, 'random initialisation'), (I_e, T_e, 'book MiniCLIP, trained')]):
@@ -188,7 +189,7 @@ plt.tight_layout(); plt.show()
 # above are for. Both are run on pictures and captions *together*, so they see the same space.
 
 # %%
-#| export
+#| exports
 def project_2d(x: torch.Tensor | np.ndarray, method: str = 'tsne', seed: int = 0, **kwargs) -> np.ndarray:
     "[N, 2] t-SNE ('tsne', scikit-learn) or UMAP ('umap', umap-learn) coordinates of the rows of `x`, cosine metric."
     x = np.asarray(x, dtype=np.float32)
@@ -210,7 +211,7 @@ test_eq(project_2d(r, max_iter=250).shape, (40, 2))
 
 
 # %%
-#| export
+#| exports
 def plot_projection(xy: np.ndarray, modality: list[str], groups: list[str], title: str):
     "Two panels of the same 2-D points: coloured by modality, and by group (markers still say the modality)."
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
@@ -233,6 +234,8 @@ def plot_projection(xy: np.ndarray, modality: list[str], groups: list[str], titl
 
 
 # %%
+#| fig-cap: "t-SNE of the trained model's held-out pictures and captions together, coloured by modality (left) and by category (right)."
+#| fig-alt: "Two scatter plots of the same two-dimensional layout. Left: blue picture dots and orange caption triangles are thoroughly mixed, pictures beside captions. Right: the same points coloured by category: green person points fill most of the right and the top, flags form a light green cluster at the bottom left, faces a small brown cluster, and the smaller categories mingle at the lower left."
 both = torch.cat([I_e, T_e])
 modality = ['picture'] * len(keep) + ['caption'] * len(keep)
 t0 = time.perf_counter()
@@ -248,6 +251,8 @@ plt.show()
 # embeddings shows what a modality gap looks like in such a plot:
 
 # %%
+#| fig-cap: "t-SNE of the same pictures and captions embedded by a randomly initialised MiniCLIP, coloured by modality (left) and by category (right)."
+#| fig-alt: "Two scatter plots of the same layout. Left: orange caption triangles form one island on the left and blue picture dots another on the right, with no mixing between them. Right: inside each island the categories are only loosely grouped."
 xy_init = project_2d(torch.cat([I_0, T_0]), 'tsne', seed=0, max_iter=pick(gpu=1000, cpu=1000, test=250))
 _ = plot_projection(xy_init, modality, cats * 2, 't-SNE of the same pairs embedded by a randomly initialised MiniCLIP')
 plt.show()
@@ -256,6 +261,8 @@ plt.show()
 # *Figure 3: at initialisation pictures and captions form two separate islands; nothing pairs them.*
 
 # %%
+#| fig-cap: "UMAP of the trained model's held-out pictures and captions, coloured by modality (left) and by category (right)."
+#| fig-alt: "Two scatter plots of the same layout. Left: picture dots and caption triangles are interleaved along many small strands. Right: green person points fill the upper half and the left, flags form a light green group at the bottom, and the other categories mingle in a band across the lower middle."
 if not in_test():               # UMAP compiles with numba on first use: too slow for the test run
     t0 = time.perf_counter()
     xy_umap = project_2d(both, 'umap', seed=0)
@@ -292,7 +299,7 @@ print(f"same-category share among 10 nearest neighbours: pictures {neighbour_pur
 # stand out in each column, and its values, because of the gap, are far from 1.
 
 # %%
-#| export
+#| exports
 def _thumb(ax, image: torch.Tensor, xy, xybox=(0, -18), zoom=0.45, frame=None):
     "Draw a uint8 [3, S, S] picture as a thumbnail at data coordinates `xy` of `ax`."
     box = OffsetImage(image.permute(1, 2, 0).numpy(), zoom=zoom)
@@ -315,6 +322,8 @@ def similarity_heatmap(sim: torch.Tensor, images: torch.Tensor, prompts: list[st
 
 
 # %%
+#| fig-cap: "Cosine similarity between twelve held-out emoji pictures and the names of the same twelve emoji; the right match is on the diagonal."
+#| fig-alt: "A 12 by 12 heat map, names on the rows (keycap 7, keyboard, comet, index pointing up, man bouncing ball, flag of ascension island, evergreen tree, ear of corn, party popper, mouse, beaming face with smiling eyes, last track button) and small pictures of the same emoji under the columns, each cell printed with its cosine. The diagonal cell is the brightest of its column for 8 of the 12 pictures; the keyboard picture is closest to 'mouse' and the ear of corn to 'evergreen tree'."
 order = list(dict.fromkeys(cats))                                    # categories in order of appearance
 pick_idx = [cats.index(c) for c in order][:12]
 pick_idx += [i for i in range(len(keep)) if i not in pick_idx][:12 - len(pick_idx)]   # 12 pictures in any case
@@ -335,7 +344,7 @@ print(f"diagonal is its column's maximum in {(sub.argmax(0) == torch.arange(len(
 # one); for a picture, rank all held-out captions. The same matrix $S$, read along columns and rows.
 
 # %%
-#| export
+#| exports
 def retrieval_grid(sim: torch.Tensor, images: torch.Tensor, captions: list[str], queries: list[int],
                    k: int = 5, direction: str = 't2i', title: str = ''):
     "Top-k of each query: pictures for caption queries ('t2i'), captions for picture queries ('i2t'); right one marked."
@@ -360,6 +369,8 @@ def retrieval_grid(sim: torch.Tensor, images: torch.Tensor, captions: list[str],
 
 
 # %%
+#| fig-cap: "Text-to-image retrieval on held-out emoji: for six captions, the five closest pictures, the right one framed in green."
+#| fig-alt: "A grid of six rows, each a caption (keycap 7, keyboard, comet, index pointing up, man bouncing ball, flag of ascension island) followed by its five closest pictures with rank and cosine. The right picture comes first for keycap 7 and index pointing up, second for man bouncing ball and third for the flag; keyboard and comet miss it. The near misses look alike: other keycaps, other raised hands, other blue flags with a Union Jack."
 qs = pick_idx[:6]
 _ = retrieval_grid(S, images, captions, qs, direction='t2i', title='Caption → top-5 held-out pictures (green: the right one)')
 plt.show()
@@ -368,6 +379,8 @@ plt.show()
 # *Figure 6: text-to-image retrieval; under each picture its rank and cosine with the caption.*
 
 # %%
+#| fig-cap: "Image-to-text retrieval for the same six emoji: the five closest held-out captions to each picture, its own framed in green."
+#| fig-alt: "A grid of six rows, each a picture followed by its five closest captions with rank and cosine. The picture's own caption is first for index pointing up, second for keycap 7 (after keycap 10) and for man bouncing ball, fourth for the flag of ascension island, and absent from the top five for the keyboard and the comet."
 _ = retrieval_grid(S, images, captions, qs, direction='i2t', title='Picture → top-5 held-out captions (green: its own)')
 plt.show()
 
@@ -380,6 +393,8 @@ plt.show()
 # (true, predicted), normalised by row so that the diagonal is each category's recall.
 
 # %%
+#| fig-cap: "Row-normalised confusion matrix of the zero-shot category task on held-out emoji, with counts in the cells."
+#| fig-alt: "An 11 by 11 heat map of true category, with its count, against predicted category. Only face and flag have dark diagonal cells; the 403 person emoji are spread over every category, most often predicted object or place or building, and no hand or body part emoji is predicted correctly."
 task = emoji_task('category')
 cm = confusion(model, task, 'ensemble').float()
 recall = cm.diagonal() / cm.sum(1).clamp(min=1)
@@ -479,7 +494,7 @@ print(f"{len(maps)} layers, maps {tuple(maps[0].shape)}, grid {grid}×{grid}, "
 #    multiplying them from the last layer down estimates how much each input token feeds each output.
 
 # %%
-#| export
+#| exports
 def cls_attention(maps: list[torch.Tensor], grid: int) -> torch.Tensor:
     "The [class] token's attention to the patches, [layers, batch, heads, grid, grid], from `capture_attention` maps."
     A = torch.stack([m.float() for m in maps])                       # [L, b, h, 1 + grid², 1 + grid²]
@@ -516,7 +531,7 @@ test_close(cls_attention(maps, grid).sum((-1, -2)) + torch.stack(maps)[..., 0, 0
 
 
 # %%
-#| export
+#| exports
 def overlay(image: torch.Tensor, heat: torch.Tensor, ax=None, alpha: float = 0.55, cmap: str = 'inferno'):
     "Draw uint8 picture [3, S, S] with `heat` [g, g] upsampled (bilinear) to S×S and scaled to [0, 1] on top."
     S = image.shape[-1]
@@ -529,6 +544,8 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, ax=None, alpha: float = 0.5
 
 
 # %%
+#| fig-cap: "Where the [class] token looks: attention over the 4 × 4 patch grid for five held-out emoji, for both heads of the first and last layers, and the attention rollout."
+#| fig-alt: "A grid of 5 rows (keycap 7, keyboard, comet, index pointing up, man bouncing ball) by 6 columns: the picture, then heat overlays, bright where attention is high, for layer 1 head 1, layer 1 head 2, layer 4 head 1, layer 4 head 2 and the rollout. Layer 1 head 1 mostly lights up the bottom edge or the background; the other heads and the rollout mostly highlight patches on the drawing, such as the keyboard's keys, the comet's tail and the ball player's legs."
 ca = cls_attention(maps, grid)                                       # [L, 8, heads, 4, 4]
 roll = attention_rollout(maps)[:, 0, 1:].unflatten(-1, (grid, grid))   # [8, 4, 4] [class] row of the rollout
 L, heads = len(maps), maps[0].shape[1]

@@ -1,9 +1,7 @@
 # %% [markdown]
 # # Efficiency
 #
-# > What a training step costs on the machine at hand: throughput and memory against batch size,
-# > float32 against bfloat16 and float16 autocast, `torch.compile`, and the seeds' efficiency table
-# > (epoch time, memory, peak throughput) redone for this hardware.
+# > What a training step costs on the machine at hand: throughput and memory against batch size, float32 against bfloat16 and float16 autocast, `torch.compile`, and the seeds' efficiency table (epoch time, memory, peak throughput) redone for this hardware.
 
 # %%
 #| default_exp efficiency
@@ -13,9 +11,9 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
-import json, math, re, statistics, subprocess, sys, time
+import json, os, re, statistics, subprocess, sys, tempfile, time
 from dataclasses import asdict
 import torch
 from clip_annotated.core import get_device, hardware
@@ -68,7 +66,7 @@ from clip_annotated.core import footer, in_test, pick
 # CPU each measurement runs in a fresh Python process (`measure`).
 
 # %%
-#| export
+#| exports
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 def emoji_batch(config: CLIPConfig, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +88,7 @@ def _reset_cpu_peak() -> int | None:
 
 
 # %%
-#| export
+#| exports
 def time_steps(model: str | CLIPConfig = 'MiniCLIP', batch_size: int = 128, precision: str = 'fp32',
                compile: bool = False, steps: int = 5, warmup: int = 2, device: str | None = None,
                seed: int = 0) -> dict:
@@ -139,11 +137,12 @@ test_fail(lambda: time_steps(tiny, batch_size=4, precision='fp8'), contains="pre
 
 # %% [markdown]
 # On a CPU, `measure` runs `time_steps` in a fresh Python process, so that memory peaks, allocator
-# caches and compiled graphs of one measurement never leak into the next; on a GPU it runs in this
+# caches and compiled graphs of one measurement never leak into the next (Inductor's on-disk cache is
+# pointed at an empty folder, so a compilation is always timed cold); on a GPU it runs in this
 # process (the GPU's counters can be reset). A failure in the child is raised here with its message.
 
 # %%
-#| export
+#| exports
 def measure(model: str | CLIPConfig = 'MiniCLIP', batch_size: int = 128, precision: str = 'fp32',
             compile: bool = False, steps: int = 5, warmup: int = 2, device: str | None = None,
             isolate: bool | None = None) -> dict:
@@ -154,7 +153,9 @@ def measure(model: str | CLIPConfig = 'MiniCLIP', batch_size: int = 128, precisi
     if not isolate:
         return time_steps(**{**kw, 'model': model})
     code = ("import json, sys; from clip_annotated.efficiency import _child; _child(json.loads(sys.argv[1]))")
-    r = subprocess.run([sys.executable, '-c', code, json.dumps(kw)], capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as cache:      # a cold compile: Inductor's on-disk cache would hide its cost
+        env = {**os.environ, 'TORCHINDUCTOR_CACHE_DIR': cache}
+        r = subprocess.run([sys.executable, '-c', code, json.dumps(kw)], capture_output=True, text=True, env=env)
     if r.returncode: raise RuntimeError(f"measure({kw}) failed in its process:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -194,7 +195,7 @@ for r in sweep:
 
 # %%
 #| fig-cap: "Training-step throughput (left) and the memory the steps need (right) against batch size, for the book's MiniCLIP on this machine."
-#| fig-alt: "Two line plots with batch size on a logarithmic x axis. Left: image-text pairs per second rise with the batch and then level off. Right: memory in MiB grows roughly in proportion to the batch size."
+#| fig-alt: "Two line plots with batch size on a logarithmic x axis. Left: image-text pairs per second rise with the batch and then level off. Right: memory in MiB on a logarithmic axis, flat for small batches and then growing in proportion to the batch size."
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
 bs = [r['batch_size'] for r in sweep]
 a1.plot(bs, [r['pairs_per_s'] for r in sweep], 'o-')
@@ -202,6 +203,7 @@ a2.plot(bs, [r['memory_mib'] for r in sweep], 'o-', color='C1')
 for ax, label in ((a1, 'pairs per second'), (a2, 'memory of the steps (MiB)')):
     ax.set_xscale('log', base=2); ax.set_xticks(bs, [str(b) for b in bs]); ax.set(xlabel='batch size', ylabel=label)
     ax.grid(alpha=0.3)
+a2.set_yscale('log', base=2)      # memory ∝ batch shows as a straight line of slope 1 once activations dominate
 fig.suptitle(f"MiniCLIP (mini-cpu) training step, float32, {hardware()}", fontsize=10)
 fig.tight_layout(); plt.show()
 

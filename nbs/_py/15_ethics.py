@@ -1,8 +1,7 @@
 # %% [markdown]
 # # Broader impacts
 #
-# > What the paper says about surveillance and social bias, the notice our demos print, and a model
-# > card for the MiniCLIP trained here, with its measured numbers and limits.
+# > What the paper says about surveillance and social bias, the notice our demos print, and a model card for the MiniCLIP trained here, with its measured numbers and limits.
 
 # %%
 #| default_exp ethics
@@ -12,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import json
 from pathlib import Path
@@ -22,6 +21,10 @@ from clip_annotated.core import hardware
 # %%
 from IPython.display import Markdown, display
 from fastcore.test import test_eq
+from clip_annotated.model import CLIPConfig
+from clip_annotated.train import TrainConfig
+from dataclasses import asdict
+import tempfile
 from clip_annotated.core import footer, in_test
 from clip_annotated.train import book_model, runs_dir
 
@@ -54,7 +57,7 @@ from clip_annotated.train import book_model, runs_dir
 #   landing page.
 
 # %%
-#| export
+#| exports
 SAFETY_NOTICE = (
     "Note: CLIP ranks the labels you give it; it does not know whether any of them fits. Labels about people "
     "(gender, ethnicity, age, occupation, criminality) can reproduce and amplify social biases, and the paper "
@@ -81,7 +84,7 @@ assert 'surveillance' in SAFETY_NOTICE and 'real people' in SAFETY_NOTICE
 # `results.json` (which `make reproduce` writes), so every number in it is a measurement of that run.
 
 # %%
-#| export
+#| exports
 def _pct(x: float) -> str: return f"{100 * x:.1f}%"
 
 def model_card(run: str | Path) -> str:
@@ -134,10 +137,6 @@ def model_card(run: str | Path) -> str:
 model, cfg = book_model()
 run = Path(cfg.out)
 if in_test():                       # a stand-in run folder with the files model_card reads
-    import tempfile
-    from clip_annotated.model import CLIPConfig
-    from clip_annotated.train import TrainConfig
-    from dataclasses import asdict
     run = Path(tempfile.mkdtemp()) / 'stand-in'; run.mkdir()
     torch.save(dict(config=asdict(cfg), model_config=asdict(cfg.clip_config()), model=model.state_dict(),
                     data=dict(step=0), wall_s=0.0), run / 'checkpoint.pt')

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import argparse, math, platform, random, time, warnings
 import torch
@@ -38,7 +38,7 @@ from clip_annotated.core import footer
 # ## Timing and reporting
 
 # %%
-#| export
+#| exports
 def best_time(fn, repeats: int = 3, setup=None) -> float:
     "Best wall time in seconds of `fn()` over `repeats` runs; `setup()`, if given, runs untimed before each."
     best = math.inf
@@ -78,7 +78,7 @@ test_eq(report('example', 10, 1.0, 2.5), 2.5)
 # lists are written out below, so the captions need no download and no extra package.
 
 # %%
-#| export
+#| exports
 _NOUNS = ("dog cat horse bird fish cow sheep elephant bear zebra giraffe lion tiger fox rabbit owl duck "
           "car truck bus train bicycle motorcycle airplane boat tractor scooter skateboard surfboard "
           "pizza sandwich banana apple orange cake donut coffee cup bottle bowl plate spoon fork knife "
@@ -143,7 +143,7 @@ print(f"{len(caps):,} captions, {len(set(caps)):,} distinct; {sum(not c.isascii(
 # training loop or a zero-shot evaluation that tokenizes the same prompts again).
 
 # %%
-#| export
+#| exports
 def bench_tokenizer(n: int = 10_000, repeats: int = 3) -> dict:
     "Check our tokenize equals open_clip's on `n` captions, then time both with fresh and with warm caches."
     OpenClipTokenizer = import_open_clip().tokenizer.SimpleTokenizer
@@ -184,7 +184,7 @@ assert tok_res['identical'] and tok_res['speedup_cold'] >= 2 and tok_res['speedu
 # `repeats` each.
 
 # %%
-#| export
+#| exports
 _OPEN_CLIP_NAMES = {'ViT-B/32': 'ViT-B-32', 'ViT-B/16': 'ViT-B-16', 'ViT-L/14': 'ViT-L-14', 'ViT-L/14@336px': 'ViT-L-14-336'}
 
 def bench_encoders(model: str = 'ViT-B/32', batch_size: int = 8, repeats: int = 5, seed: int = 0) -> dict:
@@ -246,7 +246,7 @@ assert enc_res['encode_image']['max_err'] < 1e-5 and enc_res['encode_text']['max
 # it falls back to `resource.getrusage`'s maximum RSS, which then also counts the construction.
 
 # %%
-#| export
+#| exports
 def _open_clip_cfg(cfg) -> dict:
     "open_clip `CLIP` arguments for one of our ViT `CLIPConfig`s."
     return dict(embed_dim=cfg.embed_dim,
@@ -389,7 +389,7 @@ assert all(r['speedup'] >= 1.2 and r['ours_mib'] <= r['open_clip_mib'] and r['ma
 # Weights are random (the same on both sides): the point is the machinery, not the accuracy.
 
 # %%
-#| export
+#| exports
 def _open_clip_twin(ours):
     "open_clip's `CLIP` with the same architecture and weights as our ViT model `ours`."
     from open_clip.model import CLIP as OpenCLIP, CLIPTextCfg, CLIPVisionCfg
@@ -470,7 +470,7 @@ assert all(c['speedup'] >= 1.0 and c['same_predictions'] == 1.0 for c in zs_res[
 # `__name__` is `'__main__'` too, so the guard also checks that no IPython shell is active.
 
 # %%
-#| export
+#| exports
 BENCHES = {'tokenizer': bench_tokenizer, 'encoders': bench_encoders, 'train': bench_train, 'zeroshot': bench_zeroshot}
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 # %%
-#| export
+#| exports
 def _in_ipython() -> bool:
     "True inside an IPython shell (Jupyter, nbdev_test), where `__name__ == '__main__'` as well."
     import builtins

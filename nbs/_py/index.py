@@ -1,9 +1,7 @@
 # %% [markdown]
 # # clip_annotated
 #
-# > CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language
-# > Supervision") as a literate program: the paper, the code that implements it, and a check of every
-# > claim, side by side.
+# > CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision") as a literate program: the paper, the code that implements it, and a check of every claim, side by side.
 
 # %% [markdown]
 # This site is a set of notebooks that read like chapters. Each one quotes a short passage of the paper,
@@ -30,7 +28,7 @@
 #| default_exp __init__
 
 # %%
-#| export
+#| exports
 from clip_annotated.tokenizer import tokenize, decode
 from clip_annotated.model import CLIP, CLIPConfig, CONFIGS, build_model, create_model, count_parameters
 from clip_annotated.pretrained import available_models, load, download, image_transform
@@ -39,6 +37,7 @@ from clip_annotated.pretrained import available_models, load, download, image_tr
 import torch
 import clip_annotated as clip
 
+# %%
 model = clip.create_model('MiniCLIP').eval()          # random weights: the shapes are the point here
 text = clip.tokenize(["a photo of a cat", "a photo of a dog"])
 image = torch.randn(1, 3, 48, 48)
@@ -88,11 +87,13 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # read from `runs/mini/results.json`, which `make reproduce` writes, and names the machine it ran on.
 
 # %%
-#| echo: false
+#| hide
 import json
 from IPython.display import Markdown, display
 from clip_annotated.train import load_run, runs_dir
 
+# %%
+#| echo: false
 PAPER = {  # Radford et al. 2021: the section or table each figure comes from
     'train': "ViT-L/14: 12 days on 256 V100 GPUs; 32 epochs of 400 M pairs, batch 32,768 (§2.5)",
     'i2t': "88.0% (Flickr30k, zero-shot, Table 13)",
