@@ -170,8 +170,6 @@ plt.tight_layout(); plt.show()
 
 
 # %% [markdown]
-# *Figure 1: left, the cones at initialisation; right, after training.*
-#
 # In this run (numbers above) the gap is large at random initialisation, the cone effect: pictures
 # share one narrow cone, captions another, and the two barely overlap. Training the book MiniCLIP
 # spread both modalities out and brought their centroids close together; the trained model's
@@ -245,8 +243,7 @@ _ = plot_projection(xy_tsne, modality, cats * 2, 't-SNE of held-out emoji pictur
 plt.show()
 
 # %% [markdown]
-# *Figure 2: t-SNE of the trained model's pictures and captions together; left by modality, right by
-# category.* In this run the two modalities interleave and the clusters are categories (people, flags,
+# In this run the two modalities interleave and the clusters are categories (people, flags,
 # body parts), with a picture usually beside its own caption. The same projection of the random-init
 # embeddings shows what a modality gap looks like in such a plot:
 
@@ -256,9 +253,6 @@ plt.show()
 xy_init = project_2d(torch.cat([I_0, T_0]), 'tsne', seed=0, max_iter=pick(gpu=1000, cpu=1000, test=250))
 _ = plot_projection(xy_init, modality, cats * 2, 't-SNE of the same pairs embedded by a randomly initialised MiniCLIP')
 plt.show()
-
-# %% [markdown]
-# *Figure 3: at initialisation pictures and captions form two separate islands; nothing pairs them.*
 
 # %%
 #| fig-cap: "UMAP of the trained model's held-out pictures and captions, coloured by modality (left) and by category (right)."
@@ -272,8 +266,6 @@ if not in_test():               # UMAP compiles with numba on first use: too slo
 
 
 # %% [markdown]
-# *Figure 4: the trained model's points under UMAP.*
-#
 # How much of each point's neighbourhood is its own modality? If the two modalities were mixed, the
 # 10 nearest neighbours of a point (in the full 128-dimensional space, by cosine) would be about half
 # pictures; a gap makes them nearly all of the point's own kind. And how many of a *caption's*
@@ -335,9 +327,6 @@ print(f"diagonal is its column's maximum in {(sub.argmax(0) == torch.arange(len(
 
 
 # %% [markdown]
-# *Figure 5: one held-out emoji per category (the first of each, then others up to 12); each prompt is one picture's name, so the right match is
-# on the diagonal.*
-#
 # ## Retrieval, both ways
 #
 # For a caption, rank all held-out pictures by cosine and show the top 5 (a green frame marks the right
@@ -375,9 +364,6 @@ qs = pick_idx[:6]
 _ = retrieval_grid(S, images, captions, qs, direction='t2i', title='Caption → top-5 held-out pictures (green: the right one)')
 plt.show()
 
-# %% [markdown]
-# *Figure 6: text-to-image retrieval; under each picture its rank and cosine with the caption.*
-
 # %%
 #| fig-cap: "Image-to-text retrieval for the same six emoji: the five closest held-out captions to each picture, its own framed in green."
 #| fig-alt: "A grid of six rows, each a picture followed by its five closest captions with rank and cosine. The picture's own caption is first for index pointing up, second for keycap 7 (after keycap 10) and for man bouncing ball, fourth for the flag of ascension island, and absent from the top five for the keyboard and the comet."
@@ -385,8 +371,6 @@ _ = retrieval_grid(S, images, captions, qs, direction='i2t', title='Picture → 
 plt.show()
 
 # %% [markdown]
-# *Figure 7: image-to-text retrieval for the same emoji.*
-#
 # ## Where it fails: the category confusion matrix
 #
 # The zero-shot category task of the zero-shot chapter (11 kinds of emoji, prompt ensemble) as counts of
@@ -412,7 +396,7 @@ print(f"accuracy {cm.diagonal().sum() / cm.sum():.1%}, mean per-class recall {re
 print("recall by category:", ", ".join(f"{l} {r:.0%}" for l, r in zip(task.labels, recall)))
 
 # %% [markdown]
-# *Figure 8: numbers are counts; colour is the row fraction.*
+# In the matrix, numbers are counts and colour is the row fraction.
 #
 # ## Which held-out emoji are retrieved worst, and why
 #
@@ -563,8 +547,8 @@ for ax in axes[-1]: ax.set_xlabel('x (4 patches of 12 px)', fontsize=7)
 fig.suptitle('[class] token attention over the 4×4 patch grid, first and last layer, and rollout'); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# *Figure 9: bright is where the [class] token attends; each map is rescaled to its own range, so compare
-# shapes, not brightness, across panels.*
+# Bright is where the [class] token attends; each map is rescaled to its own range, so compare shapes,
+# not brightness, across panels.
 #
 # Is the attention on the emoji or on the white background? Per picture, the share of each patch that
 # is "ink" (a pixel that is not white) against the rollout's [class] row over the patches; the mean
