@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse, json, sys
 from dataclasses import replace
 from pathlib import Path
-from .core import get_device
+from .core import get_device, hardware
 from .train import PRESETS, load_run, parse_args, runs_dir, train
 from .zeroshot import emoji_task, evaluate, predict, scene_task, zero_shot_section
+from .bias import bias_section, fairface_probe, skewed_run
 from .ethics import model_card, safety_notice
 
 # %% auto #0
@@ -17,15 +18,26 @@ __all__ = ['EMBEDDED', 'COMMANDS', 'reproduce', 'eval_command', 'predict_command
 
 # %% ../nbs/98_cli.ipynb #6eebedf1
 def reproduce(argv: list[str] | None = None) -> dict:
-    "The book's main run: `train --preset mini-cpu --out runs/mini` (any train option may be given), then report.md and results.json."
+    "The book's main run: `train --preset mini-cpu --out runs/mini` (any train option, and `--no-bias`), then report.md and results.json."
     argv = list(argv or [])
+    bias = '--no-bias' not in argv
+    argv = [a for a in argv if a != '--no-bias']
     cfg = parse_args(argv)
-    if '--out' not in argv: cfg = replace(cfg, out=str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
+    if not any(a == '--out' or a.startswith('--out=') for a in argv):
+        cfg = replace(cfg, out=str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
     summary = train(cfg)                                   # resumes a finished run at once: no training twice
     model, _ = load_run(cfg.out)
+    sections = []
     if cfg.data == 'emoji':
         section, summary['zeroshot'] = zero_shot_section(model)
-        with open(Path(cfg.out, 'report.md'), 'a') as f: f.write('\n' + section)
+        sections.append(section)
+        if bias:                                           # the captions-skewed twin, next to the main run
+            skewed, _ = skewed_run(cfg=cfg, out=Path(cfg.out).parent / 'bias-captions', how='captions')
+            section, summary['bias'] = bias_section(model, skewed)
+            summary['bias']['run'] = str(Path(cfg.out).parent / 'bias-captions')
+            sections.append(section)
+    summary['hardware'] = hardware()
+    with open(Path(cfg.out, 'report.md'), 'a') as f: f.writelines('\n' + s for s in sections)
     Path(cfg.out, 'results.json').write_text(json.dumps(summary, indent=1, default=str))
     model_card(cfg.out)                                    # model_card.md, from the files just written
     print(Path(cfg.out, 'report.md').read_text())
@@ -58,8 +70,8 @@ def eval_command(argv: list[str] | None = None) -> dict:
     from clip_annotated.evalsets import EVALSETS, load_evalset
     p = argparse.ArgumentParser(prog='clip-annotated eval', description="Zero-shot evaluation (top-1, top-5, mean per-class recall).")
     p.add_argument('--model', help="released name (ViT-B/32, ...), checkpoint file or run folder (default: runs/mini)")
-    p.add_argument('--dataset', required=True, choices=[*EMBEDDED, *EVALSETS], metavar='NAME',
-                   help=f"one of: {', '.join([*EMBEDDED, *EVALSETS])}")
+    p.add_argument('--dataset', required=True, choices=[*EMBEDDED, *EVALSETS, 'fairface'], metavar='NAME',
+                   help=f"one of: {', '.join([*EMBEDDED, *EVALSETS])}, or fairface (the bias chapter's probes)")
     p.add_argument('--root', help="folder of the data set's files (the paper's data sets)")
     p.add_argument('--download', action='store_true', help="download the data set into --root if it is missing")
     p.add_argument('--templates', choices=['ensemble', 'single'], default='ensemble', help="all templates (default) or the first")
@@ -68,6 +80,11 @@ def eval_command(argv: list[str] | None = None) -> dict:
     p.add_argument('--json', action='store_true', help="print the metrics as JSON")
     a = p.parse_args(argv)
     model, preprocess = _load_model(a.model, a.device)
+    if a.dataset == 'fairface':                            # not top-k: the bias chapter's table of rates by group
+        if not a.root: raise SystemExit("clip-annotated eval: --dataset fairface needs --root (the folder of fairface_label_val.csv)")
+        table, m = fairface_probe(model, preprocess, a.root, batch_size=a.batch_size)
+        print(json.dumps(m) if a.json else table)
+        return m
     if a.dataset in EMBEDDED:
         task = EMBEDDED[a.dataset](model.visual.input_resolution)
         dataset, classnames, templates, single = task.dataset, task.classnames, task.templates, task.templates[:1]

@@ -65,6 +65,8 @@ def model_card(run: str | Path) -> str:
               "nothing learned for such words (training chapter).",
               "- The plain name of an occupation sits closer to the drawings of men than of women, because the "
               "gender-neutral drawings resemble the men's (bias chapter); a probe must control for that.",
+              *([f"- Bias probe with a controlled skew (bias chapter, run by `make reproduce`): {res['bias']['summary']}."]
+                if 'bias' in res else []),
               "- Weak at counting and at binding attributes to objects (limitations chapter, on the scenes model).",
               "- Measured on drawings only: nothing here predicts behaviour on photographs of people.", "",
               f"Hardware of this card's writing: {hardware()}.", ""]

@@ -1,7 +1,8 @@
-"""The bias probe (`clip_annotated.bias`): the bootstrap interval, the control, the probe's pictures, the skewed data."""
+"""The bias probe (`clip_annotated.bias`): the bootstrap interval, the control, the probe's pictures, the skewed data, the FairFace reader and probe on a fake."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from clip_annotated.bias import OCCUPATIONS, SKEWED, WithoutPictures, gap_ci, people_pictures
@@ -55,3 +56,39 @@ def test_without_pictures_drops_exactly_the_skewed_women():
     a, b = skew[10], base[j]
     assert a[1] == b[1] and (a[0] == b[0]).all()
     assert set(SKEWED) <= set(OCCUPATIONS)
+
+
+def test_fairface_reader_and_probe_on_the_fake(tmp_path):
+    from clip_annotated.bias import FAIRFACE_RACES, FairFace, fairface_probe, write_fake_fairface
+    from clip_annotated.model import create_model
+    from clip_annotated.pretrained import image_transform
+    from clip_annotated.train import PRESETS
+    root = write_fake_fairface(tmp_path / 'ff', n=28)
+    header = (root / 'fairface_label_val.csv').read_text().splitlines()[0]
+    assert header == 'file,age,gender,race,service_test' and (root / 'val' / '28.jpg').is_file()
+    (root / 'val' / '3.jpg').write_bytes(b'\xff\xd8 truncated')                   # a corrupt picture: skipped, counted
+    torch.manual_seed(0)
+    model = create_model(PRESETS['mini-cpu'].clip_config()).eval()
+    table, res = fairface_probe(model, image_transform(model.visual.input_resolution), root, batch_size=8)
+    assert res['skipped'] == {'corrupt image': 1} and res['groups']['all']['n'] == 27
+    assert set(FAIRFACE_RACES) <= set(res['groups']) and {'Male', 'Female'} <= set(res['groups'])
+    for r in res['groups'].values():
+        assert all(0 <= r[k] <= 1 for k in ('gender', 'race', 'age', 'crime', 'non_human'))
+    assert table.startswith('| group | pictures |') and 'skipped 1 of 28' in table
+
+
+def test_fairface_errors_name_what_is_missing(tmp_path):
+    from clip_annotated.bias import FairFace, write_fake_fairface
+    with pytest.raises(FileNotFoundError, match='fairface_label_val.csv.*expected'):
+        FairFace(tmp_path)
+    root = write_fake_fairface(tmp_path / 'ff', n=9)
+    (root / 'val' / '4.jpg').unlink()
+    with pytest.raises(FileNotFoundError, match=r'val/4\.jpg'):
+        FairFace(root)
+    csv_path = root / 'fairface_label_val.csv'
+    csv_path.write_text(csv_path.read_text().replace('Black', 'Blue'))
+    with pytest.raises(ValueError, match="race 'Blue'"):
+        FairFace(root)
+    csv_path.write_text('path,label\nval/1.jpg,x\n')
+    with pytest.raises(ValueError, match='expected columns'):
+        FairFace(root)

@@ -2,7 +2,8 @@
 
 * Kill and resume: a run killed with SIGKILL right after it wrote a checkpoint in the middle of an
   epoch, then resumed with the same command, ends with weights (and optimiser state) bit-identical to
-  a run that was never interrupted; its metrics.jsonl holds each step exactly once.
+  a run that was never interrupted; its metrics.jsonl holds each step exactly once, and running the
+  finished run's command again leaves it unchanged.
 * Data parallel: `torchrun --nproc_per_node=2` (gloo, with exact gradient accumulation in 2 chunks)
   runs a few steps, finishes, and only rank 0 writes: one checkpoint, one log line per step, a report.
 * `retrieval_metrics` on hand-made features whose ranks are known.
@@ -76,6 +77,12 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     losses = lambda p: [json.loads(l)['loss'] for l in (p/'metrics.jsonl').read_text().splitlines() if '"loss"' in l]
     assert losses(full) == losses(killed)              # the same run, step for step
     assert (killed/'report.md').exists()
+
+    # Running the finished run's command again trains nothing and leaves its log as it was.
+    log = (full/'metrics.jsonl').read_text()
+    again = subprocess.run(_train_cmd(full), env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (full/'metrics.jsonl').read_text() == log
 
 
 def test_torchrun_two_processes(tmp_path):

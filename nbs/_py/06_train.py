@@ -765,6 +765,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress or rank != 0, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
     t_loop, rate, token_cache = time.perf_counter(), None, TokenCache(mcfg.context_length)
+    was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
     model.train()
     while step < cfg.steps:
         epoch, start = divmod(step, per_epoch)
@@ -795,7 +796,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
                    train_wall_s=wall_before + train_s, dir=str(out))
     if rank == 0:
         summary['test'] = evaluate(model, test_ds, device=device)
-        _log(metrics_path, dict(step=step, eval=summary['test']))
+        if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
         summary['curves'] = str(plot_curves(metrics_path, out/'curves.png'))
         summary['total_wall_s'] = wall_before + time.perf_counter() - t_loop
         write_report(cfg, summary, out/'report.md')

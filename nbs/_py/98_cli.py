@@ -11,20 +11,23 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| export
+#| exports
 from __future__ import annotations
 import argparse, json, sys
 from dataclasses import replace
 from pathlib import Path
-from clip_annotated.core import get_device
+from clip_annotated.core import get_device, hardware
 from clip_annotated.train import PRESETS, load_run, parse_args, runs_dir, train
 from clip_annotated.zeroshot import emoji_task, evaluate, predict, scene_task, zero_shot_section
+from clip_annotated.bias import bias_section, fairface_probe, skewed_run
 from clip_annotated.ethics import model_card, safety_notice
 
 # %%
 import contextlib, io, tempfile
 from fastcore.test import test_eq, test_fail
 from clip_annotated.core import footer
+from clip_annotated.data import SceneDataset
+import shutil
 
 
 # %% [markdown]
@@ -35,30 +38,48 @@ from clip_annotated.core import footer
 # | command | does | chapter |
 # |---|---|---|
 # | `clip-annotated train [--preset NAME] [--field VALUE ...]` | trains CLIP (`python -m clip_annotated.train`, also under `torchrun`) | [Training](06_train.ipynb) |
-# | `clip-annotated reproduce [--out DIR]` | the book's main run: `mini-cpu` on the emoji set, then its report (`make reproduce`) | [Training](06_train.ipynb) |
-# | `clip-annotated eval --model M --dataset D [--root DIR]` | zero-shot top-1/top-5/mean per-class recall of a model on a data set | [Zero-shot](07_zeroshot.ipynb), [Evaluation data sets](07b_evalsets.ipynb) |
+# | `clip-annotated reproduce [--out DIR] [--no-bias]` | the book's main run: `mini-cpu` on the emoji set, its captions-skewed twin, then the report (`make reproduce`) | [Training](06_train.ipynb), [Bias](11_bias.ipynb) |
+# | `clip-annotated eval --model M --dataset D [--root DIR]` | zero-shot top-1/top-5/mean per-class recall of a model on a data set; `--dataset fairface`: the paper's bias probes | [Zero-shot](07_zeroshot.ipynb), [Evaluation data sets](07b_evalsets.ipynb), [Bias](11_bias.ipynb) |
 # | `clip-annotated predict PICTURE LABEL [LABEL ...]` | ranks the labels for one picture, with probabilities | [Zero-shot](07_zeroshot.ipynb) |
 #
 # `reproduce` is `train` with the `mini-cpu` preset and `runs/mini` as defaults, followed by the
-# measurements of the later chapters on the trained model (today: zero-shot classification of the
-# held-out emoji), appended to `report.md` and saved with the training summary in `results.json`, and a
-# model card (`model_card.md`, from the [broader impacts](15_ethics.ipynb) chapter). `predict` prints
-# that chapter's safety notice (on standard error) before its ranking.
-# Running it again does not train again: the run resumes from its checkpoint, finds it finished, and
-# rewrites the report.
+# measurements of the later chapters on the trained model, appended to `report.md` and saved with the
+# training summary in `results.json`, and a model card (`model_card.md`, from the
+# [broader impacts](15_ethics.ipynb) chapter). On the emoji set the measurements are:
+#
+# | section of report.md | key in results.json | what | cost |
+# |---|---|---|---|
+# | Zero-shot classification of held-out emoji | `zeroshot` | skin tone, gender, category by prompts ([Zero-shot](07_zeroshot.ipynb)) | seconds |
+# | Bias: does the probe find a skew put into the captions? | `bias` | a second run, same configuration, women of six occupations captioned as men, in `bias-captions` next to `--out`; the man-or-woman probe on both ([Bias](11_bias.ipynb)) | as long as the main run (7 to 8 minutes on the book's 2-core CPU); `--no-bias` skips it |
+#
+# `results.json` also names the machine (`hardware`). `predict` prints the broader-impacts chapter's
+# safety notice (on standard error) before its ranking.
+# Running `reproduce` again does not train again: both runs resume from their checkpoints, find them
+# finished, and the report is rewritten.
 
 # %%
-#| export
+#| exports
 def reproduce(argv: list[str] | None = None) -> dict:
-    "The book's main run: `train --preset mini-cpu --out runs/mini` (any train option may be given), then report.md and results.json."
+    "The book's main run: `train --preset mini-cpu --out runs/mini` (any train option, and `--no-bias`), then report.md and results.json."
     argv = list(argv or [])
+    bias = '--no-bias' not in argv
+    argv = [a for a in argv if a != '--no-bias']
     cfg = parse_args(argv)
-    if '--out' not in argv: cfg = replace(cfg, out=str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
+    if not any(a == '--out' or a.startswith('--out=') for a in argv):
+        cfg = replace(cfg, out=str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
     summary = train(cfg)                                   # resumes a finished run at once: no training twice
     model, _ = load_run(cfg.out)
+    sections = []
     if cfg.data == 'emoji':
         section, summary['zeroshot'] = zero_shot_section(model)
-        with open(Path(cfg.out, 'report.md'), 'a') as f: f.write('\n' + section)
+        sections.append(section)
+        if bias:                                           # the captions-skewed twin, next to the main run
+            skewed, _ = skewed_run(cfg=cfg, out=Path(cfg.out).parent / 'bias-captions', how='captions')
+            section, summary['bias'] = bias_section(model, skewed)
+            summary['bias']['run'] = str(Path(cfg.out).parent / 'bias-captions')
+            sections.append(section)
+    summary['hardware'] = hardware()
+    with open(Path(cfg.out, 'report.md'), 'a') as f: f.writelines('\n' + s for s in sections)
     Path(cfg.out, 'results.json').write_text(json.dumps(summary, indent=1, default=str))
     model_card(cfg.out)                                    # model_card.md, from the files just written
     print(Path(cfg.out, 'report.md').read_text())
@@ -91,8 +112,8 @@ def eval_command(argv: list[str] | None = None) -> dict:
     from clip_annotated.evalsets import EVALSETS, load_evalset
     p = argparse.ArgumentParser(prog='clip-annotated eval', description="Zero-shot evaluation (top-1, top-5, mean per-class recall).")
     p.add_argument('--model', help="released name (ViT-B/32, ...), checkpoint file or run folder (default: runs/mini)")
-    p.add_argument('--dataset', required=True, choices=[*EMBEDDED, *EVALSETS], metavar='NAME',
-                   help=f"one of: {', '.join([*EMBEDDED, *EVALSETS])}")
+    p.add_argument('--dataset', required=True, choices=[*EMBEDDED, *EVALSETS, 'fairface'], metavar='NAME',
+                   help=f"one of: {', '.join([*EMBEDDED, *EVALSETS])}, or fairface (the bias chapter's probes)")
     p.add_argument('--root', help="folder of the data set's files (the paper's data sets)")
     p.add_argument('--download', action='store_true', help="download the data set into --root if it is missing")
     p.add_argument('--templates', choices=['ensemble', 'single'], default='ensemble', help="all templates (default) or the first")
@@ -101,6 +122,11 @@ def eval_command(argv: list[str] | None = None) -> dict:
     p.add_argument('--json', action='store_true', help="print the metrics as JSON")
     a = p.parse_args(argv)
     model, preprocess = _load_model(a.model, a.device)
+    if a.dataset == 'fairface':                            # not top-k: the bias chapter's table of rates by group
+        if not a.root: raise SystemExit("clip-annotated eval: --dataset fairface needs --root (the folder of fairface_label_val.csv)")
+        table, m = fairface_probe(model, preprocess, a.root, batch_size=a.batch_size)
+        print(json.dumps(m) if a.json else table)
+        return m
     if a.dataset in EMBEDDED:
         task = EMBEDDED[a.dataset](model.visual.input_resolution)
         dataset, classnames, templates, single = task.dataset, task.classnames, task.templates, task.templates[:1]
@@ -174,10 +200,29 @@ exits_with(['fly'], "unknown command 'fly'")
 print(printed.getvalue()[:400])
 
 # %% [markdown]
+# `reproduce` on the emoji set with a model of one layer per tower and two steps: the twin with the
+# women of six occupations captioned as men lands next to `--out`, the bias section in the report, its
+# numbers in `results.json` (two steps of a tiny model: the numbers show the plumbing, nothing more);
+# `--no-bias` leaves the section out. `tests/test_cli_bias.py` checks the same, and that a second run
+# trains nothing.
+
+# %%
+tiny_emoji = ['--model-overrides', '{"vision_layers": 1, "transformer_layers": 1}', '--batch-size', '32', '--steps', '2',
+              '--warmup', '1', '--eval-every', '0', '--no-progress']
+with contextlib.redirect_stdout(io.StringIO()) as printed:
+    s3 = main(['reproduce', *tiny_emoji, '--out', str(scratch / 'emoji' / 'mini')])
+assert (scratch / 'emoji' / 'bias-captions' / 'checkpoint.pt').exists()
+assert s3['bias']['summary'] == json.loads((scratch / 'emoji' / 'mini' / 'results.json').read_text())['bias']['summary']
+report = printed.getvalue()
+print(report[report.index('| model'):])
+with contextlib.redirect_stdout(io.StringIO()) as printed:
+    s4 = main(['reproduce', *tiny_emoji, '--out', str(scratch / 'emoji' / 'mini'), '--no-bias'])
+assert 'bias' not in s4 and '## Bias' not in printed.getvalue() and 'hardware' in s4
+
+# %% [markdown]
 # `eval` and `predict` on that run's folder, offline: an embedded task, and one picture written to disk.
 
 # %%
-from clip_annotated.data import SceneDataset
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     m = main(['eval', '--model', str(scratch / 'cli'), '--dataset', 'scenes-color', '--device', 'cpu'])
 print(printed.getvalue())
@@ -191,6 +236,5 @@ test_eq(sorted(l for l, _ in ranked), ['a blue square', 'a red circle', 'two gre
 exits_with(['predict', str(scratch / 'missing.png'), 'a cat'], 'missing.png')
 
 # %%
-import shutil
 shutil.rmtree(scratch, ignore_errors=True)
 _ = footer()
