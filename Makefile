@@ -11,7 +11,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 .PHONY: help venv test reproduce sync export execute bench preview
 
 help:
-	@echo "make reproduce   train MiniCLIP on the emoji set, write runs/mini/report.md"
+	@echo "make reproduce   train MiniCLIP on the emoji set and its bias twin, write runs/mini/report.md"
 	@echo "make test        nbdev_test over every notebook, then pytest (what CI runs)"
 	@echo "make sync        sync notebooks with their text twins in nbs/_py (jupytext)"
 	@echo "make export      nbdev_export + nbdev_clean (run before committing)"
@@ -31,7 +31,8 @@ test: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/pytest -q tests
 
-# The book's main run: MiniCLIP trained on the emoji set (runs/mini/: checkpoint, metrics, curves, report.md).
+# The book's main run: MiniCLIP trained on the emoji set (runs/mini/: checkpoint, metrics, curves, report.md,
+# results.json, model_card.md), then its bias twin (runs/bias-captions/) and the report's bias section.
 # Running it again resumes the finished run and only rewrites the report.
 reproduce: $(STAMP)
 	$(BIN)/clip-annotated reproduce

@@ -90,6 +90,7 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 #| hide
 import json
 from IPython.display import Markdown, display
+from clip_annotated.core import footer
 from clip_annotated.train import load_run, runs_dir
 
 # %%
@@ -106,16 +107,17 @@ PAPER = {  # Radford et al. 2021: the section or table each figure comes from
 def results_rows(res: dict, batch_size: int) -> list[str]:
     "Rows of the landing page's table from a reproduce run's results.json."
     pct = lambda x: f"{100 * x:.1f}%"
+    chance = lambda x: f"{100 * x:.2g}%"
     test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
     tone = zs.get('emoji skin_tone')
     rows = [f"| training | {PAPER['train']} | {res['steps']:,} steps of {batch_size} "
             f"({res['steps'] // res['steps_per_epoch']} epochs of {res['train_items']:,} emoji), "
             f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min |",
-            f"| retrieval R@1, image → text | {PAPER['i2t']} | {pct(test['i2t_R@1'])} (held-out emoji, chance {pct(test['i2t_chance@1'])}) |",
-            f"| retrieval R@1, text → image | {PAPER['t2i']} | {pct(test['t2i_R@1'])} (held-out emoji, chance {pct(test['t2i_chance@1'])}) |"]
+            f"| retrieval R@1, image → text | {PAPER['i2t']} | {pct(test['i2t_R@1'])} (held-out emoji, chance {chance(test['i2t_chance@1'])}) |",
+            f"| retrieval R@1, text → image | {PAPER['t2i']} | {pct(test['t2i_R@1'])} (held-out emoji, chance {chance(test['t2i_chance@1'])}) |"]
     if tone:
         rows += [f"| zero-shot classification | {PAPER['zs']} | {pct(tone['ensemble_top1'])} (skin tone of held-out emoji, "
-                 f"{tone['classes']} classes, chance {pct(tone['chance'])}) |",
+                 f"{tone['classes']} classes, chance {chance(tone['chance'])}) |",
                  f"| prompt ensembling over one template | {PAPER['ens']} | "
                  f"{100 * (tone['ensemble_top1'] - tone['single_top1']):+.1f} points ({tone['prompts']['ensemble']} prompts, skin tone) |"]
     b = res.get('bias')
@@ -128,7 +130,7 @@ if path.exists():
     res = json.loads(path.read_text())
     hw = res.get('hardware', 'a machine not recorded in this results.json (run `make reproduce` again)')
     table = '\n'.join(['| | the paper | this book: MiniCLIP from `make reproduce` |', '|---|---|---|', *results_rows(res, load_run(path.parent)[1].batch_size)])
-    display(Markdown(table + f"\n\nOurs measured on {hw}; {res['total_wall_s'] / 60:.1f} min for the run."))
+    display(Markdown(table + f"\n\nOurs measured on {hw}."))
 else:
     display(Markdown(f"No run at `{path}` on this machine: `make reproduce` writes it, and this table then fills in."))
 
@@ -141,3 +143,7 @@ else:
 # builds the site; the docs build never executes notebooks, so the pages show the outputs committed
 # from a real run. Every chapter also has a plain-text twin in `nbs/_py/` (jupytext, `py:percent`) for
 # reading and reviewing diffs.
+
+# %%
+#| echo: false
+_ = footer()
