@@ -237,12 +237,17 @@ for r in by_precision:
     rows.append(f"| {r['precision']} | {r['step_s']*1e3:.0f} | {r['pairs_per_s']:.0f} | "
                 f"{fp32['step_s'] / r['step_s']:.2f}x | {r['memory_mib']:.0f} |")
 display(Markdown('\n'.join(rows)))
+again = next((r for r in sweep if r['batch_size'] == prec_batch), None)
+if again: print(f"the same float32 setting, measured twice in this run: {again['pairs_per_s']:.0f} pairs/s in the sweep, "
+                f"{fp32['pairs_per_s']:.0f} here ({abs(fp32['pairs_per_s'] / again['pairs_per_s'] - 1):.0%} apart)")
 slowest = min(by_precision, key=lambda r: fp32['step_s'] / r['step_s'])
 print(f"fastest: {max(by_precision, key=lambda r: r['pairs_per_s'])['precision']}; slowest: {slowest['precision']}, "
       f"{slowest['step_s'] / fp32['step_s']:.1f}x the time of float32 for {slowest['memory_mib'] / fp32['memory_mib']:.2f}x its memory")
 
 # %% [markdown]
-# Half precision always saves memory: the activations kept for backward are half the size. Whether it
+# The first line printed above is a measure of the noise: on a shared machine two measurements of the
+# same setting differ, so read the sweep's shape (a rise, then a plateau), not the zigzag of single
+# points. Half precision always saves memory: the activations kept for backward are half the size. Whether it
 # saves time is the hardware's answer. A CPU whose widest units are AVX2 (this book's machine, when the
 # footer says so) has no instruction that multiplies bfloat16 or float16: each product is converted to
 # float32 and back, element by element, and the kernels for it are far slower than the tuned float32

@@ -14,7 +14,7 @@
 # Two commands, each of which sets up a local virtual environment (`.venv`) on first use:
 #
 # ```sh
-# make reproduce   # the main job: train MiniCLIP on the emoji set, measure it, write runs/mini/report.md
+# make reproduce   # the main job: train MiniCLIP on the emoji set (and its bias twin), measure them, write runs/mini/report.md
 # make test        # run every notebook (nbdev_test), then the test suite (pytest)
 # ```
 #
