@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import argparse, json, math, os, queue, random, sys, tempfile, threading, time
+import argparse, gc, json, math, os, queue, random, sys, tempfile, threading, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -540,7 +540,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = train(cfg)
     if world_info()[0] == 0 and 'test' in summary:
         print(Path(cfg.out, 'report.md').read_text())
-    if dist.is_initialized(): dist.destroy_process_group()
+    if dist.is_initialized():                   # all ranks done, and the DDP wrapper (which holds the group) freed
+        gc.collect(); dist.barrier(); dist.destroy_process_group()
     return summary
 
 if __name__ == '__main__' and not _in_ipython(): main()

@@ -102,12 +102,10 @@ def _shard(rank: int) -> torch.Tensor:
     return torch.arange(rank, N, WORLD)
 
 
-def _worker(rank: int, store: str, out: str):
-    import torch.distributed as dist
+def _step(rank: int, out: str):
+    "One DDP step on `rank`'s shard; saves what the test compares."
     from torch.nn.parallel import DistributedDataParallel as DDP
     from clip_annotated.loss import mean_over_ranks
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=WORLD)
     model, X, Y = _setup()
     ddp = DDP(model)
     idx = _shard(rank)
@@ -118,6 +116,19 @@ def _worker(rank: int, store: str, out: str):
     torch.save(dict(loss=mean_over_ranks(loss), local_loss=loss.detach(), idx=idx,
                     grads={k: p.grad for k, p in model.named_parameters()},
                     I_grad=I_f.grad, T_grad=T_f.grad), out)
+
+
+def _worker(rank: int, store: str, out: str):
+    import gc
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=WORLD)
+    _step(rank, out)
+    # DDP keeps its own reference to the gloo group: free it (and the graph holding it) before destroying
+    # the group, and let neither process leave while the other still talks. Otherwise the group's threads
+    # can die during interpreter shutdown ("terminate called without an active exception", seen once in CI).
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 
