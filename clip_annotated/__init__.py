@@ -7,6 +7,20 @@ __version__ = "0.1.0"
 __all__ = []
 
 # %% ../nbs/index.ipynb #2c94ed6b
-from .tokenizer import tokenize, decode
-from .model import CLIP, CLIPConfig, CONFIGS, build_model, create_model, count_parameters
-from .pretrained import available_models, load, download, image_transform
+# `import clip_annotated` stays light (the command line answers `--help` without loading PyTorch): each public
+# name is imported from its chapter's module the first time it is used.
+_PUBLIC = {'tokenizer': ('tokenize', 'decode'),
+           'model': ('CLIP', 'CLIPConfig', 'CONFIGS', 'build_model', 'create_model', 'count_parameters', 'uses_quick_gelu'),
+           'pretrained': ('available_models', 'load', 'download', 'image_transform', 'export_model', 'get_tokenizer',
+                          'create_model_and_transforms')}
+_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
+
+def __getattr__(name: str):
+    "Import a public name (`clip_annotated.load`, ...) from its module on first use."
+    if name not in _WHERE: raise AttributeError(f"module 'clip_annotated' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f'clip_annotated.{_WHERE[name]}'), name)
+    globals()[name] = value
+    return value
+
+def __dir__(): return sorted([*globals(), *_WHERE])

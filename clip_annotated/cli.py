@@ -5,33 +5,45 @@
 # %% ../nbs/98_cli.ipynb #a280973f
 from __future__ import annotations
 import argparse, json, sys
-from dataclasses import replace
 from pathlib import Path
-from .core import get_device, hardware
-from .train import PRESETS, load_run, parse_args, runs_dir, train
-from .zeroshot import emoji_task, evaluate, predict, scene_task, zero_shot_section
-from .bias import bias_section, fairface_probe, skewed_run
-from .ethics import model_card, safety_notice
 
 # %% auto #0
-__all__ = ['EMBEDDED', 'COMMANDS', 'reproduce', 'eval_command', 'predict_command', 'main']
+__all__ = ['EMBEDDED', 'MODEL_HELP', 'COMMANDS', 'COMMAND_HELP', 'reproduce', 'eval_command', 'embed_images', 'embed_texts',
+           'embed_command', 'predict_command', 'export_command', 'usage', 'main']
 
 # %% ../nbs/98_cli.ipynb #6eebedf1
+def _fail(command: str, message: str):
+    "Stop with a one-line error (exit status 1 from the shell)."
+    raise SystemExit(f"{f'clip-annotated {command}'.strip()}: {message}")
+
 def reproduce(argv: list[str] | None = None) -> dict:
-    "The book's main run: `train --preset mini-cpu --out runs/mini` (any train option, and `--no-bias`), then report.md and results.json."
-    argv = list(argv or [])
-    bias = '--no-bias' not in argv
-    argv = [a for a in argv if a != '--no-bias']
-    cfg = parse_args(argv)
-    if not any(a == '--out' or a.startswith('--out=') for a in argv):
-        cfg = replace(cfg, out=str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
+    "`clip-annotated reproduce`: `train --preset mini-cpu --out runs/mini` (any train option, and `--no-bias`), then report.md and results.json."
+    p = argparse.ArgumentParser(
+        prog='clip-annotated reproduce',
+        description="The book's main run: train MiniCLIP (preset mini-cpu) on the emoji set, then add the zero-shot and "
+                    "bias sections to report.md, results.json and a model card. A finished run is not trained again.",
+        epilog="Any option of `clip-annotated train` is also accepted (see `clip-annotated train --help`), "
+               "e.g. --steps 200 --device cuda.")
+    p.add_argument('--out', metavar='DIR', help="run folder (default: runs/mini, under $CLIP_ANNOTATED_RUNS if set); "
+                                               "the bias twin goes next to it, in bias-captions")
+    p.add_argument('--no-bias', action='store_true', help="skip the captions-skewed twin and the bias section "
+                                                         "(the twin is a second run as long as the first)")
+    a, rest = p.parse_known_args(argv)
+    from dataclasses import replace
+    from clip_annotated.core import hardware
+    from clip_annotated.train import PRESETS, load_run, parse_args, runs_dir, train
+    from clip_annotated.zeroshot import zero_shot_section
+    from clip_annotated.bias import bias_section, skewed_run
+    from clip_annotated.ethics import model_card
+    cfg = parse_args(rest)                                 # train's parser: it refuses options it does not know
+    cfg = replace(cfg, out=a.out or str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
     summary = train(cfg)                                   # resumes a finished run at once: no training twice
     model, _ = load_run(cfg.out)
     sections = []
-    if cfg.data == 'emoji':
+    if cfg.data == 'emoji' and not cfg.train_data:          # emoji tasks and bias twin: for the emoji set only
         section, summary['zeroshot'] = zero_shot_section(model)
         sections.append(section)
-        if bias:                                           # the captions-skewed twin, next to the main run
+        if not a.no_bias:                                  # the captions-skewed twin, next to the main run
             skewed, _ = skewed_run(cfg=cfg, out=Path(cfg.out).parent / 'bias-captions', how='captions')
             section, summary['bias'] = bias_section(model, skewed)
             summary['bias']['run'] = str(Path(cfg.out).parent / 'bias-captions')
@@ -44,91 +56,343 @@ def reproduce(argv: list[str] | None = None) -> dict:
     return summary
 
 def _train(argv: list[str] | None = None) -> dict:
+    "`clip-annotated train`: `clip_annotated.train.main(argv)`, whose --help lists every option."
     from clip_annotated.train import main as train_main
     return train_main(argv)
 
-EMBEDDED = {'emoji-skin-tone': lambda n_px: emoji_task('skin_tone', image_size=n_px),
-            'emoji-gender': lambda n_px: emoji_task('gender', image_size=n_px),
-            'emoji-category': lambda n_px: emoji_task('category', image_size=n_px),
-            'scenes-color': lambda n_px: scene_task('color', image_size=n_px),
-            'scenes-shape': lambda n_px: scene_task('shape', image_size=n_px),
-            'scenes-count': lambda n_px: scene_task('count', image_size=n_px)}
+EMBEDDED = {'emoji-skin-tone': ('emoji', 'skin_tone'), 'emoji-gender': ('emoji', 'gender'),
+            'emoji-category': ('emoji', 'category'), 'scenes-color': ('scenes', 'color'),
+            'scenes-shape': ('scenes', 'shape'), 'scenes-count': ('scenes', 'count')}
+
+def _embedded_task(name: str, n_px: int):
+    "The zero-shot chapter's task `name` (a key of EMBEDDED) at the model's resolution."
+    from clip_annotated.zeroshot import emoji_task, scene_task
+    kind, attribute = EMBEDDED[name]
+    return (emoji_task if kind == 'emoji' else scene_task)(attribute, image_size=n_px)
 
 def _default_model() -> str:
+    from clip_annotated.train import runs_dir
     path = runs_dir() / 'mini'
     if not (path / 'checkpoint.pt').is_file():
-        raise SystemExit(f"clip-annotated: no --model given and no trained run at {path}; run `make reproduce` "
-                         f"first, or pass --model (a released name such as ViT-B/32, a checkpoint file or a run folder)")
+        _fail('', f"no --model given and no trained run at {path}; run `make reproduce` first, or pass --model "
+                  f"(a released name such as ViT-B/32, a checkpoint file or a run folder)")
     return str(path)
 
 def _load_model(name: str | None, device: str | None):
     from clip_annotated.pretrained import load
     return load(name or _default_model(), device=device)
 
+MODEL_HELP = "released name (ViT-B/32, ...), checkpoint file, run folder or Hugging Face folder (default: runs/mini)"
+
+# %% ../nbs/98_cli.ipynb #397752dc
+def _check_templates(templates: list[str], command: str) -> list[str]:
+    "The templates, after checking that each has one '{}' and nothing else in braces."
+    for t in templates:
+        try: ok = '{}' in t and t.format('x') != t
+        except (IndexError, KeyError, ValueError): ok = False
+        if not ok: _fail(command, f"template {t!r} has no '{{}}' for the class name (write e.g. 'a photo of a {{}}.')")
+    return templates
+
+def _reasons(counts: dict) -> str: return ', '.join(f"{n} {why}" for why, n in counts.items())
+
+def _print_classification(m: dict, title: str):
+    "The zero-shot metrics as text: each beside chance, then the majority-class baseline and what was skipped."
+    print(title)
+    for k in ('top1', 'top5', 'mean_per_class_recall'):
+        if k in m: print(f"  {k:22} {100 * m[k]:6.2f}%" + (f"   (chance {100 * m['chance_' + k]:.2f}%)" if 'chance_' + k in m else ''))
+    if 'majority_top1' in m:
+        print(f"  {'majority class':22} {100 * m['majority_top1']:6.2f}%   (always answering "
+              f"{m.get('majority_class_name', m['majority_class'])!r}, the most frequent class)")
+    if m.get('skipped'): print(f"  skipped {m['skipped']} of {m['n'] + m['skipped']} pictures ({_reasons(m['skipped_reasons'])})")
+
+def _eval_data(a, templates: list[str]) -> dict:
+    "eval --data: zero-shot metrics on a class-per-folder tree or a labelled CSV."
+    from clip_annotated.evalsets import LabelledCsv, SafeImageFolder
+    from clip_annotated.zeroshot import evaluate
+    try:
+        ds = (SafeImageFolder(a.data) if Path(a.data).is_dir() else
+              LabelledCsv(a.data, a.csv_img_key, a.csv_label_key, a.csv_separator))
+    except (FileNotFoundError, ValueError) as e: _fail('eval', str(e))
+    if len(ds) == 0: _fail('eval', f"{a.data} lists no pictures")
+    classnames = ds.classnames
+    if not a.classnames and all(c.isdigit() for c in ds.classes):
+        print(f"clip-annotated eval: the labels of {a.data} are numbers, and the prompts will say them as numbers; "
+              f"--classnames FILE gives the names", file=sys.stderr)
+    if a.classnames:
+        classnames = [l.strip() for l in Path(a.classnames).read_text(encoding='utf-8').splitlines() if l.strip()]
+        if len(classnames) != len(ds.classes):
+            _fail('eval', f"--classnames {a.classnames} has {len(classnames)} names but {a.data} has {len(ds.classes)} "
+                          f"classes ({', '.join(ds.classes[:5])}{' …' if len(ds.classes) > 5 else ''}); give one name per class, in that order")
+    model, preprocess = _load_model(a.model, a.device)
+    ds.transform = preprocess
+    try: m = evaluate(model, ds, classnames, templates, batch_size=a.batch_size, device=model.logit_scale.device,
+                      num_workers=a.workers)
+    except ValueError as e: _fail('eval', f"{a.data}: {e}")
+    m.update(model=a.model or _default_model(), data=a.data, templates=len(templates), chance=m['chance_top1'],
+             skipped=ds.skips.skipped, skipped_reasons=ds.skips.counts)
+    if a.json: print(json.dumps(m))
+    else: _print_classification(m, f"{a.data} ({m['n']} pictures, {m['classes']} classes, {m['templates']} templates), model {m['model']}:")
+    return m
+
+def _eval_retrieval(a) -> dict:
+    "eval --retrieval: recall@1/5/10 both ways on a CSV of (image, caption) pairs."
+    import torch
+    from clip_annotated.evalsets import caption_pairs
+    from clip_annotated.train import retrieval_metrics
+    try: paths, captions = caption_pairs(a.retrieval, a.csv_img_key, a.csv_caption_key, a.csv_separator)
+    except ValueError as e: _fail('eval', str(e))
+    rows = [i for i, c in enumerate(captions) if c]                      # rows with a caption
+    if not rows: _fail('eval', f"{a.retrieval}: no row has a caption in column {a.csv_caption_key!r}")
+    model, preprocess = _load_model(a.model, a.device)
+    try: feats, kept, skips = _embed_files(model, preprocess, [paths[i] for i in rows], a.batch_size, None, a.workers, None)
+    except ValueError as e: _fail('eval', f"{a.retrieval}: {e}")
+    caps = [captions[rows[j]] for j in kept]
+    texts = list(dict.fromkeys(caps))                                    # distinct captions, in order of appearance
+    index = {c: j for j, c in enumerate(texts)}
+    m = retrieval_metrics(feats, embed_texts(model, texts, a.batch_size, progress=False), (1, 5, 10),
+                          torch.tensor([index[c] for c in caps]))
+    m.update(model=a.model or _default_model(), data=a.retrieval, skipped=skips.skipped + len(captions) - len(rows),
+             skipped_reasons={**skips.counts, **({'empty caption': len(captions) - len(rows)} if len(rows) < len(captions) else {})})
+    if a.json: print(json.dumps(m)); return m
+    print(f"{a.retrieval} ({m['n_images']} pictures, {m['n_texts']} distinct captions), model {m['model']}:")
+    for name, key in (('image → text', 'i2t'), ('text → image', 't2i')):
+        print(f"  {name}  " + '   '.join(f"R@{k} {100 * m[f'{key}_R@{k}']:6.2f}% (chance {100 * m[f'{key}_chance@{k}']:.2f}%)"
+                                         for k in (1, 5, 10)))
+    if m['skipped']: print(f"  skipped {m['skipped']} of {m['n_images'] + m['skipped']} rows ({_reasons(m['skipped_reasons'])})")
+    return m
+
 def eval_command(argv: list[str] | None = None) -> dict:
-    "`clip-annotated eval`: zero-shot metrics of a model on an embedded task or one of the paper's data sets."
+    "`clip-annotated eval`: zero-shot metrics on a named data set or your own pictures, or retrieval on your own pairs."
     from clip_annotated.evalsets import EVALSETS, load_evalset
-    p = argparse.ArgumentParser(prog='clip-annotated eval', description="Zero-shot evaluation (top-1, top-5, mean per-class recall).")
-    p.add_argument('--model', help="released name (ViT-B/32, ...), checkpoint file or run folder (default: runs/mini)")
-    p.add_argument('--dataset', required=True, choices=[*EMBEDDED, *EVALSETS, 'fairface'], metavar='NAME',
-                   help=f"one of: {', '.join([*EMBEDDED, *EVALSETS])}, or fairface (the bias chapter's probes)")
-    p.add_argument('--root', help="folder of the data set's files (the paper's data sets)")
-    p.add_argument('--download', action='store_true', help="download the data set into --root if it is missing")
-    p.add_argument('--templates', choices=['ensemble', 'single'], default='ensemble', help="all templates (default) or the first")
+    p = argparse.ArgumentParser(
+        prog='clip-annotated eval',
+        description="Zero-shot classification (top-1, top-5, mean per-class recall, beside chance and the majority class) "
+                    "on a named data set or your own labelled pictures, or retrieval recall@k on your own pairs.",
+        epilog="examples:\n  clip-annotated eval --model ViT-B/32 --dataset cifar10 --root ~/data/cifar --download\n"
+               "  clip-annotated eval --model runs/mini --data photos/ --template 'a photo of a {}.'\n"
+               "  clip-annotated eval --model runs/mini --data labels.csv --csv-label-key species --json\n"
+               "  clip-annotated eval --model runs/mini --retrieval pairs.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', help=MODEL_HELP)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument('--dataset', choices=[*EMBEDDED, *EVALSETS, 'fairface'], metavar='NAME',
+                      help=f"a named set: {', '.join([*EMBEDDED, *EVALSETS])}, or fairface (the bias chapter's probes)")
+    what.add_argument('--data', metavar='DIR_OR_CSV', help="your pictures: a folder with one subfolder per class "
+                      "(DIR/class_name/*.jpg; '_' in a folder name reads as a space), or a CSV/TSV of image paths and labels")
+    what.add_argument('--retrieval', metavar='PAIRS_CSV', help="your (image, caption) pairs, a CSV/TSV: "
+                      "image→text and text→image recall@1/5/10")
+    g = p.add_argument_group('named data sets (--dataset)')
+    g.add_argument('--root', help="folder of the data set's files")
+    g.add_argument('--download', action='store_true', help="download the data set into --root if it is missing")
+    g.add_argument('--templates', choices=['ensemble', 'single'], default='ensemble', help="all of the set's templates (default) or the first")
+    g = p.add_argument_group('your data (--data, --retrieval)')
+    g.add_argument('--template', action='append', metavar='T', help="prompt with {} for the class name; repeat to "
+                   "average several (default: '{}', the bare name; with --dataset it replaces the set's templates)")
+    g.add_argument('--classnames', metavar='FILE', help="class names, one per line, in sorted-label order, "
+                   "instead of the folder or label names")
+    g.add_argument('--csv-img-key', default='filepath', help="CSV column of image paths, relative to the CSV's folder (default filepath)")
+    g.add_argument('--csv-label-key', default='label', help="CSV column of class labels, names or numbers (default label)")
+    g.add_argument('--csv-caption-key', default='title', help="CSV column of captions, for --retrieval (default title)")
+    g.add_argument('--csv-separator', help="CSV separator (default: tab for .tsv/.tab, else comma)")
     p.add_argument('--batch-size', type=int, default=256)
+    p.add_argument('--workers', type=int, default=0, help="DataLoader worker processes decoding pictures (default 0)")
     p.add_argument('--device', help="cpu, cuda, cuda:1 (default: CUDA if available)")
     p.add_argument('--json', action='store_true', help="print the metrics as JSON")
     a = p.parse_args(argv)
-    model, preprocess = _load_model(a.model, a.device)
+    templates = _check_templates(a.template, 'eval') if a.template else None
+    if a.classnames and not a.data: _fail('eval', "--classnames goes with --data")
+    for flag, path in (('--data', a.data), ('--retrieval', a.retrieval), ('--classnames', a.classnames)):
+        if path and not Path(path).exists(): _fail('eval', f"{flag} {path}: no such file or folder")
+    if a.retrieval and Path(a.retrieval).is_dir(): _fail('eval', f"--retrieval {a.retrieval} is a folder; give a CSV/TSV of image,caption pairs")
+    if a.data: return _eval_data(a, templates or ['{}'])
+    if a.retrieval: return _eval_retrieval(a)
+    if a.dataset not in EMBEDDED:
+        if not a.root: _fail('eval', f"--dataset {a.dataset} needs --root (the folder of its files)")
+        if not Path(a.root).expanduser().exists() and not (a.download and a.dataset != 'fairface'):
+            _fail('eval', f"--root {a.root}: no such folder" + ('' if a.dataset == 'fairface' else f" (pass --download to fetch {a.dataset} into it)"))
     if a.dataset == 'fairface':                            # not top-k: the bias chapter's table of rates by group
-        if not a.root: raise SystemExit("clip-annotated eval: --dataset fairface needs --root (the folder of fairface_label_val.csv)")
+        from clip_annotated.bias import fairface_probe
+        model, preprocess = _load_model(a.model, a.device)
         table, m = fairface_probe(model, preprocess, a.root, batch_size=a.batch_size)
         print(json.dumps(m) if a.json else table)
         return m
+    from clip_annotated.zeroshot import evaluate
     if a.dataset in EMBEDDED:
-        task = EMBEDDED[a.dataset](model.visual.input_resolution)
-        dataset, classnames, templates, single = task.dataset, task.classnames, task.templates, task.templates[:1]
+        model, preprocess = _load_model(a.model, a.device)
+        task = _embedded_task(a.dataset, model.visual.input_resolution)
+        dataset, classnames, all_templates, single = task.dataset, task.classnames, task.templates, task.templates[:1]
     else:
-        if not a.root: raise SystemExit(f"clip-annotated eval: --dataset {a.dataset} needs --root (the folder of its files)")
-        dataset = load_evalset(a.dataset, a.root, transform=preprocess, download=a.download)
-        classnames, templates, single = dataset.classnames, dataset.templates, dataset.single
-    if a.templates == 'single': templates = single
-    m = evaluate(model, dataset, classnames, templates, batch_size=a.batch_size, device=model.logit_scale.device)
-    m.update(model=a.model or _default_model(), dataset=a.dataset, templates=len(templates))
+        try: dataset = load_evalset(a.dataset, a.root, download=a.download)     # read (and checked) before the model
+        except (FileNotFoundError, ValueError) as e: _fail('eval', str(e))
+        model, preprocess = _load_model(a.model, a.device)
+        dataset.transform = preprocess
+        classnames, all_templates, single = dataset.classnames, dataset.templates, dataset.single
+    templates = templates or (single if a.templates == 'single' else all_templates)
+    m = evaluate(model, dataset, classnames, templates, batch_size=a.batch_size, device=model.logit_scale.device,
+                 num_workers=a.workers)
+    m.update(model=a.model or _default_model(), dataset=a.dataset, templates=len(templates), chance=m['chance_top1'])
     if a.json: print(json.dumps(m))
-    else:
-        print(f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} templates), model {m['model']}:")
-        for k in ('top1', 'top5', 'mean_per_class_recall'):
-            if k in m: print(f"  {k:22} {100 * m[k]:6.2f}%" + (f"   (chance {100 * m['chance_' + k]:.2f}%)" if 'chance_' + k in m else ''))
+    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} templates), model {m['model']}:")
     return m
+
+# %% ../nbs/98_cli.ipynb #24d594d5
+def _embed_files(model, preprocess, paths: list, batch_size: int = 256, device=None, num_workers: int = 0,
+                 progress: bool | None = True):
+    "(unit features [n, d] float32 on CPU, indices of the files kept, SkipCounter) for image files, in order."
+    from clip_annotated.evalsets import ImageFiles
+    from clip_annotated.zeroshot import encode_images
+    files = ImageFiles(paths, preprocess)
+    feats, index = encode_images(model, files, batch_size, device, num_workers, progress)
+    return feats, index.tolist(), files.skips
+
+def embed_images(model, preprocess, paths: list, batch_size: int = 256, device=None, num_workers: int = 0,
+                 progress: bool | None = True) -> tuple:
+    "(unit features [n, d] float32 on CPU, the paths kept, [(path, reason)] skipped) of image files, in the order given."
+    feats, kept, _ = _embed_files(model, preprocess, paths, batch_size, device, num_workers, progress)
+    keep = set(kept)
+    skipped = [(p, 'missing image' if not Path(p).is_file() else 'corrupt image') for i, p in enumerate(paths) if i not in keep]
+    return feats, [paths[i] for i in kept], skipped
+
+def embed_texts(model, texts: list[str], batch_size: int = 256, device=None, progress: bool | None = True):
+    "Unit text features [n, d] float32 on CPU, in batches, each text cut at the model's context length."
+    import torch
+    from tqdm import tqdm
+    from clip_annotated.zeroshot import encode_texts            # tokenize(..., context_length=model's, truncate=True)
+    starts = range(0, len(texts), batch_size)
+    return torch.cat([encode_texts(model, texts[s:s + batch_size], batch_size, device)
+                      for s in tqdm(starts, desc='encode texts', leave=False,
+                                    disable=progress is False or (progress is None and len(starts) < 8))])
+
+def embed_command(argv: list[str] | None = None) -> dict:
+    "`clip-annotated embed`: unit image (and text) features of your files as .npy, with the list of what was embedded."
+    p = argparse.ArgumentParser(
+        prog='clip-annotated embed',
+        description="Write L2-normalised float32 features: image_features.npy with image_files.txt (one path per line, "
+                    "row for row), and with --texts, text_features.npy with texts.txt. Unreadable pictures are skipped, "
+                    "counted on standard error and left out of image_files.txt.",
+        epilog="cosine similarity of picture i and text j: np.load('image_features.npy')[i] @ np.load('text_features.npy')[j]")
+    p.add_argument('--model', help=MODEL_HELP)
+    p.add_argument('--images', metavar='DIR_OR_CSV', help="a folder (every image file under it, recursively, in sorted "
+                   "order; hidden folders left out) or a CSV/TSV with a column of image paths (in file order)")
+    p.add_argument('--texts', metavar='FILE', help="a text file, one text per line (blank lines left out); a text longer "
+                   "than the model's context (77 tokens for OpenAI's models) is truncated")
+    p.add_argument('--out', required=True, metavar='DIR', help="output folder, created if missing")
+    p.add_argument('--csv-img-key', default='filepath', help="CSV column of image paths, relative to the CSV's folder (default filepath)")
+    p.add_argument('--csv-separator', help="CSV separator (default: tab for .tsv/.tab, else comma)")
+    p.add_argument('--batch-size', type=int, default=256)
+    p.add_argument('--workers', type=int, default=0, help="DataLoader worker processes decoding pictures (default 0)")
+    p.add_argument('--device', help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    a = p.parse_args(argv)
+    if not (a.images or a.texts): _fail('embed', "nothing to embed: give --images, --texts or both")
+    for flag, path in (('--images', a.images), ('--texts', a.texts)):
+        if path and not Path(path).exists(): _fail('embed', f"{flag} {path}: no such file or folder")
+    names, paths, texts = [], [], []
+    if a.images:
+        from clip_annotated.evalsets import image_paths
+        try: names, paths = image_paths(a.images, a.csv_img_key, a.csv_separator)
+        except ValueError as e: _fail('embed', str(e))
+        if not paths: _fail('embed', f"--images {a.images}: no image files found")
+    if a.texts:
+        texts = [l.strip() for l in Path(a.texts).read_text(encoding='utf-8').splitlines() if l.strip()]
+        if not texts: _fail('embed', f"--texts {a.texts} has no non-blank line")
+    import numpy as np
+    model, preprocess = _load_model(a.model, a.device)
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    summary = dict(model=a.model or _default_model(), out=str(out))
+    if paths:
+        try: feats, kept, skips = _embed_files(model, preprocess, paths, a.batch_size, None, a.workers, True)
+        except ValueError as e: _fail('embed', f"--images {a.images}: {e}")
+        np.save(out / 'image_features.npy', feats.numpy().astype(np.float32))
+        (out / 'image_files.txt').write_text(''.join(f'{names[i]}\n' for i in kept), encoding='utf-8')
+        if skips.skipped:
+            left = [names[i] for i in sorted(set(range(len(paths))) - set(kept))]
+            print(f"clip-annotated embed: skipped {skips.skipped} of {len(paths)} pictures ({_reasons(skips.counts)}): "
+                  f"{', '.join(left[:3])}{' …' if len(left) > 3 else ''}", file=sys.stderr)
+        summary.update(images=len(kept), skipped=skips.skipped, dim=feats.shape[1])
+        print(f"wrote {out / 'image_features.npy'} ({len(kept)} × {feats.shape[1]} float32, unit rows) and {out / 'image_files.txt'}")
+    if texts:
+        T = embed_texts(model, texts, a.batch_size)
+        np.save(out / 'text_features.npy', T.numpy().astype(np.float32))
+        (out / 'texts.txt').write_text(''.join(f'{t}\n' for t in texts), encoding='utf-8')
+        summary.update(texts=len(texts), dim=T.shape[1])
+        print(f"wrote {out / 'text_features.npy'} ({len(texts)} × {T.shape[1]} float32, unit rows) and {out / 'texts.txt'}")
+    return summary
 
 def predict_command(argv: list[str] | None = None) -> list:
     "`clip-annotated predict PICTURE LABEL ...`: the labels ranked for one picture, with probabilities."
     p = argparse.ArgumentParser(prog='clip-annotated predict', description="Rank labels for a picture, zero-shot.")
     p.add_argument('picture', help="an image file")
     p.add_argument('labels', nargs='+', help="candidate labels, e.g. 'a dog' 'a cat'")
-    p.add_argument('--model', help="released name (ViT-B/32, ...), checkpoint file or run folder (default: runs/mini)")
+    p.add_argument('--model', help=MODEL_HELP)
     p.add_argument('--template', action='append', help="prompt template with {} (repeatable; default: the label alone)")
     p.add_argument('--device')
     a = p.parse_args(argv)
-    if not Path(a.picture).is_file(): raise SystemExit(f"clip-annotated predict: no picture at {a.picture}")
+    if not Path(a.picture).is_file(): _fail('predict', f"no picture at {a.picture}")
+    templates = _check_templates(a.template, 'predict') if a.template else ['{}']
+    from clip_annotated.zeroshot import predict
+    from clip_annotated.ethics import safety_notice, trained_on
     model, preprocess = _load_model(a.model, a.device)
-    safety_notice(file=sys.stderr)                         # the broader-impacts chapter's notice, before any result
-    ranked = predict(model, preprocess, a.picture, a.labels, templates=a.template or ['{}'])
+    safety_notice(file=sys.stderr, trained_on=trained_on(a.model or _default_model()))   # before any result
+    ranked = predict(model, preprocess, a.picture, a.labels, templates=templates)
     for label, prob in ranked: print(f"{prob:7.2%}  {label}")
     return ranked
 
-COMMANDS = {'train': _train, 'reproduce': reproduce, 'eval': eval_command, 'predict': predict_command}
+def export_command(argv: list[str] | None = None) -> Path:
+    "`clip-annotated export SOURCE --format hf|open_clip --out DIR`: a model in Hugging Face's or open_clip's format."
+    p = argparse.ArgumentParser(prog='clip-annotated export',
+                                description="Write a model's weights in Hugging Face's (transformers.CLIPModel) or "
+                                            "open_clip's format, with what is needed to load them there.")
+    p.add_argument('source', help="a training run's folder, a checkpoint file, a released name (ViT-B/32, ...) or a Hugging Face folder")
+    p.add_argument('--format', choices=['hf', 'open_clip'], default='hf', help="hf (default) or open_clip")
+    p.add_argument('--out', required=True, metavar='DIR', help="output folder")
+    a = p.parse_args(argv)
+    from clip_annotated import pretrained
+    if not Path(a.source).exists() and a.source not in pretrained.available_models():
+        _fail('export', f"{a.source}: no such file or folder, and not a released model ({', '.join(pretrained.available_models())})")
+    if not hasattr(pretrained, 'export_model'): _fail('export', "this version of clip_annotated has no pretrained.export_model")
+    try: written = Path(pretrained.export_model(a.source, a.out, format=a.format))
+    except (FileNotFoundError, ValueError) as e: _fail('export', str(e))
+    files = sorted(f for f in written.rglob('*') if f.is_file()) if written.is_dir() else [written]
+    print(f"wrote {written} ({a.format}):")
+    for f in files: print(f"  {f.relative_to(written) if written.is_dir() else f.name}  {f.stat().st_size:,} bytes")
+    d = written if written.is_dir() else written.parent
+    if a.format == 'hf':
+        print(f"load it with:\n  from transformers import CLIPModel, CLIPProcessor\n"
+              f"  model = CLIPModel.from_pretrained({str(d)!r})\n"
+              + (f"  processor = CLIPProcessor.from_pretrained({str(d)!r})\n" if (d / 'preprocessor_config.json').exists() else ''))
+    elif (d / 'open_clip_config.json').exists():
+        print(f"load it with:\n  import open_clip\n  model, preprocess = open_clip.create_model_from_pretrained('local-dir:{d}')\n"
+              f"  tokenizer = open_clip.get_tokenizer('local-dir:{d}')\n")
+    else:
+        print(f"load it with open_clip.create_model_and_transforms(<architecture>, pretrained={str(written)!r})\n")
+    print(f"or with this package:\n  model, preprocess = clip_annotated.load({str(d)!r})")
+    return written
+
+# %% ../nbs/98_cli.ipynb #138e2ad0
+COMMANDS = {'train': _train, 'reproduce': reproduce, 'eval': eval_command, 'predict': predict_command,
+            'embed': embed_command, 'export': export_command}
+COMMAND_HELP = {
+    'train': "train CLIP: a preset plus any setting as --field-name VALUE (your pairs: --train-data)",
+    'reproduce': "the book's main run on the emoji set, its bias twin, report.md and results.json",
+    'eval': "zero-shot top-1/top-5/per-class recall (named set or your pictures), or retrieval recall@k (your pairs)",
+    'predict': "rank labels for one picture, with probabilities",
+    'embed': "unit image and text features of your files, as .npy",
+    'export': "write a run or checkpoint in Hugging Face's or open_clip's format"}
+
+def usage() -> str:
+    "The text of `clip-annotated --help`: every command with one line on what it does."
+    lines = [f"  {name:10} {COMMAND_HELP[name]}" for name in COMMANDS]
+    return ("usage: clip-annotated COMMAND [options]\n\nCLIP (Radford et al. 2021), annotated: commands\n" + '\n'.join(lines)
+            + "\n\nclip-annotated COMMAND --help   lists the options of one command")
 
 def main(argv: list[str] | None = None):
     "`clip-annotated COMMAND [options]`: run the command's function (see `COMMANDS`); returns its result when given `argv`."
     from_shell = argv is None                         # the console script: exit status 0, nothing returned
     argv = sys.argv[1:] if from_shell else list(argv)
     if not argv or argv[0] in ('-h', '--help'):
-        print(f"usage: clip-annotated {{{','.join(COMMANDS)}}} [options]\n"
-              f"       clip-annotated COMMAND --help   for the options of one command")
+        print(usage())
         return None
     if argv[0] not in COMMANDS:
-        raise SystemExit(f"clip-annotated: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}")
+        _fail('', f"unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}")
     result = COMMANDS[argv[0]](argv[1:])
     return None if from_shell else result

@@ -4,10 +4,10 @@
 
 # %% ../nbs/05_data.ipynb #cc3d2aae
 from __future__ import annotations
-import csv, hashlib, io, math, os, random, re, tarfile, tempfile, time
+import csv, hashlib, io, itertools, math, os, random, re, tarfile, tempfile, time, warnings
 from collections import Counter
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
 from glob import glob
 from pathlib import Path
 import numpy as np
@@ -15,16 +15,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from .tokenizer import tokenize
+import webdataset as wds
+from .loss import world_info
 from .pretrained import OPENAI_MEAN, OPENAI_STD, image_transform, _fix_mode, _to_rgb
 
 # %% auto #0
 __all__ = ['OPENMOJI_ATTRIBUTION', 'SKIN_TONES', 'CATEGORIES', 'TONES', 'CACHE_FORMAT', 'CLIP_MEAN', 'CLIP_STD', 'SKIP_REASONS',
-           'DEFAULT_TEMPLATES', 'SHAPES', 'COLORS', 'RELATIONS', 'NUMBERS', 'IMAGE_EXTS', 'emoji_candidates',
-           'render_emoji', 'coarse_category', 'EmojiRecord', 'make_records', 'emoji_split', 'check_split',
-           'resolve_cache_dir', 'emoji_cache_file', 'emoji_images', 'emoji_skipped', 'emoji_records', 'normalize',
-           'to_tensor', 'random_square_crop', 'train_transform', 'SkipCounter', 'EmojiDataset', 'SceneObject', 'Scene',
-           'scene_caption', 'make_scene', 'render_scene', 'SceneDataset', 'CsvDataset', 'expand_shards', 'WebDataset',
-           'write_webdataset', 'write_csv', 'collate']
+           'DEFAULT_TEMPLATES', 'SHAPES', 'COLORS', 'RELATIONS', 'NUMBERS', 'IMAGE_EXTS', 'DATASET_TYPES',
+           'emoji_candidates', 'render_emoji', 'coarse_category', 'EmojiRecord', 'make_records', 'emoji_split',
+           'check_split', 'resolve_cache_dir', 'emoji_cache_file', 'emoji_images', 'emoji_skipped', 'emoji_records',
+           'normalize', 'to_tensor', 'random_square_crop', 'train_transform', 'SkipCounter', 'EmojiDataset',
+           'SceneObject', 'Scene', 'scene_caption', 'make_scene', 'render_scene', 'SceneDataset', 'CsvDataset',
+           'expand_shards', 'split_by_rank', 'ShardDataset', 'write_webdataset', 'write_csv', 'open_data', 'collate']
 
 # %% ../nbs/05_data.ipynb #cb86759b
 import emoji
@@ -365,7 +367,8 @@ def train_transform(image: Image.Image, size: int, rng: np.random.Generator, zoo
     return normalize(to_tensor(random_square_crop(image.convert('RGB'), size, rng, zoom)))
 
 # %% ../nbs/05_data.ipynb #df2ad11e
-SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption')
+SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption', 'unreadable shard')
+_SHARD = SKIP_REASONS.index('unreadable shard')       # counts files, not samples
 
 class SkipCounter:
     "Counts of skipped samples by reason, shared with DataLoader worker processes (fork or spawn)."
@@ -391,18 +394,21 @@ class SkipCounter:
         return {r: total[k] for k, r in enumerate(SKIP_REASONS) if total[k]}
 
     @property
-    def skipped(self) -> int: return int(self._n[:, :len(SKIP_REASONS)].sum())
+    def skipped(self) -> int:
+        "Samples skipped (unreadable shards are files, not samples: they are not in this number)."
+        return int(self._n[:, :len(SKIP_REASONS)].sum() - self._n[:, _SHARD].sum())
     @property
     def good(self) -> int: return int(self._n[:, -1].sum())
 
     def reset(self): self._n.zero_()
 
     def report(self, name: str = 'data') -> str:
-        "One line: how many samples were skipped, of how many, and why."
-        total = self.skipped + self.good
-        if not self.skipped: return f"{name}: {total} samples, none skipped"
-        why = ', '.join(f'{n} {r}' for r, n in self.counts.items())
-        return f"{name}: skipped {self.skipped} of {total} samples ({why})"
+        "One line: how many samples were skipped, of how many, and why (and how many shards were unreadable)."
+        total, counts = self.skipped + self.good, self.counts
+        shards = counts.pop('unreadable shard', 0)
+        line = (f"{name}: skipped {self.skipped} of {total} samples ({', '.join(f'{n} {r}' for r, n in counts.items())})"
+                if self.skipped else f"{name}: {total} samples, none skipped")
+        return line + (f"; {shards} unreadable shard{'s' * (shards > 1)}" if shards else '')
 
     def __repr__(self): return f"SkipCounter({self.counts}, good={self.good})"
 
@@ -563,12 +569,12 @@ def _resolve(path: str, root: Path) -> Path:
 
 class CsvDataset(torch.utils.data.Dataset):
     "Pairs listed in a CSV/TSV file: an image path (relative to the file's folder, or absolute) and a caption."
-    def __init__(self, path: str | os.PathLike, image_key: str = 'image', caption_key: str = 'caption',
+    def __init__(self, path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
                  sep: str | None = None, image_size: int = 48, train: bool = False, seed: int = 0, zoom=(1.0, 1.2)):
         self.path = Path(path)
         if not self.path.is_file(): raise FileNotFoundError(f"no CSV file at {self.path}")
         if sep is None: sep = '\t' if self.path.suffix.lower() in ('.tsv', '.tab') else ','
-        with open(self.path, newline='', encoding='utf-8', errors='surrogateescape') as f:
+        with open(self.path, newline='', encoding='utf-8-sig', errors='surrogateescape') as f:   # -sig: skip a BOM
             reader = csv.DictReader(f, delimiter=sep)
             columns = reader.fieldnames or []
             missing = [k for k in (image_key, caption_key) if k not in columns]
@@ -603,128 +609,194 @@ class CsvDataset(torch.utils.data.Dataset):
 # %% ../nbs/05_data.ipynb #b65e3476
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp', 'bmp')
 
-def expand_shards(urls_or_paths) -> list[str]:
-    "Shard paths from a list, a folder (its *.tar), a glob, or a brace range 'data/{00000..00009}.tar'."
-    if isinstance(urls_or_paths, (str, os.PathLike)): urls_or_paths = [urls_or_paths]
+def _is_stream(u: str) -> bool:
+    "A `pipe:` command or a URL (http://, https://, gs://, …): webdataset opens it; we pass it on unchanged."
+    return u.startswith('pipe:') or re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]+://', u) is not None
+
+def expand_shards(urls) -> list[str]:
+    "Shards from a list, a folder (its *.tar), a glob, a brace range 'data/{00000..00009}.tar', `pipe:` commands, URLs."
     out = []
-    for u in map(str, urls_or_paths):
-        m = re.search(r'\{(\d+)\.\.(\d+)\}', u)
-        if m:
-            a, b = m.groups()
-            out += [u[:m.start()] + str(k).zfill(len(a)) + u[m.end():] for k in range(int(a), int(b) + 1)]
-        elif os.path.isdir(u): out += sorted(glob(os.path.join(u, '*.tar')))
-        elif any(ch in u for ch in '*?['): out += sorted(glob(u))
-        else: out.append(u)
-    if not out: raise FileNotFoundError(f"no shards in {urls_or_paths!r}")
+    for spec in map(str, [urls] if isinstance(urls, (str, os.PathLike)) else urls):
+        for u in wds.shardlists.expand_urls(spec):                  # webdataset's brace expansion
+            if _is_stream(u): out.append(u)
+            elif os.path.isdir(u):
+                found = sorted(glob(os.path.join(u, '*.tar')))
+                if not found: raise FileNotFoundError(f"no .tar files in folder {u}")
+                out += found
+            elif any(ch in u for ch in '*?['):
+                found = sorted(glob(u))
+                if not found: raise FileNotFoundError(f"no shard matches {u}")
+                out += found
+            else: out.append(u)
+    missing = [u for u in out if not _is_stream(u) and not os.path.isfile(u)]
+    if missing: raise FileNotFoundError(f"shard {missing[0]} does not exist" + (f" (nor do {len(missing) - 1} more)" if len(missing) > 1 else ''))
+    if not out: raise FileNotFoundError(f"no shards in {urls!r}")
     return out
 
-def _rank_world() -> tuple[int, int]:
-    d = torch.distributed
-    if d.is_available() and d.is_initialized(): return d.get_rank(), d.get_world_size()
-    return 0, 1
+# %% ../nbs/05_data.ipynb #ab38e6be
+def split_by_rank(src, rank: int | None = None, world: int | None = None):
+    "This DDP rank's share of a stream of shards: items rank, rank + world, … (everything in a single process)."
+    r, w = world_info()
+    rank, world = (r if rank is None else rank), (w if world is None else world)
+    if not 0 <= rank < world: raise ValueError(f"rank {rank} is not in 0..{world - 1} (world size {world})")
+    return itertools.islice(src, rank, None, world)
 
-def _tar_samples(path: str):
-    "Yield (key, {ext: bytes}) groups of consecutive members of one tar file."
-    try: tf = tarfile.open(path, 'r|*')
-    except FileNotFoundError: raise FileNotFoundError(f"shard {path} does not exist")
-    except tarfile.ReadError as e: raise ValueError(f"shard {path} is not a tar archive ({e})") from None
-    key, parts = None, {}
-    with tf:
-        for m in tf:
-            if not m.isfile(): continue
-            base = os.path.basename(m.name)
-            if '.' not in base: continue
-            k, ext = os.path.join(os.path.dirname(m.name), base.split('.', 1)[0]), base.split('.', 1)[1].lower()
-            if k != key and parts: yield key, parts; parts = {}
-            key = k
-            parts[ext] = tf.extractfile(m).read()
-    if parts: yield key, parts
+def _seed(*parts: int) -> int:
+    "One 32-bit seed from several integers (seed, epoch, rank, worker, …)."
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
-class WebDataset(torch.utils.data.IterableDataset):
-    "Samples from img2dataset-style tar shards ({key}.jpg/.png + {key}.txt), split across DDP ranks and workers."
-    def __init__(self, urls_or_paths, image_size: int = 48, train: bool = False, seed: int = 0,
-                 shuffle_buffer: int | None = None, zoom=(1.0, 1.2)):
-        self.shards = expand_shards(urls_or_paths)
-        self.image_size, self.train, self.seed, self.zoom = image_size, train, seed, zoom
+# %% ../nbs/05_data.ipynb #dffcda4b
+@dataclass
+class _Pass:
+    "What one pass over a consumer's shards has seen."
+    patience: int | None = None                     # resampled: give up after this many shards without a good sample
+    url: str | None = None                          # the shard being read
+    urls: dict = field(default_factory=dict)        # the shards read, in order (a dict as an ordered set)
+    reads: int = 0                                  # shards opened so far
+    failed_read: int = -1                           # the last read that failed (webdataset may report it twice)
+    since_good: int = 0                             # shards opened since the last good sample
+    errors: dict = field(default_factory=dict)      # url -> exception
+    samples: Counter = field(default_factory=Counter)   # url -> raw samples read from it
+
+def _why(exn: Exception) -> str:
+    "The message of an exception that webdataset has annotated (it appends the stream and the URL to .args)."
+    if isinstance(exn, OSError) and exn.strerror: return exn.strerror
+    return str(exn.args[0]).split(' @ ')[0] if exn.args else type(exn).__name__
+
+class ShardDataset(torch.utils.data.IterableDataset):
+    "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
+    def __init__(self, urls, image_size: int = 48, train: bool = False, seed: int = 0, shuffle_buffer: int | None = None,
+                 resampled: bool = False, zoom=(1.0, 1.2), *, split: bool = True, rank: int | None = None,
+                 world: int | None = None):
+        self.shards = expand_shards(urls)
+        self.image_size, self.train, self.seed, self.resampled, self.zoom = image_size, train, seed, resampled, zoom
         self.shuffle_buffer = (256 if train else 0) if shuffle_buffer is None else shuffle_buffer
+        self.split = split                              # False: every rank reads every shard (evaluation on one rank)
+        self.rank, self.world = rank, world             # None: torch.distributed's, read when iterating
         self.preprocess = image_transform(image_size)
         self.epoch = 0
         self.skips = SkipCounter()
 
     def set_epoch(self, epoch: int): self.epoch = epoch
 
-    def my_shards(self, rank: int | None = None, world: int | None = None, worker: int | None = None,
-                  num_workers: int | None = None) -> list[str]:
-        "The shards one consumer (DDP rank × DataLoader worker; by default this process) reads this epoch."
-        if rank is None: rank, world = _rank_world()
-        info = torch.utils.data.get_worker_info()
-        if worker is None: worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        wid, nw = worker, num_workers
-        order = list(self.shards)
-        if self.train: np.random.default_rng([self.seed, self.epoch]).shuffle(order)   # same order on every rank
-        return order[rank * nw + wid::world * nw]
+    def _shard_stages(self, rank: int, world: int, worker: int) -> list:
+        "webdataset stages giving this consumer's shards, dict(url=…): its share of one pass, or an endless draw."
+        if self.resampled:                              # with replacement, forever; no split by node
+            return [wds.ResampledShards(self.shards, seed=_seed(self.seed, self.epoch),
+                                        worker_seed=lambda: _seed(rank, worker), deterministic=True)]
+        order_seed = _seed(self.seed, self.epoch) if self.train else None          # the same order on every rank
+        by_rank = [partial(split_by_rank, rank=rank, world=world)] if self.split else []
+        return [wds.SimpleShardList(self.shards, seed=order_seed), *by_rank, wds.split_by_worker]
 
-    def _decode(self, key, parts, rng):
-        caption, why = _caption(parts.get('txt'))
+    def _follow(self, src, seen: _Pass):
+        "Pass the shards on, noting which one is being read; give up on an endless stream that yields nothing good."
+        for d in src:
+            if seen.patience is not None and seen.since_good > seen.patience:
+                raise ValueError(self._nothing_usable(list(seen.urls), seen))
+            seen.url, seen.reads, seen.since_good = d['url'], seen.reads + 1, seen.since_good + 1
+            seen.urls[d['url']] = None
+            yield d
+
+    def _unreadable(self, exn: Exception, seen: _Pass) -> bool:
+        "webdataset's error handler: count the shard being read as unreadable, keep why, go on with the next (True)."
+        if seen.failed_read != seen.reads:
+            seen.failed_read, seen.errors[seen.url] = seen.reads, exn
+            self.skips.add('unreadable shard')
+            warnings.warn(f"unreadable shard {seen.url} ({_why(exn)}); going on with the next shard")
+        return True
+
+    def _decode(self, sample: dict, rng: np.random.Generator, seen: _Pass):
+        "(image, caption) from a webdataset sample {'__key__', '__url__', 'txt', 'jpg', …}, or None (counted) if it is bad."
+        seen.samples[sample['__url__']] += 1
+        caption, why = _caption(sample.get('txt'))
         if caption is None: self.skips.add(why); return None
-        ext = next((e for e in IMAGE_EXTS if e in parts), None)
+        ext = next((e for e in IMAGE_EXTS if e in sample), None)
         if ext is None: self.skips.add('missing image'); return None
-        try: image = _open_image(parts[ext])
+        try: image = _open_image(sample[ext])
         except Exception: self.skips.add('corrupt image'); return None
-        self.skips.add(None)
+        self.skips.add(None); seen.since_good = 0
         if not self.train: return self.preprocess(image), caption
         return train_transform(image, self.image_size, rng, self.zoom), caption
 
-    def __iter__(self):
-        shards = self.my_shards()
-        rank, _ = _rank_world(); info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, self.epoch, rank, info.id if info else 0])
-        buffer, good = [], 0
-        for path in shards:
-            for key, parts in _tar_samples(path):
-                sample = self._decode(key, parts, rng)
-                if sample is None: continue
-                good += 1
-                if self.shuffle_buffer <= 1: yield sample; continue
-                buffer.append(sample)
-                if len(buffer) >= self.shuffle_buffer: yield buffer.pop(rng.integers(len(buffer)))
-        while buffer: yield buffer.pop(rng.integers(len(buffer)))
-        if shards and not good:
-            raise ValueError(f"no valid sample in shard(s) {', '.join(shards)}: {self.skips.report()}")
+    def _nothing_usable(self, urls: list[str], seen: _Pass) -> str:
+        "The error for a pass without a valid sample: the shards, the skip counts, what was wrong with each unreadable shard."
+        names = ', '.join(urls[:10]) + (f", … ({len(urls)} shards)" if len(urls) > 10 else '')
+        why = []
+        for url, exn in seen.errors.items():
+            n = seen.samples[url]
+            if not isinstance(exn, tarfile.TarError): why.append(f"{url} could not be read ({type(exn).__name__}: {_why(exn)})")
+            elif n or 'unexpected end' in _why(exn): why.append(f"{url} breaks off after {n} samples ({_why(exn)})")
+            else: why.append(f"{url} is not a tar archive ({_why(exn)})")
+        return f"no valid sample in shard(s) {names}: {self.skips.report()}" + ''.join(f'; {w}' for w in why)
 
-# %% ../nbs/05_data.ipynb #ab38e6be
+    def __iter__(self):
+        r, w = world_info()
+        rank, world = (r if self.rank is None else self.rank), (w if self.world is None else self.world)
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info else 0
+        seen = _Pass(patience=20 * len(self.shards) + 20 + self.shuffle_buffer if self.resampled else None)
+        stages = [*self._shard_stages(rank, world, worker), partial(self._follow, seen=seen),
+                  wds.tarfile_to_samples(handler=partial(self._unreadable, seen=seen))]    # {'__key__', 'txt', 'jpg', …}
+        if self.shuffle_buffer > 1:
+            rng = random.Random(_seed(self.seed, self.epoch, rank, worker, 1))
+            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
+        rng = np.random.default_rng([self.seed, self.epoch, rank, worker])   # the crops
+        stages.append(wds.map(partial(self._decode, rng=rng, seen=seen)))    # a None result is dropped
+        good = 0
+        for sample in wds.DataPipeline(*stages):
+            good += 1
+            yield sample
+        if seen.reads and not good: raise ValueError(self._nothing_usable(list(seen.urls), seen))   # no shard: no error
+
+# %% ../nbs/05_data.ipynb #9ed1840c
 def _png_bytes(image) -> bytes:
     if isinstance(image, torch.Tensor): image = Image.fromarray(image.permute(1, 2, 0).numpy())
     buf = io.BytesIO(); image.save(buf, format='PNG'); return buf.getvalue()
 
 def _add_member(tf: tarfile.TarFile, name: str, data: bytes):
+    "Add one file to an open tar archive (for breaking shards on purpose in the checks)."
     info = tarfile.TarInfo(name); info.size = len(data); info.mtime = 0
     tf.addfile(info, io.BytesIO(data))
 
 def write_webdataset(pairs, folder: str | os.PathLike, samples_per_shard: int = 1000) -> list[Path]:
-    "Write (image, caption) pairs (PIL image or uint8 [3, H, W]) as img2dataset-style shards 00000.tar, …"
+    "Write (image, caption) pairs (PIL image or uint8 [3, H, W]) as shards 00000.tar, … of {key}.png + {key}.txt."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    paths, tf = [], None
+    paths, sink = [], None
     for k, (image, caption) in enumerate(pairs):
         if k % samples_per_shard == 0:
-            if tf: tf.close()
-            paths.append(folder / f'{len(paths):05d}.tar'); tf = tarfile.open(paths[-1], 'w')
-        key = f'{k:09d}'
-        _add_member(tf, f'{key}.png', _png_bytes(image))
-        _add_member(tf, f'{key}.txt', caption if isinstance(caption, bytes) else caption.encode('utf-8'))
-    if tf: tf.close()
+            if sink: sink.close()
+            paths.append(folder / f'{len(paths):05d}.tar')
+            sink = wds.TarWriter(str(paths[-1]), mtime=0)              # mtime 0: the same pairs, the same file
+        sink.write({'__key__': f'{k:09d}', 'png': _png_bytes(image), 'txt': caption})   # str or bytes
+    if sink: sink.close()
     return paths
 
 def write_csv(pairs, path: str | os.PathLike, image_dir: str = 'images', sep: str = ',') -> Path:
-    "Write (image, caption) pairs as PNG files in `image_dir` next to a CSV with columns image, caption."
+    "Write (image, caption) pairs as PNG files in `image_dir` next to a CSV with columns filepath, title."
     path = Path(path); (path.parent / image_dir).mkdir(parents=True, exist_ok=True)
     with open(path, 'w', newline='', encoding='utf-8') as f:
-        w = csv.writer(f, delimiter=sep); w.writerow(['image', 'caption'])
+        w = csv.writer(f, delimiter=sep); w.writerow(['filepath', 'title'])
         for k, (image, caption) in enumerate(pairs):
             rel = f'{image_dir}/{k:06d}.png'
             (path.parent / rel).write_bytes(_png_bytes(image))
             w.writerow([rel, caption])
     return path
+
+# %% ../nbs/05_data.ipynb #85895ba8
+DATASET_TYPES = ('auto', 'csv', 'webdataset')
+
+def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: bool = False, seed: int = 0,
+              csv_img_key: str = 'filepath', csv_caption_key: str = 'title', csv_separator: str | None = None,
+              resampled: bool = False, shuffle_buffer: int | None = None, split: bool = True) -> CsvDataset | ShardDataset:
+    "A CsvDataset or a ShardDataset for `spec`; 'auto' reads .csv/.tsv/.tab as CSV and anything else as shards."
+    if dataset_type not in DATASET_TYPES:
+        raise ValueError(f"unknown dataset_type {dataset_type!r} for {spec!r}; expected one of {DATASET_TYPES}")
+    if dataset_type == 'auto':
+        is_csv = isinstance(spec, (str, os.PathLike)) and str(spec).lower().endswith(('.csv', '.tsv', '.tab'))
+        dataset_type = 'csv' if is_csv else 'webdataset'
+    if dataset_type == 'csv':
+        return CsvDataset(spec, csv_img_key, csv_caption_key, csv_separator, image_size=image_size, train=train, seed=seed)
+    return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, split=split)
 
 # %% ../nbs/05_data.ipynb #366de65b
 def collate(batch, context_length: int = 77) -> tuple[torch.Tensor, torch.Tensor]:

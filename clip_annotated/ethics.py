@@ -10,19 +10,32 @@ import torch
 from .core import hardware
 
 # %% auto #0
-__all__ = ['SAFETY_NOTICE', 'safety_notice', 'model_card']
+__all__ = ['SAFETY_NOTICE', 'safety_notice', 'trained_on', 'model_card']
 
 # %% ../nbs/15_ethics.ipynb #df965885
 SAFETY_NOTICE = (
     "Note: CLIP ranks the labels you give it; it does not know whether any of them fits. Labels about people "
     "(gender, ethnicity, age, occupation, criminality) can reproduce and amplify social biases, and the paper "
-    "cautions against surveillance uses (Radford et al. 2021, section 7). The book's MiniCLIP was trained on emoji "
-    "drawings only: do not use it, or conclusions from it, to make decisions about real people.")
+    "cautions against surveillance uses (Radford et al. 2021, section 7). {trained_on}: do not use it, or "
+    "conclusions from it, to make decisions about real people.")
 
-def safety_notice(file=None) -> str:
-    "Print (to `file`, default stdout) and return the notice the demos show before their results."
-    print(SAFETY_NOTICE, file=file)
-    return SAFETY_NOTICE
+def safety_notice(file=None, trained_on: str | None = "The book's MiniCLIP was trained on emoji drawings only") -> str:
+    "Print (to `file`, default stdout) and return the notice the demos show, saying what the model was trained on."
+    text = SAFETY_NOTICE.format(trained_on=trained_on or "Nothing here measured how this model treats real people")
+    print(text, file=file)
+    return text
+
+# %% ../nbs/15_ethics.ipynb #22e23359
+def trained_on(source: str | Path) -> str:
+    "What the model at `source` was trained on, for `safety_notice`: read from one of our run folders or checkpoints."
+    path = Path(source)
+    path = path / 'checkpoint.pt' if path.is_dir() else path
+    try: cfg = torch.load(path, map_location='cpu', weights_only=True)['config']
+    except Exception: return f"{source} was trained on data this book has not measured"   # released or foreign weights
+    start = f" (fine-tuned from {cfg['pretrained']})" if cfg.get('pretrained') else ''
+    if cfg.get('train_data'): return f"This model was trained on {cfg['train_data']}{start}"
+    if cfg.get('data') == 'scenes': return f"This model was trained on procedural scenes of shapes only{start}"
+    return f"The book's MiniCLIP was trained on emoji drawings only{start}"
 
 # %% ../nbs/15_ethics.ipynb #81e12505
 def _pct(x: float) -> str: return f"{100 * x:.1f}%"
@@ -33,6 +46,7 @@ def model_card(run: str | Path) -> str:
     ck = torch.load(run / 'checkpoint.pt', map_location='cpu', weights_only=True)
     res = json.loads((run / 'results.json').read_text()) if (run / 'results.json').exists() else {}
     cfg, mcfg = ck['config'], ck['model_config']
+    own = res.get('data') if cfg.get('train_data') else None     # the user's pairs (describe_data in the training chapter)
     n_params = sum(v.numel() for v in ck['model'].values())
     lines = [f"# Model card: `{run.name}`", "",
              "## Model", f"- CLIP dual encoder (Radford et al. 2021) as implemented in clip_annotated: ViT image tower "
@@ -40,19 +54,26 @@ def model_card(run: str | Path) -> str:
              f"{mcfg['image_resolution']}-pixel pictures), Transformer text tower ({mcfg['transformer_layers']} layers, width "
              f"{mcfg['transformer_width']}, context {mcfg['context_length']}), joint space of {mcfg['embed_dim']} dimensions; "
              f"{n_params:,} parameters.",
-             f"- Trained from scratch: {ck['data']['step']:,} steps of {cfg['batch_size']} ({cfg['data']} data), AdamW lr "
+             f"- {'Fine-tuned from ' + str(cfg['pretrained']) if cfg.get('pretrained') else 'Trained from scratch'}: "
+             f"{ck['data']['step']:,} steps of {cfg['batch_size']} ({own['source'] if own else cfg['data'] + ' data'}), AdamW lr "
              f"{cfg['lr']:g}, weight decay {cfg['weight_decay']}, seed {cfg['seed']}, {ck['wall_s']:.0f} s of training.", "",
              "## Intended use",
              "- Teaching and research on how contrastive language-image pre-training works: retrieval and zero-shot "
-             "classification of emoji-like drawings and procedural scenes.",
-             "- Not intended for photographs, for decisions about people, or for any deployed system.", "",
-             "## Training data",
-             "- OpenMoji drawings of Unicode emoji (CC BY-SA 4.0) with captions from their Unicode names; a fixed split "
-             "holds out 639 pictures, including unseen combinations of seen parts (an occupation with a skin tone it "
-             "never appeared with). No photographs and no real people.", ""]
+             + ("classification on the data described below." if own else "classification of emoji-like drawings and procedural scenes."),
+             "- Not intended for decisions about people or for any deployed system" + ("." if own else ", nor for photographs."), "",
+             "## Training data"]
+    if own:                                # the user's pairs: what the run's own record says of them
+        skipped = lambda k: f" ({sum(own[k].values()):,} skipped: {', '.join(f'{n} {r}' for r, n in own[k].items())})" if own.get(k) else ''
+        lines += [f"- {own['source']}: {own['train_items'] or 'an unknown number of'} training pairs{skipped('train_skipped')}.",
+                  f"- Held out: {own['held_out']}, {own['held_out_items']:,} pairs{skipped('held_out_skipped')}." if own['held_out']
+                  else "- Held out: none (no --val-data), so nothing below measures generalisation.", ""]
+    else:
+        lines += ["- OpenMoji drawings of Unicode emoji (CC BY-SA 4.0) with captions from their Unicode names; a fixed split "
+                  "holds out 639 pictures, including unseen combinations of seen parts (an occupation with a skin tone it "
+                  "never appeared with). No photographs and no real people.", ""]
     if 'test' in res:
         t = res['test']
-        lines += ["## Measured (held-out emoji)",
+        lines += [f"## Measured (held-out {'pairs' if own else 'emoji'})",
                   f"- Retrieval, all {t['n_images']} pictures against all captions: image→text R@1 {_pct(t['i2t_R@1'])}, "
                   f"R@5 {_pct(t['i2t_R@5'])}; text→image R@1 {_pct(t['t2i_R@1'])} (chance {_pct(t['i2t_chance@1'])})."]
         for z in res.get('zeroshot', []):
@@ -60,7 +81,10 @@ def model_card(run: str | Path) -> str:
             lines.append(f"- Zero-shot {z['task']}: {_pct(z['ensemble_top1'])} with the averaged prompt ensemble, "
                          f"{_pct(z[f'{best}_top1'])} with the best rule ({best}); chance {_pct(z['chance'])}.")
         lines.append("")
-    lines += ["## Limits and biases",
+    if own: lines += ["## Limits and biases", "- Not measured here beyond held-out retrieval: a model inherits the "
+                      "biases of its pictures and captions, and of the weights it started from (`--pretrained`).", "",
+                      f"Hardware of this card's writing: {hardware()}.", ""]
+    else: lines += ["## Limits and biases",
               "- About a fifth of the held-out captions contain a word no training caption has; the text tower has "
               "nothing learned for such words (training chapter).",
               "- The plain name of an occupation sits closer to the drawings of men than of women, because the "

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['CONFIGS', 'QuickGELU', 'LayerNorm', 'Attention', 'ResidualAttentionBlock', 'Transformer', 'VisionTransformer',
-           'Bottleneck', 'AttentionPool2d', 'ModifiedResNet', 'CLIP', 'CLIPConfig', 'create_model', 'count_parameters',
-           'config_from_state_dict', 'convert_weights', 'build_model', 'capture_attention', 'BaselineCLIP']
+           'Bottleneck', 'AttentionPool2d', 'ModifiedResNet', 'CLIP', 'CLIPConfig', 'create_model', 'uses_quick_gelu',
+           'count_parameters', 'config_from_state_dict', 'convert_weights', 'build_model', 'capture_attention',
+           'BaselineCLIP']
 
 # %% ../nbs/02_model.ipynb #bc499dd8
 class QuickGELU(nn.Module):
@@ -25,9 +26,11 @@ class QuickGELU(nn.Module):
 
 # %% ../nbs/02_model.ipynb #ca4ee200
 class LayerNorm(nn.LayerNorm):
-    "LayerNorm computed in float32 whatever the input dtype, returned in the input dtype."
+    "LayerNorm computed in float32 whatever the input and parameter dtypes, returned in the input dtype."
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type(x.dtype)
 
 # %% ../nbs/02_model.ipynb #ccb50b39
 class Attention(nn.Module):
@@ -208,6 +211,13 @@ class ModifiedResNet(nn.Module):
         return self.attnpool(x)                                      # [b, output_dim]
 
 # %% ../nbs/02_model.ipynb #0fa43ecd
+def _beyond_context(text: torch.Tensor, eot: torch.Tensor, context_length: int) -> str:
+    "The error for token rows whose [EOS] lies beyond the model's context."
+    row = int((eot >= context_length).nonzero()[0, 0])
+    return (f"tokens have {text.shape[-1]} positions but this model's context length is {context_length}: "
+            f"row {row} ends ([EOS]) at position {int(eot[row])}; tokenize with context_length={context_length} "
+            f"(truncate=True to cut long texts) or use get_tokenizer(model)")
+
 class CLIP(nn.Module):
     "Contrastive Language-Image Pre-training: an image encoder and a text encoder meeting in one space."
     def __init__(self, embed_dim: int, image_resolution: int, vision_layers: int | tuple[int, int, int, int],
@@ -236,17 +246,20 @@ class CLIP(nn.Module):
         "The dtype of the weights (float16 after `convert_weights`)."
         return self.visual.conv1.weight.dtype
 
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        "Images [b, 3, H, W] -> image embeddings [b, embed_dim] (not normalised)."
-        return self.visual(image.type(self.dtype))
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        "Images [b, 3, H, W] -> image embeddings [b, embed_dim], L2-normalised if `normalize`."
+        x = self.visual(image.type(self.dtype))
+        return F.normalize(x, dim=-1) if normalize else x
 
-    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
-        "Token ids [b, context_length] (from `tokenize`) -> text embeddings [b, embed_dim] (not normalised)."
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        "Token ids [b, n] (from `tokenize`, [EOS] within the context) -> text embeddings [b, embed_dim], L2-normalised if `normalize`."
         eot = text.argmax(dim=-1)                                           # [b] position of [EOS]
         n = int(eot.max()) + 1    # attention is causal: tokens after the last [EOS] cannot change the result
+        if n > self.context_length: raise ValueError(_beyond_context(text, eot, self.context_length))
         x = self.token_embedding(text[:, :n]).type(self.dtype) + self.positional_embedding[:n].type(self.dtype)
         x = self.ln_final(self.transformer(x)).type(self.dtype)             # [b, n, width]
-        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # [b, embed_dim]
+        x = x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # [b, embed_dim]
+        return F.normalize(x, dim=-1) if normalize else x
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "(logits_per_image [n_img, n_txt], logits_per_text [n_txt, n_img]): scaled cosine similarities."
@@ -317,6 +330,15 @@ def create_model(name: str | CLIPConfig, quick_gelu: bool = True) -> CLIP:
         if name not in CONFIGS: raise KeyError(f"unknown configuration {name!r}; choose one of {list(CONFIGS)}")
         name = CONFIGS[name]
     return CLIP(**asdict(name), quick_gelu=quick_gelu)
+
+# %% ../nbs/02_model.ipynb #f8a6cb55
+def uses_quick_gelu(model: nn.Module) -> bool:
+    "True if the model's Transformer blocks use QuickGELU, False if they use the exact GELU (or it has none)."
+    acts = {type(b.mlp.gelu) for b in model.modules() if isinstance(b, ResidualAttentionBlock)}
+    if not acts <= {QuickGELU, nn.GELU} or len(acts) > 1:
+        raise ValueError(f"{type(model).__name__} uses the activations {sorted(a.__name__ for a in acts)} in its "
+                         f"Transformer blocks; expected QuickGELU or GELU throughout")
+    return acts == {QuickGELU}
 
 # %% ../nbs/02_model.ipynb #8e1f9160
 def count_parameters(model_or_name: nn.Module | str | CLIPConfig) -> int:
@@ -406,12 +428,13 @@ class BaselineCLIP(nn.Module):
     @property
     def dtype(self) -> torch.dtype: return self.visual[-1].weight.dtype
 
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        return self.visual(image.type(self.dtype))
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        x = self.visual(image.type(self.dtype))
+        return F.normalize(x, dim=-1) if normalize else x
 
-    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         keep = (text != 0).unsqueeze(-1).type(self.dtype)                  # [b, n, 1]: 1 for real tokens
-        x = (self.token_embedding(text) * keep).sum(1) / keep.sum(1).clamp(min=1)
-        return self.text_mlp(x)
+        x = self.text_mlp((self.token_embedding(text) * keep).sum(1) / keep.sum(1).clamp(min=1))
+        return F.normalize(x, dim=-1) if normalize else x
 
     forward = CLIP.forward

@@ -7,19 +7,24 @@ from __future__ import annotations
 import hashlib, http.client, json, os, pickle, re, struct, sys, tempfile, urllib.error, urllib.parse, urllib.request
 import warnings, zipfile
 from collections import OrderedDict
+from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 from .core import get_device
-from .model import CONFIGS, CLIP, build_model, config_from_state_dict, convert_weights
+from .model import (CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
+                                  create_model, uses_quick_gelu)
+from .tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
 
 # %% auto #0
-__all__ = ['MODEL_URLS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'available_models', 'DownloadError', 'default_root',
-           'sha256sum', 'download', 'CheckpointError', 'UnsafeCheckpointError', 'read_safetensors', 'ModuleRecord',
-           'read_torchscript_weights', 'checkpoint_format', 'read_checkpoint', 'hf_to_openai', 'read_hf_directory',
-           'ImageTransform', 'image_transform', 'load']
+__all__ = ['MODEL_URLS', 'OPEN_CLIP_WEIGHTS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'available_models',
+           'DownloadError', 'default_root', 'sha256sum', 'download', 'CheckpointError', 'UnsafeCheckpointError',
+           'read_safetensors', 'ModuleRecord', 'read_torchscript_weights', 'checkpoint_format', 'read_checkpoint',
+           'hf_to_openai', 'openai_to_hf', 'read_hf_directory', 'read_open_clip_directory', 'ImageTransform',
+           'image_transform', 'load', 'Tokenizer', 'get_tokenizer', 'TrainTransform', 'create_model_and_transforms',
+           'export_model']
 
 # %% ../nbs/03_pretrained.ipynb #59e7bb6f
 _OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models'
@@ -263,13 +268,19 @@ def _unwrap(obj, path) -> dict[str, torch.Tensor]:
     if all(k.startswith('module.') for k in obj): obj = {k[len('module.'):]: v for k, v in obj.items()}
     return obj
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    "The state dict in a checkpoint file (TorchScript archive, torch.save file, .safetensors), read without running code."
-    path = Path(path)
+def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], bool | None]:
+    "The state dict in a checkpoint file and the activation it records (`'quick_gelu'` at its top level), if any."
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}")
     fmt = checkpoint_format(path)
-    if fmt == 'torchscript': return read_torchscript_weights(path)
-    return _unwrap(read_safetensors(path) if fmt == 'safetensors' else _torch_load(path), path)
+    if fmt == 'torchscript': return read_torchscript_weights(path), True       # OpenAI's archives: QuickGELU
+    obj = read_safetensors(path) if fmt == 'safetensors' else _torch_load(path)
+    stored = obj.get('quick_gelu') if isinstance(obj, dict) else None
+    if isinstance(obj, dict) and isinstance(stored, bool): obj = {k: v for k, v in obj.items() if k != 'quick_gelu'}
+    return _unwrap(obj, path), stored if isinstance(stored, bool) else None
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    "The state dict in a checkpoint file (TorchScript archive, torch.save file, .safetensors), read without running code."
+    return _read_file(Path(path))[0]
 
 # %% ../nbs/03_pretrained.ipynb #4f2a51df
 _HF_RENAMES = [  # (Hugging Face, OpenAI), applied in order to every key
@@ -304,6 +315,22 @@ def hf_to_openai(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for (block, kind), parts in qkv.items():
         if set(parts) != {'q', 'k', 'v'}: raise CheckpointError(f"{block}: q, k and v projections incomplete")
         out[f'{block}.attn.in_proj_{kind}'] = torch.cat([parts['q'], parts['k'], parts['v']])   # [3·width, …]
+    return out
+
+# %% ../nbs/03_pretrained.ipynb #4072f7ae
+def openai_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    "An OpenAI-layout ViT CLIP state dict renamed to `transformers`' CLIPModel layout (the inverse of hf_to_openai)."
+    out, unknown = {}, []
+    for k, v in sd.items():
+        if k in _HF_TRANSPOSED.values():
+            out[next(a for a, b in _HF_TRANSPOSED.items() if b == k)] = v.t().contiguous(); continue
+        new = k
+        for a, b in reversed(_HF_RENAMES): new = new.replace(b, a)
+        if m := re.fullmatch(r'(.*)\.attn\.in_proj_(weight|bias)', new):
+            for part, t in zip('qkv', v.chunk(3)): out[f'{m[1]}.self_attn.{part}_proj.{m[2]}'] = t   # [width, …] each
+        elif new != k or k == 'logit_scale': out[new] = v
+        else: unknown.append(k)
+    if unknown: raise ValueError(f"no Hugging Face name for {unknown[:5]}: only ViT CLIP state dicts in OpenAI's layout map")
     return out
 
 # %% ../nbs/03_pretrained.ipynb #570a105e
@@ -350,6 +377,55 @@ def read_hf_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
             sd = {k: v for f in files for k, v in read(f).items()}
             return hf_to_openai(sd), quick_gelu
     raise CheckpointError(f"{path} has config.json but no model.safetensors or pytorch_model.bin")
+
+# %% ../nbs/03_pretrained.ipynb #2aeaf5db
+OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.safetensors', 'open_clip_pytorch_model.bin',
+                     'open_clip_pytorch_model.pth', 'model.safetensors', 'pytorch_model.bin')  # open_clip's order of preference
+_OPEN_CLIP_FIXED = {  # options our CLIP cannot change: the values it has (open_clip's defaults)
+    'vision_cfg': dict(head_width=(64,), mlp_ratio=(4, 4.0), ls_init_value=(None,), attentional_pool=(False,),
+                       no_ln_pre=(False,), pos_embed_type=('learnable',), final_ln_after_pool=(False,),
+                       pool_type=('tok',), act_kwargs=(None, {}), norm_kwargs=(None, {}), block_type=(None, 'default'),
+                       qk_norm=(False,), scaled_cosine_attn=(False,), scale_heads=(False,), scale_attn_inner=(False,),
+                       scale_attn=(False,), scale_fc=(False,), timm_model_name=(None, '')),
+    'text_cfg': dict(mlp_ratio=(4, 4.0), ls_init_value=(None,), embed_cls=(False,), no_causal_mask=(False,),
+                     final_ln_after_pool=(False,), pool_type=('argmax',), proj_bias=(False,), proj_type=('linear',),
+                     act_kwargs=(None, {}), norm_kwargs=(None, {}), block_type=(None, 'default'), qk_norm=(False,),
+                     scaled_cosine_attn=(False,), scale_heads=(False,), scale_attn_inner=(False,), scale_attn=(False,),
+                     scale_fc=(False,), hf_model_name=(None, ''))}
+
+def _open_clip_quick_gelu(cfg: dict, path) -> bool:
+    "Check an open_clip model_cfg against what our CLIP can hold; True if it uses QuickGELU."
+    if not all(isinstance(cfg.get(k), dict) for k in ('vision_cfg', 'text_cfg')):
+        raise CheckpointError(f"{path}: open_clip_config.json has no model_cfg with vision_cfg and text_cfg")
+    if cfg.get('custom_text') or cfg.get('multimodal_cfg') or cfg.get('init_logit_bias') is not None:
+        raise CheckpointError(f"{path}: not open_clip's standard CLIP (custom_text, multimodal_cfg or init_logit_bias set)")
+    for tower, fixed in _OPEN_CLIP_FIXED.items():
+        for key, allowed in fixed.items():
+            if cfg[tower].get(key, allowed[0]) not in allowed:
+                raise CheckpointError(f"{path}: {tower}.{key} = {cfg[tower][key]!r}; our CLIP supports only {allowed[0]!r}")
+    text = cfg['text_cfg']
+    if text.get('width', 512) != 64 * text.get('heads', 8):
+        raise CheckpointError(f"{path}: text_cfg has {text.get('heads', 8)} heads for width {text.get('width', 512)}; "
+                              f"our CLIP, like OpenAI's, uses heads of size 64 (heads = width // 64)")
+    return bool(cfg.get('quick_gelu', False))
+
+def read_open_clip_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:
+    "The state dict of an open_clip model folder (open_clip_config.json + weights) and whether it uses QuickGELU."
+    path = Path(path)
+    try: cfg = json.loads((path / 'open_clip_config.json').read_text())['model_cfg']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: no readable open_clip_config.json with a 'model_cfg' ({e!r})") from None
+    quick_gelu = _open_clip_quick_gelu(cfg, path)
+    weights = next((path / f for f in OPEN_CLIP_WEIGHTS if (path / f).is_file()), None)
+    if weights is None: raise CheckpointError(f"{path} has open_clip_config.json but none of {', '.join(OPEN_CLIP_WEIGHTS)}")
+    sd = read_checkpoint(weights)
+    got, vision, text = config_from_state_dict(sd), cfg['vision_cfg'], cfg['text_cfg']
+    stated = dict(embed_dim=cfg.get('embed_dim'), image_resolution=vision.get('image_size'), context_length=text.get('context_length'))
+    for field, value in stated.items():
+        if value is not None and value != getattr(got, field):
+            raise CheckpointError(f"{path}: open_clip_config.json says {field} {value}, the weights in {weights.name} "
+                                  f"have {getattr(got, field)}")
+    return sd, quick_gelu
 
 # %% ../nbs/03_pretrained.ipynb #b340023d
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)   # per-channel statistics of OpenAI's training images
@@ -406,29 +482,48 @@ def image_transform(n_px: int) -> ImageTransform:
     return ImageTransform(n_px)
 
 # %% ../nbs/03_pretrained.ipynb #85d4f2a2
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 def _place(model: CLIP, device: torch.device, dtype: torch.dtype | None) -> CLIP:
-    "Move to `device` in `dtype`: float32, or float16 in OpenAI's layout; default float32 on CPU, as stored on GPU."
+    "Move to `device` in `dtype`: float32, float16 in OpenAI's layout, or bfloat16 throughout; default float32 on CPU, as stored on GPU."
     if dtype is None: dtype = torch.float32 if device.type == 'cpu' else model.dtype
-    if dtype not in (torch.float32, torch.float16):
-        raise ValueError(f"dtype must be torch.float32 or torch.float16 (OpenAI's layout), not {dtype}; "
-                         f"for bfloat16 load in float32 and use torch.autocast")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be torch.float32, torch.float16 (OpenAI's layout) or torch.bfloat16, not {dtype}")
     model.float()
     if dtype == torch.float16: convert_weights(model)
+    if dtype == torch.bfloat16: model.bfloat16()
     return model.to(device)
+
+def _resolve(name_or_path: str | os.PathLike, download_root=None) -> Path:
+    "The file or folder behind a released name (downloaded once), a path, or a training run's folder."
+    source = str(name_or_path)
+    if source in MODEL_URLS: return Path(download(MODEL_URLS[source], download_root))
+    if not (os.path.isdir(source) or os.path.isfile(source)):
+        raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
+                                f"nor an existing file or directory")
+    path = Path(source)
+    if path.is_dir() and not any((path / f).is_file() for f in ('config.json', 'open_clip_config.json')):
+        if not (path / 'checkpoint.pt').is_file():
+            raise CheckpointError(f"{path} is a directory without config.json (Hugging Face), open_clip_config.json "
+                                  f"(open_clip) or checkpoint.pt (a training run of this book)")
+        path = path / 'checkpoint.pt'                                    # a run folder written by the training chapter
+    return path
+
+def _read_source(path: Path) -> tuple[dict[str, torch.Tensor], bool, str]:
+    "(OpenAI-layout state dict, QuickGELU unless told otherwise, format) of a resolved file or folder."
+    if path.is_dir() and (path / 'config.json').is_file(): return *read_hf_directory(path), 'huggingface'
+    if path.is_dir(): return *read_open_clip_directory(path), 'open_clip'
+    sd, stored = _read_file(path)
+    return sd, True if stored is None else stored, checkpoint_format(path)
 
 def load(name_or_path: str | os.PathLike, device: str | torch.device | None = None, jit: bool = False,
          download_root: str | os.PathLike | None = None, quick_gelu: bool | None = None,
          dtype: torch.dtype | None = None):
-    "(model, preprocess) for a released model name, a checkpoint file, a training run's folder or a Hugging Face CLIP directory."
-    device, source = get_device(device), str(name_or_path)
-    if source in MODEL_URLS: path = Path(download(MODEL_URLS[source], download_root))
-    elif os.path.isdir(source) or os.path.isfile(source): path = Path(source)
-    else: raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
-                                  f"nor an existing file or directory")
-    if path.is_dir() and not (path / 'config.json').exists() and (path / 'checkpoint.pt').is_file():
-        path = path / 'checkpoint.pt'                                    # a run folder written by the training chapter
-    if path.is_dir(): sd, default_quick, fmt = *read_hf_directory(path), 'huggingface'
-    else: sd, default_quick, fmt = read_checkpoint(path), True, checkpoint_format(path)
+    "(model, preprocess) for a released model name, a checkpoint file, a training run's folder, or a Hugging Face or open_clip CLIP folder."
+    device, path = get_device(device), _resolve(name_or_path, download_root)
+    if dtype is not None and dtype not in _DTYPES:                       # refuse before reading any weights
+        raise ValueError(f"dtype must be torch.float32, torch.float16 (OpenAI's layout) or torch.bfloat16, not {dtype}")
+    sd, default_quick, fmt = _read_source(path)
     if jit and fmt != 'torchscript':
         warnings.warn(f"{path} is not a TorchScript archive ({fmt}); loading it as a state dict instead"); jit = False
     if jit:
@@ -444,3 +539,173 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device | None = No
         raise CheckpointError(f"{path} is not a CLIP checkpoint in OpenAI's layout: {e}") from None
     model = _place(model, device, dtype)
     return model, image_transform(model.visual.input_resolution)
+
+# %% ../nbs/03_pretrained.ipynb #4c8aa3ca
+class Tokenizer:
+    "`tokenize` bound to one context length: tok(texts, truncate=False) -> [n, context_length] token ids."
+    def __init__(self, context_length: int = 77):
+        if context_length < 2: raise ValueError(f"context_length must hold [SOS] and [EOS], got {context_length}")
+        self.context_length = context_length
+
+    def __call__(self, texts: str | list[str], truncate: bool = False) -> torch.LongTensor:
+        return tokenize(texts, context_length=self.context_length, truncate=truncate)
+
+    def decode(self, tokens) -> str | list[str]:
+        "Text of token ids (one row or a batch), as `decode` of the tokenizer chapter."
+        return decode(tokens)
+
+    def __repr__(self): return f"Tokenizer(context_length={self.context_length})"
+
+def get_tokenizer(model_or_name) -> Tokenizer:
+    "The tokenizer of a model: `tokenize` at its context length (a CLIP, a CONFIGS or released name, or a path `load` reads)."
+    if isinstance(model_or_name, torch.nn.Module):
+        n = getattr(model_or_name, 'context_length', None)
+        if not isinstance(n, int): raise TypeError(f"{type(model_or_name).__name__} has no integer context_length")
+        return Tokenizer(n)
+    if isinstance(model_or_name, CLIPConfig): return Tokenizer(model_or_name.context_length)
+    name = str(model_or_name)
+    if name in CONFIGS: return Tokenizer(CONFIGS[name].context_length)
+    if os.path.exists(name): return Tokenizer(_read_source(_resolve(name))[0]['positional_embedding'].shape[0])
+    raise KeyError(f"{name!r} is neither a configuration ({', '.join(CONFIGS)}) nor an existing file or directory")
+
+# %% ../nbs/03_pretrained.ipynb #f77c3dd5
+class TrainTransform:
+    "The paper's training augmentation: short side resized to n_px·z, z ~ U(zoom), a random n_px square crop, RGB, normalise."
+    def __init__(self, n_px: int, zoom: tuple[float, float] = (1.0, 1.2), seed: int | None = None,
+                 mean=OPENAI_MEAN, std=OPENAI_STD):
+        if not 0 < zoom[0] <= zoom[1]: raise ValueError(f"zoom must be (low, high) with 0 < low <= high, got {zoom}")
+        self.n_px, self.zoom, self.seed = n_px, tuple(zoom), seed
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self._rng, self._worker_seed = None, None
+
+    def _generator(self) -> np.random.Generator:
+        "This process's generator: one stream in the main process, a fresh one per DataLoader worker and epoch."
+        info = torch.utils.data.get_worker_info()
+        worker_seed = None if info is None else info.seed
+        if self._rng is None or worker_seed != self._worker_seed:
+            entropy = [s for s in (self.seed, worker_seed) if s is not None]
+            self._rng, self._worker_seed = np.random.default_rng(entropy or None), worker_seed
+        return self._rng
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:                # PIL image -> [3, n_px, n_px]
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"expected a PIL image (Image.open(path) or Image.fromarray(array)), got {type(image).__name__}")
+        (w, h), n, rng = image.size, self.n_px, self._generator()
+        if w == 0 or h == 0: raise ValueError(f"cannot transform an empty image of size {w}×{h}")
+        scale = n * rng.uniform(*self.zoom) / min(w, h)
+        nw, nh = max(n, round(w * scale)), max(n, round(h * scale))       # the resized picture, never below n
+        left, top = int(rng.integers(0, nw - n + 1)), int(rng.integers(0, nh - n + 1))
+        sx, sy = w / nw, h / nh
+        image = _to_rgb(_fix_mode(image)).resize((n, n), Image.Resampling.BICUBIC,
+                                                 box=(left * sx, top * sy, (left + n) * sx, (top + n) * sy))
+        x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)   # [3, n, n]
+        return (x - self.mean) / self.std
+
+    def __repr__(self): return f"TrainTransform(n_px={self.n_px}, zoom={self.zoom}: random square crop, RGB, normalise)"
+
+# %% ../nbs/03_pretrained.ipynb #78de3eab
+def create_model_and_transforms(name: str | None, pretrained: str | os.PathLike | None = None, device=None,
+                                quick_gelu: bool | None = None) -> tuple[CLIP, TrainTransform, ImageTransform]:
+    "(model, train_transform, eval_transform) as in open_clip: `CONFIGS[name]` randomly initialised, or `pretrained` loaded."
+    if pretrained is None:
+        if name is None: raise ValueError("give a configuration name, pretrained weights, or both")
+        model = create_model(name, quick_gelu=True if quick_gelu is None else quick_gelu).to(get_device(device))
+    else:
+        if str(pretrained) == 'openai' and name in MODEL_URLS: pretrained = name   # open_clip's tag for OpenAI's weights
+        model, _ = load(pretrained, device=device, quick_gelu=quick_gelu)
+        if name is not None:
+            if name not in CONFIGS: raise KeyError(f"unknown configuration {name!r}; choose one of {list(CONFIGS)} or None")
+            got, want = asdict(config_from_state_dict(model.state_dict())), asdict(CONFIGS[name])
+            if diff := [f"{k} {got[k]} (not {want[k]})" for k in want if got[k] != want[k]]:
+                warnings.warn(f"{pretrained} is not a {name}: it has {', '.join(diff)}; the model follows the checkpoint")
+    n_px = model.visual.input_resolution
+    return model, TrainTransform(n_px), image_transform(n_px)
+
+# %% ../nbs/03_pretrained.ipynb #4c6efe44
+def _heads(transformer: torch.nn.Module, width: int) -> int:
+    "The number of attention heads of a Transformer (width // 64 when it has no layers)."
+    return transformer.resblocks[0].attn.heads if len(transformer.resblocks) else max(1, width // 64)
+
+def _as_clip(model_or_source) -> tuple[CLIP, str]:
+    "The CLIP to export (unwrapped from DistributedDataParallel or torch.compile, or loaded) and its name for messages."
+    if not isinstance(model_or_source, torch.nn.Module): return load(model_or_source, device='cpu')[0], repr(str(model_or_source))
+    model = model_or_source
+    while (inner := next((getattr(model, a) for a in ('module', '_orig_mod')
+                          if isinstance(getattr(model, a, None), torch.nn.Module)), None)) is not None: model = inner
+    if not isinstance(model, CLIP): raise TypeError(f"export_model needs a CLIP or a source load() reads, got a {type(model).__name__}")
+    cfg = config_from_state_dict(model.state_dict())
+    return model, next((repr(n) for n, c in CONFIGS.items() if c == cfg), f"this CLIP ({cfg})")
+
+def _hf_files(model: CLIP, cfg: CLIPConfig, quick_gelu: bool) -> dict[str, dict]:
+    "config.json (a transformers CLIPConfig), preprocessor_config.json and, for OpenAI's vocabulary, tokenizer_config.json."
+    act, openai_vocab = 'quick_gelu' if quick_gelu else 'gelu', cfg.vocab_size == default_tokenizer().vocab_size
+    ids = dict(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407) if openai_vocab else dict(eos_token_id=2)  # 2: HF's argmax pooling
+    text = dict(model_type='clip_text_model', vocab_size=cfg.vocab_size, hidden_size=cfg.transformer_width,
+                intermediate_size=4 * cfg.transformer_width, num_attention_heads=cfg.transformer_heads,
+                num_hidden_layers=cfg.transformer_layers, max_position_embeddings=cfg.context_length,
+                projection_dim=cfg.embed_dim, hidden_act=act, layer_norm_eps=1e-5, **ids)
+    vision = dict(model_type='clip_vision_model', hidden_size=cfg.vision_width, intermediate_size=4 * cfg.vision_width,
+                  num_attention_heads=_heads(model.visual.transformer, cfg.vision_width), num_hidden_layers=cfg.vision_layers,
+                  image_size=cfg.image_resolution, patch_size=cfg.vision_patch_size, num_channels=3,
+                  projection_dim=cfg.embed_dim, hidden_act=act, layer_norm_eps=1e-5)
+    n = cfg.image_resolution
+    files = {'config.json': dict(architectures=['CLIPModel'], model_type='clip', projection_dim=cfg.embed_dim,
+                                 logit_scale_init_value=float(model.logit_scale.detach()), text_config=text, vision_config=vision),
+             'preprocessor_config.json': dict(image_processor_type='CLIPImageProcessor', do_convert_rgb=True, do_resize=True,
+                                              size={'shortest_edge': n}, resample=3, do_center_crop=True,   # 3: bicubic
+                                              crop_size={'height': n, 'width': n}, do_rescale=True, rescale_factor=1 / 255,
+                                              do_normalize=True, image_mean=list(OPENAI_MEAN), image_std=list(OPENAI_STD))}
+    if openai_vocab:
+        files['tokenizer_config.json'] = dict(tokenizer_class='CLIPTokenizer', model_max_length=cfg.context_length,
+                                              bos_token=SOT, eos_token=EOT, unk_token=EOT, pad_token=EOT)
+    return files
+
+def _open_clip_files(model: CLIP, cfg: CLIPConfig, quick_gelu: bool) -> dict[str, dict]:
+    "open_clip_config.json: open_clip's model_cfg for this architecture and activation, and OpenAI's preprocessing."
+    vit = isinstance(cfg.vision_layers, int)
+    vision = dict(image_size=cfg.image_resolution, layers=cfg.vision_layers if vit else list(cfg.vision_layers),
+                  width=cfg.vision_width, patch_size=cfg.vision_patch_size,
+                  head_width=cfg.vision_width // _heads(model.visual.transformer, cfg.vision_width) if vit else 64)
+    text = dict(context_length=cfg.context_length, vocab_size=cfg.vocab_size, width=cfg.transformer_width,
+                heads=cfg.transformer_heads, layers=cfg.transformer_layers)
+    return {'open_clip_config.json': dict(
+        model_cfg=dict(embed_dim=cfg.embed_dim, quick_gelu=quick_gelu, vision_cfg=vision, text_cfg=text),
+        preprocess_cfg=dict(mean=list(OPENAI_MEAN), std=list(OPENAI_STD), interpolation='bicubic', resize_mode='shortest'))}
+
+# %% ../nbs/03_pretrained.ipynb #e25073dd
+def export_model(model_or_source, out: str | os.PathLike, format: str = 'hf') -> Path:
+    """Write a CLIP (or anything `load` reads) as a folder for Hugging Face (format='hf') or open_clip; returns the folder.
+
+    format='hf' (ViT only):  transformers.CLIPModel.from_pretrained(out); transformers.CLIPProcessor.from_pretrained(out)
+    format='open_clip':      open_clip.create_model_and_transforms('local-dir:' + str(out)); open_clip.get_tokenizer('local-dir:' + str(out))
+    Both:                    clip_annotated.load(out)
+    """
+    if format not in ('hf', 'open_clip'): raise ValueError(f"format must be 'hf' or 'open_clip', got {format!r}")
+    model, name = _as_clip(model_or_source)
+    quick_gelu = uses_quick_gelu(model)
+    cfg = config_from_state_dict(model.state_dict())
+    cfg = replace(cfg, transformer_heads=_heads(model.transformer, cfg.transformer_width))
+    if format == 'hf' and not isinstance(cfg.vision_layers, int):
+        raise ValueError(f"{name} is a ResNet CLIP (vision_layers={cfg.vision_layers}); transformers has no ResNet CLIP "
+                         f"class, so it cannot be exported with format='hf'. Use format='open_clip'.")
+    try: from safetensors.torch import save_file as write_safetensors
+    except ImportError: raise ImportError("export_model writes .safetensors files with the safetensors package: "
+                                          "pip install safetensors") from None
+    sd = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    if format == 'hf':
+        write_safetensors({k: v.contiguous().clone() for k, v in openai_to_hf(sd).items()}, out / 'model.safetensors',
+                          metadata={'format': 'pt'})                      # transformers checks this field
+        files = _hf_files(model, cfg, quick_gelu)
+        if 'tokenizer_config.json' in files:                             # the BPE files of the tokenizer chapter
+            tok = default_tokenizer()
+            (out / 'vocab.json').write_text(json.dumps(tok.encoder, ensure_ascii=False), encoding='utf-8')
+            merges = sorted(tok.bpe_ranks, key=tok.bpe_ranks.get)
+            (out / 'merges.txt').write_text('#version: 0.2\n' + ''.join(f'{a} {b}\n' for a, b in merges), encoding='utf-8')
+    else:
+        write_safetensors({k: v.contiguous() for k, v in sd.items()}, out / 'open_clip_model.safetensors')
+        files = _open_clip_files(model, cfg, quick_gelu)
+    for file, content in files.items():
+        (out / file).write_text(json.dumps(content, indent=2) + '\n', encoding='utf-8')
+    return out

@@ -191,7 +191,8 @@ def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = 
         if len(ids) > context_length:
             if not truncate:
                 raise ContextLengthError(f"texts[{i}] {_short(text)} is {len(ids)} tokens with [SOS] and [EOS], more "
-                                         f"than context_length={context_length}; pass truncate=True to cut it")
+                                         f"than context_length={context_length}; pass truncate=True to keep the "
+                                         f"first {context_length}")
             ids = ids[:context_length]; ids[-1] = tok.eot_token
         rows.append(ids)
     lengths = torch.tensor([len(ids) for ids in rows], dtype=torch.long)       # [n]

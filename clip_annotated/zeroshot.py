@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 from PIL import Image
 from .core import autocast_dtype, get_device
@@ -54,17 +54,25 @@ def zero_shot_classifier(model, classnames: list[str], templates, batch_size: in
     return F.normalize(E.mean(dim=1), dim=-1).T                                   # [d, C]
 
 # %% ../nbs/07_zeroshot.ipynb #5a92a01b
+def _collate_kept(batch: list):
+    "Default collation of the items that are not None (pictures a reader skipped); None when nothing is left."
+    batch = [b for b in batch if b is not None]
+    return default_collate(batch) if batch else None
+
 @torch.inference_mode()
 def encode_images(model, dataset: Dataset, batch_size: int = 256, device=None, num_workers: int = 0,
                   progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "(unit image embeddings [N, d] float32 on CPU, labels [N]) of a dataset of (image tensor, label) pairs."
+    "(unit image embeddings [N, d] float32 on CPU, labels [N]) of a dataset of (image tensor, label) pairs; None items left out."
     device = get_device(device) if device is not None else next(model.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, collate_fn=_collate_kept)
     feats, labels = [], []
-    for x, y in tqdm(loader, desc='encode images', disable=progress is False or (progress is None and len(loader) < 8),
-                     leave=False):
+    for batch in tqdm(loader, desc='encode images', disable=progress is False or (progress is None and len(loader) < 8),
+                      leave=False):
+        if batch is None: continue                                          # every item of this batch was skipped
+        x, y = batch
         with _amp(device): e = model.encode_image(x.to(device, non_blocking=True))
         feats.append(F.normalize(e.float(), dim=-1).cpu()); labels.append(torch.as_tensor(y))
+    if not feats: raise ValueError(f"no picture could be read: all {len(dataset)} items of {type(dataset).__name__} were skipped")
     return torch.cat(feats), torch.cat(labels)
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict:
@@ -77,6 +85,8 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)
     present = labels.unique()
     out['mean_per_class_recall'] = torch.stack([(pred[labels == c] == c).double().mean() for c in present]).mean().item()
     out.update({f'chance_top{k}': min(k, C) / C for k in ks}, n=n, classes=C)
+    counts = torch.bincount(labels, minlength=C)                           # pictures per class
+    out.update(majority_top1=counts.max().item() / n, majority_class=int(counts.argmax()))   # always the most frequent
     return out
 
 def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
@@ -89,7 +99,8 @@ def evaluate(model, dataset: Dataset, classnames: list[str], templates=('{}',), 
     "Zero-shot metrics of `model` on `dataset` ((image, label) pairs) with `classnames` and `templates`."
     feats, labels = encode_images(model, dataset, batch_size, device, num_workers, progress)
     W = zero_shot_classifier(model, classnames, templates, batch_size, device)
-    return classification_metrics(zero_shot_logits(feats, W), labels, ks=tuple(k for k in ks if k <= len(classnames)) or (1,))
+    m = classification_metrics(zero_shot_logits(feats, W), labels, ks=tuple(k for k in ks if k <= len(classnames)) or (1,))
+    return {**m, 'majority_class_name': classnames[m['majority_class']]}
 
 @torch.inference_mode()
 def predict(model, preprocess, image, labels: list[str], templates=('{}',), device=None) -> list[tuple[str, float]]:
@@ -224,7 +235,8 @@ def rule_logits(model, feats: torch.Tensor, task: Task, rule: str, device=None) 
 def run_task(model, task: Task, device=None, progress: bool | None = None) -> dict:
     "Top-1 and mean per-class recall of `task` for each rule of `METHODS` the task supports."
     feats, labels = encode_images(model, task.dataset, device=device, progress=progress)
-    out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance, prompts={})
+    out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance,
+               majority=torch.bincount(labels).max().item() / len(labels), prompts={})   # always the most frequent class
     for rule in (METHODS if task.caption_templates else ('single', 'ensemble')):
         m = classification_metrics(rule_logits(model, feats, task, rule, device), labels, ks=(1,))
         out[f'{rule}_top1'], out[f'{rule}_recall'] = m['top1'], m['mean_per_class_recall']
@@ -233,11 +245,11 @@ def run_task(model, task: Task, device=None, progress: bool | None = None) -> di
 
 def task_table(results: list[dict]) -> str:
     "Markdown table of `run_task` results (percentages), one row per task and rule."
-    rows = ['| task | pictures | chance | rule | prompts per class | top-1 | mean per-class recall |',
-            '|---|---:|---:|---|---:|---:|---:|']
+    rows = ['| task | pictures | chance | majority class | rule | prompts per class | top-1 | mean per-class recall |',
+            '|---|---:|---:|---:|---|---:|---:|---:|']
     for r in results:
         for kind, n_prompts in r['prompts'].items():
-            rows.append(f"| {r['task']} | {r['n']} | {100 * r['chance']:.1f}% | {METHODS[kind]} | {n_prompts} "
+            rows.append(f"| {r['task']} | {r['n']} | {100 * r['chance']:.1f}% | {100 * r['majority']:.1f}% | {METHODS[kind]} | {n_prompts} "
                         f"| {100 * r[f'{kind}_top1']:.1f}% | {100 * r[f'{kind}_recall']:.1f}% |")
     return '\n'.join(rows) + '\n'
 
@@ -252,7 +264,8 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
             "'single template' uses the first prompt of each task, 'ensemble' averages the embeddings of all of its "
             "prompts (the paper's ensembling). 'Caption-form prompts' are the training split's emoji names with the "
             "attribute left open ('woman health worker, {} skin tone'), averaged, or scored by the nearest prompt (the best "
-            "cosine over a class's prompts). Chance is one over the number of classes.\n\n" + task_table(results))
+            "cosine over a class's prompts). Chance is one over the number of classes; 'majority class' is the accuracy of "
+            "always answering the most frequent class.\n\n" + task_table(results))
     return text, results
 
 # %% ../nbs/07_zeroshot.ipynb #70bff5e2

@@ -7,6 +7,9 @@
 * download: real HTTP on the loopback interface (good file, cache, wrong hash, cut transfer, refused port).
 * safety: a pickled payload is refused, and never runs, through every reader a user can reach.
 * preprocessing equals open_clip's OpenAI transform pixel for pixel.
+* the API around `load`: dtype=torch.bfloat16, the activation a checkpoint or an open_clip folder records,
+  `get_tokenizer`, `encode_text` on rows longer than the context, `create_model_and_transforms`, and
+  `TrainTransform`'s separate random streams in DataLoader workers.
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ from PIL import Image
 
 from clip_annotated import pretrained
 from clip_annotated.pretrained import (MODEL_URLS, CheckpointError, DownloadError, UnsafeCheckpointError,
-                                       available_models, checkpoint_format, download, hf_to_openai, image_transform,
-                                       load, read_checkpoint, read_hf_directory, read_safetensors,
-                                       read_torchscript_weights)
-from clip_annotated.model import CONFIGS, build_model, config_from_state_dict, convert_weights, create_model
+                                       available_models, checkpoint_format, create_model_and_transforms, download,
+                                       get_tokenizer, hf_to_openai, image_transform, load, read_checkpoint,
+                                       read_hf_directory, read_safetensors, read_torchscript_weights)
+from clip_annotated.model import (CONFIGS, BaselineCLIP, build_model, config_from_state_dict, convert_weights, create_model,
+                                  uses_quick_gelu)
 from clip_annotated.tokenizer import tokenize
 
 pytestmark = [pytest.mark.filterwarnings('ignore:`torch.jit.load` is deprecated:FutureWarning'),
@@ -265,7 +269,8 @@ def test_torchscript_fp16_archive_and_jit_true(tmp_path):
     assert loaded.dtype == torch.float32 and loaded.visual.conv1.weight.dtype == torch.float32
     half, _ = load(tmp_path / 'half.pt', device='cpu', dtype=torch.float16)
     assert half.visual.conv1.weight.dtype == torch.float16 and half.ln_final.weight.dtype == torch.float32
-    with pytest.raises(ValueError, match='bfloat16'): load(tmp_path / 'half.pt', device='cpu', dtype=torch.bfloat16)
+    assert load(tmp_path / 'half.pt', device='cpu', dtype=torch.bfloat16)[0].ln_final.weight.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match='bfloat16'): load(tmp_path / 'half.pt', device='cpu', dtype=torch.float64)
     expected = build_model({k: v.float() for k, v in model.state_dict().items()})
     with torch.no_grad():
         expected.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})   # fp16-rounded
@@ -558,3 +563,149 @@ def test_preprocess_extreme_strip_uses_the_window(monkeypatch):
 def test_preprocess_rejects_non_images():
     with pytest.raises(TypeError, match='PIL image'): image_transform(32)(np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match='empty'): image_transform(32)(Image.new('RGB', (0, 5)))
+
+
+# ------------------------------------------------------------------ bfloat16, stored activation, open_clip folders
+
+@pytest.mark.parametrize('name', ['MiniCLIP', 'MiniCLIP-RN'])
+def test_load_bfloat16_casts_everything_and_runs_on_cpu(tmp_path, name):
+    model = _perturb(create_model(name), scale=0.02)
+    torch.save(model.state_dict(), tmp_path / 'm.pt')
+    bf, preprocess = load(tmp_path / 'm.pt', device='cpu', dtype=torch.bfloat16)
+    assert all(t.dtype == torch.bfloat16 for k, t in bf.state_dict().items() if t.is_floating_point())
+    res = preprocess.n_px
+    images, texts = torch.randn(2, 3, res, res), tokenize(CAPTIONS, context_length=32, truncate=True)
+    with torch.no_grad():
+        img, txt = bf.encode_image(images), bf.encode_text(texts)
+        assert img.dtype == txt.dtype == torch.bfloat16
+        assert F.cosine_similarity(img.float(), model.encode_image(images)).min() > 0.99
+        assert F.cosine_similarity(txt.float(), model.encode_text(texts)).min() > 0.99
+    with pytest.raises(ValueError, match='torch.bfloat16'): load(tmp_path / 'm.pt', device='cpu', dtype=torch.float64)
+
+
+def test_checkpoint_records_its_activation(tmp_path):
+    model = create_model('MiniCLIP', quick_gelu=False)
+    torch.save({'model': model.state_dict(), 'quick_gelu': False, 'step': 3}, tmp_path / 'wrapped.pt')
+    torch.save({**model.state_dict(), 'quick_gelu': False}, tmp_path / 'flat.pt')
+    for f in ('wrapped.pt', 'flat.pt'):
+        assert not uses_quick_gelu(load(tmp_path / f, device='cpu')[0]), f
+        assert uses_quick_gelu(load(tmp_path / f, device='cpu', quick_gelu=True)[0]), f     # the caller decides
+    (tmp_path / 'run').mkdir()
+    torch.save({'model': model.state_dict(), 'quick_gelu': False}, tmp_path / 'run' / 'checkpoint.pt')
+    assert not uses_quick_gelu(load(tmp_path / 'run', device='cpu')[0])
+
+
+def _open_clip_folder(path, change=lambda cfg: None, weights='open_clip_model.safetensors'):
+    from safetensors.torch import save_file
+    model = create_model('MiniCLIP')
+    cfg = {'embed_dim': 128, 'vision_cfg': {'image_size': 48, 'layers': 4, 'width': 128, 'patch_size': 8},
+           'text_cfg': {'context_length': 32, 'vocab_size': 49408, 'width': 128, 'heads': 2, 'layers': 4}}
+    change(cfg)
+    path.mkdir()
+    (path / 'open_clip_config.json').write_text(json.dumps({'model_cfg': cfg}))
+    if weights: save_file(model.state_dict(), path / weights)
+    return path
+
+
+def test_open_clip_folder_activation_and_refusals(tmp_path):
+    model, _ = load(_open_clip_folder(tmp_path / 'plain'), device='cpu')
+    assert not uses_quick_gelu(model)                                   # open_clip's default: the exact GELU
+    model, _ = load(_open_clip_folder(tmp_path / 'quick', lambda c: c.update(quick_gelu=True),
+                                      weights='open_clip_pytorch_model.bin'), device='cpu')
+    assert uses_quick_gelu(model)
+    refusals = {
+        'vision_cfg.ls_init_value': lambda c: c['vision_cfg'].update(ls_init_value=0.1),
+        'text_cfg.pool_type': lambda c: c['text_cfg'].update(pool_type='eos'),
+        'text_cfg.hf_model_name': lambda c: c['text_cfg'].update(hf_model_name='roberta-base'),
+        'heads of size 64': lambda c: c['text_cfg'].update(heads=4),
+        'not open_clip\'s standard CLIP': lambda c: c.update(custom_text=True),
+        'says image_resolution 64': lambda c: c['vision_cfg'].update(image_size=64),
+    }
+    for i, (message, change) in enumerate(refusals.items()):
+        with pytest.raises(CheckpointError, match=message): load(_open_clip_folder(tmp_path / f'bad{i}', change), device='cpu')
+    with pytest.raises(CheckpointError, match='none of open_clip_model.safetensors'):
+        load(_open_clip_folder(tmp_path / 'empty', weights=None), device='cpu')
+    (tmp_path / 'broken').mkdir(); (tmp_path / 'broken' / 'open_clip_config.json').write_text('{"model": 1}')
+    with pytest.raises(CheckpointError, match="no readable open_clip_config.json"): load(tmp_path / 'broken', device='cpu')
+
+
+# ------------------------------------------------------------------ tokens of the right length, transforms
+
+def test_get_tokenizer_context_lengths(tmp_path):
+    mini = create_model('MiniCLIP')
+    torch.save(mini.state_dict(), tmp_path / 'mini.pt')
+    cases = {'MiniCLIP': 32, 'ViT-B/32': 77, 'RN50x64': 77, CONFIGS['MiniCLIP-RN']: 32, tmp_path / 'mini.pt': 32,
+             str(tmp_path / 'mini.pt'): 32, _open_clip_folder(tmp_path / 'oc'): 32}
+    for source, n in cases.items():
+        tok = get_tokenizer(source)
+        assert tok.context_length == n and tok(['a cat', 'a dog']).shape == (2, n), source
+    assert get_tokenizer(mini).context_length == 32 and get_tokenizer(BaselineCLIP(context_length=20)).context_length == 20
+    tok = get_tokenizer(mini)
+    assert torch.equal(tok(CAPTIONS), tokenize(CAPTIONS, context_length=32))
+    long = 'a smiling face with heart-shaped eyes and rosy cheeks, ' * 4
+    with pytest.raises(ValueError, match=r'is 50 tokens with \[SOS\] and \[EOS\], more than context_length=32.*truncate=True'):
+        tok(long)
+    assert tok(long, truncate=True)[0, -1] == 49407
+    with pytest.raises(KeyError, match='neither a configuration'): get_tokenizer('ViT-B-32')
+    with pytest.raises(TypeError, match='context_length'): get_tokenizer(torch.nn.Linear(2, 2))
+
+
+def test_encode_text_beyond_the_context():
+    "Padding past the context is ignored; a caption past it is a clear error; normalize gives unit vectors."
+    model = _perturb(create_model('MiniCLIP'), scale=0.02)
+    short = tokenize(CAPTIONS, context_length=32)
+    with torch.no_grad():
+        ref = model.encode_text(short)
+        assert torch.allclose(model.encode_text(tokenize(CAPTIONS)), ref, atol=1e-6)        # [n, 77], all [EOS] < 32
+        long = tokenize([CAPTIONS[0], 'a smiling face with heart-shaped eyes and rosy cheeks, ' * 4])
+        with pytest.raises(ValueError, match=r"tokens have 77 positions but this model's context length is 32: row 1 "
+                                             r"ends \(\[EOS\]\) at position 49.*context_length=32.*get_tokenizer\(model\)"):
+            model.encode_text(long)
+        assert torch.allclose(model.encode_text(short, normalize=True), F.normalize(ref, dim=-1))
+        images = torch.randn(2, 3, 48, 48)
+        assert torch.allclose(model.encode_image(images, normalize=True).norm(dim=-1), torch.ones(2))
+        base = BaselineCLIP().eval()
+        assert torch.allclose(base.encode_text(short, normalize=True).norm(dim=-1), torch.ones(len(CAPTIONS)))
+
+
+def test_create_model_and_transforms(tmp_path):
+    model, train_tf, eval_tf = create_model_and_transforms('MiniCLIP-RN', device='cpu', quick_gelu=False)
+    assert config_from_state_dict(model.state_dict()) == CONFIGS['MiniCLIP-RN'] and not uses_quick_gelu(model)
+    assert train_tf.n_px == eval_tf.n_px == 64 and model.training
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 90, 3), dtype=np.uint8))
+    assert train_tf(picture).shape == eval_tf(picture).shape == (3, 64, 64)
+    mini = _perturb(create_model('MiniCLIP'), scale=0.02)
+    torch.save({'model': mini.state_dict()}, tmp_path / 'ckpt.pt')
+    model, train_tf, eval_tf = create_model_and_transforms('MiniCLIP', pretrained=tmp_path / 'ckpt.pt', device='cpu')
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in mini.state_dict().items()) and eval_tf.n_px == 48
+    model, *_ = create_model_and_transforms(None, pretrained=tmp_path / 'ckpt.pt', device='cpu')
+    with pytest.warns(UserWarning, match='the model follows the checkpoint'):
+        model, *_ = create_model_and_transforms('ViT-B/32', pretrained=tmp_path / 'ckpt.pt', device='cpu')
+    assert model.visual.input_resolution == 48
+    with torch.device('meta'): b32 = create_model('ViT-B/32')            # shapes only
+    with mock.patch.object(pretrained, 'load', side_effect=lambda source, **kw: (b32, None)) as fake:
+        create_model_and_transforms('ViT-B/32', pretrained='openai', device='cpu')   # open_clip's tag for OpenAI's weights
+    assert fake.call_args[0][0] == 'ViT-B/32'
+    with pytest.raises(KeyError, match='unknown configuration'): create_model_and_transforms('ViT-B-32')
+    with pytest.raises(ValueError, match='configuration name'): create_model_and_transforms(None)
+
+
+class _SamePicture(torch.utils.data.Dataset):
+    def __init__(self, transform, picture): self.transform, self.picture = transform, picture
+    def __len__(self): return 6
+    def __getitem__(self, i): return self.transform(self.picture)
+
+
+def test_train_transform_gives_each_worker_its_own_crops():
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 120, 3), dtype=np.uint8))
+    transform = pretrained.TrainTransform(32, seed=0)
+
+    def crops():
+        torch.manual_seed(0)                                             # DataLoader draws the workers' seeds from torch
+        return torch.cat(list(torch.utils.data.DataLoader(_SamePicture(transform, picture), batch_size=1, num_workers=2)))
+    first, again = crops(), crops()
+    assert not torch.equal(first[0], first[1])                           # item 0 from worker 0, item 1 from worker 1
+    assert torch.equal(first, again)                                     # and reproducible from torch's seed
+    assert len({tuple(c.flatten()[:50].tolist()) for c in first}) == 6
+    with pytest.raises(ValueError, match='zoom'): pretrained.TrainTransform(32, zoom=(1.2, 1.0))
+    with pytest.raises(TypeError, match='PIL image'): transform(np.zeros((4, 4, 3)))

@@ -82,6 +82,7 @@ def test_metrics_hand_made():
     # a constant classifier: accuracy = frequency of its class, per-class recall = 1/C
     const = classification_metrics(torch.tensor([[1., 0.]] * 4), torch.tensor([0, 0, 0, 1]), ks=(1,))
     assert const['top1'] == 0.75 and const['mean_per_class_recall'] == 0.5
+    assert (const['majority_top1'], const['majority_class']) == (0.75, 0)    # the majority baseline: here, that classifier
 
 
 def test_nearest_prompt_is_max_over_prompts(monkeypatch):
@@ -127,7 +128,10 @@ def test_cli_eval_fake_cifar_and_missing_root(run_dir, tmp_path):
     assert 'cifar10 (20 pictures, 10 classes, 1 templates)' in r.stdout and 'top1' in r.stdout
     missing = tmp_path / 'nowhere'
     r = _cli('eval', '--model', run_dir, '--dataset', 'cifar100', '--root', missing, cwd=tmp_path)
-    assert r.returncode != 0 and str(missing) in r.stderr and 'FileNotFoundError' in r.stderr
+    assert r.returncode != 0 and f'--root {missing}: no such folder' in r.stderr and 'Traceback' not in r.stderr
+    (tmp_path / 'empty').mkdir()                                      # there, but without the set's files
+    r = _cli('eval', '--model', run_dir, '--dataset', 'cifar100', '--root', tmp_path / 'empty', cwd=tmp_path)
+    assert r.returncode != 0 and 'CIFAR-100 not found in' in r.stderr and 'Traceback' not in r.stderr
 
 
 def test_cli_predict(run_dir, tmp_path):

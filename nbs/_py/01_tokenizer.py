@@ -486,7 +486,8 @@ def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = 
         if len(ids) > context_length:
             if not truncate:
                 raise ContextLengthError(f"texts[{i}] {_short(text)} is {len(ids)} tokens with [SOS] and [EOS], more "
-                                         f"than context_length={context_length}; pass truncate=True to cut it")
+                                         f"than context_length={context_length}; pass truncate=True to keep the "
+                                         f"first {context_length}")
             ids = ids[:context_length]; ids[-1] = tok.eot_token
         rows.append(ids)
     lengths = torch.tensor([len(ids) for ids in rows], dtype=torch.long)       # [n]
@@ -508,7 +509,8 @@ test_eq(tokenize([]).shape, (0, 77))
 fits, too_long = "a " * 75, "a " * 76                      # 'a' is one token: 75 fit between the brackets
 test_eq(tokenize(fits)[0, -1], tok.eot_token)
 test_fail(lambda: tokenize(too_long), contains="truncate=True")
-test_fail(lambda: tokenize(too_long), contains="'a a a")    # the message names the text
+test_fail(lambda: tokenize(too_long), contains="'a a a")    # the message names the text ...
+test_fail(lambda: tokenize(too_long), contains="is 78 tokens with [SOS] and [EOS], more than context_length=77")  # ... and both lengths
 cut = tokenize(too_long, truncate=True)[0]
 test_eq(cut[-1], tok.eot_token); test_eq((cut == tok.eot_token).sum(), 1)
 test_fail(lambda: tokenize(["ok", 42]), contains="texts[1] is int")

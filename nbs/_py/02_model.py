@@ -81,14 +81,18 @@ print(f"largest gap between QuickGELU and GELU on [-6, 6]: {gap:.4f}")
 #
 # OpenAI ships its weights in float16. Layer normalisation sums squares over hundreds of channels,
 # which overflows or loses precision in half precision, so the released code normalises in float32 and
-# casts back. The parameters stay float32 (see `convert_weights` below).
+# casts back. In OpenAI's layout the parameters stay float32 (see `convert_weights` below); a model cast
+# wholesale to bfloat16 (`model.bfloat16()`) has bfloat16 norm parameters, so they are read as float32
+# too (a no-op when they already are).
 
 # %%
 #| exports
 class LayerNorm(nn.LayerNorm):
-    "LayerNorm computed in float32 whatever the input dtype, returned in the input dtype."
+    "LayerNorm computed in float32 whatever the input and parameter dtypes, returned in the input dtype."
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type(x.dtype)
 
 
 # %%
@@ -96,6 +100,7 @@ ln = LayerNorm(8)
 h = torch.randn(2, 8) * 300
 test_eq(ln(h.half()).dtype, torch.float16)
 test_close(ln(h.half()).float(), ln(h), eps=2e-2)
+test_close(ln.bfloat16()(h.bfloat16()).float(), ln.float()(h), eps=5e-2)   # bfloat16 parameters too
 
 
 # %% [markdown]
@@ -441,9 +446,23 @@ test_eq(rn(torch.randn(2, 3, 64, 64)).shape, (2, 16))
 # Transformer only up to the last [EOS] in the batch instead of over all 77 positions. Typical captions
 # are 10 to 20 tokens long, so this is several times less work; the check below the class compares it
 # with the full 77-position computation.
+#
+# The same fact decides what a token tensor longer than the model's context means. Positions after
+# [EOS] are padding that is never read, so a `[n, 77]` batch from `tokenize` works on a model with a
+# context of 32 as long as every [EOS] falls within the first 32 positions; a caption that ends later
+# cannot be encoded, and `encode_text` says so, naming the row and the two lengths, instead of failing
+# deep inside with a tensor-size mismatch. Both encoders take `normalize=True`, as open_clip's do, to
+# return unit vectors.
 
 # %%
 #| exports
+def _beyond_context(text: torch.Tensor, eot: torch.Tensor, context_length: int) -> str:
+    "The error for token rows whose [EOS] lies beyond the model's context."
+    row = int((eot >= context_length).nonzero()[0, 0])
+    return (f"tokens have {text.shape[-1]} positions but this model's context length is {context_length}: "
+            f"row {row} ends ([EOS]) at position {int(eot[row])}; tokenize with context_length={context_length} "
+            f"(truncate=True to cut long texts) or use get_tokenizer(model)")
+
 class CLIP(nn.Module):
     "Contrastive Language-Image Pre-training: an image encoder and a text encoder meeting in one space."
     def __init__(self, embed_dim: int, image_resolution: int, vision_layers: int | tuple[int, int, int, int],
@@ -472,17 +491,20 @@ class CLIP(nn.Module):
         "The dtype of the weights (float16 after `convert_weights`)."
         return self.visual.conv1.weight.dtype
 
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        "Images [b, 3, H, W] -> image embeddings [b, embed_dim] (not normalised)."
-        return self.visual(image.type(self.dtype))
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        "Images [b, 3, H, W] -> image embeddings [b, embed_dim], L2-normalised if `normalize`."
+        x = self.visual(image.type(self.dtype))
+        return F.normalize(x, dim=-1) if normalize else x
 
-    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
-        "Token ids [b, context_length] (from `tokenize`) -> text embeddings [b, embed_dim] (not normalised)."
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        "Token ids [b, n] (from `tokenize`, [EOS] within the context) -> text embeddings [b, embed_dim], L2-normalised if `normalize`."
         eot = text.argmax(dim=-1)                                           # [b] position of [EOS]
         n = int(eot.max()) + 1    # attention is causal: tokens after the last [EOS] cannot change the result
+        if n > self.context_length: raise ValueError(_beyond_context(text, eot, self.context_length))
         x = self.token_embedding(text[:, :n]).type(self.dtype) + self.positional_embedding[:n].type(self.dtype)
         x = self.ln_final(self.transformer(x)).type(self.dtype)             # [b, n, width]
-        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # [b, embed_dim]
+        x = x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # [b, embed_dim]
+        return F.normalize(x, dim=-1) if normalize else x
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "(logits_per_image [n_img, n_txt], logits_per_text [n_txt, n_img]): scaled cosine similarities."
@@ -558,6 +580,21 @@ def encode_text_full(model, text):
 
 with torch.no_grad(): test_close(tiny.encode_text(texts), encode_text_full(tiny, texts), eps=1e-5)
 
+# %% [markdown]
+# Longer token rows than the context: padding beyond it is ignored, a caption beyond it is an error
+# that says what to do; and `normalize=True` gives unit vectors in the same directions.
+
+# %%
+with torch.no_grad():
+    longer = torch.cat([texts, torch.zeros(3, 61, dtype=torch.long)], dim=1)        # [3, 77]: padding past 16
+    test_close(tiny.encode_text(longer), tiny.encode_text(texts), eps=1e-6)
+    late = longer.clone(); late[1, 4], late[1, 20] = 50, 99                          # row 1's [EOS] at 20 > 16
+    test_fail(lambda: tiny.encode_text(late), contains="row 1 ends ([EOS]) at position 20")
+    try: tiny.encode_text(late)
+    except ValueError as e: print(e)
+    test_close(tiny.encode_text(texts, normalize=True), F.normalize(tiny.encode_text(texts), dim=-1))
+    test_close(tiny.encode_image(images, normalize=True).norm(dim=-1), torch.ones(3))
+
 
 # %% [markdown]
 # ## The released configurations
@@ -616,6 +653,29 @@ def create_model(name: str | CLIPConfig, quick_gelu: bool = True) -> CLIP:
         if name not in CONFIGS: raise KeyError(f"unknown configuration {name!r}; choose one of {list(CONFIGS)}")
         name = CONFIGS[name]
     return CLIP(**asdict(name), quick_gelu=quick_gelu)
+
+
+# %% [markdown]
+# Which activation does a model use? Its state dict cannot say (QuickGELU and GELU have no
+# parameters), so code that saves a model and wants it rebuilt the same way has to ask the modules and
+# store the answer beside the weights. `uses_quick_gelu` asks them.
+
+# %%
+#| exports
+def uses_quick_gelu(model: nn.Module) -> bool:
+    "True if the model's Transformer blocks use QuickGELU, False if they use the exact GELU (or it has none)."
+    acts = {type(b.mlp.gelu) for b in model.modules() if isinstance(b, ResidualAttentionBlock)}
+    if not acts <= {QuickGELU, nn.GELU} or len(acts) > 1:
+        raise ValueError(f"{type(model).__name__} uses the activations {sorted(a.__name__ for a in acts)} in its "
+                         f"Transformer blocks; expected QuickGELU or GELU throughout")
+    return acts == {QuickGELU}
+
+
+# %%
+test_eq(uses_quick_gelu(create_model('MiniCLIP')), True)
+test_eq(uses_quick_gelu(create_model('MiniCLIP-RN', quick_gelu=False)), False)  # the text tower decides
+mixed = create_model('MiniCLIP'); mixed.transformer.resblocks[0].mlp.gelu = nn.GELU()
+test_fail(lambda: uses_quick_gelu(mixed), contains="['GELU', 'QuickGELU']")
 
 
 # %% [markdown]
@@ -830,13 +890,14 @@ class BaselineCLIP(nn.Module):
     @property
     def dtype(self) -> torch.dtype: return self.visual[-1].weight.dtype
 
-    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        return self.visual(image.type(self.dtype))
+    def encode_image(self, image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        x = self.visual(image.type(self.dtype))
+        return F.normalize(x, dim=-1) if normalize else x
 
-    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         keep = (text != 0).unsqueeze(-1).type(self.dtype)                  # [b, n, 1]: 1 for real tokens
-        x = (self.token_embedding(text) * keep).sum(1) / keep.sum(1).clamp(min=1)
-        return self.text_mlp(x)
+        x = self.text_mlp((self.token_embedding(text) * keep).sum(1) / keep.sum(1).clamp(min=1))
+        return F.normalize(x, dim=-1) if normalize else x
 
     forward = CLIP.forward
 
@@ -846,6 +907,7 @@ base = BaselineCLIP().eval()
 with torch.no_grad():
     lpi, lpt = base(torch.randn(3, 3, 48, 48), torch.randint(1, 100, (3, 32)))
 test_eq(lpi.shape, (3, 3)); test_eq(lpt, lpi.t())
+test_eq(uses_quick_gelu(base), False)                      # no Transformer blocks, so no QuickGELU
 print(f"BaselineCLIP: {count_parameters(base):,} parameters against MiniCLIP's {count_parameters('MiniCLIP'):,}")
 
 # %% [markdown]

@@ -16,13 +16,16 @@ from __future__ import annotations
 import hashlib, http.client, json, os, pickle, re, struct, sys, tempfile, urllib.error, urllib.parse, urllib.request
 import warnings, zipfile
 from collections import OrderedDict
+from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 from clip_annotated.core import get_device
-from clip_annotated.model import CONFIGS, CLIP, build_model, config_from_state_dict, convert_weights
+from clip_annotated.model import (CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
+                                  create_model, uses_quick_gelu)
+from clip_annotated.tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
 
 # %%
 import time, io, builtins, copy, shutil
@@ -44,9 +47,12 @@ def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages
 # %% [markdown]
 # At the end of this chapter you can write `model, preprocess = load("ViT-B/32")` as with OpenAI's
 # `clip` package, and also point `load` at a checkpoint file (OpenAI's TorchScript archives, a state
-# dict saved with `torch.save`, an open_clip training checkpoint) or at a Hugging Face `transformers`
-# CLIP directory. Whatever the source, the weights end up in the OpenAI layout that `build_model` of
-# the model chapter reads:
+# dict saved with `torch.save`, an open_clip training checkpoint) or at a Hugging Face `transformers` or
+# an open_clip CLIP directory. Whatever the source, the weights end up in the OpenAI layout that
+# `build_model` of the model chapter reads. At the very end the road runs the other way: `export_model`
+# writes any of these models as a folder that `transformers` or open_clip load with their own code, and
+# `get_tokenizer` and `create_model_and_transforms` hand out what open_clip's functions of the same
+# names do.
 #
 # ```{mermaid}
 # flowchart LR
@@ -54,6 +60,7 @@ def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages
 #   A["TorchScript archive"] --> U["restricted unpickler<br/>tensors only, no code"] --> S
 #   P["torch.save file<br/>.safetensors"] --> W["torch.load(weights_only=True)<br/>safetensors reader"] --> S
 #   H["Hugging Face directory<br/>config.json + weights"] --> M["rename keys<br/>to OpenAI's layout"] --> S
+#   O["open_clip directory<br/>open_clip_config.json + weights"] --> S
 #   S["OpenAI-layout<br/>state dict"] --> B["build_model(sd, quick_gelu)"] --> R["(model, preprocess)"]
 # ```
 #
@@ -515,7 +522,9 @@ assert not marker.exists()
 # file with a header length followed by `{`), reads the tensors with the matching safe reader, and
 # unwraps what training code puts around a state dict: open_clip's training checkpoints hold it under
 # `'state_dict'`, the training chapter of this book writes it under `'model'` (beside the optimiser,
-# scheduler and RNG states), and `DistributedDataParallel` prefixes every key with `module.`.
+# scheduler and RNG states), and `DistributedDataParallel` prefixes every key with `module.`. A
+# checkpoint may also say which activation its model used, as a top-level `'quick_gelu': True/False`
+# (the training chapter stores `uses_quick_gelu(model)` there); `load` honours it.
 
 # %%
 #| exports
@@ -539,13 +548,19 @@ def _unwrap(obj, path) -> dict[str, torch.Tensor]:
     if all(k.startswith('module.') for k in obj): obj = {k[len('module.'):]: v for k, v in obj.items()}
     return obj
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    "The state dict in a checkpoint file (TorchScript archive, torch.save file, .safetensors), read without running code."
-    path = Path(path)
+def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], bool | None]:
+    "The state dict in a checkpoint file and the activation it records (`'quick_gelu'` at its top level), if any."
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}")
     fmt = checkpoint_format(path)
-    if fmt == 'torchscript': return read_torchscript_weights(path)
-    return _unwrap(read_safetensors(path) if fmt == 'safetensors' else _torch_load(path), path)
+    if fmt == 'torchscript': return read_torchscript_weights(path), True       # OpenAI's archives: QuickGELU
+    obj = read_safetensors(path) if fmt == 'safetensors' else _torch_load(path)
+    stored = obj.get('quick_gelu') if isinstance(obj, dict) else None
+    if isinstance(obj, dict) and isinstance(stored, bool): obj = {k: v for k, v in obj.items() if k != 'quick_gelu'}
+    return _unwrap(obj, path), stored if isinstance(stored, bool) else None
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    "The state dict in a checkpoint file (TorchScript archive, torch.save file, .safetensors), read without running code."
+    return _read_file(Path(path))[0]
 
 
 # %%
@@ -630,28 +645,39 @@ def hf_to_openai(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 # %% [markdown]
-# The mapping must lose nothing. We write MiniCLIP's weights in HF's layout by running the table
-# backwards (the test file does the real thing with `transformers.CLIPModel`), and map them back:
+# The mapping must lose nothing. Running the table backwards gives the inverse, `openai_to_hf`, which
+# the export section at the end of the chapter uses to write Hugging Face folders: the renames in
+# reverse order (so the vision prefixes, which contain the text ones, are handled first), q, k and v
+# split back into three, the projections transposed back. Only a Vision Transformer has a
+# `transformers` counterpart, so a ResNet key is refused.
 
 # %%
-def openai_to_hf(sd):
-    "The inverse of hf_to_openai, for this check only."
-    out = {}
+#| exports
+def openai_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    "An OpenAI-layout ViT CLIP state dict renamed to `transformers`' CLIPModel layout (the inverse of hf_to_openai)."
+    out, unknown = {}, []
     for k, v in sd.items():
-        if k in ('visual.proj', 'text_projection'):
-            out[{b: a for a, b in _HF_TRANSPOSED.items()}[k]] = v.t(); continue
-        if m := re.fullmatch(r'(.*)\.attn\.in_proj_(weight|bias)', k):
-            for part, t in zip('qkv', v.chunk(3)): out[f'{m[1]}.self_attn.{part}_proj.{m[2]}'] = t
-            continue
-        for a, b in reversed(_HF_RENAMES): k = k.replace(b, a)
-        out[k] = v
+        if k in _HF_TRANSPOSED.values():
+            out[next(a for a, b in _HF_TRANSPOSED.items() if b == k)] = v.t().contiguous(); continue
+        new = k
+        for a, b in reversed(_HF_RENAMES): new = new.replace(b, a)
+        if m := re.fullmatch(r'(.*)\.attn\.in_proj_(weight|bias)', new):
+            for part, t in zip('qkv', v.chunk(3)): out[f'{m[1]}.self_attn.{part}_proj.{m[2]}'] = t   # [width, …] each
+        elif new != k or k == 'logit_scale': out[new] = v
+        else: unknown.append(k)
+    if unknown: raise ValueError(f"no Hugging Face name for {unknown[:5]}: only ViT CLIP state dicts in OpenAI's layout map")
     return out
 
+
+# %%
 hf_sd = openai_to_hf(mini.state_dict())
 print([k for k in hf_sd if '.layers.0.' in k and 'text' in k][:4], '...')
+assert all(k.startswith(('text_model.', 'vision_model.', 'text_projection', 'visual_projection', 'logit_scale')) for k in hf_sd)
+assert torch.equal(hf_sd['text_model.encoder.layers.0.self_attn.q_proj.weight'], mini.transformer.resblocks[0].attn.in_proj_weight[:128])
 back = hf_to_openai(hf_sd)
 test_eq(sorted(back), sorted(mini.state_dict()))
 assert all(torch.equal(back[k], v) for k, v in mini.state_dict().items())
+test_fail(lambda: openai_to_hf(create_model('MiniCLIP-RN').state_dict()), contains="only ViT CLIP")
 
 # %%
 #| exports
@@ -701,6 +727,89 @@ def read_hf_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
 
 
 # %% [markdown]
+# ## open_clip directories
+#
+# open_clip keeps a model in a folder too, on the Hub and on disk (`open_clip.create_model('local-dir:'
+# + folder)` reads one): `open_clip_config.json`, whose `model_cfg` describes the architecture
+# (`embed_dim`, `quick_gelu`, a `vision_cfg` and a `text_cfg`), beside the weights,
+# `open_clip_model.safetensors` or `open_clip_pytorch_model.bin`. For open_clip's standard `CLIP` class
+# the weights already carry OpenAI's names, so nothing is renamed. What the configuration adds is what
+# a state dict cannot say: the activation (`quick_gelu`, which open_clip defaults to **False**, the exact
+# GELU), the head size, and options our `CLIP` does not have (layer scale, attentional pooling, a text
+# tower from `transformers`, …). `read_open_clip_directory` honours the first, checks the second, and
+# refuses a non-default value of any of the others by name.
+
+# %%
+#| exports
+OPEN_CLIP_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.safetensors', 'open_clip_pytorch_model.bin',
+                     'open_clip_pytorch_model.pth', 'model.safetensors', 'pytorch_model.bin')  # open_clip's order of preference
+_OPEN_CLIP_FIXED = {  # options our CLIP cannot change: the values it has (open_clip's defaults)
+    'vision_cfg': dict(head_width=(64,), mlp_ratio=(4, 4.0), ls_init_value=(None,), attentional_pool=(False,),
+                       no_ln_pre=(False,), pos_embed_type=('learnable',), final_ln_after_pool=(False,),
+                       pool_type=('tok',), act_kwargs=(None, {}), norm_kwargs=(None, {}), block_type=(None, 'default'),
+                       qk_norm=(False,), scaled_cosine_attn=(False,), scale_heads=(False,), scale_attn_inner=(False,),
+                       scale_attn=(False,), scale_fc=(False,), timm_model_name=(None, '')),
+    'text_cfg': dict(mlp_ratio=(4, 4.0), ls_init_value=(None,), embed_cls=(False,), no_causal_mask=(False,),
+                     final_ln_after_pool=(False,), pool_type=('argmax',), proj_bias=(False,), proj_type=('linear',),
+                     act_kwargs=(None, {}), norm_kwargs=(None, {}), block_type=(None, 'default'), qk_norm=(False,),
+                     scaled_cosine_attn=(False,), scale_heads=(False,), scale_attn_inner=(False,), scale_attn=(False,),
+                     scale_fc=(False,), hf_model_name=(None, ''))}
+
+def _open_clip_quick_gelu(cfg: dict, path) -> bool:
+    "Check an open_clip model_cfg against what our CLIP can hold; True if it uses QuickGELU."
+    if not all(isinstance(cfg.get(k), dict) for k in ('vision_cfg', 'text_cfg')):
+        raise CheckpointError(f"{path}: open_clip_config.json has no model_cfg with vision_cfg and text_cfg")
+    if cfg.get('custom_text') or cfg.get('multimodal_cfg') or cfg.get('init_logit_bias') is not None:
+        raise CheckpointError(f"{path}: not open_clip's standard CLIP (custom_text, multimodal_cfg or init_logit_bias set)")
+    for tower, fixed in _OPEN_CLIP_FIXED.items():
+        for key, allowed in fixed.items():
+            if cfg[tower].get(key, allowed[0]) not in allowed:
+                raise CheckpointError(f"{path}: {tower}.{key} = {cfg[tower][key]!r}; our CLIP supports only {allowed[0]!r}")
+    text = cfg['text_cfg']
+    if text.get('width', 512) != 64 * text.get('heads', 8):
+        raise CheckpointError(f"{path}: text_cfg has {text.get('heads', 8)} heads for width {text.get('width', 512)}; "
+                              f"our CLIP, like OpenAI's, uses heads of size 64 (heads = width // 64)")
+    return bool(cfg.get('quick_gelu', False))
+
+def read_open_clip_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:
+    "The state dict of an open_clip model folder (open_clip_config.json + weights) and whether it uses QuickGELU."
+    path = Path(path)
+    try: cfg = json.loads((path / 'open_clip_config.json').read_text())['model_cfg']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: no readable open_clip_config.json with a 'model_cfg' ({e!r})") from None
+    quick_gelu = _open_clip_quick_gelu(cfg, path)
+    weights = next((path / f for f in OPEN_CLIP_WEIGHTS if (path / f).is_file()), None)
+    if weights is None: raise CheckpointError(f"{path} has open_clip_config.json but none of {', '.join(OPEN_CLIP_WEIGHTS)}")
+    sd = read_checkpoint(weights)
+    got, vision, text = config_from_state_dict(sd), cfg['vision_cfg'], cfg['text_cfg']
+    stated = dict(embed_dim=cfg.get('embed_dim'), image_resolution=vision.get('image_size'), context_length=text.get('context_length'))
+    for field, value in stated.items():
+        if value is not None and value != getattr(got, field):
+            raise CheckpointError(f"{path}: open_clip_config.json says {field} {value}, the weights in {weights.name} "
+                                  f"have {getattr(got, field)}")
+    return sd, quick_gelu
+
+
+# %% [markdown]
+# A folder written by hand, the way open_clip lays one out, reads back to MiniCLIP's weights with the
+# activation the configuration names; a configuration with layer scale is refused, by name. (The export
+# section at the end writes such folders, and `tests/test_export.py` has open_clip itself read them.)
+
+# %%
+oc_dir = scratch / 'oc'; oc_dir.mkdir()
+oc_cfg = {'model_cfg': {'embed_dim': 128, 'quick_gelu': False,
+                        'vision_cfg': {'image_size': 48, 'layers': 4, 'width': 128, 'patch_size': 8},
+                        'text_cfg': {'context_length': 32, 'vocab_size': 49408, 'width': 128, 'heads': 2, 'layers': 4}}}
+(oc_dir / 'open_clip_config.json').write_text(json.dumps(oc_cfg))
+save_file(mini.state_dict(), oc_dir / 'open_clip_model.safetensors')
+sd, quick_gelu = read_open_clip_directory(oc_dir)
+assert quick_gelu is False and all(torch.equal(sd[k], v) for k, v in mini.state_dict().items())
+oc_cfg['model_cfg']['vision_cfg']['ls_init_value'] = 1e-5
+(oc_dir / 'open_clip_config.json').write_text(json.dumps(oc_cfg))
+test_fail(lambda: read_open_clip_directory(oc_dir), contains='vision_cfg.ls_init_value = 1e-05')
+shutil.rmtree(oc_dir)
+
+# %% [markdown]
 # ## The trap: QuickGELU or GELU?
 #
 # The model chapter noted that OpenAI's models compute $x\,\sigma(1.702x)$, not the exact GELU. A state
@@ -745,6 +854,8 @@ del exact
 # |---|---|
 # | a released name, a TorchScript archive | `True` (OpenAI's models) |
 # | a Hugging Face directory | from `hidden_act` in `config.json` |
+# | an open_clip directory | from `quick_gelu` in `open_clip_config.json` (absent: `False`, open_clip's default) |
+# | a checkpoint with a top-level `'quick_gelu'` (the training chapter's) | that value |
 # | a plain state dict (`torch.save`, `.safetensors`, open_clip) | `True`, unless told: pass `quick_gelu=False` for open_clip models trained with GELU (those without `-quickgelu` in their name) |
 
 # %% [markdown]
@@ -855,7 +966,6 @@ assert torch.equal(pre(ramp16), pre(Image.fromarray(ramp8)))
 print(f"PIL's own 16-bit conversion: {np.asarray(ramp16.convert('L')).mean():.0f} mean grey level "
       f"(white); ours: {np.asarray(_fix_mode(ramp16)).mean():.1f}, the ramp's {ramp8.mean():.1f}")
 
-
 # %% [markdown]
 # Faithfulness is checked in `tests/test_pretrained.py`: on random pictures of sizes 1×1, 3×1000,
 # 1000×3, 225×223 and 640×480, in every PIL mode, our tensor is *equal* (maximum difference 0) to
@@ -868,7 +978,13 @@ print(f"PIL's own 16-bit conversion: {np.asarray(ramp16.convert('L')).mean():.0f
 # Precision follows OpenAI's `clip.load`: on a CPU the model is float32; on a GPU it keeps the
 # checkpoint's precision, which for the released models is OpenAI's float16 layout (convolutions,
 # linear layers and projections in float16, norms and embeddings in float32). `dtype=` chooses
-# explicitly.
+# explicitly: `torch.float32`, `torch.float16` (OpenAI's layout) or `torch.bfloat16`, which casts every
+# tensor (bfloat16 has float32's range, so the norms need no protection; they still compute in
+# float32).
+#
+# `load` reads a released name, a checkpoint file, a training run's folder (its `checkpoint.pt`), a
+# Hugging Face folder (`config.json`) and an open_clip folder (`open_clip_config.json`); a folder with
+# both configurations, as some Hub repositories have, is read as Hugging Face's.
 #
 # `jit=True` is the one explicit opt-in to TorchScript: it returns `torch.jit.load` of the archive, so
 # the archive's code runs. That code is TorchScript, not arbitrary Python, but it is still code from
@@ -880,29 +996,48 @@ print(f"PIL's own 16-bit conversion: {np.asarray(ramp16.convert('L')).mean():.0f
 
 # %%
 #| exports
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 def _place(model: CLIP, device: torch.device, dtype: torch.dtype | None) -> CLIP:
-    "Move to `device` in `dtype`: float32, or float16 in OpenAI's layout; default float32 on CPU, as stored on GPU."
+    "Move to `device` in `dtype`: float32, float16 in OpenAI's layout, or bfloat16 throughout; default float32 on CPU, as stored on GPU."
     if dtype is None: dtype = torch.float32 if device.type == 'cpu' else model.dtype
-    if dtype not in (torch.float32, torch.float16):
-        raise ValueError(f"dtype must be torch.float32 or torch.float16 (OpenAI's layout), not {dtype}; "
-                         f"for bfloat16 load in float32 and use torch.autocast")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be torch.float32, torch.float16 (OpenAI's layout) or torch.bfloat16, not {dtype}")
     model.float()
     if dtype == torch.float16: convert_weights(model)
+    if dtype == torch.bfloat16: model.bfloat16()
     return model.to(device)
+
+def _resolve(name_or_path: str | os.PathLike, download_root=None) -> Path:
+    "The file or folder behind a released name (downloaded once), a path, or a training run's folder."
+    source = str(name_or_path)
+    if source in MODEL_URLS: return Path(download(MODEL_URLS[source], download_root))
+    if not (os.path.isdir(source) or os.path.isfile(source)):
+        raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
+                                f"nor an existing file or directory")
+    path = Path(source)
+    if path.is_dir() and not any((path / f).is_file() for f in ('config.json', 'open_clip_config.json')):
+        if not (path / 'checkpoint.pt').is_file():
+            raise CheckpointError(f"{path} is a directory without config.json (Hugging Face), open_clip_config.json "
+                                  f"(open_clip) or checkpoint.pt (a training run of this book)")
+        path = path / 'checkpoint.pt'                                    # a run folder written by the training chapter
+    return path
+
+def _read_source(path: Path) -> tuple[dict[str, torch.Tensor], bool, str]:
+    "(OpenAI-layout state dict, QuickGELU unless told otherwise, format) of a resolved file or folder."
+    if path.is_dir() and (path / 'config.json').is_file(): return *read_hf_directory(path), 'huggingface'
+    if path.is_dir(): return *read_open_clip_directory(path), 'open_clip'
+    sd, stored = _read_file(path)
+    return sd, True if stored is None else stored, checkpoint_format(path)
 
 def load(name_or_path: str | os.PathLike, device: str | torch.device | None = None, jit: bool = False,
          download_root: str | os.PathLike | None = None, quick_gelu: bool | None = None,
          dtype: torch.dtype | None = None):
-    "(model, preprocess) for a released model name, a checkpoint file, a training run's folder or a Hugging Face CLIP directory."
-    device, source = get_device(device), str(name_or_path)
-    if source in MODEL_URLS: path = Path(download(MODEL_URLS[source], download_root))
-    elif os.path.isdir(source) or os.path.isfile(source): path = Path(source)
-    else: raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
-                                  f"nor an existing file or directory")
-    if path.is_dir() and not (path / 'config.json').exists() and (path / 'checkpoint.pt').is_file():
-        path = path / 'checkpoint.pt'                                    # a run folder written by the training chapter
-    if path.is_dir(): sd, default_quick, fmt = *read_hf_directory(path), 'huggingface'
-    else: sd, default_quick, fmt = read_checkpoint(path), True, checkpoint_format(path)
+    "(model, preprocess) for a released model name, a checkpoint file, a training run's folder, or a Hugging Face or open_clip CLIP folder."
+    device, path = get_device(device), _resolve(name_or_path, download_root)
+    if dtype is not None and dtype not in _DTYPES:                       # refuse before reading any weights
+        raise ValueError(f"dtype must be torch.float32, torch.float16 (OpenAI's layout) or torch.bfloat16, not {dtype}")
+    sd, default_quick, fmt = _read_source(path)
     if jit and fmt != 'torchscript':
         warnings.warn(f"{path} is not a TorchScript archive ({fmt}); loading it as a state dict instead"); jit = False
     if jit:
@@ -952,7 +1087,25 @@ test_fail(lambda: load(scratch / 'payload-archive.pt', device='cpu', jit=True), 
 test_fail(lambda: load('ViT-B/31', device='cpu'), contains='neither a released model')
 torch.save({'fc.weight': torch.zeros(2, 2)}, scratch / 'not-clip.pt')
 test_fail(lambda: load(scratch / 'not-clip.pt', device='cpu'), contains='not a CLIP checkpoint')
+test_fail(lambda: load(scratch / 'mini.safetensors', device='cpu', dtype=torch.int8), contains='torch.bfloat16')
 assert not marker.exists()
+
+# %% [markdown]
+# `dtype=torch.bfloat16` casts every tensor, and both encoders run in it on a CPU, close to the float32
+# features; and a checkpoint that records `'quick_gelu': False` comes back with the exact GELU unless
+# the caller says otherwise.
+
+# %%
+bf, _ = load(scratch / 'mini.safetensors', device='cpu', dtype=torch.bfloat16)
+assert all(t.dtype == torch.bfloat16 for t in bf.state_dict().values())
+with torch.no_grad(): img_bf, txt_bf = bf.encode_image(images), bf.encode_text(texts)
+test_eq((img_bf.dtype, txt_bf.dtype), (torch.bfloat16, torch.bfloat16))
+cos_bf = min(F.cosine_similarity(img_bf.float(), ref_img).min(), F.cosine_similarity(txt_bf.float(), ref_txt).min()).item()
+assert cos_bf > 0.99
+print(f"bfloat16 against float32 features: cosine >= {cos_bf:.4f}")
+torch.save({'model': mini.state_dict(), 'quick_gelu': False}, scratch / 'gelu.pt')
+test_eq(uses_quick_gelu(load(scratch / 'gelu.pt', device='cpu')[0]), False)
+test_eq(uses_quick_gelu(load(scratch / 'gelu.pt', device='cpu', quick_gelu=True)[0]), True)   # the caller decides
 
 # %% [markdown]
 # ## Which caption fits this picture?
@@ -1018,6 +1171,323 @@ else:
     gap = (probs - caption_probabilities(exact, batch, captions)).abs().max().item()
     print(f"real weights, QuickGELU vs GELU: image-feature cosine >= {cos:.4f}; probabilities move by up to {gap:.3f}")
 
+
+# %% [markdown]
+# ## Tokens of the right length: `get_tokenizer`
+#
+# > "For computational efficiency, the max sequence length was capped at 76." (Radford et al. 2021, §2.4)
+#
+# Every released model reads 77 positions, so `tokenize` pads to 77 unless told otherwise. Our
+# MiniCLIP reads 32. A caption of 50 tokens then fits `tokenize`'s default and still cannot be encoded
+# by MiniCLIP; `encode_text` says so (the model chapter) instead of failing deep inside. The simpler
+# habit is to ask the model for its tokenizer: `get_tokenizer` binds `tokenize` to a model's context
+# length, whether it is given a model, a configuration name, a released name, or anything `load` reads
+# (the length is then the number of rows of `positional_embedding`). open_clip has a function of the
+# same name and use.
+
+# %%
+#| exports
+class Tokenizer:
+    "`tokenize` bound to one context length: tok(texts, truncate=False) -> [n, context_length] token ids."
+    def __init__(self, context_length: int = 77):
+        if context_length < 2: raise ValueError(f"context_length must hold [SOS] and [EOS], got {context_length}")
+        self.context_length = context_length
+
+    def __call__(self, texts: str | list[str], truncate: bool = False) -> torch.LongTensor:
+        return tokenize(texts, context_length=self.context_length, truncate=truncate)
+
+    def decode(self, tokens) -> str | list[str]:
+        "Text of token ids (one row or a batch), as `decode` of the tokenizer chapter."
+        return decode(tokens)
+
+    def __repr__(self): return f"Tokenizer(context_length={self.context_length})"
+
+def get_tokenizer(model_or_name) -> Tokenizer:
+    "The tokenizer of a model: `tokenize` at its context length (a CLIP, a CONFIGS or released name, or a path `load` reads)."
+    if isinstance(model_or_name, torch.nn.Module):
+        n = getattr(model_or_name, 'context_length', None)
+        if not isinstance(n, int): raise TypeError(f"{type(model_or_name).__name__} has no integer context_length")
+        return Tokenizer(n)
+    if isinstance(model_or_name, CLIPConfig): return Tokenizer(model_or_name.context_length)
+    name = str(model_or_name)
+    if name in CONFIGS: return Tokenizer(CONFIGS[name].context_length)
+    if os.path.exists(name): return Tokenizer(_read_source(_resolve(name))[0]['positional_embedding'].shape[0])
+    raise KeyError(f"{name!r} is neither a configuration ({', '.join(CONFIGS)}) nor an existing file or directory")
+
+
+# %%
+tok32 = get_tokenizer(mini)
+print(tok32, tok32(['a red circle']).shape)
+test_eq(tok32(['a red circle']), tokenize(['a red circle'], context_length=32))
+test_eq([get_tokenizer(n).context_length for n in ('MiniCLIP', 'ViT-B/32')], [32, 77])
+test_eq(get_tokenizer(scratch / 'run').context_length, 32)                   # read off the checkpoint
+caption = 'a smiling face with heart-shaped eyes and rosy cheeks, ' * 4
+n_tokens = int(tokenize(caption).argmax()) + 1
+for bad in (lambda: tok32(caption), lambda: mini.encode_text(tokenize(caption))):
+    try: bad()
+    except ValueError as e: show(e)
+test_fail(lambda: tok32(caption), contains=f'is {n_tokens} tokens')
+test_fail(lambda: mini.encode_text(tokenize(caption)), contains="use get_tokenizer(model)")
+test_eq(tok32(caption, truncate=True)[0, -1], 49407)
+test_eq(tok32.decode(tok32('A red circle')), ['a red circle'])
+
+
+# %% [markdown]
+# ## A model and its two transforms: `create_model_and_transforms`
+#
+# > "A random square crop from resized images is the only data augmentation used during training."
+# > (Radford et al. 2021, §2.3)
+#
+# open_clip hands out a model with two transforms: one for training, with the paper's augmentation,
+# and the deterministic one for evaluation (`image_transform` above). The training transform resizes
+# the short side to `n_px · z`, with a zoom `z` drawn from `zoom` each time, and crops an `n_px` square
+# at a random place. Only the window that is kept is resized (PIL's `box`), so a huge picture costs no
+# more than a small one.
+#
+# The trap is in the random numbers. A transform that owns a NumPy generator is copied into every
+# `DataLoader` worker process with the generator's state, so all workers would draw *the same* crops.
+# `TrainTransform` therefore starts a fresh stream in each worker, from the worker's seed (which
+# PyTorch draws anew for every epoch) together with `seed`, if one was given.
+
+# %%
+#| exports
+class TrainTransform:
+    "The paper's training augmentation: short side resized to n_px·z, z ~ U(zoom), a random n_px square crop, RGB, normalise."
+    def __init__(self, n_px: int, zoom: tuple[float, float] = (1.0, 1.2), seed: int | None = None,
+                 mean=OPENAI_MEAN, std=OPENAI_STD):
+        if not 0 < zoom[0] <= zoom[1]: raise ValueError(f"zoom must be (low, high) with 0 < low <= high, got {zoom}")
+        self.n_px, self.zoom, self.seed = n_px, tuple(zoom), seed
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self._rng, self._worker_seed = None, None
+
+    def _generator(self) -> np.random.Generator:
+        "This process's generator: one stream in the main process, a fresh one per DataLoader worker and epoch."
+        info = torch.utils.data.get_worker_info()
+        worker_seed = None if info is None else info.seed
+        if self._rng is None or worker_seed != self._worker_seed:
+            entropy = [s for s in (self.seed, worker_seed) if s is not None]
+            self._rng, self._worker_seed = np.random.default_rng(entropy or None), worker_seed
+        return self._rng
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:                # PIL image -> [3, n_px, n_px]
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"expected a PIL image (Image.open(path) or Image.fromarray(array)), got {type(image).__name__}")
+        (w, h), n, rng = image.size, self.n_px, self._generator()
+        if w == 0 or h == 0: raise ValueError(f"cannot transform an empty image of size {w}×{h}")
+        scale = n * rng.uniform(*self.zoom) / min(w, h)
+        nw, nh = max(n, round(w * scale)), max(n, round(h * scale))       # the resized picture, never below n
+        left, top = int(rng.integers(0, nw - n + 1)), int(rng.integers(0, nh - n + 1))
+        sx, sy = w / nw, h / nh
+        image = _to_rgb(_fix_mode(image)).resize((n, n), Image.Resampling.BICUBIC,
+                                                 box=(left * sx, top * sy, (left + n) * sx, (top + n) * sy))
+        x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)   # [3, n, n]
+        return (x - self.mean) / self.std
+
+    def __repr__(self): return f"TrainTransform(n_px={self.n_px}, zoom={self.zoom}: random square crop, RGB, normalise)"
+
+
+# %% [markdown]
+# Checks: the output has the eval transform's shape; two calls crop differently; the same seed gives
+# the same crops; and with no zoom, a picture that is already `n_px` square is kept whole, which is
+# exactly what the eval transform makes of it.
+
+# %%
+china = pictures['china']                                                # 640 × 427, from the example above
+aug = TrainTransform(224, seed=0)
+a, b = aug(china), aug(china)
+test_eq(a.shape, (3, 224, 224)); assert not torch.equal(a, b)
+test_eq(TrainTransform(224, seed=0)(china), a)
+square = china.resize((48, 48))
+test_close(TrainTransform(48, zoom=(1, 1))(square), image_transform(48)(square), eps=1e-6)
+print(aug)
+
+
+# %%
+#| exports
+def create_model_and_transforms(name: str | None, pretrained: str | os.PathLike | None = None, device=None,
+                                quick_gelu: bool | None = None) -> tuple[CLIP, TrainTransform, ImageTransform]:
+    "(model, train_transform, eval_transform) as in open_clip: `CONFIGS[name]` randomly initialised, or `pretrained` loaded."
+    if pretrained is None:
+        if name is None: raise ValueError("give a configuration name, pretrained weights, or both")
+        model = create_model(name, quick_gelu=True if quick_gelu is None else quick_gelu).to(get_device(device))
+    else:
+        if str(pretrained) == 'openai' and name in MODEL_URLS: pretrained = name   # open_clip's tag for OpenAI's weights
+        model, _ = load(pretrained, device=device, quick_gelu=quick_gelu)
+        if name is not None:
+            if name not in CONFIGS: raise KeyError(f"unknown configuration {name!r}; choose one of {list(CONFIGS)} or None")
+            got, want = asdict(config_from_state_dict(model.state_dict())), asdict(CONFIGS[name])
+            if diff := [f"{k} {got[k]} (not {want[k]})" for k in want if got[k] != want[k]]:
+                warnings.warn(f"{pretrained} is not a {name}: it has {', '.join(diff)}; the model follows the checkpoint")
+    n_px = model.visual.input_resolution
+    return model, TrainTransform(n_px), image_transform(n_px)
+
+
+# %% [markdown]
+# A name alone gives a random model, ready to train (in training mode); with `pretrained`, the weights
+# and the architecture come from the checkpoint (in evaluation mode, as from `load`), and a name that
+# disagrees with them is reported:
+
+# %%
+model, train_tf, eval_tf = create_model_and_transforms('MiniCLIP', device='cpu')
+test_eq((type(model).__name__, model.training, train_tf.n_px, eval_tf.n_px), ('CLIP', True, 48, 48))
+model, train_tf, eval_tf = create_model_and_transforms('MiniCLIP', pretrained=scratch / 'run', device='cpu')
+assert all(torch.equal(model.state_dict()[k], v) for k, v in mini.state_dict().items()) and not model.training
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    create_model_and_transforms('MiniCLIP-RN', pretrained=scratch / 'run', device='cpu')
+assert 'the model follows the checkpoint' in str(caught[0].message)
+
+
+# %% [markdown]
+# ## Export to the ecosystem: `export_model`
+#
+# The reverse of everything above: a model trained here, or any source `load` reads, written as a
+# folder that Hugging Face `transformers` or open_clip load with their own code.
+#
+# - **`format='hf'`** writes `config.json` (a `CLIPConfig`: sizes, heads, layers, the MLP at 4 × width,
+#   `max_position_embeddings` = the context length, `hidden_act` `'quick_gelu'` or `'gelu'` as the
+#   model computes), `model.safetensors` (the names through `openai_to_hf`), and the tokenizer and image
+#   preprocessing files, so that `transformers.CLIPModel.from_pretrained(folder)` and
+#   `transformers.CLIPProcessor.from_pretrained(folder)` work. One setting needs care: HF's text
+#   tower pools at the first occurrence of `eos_token_id`, and at `argmax(input_ids)` only for the old
+#   value 2. With `eos_token_id` = 49407, the largest id, the first [EOS] *is* the argmax of any row of
+#   our `tokenize`, so both rules pick the same position. (HF's tokenizer pads with [EOS] rather than
+#   zeros; the first [EOS] is still the one that counts. Built from our vocabulary and merges, it gives
+#   our ids on ordinary text, but it does not run ftfy, so mojibake and HTML entities can come out
+#   differently.) `transformers` has no ResNet CLIP, so a ResNet is refused with `format='hf'`.
+# - **`format='open_clip'`** writes `open_clip_config.json` (a `model_cfg` with `embed_dim`,
+#   `quick_gelu`, `vision_cfg` and `text_cfg`, and OpenAI's preprocessing) and
+#   `open_clip_model.safetensors` with the state dict as it is: open_clip's `CLIP` uses OpenAI's names.
+#   ViT and ResNet models both export. open_clip reads the folder with
+#   `open_clip.create_model_and_transforms('local-dir:' + str(folder))`, and
+#   `open_clip.get_tokenizer('local-dir:' + str(folder))` gives its tokenizer at the right context length.
+#
+# Weights keep the dtype the model holds; a source is loaded on the CPU in float32 first. The
+# activation travels with the folder, so `load(folder)` gives back the same model.
+
+# %%
+#| exports
+def _heads(transformer: torch.nn.Module, width: int) -> int:
+    "The number of attention heads of a Transformer (width // 64 when it has no layers)."
+    return transformer.resblocks[0].attn.heads if len(transformer.resblocks) else max(1, width // 64)
+
+def _as_clip(model_or_source) -> tuple[CLIP, str]:
+    "The CLIP to export (unwrapped from DistributedDataParallel or torch.compile, or loaded) and its name for messages."
+    if not isinstance(model_or_source, torch.nn.Module): return load(model_or_source, device='cpu')[0], repr(str(model_or_source))
+    model = model_or_source
+    while (inner := next((getattr(model, a) for a in ('module', '_orig_mod')
+                          if isinstance(getattr(model, a, None), torch.nn.Module)), None)) is not None: model = inner
+    if not isinstance(model, CLIP): raise TypeError(f"export_model needs a CLIP or a source load() reads, got a {type(model).__name__}")
+    cfg = config_from_state_dict(model.state_dict())
+    return model, next((repr(n) for n, c in CONFIGS.items() if c == cfg), f"this CLIP ({cfg})")
+
+def _hf_files(model: CLIP, cfg: CLIPConfig, quick_gelu: bool) -> dict[str, dict]:
+    "config.json (a transformers CLIPConfig), preprocessor_config.json and, for OpenAI's vocabulary, tokenizer_config.json."
+    act, openai_vocab = 'quick_gelu' if quick_gelu else 'gelu', cfg.vocab_size == default_tokenizer().vocab_size
+    ids = dict(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407) if openai_vocab else dict(eos_token_id=2)  # 2: HF's argmax pooling
+    text = dict(model_type='clip_text_model', vocab_size=cfg.vocab_size, hidden_size=cfg.transformer_width,
+                intermediate_size=4 * cfg.transformer_width, num_attention_heads=cfg.transformer_heads,
+                num_hidden_layers=cfg.transformer_layers, max_position_embeddings=cfg.context_length,
+                projection_dim=cfg.embed_dim, hidden_act=act, layer_norm_eps=1e-5, **ids)
+    vision = dict(model_type='clip_vision_model', hidden_size=cfg.vision_width, intermediate_size=4 * cfg.vision_width,
+                  num_attention_heads=_heads(model.visual.transformer, cfg.vision_width), num_hidden_layers=cfg.vision_layers,
+                  image_size=cfg.image_resolution, patch_size=cfg.vision_patch_size, num_channels=3,
+                  projection_dim=cfg.embed_dim, hidden_act=act, layer_norm_eps=1e-5)
+    n = cfg.image_resolution
+    files = {'config.json': dict(architectures=['CLIPModel'], model_type='clip', projection_dim=cfg.embed_dim,
+                                 logit_scale_init_value=float(model.logit_scale.detach()), text_config=text, vision_config=vision),
+             'preprocessor_config.json': dict(image_processor_type='CLIPImageProcessor', do_convert_rgb=True, do_resize=True,
+                                              size={'shortest_edge': n}, resample=3, do_center_crop=True,   # 3: bicubic
+                                              crop_size={'height': n, 'width': n}, do_rescale=True, rescale_factor=1 / 255,
+                                              do_normalize=True, image_mean=list(OPENAI_MEAN), image_std=list(OPENAI_STD))}
+    if openai_vocab:
+        files['tokenizer_config.json'] = dict(tokenizer_class='CLIPTokenizer', model_max_length=cfg.context_length,
+                                              bos_token=SOT, eos_token=EOT, unk_token=EOT, pad_token=EOT)
+    return files
+
+def _open_clip_files(model: CLIP, cfg: CLIPConfig, quick_gelu: bool) -> dict[str, dict]:
+    "open_clip_config.json: open_clip's model_cfg for this architecture and activation, and OpenAI's preprocessing."
+    vit = isinstance(cfg.vision_layers, int)
+    vision = dict(image_size=cfg.image_resolution, layers=cfg.vision_layers if vit else list(cfg.vision_layers),
+                  width=cfg.vision_width, patch_size=cfg.vision_patch_size,
+                  head_width=cfg.vision_width // _heads(model.visual.transformer, cfg.vision_width) if vit else 64)
+    text = dict(context_length=cfg.context_length, vocab_size=cfg.vocab_size, width=cfg.transformer_width,
+                heads=cfg.transformer_heads, layers=cfg.transformer_layers)
+    return {'open_clip_config.json': dict(
+        model_cfg=dict(embed_dim=cfg.embed_dim, quick_gelu=quick_gelu, vision_cfg=vision, text_cfg=text),
+        preprocess_cfg=dict(mean=list(OPENAI_MEAN), std=list(OPENAI_STD), interpolation='bicubic', resize_mode='shortest'))}
+
+
+# %%
+#| exports
+def export_model(model_or_source, out: str | os.PathLike, format: str = 'hf') -> Path:
+    """Write a CLIP (or anything `load` reads) as a folder for Hugging Face (format='hf') or open_clip; returns the folder.
+
+    format='hf' (ViT only):  transformers.CLIPModel.from_pretrained(out); transformers.CLIPProcessor.from_pretrained(out)
+    format='open_clip':      open_clip.create_model_and_transforms('local-dir:' + str(out)); open_clip.get_tokenizer('local-dir:' + str(out))
+    Both:                    clip_annotated.load(out)
+    """
+    if format not in ('hf', 'open_clip'): raise ValueError(f"format must be 'hf' or 'open_clip', got {format!r}")
+    model, name = _as_clip(model_or_source)
+    quick_gelu = uses_quick_gelu(model)
+    cfg = config_from_state_dict(model.state_dict())
+    cfg = replace(cfg, transformer_heads=_heads(model.transformer, cfg.transformer_width))
+    if format == 'hf' and not isinstance(cfg.vision_layers, int):
+        raise ValueError(f"{name} is a ResNet CLIP (vision_layers={cfg.vision_layers}); transformers has no ResNet CLIP "
+                         f"class, so it cannot be exported with format='hf'. Use format='open_clip'.")
+    try: from safetensors.torch import save_file as write_safetensors
+    except ImportError: raise ImportError("export_model writes .safetensors files with the safetensors package: "
+                                          "pip install safetensors") from None
+    sd = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    if format == 'hf':
+        write_safetensors({k: v.contiguous().clone() for k, v in openai_to_hf(sd).items()}, out / 'model.safetensors',
+                          metadata={'format': 'pt'})                      # transformers checks this field
+        files = _hf_files(model, cfg, quick_gelu)
+        if 'tokenizer_config.json' in files:                             # the BPE files of the tokenizer chapter
+            tok = default_tokenizer()
+            (out / 'vocab.json').write_text(json.dumps(tok.encoder, ensure_ascii=False), encoding='utf-8')
+            merges = sorted(tok.bpe_ranks, key=tok.bpe_ranks.get)
+            (out / 'merges.txt').write_text('#version: 0.2\n' + ''.join(f'{a} {b}\n' for a, b in merges), encoding='utf-8')
+    else:
+        write_safetensors({k: v.contiguous() for k, v in sd.items()}, out / 'open_clip_model.safetensors')
+        files = _open_clip_files(model, cfg, quick_gelu)
+    for file, content in files.items():
+        (out / file).write_text(json.dumps(content, indent=2) + '\n', encoding='utf-8')
+    return out
+
+
+# %% [markdown]
+# The round trip through `load`: MiniCLIP with each activation, written in both formats and read back,
+# gives the same features and the same activation; the ResNet MiniCLIP goes to open_clip and is refused,
+# by name, for Hugging Face. `tests/test_export.py` proves the other half of the claim: that
+# `transformers.CLIPModel.from_pretrained` and open_clip's `create_model('local-dir:…')` read these
+# folders and compute our `encode_image` and `encode_text` within 1e-5 (random weights, both
+# activations, MiniCLIP and another small ViT, and a ResNet for open_clip).
+
+# %%
+for quick_gelu in (True, False):
+    src = copy.deepcopy(mini)
+    if not quick_gelu:
+        for blk in [*src.visual.transformer.resblocks, *src.transformer.resblocks]: blk.mlp.gelu = torch.nn.GELU()
+    with torch.no_grad(): want_img, want_txt = src.encode_image(images), src.encode_text(texts)
+    for fmt in ('hf', 'open_clip'):
+        folder = export_model(src, scratch / f'export-{fmt}-{quick_gelu}', format=fmt)
+        back, pre = load(folder, device='cpu')
+        test_eq((uses_quick_gelu(back), pre.n_px), (quick_gelu, 48))
+        with torch.no_grad():
+            test_close(back.encode_image(images), want_img, eps=1e-6)
+            test_close(back.encode_text(texts), want_txt, eps=1e-6)
+print(sorted(p.name for p in (scratch / 'export-hf-True').iterdir()))
+print(sorted(p.name for p in (scratch / 'export-open_clip-True').iterdir()))
+rn = create_model('MiniCLIP-RN').eval()
+back, _ = load(export_model(rn, scratch / 'export-rn', format='open_clip'), device='cpu')
+assert all(torch.equal(back.state_dict()[k], v) for k, v in rn.state_dict().items())
+try: export_model(rn, scratch / 'export-rn-hf', format='hf')
+except ValueError as e: show(e)
+test_fail(lambda: export_model(rn, scratch / 'export-rn-hf'), contains="'MiniCLIP-RN' is a ResNet CLIP")
+
 # %% [markdown]
 # ## Checked against the reference implementations
 #
@@ -1034,19 +1504,30 @@ else:
 #   wrong hash, a transfer cut short and a refused connection, leaving nothing behind on failure;
 # - a pickled payload is refused, and never runs, through every reader a user can reach;
 # - `preprocess` equals open_clip's OpenAI transform pixel for pixel;
-# - our nine URLs are open_clip's `openai` URLs.
+# - our nine URLs are open_clip's `openai` URLs;
+# - `dtype=torch.bfloat16` (ViT and ResNet), the activation recorded by a checkpoint or an open_clip
+#   folder, the refusals of open_clip options our `CLIP` lacks, `get_tokenizer`, `encode_text` on rows
+#   longer than the context, `create_model_and_transforms`, and `TrainTransform` drawing different crops
+#   in different `DataLoader` workers, reproducibly.
+#
+# `tests/test_export.py` checks `export_model` against the libraries it writes for: `transformers`
+# and open_clip load the folders with nothing missing or left over and compute our features within
+# 1e-5 (MiniCLIP and another small ViT with both activations, MiniCLIP-RN for open_clip), on our tokens
+# and on their own tokenizers' tokens; open_clip's transform from the folder equals ours pixel for pixel.
 #
 # ## What we measured
 #
 # The numbers of this run, printed by the cells above: the variant table (input resolutions from
-# `CONFIGS`), the QuickGELU-versus-GELU gap on random ViT-B/32 weights, and the refusals of the payload
-# files. The real-weights cell needs OpenAI's files, which a machine without internet does not have.
+# `CONFIGS`), the QuickGELU-versus-GELU gap on random ViT-B/32 weights, the agreement of bfloat16 with
+# float32, and the refusals of the payload files. The real-weights cell needs OpenAI's files, which a
+# machine without internet does not have.
 
 # %%
 print(f"released models: {len(available_models())}, input resolutions "
       f"{sorted({CONFIGS[n].image_resolution for n in available_models()})}")
 print(f"QuickGELU vs GELU, random ViT-B/32 weights: feature cosine >= {min(cos_img, cos_txt):.5f}, "
       f"probabilities move by <= {gap:.4f}")
+print(f"bfloat16 against float32, MiniCLIP features on a CPU: cosine >= {cos_bf:.4f}")
 print(f"payload marker file present after all refusals: {marker.exists()}")
 shutil.rmtree(scratch, ignore_errors=True)
 _ = footer(_t0)

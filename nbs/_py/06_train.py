@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import argparse, gc, json, math, os, queue, random, sys, tempfile, threading, time
+import argparse, gc, itertools, json, math, os, queue, random, sys, tempfile, threading, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 from clip_annotated.core import autocast_dtype, get_device, hardware, in_test, seed_everything
-from clip_annotated.model import CONFIGS, CLIP, CLIPConfig, count_parameters, create_model
+from torch.utils.data import DataLoader, IterableDataset
+from clip_annotated.model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
-from clip_annotated.data import EmojiDataset, SceneDataset, collate
+from clip_annotated.data import EmojiDataset, SceneDataset, collate, open_data
 
 # %%
 import copy, shutil
@@ -104,6 +105,20 @@ class TrainConfig:
     prefetch: int | None = None             # batches prepared ahead in a background thread (None: 2 on CUDA, 0 on CPU)
     device: str | None = None               # None: CUDA if available, else CPU
     progress: bool = True                   # tqdm progress bar
+    # your own pairs (open_clip's option names): used instead of `data` when train_data is set
+    train_data: str | None = None           # CSV/TSV file or webdataset shards (list, {a..b} range, glob, folder, pipe:, URL)
+    val_data: str | None = None             # held-out pairs, same forms (None: no held-out retrieval)
+    dataset_type: str = 'auto'              # 'auto' (.csv/.tsv: csv, else webdataset), 'csv' or 'webdataset'
+    csv_img_key: str = 'filepath'           # CSV column of image paths (relative to the CSV's folder)
+    csv_caption_key: str = 'title'          # CSV column of captions
+    csv_separator: str | None = None        # None: tab for .tsv/.tab, else comma
+    train_num_samples: int | None = None    # shards: samples per epoch (needed with dataset_resampled)
+    dataset_resampled: bool = False         # shards: draw with replacement, so every rank runs the same steps
+    workers: int = 0                        # shards: DataLoader worker processes per rank
+    # fine-tuning
+    pretrained: str | None = None           # start from these weights: released name, checkpoint, HF/open_clip dir, run folder
+    lock_image: bool = False                # freeze the image tower (LiT)
+    lock_text: bool = False                 # freeze the text tower
 
     def clip_config(self) -> CLIPConfig:
         "The model's `CLIPConfig`: `CONFIGS[model]` with `model_overrides` applied."
@@ -470,16 +485,18 @@ print({k: round(v, 4) for k, v in r.items()})
 #| exports
 @torch.no_grad()
 def evaluate(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10)) -> dict:
-    "Retrieval metrics of `model` on `dataset` ((image, caption) items): all pictures against all distinct captions."
+    "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions."
     device = get_device(device)
     was_training = model.training; model.eval()
     ctx = model.context_length
     captions, images = [], []
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        x, _ = collate(items, context_length=ctx)
+    items = iter(dataset) if isinstance(dataset, IterableDataset) else (dataset[i] for i in range(len(dataset)))
+    while raw := list(itertools.islice(items, batch_size)):
+        if not (chunk := [it for it in raw if it is not None]): continue                   # bad samples are None
+        x, _ = collate(chunk, context_length=ctx)
         images.append(model.encode_image(x.to(device)).float().cpu())
-        captions += [c for _, c in items]
+        captions += [c for _, c in chunk]
+    if not captions: raise ValueError(f"no usable held-out pair in {dataset!r}")
     texts = list(dict.fromkeys(captions))                                 # distinct, in order of appearance
     index = {c: j for j, c in enumerate(texts)}
     tokens = tokenize(texts, context_length=ctx, truncate=True)
@@ -560,6 +577,48 @@ back = load_checkpoint(p)                                                     # 
 set_rng_state(back['rng'])
 test_eq((random.random(), np.random.rand(), torch.rand(1).item()), a)
 test_eq(sorted(q.name for q in scratch.iterdir()), ['ckpt.pt'])               # no temp file left behind
+
+# %% [markdown]
+# Resuming continues *the same run*: the weights, the optimiser's moments, the schedule's position and
+# the data order all come from the checkpoint. A command line that asks for something else (another
+# learning rate, batch size, data set or model) cannot be honoured by a resume, and carrying on
+# silently with the old settings would make the report lie about what was trained. So a resume first
+# compares the saved configuration with the new one and refuses, naming each difference; to train on
+# from a run's weights with new settings, start a new run from it with `--pretrained`. Settings that do
+# not change what is trained (where logs go, threads, how often to evaluate or checkpoint) may differ.
+
+# %%
+#| exports
+FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers'}
+
+def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+    "The fields (outside `FREE_ON_RESUME`) where `cfg` differs from a run's saved configuration, as readable lines."
+    plain = lambda v: json.loads(json.dumps(v, default=str))              # tuples and lists compare alike
+    defaults = asdict(TrainConfig())
+    return [f"{k.replace('_', '-')}: {saved.get(k, defaults[k])!r} in the run, {v!r} now"
+            for k, v in asdict(cfg).items()
+            if k not in FREE_ON_RESUME and plain(saved.get(k, defaults[k])) != plain(v)]
+
+def check_resume(ck: dict, cfg: TrainConfig, path: str | Path) -> None:
+    "Refuse to resume checkpoint `ck` (at `path`) with a configuration or process count other than its own."
+    changes = config_changes(ck['config'], cfg)
+    if changes:
+        raise ValueError(f"{path} was trained with other settings ({'; '.join(changes)}). Resume with the run's "
+                         f"settings, use another --out (or --no-resume) for a new run, or fine-tune from it: "
+                         f"--pretrained {Path(path).parent} --out {Path(path).parent}-finetuned")
+    if ck['data']['world_size'] != world_info()[1]:   # the data order depends on how the epoch is dealt out
+        raise ValueError(f"{path} was written by {ck['data']['world_size']} process(es), this run has {world_info()[1]}: "
+                         "resume with the same number, or start afresh with --no-resume")
+
+
+# %%
+saved = asdict(replace(TrainConfig(), lr=1e-3))
+test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3, out='elsewhere', eval_every=5)), [])
+test_eq(config_changes(saved, TrainConfig()), ["lr: 0.001 in the run, 0.0005 now"])
+test_fail(lambda: check_resume(dict(config=saved, data=dict(world_size=1)), TrainConfig(), Path('runs/x/checkpoint.pt')),
+          contains='--pretrained runs/x --out runs/x-finetuned')
+del saved['lock_text']                                # a checkpoint from before a field existed: its default
+test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3)), [])
 
 
 # %% [markdown]
@@ -648,6 +707,104 @@ test_eq(next(iter(prefetch(range(10**9), depth=2))), 0)                         
 
 
 # %% [markdown]
+# Web-scale pairs do not fit a map-style data set: they come as tar shards that each process streams,
+# which the data chapter reads through the `webdataset` library (split by rank and by worker, shuffled
+# through a buffer). A stream has no length, and shards differ in size, so the ranks cannot know in
+# advance how many batches each will get; if one rank stopped while another waited in the gradient
+# all-reduce, the run would hang. So before each step the ranks agree: each says whether it has a
+# batch, and all go on only if all have one (`all_have`, a minimum over ranks). With
+# `--dataset-resampled`, shards are drawn with replacement, the stream never ends, and an epoch is
+# simply `--train-num-samples` divided by the batch size, the same on every rank. `stream_batches`
+# turns a stream into this rank's full batches; a `DataLoader` with `workers` processes decodes them.
+
+# %%
+#| exports
+def stream_batches(dataset, epoch: int, batch_size: int, start: int = 0, tokens: TokenCache | None = None,
+                   workers: int = 0, limit: int | None = None):
+    "Yield (batch index, images, tokens) of `epoch` from an iterable data set (this rank's share), full batches only."
+    tokens = tokens or TokenCache()
+    dataset.set_epoch(epoch)
+    samples = DataLoader(dataset, batch_size=None, num_workers=workers)      # workers decode; None = a skipped sample
+    good = (it for it in samples if it is not None)
+    for b in itertools.count():
+        if limit is not None and b >= limit: return
+        items = list(itertools.islice(good, batch_size))
+        if len(items) < batch_size: return                                     # the stream's short tail is dropped
+        if b >= start: yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
+
+def all_have(has: bool, device=None) -> bool:
+    "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
+    if not (dist.is_available() and dist.is_initialized()): return has
+    flag = torch.tensor([int(has)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
+# %%
+class _Stream(IterableDataset):                      # a toy stream of n scenes with odd ones skipped (None)
+    def __init__(self, n): self.ds, self.n = SceneDataset(n, seed=0, image_size=48, train=True), n
+    def set_epoch(self, epoch): self.ds.set_epoch(epoch)
+    def __iter__(self): return (self.ds[i] if i % 7 else None for i in range(self.n))
+got = list(stream_batches(_Stream(40), epoch=0, batch_size=8, tokens=TokenCache(32)))
+test_eq([b for b, *_ in got], [0, 1, 2, 3]); test_eq(got[0][1].shape, (8, 3, 48, 48))    # 34 good: 4 full batches
+test_eq([b for b, *_ in stream_batches(_Stream(40), 0, 8, start=2, tokens=TokenCache(32))], [2, 3])
+test_eq(len(list(stream_batches(_Stream(40), 0, 8, limit=1, tokens=TokenCache(32)))), 1)
+assert all_have(True) and not all_have(False)
+
+# %% [markdown]
+# ## Fine-tuning: starting from weights
+#
+# A run need not start from random weights. `--pretrained` takes anything the
+# [released weights](03_pretrained.ipynb) chapter's `load` reads (a released model's name, an OpenAI,
+# Hugging Face or open_clip checkpoint, or one of our run folders), and the architecture follows the
+# checkpoint, not `--model`. Everything else is fresh: the optimiser state, the warm-up and cosine
+# schedule, and the learning rate given on the command line, which is what fine-tuning means.
+# Locking a tower freezes it: LiT (Zhai et al. 2022) showed that a frozen, well-trained image tower
+# with a text tower trained to match it is a strong recipe. A frozen parameter gets no gradient and is
+# left out of the optimiser, so weight decay cannot move it either.
+
+# %%
+#| exports
+TEXT_TOWER = ('token_embedding', 'positional_embedding', 'transformer', 'ln_final', 'text_projection')
+
+def model_from_checkpoint(ck: dict, weights: bool = True) -> tuple[CLIP, CLIPConfig]:
+    "(model, CLIPConfig) that a training checkpoint describes, with its weights (or only its shape)."
+    mcfg = CLIPConfig(**ck['model_config'])
+    model = create_model(mcfg, quick_gelu=ck.get('quick_gelu', True))
+    if weights: model.load_state_dict(ck['model'])
+    return model, mcfg
+
+def initial_model(cfg: TrainConfig, ck: dict | None = None) -> tuple[CLIP, CLIPConfig]:
+    "(model, its CLIPConfig) to start from: resumed checkpoint `ck`'s shape, `cfg.pretrained`'s weights, or `cfg.model` at random."
+    if ck is not None: return model_from_checkpoint(ck, weights=False)       # resuming: its weights are loaded later
+    if cfg.pretrained and Path(cfg.pretrained, 'checkpoint.pt').is_file():   # one of our runs: its exact configuration
+        return model_from_checkpoint(load_checkpoint(Path(cfg.pretrained, 'checkpoint.pt')))
+    if cfg.pretrained:
+        from clip_annotated.pretrained import load
+        model, _ = load(cfg.pretrained, device='cpu', dtype=torch.float32)
+        return model.train(), config_from_state_dict(model.state_dict())
+    mcfg = cfg.clip_config()
+    return create_model(mcfg), mcfg
+
+def lock_towers(model: CLIP, image: bool = False, text: bool = False) -> CLIP:
+    "Freeze the image tower (`visual`) and/or the text tower (`TEXT_TOWER`); `logit_scale` stays trainable."
+    for name, p in model.named_parameters():
+        top = name.split('.')[0]
+        if (image and top == 'visual') or (text and top in TEXT_TOWER): p.requires_grad_(False)
+    return model
+
+
+# %%
+m = lock_towers(create_model('MiniCLIP'), image=True)
+frozen = {n.split('.')[0] for n, p in m.named_parameters() if not p.requires_grad}
+test_eq(frozen, {'visual'})
+test_eq({n.split('.')[0] for n, p in lock_towers(create_model('MiniCLIP'), text=True).named_parameters()
+         if not p.requires_grad}, set(TEXT_TOWER))
+opt = make_optimizer(m, TrainConfig())
+assert not any(p is q for g in opt.param_groups for p in g['params'] for q in m.visual.parameters())   # not optimised
+
+
+# %% [markdown]
 # ## The loop
 #
 # `train` puts the pieces together. It sets up the process group when `torchrun` started it (gloo on
@@ -656,10 +813,13 @@ test_eq(next(iter(prefetch(range(10**9), depth=2))), 0)                         
 # then loops over steps. Every step appends one line to `metrics.jsonl` (loss, learning rate,
 # temperature, samples per second) and updates a progress bar; every `ckpt_every` steps and at the end
 # rank 0 writes the checkpoint. When the steps are done it plots the curves, measures held-out
-# retrieval and writes `report.md`. Only rank 0 writes files. The data comes from `make_datasets`
-# (the emoji set or scenes, as `cfg.data` says), or from `datasets=(train set, held-out set)`, any
-# map-style data sets of (image, caption) pairs: the bias chapter trains on a deliberately skewed
-# copy of the emoji set that way. A run's data is not in its checkpoint, so resume with the same pair.
+# retrieval and writes `report.md`. Only rank 0 writes files. The data comes from `make_datasets`:
+# your pairs when `cfg.train_data` names a CSV file or shards (read by the data chapter's `open_data`),
+# else the emoji set or scenes, as `cfg.data` says. Or pass `datasets=(train set, held-out set)`,
+# map-style or streaming data sets of (image, caption) pairs: the bias chapter trains on a
+# deliberately skewed copy of the emoji set that way. A map-style set is dealt out by the sampler
+# above, each pair to one rank once per epoch; a stream by shards, with the ranks agreeing on when an
+# epoch ends. A run's data is not in its checkpoint, so resume with the same data.
 
 # %%
 #| exports
@@ -675,14 +835,39 @@ def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device
     return rank, world, dev
 
 def make_datasets(cfg: TrainConfig, image_size: int):
-    "(training set with augmentation, held-out set with plain captions) for `cfg.data`."
+    "(training set with augmentation, held-out set with plain captions or None) for `cfg.train_data`/`val_data`, else `cfg.data`."
+    if cfg.train_data:
+        kw = dict(dataset_type=cfg.dataset_type, image_size=image_size, seed=cfg.seed, csv_img_key=cfg.csv_img_key,
+                  csv_caption_key=cfg.csv_caption_key, csv_separator=cfg.csv_separator)
+        return (open_data(cfg.train_data, train=True, resampled=cfg.dataset_resampled, **kw),
+                open_data(cfg.val_data, train=False, split=False, **kw) if cfg.val_data else None)
     if cfg.data == 'emoji':
         return (EmojiDataset('train', image_size=image_size, train=True, templates=cfg.templates, seed=cfg.seed),
                 EmojiDataset('test', image_size=image_size, train=False, seed=cfg.seed))
     if cfg.data == 'scenes':
         return (SceneDataset(cfg.n_scenes, seed=cfg.seed, image_size=image_size, train=True),
                 SceneDataset(cfg.n_scenes // 4, seed=cfg.seed + 1_000_003, image_size=image_size, train=False))
-    raise ValueError(f"data {cfg.data!r}: choose 'emoji' or 'scenes'")
+    raise ValueError(f"--data {cfg.data!r}: the built-in sets are 'emoji' and 'scenes'; "
+                     f"for your own pairs use --train-data (a CSV/TSV file or tar shards)")
+
+def data_size(dataset) -> int | None:
+    "Items of a map-style data set; for a stream, the good samples this process has read so far (None if unknown)."
+    if not isinstance(dataset, IterableDataset): return len(dataset)
+    return dataset.skips.good if hasattr(dataset, 'skips') else None
+
+def describe_data(cfg: TrainConfig, train_ds, test_ds, given: bool = False) -> dict:
+    "What a run trained and was measured on (source, counts, skips), for its report, results and model card."
+    builtin = {'emoji': ('the emoji set (OpenMoji drawings named by Unicode)', 'the emoji test split'),
+               'scenes': ('procedural scenes', 'held-out procedural scenes')}
+    if cfg.train_data: source, held = cfg.train_data, cfg.val_data
+    elif given: source, held = f"{type(train_ds).__name__} given to train()", test_ds and f"{type(test_ds).__name__} given to train()"
+    else: source, held = builtin[cfg.data]
+    d = dict(source=source, held_out=held, train_items=data_size(train_ds),
+             held_out_items=None if test_ds is None else data_size(test_ds))
+    for name, ds in (('train_skipped', train_ds), ('held_out_skipped', test_ds)):
+        if getattr(ds, 'skips', None) is not None and ds.skips.skipped: d[name] = ds.skips.counts
+    if cfg.pretrained: d['pretrained'] = cfg.pretrained
+    return d
 
 
 # %% [markdown]
@@ -721,9 +906,13 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     local_bs = cfg.batch_size // world
     out = Path(cfg.out); ckpt_path, metrics_path = out/'checkpoint.pt', out/'metrics.jsonl'
     amp_dtype = resolve_precision(cfg.precision, device)
+    resuming = cfg.resume and ckpt_path.exists()
+    ck = load_checkpoint(ckpt_path) if resuming else None
+    if ck is not None: check_resume(ck, cfg, ckpt_path)
     seed_everything(cfg.seed)
-    mcfg = cfg.clip_config()
-    model = create_model(mcfg).to(device)
+    model, mcfg = initial_model(cfg, ck)
+    model = model.to(device)
+    lock_towers(model, image=cfg.lock_image, text=cfg.lock_text)
     towers = Towers(model)
     if world > 1:
         towers = nn.parallel.DistributedDataParallel(towers, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -731,30 +920,31 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     scheduler = make_scheduler(optimizer, cfg)
     if amp_dtype is torch.float16: scaler = torch.amp.GradScaler('cuda')
     train_ds, test_ds = datasets or make_datasets(cfg, mcfg.image_resolution)
-    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    per_epoch = len(sampler) // local_bs
-    if per_epoch == 0: raise ValueError(f"{len(train_ds)} training items are fewer than one batch of {cfg.batch_size}")
-    step, wall_before = 0, 0.0
-    if cfg.resume and ckpt_path.exists():                                   # continue the same run
-        ck = load_checkpoint(ckpt_path)
-        if ck['model_config'] != asdict(mcfg):
-            raise ValueError(f"{ckpt_path} holds a different model ({ck['model_config']}); use another --out or --no-resume")
-        if ck['data']['world_size'] != world:   # the data order depends on how the epoch is dealt out
-            raise ValueError(f"{ckpt_path} was written by {ck['data']['world_size']} process(es), this run has {world}: "
-                             "resume with the same number, or start afresh with --no-resume")
+    streaming = isinstance(train_ds, IterableDataset)
+    if streaming:                                  # steps per epoch: fixed by --train-num-samples, else the shortest rank's
+        if cfg.dataset_resampled and not cfg.train_num_samples:
+            raise ValueError("--dataset-resampled needs --train-num-samples (the samples that make one epoch)")
+        per_epoch = cfg.train_num_samples // cfg.batch_size if cfg.train_num_samples else None
+        if per_epoch == 0: raise ValueError(f"--train-num-samples {cfg.train_num_samples} is less than one batch of {cfg.batch_size}")
+    else:
+        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        per_epoch = len(sampler) // local_bs
+        if per_epoch == 0: raise ValueError(f"{len(train_ds)} training items are fewer than one batch of {cfg.batch_size}")
+    step, epoch, start, wall_before = 0, 0, 0, 0.0
+    if ck is not None:                                                     # continue the same run
         model.load_state_dict(ck['model']); optimizer.load_state_dict(ck['optimizer'])
         scheduler.load_state_dict(ck['scheduler'])
         if scaler is not None and ck['scaler']: scaler.load_state_dict(ck['scaler'])
         set_rng_state(ck['rng'])
         step, wall_before = ck['data']['step'], ck['wall_s']
+        epoch, start = ck['data']['epoch'], ck['data']['step_in_epoch']
         if rank == 0: _truncate_metrics(metrics_path, step)
     elif rank == 0 and metrics_path.exists(): metrics_path.unlink()           # a fresh run starts a fresh log
     if rank == 0: out.mkdir(parents=True, exist_ok=True)
 
-    def checkpoint(step):
-        epoch, done = divmod(step, per_epoch)
-        save_checkpoint(dict(config=asdict(cfg), model_config=asdict(mcfg), model=model.state_dict(),
-                             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+    def checkpoint(step, epoch, done):
+        save_checkpoint(dict(config=asdict(cfg), model_config=asdict(mcfg), quick_gelu=uses_quick_gelu(model),
+                             model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                              scaler=scaler.state_dict() if scaler is not None else {}, rng=rng_state(),
                              data=dict(step=step, epoch=epoch, step_in_epoch=done, sampler_seed=cfg.seed,
                                        steps_per_epoch=per_epoch, world_size=world),
@@ -766,15 +956,24 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
     t_loop, rate, token_cache = time.perf_counter(), None, TokenCache(mcfg.context_length)
     was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
+    epoch_steps = []                                   # steps this process ran in each epoch it finished
     model.train()
     while step < cfg.steps:
-        epoch, start = divmod(step, per_epoch)
-        for _, images, tokens in prefetch(epoch_batches(train_ds, sampler, epoch, local_bs, start, token_cache), depth):
+        if streaming:
+            batches = stream_batches(train_ds, epoch, local_bs, start, token_cache, cfg.workers, per_epoch)
+        else:
+            batches = epoch_batches(train_ds, sampler, epoch, local_bs, start, token_cache)
+        batches, done = iter(prefetch(batches, depth)), start
+        while step < cfg.steps:
+            batch = next(batches, None)
+            if streaming and not all_have(batch is not None, device): break   # the ranks stop together
+            if batch is None: break
+            _, images, tokens = batch
             t0 = time.perf_counter()
             loss = forward_backward(towers, images.to(device, non_blocking=True), tokens.to(device), cfg.accum, amp, scaler)
             lr = optimizer.param_groups[0]['lr']
             norm = optimizer_step(model, optimizer, scheduler, scaler, cfg.grad_clip)
-            loss, step = mean_over_ranks(loss).item(), step + 1
+            loss, step, done = mean_over_ranks(loss).item(), step + 1, done + 1
             dt = time.perf_counter() - t0
             rate = cfg.batch_size / dt if rate is None else 0.9 * rate + 0.1 * cfg.batch_size / dt
             scale = model.logit_scale.exp().item()
@@ -785,18 +984,27 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
                 _log(metrics_path, rec)
             bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
             bar.update()
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and rank == 0:
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and rank == 0 and test_ds is not None:
                 _log(metrics_path, dict(step=step, eval=evaluate(model, test_ds, device=device)))
-            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps): checkpoint(step)
-            if step == cfg.steps: break
+            ends_epoch = per_epoch is not None and done == per_epoch
+            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)))
+            if ends_epoch: break
+        if done == 0:
+            raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, or "
+                             "fewer shards than ranks × workers (use more shards or --dataset-resampled)")
+        if step < cfg.steps or (per_epoch is not None and done == per_epoch):
+            epoch_steps.append(done); epoch, start = epoch + 1, 0
     bar.close()
     train_s = time.perf_counter() - t_loop
     summary = dict(name=out.name, steps=cfg.steps, world_size=world, device=str(device),
-                   parameters=count_parameters(model), train_items=len(train_ds), steps_per_epoch=per_epoch,
-                   train_wall_s=wall_before + train_s, dir=str(out))
+                   parameters=count_parameters(model), train_items=data_size(train_ds), steps_per_epoch=per_epoch,
+                   epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, dir=str(out))
     if rank == 0:
-        summary['test'] = evaluate(model, test_ds, device=device)
-        if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
+        if test_ds is not None:
+            summary['test'] = evaluate(model, test_ds, device=device)
+            if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
+        summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
         summary['curves'] = str(plot_curves(metrics_path, out/'curves.png'))
         summary['total_wall_s'] = wall_before + time.perf_counter() - t_loop
         write_report(cfg, summary, out/'report.md')
@@ -840,21 +1048,31 @@ def retrieval_table(m: dict, ks=(1, 5, 10)) -> str:
             + row('chance, image → text', 'i2t_chance') + row('chance, text → image', 't2i_chance'))
 
 def write_report(cfg: TrainConfig, summary: dict, path: str | Path) -> Path:
-    "report.md: the run's configuration, held-out retrieval with chance levels, hardware and wall time."
-    t = summary['test']
-    held = {'emoji': 'the emoji test split', 'scenes': 'held-out procedural scenes'}[cfg.data]
+    "report.md: the run's configuration and data, held-out retrieval with chance levels, hardware and wall time."
+    d = summary['data']
+    n = lambda k: '' if d.get(k) is None else f"{d[k]:,} "
+    skipped = lambda k: f" (skipped: {', '.join(f'{c} {r}' for r, c in d[k].items())})" if d.get(k) else ''
+    epochs = (f"{cfg.steps / summary['steps_per_epoch']:.1f} epochs" if summary['steps_per_epoch']
+              else f"{len(summary['epoch_steps'])} full epochs")
     text = (f"# Training run `{summary['name']}`\n\n"
-            f"- model: {cfg.model} {cfg.model_overrides or ''} ({summary['parameters']:,} parameters)\n"
-            f"- data: {cfg.data}, {summary['train_items']:,} training items; {cfg.steps:,} steps of {cfg.batch_size} "
-            f"({cfg.steps / summary['steps_per_epoch']:.1f} epochs), "
+            f"- model: {cfg.model if not cfg.pretrained else 'from ' + cfg.pretrained} {cfg.model_overrides or ''} "
+            f"({summary['parameters']:,} parameters)"
+            + (f"; locked: {' and '.join(t for t, on in (('image tower', cfg.lock_image), ('text tower', cfg.lock_text)) if on)}"
+               if cfg.lock_image or cfg.lock_text else '') + "\n"
+            f"- data: {d['source']}, {n('train_items')}training pairs{skipped('train_skipped')}; "
+            f"held out: {d['held_out'] or 'none'}{skipped('held_out_skipped')}\n"
+            f"- {cfg.steps:,} steps of {cfg.batch_size} ({epochs}), "
             f"lr {cfg.lr:g}, warm-up {cfg.warmup}, weight decay {cfg.weight_decay}, precision {cfg.precision}, "
             f"{summary['world_size']} process(es) on {summary['device']}\n"
             f"- hardware: {hardware()}, torch {torch.__version__}\n"
             f"- wall time: {summary['train_wall_s']:.0f} s training, {summary['total_wall_s']:.0f} s with evaluation "
-            f"({cfg.steps * cfg.batch_size / summary['train_wall_s']:.0f} samples/s)\n\n"
-            f"## Held-out retrieval\n\n{t['n_images']} pictures of {held} against all {t['n_texts']} of their "
-            f"captions at once:\n\n{retrieval_table(t)}\n![curves](curves.png)\n")
-    Path(path).write_text(text)
+            f"({cfg.steps * cfg.batch_size / max(summary['train_wall_s'], 1e-9):.0f} samples/s)\n\n")
+    if 'test' in summary:
+        t = summary['test']
+        text += (f"## Held-out retrieval\n\n{t['n_images']} pictures of {d['held_out']} against all {t['n_texts']} of "
+                 f"their captions at once:\n\n{retrieval_table(t)}\n")
+    else: text += "No held-out data (--val-data), so no retrieval was measured.\n\n"
+    Path(path).write_text(text + "![curves](curves.png)\n")
     return Path(path)
 
 
@@ -944,9 +1162,9 @@ def load_run(out: str | Path, device=None) -> tuple[CLIP, TrainConfig]:
     ckpt = Path(out)/'checkpoint.pt'
     if not ckpt.is_file(): raise FileNotFoundError(f"no checkpoint.pt in {out}: train there first (python -m clip_annotated.train --out {out})")
     ck = load_checkpoint(ckpt)
-    model = create_model(CLIPConfig(**ck['model_config']))
-    model.load_state_dict(ck['model'])
-    cfg = TrainConfig(**{**ck['config'], 'betas': tuple(ck['config']['betas']), 'out': str(out)})
+    model, _ = model_from_checkpoint(ck)
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{**{k: v for k, v in ck['config'].items() if k in known}, 'betas': tuple(ck['config']['betas']), 'out': str(out)})
     return model.to(get_device(device)).eval(), cfg
 
 def _finished(out: Path, steps: int) -> bool:
@@ -983,9 +1201,24 @@ print(f"book_model(): {book_cfg.model} {book_cfg.model_overrides} from {book_cfg
 # torchrun --nproc_per_node=4 -m clip_annotated.train --preset vit-b32-gpu --out runs/b32
 # ```
 #
+# Your own pairs use open_clip's option names: `--train-data` and `--val-data` take a CSV/TSV file
+# (columns `filepath` and `title` unless `--csv-img-key`/`--csv-caption-key` say otherwise) or
+# webdataset shards, and `--pretrained` starts from weights:
+#
+# ```sh
+# clip-annotated train --train-data data/train.csv --val-data data/val.csv --out runs/mine
+# torchrun --nproc_per_node=2 -m clip_annotated.train --train-data 'shards/{00000..00009}.tar' \
+#     --dataset-resampled --train-num-samples 10000 --out runs/mine-shards
+# clip-annotated train --pretrained runs/mini --lock-image --lr 1e-4 --train-data data/train.csv --out runs/mine-ft
+# ```
+#
 # `tests/test_train.py` checks both: a run killed with SIGKILL in the middle of an epoch and resumed
 # ends with weights bit-identical to an uninterrupted one, and a two-process gloo run finishes and
-# writes its checkpoint from rank 0 only.
+# writes its checkpoint from rank 0 only. `tests/test_own_data.py` runs two gloo processes on shards of
+# 50, 50 and 7 pairs, with and without resampling, and checks that both ranks run the same steps in
+# every epoch; that a CSV on two ranks hands each pair to one rank once per epoch; that fine-tuning
+# logs its own learning rate from the first step and leaves a locked tower bit-identical; and that
+# resuming with another learning rate is refused.
 
 # %%
 #| exports
@@ -993,27 +1226,68 @@ def _in_ipython() -> bool:
     import builtins
     return hasattr(builtins, 'get_ipython')
 
+OPTION_HELP = {  # one line per TrainConfig field, for --help
+    'model': "architecture, a name in CONFIGS (MiniCLIP, ViT-B/32, RN50, ...)",
+    'model_overrides': 'JSON object of CLIPConfig fields to change, e.g. \'{"vision_layers": 6}\'',
+    'data': "built-in pairs: emoji or scenes (for your own pairs use --train-data)",
+    'n_scenes': "training pictures with --data scenes",
+    'templates': "caption templates for the emoji set, e.g. '{}' 'an emoji of {}.'",
+    'batch_size': "global batch: over all processes and accumulation chunks",
+    'steps': "optimiser steps", 'lr': "peak learning rate", 'warmup': "linear warm-up steps",
+    'weight_decay': "AdamW weight decay (not on gains, biases, embeddings, logit_scale)",
+    'betas': "Adam betas", 'eps': "Adam epsilon",
+    'precision': "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
+    'grad_clip': "max gradient norm (0: no clipping)",
+    'accum': "split every batch into this many chunks: the same loss and gradients in less memory",
+    'seed': "random seed (weights, data order, augmentation)",
+    'out': "run folder (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)",
+    'ckpt_every': "checkpoint every N steps (and at the end)",
+    'eval_every': "held-out retrieval every N steps (0: only at the end)",
+    'resume': "continue the run in --out if it has a checkpoint (default: yes)",
+    'threads': "CPU threads per process (0: cores / processes)",
+    'prefetch': "batches prepared ahead in a thread (default: 2 on CUDA, 0 on CPU)",
+    'device': "cpu, cuda or cuda:N (default: CUDA if available)",
+    'progress': "progress bar (default: yes)",
+    'train_data': "your training pairs: a CSV/TSV file, or webdataset shards (list, {000..009} range, glob, folder, pipe:, URL)",
+    'val_data': "held-out pairs for retrieval, in the same forms",
+    'dataset_type': "auto (.csv/.tsv/.tab: csv, else webdataset), csv or webdataset",
+    'csv_img_key': "CSV column of image paths, relative to the CSV's folder (default filepath)",
+    'csv_caption_key': "CSV column of captions (default title)",
+    'csv_separator': "CSV separator (default: tab for .tsv/.tab, else comma)",
+    'train_num_samples': "shards: samples in one epoch (needed with --dataset-resampled)",
+    'dataset_resampled': "shards: draw them with replacement, so every process runs the same steps",
+    'workers': "shards: DataLoader worker processes per process",
+    'pretrained': "start from these weights: a released name (ViT-B/32), a checkpoint, a Hugging Face or open_clip folder, or a run folder",
+    'lock_image': "freeze the image tower (LiT-style fine-tuning)",
+    'lock_text': "freeze the text tower",
+}
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE`."
-    p = argparse.ArgumentParser(prog='python -m clip_annotated.train', description="Train CLIP (Radford et al. 2021).")
+    p = argparse.ArgumentParser(prog='clip-annotated train', description="Train CLIP (Radford et al. 2021) on the "
+                                "built-in pairs or your own (--train-data), from scratch or from weights (--pretrained).")
     p.add_argument('--preset', default='mini-cpu', choices=list(PRESETS), help="starting configuration (default mini-cpu)")
     for f in fields(TrainConfig):
-        opt, default = '--' + f.name.replace('_', '-'), getattr(PRESETS['mini-cpu'], f.name)
-        if isinstance(default, bool): p.add_argument(opt, action=argparse.BooleanOptionalAction, default=None)
-        elif isinstance(default, dict): p.add_argument(opt, type=json.loads, default=None, help='JSON object')
-        elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None)
-        elif f.name == 'templates': p.add_argument(opt, nargs='+', default=None, help="e.g. '{}' 'an emoji of {}'")
-        elif f.name == 'prefetch': p.add_argument(opt, type=int, default=None, help='batches ahead (default: 2 on CUDA, 0 on CPU)')
-        else: p.add_argument(opt, type=str if default is None else type(default), default=None)
+        opt, default, h = '--' + f.name.replace('_', '-'), getattr(PRESETS['mini-cpu'], f.name), OPTION_HELP[f.name]
+        if isinstance(default, bool): p.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
+        elif isinstance(default, dict): p.add_argument(opt, type=json.loads, default=None, help=h)
+        elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None, help=h)
+        elif f.name == 'templates': p.add_argument(opt, nargs='+', default=None, help=h)
+        elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
+        elif f.name in ('prefetch', 'train_num_samples'): p.add_argument(opt, type=int, default=None, help=h)
+        else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
     args = vars(p.parse_args(argv))
     cfg = PRESETS[args.pop('preset')]
+    if args['out'] is None: args['out'] = str(runs_dir() / Path(cfg.out).name)   # honours $CLIP_ANNOTATED_RUNS
     return replace(cfg, **{k: v for k, v in args.items() if v is not None})
 
 def main(argv: list[str] | None = None) -> dict:
-    "Command line entry point: `python -m clip_annotated.train [--preset NAME] [--out DIR] ...`."
+    "Command line entry point: `clip-annotated train` or `python -m clip_annotated.train [--preset NAME] [--out DIR] ...`."
     cfg = parse_args(argv)
-    summary = train(cfg)
-    if world_info()[0] == 0 and 'test' in summary:
+    try: summary = train(cfg)
+    except (ValueError, FileNotFoundError, KeyError) as e:          # bad input: one line naming it, no traceback
+        raise SystemExit(f"clip-annotated train: {e}") from None
+    if world_info()[0] == 0 and (Path(cfg.out) / 'report.md').exists():
         print(Path(cfg.out, 'report.md').read_text())
     if dist.is_initialized():                   # all ranks done, and the DDP wrapper (which holds the group) freed
         gc.collect(); dist.barrier(); dist.destroy_process_group()
@@ -1026,6 +1300,10 @@ c = parse_args(['--preset', 'scenes-tiny', '--out', 'runs/x', '--batch-size', '3
                 '--model-overrides', '{"vision_layers": 1}', '--betas', '0.9', '0.95', '--prefetch', '0'])
 test_eq((c.data, c.out, c.batch_size, c.resume, c.model_overrides, c.betas, c.prefetch), ('scenes', 'runs/x', 32, False, {'vision_layers': 1}, (0.9, 0.95), 0))
 test_eq(parse_args([]).steps, PRESETS['mini-cpu'].steps)
+test_eq(Path(parse_args([]).out), runs_dir() / 'mini')                      # the preset's folder under runs_dir()
+test_eq(set(OPTION_HELP), {f.name for f in fields(TrainConfig)})           # every option has a help line
+c = parse_args(['--train-data', 'pairs.csv', '--pretrained', 'runs/mini', '--lock-image', '--train-num-samples', '100'])
+test_eq((c.train_data, c.pretrained, c.lock_image, c.train_num_samples), ('pairs.csv', 'runs/mini', True, 100))
 
 # %% [markdown]
 # ## What we measured

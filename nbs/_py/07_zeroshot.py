@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 from PIL import Image
 from clip_annotated.core import autocast_dtype, get_device
@@ -141,21 +141,37 @@ print("classifier == the naive per-template computation;", W.shape, "columns of 
 # are unbalanced (Table 9 lists which: Pets, Caltech-101, Flowers and others). The mean per-class
 # recall weighs every class equally, so a classifier cannot score by favouring a frequent class; we
 # report both, with top-5, and the chance level of each (1/C for top-1 and per-class recall under a
-# uniform guess).
+# uniform guess). Beside chance sits the *majority-class baseline*: the accuracy of always answering
+# the most frequent class. On an unbalanced set it can be far above 1/C, and a top-1 below it says the
+# classifier knows less than the class frequencies do (its mean per-class recall is one over the
+# number of classes present, which is why that metric suits unbalanced sets).
+#
+# A reader that cannot open a picture may return `None` for it instead of stopping the run (the
+# readers of your own folders and CSV files in [Evaluation data sets](07b_evalsets.ipynb) do, and count
+# what they skipped); `encode_images` leaves such items out, and the labels it returns are those of
+# the pictures it encoded.
 
 # %%
 #| exports
+def _collate_kept(batch: list):
+    "Default collation of the items that are not None (pictures a reader skipped); None when nothing is left."
+    batch = [b for b in batch if b is not None]
+    return default_collate(batch) if batch else None
+
 @torch.inference_mode()
 def encode_images(model, dataset: Dataset, batch_size: int = 256, device=None, num_workers: int = 0,
                   progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "(unit image embeddings [N, d] float32 on CPU, labels [N]) of a dataset of (image tensor, label) pairs."
+    "(unit image embeddings [N, d] float32 on CPU, labels [N]) of a dataset of (image tensor, label) pairs; None items left out."
     device = get_device(device) if device is not None else next(model.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False, collate_fn=_collate_kept)
     feats, labels = [], []
-    for x, y in tqdm(loader, desc='encode images', disable=progress is False or (progress is None and len(loader) < 8),
-                     leave=False):
+    for batch in tqdm(loader, desc='encode images', disable=progress is False or (progress is None and len(loader) < 8),
+                      leave=False):
+        if batch is None: continue                                          # every item of this batch was skipped
+        x, y = batch
         with _amp(device): e = model.encode_image(x.to(device, non_blocking=True))
         feats.append(F.normalize(e.float(), dim=-1).cpu()); labels.append(torch.as_tensor(y))
+    if not feats: raise ValueError(f"no picture could be read: all {len(dataset)} items of {type(dataset).__name__} were skipped")
     return torch.cat(feats), torch.cat(labels)
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict:
@@ -168,6 +184,8 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)
     present = labels.unique()
     out['mean_per_class_recall'] = torch.stack([(pred[labels == c] == c).double().mean() for c in present]).mean().item()
     out.update({f'chance_top{k}': min(k, C) / C for k in ks}, n=n, classes=C)
+    counts = torch.bincount(labels, minlength=C)                           # pictures per class
+    out.update(majority_top1=counts.max().item() / n, majority_class=int(counts.argmax()))   # always the most frequent
     return out
 
 def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
@@ -186,6 +204,7 @@ r = classification_metrics(logits, labels, ks=(1, 2))
 test_eq((r['top1'], r['top2']), (3 / 5, 1.0))
 test_close(r['mean_per_class_recall'], (1 + 1 / 3 + 1) / 3)       # class 1 has 3 items, 1 right
 test_eq((r['chance_top1'], r['chance_top2'], r['n'], r['classes']), (1 / 3, 2 / 3, 5, 3))
+test_eq((r['majority_class'], r['majority_top1']), (1, 3 / 5))    # class 1 holds 3 of the 5 pictures
 r
 
 
@@ -201,7 +220,8 @@ def evaluate(model, dataset: Dataset, classnames: list[str], templates=('{}',), 
     "Zero-shot metrics of `model` on `dataset` ((image, label) pairs) with `classnames` and `templates`."
     feats, labels = encode_images(model, dataset, batch_size, device, num_workers, progress)
     W = zero_shot_classifier(model, classnames, templates, batch_size, device)
-    return classification_metrics(zero_shot_logits(feats, W), labels, ks=tuple(k for k in ks if k <= len(classnames)) or (1,))
+    m = classification_metrics(zero_shot_logits(feats, W), labels, ks=tuple(k for k in ks if k <= len(classnames)) or (1,))
+    return {**m, 'majority_class_name': classnames[m['majority_class']]}
 
 @torch.inference_mode()
 def predict(model, preprocess, image, labels: list[str], templates=('{}',), device=None) -> list[tuple[str, float]]:
@@ -216,6 +236,28 @@ def predict(model, preprocess, image, labels: list[str], templates=('{}',), devi
     W = zero_shot_classifier(model, labels, templates, device=device)
     probs = (model.logit_scale.exp().float().cpu() * e @ W).softmax(dim=-1)[0]
     return sorted(zip(labels, probs.tolist()), key=lambda p: -p[1])
+
+
+# %% [markdown]
+# The check: a toy set of six random pictures whose second and fifth items could not be read. Those
+# two are left out, the labels stay with their pictures, and the majority baseline counts the four
+# that remain (two of class 'a').
+
+# %%
+class _Toy(Dataset):
+    "Six random pictures with labels 0, 0, 0, 1, 2, 2; items 1 and 4 unreadable (None)."
+    def __init__(self, n_px): self.x, self.y = torch.randn(6, 3, n_px, n_px), [0, 0, 0, 1, 2, 2]
+    def __len__(self): return 6
+    def __getitem__(self, i): return None if i in (1, 4) else (self.x[i], self.y[i])
+
+toy = _Toy(m.visual.input_resolution)
+feats, labels = encode_images(m, toy, batch_size=4)
+test_eq(labels.tolist(), [0, 0, 1, 2]); test_eq(feats.shape[0], 4)
+with torch.no_grad(): test_close(feats[2], F.normalize(m.encode_image(toy.x[3:4]), dim=-1)[0], eps=1e-5)
+r = evaluate(m, toy, ['a', 'b', 'c'])
+test_eq((r['n'], r['majority_top1'], r['majority_class_name']), (4, 0.5, 'a'))
+test_fail(lambda: encode_images(m, [None, None]), contains='all 2 items')
+print({k: r[k] for k in ('n', 'top1', 'chance_top1', 'majority_top1', 'majority_class_name')})
 
 
 # %% [markdown]
@@ -388,7 +430,7 @@ def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[
 # %% [markdown]
 # `run_task` evaluates a task with each rule: its single template, the ensemble of its templates, and,
 # where the task has them, the caption-form prompts averaged and by nearest prompt. `task_table` prints
-# the results as a markdown table with the chance level.
+# the results as a markdown table with the chance level and the majority-class baseline.
 
 # %%
 #| exports
@@ -407,7 +449,8 @@ def rule_logits(model, feats: torch.Tensor, task: Task, rule: str, device=None) 
 def run_task(model, task: Task, device=None, progress: bool | None = None) -> dict:
     "Top-1 and mean per-class recall of `task` for each rule of `METHODS` the task supports."
     feats, labels = encode_images(model, task.dataset, device=device, progress=progress)
-    out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance, prompts={})
+    out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance,
+               majority=torch.bincount(labels).max().item() / len(labels), prompts={})   # always the most frequent class
     for rule in (METHODS if task.caption_templates else ('single', 'ensemble')):
         m = classification_metrics(rule_logits(model, feats, task, rule, device), labels, ks=(1,))
         out[f'{rule}_top1'], out[f'{rule}_recall'] = m['top1'], m['mean_per_class_recall']
@@ -416,11 +459,11 @@ def run_task(model, task: Task, device=None, progress: bool | None = None) -> di
 
 def task_table(results: list[dict]) -> str:
     "Markdown table of `run_task` results (percentages), one row per task and rule."
-    rows = ['| task | pictures | chance | rule | prompts per class | top-1 | mean per-class recall |',
-            '|---|---:|---:|---|---:|---:|---:|']
+    rows = ['| task | pictures | chance | majority class | rule | prompts per class | top-1 | mean per-class recall |',
+            '|---|---:|---:|---:|---|---:|---:|---:|']
     for r in results:
         for kind, n_prompts in r['prompts'].items():
-            rows.append(f"| {r['task']} | {r['n']} | {100 * r['chance']:.1f}% | {METHODS[kind]} | {n_prompts} "
+            rows.append(f"| {r['task']} | {r['n']} | {100 * r['chance']:.1f}% | {100 * r['majority']:.1f}% | {METHODS[kind]} | {n_prompts} "
                         f"| {100 * r[f'{kind}_top1']:.1f}% | {100 * r[f'{kind}_recall']:.1f}% |")
     return '\n'.join(rows) + '\n'
 
@@ -441,7 +484,8 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
             "'single template' uses the first prompt of each task, 'ensemble' averages the embeddings of all of its "
             "prompts (the paper's ensembling). 'Caption-form prompts' are the training split's emoji names with the "
             "attribute left open ('woman health worker, {} skin tone'), averaged, or scored by the nearest prompt (the best "
-            "cosine over a class's prompts). Chance is one over the number of classes.\n\n" + task_table(results))
+            "cosine over a class's prompts). Chance is one over the number of classes; 'majority class' is the accuracy of "
+            "always answering the most frequent class.\n\n" + task_table(results))
     return text, results
 
 
@@ -551,6 +595,7 @@ test_close(sum(p for _, p in ranked), 1.0, eps=1e-5)
 # ```sh
 # clip-annotated eval --model ViT-B/32 --dataset cifar10 --root ~/data/cifar10
 # clip-annotated eval --model runs/mini --dataset emoji-skin-tone
+# clip-annotated eval --model ViT-B/32 --data my_photos/ --template 'a photo of a {}.'   # a folder per class
 # clip-annotated predict picture.png "a dog" "a cat" "a red apple"
 # ```
 #

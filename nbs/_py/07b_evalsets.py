@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Evaluation data sets
 #
-# > The paper's benchmarks as `(image, label)` data sets with their class names and prompt templates: CIFAR-10/100, STL-10, Pets, Caltech-101, Food-101, ImageNet and four of its shifted copies, each read from its real files, and faked in the same format for tests.
+# > The paper's benchmarks as `(image, label)` data sets with their class names and prompt templates: CIFAR-10/100, STL-10, Pets, Caltech-101, Food-101, ImageNet and four of its shifted copies, each read from its real files, and faked in the same format for tests; and readers for your own pictures (a folder per class, or a CSV of paths and labels) that skip and count broken files.
 
 # %%
 #| default_exp evalsets
@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import codecs, json, os, pickle
+import codecs, csv, json, os, pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,9 +21,11 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100, STL10, Caltech101, Food101, ImageFolder, OxfordIIITPet
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 import clip_annotated
 from clip_annotated.pretrained import _to_rgb
+from clip_annotated.data import SkipCounter, _open_image
 
 # %%
 import shutil, tempfile, time, urllib.error, urllib.request
@@ -50,10 +52,11 @@ def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages
 # ```
 #
 # for eleven sets: CIFAR-10, CIFAR-100, STL-10, Oxford-IIIT Pets, Caltech-101, Food-101, ImageNet and
-# ImageNet-V2, -R, -Sketch and -A. None of them ships with this book (they are large, and several
-# have licenses of their own), so every reader is proved on a *fake*: a few solid-coloured pictures
-# written in the set's real on-disk format, whose colour spells out the label, so that a read-back
-# checks picture and label together.
+# ImageNet-V2, -R, -Sketch and -A; and, in the same form, your own pictures (see
+# [Your own pictures](#your-own-pictures)). None of the eleven ships with this book (they are large,
+# and several have licenses of their own), so every reader is proved on a *fake*: a few
+# solid-coloured pictures written in the set's real on-disk format, whose colour spells out the label,
+# so that a read-back checks picture and label together.
 #
 # ```{mermaid}
 # flowchart LR
@@ -913,6 +916,193 @@ with offline:
         try: load_evalset(key, scratch / 'offline' / key, download=True)
         except FileNotFoundError as e: show(e)
     test_fail(lambda: load_evalset('stl10', scratch / 'offline' / 'stl10', download=True), contains='could not download')
+
+
+# %% [markdown]
+# ## Your own pictures
+#
+# The benchmarks above have fixed formats; a reader's own pictures come in two common ones. A folder
+# with one subfolder per class (`photos/golden_retriever/1.jpg`), the layout torchvision's
+# `ImageFolder` reads and most tutorials use; and a CSV file with a column of image paths and a column
+# of labels, in open_clip's convention that the path column is called `filepath` and that relative
+# paths start from the CSV's own folder. In both the class names are the folder names or labels with
+# `_` turned into spaces (they go into prompts), and the classes are sorted: alphabetically, or by
+# number when every label is an integer, so that a `--classnames` file can be written in label order.
+#
+# Real folders hold a few broken files: a truncated download, a `.jpg` that is really an HTML error
+# page. One such file should not end an evaluation of ten thousand pictures, nor vanish without a
+# trace. So these readers return `None` for a picture they cannot open, which `encode_images` of the
+# zero-shot chapter leaves out, and count it in a `SkipCounter` (the data chapter's) by reason, so that
+# the report can say how many were skipped. Hidden folders (`.ipynb_checkpoints`) are not classes.
+
+# %%
+#| exports
+def _read_or_skip(path, transform: Callable | None, skips: SkipCounter):
+    "transform(picture at `path`), or None when it is missing or cannot be decoded (counted in `skips` by reason)."
+    if not os.path.isfile(path): skips.add('missing image'); return None
+    try: image = _open_image(path)
+    except Exception: skips.add('corrupt image'); return None       # PIL raises OSError, SyntaxError, ValueError, ...
+    skips.add(None)
+    return image if transform is None else transform(image)
+
+class SafeImageFolder(ImageFolder):
+    "torchvision's ImageFolder (root/class_name/picture): class names with '_' as spaces; unreadable pictures give None, counted in `.skips`."
+    def __init__(self, root: str | os.PathLike, transform: Callable | None = None):
+        super().__init__(str(root), transform=transform)
+        self.classnames = [c.replace('_', ' ') for c in self.classes]
+        self.skips = SkipCounter()
+
+    def find_classes(self, directory):
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith('.'))
+        if not classes:
+            raise FileNotFoundError(f"{directory} has no class folders: expected one folder per class, "
+                                    f"{Path(directory) / 'CLASS_NAME' / 'picture.jpg'} …")
+        return classes, {c: i for i, c in enumerate(classes)}
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        x = _read_or_skip(path, self.transform, self.skips)
+        return None if x is None else (x, label)
+
+
+# %% [markdown]
+# A CSV reader needs the same care with columns as the data chapter's `CsvDataset`: a file without the
+# expected column names the columns it does have. A byte-order mark (which spreadsheet programs write)
+# is read past, and a `.tsv` or `.tab` file is split at tabs unless told otherwise.
+
+# %%
+#| exports
+def _csv_rows(path: str | os.PathLike, keys: list[str], sep: str | None = None) -> list[dict]:
+    "The rows of a CSV/TSV file (tabs for .tsv/.tab unless `sep`), after checking that it has the columns `keys`."
+    path = Path(path)
+    if sep is None: sep = '\t' if path.suffix.lower() in ('.tsv', '.tab') else ','
+    with open(path, newline='', encoding='utf-8-sig') as f:
+        reader = csv.DictReader(f, delimiter=sep)
+        columns = reader.fieldnames or []
+        missing = [k for k in keys if k not in columns]
+        if missing:
+            raise ValueError(f"{path}: expected columns {keys} (separator {sep!r}), missing {missing}; the file has "
+                             f"columns {columns}. Name yours with --csv-img-key / --csv-label-key / --csv-caption-key "
+                             f"(and --csv-separator)")
+        return list(reader)
+
+def _resolve(value: str, root: Path) -> Path:
+    "A path from a CSV cell: absolute as written, else relative to the CSV's folder."
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else root / p
+
+def sorted_labels(labels) -> list[str]:
+    "The distinct labels, sorted: by number when every label is an integer, else as strings."
+    distinct = sorted(set(labels))
+    try: return sorted(distinct, key=int)
+    except ValueError: return distinct
+
+class LabelledCsv(Dataset):
+    "(transform(picture), label) from a CSV/TSV of image paths and class labels; classes sorted; unreadable pictures give None, counted in `.skips`."
+    def __init__(self, path: str | os.PathLike, image_key: str = 'filepath', label_key: str = 'label',
+                 sep: str | None = None, transform: Callable | None = None):
+        self.path, self.transform = Path(path), transform
+        rows = _csv_rows(self.path, [image_key, label_key], sep)
+        if not rows: raise ValueError(f"{self.path} has a header but no rows")
+        labels = [(r[label_key] or '').strip() for r in rows]
+        if '' in labels: raise ValueError(f"{self.path}: line {labels.index('') + 2} has no {label_key!r}; every row needs a label")
+        self.classes = sorted_labels(labels)
+        self.classnames = [c.replace('_', ' ') for c in self.classes]
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.samples = [(_resolve(r[image_key] or '', self.path.parent), index[y]) for r, y in zip(rows, labels)]
+        self.targets = [y for _, y in self.samples]
+        self.skips = SkipCounter()
+
+    def __len__(self): return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        x = _read_or_skip(path, self.transform, self.skips)
+        return None if x is None else (x, label)
+
+    def __repr__(self): return f"LabelledCsv({self.path}: {len(self)} pictures, {len(self.classes)} classes)"
+
+
+# %% [markdown]
+# The check, on fake pictures (each spells its label, as above): a class folder with a broken file and
+# a hidden folder, and a CSV of the same pictures with string labels and a relative, an absolute and a
+# missing path. Labels and pictures agree, the broken and missing files come back as `None` and are
+# counted, and numeric labels sort as numbers.
+
+# %%
+mine = scratch / 'mine'
+for k, name in enumerate(['golden_retriever', 'cat', 'zebra']):
+    for j in range(2): _save_jpeg(mine / 'folder' / name / f'{j}.jpg', k)
+(mine / 'folder' / 'cat' / 'broken.jpg').write_bytes(b'<html>not a picture</html>')
+_save_jpeg(mine / 'folder' / '.ipynb_checkpoints' / 'x.jpg', 0)
+ds = SafeImageFolder(mine / 'folder')
+test_eq(ds.classnames, ['cat', 'golden retriever', 'zebra'])
+items = [ds[i] for i in range(len(ds))]
+test_eq(sum(x is None for x in items), 1)
+test_eq([ds.classes[y] for _, y in filter(None, items)], [['golden_retriever', 'cat', 'zebra'][fake_label(x)] for x, _ in filter(None, items)])
+print(ds.skips.report('folder'))
+test_fail(lambda: SafeImageFolder(mine / 'folder' / 'cat'), contains='no class folders')
+
+rows = ['filepath,label', 'folder/zebra/0.jpg,zebra', f"{mine / 'folder' / 'cat' / '1.jpg'},cat", 'folder/cat/broken.jpg,cat',
+        'nowhere.jpg,cat', 'folder/golden_retriever/0.jpg,golden_retriever']
+(mine / 'labels.csv').write_text('\n'.join(rows) + '\n')
+ds = LabelledCsv(mine / 'labels.csv', transform=image_transform(32))
+test_eq((ds.classnames, ds.targets), (['cat', 'golden retriever', 'zebra'], [2, 0, 0, 0, 1]))
+items = [ds[i] for i in range(len(ds))]
+test_eq([x is None for x in items], [False, False, True, True, False]); test_eq(items[0][0].shape, (3, 32, 32))
+test_eq(ds.skips.counts, {'missing image': 1, 'corrupt image': 1})
+print(ds, '|', ds.skips.report('labels.csv'))
+test_eq(sorted_labels(['10', '2', '1']), ['1', '2', '10']); test_eq(sorted_labels(['b', '10', 'a']), ['10', 'a', 'b'])
+test_fail(lambda: LabelledCsv(mine / 'labels.csv', label_key='class'), contains="the file has columns ['filepath', 'label']")
+
+
+# %% [markdown]
+# For embedding a whole folder (the command line's `embed`), the pictures have no labels: `image_paths`
+# lists them, every image file under a folder in sorted order or a CSV's path column in file order, and
+# `ImageFiles` reads them with the same skip-and-count, returning each picture's index as its label so
+# that the caller knows which ones were kept. `caption_pairs` reads a CSV of (image, caption) pairs for
+# retrieval, with open_clip's column names `filepath` and `title` by default.
+
+# %%
+#| exports
+def image_paths(source: str | os.PathLike, image_key: str = 'filepath', sep: str | None = None) -> tuple[list[str], list[Path]]:
+    "(names, paths): every image file under a folder (recursive, sorted, hidden ones left out), or a CSV's `image_key` column in file order."
+    source = Path(source)
+    if source.is_dir():
+        found = [p for p in source.rglob('*') if p.suffix.lower() in IMG_EXTENSIONS
+                 and not any(part.startswith('.') for part in p.relative_to(source).parts) and p.is_file()]
+        found.sort(key=lambda p: p.relative_to(source).as_posix())
+        return [str(p) for p in found], found
+    names = [r[image_key] or '' for r in _csv_rows(source, [image_key], sep)]
+    return names, [_resolve(n, source.parent) for n in names]
+
+def caption_pairs(path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
+                  sep: str | None = None) -> tuple[list[Path], list[str]]:
+    "(image paths, captions stripped) of a CSV/TSV of pairs, in file order (open_clip's column names by default)."
+    path = Path(path)
+    rows = _csv_rows(path, [image_key, caption_key], sep)
+    return [_resolve(r[image_key] or '', path.parent) for r in rows], [(r[caption_key] or '').strip() for r in rows]
+
+class ImageFiles(Dataset):
+    "(transform(picture), index) for a list of image files; a missing or unreadable one gives None, counted in `.skips`."
+    def __init__(self, paths, transform: Callable | None = None):
+        self.paths, self.transform, self.skips = [Path(p) for p in paths], transform, SkipCounter()
+    def __len__(self): return len(self.paths)
+    def __getitem__(self, i: int):
+        x = _read_or_skip(self.paths[i], self.transform, self.skips)
+        return None if x is None else (x, i)
+
+
+# %%
+names, paths = image_paths(mine / 'folder')
+test_eq([Path(n).relative_to(mine / 'folder').as_posix() for n in names],
+        ['cat/0.jpg', 'cat/1.jpg', 'cat/broken.jpg', 'golden_retriever/0.jpg', 'golden_retriever/1.jpg', 'zebra/0.jpg', 'zebra/1.jpg'])
+test_eq(image_paths(mine / 'labels.csv')[0][:2], ['folder/zebra/0.jpg', str(mine / 'folder' / 'cat' / '1.jpg')])
+(mine / 'pairs.csv').write_text('filepath,title\nfolder/cat/0.jpg, a cat \nfolder/zebra/1.jpg,a zebra\n')
+test_eq(caption_pairs(mine / 'pairs.csv'), ([mine / 'folder/cat/0.jpg', mine / 'folder/zebra/1.jpg'], ['a cat', 'a zebra']))
+files = ImageFiles(paths)
+test_eq([None if files[i] is None else files[i][1] for i in range(len(files))], [0, 1, None, 3, 4, 5, 6])
+print(files.skips.report('folder'))
 
 # %% [markdown]
 # ## The paper's numbers

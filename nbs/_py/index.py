@@ -29,9 +29,24 @@
 
 # %%
 #| exports
-from clip_annotated.tokenizer import tokenize, decode
-from clip_annotated.model import CLIP, CLIPConfig, CONFIGS, build_model, create_model, count_parameters
-from clip_annotated.pretrained import available_models, load, download, image_transform
+# `import clip_annotated` stays light (the command line answers `--help` without loading PyTorch): each public
+# name is imported from its chapter's module the first time it is used.
+_PUBLIC = {'tokenizer': ('tokenize', 'decode'),
+           'model': ('CLIP', 'CLIPConfig', 'CONFIGS', 'build_model', 'create_model', 'count_parameters', 'uses_quick_gelu'),
+           'pretrained': ('available_models', 'load', 'download', 'image_transform', 'export_model', 'get_tokenizer',
+                          'create_model_and_transforms')}
+_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
+
+def __getattr__(name: str):
+    "Import a public name (`clip_annotated.load`, ...) from its module on first use."
+    if name not in _WHERE: raise AttributeError(f"module 'clip_annotated' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f'clip_annotated.{_WHERE[name]}'), name)
+    globals()[name] = value
+    return value
+
+def __dir__(): return sorted([*globals(), *_WHERE])
+
 
 # %%
 import torch
@@ -64,8 +79,9 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 2 | [The model](02_model.ipynb) | `model` | ViT, modified ResNet, text Transformer, `CLIP`, `build_model`, the released configurations |
 # | 3 | [Pretrained weights](03_pretrained.ipynb) | `pretrained` | `available_models`, `download`, `load` (OpenAI, Hugging Face, open_clip, our runs), `preprocess` |
 # | 4 | [The contrastive loss](04_loss.ipynb) | `loss` | Figure 3's symmetric cross entropy, the temperature, the distributed gather with exact gradients |
-# | 5 | [Data](05_data.ipynb) | `data` | the emoji set with its attributes and held-out split, procedural scenes, CSV and webdataset sources |
-# | 6 | [Training](06_train.ipynb) | `train` | AdamW, warm-up and cosine, mixed precision, exact accumulation, kill-and-resume checkpoints, DDP, held-out retrieval |
+# | 5 | [Data](05_data.ipynb) | `data` | the emoji set with its attributes and held-out split, procedural scenes, CSV files and shards through the `webdataset` library, `open_data` |
+# | 6 | [Training](06_train.ipynb) | `train` | AdamW, warm-up and cosine, mixed precision, exact accumulation, kill-and-resume checkpoints, DDP, held-out retrieval; your own pairs (CSV, shards), fine-tuning, locked towers, refused mixed resumes |
+# | 6b | [Your own data](06b_own_data.ipynb) | – | a walk-through: digits and photos as CSV and shards, train, fine-tune, zero-shot, embed, export, `torchrun` |
 # | 7 | [Zero-shot classification](07_zeroshot.ipynb) | `zeroshot` | class names as a classifier, prompt ensembling, top-k and per-class recall, the embedded tasks |
 # | 7b | [Evaluation data sets](07b_evalsets.ipynb) | `evalsets` | CIFAR, STL-10, Pets, Caltech-101, Food-101, ImageNet and its shifted copies, with OpenAI's class names and templates; the paper's figures |
 # | 8 | [Linear probes](08_linear_probe.ipynb) | `probe` | logistic regression on frozen features, k-shot probes against zero-shot |

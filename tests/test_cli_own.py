@@ -1,0 +1,267 @@
+"""`clip-annotated` on the user's own files: `embed`, `eval --data` (class folders, labelled CSV), `eval --retrieval`,
+`export`, the checks made before a model is loaded, and the top-level `--help`.
+
+The model is a two-step run of a one-layer MiniCLIP on a few scenes (random-ish weights): the tests check the
+plumbing (order, normalisation, skipping, the majority baseline of the data), not accuracy."""
+from __future__ import annotations
+
+import contextlib, io, json, os, subprocess, sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from clip_annotated.cli import COMMANDS, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict:
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
+    env.pop('IN_TEST', None)
+    return env
+
+
+def _cli(*args, cwd) -> subprocess.CompletedProcess:
+    "The installed console script, in a subprocess (as a user runs it)."
+    exe = Path(sys.executable).parent / 'clip-annotated'
+    cmd = [str(exe)] if exe.exists() else [sys.executable, '-c', 'from clip_annotated.cli import main; main()']
+    return subprocess.run([*cmd, *map(str, args)], env=_env(), cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def _run(*argv):
+    "(result, stdout, stderr) of main(argv) in this process."
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+        result = main([str(a) for a in argv])
+    return result, out.getvalue(), err.getvalue()
+
+
+def _picture(path: Path, seed: int, size=(40, 32)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory):
+    "A run folder: MiniCLIP with one layer per tower, trained for two steps on a few scenes."
+    from clip_annotated.data import SceneDataset
+    from clip_annotated.train import PRESETS, train
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp('own') / 'run'
+    cfg = replace(PRESETS['mini-cpu'], steps=2, batch_size=8, warmup=1, eval_every=0, ckpt_every=2, out=str(out),
+                  progress=False, threads=1,
+                  model_overrides=dict(vision_layers=1, transformer_layers=1, vision_patch_size=12))
+    n_px = cfg.clip_config().image_resolution
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        train(cfg, datasets=(SceneDataset(16, seed=1, image_size=n_px, train=True),
+                             SceneDataset(8, seed=2, image_size=n_px)))
+    assert (out / 'checkpoint.pt').is_file()
+    return out
+
+
+@pytest.fixture(scope='module')
+def model_and_preprocess(run_dir):
+    from clip_annotated.pretrained import load
+    model, preprocess = load(run_dir, device='cpu')
+    return model.eval(), preprocess
+
+
+# ------------------------------------------------------------------ help
+
+def test_help_lists_every_command(tmp_path):
+    r = _cli('--help', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ('train', 'reproduce', 'eval', 'predict', 'embed', 'export'):
+        assert f'  {name} ' in r.stdout, name
+    assert set(COMMANDS) == {'train', 'reproduce', 'eval', 'predict', 'embed', 'export'}
+
+
+@pytest.mark.parametrize('command, options', [
+    ('reproduce', ['--out', '--no-bias', 'clip-annotated train']),
+    ('eval', ['--data', '--retrieval', '--template', '--classnames', '--csv-img-key', '--csv-label-key', '--json']),
+    ('embed', ['--images', '--texts', '--out', '--batch-size', '--csv-img-key', 'truncated']),
+    ('export', ['--format', '--out', 'open_clip'])])
+def test_each_command_has_its_own_help(command, options):
+    with pytest.raises(SystemExit) as e, contextlib.redirect_stdout(io.StringIO()) as out:
+        main([command, '--help'])
+    assert e.value.code == 0
+    text = ' '.join(out.getvalue().split())                       # argparse wraps lines
+    assert text.startswith(f'usage: clip-annotated {command}')
+    for o in options: assert o in text, (command, o)
+
+
+# ------------------------------------------------------------------ embed
+
+def test_embed_folder_and_texts(run_dir, model_and_preprocess, tmp_path):
+    pics = tmp_path / 'pics'
+    for k, rel in enumerate(['b/2.png', 'a.jpg', 'b/10.png', 'c/d/e.webp', 'B.png']):
+        _picture(pics / rel, k)
+    (pics / 'b' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+    (pics / 'notes.txt').write_text('not a picture')
+    long = 'a very long caption ' * 50                              # far past the context length: cut, not refused
+    (tmp_path / 'texts.txt').write_text(f'a red circle\n\n  two blue squares \n{long}\n')
+    out = tmp_path / 'new' / 'emb'                                   # created by embed
+    r = _cli('embed', '--model', run_dir, '--images', pics, '--texts', tmp_path / 'texts.txt', '--out', out,
+             '--device', 'cpu', '--batch-size', '2', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'skipped 1 of 6 pictures' in r.stderr and 'broken.png' in r.stderr
+
+    files = (out / 'image_files.txt').read_text().splitlines()
+    rel = [Path(f).relative_to(pics).as_posix() for f in files]
+    assert rel == sorted(['b/2.png', 'a.jpg', 'b/10.png', 'c/d/e.webp', 'B.png']) and 'b/broken.png' not in rel
+    feats = np.load(out / 'image_features.npy')
+    assert feats.dtype == np.float32 and feats.shape[0] == len(files)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    model, preprocess = model_and_preprocess
+    with torch.no_grad():
+        for k, f in enumerate(files):                                # row k is file k
+            direct = F.normalize(model.encode_image(preprocess(Image.open(f)).unsqueeze(0)), dim=-1)[0].numpy()
+            np.testing.assert_allclose(feats[k], direct, atol=1e-5)
+
+    texts = (out / 'texts.txt').read_text().splitlines()
+    assert texts == ['a red circle', 'two blue squares', long.strip()]
+    T = np.load(out / 'text_features.npy')
+    assert T.dtype == np.float32 and T.shape == (3, feats.shape[1])
+    np.testing.assert_allclose(np.linalg.norm(T, axis=1), 1.0, atol=1e-5)
+    from clip_annotated.tokenizer import tokenize
+    with torch.no_grad():
+        direct = F.normalize(model.encode_text(tokenize(texts, context_length=model.context_length, truncate=True)), dim=-1)
+    np.testing.assert_allclose(T, direct.numpy(), atol=1e-5)
+
+
+def test_embed_csv_keeps_file_order(run_dir, model_and_preprocess, tmp_path):
+    for k in range(3): _picture(tmp_path / 'img' / f'{k}.png', 10 + k)
+    (tmp_path / 'img' / 'bad.png').write_bytes(b'nope')
+    names = ['img/2.png', 'img/missing.png', str(tmp_path / 'img' / '0.png'), 'img/bad.png', 'img/1.png']
+    (tmp_path / 'list.tsv').write_text('path\tother\n' + ''.join(f'{n}\tx\n' for n in names))
+    s, _, err = _run('embed', '--model', run_dir, '--images', tmp_path / 'list.tsv', '--csv-img-key', 'path',
+                     '--out', tmp_path / 'o', '--device', 'cpu')
+    kept = (tmp_path / 'o' / 'image_files.txt').read_text().splitlines()
+    assert kept == ['img/2.png', str(tmp_path / 'img' / '0.png'), 'img/1.png']       # the column as written, in file order
+    assert s['images'] == 3 and s['skipped'] == 2 and '1 missing image' in err and '1 corrupt image' in err
+    assert not (tmp_path / 'o' / 'text_features.npy').exists()
+    # the Python function: same rows, skipped files with their reasons
+    from clip_annotated.cli import embed_images
+    model, preprocess = model_and_preprocess
+    paths = [tmp_path / 'img' / '2.png', tmp_path / 'img' / 'bad.png', tmp_path / 'nowhere.png']
+    feats, kept_paths, skipped = embed_images(model, preprocess, paths, progress=False)
+    assert kept_paths == paths[:1] and skipped == [(paths[1], 'corrupt image'), (paths[2], 'missing image')]
+    np.testing.assert_allclose(feats.numpy()[0], np.load(tmp_path / 'o' / 'image_features.npy')[0], atol=1e-5)
+
+
+# ------------------------------------------------------------------ eval --data
+
+CLASSES = {'golden_retriever': 6, 'cat': 1, 'dog': 1, 'emu': 1, 'fox': 1, 'zebra': 2}   # imbalanced: 6 of 12 are one class
+
+
+@pytest.fixture
+def own_data(tmp_path):
+    "A class-per-folder tree (plus one broken file) and the same pictures as a labelled CSV with string labels."
+    rows, k = ['filepath,species'], 0
+    for name, n in CLASSES.items():
+        for j in range(n):
+            rel = f'photos/{name}/{j}.png'
+            _picture(tmp_path / rel, 100 + k); rows.append(f'{rel},{name}'); k += 1
+    (tmp_path / 'photos' / 'cat' / 'broken.jpg').write_bytes(b'<html>404</html>')
+    (tmp_path / 'labels.csv').write_text('\n'.join(rows) + '\n')
+    return tmp_path
+
+
+def test_eval_data_folder_and_csv(run_dir, own_data):
+    m, printed, _ = _run('eval', '--model', run_dir, '--data', own_data / 'photos', '--template', 'a photo of a {}.',
+                         '--template', 'a {}', '--device', 'cpu', '--json')
+    j = json.loads(printed.strip().splitlines()[-1])
+    for key in ('top1', 'top5', 'mean_per_class_recall', 'majority_top1', 'chance'):
+        assert key in j and 0 <= j[key] <= 1, key
+    assert (j['n'], j['classes'], j['skipped'], j['templates']) == (12, 6, 1, 2)
+    assert j['majority_top1'] == 0.5 and j['majority_class_name'] == 'golden retriever'   # folder '_' read as a space
+    assert j['chance'] == pytest.approx(1 / 6) and j['chance_top5'] == pytest.approx(5 / 6)
+
+    c, printed, _ = _run('eval', '--model', run_dir, '--data', own_data / 'labels.csv', '--csv-label-key', 'species',
+                         '--template', 'a photo of a {}.', '--template', 'a {}', '--device', 'cpu', '--json')
+    for key in ('top1', 'top5', 'mean_per_class_recall', 'majority_top1', 'chance'):
+        assert c[key] == pytest.approx(m[key], abs=1e-6), key        # same pictures, same classes, same order
+    assert c['skipped'] == 0 and c['majority_class_name'] == 'golden retriever'
+
+    _, text, _ = _run('eval', '--model', run_dir, '--data', own_data / 'photos', '--device', 'cpu')
+    assert 'majority class' in text and '50.00%' in text and 'chance 16.67%' in text and 'skipped 1 of 13' in text
+
+
+def test_eval_classnames_file(run_dir, own_data):
+    names = ['a cat', 'a dog', 'an emu', 'a fox', 'a golden retriever', 'a zebra']        # sorted-label order
+    (own_data / 'names.txt').write_text('\n'.join(names) + '\n')
+    m, _, _ = _run('eval', '--model', run_dir, '--data', own_data / 'photos', '--classnames', own_data / 'names.txt',
+                   '--device', 'cpu')
+    assert m['majority_class_name'] == 'a golden retriever'
+    (own_data / 'names.txt').write_text('cat\ndog\n')
+    with pytest.raises(SystemExit, match='has 2 names but .* has 6 classes'):
+        _run('eval', '--model', run_dir, '--data', own_data / 'photos', '--classnames', own_data / 'names.txt')
+
+
+def test_eval_retrieval(run_dir, tmp_path):
+    rows = ['filepath,title']
+    for k in range(12):
+        _picture(tmp_path / 'p' / f'{k}.png', 200 + k); rows.append(f'p/{k}.png,picture number {k % 10}')
+    rows.append('p/missing.png,a missing picture')
+    (tmp_path / 'pairs.csv').write_text('\n'.join(rows) + '\n')
+    m, text, _ = _run('eval', '--model', run_dir, '--retrieval', tmp_path / 'pairs.csv', '--device', 'cpu')
+    assert (m['n_images'], m['n_texts'], m['skipped']) == (12, 10, 1)
+    for d in ('i2t', 't2i'):
+        for k in (1, 5, 10):
+            assert 0 <= m[f'{d}_R@{k}'] <= 1 and 0 < m[f'{d}_chance@{k}'] <= 1
+    assert m['i2t_chance@1'] == pytest.approx(1 / 10) and m['i2t_R@10'] >= m['i2t_R@5'] >= m['i2t_R@1']
+    assert 'image → text' in text and 'text → image' in text and 'R@10' in text
+
+
+# ------------------------------------------------------------------ errors before the model
+
+@pytest.fixture
+def no_model(monkeypatch):
+    "Loading a model fails the test: the error must come first."
+    import clip_annotated.pretrained as pretrained
+    def refuse(*a, **k): raise AssertionError("a model was loaded before the inputs were checked")
+    monkeypatch.setattr(pretrained, 'load', refuse)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['eval', '--data', '{tmp}/nowhere'], '--data {tmp}/nowhere: no such file or folder'),
+    (['eval', '--retrieval', '{tmp}/pairs.csv'], '--retrieval {tmp}/pairs.csv: no such file'),
+    (['eval', '--dataset', 'cifar10', '--root', '{tmp}/cifar'], '--root {tmp}/cifar: no such folder'),
+    (['eval', '--data', '{tmp}', '--template', 'a photo'], "template 'a photo' has no '{}'"),
+    (['eval', '--data', '{tmp}', '--template', 'a {0} {1}'], "template 'a {0} {1}'"),
+    (['eval', '--data', '{tmp}'], 'has no class folders'),
+    (['embed', '--images', '{tmp}/nowhere', '--out', '{tmp}/o'], '--images {tmp}/nowhere: no such file or folder'),
+    (['embed', '--texts', '{tmp}/t.txt', '--out', '{tmp}/o'], '--texts {tmp}/t.txt'),
+    (['export', '{tmp}/run', '--out', '{tmp}/o'], '{tmp}/run: no such file or folder'),
+])
+def test_errors_name_the_input_before_loading_a_model(no_model, tmp_path, argv, message):
+    argv = [a.replace('{tmp}', str(tmp_path)) for a in argv]
+    if argv[0] in ('eval', 'embed'): argv = [argv[0], '--model', 'some-model', *argv[1:]]
+    with pytest.raises(SystemExit) as e: main(argv)
+    assert message.replace('{tmp}', str(tmp_path)) in str(e.value) and str(e.value).startswith(f'clip-annotated {argv[0]}: ')
+    assert not (tmp_path / 'o').exists()
+
+
+def test_missing_csv_column_is_named(no_model, tmp_path):
+    (tmp_path / 'l.csv').write_text('image,label\nx.png,cat\n')
+    with pytest.raises(SystemExit, match=r"missing \['filepath'\]; the file has columns \['image', 'label'\]"):
+        main(['eval', '--model', 'm', '--data', str(tmp_path / 'l.csv')])
+
+
+# ------------------------------------------------------------------ export
+
+def test_export_hf_and_open_clip(run_dir, model_and_preprocess, tmp_path):
+    import clip_annotated.pretrained as pretrained
+    if not hasattr(pretrained, 'export_model'): pytest.skip("clip_annotated.pretrained has no export_model yet")
+    written, text, _ = _run('export', run_dir, '--format', 'hf', '--out', tmp_path / 'hf')
+    assert (tmp_path / 'hf' / 'config.json').exists() and 'CLIPModel.from_pretrained' in text
+    back, _ = pretrained.load(written, device='cpu')
+    model, _ = model_and_preprocess
+    torch.testing.assert_close(back.visual.proj.detach(), model.visual.proj.detach())
+    _, text, _ = _run('export', run_dir / 'checkpoint.pt', '--format', 'open_clip', '--out', tmp_path / 'oc')
+    assert f"local-dir:{tmp_path / 'oc'}" in text and 'clip_annotated.load' in text

@@ -1,0 +1,131 @@
+"""Training on your own pairs (CSV and webdataset shards), fine-tuning and resume safety, end to end on CPU.
+
+* Uneven shards (50, 50 and 7 samples) under `torchrun --nproc_per_node=2` (gloo), with a batch that divides
+  none of them: the run finishes (bounded by a timeout here) and both ranks run the same steps in every
+  epoch, with resampling (fixed epochs) and without (the ranks agree to stop when the first runs out).
+* A CSV run on two ranks hands every pair to exactly one rank, once per epoch.
+* Fine-tuning from a run: the new learning rate is logged from the first step, a locked tower stays
+  bit-identical; resuming a run with a changed learning rate is refused, naming the field.
+"""
+from __future__ import annotations
+
+import json, os, subprocess, sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clip_annotated import data as D
+from clip_annotated.train import PRESETS, load_checkpoint, read_metrics, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(embed_dim=32, image_resolution=24, vision_layers=1, vision_width=64, vision_patch_size=12,
+            transformer_width=64, transformer_heads=1, transformer_layers=1)
+OPTS = ['--model-overrides', json.dumps(TINY), '--warmup', '2', '--ckpt-every', '1000', '--eval-every', '0',
+        '--no-progress', '--threads', '1']
+
+
+def _pairs(n: int, start: int = 0):
+    "n distinct (picture, caption) pairs: a coloured square and its number."
+    rng = np.random.default_rng(start)
+    for k in range(start, start + n):
+        yield Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)), f"pair number {k}"
+
+
+def _env() -> dict:
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONHASHSEED': '0'}
+    env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
+    env.pop('IN_TEST', None)
+    return env
+
+
+def _torchrun(out: Path, *args: str, timeout: int = 300) -> list[dict]:
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nnodes=1', '--nproc_per_node=2',
+           str(REPO / 'tests' / '_own_data_worker.py'), *OPTS, '--out', str(out), *args]
+    r = subprocess.run(cmd, env=_env(), cwd=out.parent, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return [json.loads((out / f'rank{k}.json').read_text()) for k in range(2)]
+
+
+@pytest.fixture(scope='module')
+def uneven_shards(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('shards')
+    sizes = (50, 50, 7)
+    for k, n in enumerate(sizes):
+        written = D.write_webdataset(_pairs(n, start=1000 * k), folder / f'part{k}', samples_per_shard=n)
+        written[0].rename(folder / f'{k:05d}.tar')
+    return str(folder / '{00000..00002}.tar'), sizes
+
+
+@pytest.mark.parametrize('resampled', [False, True])
+def test_uneven_shards_two_ranks_same_steps(tmp_path, uneven_shards, resampled):
+    spec, sizes = uneven_shards
+    extra = ['--dataset-resampled', '--train-num-samples', '80'] if resampled else []
+    ranks = _torchrun(tmp_path / 'run', '--train-data', spec, '--batch-size', '8', '--steps', '30', *extra)
+    assert ranks[0]['epoch_steps'] == ranks[1]['epoch_steps'], ranks
+    steps = [r for r in read_metrics(tmp_path / 'run' / 'metrics.jsonl') if 'loss' in r]
+    assert [r['step'] for r in steps] == list(range(1, 31))                      # every step once, to the end
+    if resampled: assert ranks[0]['epoch_steps'] == [10, 10, 10]                  # 80 samples / batch 8
+    else:                                                    # each epoch: as many batches as the shorter rank has
+        assert all(1 <= n <= (sum(sizes) - 7) // 4 for n in ranks[0]['epoch_steps']), ranks
+
+
+def test_csv_two_ranks_each_pair_once_per_epoch(tmp_path):
+    csv_path = D.write_csv(_pairs(48), tmp_path / 'data' / 'pairs.csv')
+    ranks = _torchrun(tmp_path / 'run', '--record', '--train-data', str(csv_path), '--batch-size', '8', '--steps', '12')
+    assert ranks[0]['epoch_steps'] == ranks[1]['epoch_steps'] == [6, 6]           # 48 pairs / batch 8 per epoch
+    for epoch in (0, 1):
+        seen = [c for r in ranks for e, c in r['seen'] if e == epoch]
+        assert sorted(seen) == sorted(f"pair number {k}" for k in range(48))      # all of them, none twice
+        assert not {c for e, c in ranks[0]['seen'] if e == epoch} & {c for e, c in ranks[1]['seen'] if e == epoch}
+
+
+def _cfg(out: Path, data: Path, **kw):
+    return replace(PRESETS['mini-cpu'], model_overrides=TINY, train_data=str(data), batch_size=8, steps=3, warmup=0,
+                   ckpt_every=1000, eval_every=0, progress=False, threads=1, out=str(out), **kw)
+
+
+def test_fine_tune_new_lr_from_first_step_and_locked_tower(tmp_path):
+    data = D.write_csv(_pairs(32), tmp_path / 'data' / 'pairs.csv')
+    base = _cfg(tmp_path / 'base', data, lr=1e-3)
+    train(base)
+    tuned = _cfg(tmp_path / 'tuned', data, lr=1e-4, pretrained=str(tmp_path / 'base'), lock_image=True, seed=1)
+    summary = train(tuned)
+    first = [r for r in read_metrics(tmp_path / 'tuned' / 'metrics.jsonl') if 'loss' in r][0]
+    assert first['step'] == 1 and first['lr'] == pytest.approx(1e-4)
+    a, b = load_checkpoint(tmp_path / 'base' / 'checkpoint.pt'), load_checkpoint(tmp_path / 'tuned' / 'checkpoint.pt')
+    for k, v in a['model'].items():
+        if k.startswith('visual.'): assert torch.equal(v, b['model'][k]), k                     # locked: untouched
+    assert not torch.equal(a['model']['text_projection'], b['model']['text_projection'])      # the text tower trained
+    report = (tmp_path / 'tuned' / 'report.md').read_text()
+    assert f"from {tmp_path / 'base'}" in report and 'locked: image tower' in report and str(data) in report
+    assert summary['data']['train_items'] == 32
+
+
+def test_resume_with_changed_lr_is_refused(tmp_path):
+    data = D.write_csv(_pairs(16), tmp_path / 'data' / 'pairs.csv')
+    train(_cfg(tmp_path / 'run', data, lr=1e-3))
+    with pytest.raises(ValueError, match=r"lr: 0\.001 in the run, 0\.0001 now.*--pretrained .*run --out .*run-finetuned"):
+        train(_cfg(tmp_path / 'run', data, lr=1e-4))
+    r = subprocess.run([sys.executable, '-m', 'clip_annotated.train', *OPTS, '--train-data', str(data), '--batch-size', '8',
+                        '--steps', '3', '--warmup', '0', '--out', str(tmp_path / 'run'), '--lr', '1e-4'],
+                       env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    assert 'lr: 0.001 in the run' in r.stderr
+
+
+def test_runs_dir_is_honoured_by_train(tmp_path, monkeypatch):
+    from clip_annotated.train import parse_args
+    monkeypatch.setenv('CLIP_ANNOTATED_RUNS', str(tmp_path))
+    assert Path(parse_args([]).out) == tmp_path / 'mini'
+    assert parse_args(['--out', 'x']).out == 'x'
+
+
+def test_data_option_names_train_data(capsys):
+    from clip_annotated.train import parse_args
+    with pytest.raises(SystemExit):
+        parse_args(['--data', 'data/train.csv'])
+    assert "invalid choice: 'data/train.csv'" in capsys.readouterr().err
