@@ -296,11 +296,12 @@ def embed_command(argv: list[str] | None = None) -> dict:
         texts = [l.strip() for l in Path(a.texts).read_text(encoding='utf-8').splitlines() if l.strip()]
         if not texts: _fail('embed', f"--texts {a.texts} has no non-blank line")
     import numpy as np
+    from clip_annotated.core import show_progress
     model, preprocess = _load_model(a.model, a.device)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     summary = dict(model=a.model or _default_model(), out=str(out))
     if paths:
-        try: feats, kept, skips = _embed_files(model, preprocess, paths, a.batch_size, None, a.workers, True)
+        try: feats, kept, skips = _embed_files(model, preprocess, paths, a.batch_size, None, a.workers, show_progress())
         except ValueError as e: _fail('embed', f"--images {a.images}: {e}")
         np.save(out / 'image_features.npy', feats.numpy().astype(np.float32))
         (out / 'image_files.txt').write_text(''.join(f'{names[i]}\n' for i in kept), encoding='utf-8')
@@ -311,7 +312,7 @@ def embed_command(argv: list[str] | None = None) -> dict:
         summary.update(images=len(kept), skipped=skips.skipped, dim=feats.shape[1])
         print(f"wrote {out / 'image_features.npy'} ({len(kept)} × {feats.shape[1]} float32, unit rows) and {out / 'image_files.txt'}")
     if texts:
-        T = embed_texts(model, texts, a.batch_size)
+        T = embed_texts(model, texts, a.batch_size, progress=show_progress())
         np.save(out / 'text_features.npy', T.numpy().astype(np.float32))
         (out / 'texts.txt').write_text(''.join(f'{t}\n' for t in texts), encoding='utf-8')
         summary.update(texts=len(texts), dim=T.shape[1])

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['get_device', 'autocast_dtype', 'in_test', 'pick', 'seed_everything', 'hardware', 'footer']
+__all__ = ['get_device', 'autocast_dtype', 'in_test', 'show_progress', 'pick', 'seed_everything', 'hardware', 'footer']
 
 # %% ../nbs/00_prelims.ipynb #faf0b45a
 _t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports us
@@ -33,6 +33,10 @@ def autocast_dtype(device: str | torch.device | None = None) -> torch.dtype | No
 def in_test() -> bool:
     "True while `nbdev_test` (or pytest via our tests) executes the code."
     return bool(os.environ.get('IN_TEST'))
+
+def show_progress(wanted: bool = True) -> bool:
+    "Whether to draw a progress bar: `wanted`, unless $CLIP_ANNOTATED_PROGRESS is 0 (`make execute` sets it, so saved outputs hold none)."
+    return wanted and os.environ.get('CLIP_ANNOTATED_PROGRESS', '1') != '0'
 
 def pick(gpu, cpu, test=None, device=None):
     "Choose a setting by where we run: `test` under `nbdev_test` (defaults to `cpu`), `gpu` on CUDA, else `cpu`."

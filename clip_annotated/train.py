@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
-from .core import autocast_dtype, get_device, hardware, in_test, seed_everything
+from .core import autocast_dtype, get_device, hardware, in_test, seed_everything, show_progress
 from torch.utils.data import DataLoader, IterableDataset
 from .model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from .tokenizer import tokenize
@@ -430,9 +430,8 @@ def make_datasets(cfg: TrainConfig, image_size: int):
                      f"for your own pairs use --train-data (a CSV/TSV file or tar shards)")
 
 def data_size(dataset) -> int | None:
-    "Items of a map-style data set; for a stream, the good samples this process has read so far (None if unknown)."
-    if not isinstance(dataset, IterableDataset): return len(dataset)
-    return dataset.skips.good if hasattr(dataset, 'skips') else None
+    "Items of a map-style data set; None for a stream, whose size nobody knows before reading it."
+    return None if isinstance(dataset, IterableDataset) else len(dataset)
 
 def describe_data(cfg: TrainConfig, train_ds, test_ds, given: bool = False) -> dict:
     "What a run trained and was measured on (source, counts, skips), for its report, results and model card."
@@ -443,6 +442,7 @@ def describe_data(cfg: TrainConfig, train_ds, test_ds, given: bool = False) -> d
     else: source, held = builtin[cfg.data]
     d = dict(source=source, held_out=held, train_items=data_size(train_ds),
              held_out_items=None if test_ds is None else data_size(test_ds))
+    if isinstance(train_ds, IterableDataset) and hasattr(train_ds, 'skips'): d['samples_read'] = train_ds.skips.good
     for name, ds in (('train_skipped', train_ds), ('held_out_skipped', test_ds)):
         if getattr(ds, 'skips', None) is not None and ds.skips.skipped: d[name] = ds.skips.counts
     if cfg.pretrained: d['pretrained'] = cfg.pretrained
@@ -523,7 +523,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
 
     amp = autocast_for(device, amp_dtype)
     depth = cfg.prefetch if cfg.prefetch is not None else (2 if device.type == 'cuda' else 0)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress or rank != 0, dynamic_ncols=True,
+    bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress(cfg.progress) or rank != 0, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
     t_loop, rate, token_cache = time.perf_counter(), None, TokenCache(mcfg.context_length)
     was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
@@ -615,7 +615,8 @@ def retrieval_table(m: dict, ks=(1, 5, 10)) -> str:
 def write_report(cfg: TrainConfig, summary: dict, path: str | Path) -> Path:
     "report.md: the run's configuration and data, held-out retrieval with chance levels, hardware and wall time."
     d = summary['data']
-    n = lambda k: '' if d.get(k) is None else f"{d[k]:,} "
+    pairs = (f"{d['train_items']:,} training pairs" if d['train_items'] is not None
+             else f"streamed ({d.get('samples_read', 0):,} samples read by this process)")
     skipped = lambda k: f" (skipped: {', '.join(f'{c} {r}' for r, c in d[k].items())})" if d.get(k) else ''
     epochs = (f"{cfg.steps / summary['steps_per_epoch']:.1f} epochs" if summary['steps_per_epoch']
               else f"{len(summary['epoch_steps'])} full epochs")
@@ -624,7 +625,7 @@ def write_report(cfg: TrainConfig, summary: dict, path: str | Path) -> Path:
             f"({summary['parameters']:,} parameters)"
             + (f"; locked: {' and '.join(t for t, on in (('image tower', cfg.lock_image), ('text tower', cfg.lock_text)) if on)}"
                if cfg.lock_image or cfg.lock_text else '') + "\n"
-            f"- data: {d['source']}, {n('train_items')}training pairs{skipped('train_skipped')}; "
+            f"- data: {d['source']}, {pairs}{skipped('train_skipped')}; "
             f"held out: {d['held_out'] or 'none'}{skipped('held_out_skipped')}\n"
             f"- {cfg.steps:,} steps of {cfg.batch_size} ({epochs}), "
             f"lr {cfg.lr:g}, warm-up {cfg.warmup}, weight decay {cfg.weight_decay}, precision {cfg.precision}, "

@@ -106,6 +106,10 @@ def in_test() -> bool:
     "True while `nbdev_test` (or pytest via our tests) executes the code."
     return bool(os.environ.get('IN_TEST'))
 
+def show_progress(wanted: bool = True) -> bool:
+    "Whether to draw a progress bar: `wanted`, unless $CLIP_ANNOTATED_PROGRESS is 0 (`make execute` sets it, so saved outputs hold none)."
+    return wanted and os.environ.get('CLIP_ANNOTATED_PROGRESS', '1') != '0'
+
 def pick(gpu, cpu, test=None, device=None):
     "Choose a setting by where we run: `test` under `nbdev_test` (defaults to `cpu`), `gpu` on CUDA, else `cpu`."
     if in_test(): return cpu if test is None else test

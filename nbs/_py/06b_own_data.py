@@ -8,7 +8,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-import os, shlex, shutil, subprocess, sys, tempfile, time
+import json, os, shutil, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
@@ -19,6 +19,7 @@ from sklearn.datasets import load_digits
 import skimage.data
 from clip_annotated.core import footer, hardware, in_test, pick
 from clip_annotated.train import read_metrics, runs_dir
+from clip_annotated.prompts import paired_bootstrap        # chapter 9's paired bootstrap interval
 
 # %% [markdown]
 # CLIP's whole premise is that pairs of pictures and the text that came with them are data enough:
@@ -66,7 +67,7 @@ def sh(cmd: str, show: bool = True) -> str:
 # ## The pairs
 #
 # Two sources that ship inside Python packages, so nothing is downloaded. scikit-learn's `load_digits`
-# holds 1,797 handwritten digits, 8×8 pixels with 17 grey levels, scanned from 43 writers; we draw each
+# holds small scanned handwritten digits, 8×8 pixels with 17 grey levels; we draw each
 # as dark ink on white at 48×48 pixels and caption it in a few wordings ("a handwritten digit 3", "the
 # number three, written by hand"). scikit-image's sample data holds a dozen photographs (an astronaut,
 # a cat, a cup of coffee, a rocket, coins); each gives a few random crops captioned with what it shows,
@@ -170,9 +171,9 @@ print(f"{digits_rate:.2f} steps/s ({digits_rate * 128:.0f} pairs/s) on {hardware
 # %%
 if in_test() and not (top / 'runs/mini/checkpoint.pt').exists():     # the scratch folder has no book run: a stand-in
     sh("clip-annotated train --preset mini-cpu --out runs/mini --steps 2 --batch-size 32 --eval-every 0 --no-progress", show=False)
-sh(f"clip-annotated train --pretrained runs/mini --train-data runs/digits-data/train.csv --val-data runs/digits-data/val.csv "
-   f"--out runs/digits-ft --steps {pick(gpu=200, cpu=200, test=3)} --batch-size 128 --lr 2e-4 --warmup {pick(gpu=20, cpu=20, test=1)} "
-   f"--no-resume --no-progress")
+_ = sh(f"clip-annotated train --pretrained runs/mini --train-data runs/digits-data/train.csv --val-data runs/digits-data/val.csv "
+       f"--out runs/digits-ft --steps {pick(gpu=300, cpu=300, test=3)} --batch-size 128 --lr 5e-4 --warmup {pick(gpu=30, cpu=30, test=1)} "
+       f"--no-resume --no-progress")
 
 # %% [markdown]
 # ## Zero-shot classification of the held-out digits
@@ -187,7 +188,7 @@ zs = {}
 for run in ('digits', 'digits-ft'):
     out = sh(f"clip-annotated eval --model runs/{run} --data runs/digits-data/heldout --template 'a handwritten digit {{}}' --json",
              show=False)
-    zs[run] = m = __import__('json').loads(out.strip().splitlines()[-1])
+    zs[run] = m = json.loads(out.strip().splitlines()[-1])
     print(f"runs/{run}: top-1 {100 * m['top1']:.1f}%, top-5 {100 * m['top5']:.1f}%, mean per-class recall "
           f"{100 * m['mean_per_class_recall']:.1f}% on {m['n']} held-out digits; chance {100 * m['chance_top1']:.1f}%, "
           f"majority class {100 * m['majority_top1']:.1f}%")
@@ -198,7 +199,7 @@ for run in ('digits', 'digits-ft'):
 # same question as top-1 above with the training captions' wording).
 
 # %%
-sh("clip-annotated eval --model runs/digits --retrieval runs/digits-data/val.csv")
+_ = sh("clip-annotated eval --model runs/digits --retrieval runs/digits-data/val.csv")
 
 # %% [markdown]
 # ## Embeddings to files
@@ -208,17 +209,34 @@ sh("clip-annotated eval --model runs/digits --retrieval runs/digits-data/val.csv
 # nearest of the ten digit prompts for each picture gives the same accuracy.
 
 # %%
-sh("clip-annotated embed --model runs/digits --images runs/digits-data/heldout --texts runs/digits-data/digits.txt "
-   "--out runs/digits-embeddings")
+_ = sh("clip-annotated embed --model runs/digits --images runs/digits-data/heldout --texts runs/digits-data/digits.txt "
+       "--out runs/digits-embeddings")
+
+def right_answers(folder: Path) -> np.ndarray:
+    "Per picture: is the nearest of the ten digit prompts the right one (from an `embed` folder)?"
+    I, T = np.load(folder / 'image_features.npy'), np.load(folder / 'text_features.npy')
+    truth = np.array([int(Path(f).parent.name) for f in (folder / 'image_files.txt').read_text().splitlines()])
+    return (I @ T.T).argmax(1) == truth
+
 emb = top / 'runs/digits-embeddings'
-I, T = np.load(emb / 'image_features.npy'), np.load(emb / 'text_features.npy')
-files = (emb / 'image_files.txt').read_text().splitlines()
-truth = np.array([int(Path(f).parent.name) for f in files])
-nearest = (I @ T.T).argmax(1)
+I = np.load(emb / 'image_features.npy')
+right = right_answers(emb)
 print(f"{I.shape[0]} pictures × {I.shape[1]} dimensions, norms {np.linalg.norm(I, axis=1).min():.6f}..{np.linalg.norm(I, axis=1).max():.6f}; "
-      f"nearest prompt right for {100 * (nearest == truth).mean():.1f}%")
+      f"nearest prompt right for {100 * right.mean():.1f}%")
 test_close(np.linalg.norm(I, axis=1), np.ones(len(I)), eps=1e-5)
-test_close((nearest == truth).mean(), zs['digits']['top1'], eps=1e-6)
+test_close(right.mean(), zs['digits']['top1'], eps=1e-6)
+
+# %% [markdown]
+# The same files answer the question the two runs raise: is the difference between training from
+# scratch and fine-tuning the emoji model more than the luck of which digits were held out? A paired
+# bootstrap over the held-out pictures (the prompt-engineering chapter's `paired_bootstrap`) says:
+
+# %%
+_ = sh("clip-annotated embed --model runs/digits-ft --images runs/digits-data/heldout --texts runs/digits-data/digits.txt "
+       "--out runs/digits-ft-embeddings", show=False)
+import torch
+gap = paired_bootstrap(torch.from_numpy(right), torch.from_numpy(right_answers(top / 'runs/digits-ft-embeddings')))
+print(f"top-1, from scratch − fine-tuned: {100 * gap['diff']:+.1f} points, 95% interval [{100 * gap['lo']:+.1f}, {100 * gap['hi']:+.1f}]")
 
 # %% [markdown]
 # ## Sharing the model
@@ -229,8 +247,10 @@ test_close((nearest == truth).mean(), zs['digits']['top1'], eps=1e-6)
 # spot check with `transformers`.
 
 # %%
-sh("clip-annotated export runs/digits --format hf --out runs/digits-hf")
-import torch, transformers
+_ = sh("clip-annotated export runs/digits --format hf --out runs/digits-hf")
+warnings.filterwarnings('ignore', message='IProgress not found')   # tqdm's note about notebook widgets
+import transformers
+transformers.utils.logging.disable_progress_bar(); transformers.utils.logging.set_verbosity_error()
 from clip_annotated import load, tokenize
 ours, preprocess = load(top / 'runs/digits', device='cpu')
 hf = transformers.CLIPModel.from_pretrained(top / 'runs/digits-hf').eval()
@@ -265,11 +285,18 @@ print((top / 'runs/digits-ddp/report.md').read_text().split('## Held-out')[0].st
 # ## What we measured
 
 # %%
-d0 = zs['digits']
+d0, ft = zs['digits'], zs['digits-ft']
+held_out = [r for r in read_metrics(top / 'runs/digits/metrics.jsonl') if 'eval' in r][-1]['eval']
+verdict = ('its 95% interval excludes zero' if gap['lo'] > 0 or gap['hi'] < 0
+           else 'its 95% interval reaches zero, so this run cannot tell the two apart')
 display(Markdown(
-    f"On {hardware()}: training on {len(train_pairs):,} pairs ran at {digits_rate:.2f} steps/s; zero-shot top-1 on "
-    f"{d0['n']} held-out digits {100 * d0['top1']:.1f}% from scratch and {100 * zs['digits-ft']['top1']:.1f}% fine-tuned from the "
-    f"emoji model, against chance {100 * d0['chance_top1']:.0f}% and the majority class {100 * d0['majority_top1']:.1f}%."))
+    f"On {hardware()}: training on {len(train_pairs):,} pairs ran at {digits_rate:.2f} steps/s. Zero-shot top-1 on "
+    f"{d0['n']} held-out digits: {100 * d0['top1']:.1f}% from scratch ({steps} steps) and {100 * ft['top1']:.1f}% fine-tuned "
+    f"from the emoji model (fewer steps, lower learning rate), against chance {100 * d0['chance_top1']:.0f}% and the majority "
+    f"class {100 * d0['majority_top1']:.1f}%. The difference, {100 * gap['diff']:+.1f} points "
+    f"[{100 * gap['lo']:+.1f}, {100 * gap['hi']:+.1f}]: {verdict}. Held-out retrieval of the run from scratch, "
+    f"image→text R@1 {100 * held_out['i2t_R@1']:.1f}% and text→image {100 * held_out['t2i_R@1']:.1f}% (chance "
+    f"{100 * held_out['i2t_chance@1']:.0f}%). Two processes streaming shards ran {len(ddp)} steps at {len(ddp) / ddp[-1]['wall_s']:.2f} steps/s."))
 
 # %%
 if in_test(): shutil.rmtree(top, ignore_errors=True)

@@ -140,8 +140,9 @@ def model_card(run: str | Path) -> str:
              "## Training data"]
     if own:                                # the user's pairs: what the run's own record says of them
         skipped = lambda k: f" ({sum(own[k].values()):,} skipped: {', '.join(f'{n} {r}' for r, n in own[k].items())})" if own.get(k) else ''
-        lines += [f"- {own['source']}: {own['train_items'] or 'an unknown number of'} training pairs{skipped('train_skipped')}.",
-                  f"- Held out: {own['held_out']}, {own['held_out_items']:,} pairs{skipped('held_out_skipped')}." if own['held_out']
+        count = lambda n, what: f"{n:,} {what}" if n is not None else f"{what}, streamed"
+        lines += [f"- {own['source']}: {count(own['train_items'], 'training pairs')}{skipped('train_skipped')}.",
+                  f"- Held out: {own['held_out']}, {count(own['held_out_items'], 'pairs')}{skipped('held_out_skipped')}." if own['held_out']
                   else "- Held out: none (no --val-data), so nothing below measures generalisation.", ""]
     else:
         lines += ["- OpenMoji drawings of Unicode emoji (CC BY-SA 4.0) with captions from their Unicode names; a fixed split "

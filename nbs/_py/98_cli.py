@@ -381,11 +381,12 @@ def embed_command(argv: list[str] | None = None) -> dict:
         texts = [l.strip() for l in Path(a.texts).read_text(encoding='utf-8').splitlines() if l.strip()]
         if not texts: _fail('embed', f"--texts {a.texts} has no non-blank line")
     import numpy as np
+    from clip_annotated.core import show_progress
     model, preprocess = _load_model(a.model, a.device)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     summary = dict(model=a.model or _default_model(), out=str(out))
     if paths:
-        try: feats, kept, skips = _embed_files(model, preprocess, paths, a.batch_size, None, a.workers, True)
+        try: feats, kept, skips = _embed_files(model, preprocess, paths, a.batch_size, None, a.workers, show_progress())
         except ValueError as e: _fail('embed', f"--images {a.images}: {e}")
         np.save(out / 'image_features.npy', feats.numpy().astype(np.float32))
         (out / 'image_files.txt').write_text(''.join(f'{names[i]}\n' for i in kept), encoding='utf-8')
@@ -396,7 +397,7 @@ def embed_command(argv: list[str] | None = None) -> dict:
         summary.update(images=len(kept), skipped=skips.skipped, dim=feats.shape[1])
         print(f"wrote {out / 'image_features.npy'} ({len(kept)} × {feats.shape[1]} float32, unit rows) and {out / 'image_files.txt'}")
     if texts:
-        T = embed_texts(model, texts, a.batch_size)
+        T = embed_texts(model, texts, a.batch_size, progress=show_progress())
         np.save(out / 'text_features.npy', T.numpy().astype(np.float32))
         (out / 'texts.txt').write_text(''.join(f'{t}\n' for t in texts), encoding='utf-8')
         summary.update(texts=len(texts), dim=T.shape[1])
@@ -538,13 +539,13 @@ assert 'bias' not in s4 and '## Bias' not in printed.getvalue() and 'hardware' i
 # %%
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     m = main(['eval', '--model', str(scratch / 'cli'), '--dataset', 'scenes-color', '--device', 'cpu'])
-print(printed.getvalue())
+print(printed.getvalue().replace(str(scratch), '<scratch>'))
 test_eq((m['classes'], m['n']), (7, 400))
 SceneDataset(4, seed=5).image(0).save(scratch / 'scene.png')
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     ranked = main(['predict', str(scratch / 'scene.png'), 'a red circle', 'a blue square', 'two green stars',
                    '--model', str(scratch / 'cli'), '--device', 'cpu'])
-print(printed.getvalue())
+print(printed.getvalue().replace(str(scratch), '<scratch>'))
 test_eq(sorted(l for l, _ in ranked), ['a blue square', 'a red circle', 'two green stars'])
 exits_with(['predict', str(scratch / 'missing.png'), 'a cat'], 'missing.png')
 
@@ -572,13 +573,13 @@ run = str(scratch / 'cli')
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     m_dir = main(['eval', '--model', run, '--data', str(own / 'folder'), '--template', 'a {}', '--device', 'cpu'])
     m_csv = main(['eval', '--model', run, '--data', str(own / 'labels.csv'), '--template', 'a {}', '--device', 'cpu', '--json'])
-print(printed.getvalue())
+print(printed.getvalue().replace(str(scratch), '<scratch>'))
 test_eq((m_dir['n'], m_dir['classes'], m_dir['skipped'], m_dir['majority_class_name']), (20, 3, 1, 'red thing'))
 test_close(m_dir['majority_top1'], 12 / 20)
 for k in ('top1', 'mean_per_class_recall', 'chance', 'majority_top1'): test_close(m_csv[k], m_dir[k], eps=1e-6)
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     r = main(['eval', '--model', run, '--retrieval', str(own / 'pairs.csv'), '--device', 'cpu'])
-print(printed.getvalue())
+print(printed.getvalue().replace(str(scratch), '<scratch>'))
 test_eq((r['n_images'], r['i2t_chance@1']), (20, 1 / r['n_texts']))
 
 # %% [markdown]
