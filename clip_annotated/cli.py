@@ -8,13 +8,29 @@ import argparse, json, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EMBEDDED', 'MODEL_HELP', 'COMMANDS', 'COMMAND_HELP', 'reproduce', 'eval_command', 'embed_images', 'embed_texts',
-           'embed_command', 'predict_command', 'export_command', 'usage', 'main']
+__all__ = ['DEBUG_HELP', 'EMBEDDED', 'MODEL_HELP', 'COMMANDS', 'COMMAND_HELP', 'reproduce', 'eval_command', 'embed_images',
+           'embed_texts', 'embed_command', 'predict_command', 'export_command', 'usage', 'main']
 
 # %% ../nbs/98_cli.ipynb #6eebedf1
 def _fail(command: str, message: str):
-    "Stop with a one-line error (exit status 1 from the shell)."
-    raise SystemExit(f"{f'clip-annotated {command}'.strip()}: {message}")
+    "Stop with a one-line error about the input (exit status 2 from the shell, as for a bad option)."
+    from clip_annotated.core import CommandError
+    raise CommandError(f"{f'clip-annotated {command}'.strip()}: {message}", 2)
+
+def _at_least(least: int):
+    "An argparse type: a whole number ≥ `least`."
+    def whole(text: str) -> int:
+        if not text.lstrip('-').isdigit() or int(text) < least: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ {least}")
+        return int(text)
+    return whole
+
+def _device(text: str) -> str:
+    "An argparse type: a device this machine has (the training chapter's `check_device`)."
+    from clip_annotated.train import check_device
+    try: return check_device(text)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e).split(': ', 1)[-1]) from None
+
+DEBUG_HELP = "on an error, show the full traceback (default: one line; exit status 2 for bad input, 1 for a failure)"
 
 def reproduce(argv: list[str] | None = None) -> dict:
     "`clip-annotated reproduce`: `train --preset mini-cpu --out runs/mini` (any train option, and `--no-bias`), then report.md and results.json."
@@ -28,6 +44,7 @@ def reproduce(argv: list[str] | None = None) -> dict:
                                                "the bias twin goes next to it, in bias-captions")
     p.add_argument('--no-bias', action='store_true', help="skip the captions-skewed twin and the bias section "
                                                          "(the twin is a second run as long as the first)")
+    p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     a, rest = p.parse_known_args(argv)
     from dataclasses import replace
     from clip_annotated.core import hardware
@@ -86,12 +103,10 @@ MODEL_HELP = "released name (ViT-B/32, ...), checkpoint file, run folder or Hugg
 
 # %% ../nbs/98_cli.ipynb #397752dc
 def _check_templates(templates: list[str], command: str) -> list[str]:
-    "The templates, after checking that each has one '{}' and nothing else in braces."
-    for t in templates:
-        try: ok = '{}' in t and t.format('x') != t
-        except (IndexError, KeyError, ValueError): ok = False
-        if not ok: _fail(command, f"template {t!r} has no '{{}}' for the class name (write e.g. 'a photo of a {{}}.')")
-    return templates
+    "The templates, after checking that each has one '{}' and nothing else in braces (the training chapter's `check_template`)."
+    from clip_annotated.train import check_template
+    try: return [check_template(t) for t in templates]
+    except ValueError as e: _fail(command, str(e))
 
 def _reasons(counts: dict) -> str: return ', '.join(f"{n} {why}" for why, n in counts.items())
 
@@ -194,10 +209,11 @@ def eval_command(argv: list[str] | None = None) -> dict:
     g.add_argument('--csv-label-key', default='label', help="CSV column of class labels, names or numbers (default label)")
     g.add_argument('--csv-caption-key', default='title', help="CSV column of captions, for --retrieval (default title)")
     g.add_argument('--csv-separator', help="CSV separator (default: tab for .tsv/.tab, else comma)")
-    p.add_argument('--batch-size', type=int, default=256)
-    p.add_argument('--workers', type=int, default=0, help="DataLoader worker processes decoding pictures (default 0)")
-    p.add_argument('--device', help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    p.add_argument('--batch-size', type=_at_least(1), default=256)
+    p.add_argument('--workers', type=_at_least(0), default=0, help="DataLoader worker processes decoding pictures (default 0)")
+    p.add_argument('--device', type=_device, help="cpu, cuda, cuda:1 (default: CUDA if available)")
     p.add_argument('--json', action='store_true', help="print the metrics as JSON")
+    p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     a = p.parse_args(argv)
     templates = _check_templates(a.template, 'eval') if a.template else None
     if a.classnames and not a.data: _fail('eval', "--classnames goes with --data")
@@ -279,9 +295,10 @@ def embed_command(argv: list[str] | None = None) -> dict:
     p.add_argument('--out', required=True, metavar='DIR', help="output folder, created if missing")
     p.add_argument('--csv-img-key', default='filepath', help="CSV column of image paths, relative to the CSV's folder (default filepath)")
     p.add_argument('--csv-separator', help="CSV separator (default: tab for .tsv/.tab, else comma)")
-    p.add_argument('--batch-size', type=int, default=256)
-    p.add_argument('--workers', type=int, default=0, help="DataLoader worker processes decoding pictures (default 0)")
-    p.add_argument('--device', help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    p.add_argument('--batch-size', type=_at_least(1), default=256)
+    p.add_argument('--workers', type=_at_least(0), default=0, help="DataLoader worker processes decoding pictures (default 0)")
+    p.add_argument('--device', type=_device, help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     a = p.parse_args(argv)
     if not (a.images or a.texts): _fail('embed', "nothing to embed: give --images, --texts or both")
     for flag, path in (('--images', a.images), ('--texts', a.texts)):
@@ -326,7 +343,8 @@ def predict_command(argv: list[str] | None = None) -> list:
     p.add_argument('labels', nargs='+', help="candidate labels, e.g. 'a dog' 'a cat'")
     p.add_argument('--model', help=MODEL_HELP)
     p.add_argument('--template', action='append', help="prompt template with {} (repeatable; default: the label alone)")
-    p.add_argument('--device')
+    p.add_argument('--device', type=_device, help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     a = p.parse_args(argv)
     if not Path(a.picture).is_file(): _fail('predict', f"no picture at {a.picture}")
     templates = _check_templates(a.template, 'predict') if a.template else ['{}']
@@ -346,6 +364,7 @@ def export_command(argv: list[str] | None = None) -> Path:
     p.add_argument('source', help="a training run's folder, a checkpoint file, a released name (ViT-B/32, ...) or a Hugging Face folder")
     p.add_argument('--format', choices=['hf', 'open_clip'], default='hf', help="hf (default) or open_clip")
     p.add_argument('--out', required=True, metavar='DIR', help="output folder")
+    p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     a = p.parse_args(argv)
     from clip_annotated import pretrained
     if not Path(a.source).exists() and a.source not in pretrained.available_models():
@@ -384,16 +403,24 @@ def usage() -> str:
     "The text of `clip-annotated --help`: every command with one line on what it does."
     lines = [f"  {name:10} {COMMAND_HELP[name]}" for name in COMMANDS]
     return ("usage: clip-annotated COMMAND [options]\n\nCLIP (Radford et al. 2021), annotated: commands\n" + '\n'.join(lines)
-            + "\n\nclip-annotated COMMAND --help   lists the options of one command")
+            + "\n\nclip-annotated COMMAND --help   lists the options of one command"
+            + "\nclip-annotated COMMAND --debug  shows the full traceback of an error (default: one line, "
+              "exit status 2 for bad input, 1 for a failure)")
 
 def main(argv: list[str] | None = None):
     "`clip-annotated COMMAND [options]`: run the command's function (see `COMMANDS`); returns its result when given `argv`."
-    from_shell = argv is None                         # the console script: exit status 0, nothing returned
+    from_shell = argv is None                         # the console script: errors printed as one line, exit status
     argv = sys.argv[1:] if from_shell else list(argv)
-    if not argv or argv[0] in ('-h', '--help'):
+    shown = [a for a in argv if a != '--debug']
+    if not shown or shown[0] in ('-h', '--help'):
         print(usage())
         return None
-    if argv[0] not in COMMANDS:
-        _fail('', f"unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}")
-    result = COMMANDS[argv[0]](argv[1:])
+    from clip_annotated.core import run_command, wants_debug   # torch: only once a command runs, so --help is quick
+    argv, debug = wants_debug(argv)
+    command = argv[0]
+    def run(args):
+        if command not in COMMANDS: _fail('', f"unknown command {command!r}; choose one of {', '.join(COMMANDS)}")
+        return COMMANDS[command](args + ['--debug'] * debug)         # each command's parser knows --debug
+    result = run_command(f"clip-annotated {command}" if command in COMMANDS else 'clip-annotated', run, argv[1:],
+                         from_shell=from_shell, debug=debug)
     return None if from_shell else result

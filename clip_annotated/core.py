@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_prelims.ipynb #d05cacf0
 from __future__ import annotations
-import os, platform, random, time
+import os, platform, random, sys, time
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['get_device', 'autocast_dtype', 'in_test', 'show_progress', 'pick', 'seed_everything', 'hardware', 'footer']
+__all__ = ['BAD_INPUT', 'get_device', 'autocast_dtype', 'in_test', 'show_progress', 'pick', 'seed_everything', 'CommandError',
+           'one_line', 'wants_debug', 'run_command', 'hardware', 'footer']
 
 # %% ../nbs/00_prelims.ipynb #faf0b45a
 _t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports us
@@ -48,6 +49,41 @@ def seed_everything(seed: int = 0) -> int:
     "Seed Python, NumPy and PyTorch (all devices) with `seed`; returns it."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     return seed
+
+# %% ../nbs/00_prelims.ipynb #22a03f9c
+BAD_INPUT = (ValueError, LookupError, FileNotFoundError, NotADirectoryError, IsADirectoryError)  # exit status 2
+
+class CommandError(SystemExit):
+    "A command's one-line error: `str(e)` is the line; from the shell it is printed and the process exits with `status`."
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+def one_line(e: BaseException) -> str:
+    "An exception's message on one line (a KeyError's without the quotes Python adds)."
+    msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+    return ' '.join(str(msg).split()) or type(e).__name__
+
+def wants_debug(argv: list[str]) -> tuple[list[str], bool]:
+    "(argv without `--debug`, whether to show tracebacks: `--debug` given or $CLIP_ANNOTATED_DEBUG set to non-0)."
+    debug = '--debug' in argv or os.environ.get('CLIP_ANNOTATED_DEBUG', '0') not in ('', '0')
+    return [a for a in argv if a != '--debug'], debug
+
+def run_command(prog: str, fn, argv: list[str], from_shell: bool = False, debug: bool = False):
+    "`fn(argv)`, with any error as a one-line `CommandError` naming `prog` (status 2: bad input, 1: failure); from the shell, printed and exited."
+    try:
+        try: return fn(argv)
+        except CommandError: raise
+        except KeyboardInterrupt:
+            if debug: raise
+            raise CommandError(f"{prog}: interrupted", 130) from None
+        except Exception as e:
+            if debug: raise
+            raise CommandError(f"{prog}: {one_line(e)}", 2 if isinstance(e, BAD_INPUT) else 1) from None
+    except CommandError as e:
+        if not from_shell: raise
+        print(e, file=sys.stderr)
+        raise SystemExit(e.status) from None
 
 # %% ../nbs/00_prelims.ipynb #3101092e
 def _cpu_name() -> str:

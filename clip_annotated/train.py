@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import argparse, gc, itertools, json, math, os, queue, random, sys, tempfile, threading, time
+import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, tempfile, threading, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,21 +15,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
-from .core import autocast_dtype, get_device, hardware, in_test, seed_everything, show_progress
+from .core import (autocast_dtype, get_device, hardware, in_test, one_line, run_command, seed_everything,
+                                  show_progress, wants_debug)
 from torch.utils.data import DataLoader, IterableDataset
 from .model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from .tokenizer import tokenize
 from .loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
-from .data import EmojiDataset, SceneDataset, collate, open_data
+from .data import DATASET_TYPES, EmojiDataset, SceneDataset, collate, open_data
+from .pretrained import CheckpointError
 
 # %% auto #0
 __all__ = ['PRESETS', 'FREE_ON_RESUME', 'TEXT_TOWER', 'OPTION_HELP', 'TrainConfig', 'runs_dir', 'decays', 'make_optimizer',
            'lr_lambda', 'make_scheduler', 'resolve_precision', 'autocast_for', 'Towers', 'forward_backward',
            'optimizer_step', 'retrieval_metrics', 'evaluate', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'load_checkpoint', 'config_changes', 'check_resume', 'TokenCache', 'epoch_batches', 'prefetch',
-           'stream_batches', 'all_have', 'model_from_checkpoint', 'initial_model', 'lock_towers', 'setup_distributed',
-           'make_datasets', 'data_size', 'describe_data', 'read_metrics', 'train', 'plot_curves', 'retrieval_table',
-           'write_report', 'load_run', 'book_model', 'parse_args', 'main']
+           'stream_batches', 'min_over_ranks', 'all_have', 'model_from_checkpoint', 'initial_model', 'lock_towers',
+           'check_template', 'check_device', 'check_config', 'TrainingDiverged', 'check_finite', 'RunInUseError',
+           'RunLock', 'setup_distributed', 'make_datasets', 'data_size', 'describe_data', 'read_metrics', 'train',
+           'plot_curves', 'retrieval_table', 'write_report', 'load_run', 'book_model', 'parse_args', 'main']
 
 # %% ../nbs/06_train.ipynb #3b6c6984
 @dataclass
@@ -196,6 +199,9 @@ def optimizer_step(model: CLIP, optimizer, scheduler, scaler=None, grad_clip: fl
 def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor, ks=(1, 5, 10),
                       image_to_text: torch.Tensor | None = None) -> dict:
     "Image→text and text→image recall@k (fractions) of paired features, with their chance levels."
+    for name, f in (('image', image_features), ('text', text_features)):
+        if not torch.isfinite(f).all():                              # NaN compares false: it would rank first
+            raise ValueError(f"the {name} features hold NaN or infinite values (a diverged model?): recall cannot be measured")
     S = F.normalize(image_features.float(), dim=-1) @ F.normalize(text_features.float(), dim=-1).T  # [n_img, n_txt]
     n_img, n_txt = S.shape
     if image_to_text is None:
@@ -262,6 +268,14 @@ def set_rng_state(s: dict) -> None:
     torch.set_rng_state(s['torch'])
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
+class _Sink:
+    "A file for torch.save that keeps the OSError of a failed write (torch itself reports only 'file write failed')."
+    def __init__(self, f): self.f, self.error = f, None
+    def write(self, b):
+        try: return self.f.write(b)
+        except OSError as e: self.error = e; raise
+    def flush(self): self.f.flush()
+
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
     "Write `obj` to `path` atomically: temp file in the same directory, flush, fsync, os.replace."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +284,13 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
         umask = os.umask(0); os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)                # mkstemp's 0600 would hide the checkpoint from others
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+            sink = _Sink(f)
+            try: torch.save(obj, sink); f.flush(); os.fsync(f.fileno())
+            except (RuntimeError, OSError) as e:
+                err = sink.error or (e if isinstance(e, OSError) else None)
+                if err is None: raise
+                raise OSError(err.errno, f"{os.strerror(err.errno or errno.EIO).lower()} while writing {path} "
+                                         f"(the previous checkpoint, if any, is intact)") from None
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
@@ -281,8 +301,20 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
     return path
 
 def load_checkpoint(path: str | Path) -> dict:
-    "Load a checkpoint with `weights_only=True` (plain data only, no code), onto the CPU."
-    return torch.load(path, map_location='cpu', weights_only=True)
+    "Load a checkpoint with `weights_only=True` (plain data only, no code), onto the CPU; `CheckpointError` naming it if it can't be."
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError: raise
+    except pickle.UnpicklingError as e:            # torch's message would suggest turning the safety off: we don't
+        code = re.search(r'GLOBAL (\S+)', str(e))
+        raise CheckpointError(f"{path} " + (f"needs code to load ({code[1]}), so it was not loaded" if code else
+                              "is not a checkpoint (not a file torch.save wrote)") + ": it is not a checkpoint of this "
+                              "book; move it away, or start afresh with --no-resume or another --out") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({one_line(e).split('. ')[0][:160]}): it may be cut short or "
+                              f"damaged; restore a copy, or start afresh with --no-resume or another --out") from None
+    if not (isinstance(ck, dict) and {'config', 'model_config', 'model', 'data'} <= set(ck)):
+        raise CheckpointError(f"{path} is not a training checkpoint of this book (no config, model and data entries)")
+    return ck
 
 # %% ../nbs/06_train.ipynb #00ebb82f
 FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers'}
@@ -327,6 +359,7 @@ def epoch_batches(dataset, sampler: DistributedSampler, epoch: int, batch_size: 
     order = list(sampler)
     for b in range(start, len(order) // batch_size):
         items = [it for it in (dataset[i] for i in order[b * batch_size:(b + 1) * batch_size]) if it is not None]
+        if not items: yield b, None, None; continue                         # every sample bad (counted by the data set)
         yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
 
 def prefetch(iterable, depth: int = 2):
@@ -365,12 +398,16 @@ def stream_batches(dataset, epoch: int, batch_size: int, start: int = 0, tokens:
         if len(items) < batch_size: return                                     # the stream's short tail is dropped
         if b >= start: yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
 
+def min_over_ranks(values: list[int], device=None) -> list[int]:
+    "The elementwise minimum of `values` over all ranks (one small all-reduce; `values` itself in one process)."
+    if not (dist.is_available() and dist.is_initialized()): return [int(v) for v in values]
+    t = torch.tensor([int(v) for v in values], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.tolist()
+
 def all_have(has: bool, device=None) -> bool:
     "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
-    if not (dist.is_available() and dist.is_initialized()): return has
-    flag = torch.tensor([int(has)], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
+    return bool(min_over_ranks([has], device)[0])
 
 # %% ../nbs/06_train.ipynb #8b14b3de
 TEXT_TOWER = ('token_embedding', 'positional_embedding', 'transformer', 'ln_final', 'text_projection')
@@ -400,6 +437,113 @@ def lock_towers(model: CLIP, image: bool = False, text: bool = False) -> CLIP:
         top = name.split('.')[0]
         if (image and top == 'visual') or (text and top in TEXT_TOWER): p.requires_grad_(False)
     return model
+
+# %% ../nbs/06_train.ipynb #72df44e8
+def check_template(t) -> str:
+    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it."
+    try: ok = isinstance(t, str) and '{}' in t and t.format('x') != t
+    except (IndexError, KeyError, ValueError): ok = False
+    if not ok: raise ValueError(f"template {t!r} has no '{{}}' for the name (write e.g. 'a photo of a {{}}.')")
+    return t
+
+def check_device(device: str | None) -> str | None:
+    "`device` if this machine has it (None: the default), else a ValueError naming it."
+    if device is None: return None
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError): raise ValueError(f"--device {device!r}: not a device; use cpu, cuda or cuda:N") from None
+    if d.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"--device {device}: no CUDA device here")
+    if d.type == 'cuda' and (d.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if d.type not in ('cpu', 'cuda'):
+        try: torch.empty(1, device=d)
+        except Exception: raise ValueError(f"--device {device}: not usable here; use cpu or cuda") from None
+    return device
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    "`cfg`, after refusing (ValueError, naming the option) any setting that cannot train as asked."
+    def bad(name, why): raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}: {why}")
+    def is_int(v): return isinstance(v, int) and not isinstance(v, bool)
+    def is_num(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    for name, least in dict(batch_size=1, steps=1, accum=1, ckpt_every=1, eval_every=0, warmup=0, seed=0, threads=0,
+                            workers=0, n_scenes=1).items():
+        if not is_int(getattr(cfg, name)) or getattr(cfg, name) < least: bad(name, f"must be a whole number ≥ {least}")
+    for name in ('prefetch', 'train_num_samples'):
+        if getattr(cfg, name) is not None and (not is_int(getattr(cfg, name)) or getattr(cfg, name) < (name == 'train_num_samples')):
+            bad(name, f"must be a whole number ≥ {int(name == 'train_num_samples')}")
+    if cfg.accum > cfg.batch_size: bad('accum', f"cannot split a batch of {cfg.batch_size} into more chunks than samples")
+    if not is_num(cfg.lr) or cfg.lr <= 0: bad('lr', "must be a positive number")
+    if not is_num(cfg.eps) or cfg.eps <= 0: bad('eps', "must be a positive number")
+    for name in ('weight_decay', 'grad_clip'):
+        if not is_num(getattr(cfg, name)) or getattr(cfg, name) < 0: bad(name, "must be a number ≥ 0")
+    if len(cfg.betas) != 2 or not all(is_num(b) and 0 <= b < 1 for b in cfg.betas): bad('betas', "must be two numbers in [0, 1)")
+    if cfg.precision not in ('auto', 'fp32', 'bf16', 'fp16'): bad('precision', "choose auto, fp32, bf16 or fp16")
+    if cfg.data not in ('emoji', 'scenes'): bad('data', "the built-in sets are emoji and scenes (your own pairs: --train-data)")
+    if cfg.dataset_type not in DATASET_TYPES: bad('dataset_type', f"choose one of {', '.join(DATASET_TYPES)}")
+    if cfg.csv_separator is not None and len(cfg.csv_separator) != 1: bad('csv_separator', "must be one character")
+    if not str(cfg.out).strip(): bad('out', "give a folder for the run")
+    if cfg.templates is not None:
+        if isinstance(cfg.templates, str) or not cfg.templates: bad('templates', "give one or more templates")
+        for t in cfg.templates:
+            try: check_template(t)
+            except ValueError as e: raise ValueError(f"--templates: {e}") from None
+    check_device(cfg.device)
+    if cfg.model not in CONFIGS: bad('model', f"choose one of {', '.join(CONFIGS)}")
+    if not isinstance(cfg.model_overrides, dict): bad('model_overrides', 'must be a JSON object, e.g. {"vision_layers": 6}')
+    unknown = set(cfg.model_overrides) - {f.name for f in fields(CLIPConfig)}
+    if unknown: bad('model_overrides', f"unknown field(s) {sorted(unknown)}; CLIPConfig has {[f.name for f in fields(CLIPConfig)]}")
+    for k, v in cfg.model_overrides.items():
+        ok = (is_int(v) and v > 0) or (k == 'vision_layers' and isinstance(v, (list, tuple)) and len(v) == 4
+                                        and all(is_int(x) and x > 0 for x in v)) or (k == 'vision_patch_size' and v is None)
+        if not ok: bad('model_overrides', f"{k} must be a positive whole number, not {v!r}")
+    try:
+        with torch.device('meta'): create_model(replace(CONFIGS[cfg.model], **cfg.model_overrides))   # shapes only, no memory
+    except Exception as e: bad('model_overrides', f"gives no valid model ({one_line(e)})")
+    return cfg
+
+# %% ../nbs/06_train.ipynb #447de407
+class TrainingDiverged(RuntimeError):
+    "The loss or the weights became NaN or infinite; the last good checkpoint is kept."
+
+def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConfig, last_ckpt: int | None):
+    "Raise `TrainingDiverged` when `loss` (or, if given, a weight of `model`) is NaN or infinite at `step`."
+    what = (f"the loss is {loss}" if not math.isfinite(loss) else
+            "the weights hold NaN or infinite values" if model is not None
+            and not all(torch.isfinite(p).all() for p in model.parameters()) else None)
+    if what is None: return
+    kept = f"the checkpoint of step {last_ckpt} in {cfg.out} is kept" if last_ckpt else "no checkpoint was written"
+    raise TrainingDiverged(f"training diverged: {what} at step {step} (lr {cfg.lr:g}); {kept}. Lower --lr, set "
+                           f"--grad-clip 1.0, or use --precision fp32, and train again with --no-resume")
+
+# %% ../nbs/06_train.ipynb #7b0c8e0f
+class RunInUseError(RuntimeError):
+    "Another process is training in this run folder."
+
+class RunLock:
+    "Hold run folder `out` for this process (a lock on out/.lock); refuses with `RunInUseError` while another holds it."
+    def __init__(self, out: str | Path): self.path, self.file, self.stale = Path(out)/'.lock', None, None
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, 'a+')
+        try:
+            import fcntl
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError: pass                                            # no flock (Windows): no lock
+        except OSError:
+            f.seek(0); holder = f.read().strip() or 'another process'; f.close()
+            raise RunInUseError(f"{self.path.parent} is in use by another run ({holder}): wait for it to end, "
+                                f"or train into another --out") from None
+        f.seek(0); self.stale = f.read().strip() or None                   # the lock of a run that was killed
+        f.seek(0); f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
+        self.file, self.cleared = f, [t.name for t in self.path.parent.glob('.*.tmp')]
+        for t in self.path.parent.glob('.*.tmp'): t.unlink(missing_ok=True)    # cut-short checkpoint writes
+        if self.stale:
+            print(f"{self.path.parent}: the run before ({self.stale}) ended without releasing its lock (killed?); "
+                  f"cleared{f' {len(self.cleared)} temporary file(s)' if self.cleared else ' it'}", file=sys.stderr)
+        return self
+    def __exit__(self, *exc):
+        if self.file is not None:
+            self.file.seek(0); self.file.truncate(); self.file.close(); self.file = None   # empty: ended cleanly
 
 # %% ../nbs/06_train.ipynb #9a46e15c
 def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device]:
@@ -469,8 +613,19 @@ def _truncate_metrics(path: Path, step: int) -> None:
 # %% ../nbs/06_train.ipynb #62980a24
 def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
-    t_start = time.perf_counter()
+    check_config(cfg)
     rank, world, device = setup_distributed(cfg.device)
+    lock, busy = RunLock(cfg.out), None
+    if rank == 0:
+        try: lock.__enter__()
+        except RunInUseError as e: busy = e
+    if not all_have(busy is None, device):                      # every rank stops, not only the one that knows why
+        raise busy or RunInUseError(f"{cfg.out} is in use by another run (rank 0 could not lock it)")
+    try: return _run(cfg, datasets, rank, world, device)
+    finally: lock.__exit__()
+
+def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device) -> dict:
+    "The body of `train`, in a run folder this process holds."
     if device.type == 'cpu': torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
     if cfg.batch_size % (world * cfg.accum):
         raise ValueError(f"batch_size {cfg.batch_size} must divide into {world} ranks × {cfg.accum} chunks")
@@ -511,15 +666,18 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
         epoch, start = ck['data']['epoch'], ck['data']['step_in_epoch']
         if rank == 0: _truncate_metrics(metrics_path, step)
     elif rank == 0 and metrics_path.exists(): metrics_path.unlink()           # a fresh run starts a fresh log
-    if rank == 0: out.mkdir(parents=True, exist_ok=True)
+    last_ckpt = step or None                                               # the step of the checkpoint on disk
 
     def checkpoint(step, epoch, done):
+        nonlocal last_ckpt
+        check_finite(0.0, model, step, cfg, last_ckpt)                     # never overwrite a good checkpoint with NaNs
         save_checkpoint(dict(config=asdict(cfg), model_config=asdict(mcfg), quick_gelu=uses_quick_gelu(model),
                              model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                              scaler=scaler.state_dict() if scaler is not None else {}, rng=rng_state(),
                              data=dict(step=step, epoch=epoch, step_in_epoch=done, sampler_seed=cfg.seed,
                                        steps_per_epoch=per_epoch, world_size=world),
                              wall_s=wall_before + time.perf_counter() - t_loop), ckpt_path)
+        last_ckpt = step
 
     amp = autocast_for(device, amp_dtype)
     depth = cfg.prefetch if cfg.prefetch is not None else (2 if device.type == 'cuda' else 0)
@@ -527,24 +685,30 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
     t_loop, rate, token_cache = time.perf_counter(), None, TokenCache(mcfg.context_length)
     was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
-    epoch_steps = []                                   # steps this process ran in each epoch it finished
+    epoch_steps = []                                   # batches this process read in each epoch it finished
+    skips = getattr(train_ds, 'skips', None)           # the data set's count of bad samples, by reason
     model.train()
     while step < cfg.steps:
         if streaming:
             batches = stream_batches(train_ds, epoch, local_bs, start, token_cache, cfg.workers, per_epoch)
         else:
             batches = epoch_batches(train_ds, sampler, epoch, local_bs, start, token_cache)
-        batches, done = iter(prefetch(batches, depth)), start
+        batches, done, stepped = iter(prefetch(batches, depth)), start, 0
         while step < cfg.steps:
             batch = next(batches, None)
-            if streaming and not all_have(batch is not None, device): break   # the ranks stop together
-            if batch is None: break
-            _, images, tokens = batch
+            n = 0 if batch is None or batch[1] is None else len(batch[1])
+            has, n = min_over_ranks([batch is not None, n], device)   # the ranks stop together, on equal batches
+            if not has: break
+            b, images, tokens = batch
+            done = b + 1                                              # position in the epoch: the next batch to read
+            if n == 0: continue                                       # a batch of bad samples only (on some rank)
             t0 = time.perf_counter()
-            loss = forward_backward(towers, images.to(device, non_blocking=True), tokens.to(device), cfg.accum, amp, scaler)
+            loss = forward_backward(towers, images[:n].to(device, non_blocking=True), tokens[:n].to(device), cfg.accum, amp, scaler)
             lr = optimizer.param_groups[0]['lr']
+            loss = mean_over_ranks(loss).item()
+            check_finite(loss, None, step + 1, cfg, last_ckpt)       # before the step: a NaN update is never taken
             norm = optimizer_step(model, optimizer, scheduler, scaler, cfg.grad_clip)
-            loss, step, done = mean_over_ranks(loss).item(), step + 1, done + 1
+            step, stepped = step + 1, stepped + 1
             dt = time.perf_counter() - t0
             rate = cfg.batch_size / dt if rate is None else 0.9 * rate + 0.1 * cfg.batch_size / dt
             scale = model.logit_scale.exp().item()
@@ -552,6 +716,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
                 rec = dict(step=step, epoch=epoch, loss=loss, lr=lr, logit_scale=scale, temperature=1 / scale,
                            samples_per_s=cfg.batch_size / dt, wall_s=wall_before + time.perf_counter() - t_loop)
                 if norm is not None: rec['grad_norm'] = norm
+                if skips is not None and skips.skipped: rec['skipped'] = skips.counts
                 _log(metrics_path, rec)
             bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
             bar.update()
@@ -561,9 +726,10 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)))
             if ends_epoch: break
-        if done == 0:
-            raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, or "
-                             "fewer shards than ranks × workers (use more shards or --dataset-resampled)")
+        if stepped == 0 and start == 0:
+            raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, "
+                             f"fewer shards than ranks × workers (use more shards or --dataset-resampled)"
+                             + (f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''))
         if step < cfg.steps or (per_epoch is not None and done == per_epoch):
             epoch_steps.append(done); epoch, start = epoch + 1, 0
     bar.close()
@@ -718,19 +884,23 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
         elif f.name in ('prefetch', 'train_num_samples'): p.add_argument(opt, type=int, default=None, help=h)
         else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
+    p.add_argument('--debug', action='store_true', help="on an error, show the full traceback (default: one line)")
     args = vars(p.parse_args(argv))
+    args.pop('debug')
     cfg = PRESETS[args.pop('preset')]
     if args['out'] is None: args['out'] = str(runs_dir() / Path(cfg.out).name)   # honours $CLIP_ANNOTATED_RUNS
     return replace(cfg, **{k: v for k, v in args.items() if v is not None})
 
 def main(argv: list[str] | None = None) -> dict:
     "Command line entry point: `clip-annotated train` or `python -m clip_annotated.train [--preset NAME] [--out DIR] ...`."
-    cfg = parse_args(argv)
-    try: summary = train(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as e:          # bad input: one line naming it, no traceback
-        raise SystemExit(f"clip-annotated train: {e}") from None
-    if world_info()[0] == 0 and (Path(cfg.out) / 'report.md').exists():
-        print(Path(cfg.out, 'report.md').read_text())
+    from_shell = argv is None                              # python -m clip_annotated.train: print the error, exit
+    argv, debug = wants_debug(sys.argv[1:] if from_shell else list(argv))
+    return run_command('clip-annotated train', _main, argv, from_shell=from_shell, debug=debug)
+
+def _main(argv: list[str]) -> dict:
+    summary = train(parse_args(argv))
+    if world_info()[0] == 0 and (Path(summary['dir']) / 'report.md').exists():
+        print(Path(summary['dir'], 'report.md').read_text())
     if dist.is_initialized():                   # all ranks done, and the DDP wrapper (which holds the group) freed
         gc.collect(); dist.barrier(); dist.destroy_process_group()
     return summary

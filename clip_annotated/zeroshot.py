@@ -77,6 +77,8 @@ def encode_images(model, dataset: Dataset, batch_size: int = 256, device=None, n
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict:
     "Top-k accuracies, mean per-class recall (classes present in `labels`), and the chance levels, as fractions."
+    if not torch.isfinite(logits).all():                   # topk ranks NaN first: a broken model would score well
+        raise ValueError("the logits hold NaN or infinite values (a diverged model?): accuracy cannot be measured")
     n, C = logits.shape
     ranked = logits.topk(min(max(ks), C), dim=1).indices                      # [n, k]
     hit = ranked == labels[:, None]
@@ -114,6 +116,8 @@ def predict(model, preprocess, image, labels: list[str], templates=('{}',), devi
     with _amp(device): e = F.normalize(model.encode_image(x).float(), dim=-1).cpu()
     W = zero_shot_classifier(model, labels, templates, device=device)
     probs = (model.logit_scale.exp().float().cpu() * e @ W).softmax(dim=-1)[0]
+    if not torch.isfinite(probs).all():
+        raise ValueError("the model gives NaN or infinite scores (a diverged model?): no prediction can be made")
     return sorted(zip(labels, probs.tolist()), key=lambda p: -p[1])
 
 # %% ../nbs/07_zeroshot.ipynb #06e5b223

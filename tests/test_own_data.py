@@ -113,7 +113,7 @@ def test_resume_with_changed_lr_is_refused(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'clip_annotated.train', *OPTS, '--train-data', str(data), '--batch-size', '8',
                         '--steps', '3', '--warmup', '0', '--out', str(tmp_path / 'run'), '--lr', '1e-4'],
                        env=_env(), capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and 'Traceback' not in r.stderr and r.stderr.count('\n') == 1, r.stderr
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and r.stderr.count('\n') == 1, r.stderr
     assert 'lr: 0.001 in the run' in r.stderr
 
 

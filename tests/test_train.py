@@ -98,7 +98,7 @@ def test_torchrun_two_processes(tmp_path):
     assert ck['data']['steps_per_epoch'] == 128 // 16  # each rank reads 128 of the 256 scenes, 16 at a time
     recs = [json.loads(l) for l in (out/'metrics.jsonl').read_text().splitlines()]
     assert [x['step'] for x in recs if 'loss' in x] == list(range(1, 7))   # rank 0 alone logs
-    assert sorted(p.name for p in out.iterdir()) == ['checkpoint.pt', 'curves.png', 'metrics.jsonl', 'report.md']
+    assert sorted(p.name for p in out.iterdir()) == ['.lock', 'checkpoint.pt', 'curves.png', 'metrics.jsonl', 'report.md']
     assert r.stdout.count('# Training run') == 1       # one report printed, by rank 0
 
 

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import os, platform, random, time
+import os, platform, random, sys, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -140,6 +140,64 @@ def seed_everything(seed: int = 0) -> int:
 seed_everything(42); a = torch.randn(3)
 seed_everything(42); b = torch.randn(3)
 test_eq(a, b)
+
+
+# %% [markdown]
+# ## When something is wrong
+#
+# Every command of this book (`clip-annotated train`, `eval`, ...) treats errors the same way. A
+# mistake in what you gave it (a missing file, a negative batch size, a checkpoint that is not one)
+# is one line naming the input and saying what to do, with exit status 2, as `argparse` uses for a
+# bad option; a failure while working (the loss became NaN, the disk filled up, a download stopped) is
+# one line with exit status 1. The traceback, which helps us more than you, is kept behind `--debug`.
+# Library code raises ordinary exceptions (`ValueError`, `FileNotFoundError`, ...); `run_command` is
+# the one place that turns them into that line.
+
+# %%
+#| exports
+BAD_INPUT = (ValueError, LookupError, FileNotFoundError, NotADirectoryError, IsADirectoryError)  # exit status 2
+
+class CommandError(SystemExit):
+    "A command's one-line error: `str(e)` is the line; from the shell it is printed and the process exits with `status`."
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+def one_line(e: BaseException) -> str:
+    "An exception's message on one line (a KeyError's without the quotes Python adds)."
+    msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+    return ' '.join(str(msg).split()) or type(e).__name__
+
+def wants_debug(argv: list[str]) -> tuple[list[str], bool]:
+    "(argv without `--debug`, whether to show tracebacks: `--debug` given or $CLIP_ANNOTATED_DEBUG set to non-0)."
+    debug = '--debug' in argv or os.environ.get('CLIP_ANNOTATED_DEBUG', '0') not in ('', '0')
+    return [a for a in argv if a != '--debug'], debug
+
+def run_command(prog: str, fn, argv: list[str], from_shell: bool = False, debug: bool = False):
+    "`fn(argv)`, with any error as a one-line `CommandError` naming `prog` (status 2: bad input, 1: failure); from the shell, printed and exited."
+    try:
+        try: return fn(argv)
+        except CommandError: raise
+        except KeyboardInterrupt:
+            if debug: raise
+            raise CommandError(f"{prog}: interrupted", 130) from None
+        except Exception as e:
+            if debug: raise
+            raise CommandError(f"{prog}: {one_line(e)}", 2 if isinstance(e, BAD_INPUT) else 1) from None
+    except CommandError as e:
+        if not from_shell: raise
+        print(e, file=sys.stderr)
+        raise SystemExit(e.status) from None
+
+
+# %%
+def _bad(argv): raise FileNotFoundError(f"no such file: {argv[0]}")
+def _broken(argv): raise RuntimeError("the loss is nan at step 3")
+for fn, status in ((_bad, 2), (_broken, 1)):
+    try: run_command('demo', fn, ['x.csv'])
+    except CommandError as e: print(f"exit {e.status}: {e}"); test_eq(e.status, status)
+test_eq(one_line(KeyError('no column "title"')), 'no column "title"')
+test_eq(wants_debug(['--steps', '3', '--debug'])[0], ['--steps', '3'])
 
 
 # %% [markdown]

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import argparse, gc, itertools, json, math, os, queue, random, sys, tempfile, threading, time
+import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, tempfile, threading, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -24,12 +24,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
-from clip_annotated.core import autocast_dtype, get_device, hardware, in_test, seed_everything, show_progress
+from clip_annotated.core import (autocast_dtype, get_device, hardware, in_test, one_line, run_command, seed_everything,
+                                  show_progress, wants_debug)
 from torch.utils.data import DataLoader, IterableDataset
 from clip_annotated.model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
-from clip_annotated.data import EmojiDataset, SceneDataset, collate, open_data
+from clip_annotated.data import DATASET_TYPES, EmojiDataset, SceneDataset, collate, open_data
+from clip_annotated.pretrained import CheckpointError
 
 # %%
 import copy, shutil
@@ -427,6 +429,9 @@ test_close(opt.param_groups[0]['lr'], 1e-3)                 # step 1 of a 2-step
 def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor, ks=(1, 5, 10),
                       image_to_text: torch.Tensor | None = None) -> dict:
     "Image→text and text→image recall@k (fractions) of paired features, with their chance levels."
+    for name, f in (('image', image_features), ('text', text_features)):
+        if not torch.isfinite(f).all():                              # NaN compares false: it would rank first
+            raise ValueError(f"the {name} features hold NaN or infinite values (a diverged model?): recall cannot be measured")
     S = F.normalize(image_features.float(), dim=-1) @ F.normalize(text_features.float(), dim=-1).T  # [n_img, n_txt]
     n_img, n_txt = S.shape
     if image_to_text is None:
@@ -468,6 +473,8 @@ test_eq(r['t2i_R@2'], 1.0)       # ... but picture 1 is second
 test_eq(r['i2t_chance@1'], 0.25); test_eq(r['t2i_chance@2'], 0.5)
 # ties count against: identical features for everything give R@1 = 0, not 1
 test_eq(retrieval_metrics(torch.ones(5, 3), torch.ones(5, 3))['i2t_R@1'], 0.0)
+# a diverged model's NaN features are an error, not R@1 = 100%
+test_fail(lambda: retrieval_metrics(torch.full((5, 3), math.nan), torch.ones(5, 3)), contains='NaN')
 # random features sit near chance; a caption shared by two pictures doubles text→image chance
 g = torch.Generator().manual_seed(0)
 rr = retrieval_metrics(torch.randn(2000, 64, generator=g), torch.randn(2000, 64, generator=g))
@@ -544,6 +551,14 @@ def set_rng_state(s: dict) -> None:
     torch.set_rng_state(s['torch'])
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
+class _Sink:
+    "A file for torch.save that keeps the OSError of a failed write (torch itself reports only 'file write failed')."
+    def __init__(self, f): self.f, self.error = f, None
+    def write(self, b):
+        try: return self.f.write(b)
+        except OSError as e: self.error = e; raise
+    def flush(self): self.f.flush()
+
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
     "Write `obj` to `path` atomically: temp file in the same directory, flush, fsync, os.replace."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -552,7 +567,13 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
         umask = os.umask(0); os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)                # mkstemp's 0600 would hide the checkpoint from others
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+            sink = _Sink(f)
+            try: torch.save(obj, sink); f.flush(); os.fsync(f.fileno())
+            except (RuntimeError, OSError) as e:
+                err = sink.error or (e if isinstance(e, OSError) else None)
+                if err is None: raise
+                raise OSError(err.errno, f"{os.strerror(err.errno or errno.EIO).lower()} while writing {path} "
+                                         f"(the previous checkpoint, if any, is intact)") from None
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
@@ -563,8 +584,20 @@ def save_checkpoint(obj: dict, path: str | Path) -> Path:
     return path
 
 def load_checkpoint(path: str | Path) -> dict:
-    "Load a checkpoint with `weights_only=True` (plain data only, no code), onto the CPU."
-    return torch.load(path, map_location='cpu', weights_only=True)
+    "Load a checkpoint with `weights_only=True` (plain data only, no code), onto the CPU; `CheckpointError` naming it if it can't be."
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError: raise
+    except pickle.UnpicklingError as e:            # torch's message would suggest turning the safety off: we don't
+        code = re.search(r'GLOBAL (\S+)', str(e))
+        raise CheckpointError(f"{path} " + (f"needs code to load ({code[1]}), so it was not loaded" if code else
+                              "is not a checkpoint (not a file torch.save wrote)") + ": it is not a checkpoint of this "
+                              "book; move it away, or start afresh with --no-resume or another --out") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({one_line(e).split('. ')[0][:160]}): it may be cut short or "
+                              f"damaged; restore a copy, or start afresh with --no-resume or another --out") from None
+    if not (isinstance(ck, dict) and {'config', 'model_config', 'model', 'data'} <= set(ck)):
+        raise CheckpointError(f"{path} is not a training checkpoint of this book (no config, model and data entries)")
+    return ck
 
 
 # %%
@@ -572,11 +605,14 @@ s0 = rng_state()
 a = (random.random(), np.random.rand(), torch.rand(1).item())
 set_rng_state(s0)
 test_eq((random.random(), np.random.rand(), torch.rand(1).item()), a)       # the generators rewound
-p = save_checkpoint(dict(rng=s0, model=small.state_dict(), step=3), scratch/'ckpt.pt')
+p = save_checkpoint(dict(rng=s0, model=small.state_dict(), config={}, model_config={}, data={}), scratch/'ckpt.pt')
 back = load_checkpoint(p)                                                     # weights_only: plain data
 set_rng_state(back['rng'])
 test_eq((random.random(), np.random.rand(), torch.rand(1).item()), a)
 test_eq(sorted(q.name for q in scratch.iterdir()), ['ckpt.pt'])               # no temp file left behind
+(scratch/'cut.pt').write_bytes(p.read_bytes()[:1000])                        # a checkpoint cut short
+test_fail(lambda: load_checkpoint(scratch/'cut.pt'), contains='cut.pt is not a readable checkpoint')
+(scratch/'cut.pt').unlink()
 
 # %% [markdown]
 # Resuming continues *the same run*: the weights, the optimiser's moments, the schedule's position and
@@ -664,6 +700,7 @@ def epoch_batches(dataset, sampler: DistributedSampler, epoch: int, batch_size: 
     order = list(sampler)
     for b in range(start, len(order) // batch_size):
         items = [it for it in (dataset[i] for i in order[b * batch_size:(b + 1) * batch_size]) if it is not None]
+        if not items: yield b, None, None; continue                         # every sample bad (counted by the data set)
         yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
 
 def prefetch(iterable, depth: int = 2):
@@ -732,12 +769,16 @@ def stream_batches(dataset, epoch: int, batch_size: int, start: int = 0, tokens:
         if len(items) < batch_size: return                                     # the stream's short tail is dropped
         if b >= start: yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
 
+def min_over_ranks(values: list[int], device=None) -> list[int]:
+    "The elementwise minimum of `values` over all ranks (one small all-reduce; `values` itself in one process)."
+    if not (dist.is_available() and dist.is_initialized()): return [int(v) for v in values]
+    t = torch.tensor([int(v) for v in values], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t.tolist()
+
 def all_have(has: bool, device=None) -> bool:
     "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
-    if not (dist.is_available() and dist.is_initialized()): return has
-    flag = torch.tensor([int(has)], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item())
+    return bool(min_over_ranks([has], device)[0])
 
 
 # %%
@@ -750,6 +791,7 @@ test_eq([b for b, *_ in got], [0, 1, 2, 3]); test_eq(got[0][1].shape, (8, 3, 48,
 test_eq([b for b, *_ in stream_batches(_Stream(40), 0, 8, start=2, tokens=TokenCache(32))], [2, 3])
 test_eq(len(list(stream_batches(_Stream(40), 0, 8, limit=1, tokens=TokenCache(32)))), 1)
 assert all_have(True) and not all_have(False)
+test_eq(min_over_ranks([1, 37]), [1, 37])
 
 # %% [markdown]
 # ## Fine-tuning: starting from weights
@@ -802,6 +844,174 @@ test_eq({n.split('.')[0] for n, p in lock_towers(create_model('MiniCLIP'), text=
          if not p.requires_grad}, set(TEXT_TOWER))
 opt = make_optimizer(m, TrainConfig())
 assert not any(p is q for g in opt.param_groups for p in g['params'] for q in m.visual.parameters())   # not optimised
+
+
+# %% [markdown]
+# ## Refusing what would go wrong
+#
+# A training run is long, and the worst outcome is not a crash but a wrong result reported as a good
+# one, or an hour lost to a mistake a check could have caught in a second. So `train` does four
+# things before and while it trains.
+#
+# **It checks the configuration first.** A negative batch size would loop forever, a zero one divide
+# by zero after a wasted step, `--steps 0` would write a report for an untrained model, a template
+# without `{}` would give every class the same caption. `check_config` refuses each with one line
+# naming the option, before any data is read or weights are built (it builds the model on PyTorch's
+# `meta` device, which allocates nothing, to check `--model-overrides`).
+
+# %%
+#| exports
+def check_template(t) -> str:
+    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it."
+    try: ok = isinstance(t, str) and '{}' in t and t.format('x') != t
+    except (IndexError, KeyError, ValueError): ok = False
+    if not ok: raise ValueError(f"template {t!r} has no '{{}}' for the name (write e.g. 'a photo of a {{}}.')")
+    return t
+
+def check_device(device: str | None) -> str | None:
+    "`device` if this machine has it (None: the default), else a ValueError naming it."
+    if device is None: return None
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError): raise ValueError(f"--device {device!r}: not a device; use cpu, cuda or cuda:N") from None
+    if d.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"--device {device}: no CUDA device here")
+    if d.type == 'cuda' and (d.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if d.type not in ('cpu', 'cuda'):
+        try: torch.empty(1, device=d)
+        except Exception: raise ValueError(f"--device {device}: not usable here; use cpu or cuda") from None
+    return device
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    "`cfg`, after refusing (ValueError, naming the option) any setting that cannot train as asked."
+    def bad(name, why): raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}: {why}")
+    def is_int(v): return isinstance(v, int) and not isinstance(v, bool)
+    def is_num(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    for name, least in dict(batch_size=1, steps=1, accum=1, ckpt_every=1, eval_every=0, warmup=0, seed=0, threads=0,
+                            workers=0, n_scenes=1).items():
+        if not is_int(getattr(cfg, name)) or getattr(cfg, name) < least: bad(name, f"must be a whole number ≥ {least}")
+    for name in ('prefetch', 'train_num_samples'):
+        if getattr(cfg, name) is not None and (not is_int(getattr(cfg, name)) or getattr(cfg, name) < (name == 'train_num_samples')):
+            bad(name, f"must be a whole number ≥ {int(name == 'train_num_samples')}")
+    if cfg.accum > cfg.batch_size: bad('accum', f"cannot split a batch of {cfg.batch_size} into more chunks than samples")
+    if not is_num(cfg.lr) or cfg.lr <= 0: bad('lr', "must be a positive number")
+    if not is_num(cfg.eps) or cfg.eps <= 0: bad('eps', "must be a positive number")
+    for name in ('weight_decay', 'grad_clip'):
+        if not is_num(getattr(cfg, name)) or getattr(cfg, name) < 0: bad(name, "must be a number ≥ 0")
+    if len(cfg.betas) != 2 or not all(is_num(b) and 0 <= b < 1 for b in cfg.betas): bad('betas', "must be two numbers in [0, 1)")
+    if cfg.precision not in ('auto', 'fp32', 'bf16', 'fp16'): bad('precision', "choose auto, fp32, bf16 or fp16")
+    if cfg.data not in ('emoji', 'scenes'): bad('data', "the built-in sets are emoji and scenes (your own pairs: --train-data)")
+    if cfg.dataset_type not in DATASET_TYPES: bad('dataset_type', f"choose one of {', '.join(DATASET_TYPES)}")
+    if cfg.csv_separator is not None and len(cfg.csv_separator) != 1: bad('csv_separator', "must be one character")
+    if not str(cfg.out).strip(): bad('out', "give a folder for the run")
+    if cfg.templates is not None:
+        if isinstance(cfg.templates, str) or not cfg.templates: bad('templates', "give one or more templates")
+        for t in cfg.templates:
+            try: check_template(t)
+            except ValueError as e: raise ValueError(f"--templates: {e}") from None
+    check_device(cfg.device)
+    if cfg.model not in CONFIGS: bad('model', f"choose one of {', '.join(CONFIGS)}")
+    if not isinstance(cfg.model_overrides, dict): bad('model_overrides', 'must be a JSON object, e.g. {"vision_layers": 6}')
+    unknown = set(cfg.model_overrides) - {f.name for f in fields(CLIPConfig)}
+    if unknown: bad('model_overrides', f"unknown field(s) {sorted(unknown)}; CLIPConfig has {[f.name for f in fields(CLIPConfig)]}")
+    for k, v in cfg.model_overrides.items():
+        ok = (is_int(v) and v > 0) or (k == 'vision_layers' and isinstance(v, (list, tuple)) and len(v) == 4
+                                        and all(is_int(x) and x > 0 for x in v)) or (k == 'vision_patch_size' and v is None)
+        if not ok: bad('model_overrides', f"{k} must be a positive whole number, not {v!r}")
+    try:
+        with torch.device('meta'): create_model(replace(CONFIGS[cfg.model], **cfg.model_overrides))   # shapes only, no memory
+    except Exception as e: bad('model_overrides', f"gives no valid model ({one_line(e)})")
+    return cfg
+
+
+# %%
+test_eq(check_config(PRESETS['mini-cpu']), PRESETS['mini-cpu'])
+for change, says in [(dict(batch_size=-4), '--batch-size -4: must be a whole number ≥ 1'), (dict(accum=0), '--accum 0'),
+                     (dict(steps=0), '--steps 0'), (dict(weight_decay=-1.0), '--weight-decay -1.0'),
+                     (dict(device='banana'), '--device'), (dict(model_overrides={'nope': 1}), "unknown field(s) ['nope']"),
+                     (dict(model_overrides={'transformer_heads': 7}), 'gives no valid model'),
+                     (dict(templates=['{x}']), "template '{x}'"), (dict(templates=['an emoji']), "template 'an emoji'")]:
+    test_fail(lambda: check_config(replace(PRESETS['mini-cpu'], **change)), contains=says)
+
+
+# %% [markdown]
+# **It stops when training diverges.** A learning rate far too high turns the loss into `inf` and
+# then `NaN` within a few steps, and NaN is treacherous downstream: every comparison with NaN is
+# false, so a ranking that counts "how many captions score higher than the right one" counts none, and
+# a model of NaNs retrieves perfectly. So the loop checks the loss of every step (one number, already
+# on the CPU for the log) and the weights before every checkpoint. When either is not finite it stops
+# with `TrainingDiverged`, naming the step, before the optimiser takes the bad step or a checkpoint
+# overwrites the last good one; and `retrieval_metrics` above refuses NaN features outright.
+
+# %%
+#| exports
+class TrainingDiverged(RuntimeError):
+    "The loss or the weights became NaN or infinite; the last good checkpoint is kept."
+
+def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConfig, last_ckpt: int | None):
+    "Raise `TrainingDiverged` when `loss` (or, if given, a weight of `model`) is NaN or infinite at `step`."
+    what = (f"the loss is {loss}" if not math.isfinite(loss) else
+            "the weights hold NaN or infinite values" if model is not None
+            and not all(torch.isfinite(p).all() for p in model.parameters()) else None)
+    if what is None: return
+    kept = f"the checkpoint of step {last_ckpt} in {cfg.out} is kept" if last_ckpt else "no checkpoint was written"
+    raise TrainingDiverged(f"training diverged: {what} at step {step} (lr {cfg.lr:g}); {kept}. Lower --lr, set "
+                           f"--grad-clip 1.0, or use --precision fp32, and train again with --no-resume")
+
+
+# %%
+check_finite(2.3, small, step=5, cfg=TrainConfig(), last_ckpt=None)                       # all finite: nothing
+test_fail(lambda: check_finite(math.nan, None, 7, TrainConfig(lr=1e30, out='runs/x'), 5),
+          contains='the loss is nan at step 7 (lr 1e+30); the checkpoint of step 5 in runs/x is kept')
+
+
+# %% [markdown]
+# **It keeps one run per folder.** Two runs writing to one `--out` would interleave their
+# `metrics.jsonl` and overwrite each other's checkpoints, and both would report success. So a run holds
+# a lock on its folder, `out/.lock` (an operating-system lock through `fcntl.flock`, which the kernel
+# releases when the process ends, however it ends), and a second run refuses while the first holds it.
+# A run that was killed leaves the file behind with its process id in it, but not the lock: the next
+# run notices, says so, clears the temporary files of the checkpoint write that was cut short, and goes
+# on. (On a network file system `flock` may not reach other machines; one folder per run is then up to
+# you.)
+
+# %%
+#| exports
+class RunInUseError(RuntimeError):
+    "Another process is training in this run folder."
+
+class RunLock:
+    "Hold run folder `out` for this process (a lock on out/.lock); refuses with `RunInUseError` while another holds it."
+    def __init__(self, out: str | Path): self.path, self.file, self.stale = Path(out)/'.lock', None, None
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, 'a+')
+        try:
+            import fcntl
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError: pass                                            # no flock (Windows): no lock
+        except OSError:
+            f.seek(0); holder = f.read().strip() or 'another process'; f.close()
+            raise RunInUseError(f"{self.path.parent} is in use by another run ({holder}): wait for it to end, "
+                                f"or train into another --out") from None
+        f.seek(0); self.stale = f.read().strip() or None                   # the lock of a run that was killed
+        f.seek(0); f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
+        self.file, self.cleared = f, [t.name for t in self.path.parent.glob('.*.tmp')]
+        for t in self.path.parent.glob('.*.tmp'): t.unlink(missing_ok=True)    # cut-short checkpoint writes
+        if self.stale:
+            print(f"{self.path.parent}: the run before ({self.stale}) ended without releasing its lock (killed?); "
+                  f"cleared{f' {len(self.cleared)} temporary file(s)' if self.cleared else ' it'}", file=sys.stderr)
+        return self
+    def __exit__(self, *exc):
+        if self.file is not None:
+            self.file.seek(0); self.file.truncate(); self.file.close(); self.file = None   # empty: ended cleanly
+
+
+# %%
+with RunLock(scratch/'locked') as held:
+    test_fail(lambda: RunLock(scratch/'locked').__enter__(), contains='is in use by another run (pid')
+with RunLock(scratch/'locked') as again: assert again.stale is None       # released cleanly: nothing stale
+test_eq((scratch/'locked'/'.lock').read_text(), '')
 
 
 # %% [markdown]
@@ -898,8 +1108,19 @@ def _truncate_metrics(path: Path, step: int) -> None:
 #| exports
 def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
-    t_start = time.perf_counter()
+    check_config(cfg)
     rank, world, device = setup_distributed(cfg.device)
+    lock, busy = RunLock(cfg.out), None
+    if rank == 0:
+        try: lock.__enter__()
+        except RunInUseError as e: busy = e
+    if not all_have(busy is None, device):                      # every rank stops, not only the one that knows why
+        raise busy or RunInUseError(f"{cfg.out} is in use by another run (rank 0 could not lock it)")
+    try: return _run(cfg, datasets, rank, world, device)
+    finally: lock.__exit__()
+
+def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device) -> dict:
+    "The body of `train`, in a run folder this process holds."
     if device.type == 'cpu': torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
     if cfg.batch_size % (world * cfg.accum):
         raise ValueError(f"batch_size {cfg.batch_size} must divide into {world} ranks × {cfg.accum} chunks")
@@ -940,15 +1161,18 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
         epoch, start = ck['data']['epoch'], ck['data']['step_in_epoch']
         if rank == 0: _truncate_metrics(metrics_path, step)
     elif rank == 0 and metrics_path.exists(): metrics_path.unlink()           # a fresh run starts a fresh log
-    if rank == 0: out.mkdir(parents=True, exist_ok=True)
+    last_ckpt = step or None                                               # the step of the checkpoint on disk
 
     def checkpoint(step, epoch, done):
+        nonlocal last_ckpt
+        check_finite(0.0, model, step, cfg, last_ckpt)                     # never overwrite a good checkpoint with NaNs
         save_checkpoint(dict(config=asdict(cfg), model_config=asdict(mcfg), quick_gelu=uses_quick_gelu(model),
                              model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                              scaler=scaler.state_dict() if scaler is not None else {}, rng=rng_state(),
                              data=dict(step=step, epoch=epoch, step_in_epoch=done, sampler_seed=cfg.seed,
                                        steps_per_epoch=per_epoch, world_size=world),
                              wall_s=wall_before + time.perf_counter() - t_loop), ckpt_path)
+        last_ckpt = step
 
     amp = autocast_for(device, amp_dtype)
     depth = cfg.prefetch if cfg.prefetch is not None else (2 if device.type == 'cuda' else 0)
@@ -956,24 +1180,30 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
     t_loop, rate, token_cache = time.perf_counter(), None, TokenCache(mcfg.context_length)
     was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
-    epoch_steps = []                                   # steps this process ran in each epoch it finished
+    epoch_steps = []                                   # batches this process read in each epoch it finished
+    skips = getattr(train_ds, 'skips', None)           # the data set's count of bad samples, by reason
     model.train()
     while step < cfg.steps:
         if streaming:
             batches = stream_batches(train_ds, epoch, local_bs, start, token_cache, cfg.workers, per_epoch)
         else:
             batches = epoch_batches(train_ds, sampler, epoch, local_bs, start, token_cache)
-        batches, done = iter(prefetch(batches, depth)), start
+        batches, done, stepped = iter(prefetch(batches, depth)), start, 0
         while step < cfg.steps:
             batch = next(batches, None)
-            if streaming and not all_have(batch is not None, device): break   # the ranks stop together
-            if batch is None: break
-            _, images, tokens = batch
+            n = 0 if batch is None or batch[1] is None else len(batch[1])
+            has, n = min_over_ranks([batch is not None, n], device)   # the ranks stop together, on equal batches
+            if not has: break
+            b, images, tokens = batch
+            done = b + 1                                              # position in the epoch: the next batch to read
+            if n == 0: continue                                       # a batch of bad samples only (on some rank)
             t0 = time.perf_counter()
-            loss = forward_backward(towers, images.to(device, non_blocking=True), tokens.to(device), cfg.accum, amp, scaler)
+            loss = forward_backward(towers, images[:n].to(device, non_blocking=True), tokens[:n].to(device), cfg.accum, amp, scaler)
             lr = optimizer.param_groups[0]['lr']
+            loss = mean_over_ranks(loss).item()
+            check_finite(loss, None, step + 1, cfg, last_ckpt)       # before the step: a NaN update is never taken
             norm = optimizer_step(model, optimizer, scheduler, scaler, cfg.grad_clip)
-            loss, step, done = mean_over_ranks(loss).item(), step + 1, done + 1
+            step, stepped = step + 1, stepped + 1
             dt = time.perf_counter() - t0
             rate = cfg.batch_size / dt if rate is None else 0.9 * rate + 0.1 * cfg.batch_size / dt
             scale = model.logit_scale.exp().item()
@@ -981,6 +1211,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
                 rec = dict(step=step, epoch=epoch, loss=loss, lr=lr, logit_scale=scale, temperature=1 / scale,
                            samples_per_s=cfg.batch_size / dt, wall_s=wall_before + time.perf_counter() - t_loop)
                 if norm is not None: rec['grad_norm'] = norm
+                if skips is not None and skips.skipped: rec['skipped'] = skips.counts
                 _log(metrics_path, rec)
             bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
             bar.update()
@@ -990,9 +1221,10 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)))
             if ends_epoch: break
-        if done == 0:
-            raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, or "
-                             "fewer shards than ranks × workers (use more shards or --dataset-resampled)")
+        if stepped == 0 and start == 0:
+            raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, "
+                             f"fewer shards than ranks × workers (use more shards or --dataset-resampled)"
+                             + (f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''))
         if step < cfg.steps or (per_epoch is not None and done == per_epoch):
             epoch_steps.append(done); epoch, start = epoch + 1, 0
     bar.close()
@@ -1277,19 +1509,23 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
         elif f.name in ('prefetch', 'train_num_samples'): p.add_argument(opt, type=int, default=None, help=h)
         else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
+    p.add_argument('--debug', action='store_true', help="on an error, show the full traceback (default: one line)")
     args = vars(p.parse_args(argv))
+    args.pop('debug')
     cfg = PRESETS[args.pop('preset')]
     if args['out'] is None: args['out'] = str(runs_dir() / Path(cfg.out).name)   # honours $CLIP_ANNOTATED_RUNS
     return replace(cfg, **{k: v for k, v in args.items() if v is not None})
 
 def main(argv: list[str] | None = None) -> dict:
     "Command line entry point: `clip-annotated train` or `python -m clip_annotated.train [--preset NAME] [--out DIR] ...`."
-    cfg = parse_args(argv)
-    try: summary = train(cfg)
-    except (ValueError, FileNotFoundError, KeyError) as e:          # bad input: one line naming it, no traceback
-        raise SystemExit(f"clip-annotated train: {e}") from None
-    if world_info()[0] == 0 and (Path(cfg.out) / 'report.md').exists():
-        print(Path(cfg.out, 'report.md').read_text())
+    from_shell = argv is None                              # python -m clip_annotated.train: print the error, exit
+    argv, debug = wants_debug(sys.argv[1:] if from_shell else list(argv))
+    return run_command('clip-annotated train', _main, argv, from_shell=from_shell, debug=debug)
+
+def _main(argv: list[str]) -> dict:
+    summary = train(parse_args(argv))
+    if world_info()[0] == 0 and (Path(summary['dir']) / 'report.md').exists():
+        print(Path(summary['dir'], 'report.md').read_text())
     if dist.is_initialized():                   # all ranks done, and the DDP wrapper (which holds the group) freed
         gc.collect(); dist.barrier(); dist.destroy_process_group()
     return summary

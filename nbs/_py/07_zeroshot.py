@@ -176,6 +176,8 @@ def encode_images(model, dataset: Dataset, batch_size: int = 256, device=None, n
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict:
     "Top-k accuracies, mean per-class recall (classes present in `labels`), and the chance levels, as fractions."
+    if not torch.isfinite(logits).all():                   # topk ranks NaN first: a broken model would score well
+        raise ValueError("the logits hold NaN or infinite values (a diverged model?): accuracy cannot be measured")
     n, C = logits.shape
     ranked = logits.topk(min(max(ks), C), dim=1).indices                      # [n, k]
     hit = ranked == labels[:, None]
@@ -205,6 +207,7 @@ test_eq((r['top1'], r['top2']), (3 / 5, 1.0))
 test_close(r['mean_per_class_recall'], (1 + 1 / 3 + 1) / 3)       # class 1 has 3 items, 1 right
 test_eq((r['chance_top1'], r['chance_top2'], r['n'], r['classes']), (1 / 3, 2 / 3, 5, 3))
 test_eq((r['majority_class'], r['majority_top1']), (1, 3 / 5))    # class 1 holds 3 of the 5 pictures
+test_fail(lambda: classification_metrics(torch.full((2, 3), float('nan')), torch.tensor([0, 1])), contains='NaN')  # never a score
 r
 
 
@@ -235,6 +238,8 @@ def predict(model, preprocess, image, labels: list[str], templates=('{}',), devi
     with _amp(device): e = F.normalize(model.encode_image(x).float(), dim=-1).cpu()
     W = zero_shot_classifier(model, labels, templates, device=device)
     probs = (model.logit_scale.exp().float().cpu() * e @ W).softmax(dim=-1)[0]
+    if not torch.isfinite(probs).all():
+        raise ValueError("the model gives NaN or infinite scores (a diverged model?): no prediction can be made")
     return sorted(zip(labels, probs.tolist()), key=lambda p: -p[1])
 
 

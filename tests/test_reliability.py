@@ -1,0 +1,307 @@
+"""Adversarial checks of training and the command line (issue #14): nothing wrong is reported as right,
+no input hangs, no two runs mix.
+
+1. Divergence: a loss that becomes NaN stops training with `TrainingDiverged` naming the step, before the
+   bad update, keeping the last good checkpoint; no metric counts NaN as a hit (retrieval, zero-shot,
+   predict).
+2. Every nonsense training option is refused up front, one line naming it, exit status 2; the hang of
+   `--batch-size -4` is bounded by a timeout.
+3. One run per folder: a second run refuses while the first holds the folder; a killed run's lock and
+   its half-written checkpoint are cleared by the next run.
+4. A batch whose samples are all bad is skipped (and counted in metrics.jsonl); data with no usable
+   sample at all is a clear error.
+6. A corrupt checkpoint on resume is a `CheckpointError` naming the file, which is left in place.
+7. Stale `.tmp` checkpoint files of a killed run are removed.
+8. The command line: one line, exit status 2 for bad input, 1 for a failure, the traceback only with
+   `--debug`; a full disk says so, naming the file, and keeps the previous checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib, errno, io, json, math, os, pickle, signal, subprocess, sys, time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from clip_annotated.core import CommandError
+from clip_annotated.data import SceneDataset, SkipCounter
+from clip_annotated.pretrained import CheckpointError
+from clip_annotated.train import (PRESETS, RunInUseError, RunLock, TrainingDiverged, check_config, load_checkpoint,
+                                  read_metrics, retrieval_metrics, save_checkpoint, train)
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / 'clip-annotated')            # the console script, as a user runs it
+TINY_MODEL = dict(embed_dim=16, vision_layers=1, vision_width=64, transformer_width=32, transformer_heads=1,
+                  transformer_layers=1)
+TINY = replace(PRESETS['scenes-tiny'], model_overrides=TINY_MODEL, n_scenes=64, batch_size=16, steps=3, warmup=1,
+               ckpt_every=1, eval_every=0, progress=False, threads=1)
+TINY_ARGV = ['--preset', 'scenes-tiny', '--model-overrides', json.dumps(TINY_MODEL), '--n-scenes', '64',
+             '--batch-size', '16', '--steps', '3', '--warmup', '1', '--eval-every', '0', '--no-progress', '--threads', '1']
+
+
+def _env() -> dict:
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'CLIP_ANNOTATED_PROGRESS': '0'}
+    env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
+    env.pop('IN_TEST', None); env.pop('CLIP_ANNOTATED_DEBUG', None)
+    return env
+
+
+def _cli(*argv: str, timeout: float = 120, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *argv], env=_env(), cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _quiet(fn, *a, **kw):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        return fn(*a, **kw), err.getvalue()
+
+
+# ------------------------------------------------------------------ 1. divergence
+
+def test_nan_loss_stops_before_the_bad_step_and_keeps_the_last_checkpoint(tmp_path):
+    cfg = replace(TINY, lr=1e30, steps=6, out=str(tmp_path / 'run'))
+    with pytest.raises(TrainingDiverged, match=r'training diverged: the loss is nan at step (\d+) \(lr 1e\+30\); '
+                                               r'the checkpoint of step (\d+) in .*run is kept') as e:
+        _quiet(train, cfg)
+    ck = load_checkpoint(tmp_path / 'run' / 'checkpoint.pt')
+    assert all(torch.isfinite(v).all() for v in ck['model'].values())          # the kept checkpoint is a good one
+    assert f"the checkpoint of step {ck['data']['step']} " in str(e.value)
+    assert not (tmp_path / 'run' / 'report.md').exists()                          # no report of a broken model
+    assert all(math.isfinite(r['loss']) for r in read_metrics(tmp_path / 'run' / 'metrics.jsonl') if 'loss' in r)
+
+
+def test_diverged_run_from_the_shell_is_one_line_exit_1(tmp_path):
+    r = _cli('train', *TINY_ARGV, '--lr', '1e30', '--out', str(tmp_path / 'run'))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr
+    assert r.stderr.startswith('clip-annotated train: training diverged: the loss is nan at step')
+    assert '100' not in r.stdout and not (tmp_path / 'run' / 'report.md').exists()
+
+
+def test_nan_weights_are_not_checkpointed(tmp_path, monkeypatch):
+    "A finite loss but NaN weights after the step (an update that overflowed): the checkpoint is refused."
+    import clip_annotated.train as T
+    real = T.optimizer_step
+    def poisoned(model, *a, **kw):
+        out = real(model, *a, **kw)
+        with torch.no_grad(): next(model.visual.parameters()).fill_(math.nan)
+        return out
+    monkeypatch.setattr(T, 'optimizer_step', poisoned)
+    with pytest.raises(TrainingDiverged, match='the weights hold NaN or infinite values at step 1'):
+        _quiet(train, replace(TINY, out=str(tmp_path / 'run')))
+    assert not (tmp_path / 'run' / 'checkpoint.pt').exists()
+
+
+@pytest.mark.parametrize('bad', [math.nan, math.inf])
+def test_no_metric_counts_nan_as_a_hit(bad):
+    from clip_annotated.zeroshot import classification_metrics
+    feats = torch.randn(4, 8); feats[1, 3] = bad
+    with pytest.raises(ValueError, match='NaN or infinite'): retrieval_metrics(feats, torch.randn(4, 8))
+    with pytest.raises(ValueError, match='NaN or infinite'): retrieval_metrics(torch.randn(4, 8), feats)
+    with pytest.raises(ValueError, match='NaN or infinite'):
+        classification_metrics(torch.full((3, 2), bad), torch.tensor([0, 1, 0]))
+
+
+def test_predict_with_a_nan_model_is_an_error_not_nan_percent(tmp_path):
+    from PIL import Image
+    from clip_annotated.model import create_model
+    from clip_annotated.pretrained import image_transform
+    from clip_annotated.zeroshot import predict
+    model = create_model(replace(PRESETS['mini-cpu'].clip_config(), **TINY_MODEL)).eval()
+    with torch.no_grad(): model.visual.proj.fill_(math.nan)
+    Image.new('RGB', (40, 40), 'red').save(tmp_path / 'p.png')
+    with pytest.raises(ValueError, match='NaN or infinite'):
+        predict(model, image_transform(model.visual.input_resolution), tmp_path / 'p.png', ['a', 'b'])
+
+
+# ------------------------------------------------------------------ 2. options checked up front
+
+BAD_OPTIONS = [
+    (['--batch-size', '-4'], '--batch-size -4'), (['--batch-size', '0'], '--batch-size 0'), (['--accum', '0'], '--accum 0'),
+    (['--ckpt-every', '0'], '--ckpt-every 0'), (['--steps', '0'], '--steps 0'), (['--steps', '-1'], '--steps -1'),
+    (['--threads', '-1'], '--threads -1'), (['--device', 'banana'], "--device 'banana'"),
+    (['--model-overrides', '[1]'], '--model-overrides [1]'), (['--model-overrides', '{"nope": 1}'], "unknown field(s) ['nope']"),
+    (['--model-overrides', '{"vision_layers": "two"}'], 'vision_layers must be a positive whole number'),
+    (['--model-overrides', '{"transformer_heads": 3}'], 'gives no valid model'),
+    (['--templates', '{x}'], "template '{x}'"), (['--templates', 'an emoji'], "template 'an emoji'"),
+    (['--weight-decay', '-1'], '--weight-decay -1.0'), (['--grad-clip', '-1'], '--grad-clip -1.0'),
+    (['--warmup', '-5'], '--warmup -5'), (['--lr', '0'], '--lr 0.0'), (['--lr', 'nan'], '--lr nan'),
+    (['--eps=-1e-6'], '--eps'), (['--betas', '0.9', '1.5'], '--betas'), (['--workers', '-2'], '--workers -2'),
+    (['--prefetch', '-1'], '--prefetch -1'), (['--train-num-samples', '0'], '--train-num-samples 0'),
+    (['--seed', '-3'], '--seed -3'), (['--accum', '64'], 'cannot split a batch of 16'),
+    (['--precision', 'fp8'], '--precision'), (['--csv-separator', ';;'], '--csv-separator'),
+    (['--model', 'ViT-Z/99'], '--model'), (['--n-scenes', '0'], '--n-scenes 0')]
+
+
+@pytest.mark.parametrize('extra, says', BAD_OPTIONS, ids=[' '.join(a) for a, _ in BAD_OPTIONS])
+def test_bad_option_is_refused_up_front(tmp_path, extra, says):
+    from clip_annotated.cli import main
+    out = tmp_path / 'run'
+    with pytest.raises(CommandError) as e: _quiet(main, ['train', *TINY_ARGV, '--out', str(out), *extra])
+    assert e.value.status == 2 and says in str(e.value) and '\n' not in str(e.value), str(e.value)
+    assert str(e.value).startswith('clip-annotated train: ')
+    assert not out.exists()                                                      # refused before anything was written
+
+
+def test_negative_batch_size_from_the_shell_ends_at_once(tmp_path):
+    r = _cli('train', *TINY_ARGV, '--batch-size', '-4', '--out', str(tmp_path / 'run'), timeout=60)   # it used to spin
+    assert r.returncode == 2 and r.stderr == 'clip-annotated train: --batch-size -4: must be a whole number ≥ 1\n'
+
+
+def test_good_presets_pass_the_check():
+    for name, cfg in PRESETS.items(): assert check_config(cfg) is cfg, name
+
+
+# ------------------------------------------------------------------ 3. one run per folder
+
+def test_second_run_refuses_while_the_first_holds_the_folder(tmp_path):
+    out = tmp_path / 'run'
+    with RunLock(out):
+        with pytest.raises(RunInUseError, match=rf'{out} is in use by another run \(pid {os.getpid()} on '):
+            _quiet(train, replace(TINY, out=str(out)))
+    assert sorted(p.name for p in out.iterdir()) == ['.lock']                  # nothing written by the refused run
+
+
+def test_two_processes_in_one_folder(tmp_path):
+    "A real first run holds the folder; a second process refuses (exit 1, one line) and the first finishes alone."
+    out = tmp_path / 'run'
+    argv = [*TINY_ARGV, '--steps', '400', '--ckpt-every', '100', '--out', str(out)]
+    first = subprocess.Popen([CLI, 'train', *argv], env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / 'metrics.jsonl').exists():
+            assert first.poll() is None and time.time() < deadline, first.stderr.read() if first.poll() is not None else 'slow'
+            time.sleep(0.05)
+        second = _cli('train', *argv)
+        if first.poll() is None:                       # still running: the normal case
+            assert second.returncode == 1, second.stderr
+            assert second.stderr.startswith(f'clip-annotated train: {out} is in use by another run (pid {first.pid} ')
+    finally:
+        first.wait(timeout=300)
+    assert first.returncode == 0
+    steps = [r['step'] for r in read_metrics(out / 'metrics.jsonl') if 'loss' in r]
+    assert steps == list(range(1, 401))                                          # one run's log, not two interleaved
+
+
+def test_killed_runs_lock_and_temp_files_are_cleared(tmp_path):
+    out = tmp_path / 'run'
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from clip_annotated.train import RunLock; '
+                               f'lock = RunLock({str(out)!r}).__enter__(); print("held", flush=True); time.sleep(600)'],
+                              env=_env(), stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == 'held'
+    with pytest.raises(RunInUseError): _quiet(train, replace(TINY, out=str(out)))
+    holder.send_signal(signal.SIGKILL); holder.wait()
+    (out / '.checkpoint.pt.x1y2.tmp').write_bytes(b'half a checkpoint')       # a save cut short by the kill
+    summary, err = _quiet(train, replace(TINY, out=str(out)))
+    assert summary['steps'] == 3
+    assert f'(pid {holder.pid} on ' in err and 'ended without releasing its lock' in err and '1 temporary file' in err
+    assert not list(out.glob('.*.tmp')) and (out / '.lock').read_text() == ''
+
+
+# ------------------------------------------------------------------ 4. bad samples in a map-style set
+
+class _Holes(torch.utils.data.Dataset):
+    "Scenes whose items in `bad` are unreadable (None), counted as a data set of this book counts them."
+    def __init__(self, n: int, bad):
+        self.ds, self.bad, self.skips = SceneDataset(n, seed=0, image_size=48, train=True), set(bad), SkipCounter()
+    def __len__(self): return len(self.ds)
+    def set_epoch(self, e): self.ds.set_epoch(e)
+    def __getitem__(self, i):
+        if i in self.bad: self.skips.add('corrupt image'); return None
+        self.skips.add(None); return self.ds[i]
+
+
+def test_all_bad_batch_is_skipped_and_counted(tmp_path):
+    ds = _Holes(64, bad=range(2, 64))                  # 2 good items: of the 4 batches of an epoch, 2 or more are all bad
+    summary, _ = _quiet(train, replace(TINY, steps=6, out=str(tmp_path / 'run')), datasets=(ds, None))
+    recs = [r for r in read_metrics(tmp_path / 'run' / 'metrics.jsonl') if 'loss' in r]
+    assert summary['steps'] == 6 and len(recs) == 6
+    assert max(r['epoch'] for r in recs) >= 2                                   # at most 2 steps an epoch
+    assert recs[-1]['skipped']['corrupt image'] > 0                             # the count reaches metrics.jsonl
+    assert 'corrupt image' in (tmp_path / 'run' / 'report.md').read_text()      # and the report
+
+
+def test_no_usable_sample_is_a_clear_error(tmp_path):
+    ds = _Holes(64, bad=range(64))
+    with pytest.raises(ValueError, match=r'epoch 0 gave no full batch .* bad samples \(training data: skipped 64 of 64'):
+        _quiet(train, replace(TINY, out=str(tmp_path / 'run')), datasets=(ds, None))
+
+
+# ------------------------------------------------------------------ 6. corrupt checkpoint on resume
+
+def test_corrupt_resume_checkpoint_names_the_file_and_keeps_it(tmp_path):
+    out = tmp_path / 'run'
+    _quiet(train, replace(TINY, out=str(out)))
+    ckpt = out / 'checkpoint.pt'
+    ckpt.write_bytes(ckpt.read_bytes()[:4096])                                 # cut short (a copy that stopped)
+    cut = ckpt.read_bytes()
+    with pytest.raises(CheckpointError, match=rf'{ckpt} is not a readable checkpoint \(.*central directory\): it may be '
+                                              r'cut short or damaged; restore a copy, or start afresh with --no-resume'):
+        _quiet(train, replace(TINY, out=str(out), steps=5))
+    assert ckpt.read_bytes() == cut                                            # left for the user to rescue
+    r = _cli('train', *TINY_ARGV, '--steps', '5', '--out', str(out))
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and str(ckpt) in r.stderr
+
+
+def test_checkpoint_with_code_is_refused_without_suggesting_unsafe_loading(tmp_path):
+    class Payload:
+        def __reduce__(self): return (print, ('pwned',))
+    bad = tmp_path / 'checkpoint.pt'
+    torch.save({'config': Payload()}, bad)
+    with pytest.raises(CheckpointError) as e: load_checkpoint(bad)
+    assert str(bad) in str(e.value) and 'weights_only' not in str(e.value)
+    assert 'needs code to load (print), so it was not loaded' in str(e.value)
+
+
+def test_other_file_named_checkpoint_is_refused(tmp_path):
+    torch.save({'weights': torch.zeros(2)}, tmp_path / 'checkpoint.pt')
+    with pytest.raises(CheckpointError, match='not a training checkpoint of this book'):
+        load_checkpoint(tmp_path / 'checkpoint.pt')
+    (tmp_path / 'random.pt').write_bytes(os.urandom(3000))
+    with pytest.raises(CheckpointError, match=r'random.pt is not a checkpoint \(not a file torch.save wrote\)') as e:
+        load_checkpoint(tmp_path / 'random.pt')
+    assert 'unsafe' not in str(e.value) and 'weights_only' not in str(e.value)
+
+
+# ------------------------------------------------------------------ 8. the command line, and a full disk
+
+def test_library_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    (tmp_path / 'pairs.csv').write_text('filepath,title\nnowhere.png,a cat\n')
+    argv = ['train', *TINY_ARGV, '--train-data', str(tmp_path / 'pairs.csv'), '--out', str(tmp_path / 'run')]
+    r = _cli(*argv)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert r.stderr.startswith('clip-annotated train: ')
+    d = _cli(*argv, '--debug')
+    assert d.returncode == 1 and 'Traceback (most recent call last)' in d.stderr
+    d2 = _cli('--debug', *argv)                                                 # before the command, too
+    assert 'Traceback (most recent call last)' in d2.stderr
+
+
+def test_argparse_and_help_keep_their_codes():
+    assert _cli('train', '--batch-size', 'many').returncode == 2
+    assert _cli('train', '--help').returncode == 0
+    r = _cli('fly')
+    assert r.returncode == 2 and r.stderr == "clip-annotated: unknown command 'fly'; choose one of train, reproduce, eval, predict, embed, export\n"
+
+
+def test_disk_full_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / 'checkpoint.pt'
+    save_checkpoint({'x': torch.arange(10)}, path)
+    before = path.read_bytes()
+    real = os.fdopen
+    class Full:                                   # a file on a disk with 1,000 bytes left
+        def __init__(self, f): self.f, self.n = f, 0
+        def write(self, b):
+            self.n += len(b)
+            if self.n > 1000: raise OSError(errno.ENOSPC, 'No space left on device')
+            return self.f.write(b)
+        def __getattr__(self, k): return getattr(self.f, k)
+        def __enter__(self): return self
+        def __exit__(self, *a): self.f.close()
+    monkeypatch.setattr(os, 'fdopen', lambda fd, *a, **kw: Full(real(fd, *a, **kw)))
+    with pytest.raises(OSError, match=rf'no space left on device while writing {path} \(the previous checkpoint, if any, is intact\)'):
+        save_checkpoint({'x': torch.zeros(100_000)}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ['checkpoint.pt']
