@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_data.ipynb #cc3d2aae
 from __future__ import annotations
-import csv, hashlib, io, itertools, math, os, random, re, tarfile, tempfile, time, warnings
+import codecs, csv, hashlib, io, itertools, math, os, random, re, tarfile, tempfile, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
@@ -25,8 +25,9 @@ __all__ = ['OPENMOJI_ATTRIBUTION', 'SKIN_TONES', 'CATEGORIES', 'TONES', 'CACHE_F
            'emoji_candidates', 'render_emoji', 'coarse_category', 'EmojiRecord', 'make_records', 'emoji_split',
            'check_split', 'resolve_cache_dir', 'emoji_cache_file', 'emoji_images', 'emoji_skipped', 'emoji_records',
            'normalize', 'to_tensor', 'random_square_crop', 'train_transform', 'SkipCounter', 'EmojiDataset',
-           'SceneObject', 'Scene', 'scene_caption', 'make_scene', 'render_scene', 'SceneDataset', 'CsvDataset',
-           'expand_shards', 'split_by_rank', 'ShardDataset', 'write_webdataset', 'write_csv', 'open_data', 'collate']
+           'SceneObject', 'Scene', 'scene_caption', 'make_scene', 'render_scene', 'SceneDataset', 'read_csv',
+           'CsvDataset', 'expand_shards', 'split_by_rank', 'ShardDataset', 'write_webdataset', 'write_csv', 'open_data',
+           'collate']
 
 # %% ../nbs/05_data.ipynb #cb86759b
 import emoji
@@ -367,7 +368,8 @@ def train_transform(image: Image.Image, size: int, rng: np.random.Generator, zoo
     return normalize(to_tensor(random_square_crop(image.convert('RGB'), size, rng, zoom)))
 
 # %% ../nbs/05_data.ipynb #df2ad11e
-SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption', 'unreadable shard')
+SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption',
+                'malformed row', 'undecodable label', 'empty label', 'unreadable shard')
 _SHARD = SKIP_REASONS.index('unreadable shard')       # counts files, not samples
 
 class SkipCounter:
@@ -412,15 +414,15 @@ class SkipCounter:
 
     def __repr__(self): return f"SkipCounter({self.counts}, good={self.good})"
 
-def _caption(raw) -> tuple[str | None, str | None]:
-    "(caption, None) or (None, reason) from bytes or str."
-    if raw is None: return None, 'missing caption'
+def _caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
+    "(caption, None) or (None, reason) from bytes or str; `what='label'` for a class label."
+    if raw is None: return None, f'missing {what}'
     if isinstance(raw, bytes):
         try: raw = raw.decode('utf-8')
-        except UnicodeDecodeError: return None, 'undecodable caption'
-    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in raw): return None, 'undecodable caption'  # surrogateescape'd bytes
+        except UnicodeDecodeError: return None, f'undecodable {what}'
+    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in raw): return None, f'undecodable {what}'  # surrogateescape'd bytes
     raw = raw.strip()
-    return (raw, None) if raw else (None, 'empty caption')
+    return (raw, None) if raw else (None, f'empty {what}')
 
 def _open_image(src) -> Image.Image:
     "Decode an image fully (a path or bytes); raises on a missing or corrupt file."
@@ -563,6 +565,53 @@ class SceneDataset(torch.utils.data.Dataset):
         return x, self.templates[rng.integers(len(self.templates))].format(scene.caption)
 
 # %% ../nbs/05_data.ipynb #a04cdc40
+_FIELD_LIMIT = 2**31 - 1         # csv's default is 131,072 characters; a C long holds this on every platform
+
+def _not_text(raw: bytes, path: Path, encoding: str) -> str:
+    "'' if `raw` decodes as `encoding`, else a sentence naming the file, the line and the byte, and what to do."
+    try: raw.decode(encoding); return ''
+    except UnicodeDecodeError as e:
+        line, name = raw.count(b'\n', 0, e.start) + 1, 'UTF-8' if codecs.lookup(encoding).name == 'utf-8' else encoding
+        return (f"{path} is not {name} text: line {line} has the byte {raw[e.start]:#04x}, which is not {name}; "
+                f"save the file again as UTF-8, or pass the encoding it was written in (encoding='latin-1', say)")
+
+def read_csv(path: str | os.PathLike, keys: list[str], sep: str | None = None,
+             encoding: str = 'utf-8') -> list[tuple[str, ...] | None]:
+    "The `keys` columns of every row of a CSV/TSV file (tabs for .tsv/.tab unless `sep`); None for a malformed row."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no CSV file at {path}")
+    if sep is None: sep = '\t' if path.suffix.lower() in ('.tsv', '.tab') else ','
+    raw = path.read_bytes()
+    if codecs.lookup(encoding).name == 'utf-8' and raw.startswith(codecs.BOM_UTF8): raw = raw[3:]   # Excel's mark
+    if not raw.strip(): raise ValueError(f"{path} is empty: expected a header line with the columns {keys}")
+    text = raw.decode(encoding, errors='surrogateescape')   # a byte that does not decode shows up as a surrogate
+    not_text = _not_text(raw, path, encoding)
+    limit = csv.field_size_limit(_FIELD_LIMIT)               # returns the old limit, put back below
+    try:
+        reader = csv.reader(io.StringIO(text, newline=''), delimiter=sep)
+        columns = next((fields for fields in reader if fields), [])   # the first line that is not blank
+        missing = [k for k in keys if k not in columns]
+        if missing:
+            raise ValueError(f"{path}: expected columns {keys} (separator {sep!r}), missing {missing}; the file has "
+                             f"columns {columns}. Name yours (image_key=, caption_key= or label_key=, sep=; on the "
+                             f"command line --csv-img-key, --csv-caption-key or --csv-label-key, --csv-separator)"
+                             + (f". {not_text}" if not_text else ''))
+        index, rows, bad_lines = [columns.index(k) for k in keys], [], []
+        while True:
+            try: fields = next(reader)
+            except StopIteration: break
+            except csv.Error: fields = None                      # a field the csv module cannot parse
+            if fields == []: continue                            # a blank line is no row
+            if fields is None or len(fields) != len(columns): rows.append(None); bad_lines.append(reader.line_num)
+            else: rows.append(tuple(fields[i] for i in index))
+    finally: csv.field_size_limit(limit)
+    if not_text: warnings.warn(f"{not_text}. Until then a caption or label that is not {encoding} text is skipped and counted")
+    if bad_lines:
+        warnings.warn(f"{path}: {len(bad_lines)} row(s) do not have the header's {len(columns)} fields (the first on "
+                      f"line {bad_lines[0]}; a {sep!r} inside a caption needs quotes); skipped and counted as 'malformed row'")
+    return rows
+
+# %% ../nbs/05_data.ipynb #f48fcbce
 def _resolve(path: str, root: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() else root / p
@@ -570,36 +619,35 @@ def _resolve(path: str, root: Path) -> Path:
 class CsvDataset(torch.utils.data.Dataset):
     "Pairs listed in a CSV/TSV file: an image path (relative to the file's folder, or absolute) and a caption."
     def __init__(self, path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
-                 sep: str | None = None, image_size: int = 48, train: bool = False, seed: int = 0, zoom=(1.0, 1.2)):
-        self.path = Path(path)
-        if not self.path.is_file(): raise FileNotFoundError(f"no CSV file at {self.path}")
-        if sep is None: sep = '\t' if self.path.suffix.lower() in ('.tsv', '.tab') else ','
-        with open(self.path, newline='', encoding='utf-8-sig', errors='surrogateescape') as f:   # -sig: skip a BOM
-            reader = csv.DictReader(f, delimiter=sep)
-            columns = reader.fieldnames or []
-            missing = [k for k in (image_key, caption_key) if k not in columns]
-            if missing:
-                raise ValueError(f"{self.path}: expected columns {image_key!r} and {caption_key!r} (sep={sep!r}); "
-                               f"missing {missing}, the file has columns {columns}")
-            self.rows = [(row[image_key] or '', row[caption_key]) for row in reader]
-        root = self.path.parent
-        if not any(_caption(c)[0] and _resolve(p, root).is_file() for p, c in self.rows):
+                 sep: str | None = None, image_size: int = 48, train: bool = False, seed: int = 0, zoom=(1.0, 1.2),
+                 encoding: str = 'utf-8'):
+        self.path, self.root = Path(path), Path(path).parent
+        self.rows = read_csv(self.path, [image_key, caption_key], sep, encoding)   # (image path, caption) or None
+        if not self.rows: raise ValueError(f"{self.path} has a header but no rows")
+        if not any(self._check(row)[2] is None for row in self.rows):
+            whys = Counter(self._check(row)[2] for row in self.rows)
             raise ValueError(f"{self.path}: no valid sample among {len(self.rows)} rows "
-                             f"(every row lacks an image file or a caption)")
-        self.root, self.image_size, self.train, self.seed, self.zoom = root, image_size, train, seed, zoom
+                             f"({', '.join(f'{n} {w}' for w, n in whys.items())})" +
+                             (f"; {_not_text(self.path.read_bytes(), self.path, encoding)}" if 'undecodable caption' in whys else ''))
+        self.image_size, self.train, self.seed, self.zoom = image_size, train, seed, zoom
         self.preprocess = image_transform(image_size)
         self.epoch = 0
         self.skips = SkipCounter()
+
+    def _check(self, row) -> tuple[Path | None, str | None, str | None]:
+        "(image path, caption, None) for a row that looks usable (the picture is not opened), else (None, None, why)."
+        if row is None: return None, None, 'malformed row'
+        caption, why = _caption(row[1])
+        if caption is None: return None, None, why
+        p = _resolve(row[0], self.root)
+        return (p, caption, None) if p.is_file() else (None, None, 'missing image')
 
     def set_epoch(self, epoch: int): self.epoch = epoch
     def __len__(self): return len(self.rows)
 
     def __getitem__(self, i: int):
-        path, raw = self.rows[i]
-        caption, why = _caption(raw)
-        if caption is None: self.skips.add(why); return None
-        p = _resolve(path, self.root)
-        if not p.is_file(): self.skips.add('missing image'); return None
+        p, caption, why = self._check(self.rows[i])
+        if why: self.skips.add(why); return None
         try: image = _open_image(p)
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None)
@@ -662,6 +710,44 @@ def _why(exn: Exception) -> str:
     "The message of an exception that webdataset has annotated (it appends the stream and the URL to .args)."
     if isinstance(exn, OSError) and exn.strerror: return exn.strerror
     return str(exn.args[0]).split(' @ ')[0] if exn.args else type(exn).__name__
+
+class _EndCheck:
+    "A shard's byte stream that raises at its end when an uncompressed tar stops on a block boundary without its end blocks."
+    def __init__(self, stream): self.stream, self.n, self.tail, self.tar = stream, 0, b'', None
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        if self.tar is None: self.tar = data[257:262] == b'ustar'      # the first block is a tar header (not gzip, …)
+        if data: self.n, self.tail = self.n + len(data), (data if len(data) >= 512 else self.tail + data)[-512:]
+        elif self.tar and self.n % 512 == 0 and any(self.tail):        # the end, on a block boundary, and not on zeros
+            raise tarfile.ReadError(f"unexpected end of data: the archive stops after {self.n} bytes, between two "
+                                    "blocks, without its end-of-archive blocks (cut short?)")
+        return data
+    def __getattr__(self, name): return getattr(self.stream, name)     # close(), …
+    def __repr__(self): return repr(self.stream)
+
+def _check_ends(src):
+    "webdataset stage: wrap each opened shard's stream in an _EndCheck."
+    for d in src:
+        d['stream'] = _EndCheck(d['stream']); yield d
+
+def _end_failed(url: str, key: str | None, parts: set):
+    "End markers for a shard that failed: webdataset's {} (it marks only shards that end well), after a mark that drops a half sample."
+    if key is not None and not ('txt' in parts and parts & set(IMAGE_EXTS)):
+        yield dict(fname=f'{key}.__bad__', data=True, __url__=url)      # group_by_keys drops a sample marked __bad__
+    yield {}
+
+def _mark_ends(src):
+    "webdataset stage between tar members and samples: end a failed shard too, so that no sample spans two shards."
+    url, key, parts = None, None, set()                      # the shard being read, the last sample's key and parts
+    for member in src:
+        if not member: url = None; yield member; continue    # webdataset's end marker: the shard ended well
+        if url is not None and member['__url__'] != url: yield from _end_failed(url, key, parts)
+        if member['__url__'] != url: url, key = member['__url__'], None
+        k, ext = wds.tariterators.base_plus_ext(member['fname'])
+        if k is not None and k != key: key, parts = k, set()
+        if k is not None: parts.add(ext.lower())
+        yield member
+    if url is not None: yield from _end_failed(url, key, parts)
 
 class ShardDataset(torch.utils.data.IterableDataset):
     "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
@@ -735,8 +821,11 @@ class ShardDataset(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
         seen = _Pass(patience=20 * len(self.shards) + 20 + self.shuffle_buffer if self.resampled else None)
+        unreadable, tar = partial(self._unreadable, seen=seen), wds.tariterators
         stages = [*self._shard_stages(rank, world, worker), partial(self._follow, seen=seen),
-                  wds.tarfile_to_samples(handler=partial(self._unreadable, seen=seen))]    # {'__key__', 'txt', 'jpg', …}
+                  partial(tar.url_opener, handler=unreadable), _check_ends,           # webdataset's tarfile_to_samples,
+                  partial(tar.tar_file_expander, handler=unreadable), _mark_ends,   # with checks of the ends
+                  partial(tar.group_by_keys, handler=unreadable)]                   # {'__key__', 'txt', 'jpg', …}
         if self.shuffle_buffer > 1:
             rng = random.Random(_seed(self.seed, self.epoch, rank, worker, 1))
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))

