@@ -240,7 +240,7 @@ def evaluate(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5,
         x, _ = collate(chunk, context_length=ctx)
         images.append(model.encode_image(x.to(device)).float().cpu())
         captions += [c for _, c in chunk]
-    if not captions: raise ValueError(f"no usable held-out pair in {dataset!r}")
+    if not captions: raise ValueError(f"the held-out set ({type(dataset).__name__}) has no usable (image, caption) pair")
     texts = list(dict.fromkeys(captions))                                 # distinct, in order of appearance
     index = {c: j for j, c in enumerate(texts)}
     tokens = tokenize(texts, context_length=ctx, truncate=True)
@@ -310,8 +310,10 @@ def load_checkpoint(path: str | Path) -> dict:
                               "is not a checkpoint (not a file torch.save wrote)") + ": it is not a checkpoint of this "
                               "book; move it away, or start afresh with --no-resume or another --out") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({one_line(e).split('. ')[0][:160]}): it may be cut short or "
-                              f"damaged; restore a copy, or start afresh with --no-resume or another --out") from None
+        with open(path, 'rb') as f: zipped = f.read(4) == b'PK\x03\x04'       # torch.save writes a zip archive
+        raise CheckpointError(f"{path} is " + (f"not a readable checkpoint ({one_line(e).split('. ')[0][:160]}): it may "
+                              "be cut short or damaged; restore a copy" if zipped else "not a checkpoint (not a file "
+                              "torch.save wrote); move it away") + ", or start afresh with --no-resume or another --out") from None
     if not (isinstance(ck, dict) and {'config', 'model_config', 'model', 'data'} <= set(ck)):
         raise CheckpointError(f"{path} is not a training checkpoint of this book (no config, model and data entries)")
     return ck
@@ -454,8 +456,9 @@ def check_device(device: str | None) -> str | None:
     if d.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"--device {device}: no CUDA device here")
     if d.type == 'cuda' and (d.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if d.type not in ('cpu', 'cuda'):
-        try: torch.empty(1, device=d)
+    if d.type not in ('cpu', 'cuda', 'mps', 'xpu'): raise ValueError(f"--device {device}: not a device to train on; use cpu or cuda")
+    if d.type in ('mps', 'xpu'):
+        try: torch.zeros(1, device=d).cpu()
         except Exception: raise ValueError(f"--device {device}: not usable here; use cpu or cuda") from None
     return device
 
@@ -464,9 +467,12 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     def bad(name, why): raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}: {why}")
     def is_int(v): return isinstance(v, int) and not isinstance(v, bool)
     def is_num(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    for name, least in dict(batch_size=1, steps=1, accum=1, ckpt_every=1, eval_every=0, warmup=0, seed=0, threads=0,
-                            workers=0, n_scenes=1).items():
-        if not is_int(getattr(cfg, name)) or getattr(cfg, name) < least: bad(name, f"must be a whole number ≥ {least}")
+    for name, (least, most) in dict(batch_size=(1, None), steps=(1, None), accum=(1, None), ckpt_every=(1, None),
+                                    eval_every=(0, None), warmup=(0, None), seed=(0, 2**31 - 1), threads=(0, 1024),
+                                    workers=(0, 256), n_scenes=(4, 10**7)).items():      # scenes: a quarter is held out
+        v = getattr(cfg, name)
+        if not is_int(v) or v < least or (most is not None and v > most):
+            bad(name, f"must be a whole number ≥ {least}" + (f" and ≤ {most:,}" if most is not None else ''))
     for name in ('prefetch', 'train_num_samples'):
         if getattr(cfg, name) is not None and (not is_int(getattr(cfg, name)) or getattr(cfg, name) < (name == 'train_num_samples')):
             bad(name, f"must be a whole number ≥ {int(name == 'train_num_samples')}")
@@ -495,8 +501,18 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         ok = (is_int(v) and v > 0) or (k == 'vision_layers' and isinstance(v, (list, tuple)) and len(v) == 4
                                         and all(is_int(x) and x > 0 for x in v)) or (k == 'vision_patch_size' and v is None)
         if not ok: bad('model_overrides', f"{k} must be a positive whole number, not {v!r}")
-    try:
-        with torch.device('meta'): create_model(replace(CONFIGS[cfg.model], **cfg.model_overrides))   # shapes only, no memory
+        if (k.endswith('layers') and (v if is_int(v) else max(v)) > 1000) or (is_int(v) and v > 1_000_000):
+            bad('model_overrides', f"{k} {v} is beyond any CLIP (at most 1,000 layers and 1,000,000 of anything else)")
+    m = replace(CONFIGS[cfg.model], **cfg.model_overrides)
+    if m.transformer_width % 64 or m.transformer_heads != m.transformer_width // 64:   # as OpenAI's models, and load(), have it
+        bad('model_overrides', f"transformer_width {m.transformer_width} with transformer_heads {m.transformer_heads}: "
+                               f"use a multiple of 64 and one head per 64 channels (checkpoints do not record heads, so "
+                               f"load, eval and export read them back that way)")
+    if isinstance(m.vision_layers, int) and m.vision_width < 64:
+        bad('model_overrides', f"vision_width {m.vision_width} leaves the ViT no attention head (one per 64 channels): use 64 or more")
+    try:                  # shapes only, on the meta device (no memory), one block per stack: the others are alike
+        shallow = replace(m, transformer_layers=1, vision_layers=1 if isinstance(m.vision_layers, int) else (1, 1, 1, 1))
+        with torch.device('meta'): create_model(shallow)
     except Exception as e: bad('model_overrides', f"gives no valid model ({one_line(e)})")
     return cfg
 
@@ -504,11 +520,16 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
 class TrainingDiverged(RuntimeError):
     "The loss or the weights became NaN or infinite; the last good checkpoint is kept."
 
-def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConfig, last_ckpt: int | None):
-    "Raise `TrainingDiverged` when `loss` (or, if given, a weight of `model`) is NaN or infinite at `step`."
-    what = (f"the loss is {loss}" if not math.isfinite(loss) else
-            "the weights hold NaN or infinite values" if model is not None
-            and not all(torch.isfinite(p).all() for p in model.parameters()) else None)
+def _features_finite(model: CLIP, batch) -> bool:
+    with torch.no_grad():
+        return bool(torch.isfinite(model.encode_image(batch[0])).all() and torch.isfinite(model.encode_text(batch[1])).all())
+
+def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConfig, last_ckpt: int | None, batch=None):
+    "Raise `TrainingDiverged` when `loss`, a weight of `model`, or its features of `batch` (images, tokens) are NaN or infinite."
+    what = (f"the loss is {loss}" if not math.isfinite(loss) else None if model is None else
+            "the weights hold NaN or infinite values" if not all(torch.isfinite(p).all() for p in model.parameters()) else
+            "the features of the last batch are NaN or infinite" if batch is not None and not _features_finite(model, batch)
+            else None)
     if what is None: return
     kept = f"the checkpoint of step {last_ckpt} in {cfg.out} is kept" if last_ckpt else "no checkpoint was written"
     raise TrainingDiverged(f"training diverged: {what} at step {step} (lr {cfg.lr:g}); {kept}. Lower --lr, set "
@@ -668,9 +689,9 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
     elif rank == 0 and metrics_path.exists(): metrics_path.unlink()           # a fresh run starts a fresh log
     last_ckpt = step or None                                               # the step of the checkpoint on disk
 
-    def checkpoint(step, epoch, done):
+    def checkpoint(step, epoch, done, probe):
         nonlocal last_ckpt
-        check_finite(0.0, model, step, cfg, last_ckpt)                     # never overwrite a good checkpoint with NaNs
+        check_finite(0.0, model, step, cfg, last_ckpt, probe)              # never overwrite a good checkpoint with NaNs
         save_checkpoint(dict(config=asdict(cfg), model_config=asdict(mcfg), quick_gelu=uses_quick_gelu(model),
                              model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                              scaler=scaler.state_dict() if scaler is not None else {}, rng=rng_state(),
@@ -724,7 +745,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                 _log(metrics_path, dict(step=step, eval=evaluate(model, test_ds, device=device)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)))
+                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8].to(device), tokens[:8].to(device)))
             if ends_epoch: break
         if stepped == 0 and start == 0:
             raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, "
@@ -870,6 +891,11 @@ OPTION_HELP = {  # one line per TrainConfig field, for --help
     'lock_text': "freeze the text tower",
 }
 
+def _json_object(text: str):
+    "An argparse type: JSON text (refused, not a traceback, when it is not)."
+    try: return json.loads(text)
+    except (ValueError, RecursionError) as e: raise argparse.ArgumentTypeError(f"not JSON ({one_line(e)[:80]})") from None
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE`."
     p = argparse.ArgumentParser(prog='clip-annotated train', description="Train CLIP (Radford et al. 2021) on the "
@@ -878,7 +904,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     for f in fields(TrainConfig):
         opt, default, h = '--' + f.name.replace('_', '-'), getattr(PRESETS['mini-cpu'], f.name), OPTION_HELP[f.name]
         if isinstance(default, bool): p.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
-        elif isinstance(default, dict): p.add_argument(opt, type=json.loads, default=None, help=h)
+        elif isinstance(default, dict): p.add_argument(opt, type=_json_object, default=None, help=h)
         elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None, help=h)
         elif f.name == 'templates': p.add_argument(opt, nargs='+', default=None, help=h)
         elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
