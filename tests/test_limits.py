@@ -52,12 +52,24 @@ def test_set_epoch_forwarded():
     assert base.epoch == 3
 
 
-def test_noise_run_trains_on_shuffled_captions_only(tmp_path):
-    from clip_annotated.limits import noise_run, noise_run_dir
-    r = noise_run(0.5, root=tmp_path, steps=2, warmup=1, n_scenes=64, batch_size=16, ckpt_every=2, threads=1,
-                  model_overrides=dict(vision_layers=1, transformer_layers=1))
+def test_noise_run_trains_on_shuffled_captions_only(tmp_path, monkeypatch):
+    import clip_annotated.limits as L
+    seen, real = {}, L.train
+    def spy(cfg, datasets):                                   # what noise_run hands to train
+        seen['train'], seen['test'] = datasets
+        return real(cfg, datasets=datasets)
+    monkeypatch.setattr(L, 'train', spy)
+    r = L.noise_run(0.5, root=tmp_path, steps=2, warmup=1, n_scenes=64, batch_size=16, ckpt_every=2, threads=1,
+                    model_overrides=dict(vision_layers=1, transformer_layers=1))
     assert r['steps'] == 2 and r['train_items'] == 64 and r['test']['n_images'] == 16
-    assert (noise_run_dir(0.5, tmp_path) / 'checkpoint.pt').exists()
+    assert (L.noise_run_dir(0.5, tmp_path) / 'checkpoint.pt').exists()
+    tr, te = seen['train'], seen['test']
+    assert isinstance(tr, ShuffledCaptions) and not isinstance(te, ShuffledCaptions)      # held-out captions stay clean
+    shuffled = set(tr.shuffled.tolist())
+    assert len(shuffled) == 32                                                         # half of the 64 training pairs
+    for i in range(64):                                    # the training captions were shuffled, and only those
+        j = int(tr.source[i])
+        assert (j != i) == (i in shuffled) and tr[i][1] == tr.base[j][1]
 
 
 def test_caption_edits():

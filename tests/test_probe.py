@@ -100,7 +100,7 @@ def test_zero_shot_worth():
 
 # --- shifts ----------------------------------------------------------------------------------------
 
-robustness = pytest.importorskip('clip_annotated.robustness')
+import clip_annotated.robustness as robustness                         # a failure to import is a failure
 
 
 def pictures(dtype, batch=True):

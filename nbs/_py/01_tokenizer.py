@@ -243,6 +243,12 @@ test_eq(vanish, ['\u0345'])
 # merge is its line number. The file holds many more merges than CLIP uses; CLIP keeps the first ones,
 # as many as fit the paper's 49,152 after the 256 bytes and the two special tokens. Loading checks the
 # file's SHA256, so a corrupt or swapped file fails loudly instead of producing plausible wrong ids.
+#
+# The paper is not consistent about the size: §2.4 says 49,152, its table of common hyperparameters
+# (Table 18) says 49,408. Both describe the released tokenizer, counted two ways. 49,152 counts each
+# of the 256 bytes once, the merges and `[SOS]`/`[EOS]`; the tokenizer also gives every byte a second
+# id for "this byte ends a word" (`</w>`), 256 more, so the embedding table has 49,408 rows (built in
+# the cell below).
 
 # %%
 #| exports

@@ -437,8 +437,11 @@ test_eq(rn(torch.randn(2, 3, 64, 64)).shape, (2, 16))
 # > 2018) and clipped to prevent scaling the logits by more than 100." (Radford et al. 2021, §2.5)
 #
 # `CLIP` takes OpenAI's constructor arguments, in OpenAI's order. `vision_layers` decides the image
-# encoder: a tuple of four block counts builds the ResNet, an integer builds the ViT. Head counts are
-# not arguments: OpenAI fixes them at one head per 64 channels, so they follow from the widths.
+# encoder: a tuple of four block counts builds the ResNet, an integer builds the ViT. The image
+# encoder's head count is not an argument: OpenAI fixes it at one head per 64 channels of
+# `vision_width`. The text encoder's is (`transformer_heads`), but every released model uses the same
+# rule, and a checkpoint does not record it, so `load` reads it back that way and training refuses
+# any other count.
 # Our one addition is the keyword `quick_gelu` (default `True`, as in OpenAI's models).
 #
 # One liberty with the arithmetic, and no change to the result: because the text attention is causal,
@@ -518,7 +521,7 @@ class CLIP(nn.Module):
 # ### Initialisation
 #
 # The paper trains from scratch ("we train CLIP from scratch without initializing the image encoder with
-# ImageNet weights or the text encoder with pre-trained weights", §2.4), so the initialisation is part of
+# ImageNet weights or the text encoder with pre-trained weights", §2.3), so the initialisation is part of
 # the method. The released code uses: normal(0.02) token embeddings, normal(0.01) positions, the
 # GPT-2-style scaled normals in the text Transformer (the output projections of every residual branch
 # shrink with depth, $\propto (2L)^{-1/2}$, so the residual stream does not grow with $L$), a

@@ -1339,15 +1339,17 @@ del quick
 # %% [markdown]
 # With OpenAI's weights, the temple should go to "a photo of a temple" and the flower to "a photo of a
 # flower". The cell below downloads ViT-B/32 (a few hundred megabytes) when it can; where the machine is offline, as
-# the one that ran this page was, it prints the error `load` gives instead, which says where to put the
-# file by hand. It also repeats the QuickGELU measurement on the real weights.
+# the one that ran this page may be, it says so and how to get the file. It also repeats the QuickGELU
+# measurement on the real weights.
 
 # %%
 #| slow
 try:
     model, preprocess = load('ViT-B/32', device='cpu')
-except DownloadError as e:
-    print(f"No pretrained weights on this machine, so no real probabilities here.\n{e}")
+except DownloadError:                         # offline: say so plainly (the error itself names this machine's paths)
+    print("OpenAI's ViT-B/32 weights are not on this machine and could not be downloaded (offline?), so there are no "
+          "real probabilities here. Online, this cell downloads them once; offline, copy the file from "
+          f"{MODEL_URLS['ViT-B/32']} into the folder $CLIP_ANNOTATED_CACHE names (default ~/.cache/clip_annotated).")
 else:
     batch = torch.stack([preprocess(im) for im in pictures.values()])
     probs = caption_probabilities(model, batch, captions)

@@ -1502,6 +1502,18 @@ with tarfile.open(shards[1], 'a') as tf:                                     # a
     _add_member(tf, 'broken4.png', _png_bytes(images[0])); _add_member(tf, 'broken4.txt', b'   ')
 print(csv_path.read_text(encoding='utf-8', errors='replace').splitlines()[:3], [p.name for p in shards])
 
+# %% [markdown]
+# Reading the CSV, the reader warns once that the file is not all UTF-8 and says where; the row itself
+# is skipped and counted like any other bad sample. Having seen the warning here, the cells below set
+# it aside, so that what they print is the counts.
+
+# %%
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    CsvDataset(csv_path)
+print(str(caught[0].message).replace(str(tmp), '…'))                 # names the file, the line and the byte
+warnings.filterwarnings('ignore', message='.*is not UTF-8 text')
+
 
 # %%
 def run_epoch(ds, workers=2, batch_size=16):

@@ -91,10 +91,10 @@ class TrainConfig:
     batch_size: int = 128                   # global: over all ranks and accumulation chunks
     steps: int = 1000                       # optimiser steps
     lr: float = 5e-4                        # peak learning rate (ViT-B/32: 5e-4, Table 20)
-    warmup: int = 100                       # linear warm-up steps (paper: 2,000 at batch 32,768)
-    weight_decay: float = 0.2               # Table 19
-    betas: tuple = (0.9, 0.98)              # Table 19, ViT
-    eps: float = 1e-6                       # Table 19, ViT
+    warmup: int = 100                       # linear warm-up steps (paper: 2,000 at batch 32,768, Table 18)
+    weight_decay: float = 0.2               # Table 18 (the common hyperparameters)
+    betas: tuple = (0.9, 0.98)              # Table 18, ViT (ResNets: β2 0.999)
+    eps: float = 1e-6                       # Table 18, ViT (ResNets: 1e-8)
     precision: str = 'auto'                 # 'auto' (bf16/fp16 on CUDA, fp32 on CPU), 'fp32', 'bf16', 'fp16'
     grad_clip: float = 0.0                  # max gradient norm; 0 = no clipping
     accum: int = 1                          # split every batch into this many chunks (same loss, less memory)

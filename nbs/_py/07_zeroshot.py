@@ -135,7 +135,8 @@ print("classifier == the naive per-template computation;", W.shape, "columns of 
 # The image side is the same for every task: encode all pictures once, normalise, and multiply by $W$.
 # `encode_images` runs a `DataLoader` over any dataset of (image, label) pairs, under
 # `torch.inference_mode` and, on a GPU, autocast. The logits are scaled by 100, CLIP's largest
-# temperature, which changes no ranking but gives softmax probabilities of the usual sharpness.
+# logit scale (the smallest temperature, $\tau = 0.01$, that training allows), which changes no ranking
+# but gives softmax probabilities of the usual sharpness.
 #
 # The paper reports top-1 accuracy for most sets, and mean per-class recall for those whose test sets
 # are unbalanced (Table 9 lists which: Pets, Caltech-101, Flowers and others). The mean per-class

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Limitations
 #
-# > The paper's own list of what CLIP does badly, each statement measured on the book's small models: counting, binding attributes to objects, sensitivity to wording, and learning from noisy captions.
+# > The paper's own list of what CLIP does badly (counting, sensitivity to wording, learning from noisy captions) and one weakness later work found (binding attributes to objects), each measured on the book's small models.
 
 # %%
 #| default_exp limits
@@ -39,8 +39,8 @@ _ = seed_everything(0)
 
 # %% [markdown]
 # The paper closes its results with a section on what CLIP cannot do (Radford et al. 2021, §6). This
-# chapter takes four of those statements and measures each one on the book's own small models, with
-# the statement printed beside the number. At the end you can:
+# chapter takes three of those statements, and one weakness that later work found, and measures each
+# on the book's own small models, with the statement printed beside the number. At the end you can:
 #
 # - read off how a CLIP-style model does at **counting** compared with naming colours and shapes;
 # - test whether it **binds** attributes to the right object, by pitting each true caption against the
@@ -146,8 +146,8 @@ fig.tight_layout(); plt.show()
 #
 # The CLIP paper does not name this one; work built on CLIP's embeddings does. The DALL·E 2 paper
 # reports that its CLIP-conditioned generator mixes up which attribute belongs to which object
-# (Ramesh et al. 2022, §7), and the CLIP paper's own §6 groups such compositional questions with
-# counting as "systematic" tasks it finds hard. The test needs no classes: for a held-out scene with two
+# (Ramesh et al. 2022, §7). The CLIP paper's §6 names counting among the "systematic" tasks it finds
+# hard, not binding. The test needs no classes: for a held-out scene with two
 # groups, is the true caption closer to the image than **the same words rearranged**?
 #
 # - *colours swapped*: "a red circle above a blue square" → "a blue circle above a red square";

@@ -284,8 +284,8 @@ print(f"compilation pays for itself after {compiled['first_step_s'] / saved:.0f}
 # %% [markdown]
 # ## The efficiency table, for this machine
 #
-# The project's seed notes carried a table of epoch time, memory and peak throughput for a GPU that is
-# not here. This is the same table, measured on this machine: for each model, the best batch of the sweep (or a batch
+# Efficiency tables for CLIP (epoch time, memory, peak throughput) are usually given for GPUs that
+# are not here. This is such a table, measured on this machine: for each model, the best batch of the sweep (or a batch
 # that fits), its throughput, the memory of its steps, and the time of one epoch of the emoji training
 # set (3,265 pictures) at that throughput. ViT-B/32 is the paper's smallest Vision Transformer at
 # 224 pixels; on a CPU only a small batch of it is timed, with few steps.

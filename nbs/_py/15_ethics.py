@@ -41,10 +41,11 @@ from clip_annotated.train import book_model, runs_dir
 # people from different groups land in them. The [bias chapter](11_bias.ipynb) measures the mechanism
 # on our data, with a skew we put in ourselves and a probe that finds it.
 #
-# Second, surveillance. The paper tests CLIP on CCTV-style pictures and on recognising celebrities, and
-# reports that zero-shot accuracy is modest on coarse questions about surveillance footage but that the
-# ability to recognise people without task-specific data is real and grows with scale (§7.2). Its
-# conclusion is that such uses need care and study, not that they are out of reach.
+# Second, surveillance. The paper tests CLIP on CCTV-style pictures and on recognising celebrities
+# (§7.2). On coarse questions about the footage (which of a few descriptions fits the whole scene) its
+# zero-shot accuracy is high; on fine-grained ones (is a small object or person present?) it is close
+# to random. And it can recognise well-known people without any task-specific data. Its conclusion is
+# that such uses need care and study, not that they are out of reach.
 #
 # What we take from this for a teaching codebase:
 #
@@ -54,8 +55,8 @@ from clip_annotated.train import book_model, runs_dir
 # - The code loads OpenAI's released weights and trains on your data. What a model does with pictures
 #   of people depends on both, and nothing in this book measures that for real photographs. The
 #   `FairFace` style evaluation of the paper needs that data set, which we do not ship.
-# - The demos say so where they run: `safety_notice()` is printed by `clip-annotated predict` and the
-#   landing page.
+# - The demo says so where it runs: `clip-annotated predict` prints `safety_notice()` on standard error
+#   before any result.
 
 # %%
 #| exports
