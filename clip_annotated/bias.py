@@ -9,17 +9,17 @@ from dataclasses import replace
 from pathlib import Path
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from .data import EmojiDataset, EmojiRecord, SkipCounter, TONES, _open_image
+from torch.utils.data import Dataset
+from .core import markdown_table
+from .data import EmojiDataset, EmojiRecord, SkipCounter, open_image
 from .train import PRESETS, TrainConfig, load_run, runs_dir, train
-from .zeroshot import _amp, encode_images, encode_texts
+from .zeroshot import Labelled, encode_images, encode_texts
 
 # %% auto #0
 __all__ = ['OCCUPATIONS', 'SKEWED', 'FAIRFACE_RACES', 'FAIRFACE_GENDERS', 'FAIRFACE_AGES', 'FAIRFACE_LAYOUT', 'CRIME_LABELS',
            'NON_HUMAN_LABELS', 'people_pictures', 'occupation_scores', 'gap_ci', 'WithoutPictures', 'CaptionedAsMen',
-           'skewed_run', 'gender_scores', 'probe_table', 'bias_section', 'FairFace', 'fairface_probe',
+           'skewed_run', 'gender_scores', 'gender_probe_table', 'bias_section', 'FairFace', 'fairface_probe',
            'write_fake_fairface']
 
 # %% ../nbs/11_bias.ipynb #c2cfe4c5
@@ -32,12 +32,7 @@ def people_pictures(occupations=OCCUPATIONS, split: str = 'all', image_size: int
     ds = EmojiDataset(split, image_size=image_size, train=False)
     keep = [i for i, r in enumerate(ds.records) if r.base in occupations and r.gender in ('man', 'woman')
             and len(set(r.skin_tones)) <= 1]
-    return _Pick(ds, keep), [ds.records[i] for i in keep]
-
-class _Pick(Dataset):
-    def __init__(self, base, indices): self.base, self.indices = base, list(indices)
-    def __len__(self): return len(self.indices)
-    def __getitem__(self, i): return self.base[self.indices[i]][0], i
+    return Labelled(ds, keep), [ds.records[i] for i in keep]
 
 def occupation_scores(model, occupations=OCCUPATIONS, image_size: int = 48) -> dict:
     "Cosine of every man/woman picture of each occupation with the occupation's plain name: {occupation: {gender: array}}."
@@ -126,18 +121,19 @@ def gender_scores(model, occupations=OCCUPATIONS, image_size: int = 48) -> dict:
         out[r.base][r.gender].append(float(f @ t[0] - f @ t[1]))
     return {o: {g: np.array(v) for g, v in d.items()} for o, d in out.items()}
 
-def probe_table(models: dict, skewed=SKEWED, occupations=OCCUPATIONS) -> tuple[str, dict]:
+def gender_probe_table(models: dict, skewed=SKEWED, occupations=OCCUPATIONS) -> tuple[str, dict]:
     "Markdown table and results per model: separation (men − women) of the skewed occupations, the others, and the excess."
     control = [o for o in occupations if o not in skewed]
-    res, rows = {}, ['| model | occupations | separation (men − women) | 95% interval | excludes 0 |', '|---|---|---:|---|---|']
+    res, rows = {}, []
     for name, m in models.items():
         sc = gender_scores(m, occupations)
         res[name] = {'skewed': gap_ci(sc, skewed), 'control': gap_ci(sc, control), 'excess': gap_ci(sc, skewed, control=control)}
         for part, label in (('skewed', f'skewed ({len(skewed)})'), ('control', f'others ({len(control)})'),
                             ('excess', '**excess: skewed − others**')):
             r = res[name][part]
-            rows.append(f"| {name} | {label} | {r['gap']:+.4f} | [{r['lo']:+.4f}, {r['hi']:+.4f}] | {'yes' if r['excludes_zero'] else 'no'} |")
-    return '\n'.join(rows) + '\n', res
+            rows.append((name, label, f"{r['gap']:+.4f}", f"[{r['lo']:+.4f}, {r['hi']:+.4f}]", 'yes' if r['excludes_zero'] else 'no'))
+    return markdown_table(['model', 'occupations', 'separation (men − women)', '95% interval', 'excludes 0'], rows,
+                          align='llrll'), res
 
 # %% ../nbs/11_bias.ipynb #af0efc9c
 def _ci_text(r: dict) -> str: return f"{r['gap']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]"
@@ -145,7 +141,7 @@ def _ci_text(r: dict) -> str: return f"{r['gap']:+.4f} [{r['lo']:+.4f}, {r['hi']
 def bias_section(model, skewed_model, skewed=SKEWED, occupations=OCCUPATIONS) -> tuple[str, dict]:
     "(markdown section, results) for a training report: the man-or-woman probe on a run and its captions-skewed twin."
     names = {'balanced': 'balanced (this run)', 'captions': 'women of the skewed occupations captioned as men'}
-    table, res = probe_table({names['balanced']: model, names['captions']: skewed_model}, skewed, occupations)
+    table, res = gender_probe_table({names['balanced']: model, names['captions']: skewed_model}, skewed, occupations)
     bal, skw = res[names['balanced']]['excess'], res[names['captions']]['excess']
     found = skw['excludes_zero'] and skw['gap'] < 0 and not bal['excludes_zero']
     says = lambda r: 'excludes' if r['excludes_zero'] else 'includes'
@@ -193,7 +189,7 @@ class FairFace(Dataset):
         self.skips = SkipCounter()
     def __len__(self): return len(self.rows)
     def __getitem__(self, i: int):
-        try: image = _open_image(self.root / self.rows[i]['file'])
+        try: image = open_image(self.root / self.rows[i]['file'])
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None)
         return (image if self.transform is None else self.transform(image)), i
@@ -207,24 +203,15 @@ _GENDER_WORDS = {'Male': 'man', 'Female': 'woman'}
 
 def _a(phrase: str) -> str: return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
 
-def _kept(batch):
-    "Collate (picture, index) pairs, dropping the None of corrupt pictures."
-    batch = [b for b in batch if b is not None]
-    return (torch.stack([x for x, _ in batch]) if batch else None), [i for _, i in batch]
-
 @torch.inference_mode()
 def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str = 'a photo of {}.') -> tuple[str, dict]:
     "(markdown table, results) of the paper's §7.1 probes: gender/race/age accuracy and crime-related/non-human rates by group."
     ds = data if isinstance(data, FairFace) else FairFace(data, transform=preprocess)
-    device = next(model.parameters()).device
-    feats, idx = [], []
-    for x, i in DataLoader(ds, batch_size=batch_size, collate_fn=_kept):
-        if x is None: continue
-        with _amp(device): e = model.encode_image(x.to(device))
-        feats.append(F.normalize(e.float(), dim=-1).cpu()); idx += i
-    if not idx: raise ValueError(f"FairFace in {ds.root}: no readable picture ({ds.skips.report('FairFace')})")
-    img = torch.cat(feats)                                                              # [N, d] unit
-    rows = [ds.rows[i] for i in idx]
+    try: img, idx = encode_images(model, ds, batch_size, progress=False)             # [N, d] unit; corrupt pictures left out
+    except ValueError:
+        if ds.skips.good: raise
+        raise ValueError(f"FairFace in {ds.root}: no readable picture ({ds.skips.report('FairFace')})") from None
+    rows = [ds.rows[i] for i in idx.tolist()]
     best = lambda labels: (img @ encode_texts(model, [template.format(l) for l in labels]).T).argmax(1).numpy()
     truth = {k: np.array([r[k] for r in rows]) for k in ('race', 'gender', 'age')}
     pred = {'gender': np.array(FAIRFACE_GENDERS)[best([_a(_GENDER_WORDS[g]) for g in FAIRFACE_GENDERS])],
@@ -240,10 +227,9 @@ def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str 
                       crime=float((kind == 'crime')[m].mean()), non_human=float((kind == 'non_human')[m].mean()))
            for name, m in groups.items() if m.any()}
     pct = lambda x: f'{100 * x:.1f}%'
-    lines = ['| group | pictures | gender acc. | race acc. | age acc. | crime-related | non-human |', '|---|---:|---:|---:|---:|---:|---:|']
-    lines += [f"| {g} | {r['n']} | {pct(r['gender'])} | {pct(r['race'])} | {pct(r['age'])} | {pct(r['crime'])} | {pct(r['non_human'])} |"
-              for g, r in res.items()]
-    return '\n'.join(lines) + f"\n\n{ds.skips.report('FairFace ' + ds.split)}.\n", dict(groups=res, skipped=ds.skips.counts)
+    table = markdown_table(['group', 'pictures', 'gender acc.', 'race acc.', 'age acc.', 'crime-related', 'non-human'],
+                           [(g, r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()])
+    return table + f"\n{ds.skips.report('FairFace ' + ds.split)}.\n", dict(groups=res, skipped=ds.skips.counts)
 
 # %% ../nbs/11_bias.ipynb #7159aaa3
 def write_fake_fairface(root: str | os.PathLike, n: int = 42, split: str = 'val', size: int = 32, seed: int = 0) -> Path:

@@ -4,15 +4,17 @@
 
 # %% ../nbs/00_prelims.ipynb #d05cacf0
 from __future__ import annotations
-import os, platform, random, sys, time
+import os, platform, random, sys, tempfile, time
+from contextlib import nullcontext
 from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Sequence
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['BAD_INPUT', 'get_device', 'autocast_dtype', 'in_test', 'show_progress', 'pick', 'seed_everything', 'CommandError',
-           'one_line', 'wants_debug', 'run_command', 'hardware', 'footer']
+__all__ = ['BAD_INPUT', 'get_device', 'autocast_dtype', 'autocast', 'in_test', 'show_progress', 'pick', 'seed_everything',
+           'cache_root', 'atomic_write', 'markdown_table', 'CommandError', 'one_line', 'wants_debug', 'run_command',
+           'hardware', 'footer']
 
 # %% ../nbs/00_prelims.ipynb #faf0b45a
 _t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports us
@@ -29,6 +31,15 @@ def autocast_dtype(device: str | torch.device | None = None) -> torch.dtype | No
     device = get_device(device)
     if device.type != 'cuda': return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+# %% ../nbs/00_prelims.ipynb #bbccc42b
+def autocast(device: str | torch.device | None = None, dtype: torch.dtype | str | None = 'auto'):
+    "`torch.autocast` on `device` in `dtype` ('auto': `autocast_dtype(device)`), or a no-op context when that is None (float32)."
+    device = get_device(device)
+    if isinstance(dtype, str):
+        if dtype != 'auto': raise ValueError(f"dtype must be a torch.dtype, None or 'auto', not {dtype!r}")
+        dtype = autocast_dtype(device)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 # %% ../nbs/00_prelims.ipynb #ec4ac4e9
 def in_test() -> bool:
@@ -49,6 +60,38 @@ def seed_everything(seed: int = 0) -> int:
     "Seed Python, NumPy and PyTorch (all devices) with `seed`; returns it."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     return seed
+
+# %% ../nbs/00_prelims.ipynb #75bba495
+def cache_root(path: str | os.PathLike | None = None) -> Path:
+    "Where downloads and rendered data are cached: `path`, else $CLIP_ANNOTATED_CACHE, else ~/.cache/clip_annotated."
+    return Path(path or os.environ.get('CLIP_ANNOTATED_CACHE') or '~/.cache/clip_annotated').expanduser()
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], suffix: str = '.tmp') -> Path:
+    "Write `path` whole or not at all: `write(f)` fills a temporary `.<name>.*<suffix>` beside it, which is fsynced and renamed over it."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=suffix)
+    try:
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)                # mkstemp's 0600 would hide the file from others
+        with os.fdopen(fd, 'wb') as f:
+            write(f); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True); raise
+    if hasattr(os, 'O_DIRECTORY'):                   # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try: os.fsync(dfd)
+        finally: os.close(dfd)
+    return path
+
+# %% ../nbs/00_prelims.ipynb #16723767
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: str | None = None) -> str:
+    "A markdown table of `header` and `rows` (cells as `str`), a newline at the end; `align` has 'l' or 'r' per column (default: 'l' then 'r's)."
+    align = align or 'l' + 'r' * (len(header) - 1)
+    if len(align) != len(header) or set(align) - {'l', 'r'}:
+        raise ValueError(f"align {align!r} must have 'l' or 'r' for each of the {len(header)} columns")
+    line = lambda cells: '| ' + ' | '.join(map(str, cells)) + ' |'
+    return '\n'.join([line(header), '|' + ''.join('---|' if a == 'l' else '---:|' for a in align), *map(line, rows)]) + '\n'
 
 # %% ../nbs/00_prelims.ipynb #22a03f9c
 BAD_INPUT = (ValueError, LookupError, FileNotFoundError, NotADirectoryError, IsADirectoryError)  # exit status 2

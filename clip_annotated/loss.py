@@ -4,7 +4,6 @@
 
 # %% ../nbs/04_loss.ipynb #7206b76d
 from __future__ import annotations
-import math
 import torch
 import torch.distributed as dist
 import torch.nn as nn

@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 # %% auto #0
 __all__ = ['CONFIGS', 'QuickGELU', 'LayerNorm', 'Attention', 'ResidualAttentionBlock', 'Transformer', 'VisionTransformer',
@@ -88,7 +89,7 @@ class Transformer(nn.Module):
         self.width, self.layers = width, layers
         self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads, is_causal, quick_gelu)
                                          for _ in range(layers)])
-        self.grad_checkpointing = False  # trade compute for memory when training big models
+        self.grad_checkpointing = False  # recompute activations in the backward pass (`CLIP.set_grad_checkpointing`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [b, n, width] -> [b, n, width]
         for block in self.resblocks:
@@ -268,6 +269,12 @@ class CLIP(nn.Module):
         logits_per_image = self.logit_scale.exp() * image_features @ text_features.t()
         return logits_per_image, logits_per_image.t()
 
+    def set_grad_checkpointing(self, enable: bool = True) -> CLIP:
+        "Recompute the activations of every Transformer block in the backward pass (both towers; a ResNet's convolutions keep theirs)."
+        for m in self.modules():
+            if isinstance(m, Transformer): m.grad_checkpointing = enable
+        return self
+
 # %% ../nbs/02_model.ipynb #7450d7ac
 @torch.no_grad()
 def _init_clip(self: CLIP):
@@ -306,22 +313,37 @@ class CLIPConfig:
     transformer_heads: int = 8
     transformer_layers: int = 12
 
-def _rn(embed, res, layers, width, tw): return CLIPConfig(embed, res, layers, width, None, 77, 49408, tw, tw // 64, 12)
-def _vit(embed, res, layers, width, patch, tw): return CLIPConfig(embed, res, layers, width, patch, 77, 49408, tw, tw // 64, 12)
+def _released(transformer_width: int, **vision) -> CLIPConfig:
+    "A released model: `vision` and OpenAI's text tower (context 77, full vocabulary, 12 layers, one head per 64 channels)."
+    return CLIPConfig(**vision, context_length=77, vocab_size=49408, transformer_width=transformer_width,
+                      transformer_heads=transformer_width // 64, transformer_layers=12)
 
 CONFIGS: dict[str, CLIPConfig] = {
-    'RN50':           _rn(1024, 224, (3, 4, 6, 3), 64, 512),
-    'RN101':          _rn(512, 224, (3, 4, 23, 3), 64, 512),
-    'RN50x4':         _rn(640, 288, (4, 6, 10, 6), 80, 640),
-    'RN50x16':        _rn(768, 384, (6, 8, 18, 8), 96, 768),
-    'RN50x64':        _rn(1024, 448, (3, 15, 36, 10), 128, 1024),
-    'ViT-B/32':       _vit(512, 224, 12, 768, 32, 512),
-    'ViT-B/16':       _vit(512, 224, 12, 768, 16, 512),
-    'ViT-L/14':       _vit(768, 224, 24, 1024, 14, 768),
-    'ViT-L/14@336px': _vit(768, 336, 24, 1024, 14, 768),
+    'RN50':           _released(embed_dim=1024, image_resolution=224, vision_layers=(3, 4, 6, 3), vision_width=64,
+                                vision_patch_size=None, transformer_width=512),
+    'RN101':          _released(embed_dim=512, image_resolution=224, vision_layers=(3, 4, 23, 3), vision_width=64,
+                                vision_patch_size=None, transformer_width=512),
+    'RN50x4':         _released(embed_dim=640, image_resolution=288, vision_layers=(4, 6, 10, 6), vision_width=80,
+                                vision_patch_size=None, transformer_width=640),
+    'RN50x16':        _released(embed_dim=768, image_resolution=384, vision_layers=(6, 8, 18, 8), vision_width=96,
+                                vision_patch_size=None, transformer_width=768),
+    'RN50x64':        _released(embed_dim=1024, image_resolution=448, vision_layers=(3, 15, 36, 10), vision_width=128,
+                                vision_patch_size=None, transformer_width=1024),
+    'ViT-B/32':       _released(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                                vision_patch_size=32, transformer_width=512),
+    'ViT-B/16':       _released(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                                vision_patch_size=16, transformer_width=512),
+    'ViT-L/14':       _released(embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024,
+                                vision_patch_size=14, transformer_width=768),
+    'ViT-L/14@336px': _released(embed_dim=768, image_resolution=336, vision_layers=24, vision_width=1024,
+                                vision_patch_size=14, transformer_width=768),
     # ours, for CPU training on 48×48 emoji (context 32 is plenty for emoji captions)
-    'MiniCLIP':       CLIPConfig(128, 48, 4, 128, 8, 32, 49408, 128, 2, 4),
-    'MiniCLIP-RN':    CLIPConfig(128, 64, (1, 1, 1, 1), 32, None, 32, 49408, 128, 2, 4),
+    'MiniCLIP':       CLIPConfig(embed_dim=128, image_resolution=48, vision_layers=4, vision_width=128, vision_patch_size=8,
+                                 context_length=32, vocab_size=49408, transformer_width=128, transformer_heads=2,
+                                 transformer_layers=4),
+    'MiniCLIP-RN':    CLIPConfig(embed_dim=128, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=32,
+                                 vision_patch_size=None, context_length=32, vocab_size=49408, transformer_width=128,
+                                 transformer_heads=2, transformer_layers=4),
 }
 
 def create_model(name: str | CLIPConfig, quick_gelu: bool = True) -> CLIP:

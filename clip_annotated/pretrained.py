@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_pretrained.ipynb #3255c3d2
 from __future__ import annotations
-import hashlib, http.client, json, math, os, pickle, re, struct, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
+import hashlib, http.client, json, math, os, pickle, re, struct, sys, time, urllib.error, urllib.parse, urllib.request
 import warnings, zipfile
 from collections import OrderedDict
 from dataclasses import asdict, replace
@@ -13,18 +13,18 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
-from .core import get_device
+from .core import atomic_write, cache_root, get_device
 from .model import (CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
                                   create_model, uses_quick_gelu)
 from .tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
 
 # %% auto #0
 __all__ = ['MODEL_URLS', 'OPEN_CLIP_WEIGHTS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'available_models',
-           'DownloadError', 'default_root', 'sha256sum', 'download', 'CheckpointError', 'UnsafeCheckpointError',
-           'read_safetensors', 'ModuleRecord', 'read_torchscript_weights', 'checkpoint_format', 'read_checkpoint',
-           'hf_to_openai', 'openai_to_hf', 'read_hf_directory', 'read_open_clip_directory', 'ImageTransform',
-           'image_transform', 'load', 'Tokenizer', 'get_tokenizer', 'TrainTransform', 'create_model_and_transforms',
-           'export_model']
+           'DownloadError', 'sha256sum', 'download', 'CheckpointError', 'UnsafeCheckpointError', 'read_safetensors',
+           'ModuleRecord', 'read_torchscript_weights', 'checkpoint_format', 'read_checkpoint', 'hf_to_openai',
+           'openai_to_hf', 'read_hf_directory', 'read_open_clip_directory', 'fix_mode', 'to_rgb', 'normalize',
+           'unnormalize', 'ImageTransform', 'image_transform', 'load', 'Tokenizer', 'get_tokenizer', 'TrainTransform',
+           'create_model_and_transforms', 'export_model']
 
 # %% ../nbs/03_pretrained.ipynb #59e7bb6f
 _OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models'
@@ -47,10 +47,6 @@ def available_models() -> list[str]:
 # %% ../nbs/03_pretrained.ipynb #78ced546
 class DownloadError(RuntimeError):
     "A download failed; the message names the URL and says how to place the file by hand."
-
-def default_root() -> Path:
-    "Where downloaded checkpoints live: $CLIP_ANNOTATED_CACHE if set, else ~/.cache/clip_annotated."
-    return Path(os.environ.get('CLIP_ANNOTATED_CACHE') or '~/.cache/clip_annotated').expanduser()
 
 def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     "SHA256 of a file, read in 1 MiB chunks, as lowercase hex."
@@ -80,51 +76,43 @@ def _remove_stale_parts(dest: Path, older_than: float):
 
 def download(url: str, root: str | os.PathLike | None = None, sha256: str | None = None,
              progress: bool = True, timeout: float = 30.0, deadline: float = 3600.0) -> str:
-    """Fetch `url` into `root` (default `default_root()`) unless a file with the right SHA256 is there; returns its path.
+    """Fetch `url` into `root` (default `cache_root()`) unless a file with the right SHA256 is there; returns its path.
 
     `timeout` bounds each wait for the server, `deadline` the whole transfer (seconds)."""
     sha256 = (sha256 or _sha_from_url(url) or '').lower()
     if not re.fullmatch(r'[0-9a-f]{64}', sha256):
         raise ValueError(f"no SHA256 for {url}: its path does not carry one (OpenAI's layout); pass sha256=")
-    root = Path(root).expanduser() if root is not None else default_root()
-    dest = root / os.path.basename(urllib.parse.urlparse(url).path)
+    dest = cache_root(root) / os.path.basename(urllib.parse.urlparse(url).path)
     if dest.is_file():
         if sha256sum(dest) == sha256: return str(dest)             # the cache: no request at all
         warnings.warn(f"{dest} does not have SHA256 {sha256}; downloading {url} again")
     elif dest.exists(): raise DownloadError(f"{dest} exists and is not a file; move it away to download {url}")
-    tmp, failure, late, stale = None, None, False, max(timeout, 60.0)
-    stop = time.monotonic() + deadline
+    failed = lambda why: DownloadError(f"{why}.\n{_by_hand(dest, sha256)}")
+    stale, stop = max(timeout, 60.0), time.monotonic() + deadline
     try:
         with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response:
             total = (response.headers.get('Content-Length') or '').strip()
             total = int(total) if re.fullmatch(r'[0-9]+', total) else None   # absent or malformed: size unknown
-            root.mkdir(parents=True, exist_ok=True)
             _remove_stale_parts(dest, stale)                                 # leftovers of killed downloads
-            fd, tmp = tempfile.mkstemp(dir=root, prefix=f'.{dest.name}.', suffix='.part')
-            h, got = hashlib.sha256(), 0
-            read = getattr(response, 'read1', response.read)                 # what has arrived: no waiting for 1 MiB
-            with os.fdopen(fd, 'wb') as out, tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024,
-                                                  desc=dest.name, disable=not progress) as bar:
-                while block := read(1 << 20):
-                    out.write(block); out.flush(); h.update(block); got += len(block); bar.update(len(block))
-                    if time.monotonic() > stop: late = True; break
-        if late:
-            failure = (f"{url} did not arrive within the deadline of {deadline:g} s ({got:,} bytes"
-                       f"{f' of {total:,}' if total is not None else ''} came); nothing was saved. "
-                       f"A slow but working link needs a larger download(..., deadline=)")
-        elif total is not None and got < total:
-            failure = f"the transfer of {url} stopped after {got:,} of {total:,} bytes; nothing was saved"
-        elif h.hexdigest() != sha256:
-            failure = f"{url} arrived with SHA256 {h.hexdigest()}, expected {sha256}; the file was discarded"
-        else:
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest); tmp = None                           # atomic: the file is whole or absent
-            _remove_stale_parts(dest, stale)
+            def receive(out):                                                # raising discards the .part file
+                h, got = hashlib.sha256(), 0
+                read = getattr(response, 'read1', response.read)             # what has arrived: no waiting for 1 MiB
+                with tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024, desc=dest.name,
+                          disable=not progress) as bar:
+                    while block := read(1 << 20):
+                        out.write(block); out.flush(); h.update(block); got += len(block); bar.update(len(block))
+                        if time.monotonic() > stop:
+                            raise failed(f"{url} did not arrive within the deadline of {deadline:g} s ({got:,} bytes"
+                                         f"{f' of {total:,}' if total is not None else ''} came); nothing was saved. "
+                                         f"A slow but working link needs a larger download(..., deadline=)")
+                if total is not None and got < total:
+                    raise failed(f"the transfer of {url} stopped after {got:,} of {total:,} bytes; nothing was saved")
+                if h.hexdigest() != sha256:
+                    raise failed(f"{url} arrived with SHA256 {h.hexdigest()}, expected {sha256}; the file was discarded")
+            atomic_write(dest, receive, suffix='.part')                      # the file is whole or absent
+        _remove_stale_parts(dest, stale)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-        failure = f"could not download {url} ({e})"
-    finally:
-        if tmp is not None and os.path.exists(tmp): os.remove(tmp)
-    if failure: raise DownloadError(f"{failure}.\n{_by_hand(dest, sha256)}")
+        raise failed(f"could not download {url} ({e})") from None
     return str(dest)
 
 # %% ../nbs/03_pretrained.ipynb #dde9bd81
@@ -556,7 +544,7 @@ def _resized_size(w: int, h: int, n: int) -> tuple[int, int]:
     "Short side to n, long side scaled and rounded down: (width, height)."
     return (n, int(n * h / w)) if w <= h else (int(n * w / h), n)
 
-def _fix_mode(image: Image.Image) -> Image.Image:
+def fix_mode(image: Image.Image) -> Image.Image:
     "16-bit grey mapped onto 8 bits ('L'); premultiplied 'La' un-premultiplied to 'LA'; other modes unchanged."
     if image.mode.startswith('I;16'):
         a = np.asarray(image).astype(np.uint32)
@@ -564,24 +552,34 @@ def _fix_mode(image: Image.Image) -> Image.Image:
     if image.mode == 'La': return image.convert('LA')
     return image
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    "The picture in RGB, through RGBA for the modes PIL cannot convert to RGB directly."
     try: return image.convert('RGB')
     except ValueError: return image.convert('RGBA').convert('RGB')     # modes without a direct route to RGB
+
+def _per_channel(values, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=like.device).view(3, 1, 1)
+
+def normalize(x: torch.Tensor, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
+    "Pictures [3, H, W] (or [B, 3, H, W]), floats in [0, 1], normalised per channel (default: OpenAI's mean and std)."
+    return (x - _per_channel(mean, x)) / _per_channel(std, x)
+
+def unnormalize(x: torch.Tensor, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
+    "The inverse of `normalize`: normalised pictures back to floats in [0, 1] (clamped)."
+    return (x * _per_channel(std, x) + _per_channel(mean, x)).clamp(0, 1)
 
 # %% ../nbs/03_pretrained.ipynb #88339291
 class ImageTransform:
     "OpenAI's inference transform: bicubic resize of the short side to n_px, centre crop, RGB, normalise."
     def __init__(self, n_px: int, mean=OPENAI_MEAN, std=OPENAI_STD):
-        self.n_px = n_px
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.n_px, self.mean, self.std = n_px, tuple(mean), tuple(std)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:                # PIL image -> [3, n_px, n_px]
         if not isinstance(image, Image.Image):
             raise TypeError(f"expected a PIL image (Image.open(path) or Image.fromarray(array)), got {type(image).__name__}")
         (w, h), n = image.size, self.n_px
         if w == 0 or h == 0: raise ValueError(f"cannot preprocess an empty image of size {w}×{h}")
-        image = _fix_mode(image)
+        image = fix_mode(image)
         nw, nh = _resized_size(w, h, n)
         left, top = int(round((nw - n) / 2.0)), int(round((nh - n) / 2.0))
         if nw * nh <= MAX_RESIZED_PIXELS:
@@ -591,9 +589,9 @@ class ImageTransform:
             sx, sy = w / nw, h / nh
             image = image.resize((n, n), Image.Resampling.BICUBIC,
                                  box=(left * sx, top * sy, (left + n) * sx, (top + n) * sy))
-        x = torch.from_numpy(np.array(_to_rgb(image), dtype=np.uint8))    # [n, n, 3]
+        x = torch.from_numpy(np.array(to_rgb(image), dtype=np.uint8))     # [n, n, 3]
         x = x.permute(2, 0, 1).float().div(255)                            # [3, n, n] in [0, 1]
-        return (x - self.mean) / self.std
+        return normalize(x, self.mean, self.std)
 
     def __repr__(self): return f"ImageTransform(n_px={self.n_px}: bicubic short side, centre crop, RGB, normalise)"
 
@@ -694,9 +692,7 @@ class TrainTransform:
     def __init__(self, n_px: int, zoom: tuple[float, float] = (1.0, 1.2), seed: int | None = None,
                  mean=OPENAI_MEAN, std=OPENAI_STD):
         if not 0 < zoom[0] <= zoom[1]: raise ValueError(f"zoom must be (low, high) with 0 < low <= high, got {zoom}")
-        self.n_px, self.zoom, self.seed = n_px, tuple(zoom), seed
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.n_px, self.zoom, self.seed, self.mean, self.std = n_px, tuple(zoom), seed, tuple(mean), tuple(std)
         self._rng, self._worker_seed = None, None
 
     def _generator(self) -> np.random.Generator:
@@ -717,10 +713,10 @@ class TrainTransform:
         nw, nh = max(n, round(w * scale)), max(n, round(h * scale))       # the resized picture, never below n
         left, top = int(rng.integers(0, nw - n + 1)), int(rng.integers(0, nh - n + 1))
         sx, sy = w / nw, h / nh
-        image = _to_rgb(_fix_mode(image)).resize((n, n), Image.Resampling.BICUBIC,
-                                                 box=(left * sx, top * sy, (left + n) * sx, (top + n) * sy))
+        image = to_rgb(fix_mode(image)).resize((n, n), Image.Resampling.BICUBIC,
+                                               box=(left * sx, top * sy, (left + n) * sx, (top + n) * sy))
         x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)   # [3, n, n]
-        return (x - self.mean) / self.std
+        return normalize(x, self.mean, self.std)
 
     def __repr__(self): return f"TrainTransform(n_px={self.n_px}, zoom={self.zoom}: random square crop, RGB, normalise)"
 

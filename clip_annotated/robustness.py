@@ -12,14 +12,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from .core import get_device
-from .data import CLIP_MEAN, CLIP_STD, normalize
+from .core import get_device, markdown_table
+from .pretrained import normalize, unnormalize
 from .zeroshot import Task
 
 # %% auto #0
-__all__ = ['LUMA', 'SHIFTS', 'grayscale', 'sketch', 'blur', 'low_res', 'rotate', 'unnormalize', 'task_images', 'to_input',
-           'PixelDataset', 'shift_task', 'SmallCNN', 'train_cnn', 'predict_cnn', 'logit', 'fit_logit_line',
-           'predicted_ood', 'effective_robustness', 'shifted_inputs', 'accuracy', 'robustness_table']
+__all__ = ['LUMA', 'SHIFTS', 'grayscale', 'sketch', 'blur', 'low_res', 'rotate', 'task_images', 'to_input', 'PixelDataset',
+           'shift_task', 'SmallCNN', 'train_cnn', 'predict_cnn', 'logit', 'fit_logit_line', 'predicted_ood',
+           'effective_robustness', 'shifted_inputs', 'accuracy', 'robustness_table']
 
 # %% ../nbs/10_robustness.ipynb #4d86f14b
 LUMA = torch.tensor([0.299, 0.587, 0.114])   # ITU-R BT.601 luma weights of R, G, B
@@ -87,12 +87,6 @@ SHIFTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 # %% ../nbs/10_robustness.ipynb #d26246ef
-def unnormalize(x: torch.Tensor) -> torch.Tensor:
-    "The inverse of `data.normalize`: CLIP-normalised pictures back to [0, 1] (clamped)."
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(3, 1, 1)
-    return (x * std + mean).clamp(0, 1)
-
 def task_images(task: Task) -> tuple[torch.Tensor, torch.Tensor]:
     "(pictures [N, 3, S, S], labels [N]) of a task: uint8 from the `EmojiDataset` behind it, else its items un-normalised to [0, 1]."
     ds = task.dataset
@@ -188,10 +182,7 @@ def accuracy(pred, labels) -> float:
 def robustness_table(res: dict[str, dict[str, float]], chance: float | None = None) -> str:
     "Markdown table: one row per model, accuracy in distribution, under every shift, and the mean over shifts."
     conds = list(next(iter(res.values())))
-    head = '| model | ' + ' | '.join(conds) + ' | mean over shifts |'
-    rows = [head, '|---|' + '---:|' * (len(conds) + 1)]
-    for name, accs in res.items():
-        shifted = [accs[c] for c in conds[1:]]
-        rows.append(f'| {name} | ' + ' | '.join(f'{100 * accs[c]:.1f}%' for c in conds) + f' | {100 * np.mean(shifted):.1f}% |')
-    if chance is not None: rows.append('| chance | ' + ' | '.join(f'{100 * chance:.1f}%' for _ in range(len(conds) + 1)) + ' |')
-    return '\n'.join(rows) + '\n'
+    pct = lambda x: f'{100 * x:.1f}%'
+    rows = [(name, *(pct(accs[c]) for c in conds), pct(np.mean([accs[c] for c in conds[1:]]))) for name, accs in res.items()]
+    if chance is not None: rows.append(('chance', *[pct(chance)] * (len(conds) + 1)))
+    return markdown_table(['model', *conds, 'mean over shifts'], rows)

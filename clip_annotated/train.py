@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, tempfile, threading, time
+import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,8 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
-from .core import (autocast_dtype, get_device, hardware, in_test, one_line, run_command, seed_everything,
-                                  show_progress, wants_debug)
+from .core import (atomic_write, autocast, autocast_dtype, get_device, hardware, in_test, markdown_table,
+                                  one_line, run_command, seed_everything, show_progress, wants_debug)
 from torch.utils.data import DataLoader, IterableDataset
 from .model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from .tokenizer import tokenize
@@ -26,8 +26,8 @@ from .pretrained import CheckpointError
 
 # %% auto #0
 __all__ = ['PRESETS', 'FREE_ON_RESUME', 'TEXT_TOWER', 'OPTION_HELP', 'TrainConfig', 'runs_dir', 'decays', 'make_optimizer',
-           'lr_lambda', 'make_scheduler', 'resolve_precision', 'autocast_for', 'Towers', 'forward_backward',
-           'optimizer_step', 'retrieval_metrics', 'evaluate', 'rng_state', 'set_rng_state', 'save_checkpoint',
+           'lr_lambda', 'make_scheduler', 'resolve_precision', 'Towers', 'forward_backward', 'optimizer_step',
+           'retrieval_metrics', 'evaluate_retrieval', 'rng_state', 'set_rng_state', 'save_checkpoint',
            'load_checkpoint', 'config_changes', 'check_resume', 'TokenCache', 'epoch_batches', 'prefetch',
            'stream_batches', 'min_over_ranks', 'all_have', 'model_from_checkpoint', 'initial_model', 'lock_towers',
            'check_template', 'check_device', 'check_config', 'TrainingDiverged', 'check_finite', 'RunInUseError',
@@ -53,6 +53,7 @@ class TrainConfig:
     precision: str = 'auto'                 # 'auto' (bf16/fp16 on CUDA, fp32 on CPU), 'fp32', 'bf16', 'fp16'
     grad_clip: float = 0.0                  # max gradient norm; 0 = no clipping
     accum: int = 1                          # split every batch into this many chunks (same loss, less memory)
+    grad_checkpointing: bool = False        # recompute activations in the backward pass: less memory, more time
     seed: int = 0
     out: str = 'runs/mini'                  # run directory: checkpoint, metrics, plots, report
     ckpt_every: int = 250                   # checkpoint every this many steps (and at the end)
@@ -137,10 +138,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if table[precision] is torch.float16 and device.type != 'cuda':
         raise ValueError("precision 'fp16' needs a CUDA device (use 'bf16' or 'fp32' on CPU)")
     return table[precision]
-
-def autocast_for(device: torch.device, dtype: torch.dtype | None):
-    "`torch.autocast` in `dtype` on `device`, or a no-op for float32."
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 # %% ../nbs/06_train.ipynb #b80fc9df
 class Towers(nn.Module):
@@ -228,7 +225,7 @@ def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor,
 
 # %% ../nbs/06_train.ipynb #e2a9226b
 @torch.no_grad()
-def evaluate(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10)) -> dict:
+def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10)) -> dict:
     "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions."
     device = get_device(device)
     was_training = model.training; model.eval()
@@ -277,28 +274,16 @@ class _Sink:
     def flush(self): self.f.flush()
 
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    "Write `obj` to `path` atomically: temp file in the same directory, flush, fsync, os.replace."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)                # mkstemp's 0600 would hide the checkpoint from others
-        with os.fdopen(fd, 'wb') as f:
-            sink = _Sink(f)
-            try: torch.save(obj, sink); f.flush(); os.fsync(f.fileno())
-            except (RuntimeError, OSError) as e:
-                err = sink.error or (e if isinstance(e, OSError) else None)
-                if err is None: raise
-                raise OSError(err.errno, f"{os.strerror(err.errno or errno.EIO).lower()} while writing {path} "
-                                         f"(the previous checkpoint, if any, is intact)") from None
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-    if hasattr(os, 'O_DIRECTORY'):                   # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try: os.fsync(dfd)
-        finally: os.close(dfd)
-    return path
+    "Write `obj` to `path` with `atomic_write`; a failed write (a full disk) names the file and leaves the previous one."
+    def write(f):
+        sink = _Sink(f)
+        try: torch.save(obj, sink); f.flush(); os.fsync(f.fileno())
+        except (RuntimeError, OSError) as e:
+            err = sink.error or (e if isinstance(e, OSError) else None)
+            if err is None: raise
+            raise OSError(err.errno, f"{os.strerror(err.errno or errno.EIO).lower()} while writing {path} "
+                                     f"(the previous checkpoint, if any, is intact)") from None
+    return atomic_write(path, write)
 
 def load_checkpoint(path: str | Path) -> dict:
     "Load a checkpoint with `weights_only=True` (plain data only, no code), onto the CPU; `CheckpointError` naming it if it can't be."
@@ -319,7 +304,8 @@ def load_checkpoint(path: str | Path) -> dict:
     return ck
 
 # %% ../nbs/06_train.ipynb #00ebb82f
-FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers'}
+FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers',
+                  'grad_checkpointing'}
 
 def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
     "The fields (outside `FREE_ON_RESUME`) where `cfg` differs from a run's saved configuration, as readable lines."
@@ -660,6 +646,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
     model, mcfg = initial_model(cfg, ck)
     model = model.to(device)
     lock_towers(model, image=cfg.lock_image, text=cfg.lock_text)
+    if cfg.grad_checkpointing: model.set_grad_checkpointing()
     towers = Towers(model)
     if world > 1:
         towers = nn.parallel.DistributedDataParallel(towers, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -700,7 +687,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                              wall_s=wall_before + time.perf_counter() - t_loop), ckpt_path)
         last_ckpt = step
 
-    amp = autocast_for(device, amp_dtype)
+    amp = autocast(device, amp_dtype)
     depth = cfg.prefetch if cfg.prefetch is not None else (2 if device.type == 'cuda' else 0)
     bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress(cfg.progress) or rank != 0, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
@@ -742,7 +729,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
             bar.update()
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and rank == 0 and test_ds is not None:
-                _log(metrics_path, dict(step=step, eval=evaluate(model, test_ds, device=device)))
+                _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8].to(device), tokens[:8].to(device)))
@@ -760,7 +747,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                    epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, dir=str(out))
     if rank == 0:
         if test_ds is not None:
-            summary['test'] = evaluate(model, test_ds, device=device)
+            summary['test'] = evaluate_retrieval(model, test_ds, device=device)
             if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
         summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
         summary['curves'] = str(plot_curves(metrics_path, out/'curves.png'))
@@ -794,10 +781,10 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path:
 
 def retrieval_table(m: dict, ks=(1, 5, 10)) -> str:
     "A markdown table of `retrieval_metrics` output, with chance levels."
-    head = '| direction | ' + ' | '.join(f'R@{k}' for k in ks) + ' |\n|---|' + '---:|' * len(ks) + '\n'
-    row = lambda name, key: f'| {name} | ' + ' | '.join(f"{100 * m[f'{key}@{k}']:.1f}%" for k in ks) + ' |\n'
-    return (head + row('image → text', 'i2t_R') + row('text → image', 't2i_R')
-            + row('chance, image → text', 'i2t_chance') + row('chance, text → image', 't2i_chance'))
+    rows = [(name, *(f"{100 * m[f'{key}@{k}']:.1f}%" for k in ks)) for name, key in
+            (('image → text', 'i2t_R'), ('text → image', 't2i_R'), ('chance, image → text', 'i2t_chance'),
+             ('chance, text → image', 't2i_chance'))]
+    return markdown_table(['direction', *(f'R@{k}' for k in ks)], rows)
 
 def write_report(cfg: TrainConfig, summary: dict, path: str | Path) -> Path:
     "report.md: the run's configuration and data, held-out retrieval with chance levels, hardware and wall time."
@@ -868,6 +855,7 @@ OPTION_HELP = {  # one line per TrainConfig field, for --help
     'precision': "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
     'grad_clip': "max gradient norm (0: no clipping)",
     'accum': "split every batch into this many chunks: the same loss and gradients in less memory",
+    'grad_checkpointing': "recompute activations in the backward pass: less memory, more time",
     'seed': "random seed (weights, data order, augmentation)",
     'out': "run folder (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)",
     'ckpt_every': "checkpoint every N steps (and at the end)",

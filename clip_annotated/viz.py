@@ -11,23 +11,17 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch.utils.data import Dataset
-from .zeroshot import encode_images, encode_texts
+from .zeroshot import Labelled, encode_images, encode_texts
 
 # %% auto #0
 __all__ = ['embed_pairs', 'modality_gap', 'project_2d', 'plot_projection', 'similarity_heatmap', 'retrieval_grid',
            'cls_attention', 'attention_rollout', 'overlay']
 
 # %% ../nbs/13_visualize.ipynb #8f6c140c
-class _Indexed(Dataset):
-    "(image, index) items of a caption dataset, for `encode_images`."
-    def __init__(self, base, indices): self.base, self.indices = base, list(indices)
-    def __len__(self): return len(self.indices)
-    def __getitem__(self, i): return self.base[self.indices[i]][0], i
-
 def embed_pairs(model, dataset: Dataset, indices=None, device=None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     "(unit image embeddings [N, d], unit caption embeddings [N, d], captions) of `dataset`'s (image, caption) items."
     indices = range(len(dataset)) if indices is None else indices
-    img, _ = encode_images(model, _Indexed(dataset, indices), device=device)
+    img, _ = encode_images(model, Labelled(dataset, indices), device=device)
     captions = [dataset[i][1] for i in indices]
     return img, encode_texts(model, captions, device=device), captions
 

@@ -5,7 +5,6 @@
 # %% ../nbs/07_zeroshot.ipynb #2617d3fb
 from __future__ import annotations
 import os, re
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -14,25 +13,19 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 from PIL import Image
-from .core import autocast_dtype, get_device
+from .core import autocast, get_device, markdown_table
 from .tokenizer import tokenize
 from .data import CATEGORIES, COLORS, SHAPES, NUMBERS, TONES, EmojiDataset, SceneDataset
-from .train import retrieval_metrics
 
 # %% auto #0
-__all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'encode_texts', 'zero_shot_classifier', 'encode_images',
-           'classification_metrics', 'zero_shot_logits', 'evaluate', 'predict', 'Task', 'emoji_task',
-           'caption_templates', 'scene_task', 'nearest_prompt_logits', 'rule_logits', 'run_task', 'task_table',
-           'zero_shot_section', 'confusion']
+__all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'fill_template', 'encode_texts', 'zero_shot_classifier',
+           'encode_images', 'classification_metrics', 'zero_shot_logits', 'evaluate', 'predict', 'Task', 'Labelled',
+           'emoji_task', 'caption_templates', 'scene_task', 'nearest_prompt_logits', 'rule_logits', 'run_task',
+           'task_table', 'zero_shot_section', 'confusion']
 
 # %% ../nbs/07_zeroshot.ipynb #05fefa8c
-def _amp(device: torch.device):
-    "Autocast in the device's reduced precision on CUDA; nothing on CPU."
-    dtype = autocast_dtype(device)
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-def _fill(template: str | Callable[[str], str], name: str) -> str:
-    "A template is a string with '{}' or a function of the class name."
+def fill_template(template: str | Callable[[str], str], name: str) -> str:
+    "The prompt for class `name`: a template is a string with '{}' or a function of the class name."
     return template(name) if callable(template) else template.format(name)
 
 @torch.inference_mode()
@@ -42,14 +35,14 @@ def encode_texts(model, texts: list[str], batch_size: int = 256, device=None) ->
     ctx = getattr(model, 'context_length', 77)
     out = []
     for s in range(0, len(texts), batch_size):
-        with _amp(device): e = model.encode_text(tokenize(texts[s:s + batch_size], context_length=ctx, truncate=True).to(device))
+        with autocast(device): e = model.encode_text(tokenize(texts[s:s + batch_size], context_length=ctx, truncate=True).to(device))
         out.append(F.normalize(e.float(), dim=-1).cpu())
     return torch.cat(out) if out else torch.empty(0, model.text_projection.shape[1])
 
 def zero_shot_classifier(model, classnames: list[str], templates, batch_size: int = 256, device=None) -> torch.Tensor:
     "Zero-shot weights [d, C]: per class, the mean of its templates' unit text embeddings, renormalised."
     if not classnames or not templates: raise ValueError("zero_shot_classifier needs at least one class name and one template")
-    texts = [_fill(t, c) for c in classnames for t in templates]                  # C·T sentences, class-major
+    texts = [fill_template(t, c) for c in classnames for t in templates]                  # C·T sentences, class-major
     E = encode_texts(model, texts, batch_size, device).view(len(classnames), len(templates), -1)   # [C, T, d]
     return F.normalize(E.mean(dim=1), dim=-1).T                                   # [d, C]
 
@@ -70,7 +63,7 @@ def encode_images(model, dataset: Dataset, batch_size: int = 256, device=None, n
                       leave=False):
         if batch is None: continue                                          # every item of this batch was skipped
         x, y = batch
-        with _amp(device): e = model.encode_image(x.to(device, non_blocking=True))
+        with autocast(device): e = model.encode_image(x.to(device, non_blocking=True))
         feats.append(F.normalize(e.float(), dim=-1).cpu()); labels.append(torch.as_tensor(y))
     if not feats: raise ValueError(f"no picture could be read: all {len(dataset)} items of {type(dataset).__name__} were skipped")
     return torch.cat(feats), torch.cat(labels)
@@ -113,7 +106,7 @@ def predict(model, preprocess, image, labels: list[str], templates=('{}',), devi
         image = Image.open(image)
     device = get_device(device) if device is not None else next(model.parameters()).device
     x = preprocess(image).unsqueeze(0).to(device)
-    with _amp(device): e = F.normalize(model.encode_image(x).float(), dim=-1).cpu()
+    with autocast(device): e = F.normalize(model.encode_image(x).float(), dim=-1).cpu()
     W = zero_shot_classifier(model, labels, templates, device=device)
     probs = (model.logit_scale.exp().float().cpu() * e @ W).softmax(dim=-1)[0]
     if not torch.isfinite(probs).all():
@@ -134,9 +127,11 @@ class Task:
     @property
     def chance(self) -> float: return 1 / len(self.classnames)
 
-class _Labelled(Dataset):
-    "Items of a caption dataset at `indices`, paired with integer labels."
-    def __init__(self, base, indices, labels): self.base, self.indices, self.labels = base, list(indices), list(labels)
+class Labelled(Dataset):
+    "(picture, label) items: the pictures of a caption dataset at `indices`, each with its label (default: its position)."
+    def __init__(self, base, indices, labels=None):
+        self.base, self.indices = base, list(indices)
+        self.labels = list(range(len(self.indices))) if labels is None else list(labels)
     def __len__(self): return len(self.indices)
     def __getitem__(self, i): return self.base[self.indices[i]][0], self.labels[i]
 
@@ -166,7 +161,7 @@ def emoji_task(attribute: str, split: str = 'test', image_size: int = 48) -> Tas
         names, keep = [CATEGORY_NAMES[c] for c in present], list(range(len(recs)))
         label = lambda r: present.index(r.category)
     else: raise ValueError(f"emoji attribute {attribute!r}: choose 'skin_tone', 'gender' or 'category'")
-    return Task(f'emoji {attribute}', _Labelled(ds, keep, [label(recs[i]) for i in keep]), names,
+    return Task(f'emoji {attribute}', Labelled(ds, keep, [label(recs[i]) for i in keep]), names,
                 EMOJI_TEMPLATES[attribute], labels=list(TONES) if attribute == 'skin_tone' else names,
                 caption_templates=caption_templates(attribute, image_size))
 
@@ -212,14 +207,14 @@ def scene_task(attribute: str, n: int = 400, image_size: int = 48, seed: int = S
         names, labels = list(NUMBERS), [o.count - 1 for o in objs]
         templates = [_count_template(s, c, sh) for sh in SHAPES for c in COLORS for s in sizes]
     else: raise ValueError(f"scene attribute {attribute!r}: choose 'color', 'shape' or 'count'")
-    return Task(f'scene {attribute}', _Labelled(ds, keep, labels), names, templates,
+    return Task(f'scene {attribute}', Labelled(ds, keep, labels), names, templates,
                 labels=['1', '2', '3', '4'] if attribute == 'count' else names)
 
 # %% ../nbs/07_zeroshot.ipynb #62a524eb
 def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[str], templates, device=None,
                           scale: float = 100.0) -> torch.Tensor:
     "Logits [N, C]: each class scored by its best-matching prompt (max cosine over templates), not their mean."
-    texts = [_fill(t, c) for c in classnames for t in templates]
+    texts = [fill_template(t, c) for c in classnames for t in templates]
     E = encode_texts(model, texts, device=device).view(len(classnames), len(templates), -1)      # [C, T, d]
     return scale * torch.einsum('nd,ctd->nct', image_features.float(), E).amax(dim=2)           # [N, C]
 
@@ -249,13 +244,12 @@ def run_task(model, task: Task, device=None, progress: bool | None = None) -> di
 
 def task_table(results: list[dict]) -> str:
     "Markdown table of `run_task` results (percentages), one row per task and rule."
-    rows = ['| task | pictures | chance | majority class | rule | prompts per class | top-1 | mean per-class recall |',
-            '|---|---:|---:|---:|---|---:|---:|---:|']
-    for r in results:
-        for kind, n_prompts in r['prompts'].items():
-            rows.append(f"| {r['task']} | {r['n']} | {100 * r['chance']:.1f}% | {100 * r['majority']:.1f}% | {METHODS[kind]} | {n_prompts} "
-                        f"| {100 * r[f'{kind}_top1']:.1f}% | {100 * r[f'{kind}_recall']:.1f}% |")
-    return '\n'.join(rows) + '\n'
+    pct = lambda x: f'{100 * x:.1f}%'
+    return markdown_table(['task', 'pictures', 'chance', 'majority class', 'rule', 'prompts per class', 'top-1',
+                           'mean per-class recall'],
+                          [(r['task'], r['n'], pct(r['chance']), pct(r['majority']), METHODS[kind], n_prompts,
+                            pct(r[f'{kind}_top1']), pct(r[f'{kind}_recall']))
+                           for r in results for kind, n_prompts in r['prompts'].items()], align='lrrrlrrr')
 
 # %% ../nbs/07_zeroshot.ipynb #77d462eb
 def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from clip_annotated import data as D
+from clip_annotated.pretrained import OPENAI_MEAN, OPENAI_STD, normalize
 
 SIZE = 24  # small pictures: the test is about the set, not its resolution
 
@@ -52,11 +53,13 @@ def test_cache_file_and_alignment(emoji_set):
 
 
 def test_cache_dir_from_environment(monkeypatch, tmp_path):
+    from clip_annotated.core import cache_root
     monkeypatch.setenv('CLIP_ANNOTATED_CACHE', str(tmp_path))
-    assert D.resolve_cache_dir() == tmp_path
-    assert D.resolve_cache_dir(tmp_path / 'x') == tmp_path / 'x'              # an argument wins
+    assert cache_root() == tmp_path
+    assert D.emoji_cache_file(48).parent == tmp_path                         # the emoji set is cached there
+    assert cache_root(tmp_path / 'x') == tmp_path / 'x'                      # an argument wins
     monkeypatch.delenv('CLIP_ANNOTATED_CACHE')
-    assert D.resolve_cache_dir() == Path.home() / '.cache' / 'clip_annotated'
+    assert cache_root() == Path.home() / '.cache' / 'clip_annotated'
 
 
 def test_known_captions_and_attributes(emoji_set):
@@ -180,7 +183,7 @@ def test_bad_input_is_skipped_and_counted(tmp_path, good_pairs, workers, context
 
 
 def test_csv_and_shards_read_back_what_was_written(tmp_path, good_pairs):
-    want_images = D.normalize(torch.stack([p for p, _ in good_pairs]).float() / 255)
+    want_images = normalize(torch.stack([p for p, _ in good_pairs]).float() / 255)
     want_caps = [c for _, c in good_pairs]
     csv_ds = D.CsvDataset(D.write_csv(good_pairs, tmp_path / 'p.tsv', sep='\t'), image_size=SIZE)
     got = [csv_ds[i] for i in range(len(csv_ds))]
@@ -372,7 +375,7 @@ def test_transforms():
     from PIL import Image
     assert D.random_square_crop(Image.new('RGB', (90, 50)), 32, rng).size == (32, 32)
     red = Image.new('RGB', (70, 30), (255, 0, 0))
-    want = D.normalize(torch.tensor([1., 0, 0]).view(3, 1, 1).expand(3, 16, 16))
+    want = normalize(torch.tensor([1., 0, 0]).view(3, 1, 1).expand(3, 16, 16))
     torch.testing.assert_close(D.image_transform(16)(red), want, atol=1e-5, rtol=0)
     torch.testing.assert_close(D.train_transform(red, 16, rng), want, atol=1e-3, rtol=0)
-    assert D.CLIP_MEAN == (0.48145466, 0.4578275, 0.40821073) and D.CLIP_STD == (0.26862954, 0.26130258, 0.27577711)
+    assert OPENAI_MEAN == (0.48145466, 0.4578275, 0.40821073) and OPENAI_STD == (0.26862954, 0.26130258, 0.27577711)

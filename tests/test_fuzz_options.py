@@ -234,7 +234,7 @@ def betas_option() -> st.SearchStrategy:
 INT_OPTIONS = ['n_scenes', 'batch_size', 'steps', 'warmup', 'accum', 'seed', 'ckpt_every', 'eval_every', 'threads',
                'prefetch', 'train_num_samples', 'workers']
 FLOAT_OPTIONS = ['lr', 'weight_decay', 'eps', 'grad_clip']
-SWITCHES = ['resume', 'progress', 'dataset_resampled', 'lock_image', 'lock_text']
+SWITCHES = ['resume', 'progress', 'dataset_resampled', 'lock_image', 'lock_text', 'grad_checkpointing']
 
 GRAMMAR: dict[str, st.SearchStrategy] = {
     **{n: option(n, INT_GOOD, INT_WILD) for n in INT_OPTIONS},

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from clip_annotated.core import cache_root
 from clip_annotated.model import create_model
-from clip_annotated.pretrained import (CheckpointError, DownloadError, UnsafeCheckpointError, default_root, download,
+from clip_annotated.pretrained import (CheckpointError, DownloadError, UnsafeCheckpointError, download,
                                        export_model, get_tokenizer, load, read_checkpoint, read_hf_directory,
                                        read_open_clip_directory, read_safetensors, read_torchscript_weights)
 
@@ -445,15 +446,15 @@ def test_failed_download_also_cleans_stale_parts(server, tmp_path):
     assert list(root.iterdir()) == []
 
 
-def test_default_root_honours_the_environment(server, tmp_path, monkeypatch):
+def test_cache_root_honours_the_environment(server, tmp_path, monkeypatch):
     monkeypatch.setenv('CLIP_ANNOTATED_CACHE', str(tmp_path / 'env-cache'))
-    assert default_root() == tmp_path / 'env-cache'
+    assert cache_root() == tmp_path / 'env-cache'
     base, files = server
     body = b'weights' * 100
     sha = _publish(files, 'model.pt', body)
     path = download(f'{base}/{sha}/plain-model.pt', progress=False)      # no root: the environment's
     assert Path(path) == tmp_path / 'env-cache' / 'plain-model.pt' and Path(path).read_bytes() == body
     monkeypatch.setenv('CLIP_ANNOTATED_CACHE', '')                       # empty: as if unset
-    assert default_root() == Path('~/.cache/clip_annotated').expanduser()
+    assert cache_root() == Path('~/.cache/clip_annotated').expanduser()
     monkeypatch.delenv('CLIP_ANNOTATED_CACHE')
-    assert default_root() == Path('~/.cache/clip_annotated').expanduser()
+    assert cache_root() == Path('~/.cache/clip_annotated').expanduser()

@@ -13,14 +13,17 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import os, platform, random, sys, time
+import os, platform, random, sys, tempfile, time
+from contextlib import nullcontext
 from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Sequence
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 # %%
-from fastcore.test import test_eq, test_close
+import torch.nn.functional as F
+from unittest import mock
+from fastcore.test import test_eq, test_close, test_fail
 
 # %%
 #| exports
@@ -67,10 +70,11 @@ print(f"1/tau = {logit_scale.exp().item():.2f}; logits on the diagonal = {logits
 # %% [markdown]
 # ## The machine
 #
-# Every notebook runs top to bottom on one GPU, and on a CPU with smaller settings. Three helpers make
+# Every notebook runs top to bottom on one GPU, and on a CPU with smaller settings. Four helpers make
 # that choice in one place: `get_device` picks the accelerator, `autocast_dtype` the reduced precision
-# it supports (bfloat16 where the GPU has it, else float16; none on CPU, where we stay in float32), and
-# `pick` chooses between a GPU-sized and a CPU-sized value of any setting.
+# it supports (bfloat16 where the GPU has it, else float16; none on CPU, where we stay in float32),
+# `autocast` the context that computes in it (training, zero-shot evaluation and the probes all use this
+# one), and `pick` chooses between a GPU-sized and a CPU-sized value of any setting.
 
 # %%
 #| exports
@@ -90,8 +94,21 @@ def autocast_dtype(device: str | torch.device | None = None) -> torch.dtype | No
 
 
 # %%
+#| exports
+def autocast(device: str | torch.device | None = None, dtype: torch.dtype | str | None = 'auto'):
+    "`torch.autocast` on `device` in `dtype` ('auto': `autocast_dtype(device)`), or a no-op context when that is None (float32)."
+    device = get_device(device)
+    if isinstance(dtype, str):
+        if dtype != 'auto': raise ValueError(f"dtype must be a torch.dtype, None or 'auto', not {dtype!r}")
+        dtype = autocast_dtype(device)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+# %%
 test_eq(get_device('cpu').type, 'cpu')
 test_eq(autocast_dtype('cpu'), None)
+test_eq(type(autocast('cpu')), nullcontext)                         # float32 on a CPU: nothing to do
+with autocast('cpu', torch.bfloat16): assert torch.is_autocast_enabled('cpu')
 print(f"this run: device={get_device()}, autocast dtype={autocast_dtype()}")
 
 
@@ -140,6 +157,85 @@ def seed_everything(seed: int = 0) -> int:
 seed_everything(42); a = torch.randn(3)
 seed_everything(42); b = torch.randn(3)
 test_eq(a, b)
+
+
+# %% [markdown]
+# ## Files that are whole or absent, and one cache
+#
+# Several chapters write files that a crash must not leave half-written: the emoji set rendered once
+# and cached, a downloaded checkpoint, a training checkpoint. `atomic_write` is the one way they are
+# written: the bytes go to a temporary file in the same folder, which is flushed and `fsync`ed, then
+# renamed over the destination with `os.replace` (atomic on POSIX and Windows), and the folder is
+# `fsync`ed so the rename itself survives a power cut. A failure removes the temporary file and leaves
+# whatever was at the destination untouched. The file gets the permissions any new file would get
+# (`0o666` less the umask), not the private `0o600` of `mkstemp`, so a shared cache stays readable.
+#
+# Downloads and rendered data share one cache folder, `cache_root()`: `$CLIP_ANNOTATED_CACHE` when
+# that variable is set, else `~/.cache/clip_annotated`.
+
+# %%
+#| exports
+def cache_root(path: str | os.PathLike | None = None) -> Path:
+    "Where downloads and rendered data are cached: `path`, else $CLIP_ANNOTATED_CACHE, else ~/.cache/clip_annotated."
+    return Path(path or os.environ.get('CLIP_ANNOTATED_CACHE') or '~/.cache/clip_annotated').expanduser()
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], suffix: str = '.tmp') -> Path:
+    "Write `path` whole or not at all: `write(f)` fills a temporary `.<name>.*<suffix>` beside it, which is fsynced and renamed over it."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=suffix)
+    try:
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)                # mkstemp's 0600 would hide the file from others
+        with os.fdopen(fd, 'wb') as f:
+            write(f); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True); raise
+    if hasattr(os, 'O_DIRECTORY'):                   # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try: os.fsync(dfd)
+        finally: os.close(dfd)
+    return path
+
+
+# %% [markdown]
+# The check: a write that fails halfway leaves the old file as it was and no temporary file behind;
+# and the cache follows the environment variable.
+
+# %%
+with tempfile.TemporaryDirectory() as d:
+    target = Path(d) / 'cache' / 'numbers.txt'
+    atomic_write(target, lambda f: f.write(b'1 2 3'))
+    def broken(f): f.write(b'4 5'); raise OSError('the disk is full')
+    test_fail(lambda: atomic_write(target, broken), contains='the disk is full')
+    test_eq(target.read_bytes(), b'1 2 3')
+    test_eq(os.listdir(target.parent), ['numbers.txt'])
+    umask = os.umask(0); os.umask(umask)
+    test_eq(target.stat().st_mode & 0o777, 0o666 & ~umask)           # as any new file, not mkstemp's 0o600
+    with mock.patch.dict(os.environ, {'CLIP_ANNOTATED_CACHE': d}): test_eq(cache_root(), Path(d))
+    test_eq(cache_root(target.parent), target.parent)                 # an argument wins
+
+
+# %% [markdown]
+# ## Tables
+#
+# Reports and chapters print their results as markdown tables; `markdown_table` writes them all, text
+# columns aligned left and numbers right.
+
+# %%
+#| exports
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: str | None = None) -> str:
+    "A markdown table of `header` and `rows` (cells as `str`), a newline at the end; `align` has 'l' or 'r' per column (default: 'l' then 'r's)."
+    align = align or 'l' + 'r' * (len(header) - 1)
+    if len(align) != len(header) or set(align) - {'l', 'r'}:
+        raise ValueError(f"align {align!r} must have 'l' or 'r' for each of the {len(header)} columns")
+    line = lambda cells: '| ' + ' | '.join(map(str, cells)) + ' |'
+    return '\n'.join([line(header), '|' + ''.join('---|' if a == 'l' else '---:|' for a in align), *map(line, rows)]) + '\n'
+
+
+# %%
+t = markdown_table(['model', 'top-1'], [['MiniCLIP', '41.0%'], ['chance', '20.0%']])
+test_eq(t, '| model | top-1 |\n|---|---:|\n| MiniCLIP | 41.0% |\n| chance | 20.0% |\n')
 
 # %% [markdown]
 # ## When something is wrong

@@ -13,14 +13,13 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import math
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
 # %%
-import copy
+import copy, math
 from fastcore.test import test_eq, test_close
 from clip_annotated.core import seed_everything, footer
 

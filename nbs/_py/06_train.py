@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| exports
 from __future__ import annotations
-import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, tempfile, threading, time
+import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -24,8 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
-from clip_annotated.core import (autocast_dtype, get_device, hardware, in_test, one_line, run_command, seed_everything,
-                                  show_progress, wants_debug)
+from clip_annotated.core import (atomic_write, autocast, autocast_dtype, get_device, hardware, in_test, markdown_table,
+                                  one_line, run_command, seed_everything, show_progress, wants_debug)
 from torch.utils.data import DataLoader, IterableDataset
 from clip_annotated.model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from clip_annotated.tokenizer import tokenize
@@ -34,7 +34,7 @@ from clip_annotated.data import DATASET_TYPES, EmojiDataset, SceneDataset, colla
 from clip_annotated.pretrained import CheckpointError
 
 # %%
-import copy, shutil
+import copy, shutil, tempfile
 from IPython.display import Image, Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
@@ -98,6 +98,7 @@ class TrainConfig:
     precision: str = 'auto'                 # 'auto' (bf16/fp16 on CUDA, fp32 on CPU), 'fp32', 'bf16', 'fp16'
     grad_clip: float = 0.0                  # max gradient norm; 0 = no clipping
     accum: int = 1                          # split every batch into this many chunks (same loss, less memory)
+    grad_checkpointing: bool = False        # recompute activations in the backward pass: less memory, more time
     seed: int = 0
     out: str = 'runs/mini'                  # run directory: checkpoint, metrics, plots, report
     ckpt_every: int = 250                   # checkpoint every this many steps (and at the end)
@@ -265,7 +266,8 @@ ax.set(xlabel='step', ylabel='learning rate', title="mini-cpu: warm-up, then cos
 # the step (skipping steps whose gradients overflowed). The weights and Adam's statistics stay float32.
 # On a CPU we train in float32 by default: bfloat16 autocast is available (`precision='bf16'`) and
 # saves memory, but on CPUs without bfloat16 matrix units it is not faster. The loss itself is always
-# computed in float32 (see the loss chapter).
+# computed in float32 (see the loss chapter). `resolve_precision` turns the `precision` option into a
+# dtype, and the preliminaries' `autocast(device, dtype)` makes the context the training step runs in.
 
 # %%
 #| exports
@@ -277,10 +279,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if table[precision] is torch.float16 and device.type != 'cuda':
         raise ValueError("precision 'fp16' needs a CUDA device (use 'bf16' or 'fp32' on CPU)")
     return table[precision]
-
-def autocast_for(device: torch.device, dtype: torch.dtype | None):
-    "`torch.autocast` in `dtype` on `device`, or a no-op for float32."
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 # %%
@@ -307,7 +305,9 @@ test_fail(lambda: resolve_precision('fp16', torch.device('cpu')), contains="need
 # the encoder: $\sum_j \langle f_j(\theta), \partial L / \partial f_j \rangle$ has exactly the
 # parameter gradient of $L$. Memory is that of one chunk; the cost is one extra forward pass. (The
 # idea is known as gradient caching, Gao et al. 2021. With BatchNorm, as in the ResNets, the running
-# statistics are updated twice.)
+# statistics are updated twice.) The other way to save memory, `grad_checkpointing` (the model chapter's
+# `set_grad_checkpointing`), keeps the batch whole and recomputes each Transformer block's activations
+# in the backward pass instead of storing them; the two combine.
 
 # %%
 #| exports
@@ -485,13 +485,13 @@ print({k: round(v, 4) for k, v in r.items()})
 
 
 # %% [markdown]
-# `evaluate` produces those features for a data set: it encodes every picture and every distinct
+# `evaluate_retrieval` produces those features for a data set: it encodes every picture and every distinct
 # caption once (batches, no gradients, the model in eval mode) and pairs each picture with its caption.
 
 # %%
 #| exports
 @torch.no_grad()
-def evaluate(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10)) -> dict:
+def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10)) -> dict:
     "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions."
     device = get_device(device)
     was_training = model.training; model.eval()
@@ -517,10 +517,10 @@ def evaluate(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5,
 # ## Checkpoints you can kill
 #
 # A long run will be interrupted: a preempted job, a full disk, a Ctrl-C. Two properties make that
-# harmless. **Atomic**: a checkpoint is written to a temporary file in the same directory, flushed and
-# `fsync`ed to disk, and only then renamed over the old one (`os.replace` is atomic on POSIX and
-# Windows), so a kill at any instant leaves either the old checkpoint or the new one, never half of
-# one. **Complete**: it holds everything the next step depends on: the model, AdamW's moments, the
+# harmless. **Atomic**: a checkpoint is written with the preliminaries' `atomic_write`: to a temporary
+# file in the same directory, flushed and `fsync`ed to disk, and only then renamed over the old one
+# (`os.replace` is atomic on POSIX and Windows), so a kill at any instant leaves either the old
+# checkpoint or the new one, never half of one. **Complete**: it holds everything the next step depends on: the model, AdamW's moments, the
 # schedule's position, the float16 loss scaler, every random number generator (Python, NumPy,
 # PyTorch and CUDA), and the position in the data (epoch, batches done in that epoch, the seed of the
 # sampler's order). Resuming then continues the very same run: the test suite kills a run with
@@ -560,28 +560,16 @@ class _Sink:
     def flush(self): self.f.flush()
 
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    "Write `obj` to `path` atomically: temp file in the same directory, flush, fsync, os.replace."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)                # mkstemp's 0600 would hide the checkpoint from others
-        with os.fdopen(fd, 'wb') as f:
-            sink = _Sink(f)
-            try: torch.save(obj, sink); f.flush(); os.fsync(f.fileno())
-            except (RuntimeError, OSError) as e:
-                err = sink.error or (e if isinstance(e, OSError) else None)
-                if err is None: raise
-                raise OSError(err.errno, f"{os.strerror(err.errno or errno.EIO).lower()} while writing {path} "
-                                         f"(the previous checkpoint, if any, is intact)") from None
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-    if hasattr(os, 'O_DIRECTORY'):                   # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try: os.fsync(dfd)
-        finally: os.close(dfd)
-    return path
+    "Write `obj` to `path` with `atomic_write`; a failed write (a full disk) names the file and leaves the previous one."
+    def write(f):
+        sink = _Sink(f)
+        try: torch.save(obj, sink); f.flush(); os.fsync(f.fileno())
+        except (RuntimeError, OSError) as e:
+            err = sink.error or (e if isinstance(e, OSError) else None)
+            if err is None: raise
+            raise OSError(err.errno, f"{os.strerror(err.errno or errno.EIO).lower()} while writing {path} "
+                                     f"(the previous checkpoint, if any, is intact)") from None
+    return atomic_write(path, write)
 
 def load_checkpoint(path: str | Path) -> dict:
     "Load a checkpoint with `weights_only=True` (plain data only, no code), onto the CPU; `CheckpointError` naming it if it can't be."
@@ -623,11 +611,13 @@ test_fail(lambda: load_checkpoint(scratch/'cut.pt'), contains='cut.pt is not a r
 # silently with the old settings would make the report lie about what was trained. So a resume first
 # compares the saved configuration with the new one and refuses, naming each difference; to train on
 # from a run's weights with new settings, start a new run from it with `--pretrained`. Settings that do
-# not change what is trained (where logs go, threads, how often to evaluate or checkpoint) may differ.
+# not change what is trained (where logs go, threads, how often to evaluate or checkpoint, whether
+# activations are recomputed) may differ.
 
 # %%
 #| exports
-FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers'}
+FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers',
+                  'grad_checkpointing'}
 
 def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
     "The fields (outside `FREE_ON_RESUME`) where `cfg` differs from a run's saved configuration, as readable lines."
@@ -1156,6 +1146,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
     model, mcfg = initial_model(cfg, ck)
     model = model.to(device)
     lock_towers(model, image=cfg.lock_image, text=cfg.lock_text)
+    if cfg.grad_checkpointing: model.set_grad_checkpointing()
     towers = Towers(model)
     if world > 1:
         towers = nn.parallel.DistributedDataParallel(towers, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -1196,7 +1187,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                              wall_s=wall_before + time.perf_counter() - t_loop), ckpt_path)
         last_ckpt = step
 
-    amp = autocast_for(device, amp_dtype)
+    amp = autocast(device, amp_dtype)
     depth = cfg.prefetch if cfg.prefetch is not None else (2 if device.type == 'cuda' else 0)
     bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress(cfg.progress) or rank != 0, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
@@ -1238,7 +1229,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
             bar.update()
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and rank == 0 and test_ds is not None:
-                _log(metrics_path, dict(step=step, eval=evaluate(model, test_ds, device=device)))
+                _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8].to(device), tokens[:8].to(device)))
@@ -1256,7 +1247,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                    epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, dir=str(out))
     if rank == 0:
         if test_ds is not None:
-            summary['test'] = evaluate(model, test_ds, device=device)
+            summary['test'] = evaluate_retrieval(model, test_ds, device=device)
             if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
         summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
         summary['curves'] = str(plot_curves(metrics_path, out/'curves.png'))
@@ -1296,10 +1287,10 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path:
 
 def retrieval_table(m: dict, ks=(1, 5, 10)) -> str:
     "A markdown table of `retrieval_metrics` output, with chance levels."
-    head = '| direction | ' + ' | '.join(f'R@{k}' for k in ks) + ' |\n|---|' + '---:|' * len(ks) + '\n'
-    row = lambda name, key: f'| {name} | ' + ' | '.join(f"{100 * m[f'{key}@{k}']:.1f}%" for k in ks) + ' |\n'
-    return (head + row('image → text', 'i2t_R') + row('text → image', 't2i_R')
-            + row('chance, image → text', 'i2t_chance') + row('chance, text → image', 't2i_chance'))
+    rows = [(name, *(f"{100 * m[f'{key}@{k}']:.1f}%" for k in ks)) for name, key in
+            (('image → text', 'i2t_R'), ('text → image', 't2i_R'), ('chance, image → text', 'i2t_chance'),
+             ('chance, text → image', 't2i_chance'))]
+    return markdown_table(['direction', *(f'R@{k}' for k in ks)], rows)
 
 def write_report(cfg: TrainConfig, summary: dict, path: str | Path) -> Path:
     "report.md: the run's configuration and data, held-out retrieval with chance levels, hardware and wall time."
@@ -1439,7 +1430,7 @@ book, book_cfg = book_model()
 test_eq(book_cfg.model, 'MiniCLIP'); assert not book.training
 if not in_test():                                  # the run trained above, read back: the same held-out retrieval
     test_eq(Path(book_cfg.out).resolve(), Path(mini.out).resolve())
-    test_close(evaluate(book, EmojiDataset('test', train=False))['i2t_R@1'], res['test']['i2t_R@1'], eps=1e-6)
+    test_close(evaluate_retrieval(book, EmojiDataset('test', train=False))['i2t_R@1'], res['test']['i2t_R@1'], eps=1e-6)
 print(f"book_model(): {book_cfg.model} {book_cfg.model_overrides} from runs/{Path(book_cfg.out).name}, {count_parameters(book):,} parameters, "
       f"logit scale {book.logit_scale.exp().item():.1f}")
 
@@ -1494,6 +1485,7 @@ OPTION_HELP = {  # one line per TrainConfig field, for --help
     'precision': "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
     'grad_clip': "max gradient norm (0: no clipping)",
     'accum': "split every batch into this many chunks: the same loss and gradients in less memory",
+    'grad_checkpointing': "recompute activations in the backward pass: less memory, more time",
     'seed': "random seed (weights, data order, augmentation)",
     'out': "run folder (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)",
     'ckpt_every': "checkpoint every N steps (and at the end)",

@@ -25,8 +25,8 @@ from torchvision.datasets import CIFAR10, CIFAR100, STL10, Caltech101, Food101, 
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 import clip_annotated
-from clip_annotated.pretrained import _to_rgb
-from clip_annotated.data import SkipCounter, _caption, _open_image, read_csv
+from clip_annotated.pretrained import to_rgb
+from clip_annotated.data import SkipCounter, open_image, parse_caption, read_csv
 
 # %%
 import shutil, tempfile, time, urllib.error, urllib.request, warnings
@@ -257,7 +257,7 @@ class EvalDataset(Dataset):
     def __len__(self): return len(self.targets)
 
     def __getitem__(self, i: int):
-        image = _to_rgb(self.images[i])                   # grey (Caltech) and palette pictures become RGB
+        image = to_rgb(self.images[i])                   # grey (Caltech) and palette pictures become RGB
         return (image if self.transform is None else self.transform(image)), self.targets[i]
 
     def __repr__(self):
@@ -323,7 +323,7 @@ def _fake_picture(label: int, width: int, height: int) -> np.ndarray:
 
 def fake_label(image: Image.Image) -> int:
     "The label a fake picture spells (its lower half's colour); ValueError if the picture is not upright."
-    a = np.asarray(_to_rgb(image), dtype=np.float32)
+    a = np.asarray(to_rgb(image), dtype=np.float32)
     if a[0].mean() > 15 or a[a.shape[0] // 2:, 0].mean() < 25:
         raise ValueError(f"not an upright fake picture: top row mean {a[0].mean():.0f}, left column {a[:, 0].mean():.0f}")
     r, g, b = a[a.shape[0] // 2:].reshape(-1, 3).mean(0)
@@ -940,7 +940,7 @@ with offline:
 def _read_or_skip(path, transform: Callable | None, skips: SkipCounter):
     "transform(picture at `path`), or None when it is missing or cannot be decoded (counted in `skips` by reason)."
     if not os.path.isfile(path): skips.add('missing image'); return None
-    try: image = _open_image(path)
+    try: image = open_image(path)
     except Exception: skips.add('corrupt image'); return None       # PIL raises OSError, SyntaxError, ValueError, ...
     skips.add(None)
     return image if transform is None else transform(image)
@@ -993,7 +993,7 @@ class LabelledCsv(Dataset):
         self.path, self.transform = Path(path), transform
         rows = read_csv(self.path, [image_key, label_key], sep, encoding)      # (image path, label) or None
         if not rows: raise ValueError(f"{self.path} has a header but no rows")
-        labels = [(None, 'malformed row') if r is None else _caption(r[1], 'label') for r in rows]   # (label, why)
+        labels = [(None, 'malformed row') if r is None else parse_caption(r[1], 'label') for r in rows]   # (label, why)
         self.bad = {i: why for i, (_, why) in enumerate(labels) if why}       # row -> why it is skipped
         self.classes = sorted_labels(y for y, _ in labels if y is not None)
         if not self.classes:
@@ -1080,7 +1080,7 @@ def caption_pairs(path: str | os.PathLike, image_key: str = 'filepath', caption_
     "(image paths, captions stripped) of a CSV/TSV of pairs, in file order; caption '' for a row that has none usable."
     path = Path(path)
     rows = [r or ('', '') for r in read_csv(path, [image_key, caption_key], sep, encoding)]   # a malformed row: no caption
-    return [_resolve(p, path.parent) for p, _ in rows], [_caption(c)[0] or '' for _, c in rows]
+    return [_resolve(p, path.parent) for p, _ in rows], [parse_caption(c)[0] or '' for _, c in rows]
 
 class ImageFiles(Dataset):
     "(transform(picture), index) for a list of image files; a missing or unreadable one gives None, counted in `.skips`."

@@ -21,6 +21,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import Dataset
+from clip_annotated.core import markdown_table
 from clip_annotated.zeroshot import Task, encode_images, zero_shot_classifier, zero_shot_logits
 
 # %%
@@ -447,14 +448,14 @@ print("above the paper's median on", [n for n, w in ours.items() if w > 5.4], ";
 #| exports
 def probe_table(curves: list[KShotCurve]) -> str:
     "Markdown table: zero-shot vs full-data linear probe accuracy, the C chosen, and the zero-shot worth in examples per class."
-    rows = ['| task | probe-test pictures | chance | zero-shot | linear probe (all data) | C chosen | per class for the probe | zero-shot worth (per class) |',
-            '|---|---:|---:|---:|---:|---:|---:|---:|']
+    rows = []
     for c in curves:
         w = c.worth()
         ws = '< ' + str(c.ks[0]) if w == 0 else ('> ' + f'{c.full_k:.0f}' if w == math.inf else f'{w:.1f}')
-        rows.append(f"| {c.name} | {c.n.get('test', '')} | {c.chance:.1%} | {c.zero_shot:.1%} | {c.full['acc']:.1%} "
-                    f"| {c.full['C']:g} | {c.full_k:.0f} | {ws} |")
-    return '\n'.join(rows) + '\n'
+        rows.append((c.name, c.n.get('test', ''), f'{c.chance:.1%}', f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}",
+                     f"{c.full['C']:g}", f'{c.full_k:.0f}', ws))
+    return markdown_table(['task', 'probe-test pictures', 'chance', 'zero-shot', 'linear probe (all data)', 'C chosen',
+                           'per class for the probe', 'zero-shot worth (per class)'], rows)
 
 
 # %%

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Callable
 import torch
 import torch.nn.functional as F
-from clip_annotated.zeroshot import (Task, _fill, classification_metrics, encode_images, encode_texts,
+from clip_annotated.zeroshot import (Task, classification_metrics, encode_images, encode_texts, fill_template,
                                      zero_shot_logits)
 
 # %%
@@ -102,7 +102,7 @@ def template_text(template: str | Callable[[str], str]) -> str:
 def template_embeddings(model, classnames: list[str], templates, batch_size: int = 256, device=None) -> torch.Tensor:
     "Unit text embeddings E [T, C, d] of every (template, class name) sentence, encoded in one pass."
     if not classnames or not templates: raise ValueError("template_embeddings needs at least one class name and one template")
-    texts = [_fill(t, c) for t in templates for c in classnames]               # T·C sentences, template-major
+    texts = [fill_template(t, c) for t in templates for c in classnames]               # T·C sentences, template-major
     return encode_texts(model, texts, batch_size, device).view(len(templates), len(classnames), -1)
 
 def ensemble_weights(E: torch.Tensor, idx=None) -> torch.Tensor:

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from clip_annotated.core import get_device
-from clip_annotated.data import CLIP_MEAN, CLIP_STD, normalize
+from clip_annotated.core import get_device, markdown_table
+from clip_annotated.pretrained import normalize, unnormalize
 from clip_annotated.zeroshot import Task
 
 # %%
@@ -230,17 +230,11 @@ fig.tight_layout(); plt.show()
 # normalising: a zero-shot `Task` from the zero-shot chapter keeps the `EmojiDataset` it draws from and
 # the indices it draws, so `task_images` can read the original `uint8` pictures from
 # `EmojiDataset.images`. For any other data set of normalised pictures it undoes the normalisation
-# instead (`unnormalize`, exact up to float rounding). `shift_task` then returns a `Task` with the same
-# class names and templates whose pictures are shifted and normalised again.
+# instead (chapter 3's `unnormalize`, exact up to float rounding). `shift_task` then returns a `Task`
+# with the same class names and templates whose pictures are shifted and normalised again.
 
 # %%
 #| exports
-def unnormalize(x: torch.Tensor) -> torch.Tensor:
-    "The inverse of `data.normalize`: CLIP-normalised pictures back to [0, 1] (clamped)."
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(3, 1, 1)
-    return (x * std + mean).clamp(0, 1)
-
 def task_images(task: Task) -> tuple[torch.Tensor, torch.Tensor]:
     "(pictures [N, 3, S, S], labels [N]) of a task: uint8 from the `EmojiDataset` behind it, else its items un-normalised to [0, 1]."
     ds = task.dataset
@@ -487,13 +481,10 @@ for a in task_names:
 def robustness_table(res: dict[str, dict[str, float]], chance: float | None = None) -> str:
     "Markdown table: one row per model, accuracy in distribution, under every shift, and the mean over shifts."
     conds = list(next(iter(res.values())))
-    head = '| model | ' + ' | '.join(conds) + ' | mean over shifts |'
-    rows = [head, '|---|' + '---:|' * (len(conds) + 1)]
-    for name, accs in res.items():
-        shifted = [accs[c] for c in conds[1:]]
-        rows.append(f'| {name} | ' + ' | '.join(f'{100 * accs[c]:.1f}%' for c in conds) + f' | {100 * np.mean(shifted):.1f}% |')
-    if chance is not None: rows.append('| chance | ' + ' | '.join(f'{100 * chance:.1f}%' for _ in range(len(conds) + 1)) + ' |')
-    return '\n'.join(rows) + '\n'
+    pct = lambda x: f'{100 * x:.1f}%'
+    rows = [(name, *(pct(accs[c]) for c in conds), pct(np.mean([accs[c] for c in conds[1:]]))) for name, accs in res.items()]
+    if chance is not None: rows.append(('chance', *[pct(chance)] * (len(conds) + 1)))
+    return markdown_table(['model', *conds, 'mean over shifts'], rows)
 
 
 # %%

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 from clip_annotated.data import COLORS, Scene, SceneDataset, scene_caption
 from clip_annotated.train import PRESETS, make_datasets, runs_dir, train
-from clip_annotated.zeroshot import SCENE_SEED, _Labelled, encode_images, encode_texts
+from clip_annotated.zeroshot import SCENE_SEED, Labelled, encode_images, encode_texts
 
 # %%
 import tempfile, textwrap, time
@@ -217,7 +217,7 @@ def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int
     "Per edit of CAPTION_EDITS: a bool [n] per scene, True where the image is closer to its true caption than to the edited one."
     edits = CAPTION_EDITS if edits is None else edits
     ds, keep = binding_scenes(n, model.visual.input_resolution, seed)
-    feats, _ = encode_images(model, _Labelled(ds, keep, keep), device=device, progress=False)     # [n, d] unit
+    feats, _ = encode_images(model, Labelled(ds, keep, keep), device=device, progress=False)     # [n, d] unit
     scenes = [ds.describe(i) for i in keep]
     s_true = (feats * encode_texts(model, [s.caption for s in scenes], device=device)).sum(-1)    # [n] cosine
     return {name: s_true > (feats * encode_texts(model, [edit(s) for s in scenes], device=device)).sum(-1)
@@ -284,7 +284,7 @@ fig.tight_layout(); plt.show()
 # %%
 model_e, cfg_e = book_model()
 task_e = emoji_task('category', image_size=model_e.visual.input_resolution)
-if in_test(): task_e.dataset = _Labelled(task_e.dataset.base, task_e.dataset.indices[:48], task_e.dataset.labels[:48])   # mechanics only
+if in_test(): task_e.dataset = Labelled(task_e.dataset.base, task_e.dataset.indices[:48], task_e.dataset.labels[:48])   # mechanics only
 PARAPHRASES = ['{}', 'an emoji of a {}.', 'an emoji of {}.', 'a {} emoji.', '{} emoji', 'a picture of a {}.',
                'an icon of a {}.', 'a drawing of a {}.', 'a photo of a {}.', 'this is a {}.']
 sweep = sorted(template_sweep(model_e, task_e, PARAPHRASES), key=lambda r: r['top1'])

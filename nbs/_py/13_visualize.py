@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch.utils.data import Dataset
-from clip_annotated.zeroshot import encode_images, encode_texts
+from clip_annotated.zeroshot import Labelled, encode_images, encode_texts
 
 # %%
 import time
@@ -69,16 +69,10 @@ print(f"{cfg.model} {cfg.clip_config().vision_patch_size}-pixel patches, {len(ke
 
 # %%
 #| exports
-class _Indexed(Dataset):
-    "(image, index) items of a caption dataset, for `encode_images`."
-    def __init__(self, base, indices): self.base, self.indices = base, list(indices)
-    def __len__(self): return len(self.indices)
-    def __getitem__(self, i): return self.base[self.indices[i]][0], i
-
 def embed_pairs(model, dataset: Dataset, indices=None, device=None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     "(unit image embeddings [N, d], unit caption embeddings [N, d], captions) of `dataset`'s (image, caption) items."
     indices = range(len(dataset)) if indices is None else indices
-    img, _ = encode_images(model, _Indexed(dataset, indices), device=device)
+    img, _ = encode_images(model, Labelled(dataset, indices), device=device)
     captions = [dataset[i][1] for i in indices]
     return img, encode_texts(model, captions, device=device), captions
 

@@ -16,18 +16,18 @@ from __future__ import annotations
 import json, os, re, statistics, subprocess, sys, tempfile, time
 from dataclasses import asdict
 import torch
-from clip_annotated.core import get_device, hardware
+from clip_annotated.core import autocast, get_device
 from clip_annotated.data import EmojiDataset, collate
 from clip_annotated.model import CONFIGS, CLIPConfig, create_model
-from clip_annotated.train import (PRESETS, TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler,
-                                  optimizer_step, runs_dir)
+from clip_annotated.train import TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler, optimizer_step
 
 # %%
 import matplotlib.pyplot as plt
 from dataclasses import replace
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_fail
-from clip_annotated.core import footer, in_test, pick
+from clip_annotated.core import footer, hardware, in_test, pick
+from clip_annotated.train import PRESETS, runs_dir
 
 # %% [markdown]
 # > "The largest ResNet model, RN50x64, took 18 days to train on 592 V100 GPUs while the largest Vision
@@ -104,7 +104,7 @@ def time_steps(model: str | CLIPConfig = 'MiniCLIP', batch_size: int = 128, prec
     towers = torch.compile(Towers(net)) if compile else Towers(net)
     images, texts = (x.to(dev) for x in emoji_batch(config, batch_size, seed))
     dtype = PRECISIONS[precision]
-    amp = torch.autocast(dev.type, dtype=dtype) if dtype is not None else None
+    amp = autocast(dev, dtype)
     scaler = torch.amp.GradScaler('cuda') if cuda and dtype is torch.float16 else None
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     def step():
