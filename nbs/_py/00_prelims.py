@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import os, platform, random, sys, tempfile, time
 from contextlib import nullcontext
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 # %%
+#| hide
 import torch.nn.functional as F
 from unittest import mock
 from fastcore.test import test_eq, test_close, test_fail

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import gzip, hashlib, html, re
 from functools import lru_cache
@@ -23,6 +23,7 @@ import torch
 import clip_annotated
 
 # %%
+#| hide
 import random, sys, tempfile, time
 from fastcore.test import test_eq, test_fail
 from clip_annotated.core import footer

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import math
 from collections import OrderedDict
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 # %%
+#| hide
 import time
 from dataclasses import replace
 from unittest import mock

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import hashlib, http.client, json, math, os, pickle, re, struct, sys, time, urllib.error, urllib.parse, urllib.request
 import warnings, zipfile

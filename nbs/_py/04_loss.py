@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import torch
 import torch.distributed as dist
@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %%
+#| hide
 import copy, math
 from fastcore.test import test_eq, test_close
 from clip_annotated.core import seed_everything, footer

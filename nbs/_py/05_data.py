@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import codecs, csv, hashlib, io, itertools, math, os, random, re, tarfile, time, warnings
 from collections import Counter
@@ -30,6 +30,7 @@ from clip_annotated.core import atomic_write, cache_root
 from clip_annotated.pretrained import fix_mode, image_transform, normalize, to_rgb
 
 # %%
+#| hide
 import shutil, tempfile
 from clip_annotated.pretrained import unnormalize
 import matplotlib.pyplot as plt

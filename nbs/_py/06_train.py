@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
 from contextlib import nullcontext
@@ -34,6 +34,7 @@ from clip_annotated.data import DATASET_TYPES, EmojiDataset, SceneDataset, colla
 from clip_annotated.pretrained import CheckpointError
 
 # %%
+#| hide
 import copy, shutil, tempfile
 from IPython.display import Image, Markdown, display
 from fastcore.test import test_eq, test_close, test_fail

@@ -8,6 +8,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
+#| hide
 import json, os, shutil, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import os, re
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from clip_annotated.tokenizer import tokenize
 from clip_annotated.data import CATEGORIES, COLORS, SHAPES, NUMBERS, TONES, EmojiDataset, SceneDataset
 
 # %%
+#| hide
 import math
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display

@@ -12,7 +12,7 @@ import warnings; warnings.filterwarnings('ignore', message='IProgress not found'
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import copy, math, warnings
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from clip_annotated.core import markdown_table
 from clip_annotated.zeroshot import Task, encode_images, zero_shot_classifier, zero_shot_logits
 
 # %%
+#| hide
 import time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 from typing import Callable
 import torch
@@ -20,6 +20,7 @@ from clip_annotated.zeroshot import (Task, classification_metrics, encode_images
                                      zero_shot_logits)
 
 # %%
+#| hide
 import time
 import numpy as np
 import matplotlib.pyplot as plt

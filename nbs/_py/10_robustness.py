@@ -12,7 +12,7 @@ import warnings; warnings.filterwarnings('ignore', message='IProgress not found'
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import math
 from functools import partial
@@ -27,6 +27,7 @@ from clip_annotated.pretrained import normalize, unnormalize
 from clip_annotated.zeroshot import Task
 
 # %%
+#| hide
 import os, time
 from fractions import Fraction
 from pathlib import Path

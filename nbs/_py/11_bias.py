@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import csv, os
 from dataclasses import replace
@@ -26,6 +26,7 @@ from clip_annotated.train import PRESETS, TrainConfig, load_run, runs_dir, train
 from clip_annotated.zeroshot import Labelled, encode_images, encode_texts
 
 # %%
+#| hide
 import matplotlib.pyplot as plt
 from clip_annotated.data import TONES
 from IPython.display import Markdown, display

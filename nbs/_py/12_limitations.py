@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +23,7 @@ from clip_annotated.train import PRESETS, make_datasets, runs_dir, train
 from clip_annotated.zeroshot import SCENE_SEED, Labelled, encode_images, encode_texts
 
 # %%
+#| hide
 import tempfile, textwrap, time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
@@ -131,9 +132,6 @@ ax.legend(loc='upper right')
 fig.tight_layout(); plt.show()
 
 # %% [markdown]
-# *Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count
-# (left), and counting broken down by the true number of shapes (right); dashed lines are chance.*
-#
 # **The paper says** CLIP struggles with counting. **We measured** (cells above) 36.0% on the count
 # question against 25% chance, while the same model names the colour of the same pictures 99.5% of the
 # time. The breakdown shows it is not counting: its answers collapse onto "a" and "three" (57% and 86%
@@ -235,10 +233,6 @@ for ax, i in zip(axes, keep_b):
     ax.set_title(textwrap.fill(f"true: {s.caption}", 30) + '\n' + textwrap.fill(f"swapped: {swap_colors(s)}", 30), fontsize=8)
 fig.tight_layout(); plt.show()
 
-# %% [markdown]
-# *Four held-out two-group scenes (48 pixels a side) with the true caption and the colour-swapped one
-# the model must rank below it.*
-
 # %%
 wins = caption_preference(model_s, n=N)
 bind = {k: v.double().mean().item() for k, v in wins.items()}
@@ -262,10 +256,6 @@ ax.legend(loc='upper left')
 fig.tight_layout(); plt.show()
 
 # %% [markdown]
-# *Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival
-# made of the same words rearranged (purple) or with one colour changed (green, control); dashed line
-# is chance, bars are 95% binomial intervals.*
-#
 # **The follow-up literature says** CLIP-style embeddings bind attributes to objects poorly. **We
 # measured** (cell above) that the scenes model tells a true caption from one with a colour replaced on
 # 99.8% of scenes: it sees the colours. With the *same* two colours swapped between the groups it
@@ -423,10 +413,6 @@ for ax, key, title in ((axes[0], 'r1', 'Held-out retrieval, image → text R@1')
 fig.tight_layout(); plt.show()
 
 # %% [markdown]
-# *Five identical `scenes-tiny` runs but for the fraction of training captions dealt to the wrong
-# picture: held-out retrieval R@1 (left) and zero-shot colour accuracy (right) on clean held-out
-# scenes; dashed lines are chance.*
-#
 # **The paper says** CLIP is trained on uncurated web pairs and works anyway. **We measured** (cell
 # above) two different answers, depending on the question. Retrieval, which needs every detail of a
 # caption, falls roughly in step with the clean fraction: R@1 29.5%, 19.7%, 10.7%, 2.7% and 0.0% at

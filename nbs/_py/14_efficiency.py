@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import json, os, re, statistics, subprocess, sys, tempfile, time
 from dataclasses import asdict
@@ -22,6 +22,7 @@ from clip_annotated.model import CONFIGS, CLIPConfig, create_model
 from clip_annotated.train import TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler, optimizer_step
 
 # %%
+#| hide
 import matplotlib.pyplot as plt
 from dataclasses import replace
 from IPython.display import Markdown, display

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import json
 from pathlib import Path
@@ -19,6 +19,7 @@ import torch
 from clip_annotated.core import hardware
 
 # %%
+#| hide
 import io
 from IPython.display import Markdown, display
 from fastcore.test import test_eq

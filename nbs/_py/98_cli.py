@@ -11,12 +11,13 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import argparse, json, sys
 from pathlib import Path
 
 # %%
+#| hide
 import contextlib, io, tempfile
 import numpy as np
 import torch

@@ -11,7 +11,7 @@
 from nbdev.showdoc import show_doc
 
 # %%
-#| exports
+#| export
 from __future__ import annotations
 import argparse, math, platform, random, time, warnings
 import torch
@@ -19,6 +19,7 @@ from clip_annotated.core import hardware
 from clip_annotated.tokenizer import SimpleTokenizer, tokenize
 
 # %%
+#| hide
 from fastcore.test import test_eq
 from clip_annotated.core import footer
 

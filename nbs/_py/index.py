@@ -49,6 +49,7 @@ def __dir__(): return sorted([*globals(), *_WHERE])
 
 
 # %%
+#| hide
 import torch
 import clip_annotated as clip
 
