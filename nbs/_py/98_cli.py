@@ -60,7 +60,7 @@ import shutil
 # | section of report.md | key in results.json | what | cost |
 # |---|---|---|---|
 # | Zero-shot classification of held-out emoji | `zeroshot` | skin tone, gender, category by prompts ([Zero-shot](07_zeroshot.ipynb)) | seconds |
-# | Bias: does the probe find a skew put into the captions? | `bias` | a second run, same configuration, women of six occupations captioned as men, in `bias-captions` next to `--out`; the man-or-woman probe on both ([Bias](11_bias.ipynb)) | as long as the main run (7 to 8 minutes on the book's 2-core CPU); `--no-bias` skips it |
+# | Bias: does the probe find a skew put into the captions? | `bias` | a second run, same configuration, women of six occupations captioned as men, in `bias-captions` next to `--out`; the man-or-woman probe on both ([Bias](11_bias.ipynb)) | as long as the main run; `--no-bias` skips it |
 #
 # `results.json` also names the machine (`hardware`). `predict` prints the broader-impacts chapter's
 # safety notice (on standard error) before its ranking.
@@ -543,7 +543,8 @@ def exits_with(argv, message, status=2):
 exits_with(['fly'], "unknown command 'fly'")
 exits_with(['train', *tiny, '--steps', '0', '--out', str(scratch / 'none')], "--steps 0: must be a whole number ≥ 1")
 exits_with(['train', *tiny, '--lr', '1e30', '--steps', '5', '--out', str(scratch / 'nan')], "training diverged", status=1)
-print(printed.getvalue()[:400])
+report = printed.getvalue()
+print(report[:report.index('## Held-out retrieval')].rstrip() + '\n…')     # its head: what was trained, where
 
 # %% [markdown]
 # `reproduce` on the emoji set with a model of one layer per tower and two steps: the twin with the
