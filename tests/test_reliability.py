@@ -322,3 +322,12 @@ def test_disk_full_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, mo
         save_checkpoint({'x': torch.zeros(100_000)}, path)
     monkeypatch.undo()
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ['checkpoint.pt']
+
+
+def test_file_system_without_locks_warns_and_trains(tmp_path, monkeypatch):
+    "flock failing with ENOLCK (an NFS mount without lock support) is not 'in use': the run goes on, with a warning."
+    import fcntl
+    def no_locks(f, op): raise OSError(errno.ENOLCK, 'No locks available')
+    monkeypatch.setattr(fcntl, 'flock', no_locks)
+    summary, err = _quiet(train, replace(TINY, out=str(tmp_path / 'run')))
+    assert summary['steps'] == 3 and 'cannot lock the run folder (No locks available)' in err

@@ -1002,10 +1002,13 @@ class RunLock:
             import fcntl
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except ImportError: pass                                            # no flock (Windows): no lock
-        except OSError:
+        except BlockingIOError:                                              # held by another process
             f.seek(0); holder = f.read().strip() or 'another process'; f.close()
             raise RunInUseError(f"{self.path.parent} is in use by another run ({holder}): wait for it to end, "
                                 f"or train into another --out") from None
+        except OSError as e:                                                 # a file system without locks (some NFS)
+            print(f"{self.path.parent}: cannot lock the run folder ({e.strerror}); make sure no other run writes to it",
+                  file=sys.stderr)
         f.seek(0); self.stale = f.read().strip() or None                   # the lock of a run that was killed
         f.seek(0); f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
