@@ -208,9 +208,12 @@ def test_eval_retrieval(run_dir, tmp_path):
     for k in range(12):
         _picture(tmp_path / 'p' / f'{k}.png', 200 + k); rows.append(f'p/{k}.png,picture number {k % 10}')
     rows.append('p/missing.png,a missing picture')
+    rows.append('p/0.png,')                                           # no caption
+    rows.append('p/1.png,a caption,and a stray field')                # a row with one field too many
     (tmp_path / 'pairs.csv').write_text('\n'.join(rows) + '\n')
     m, text, _ = _run('eval', '--model', run_dir, '--retrieval', tmp_path / 'pairs.csv', '--device', 'cpu')
-    assert (m['n_images'], m['n_texts'], m['skipped']) == (12, 10, 1)
+    assert (m['n_images'], m['n_texts'], m['skipped']) == (12, 10, 3)
+    assert m['skipped_reasons'] == {'missing image': 1, 'empty caption': 1, 'malformed row': 1}   # each by its reason
     for d in ('i2t', 't2i'):
         for k in (1, 5, 10):
             assert 0 <= m[f'{d}_R@{k}'] <= 1 and 0 < m[f'{d}_chance@{k}'] <= 1

@@ -1076,11 +1076,15 @@ def image_paths(source: str | os.PathLike, image_key: str = 'filepath', sep: str
     return names, [_resolve(n, source.parent) for n in names]
 
 def caption_pairs(path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
-                  sep: str | None = None, encoding: str = 'utf-8') -> tuple[list[Path], list[str]]:
-    "(image paths, captions stripped) of a CSV/TSV of pairs, in file order; caption '' for a row that has none usable."
+                  sep: str | None = None, encoding: str = 'utf-8', skips: SkipCounter | None = None) -> tuple[list[Path], list[str]]:
+    "(image paths, captions stripped) of a CSV/TSV of pairs, in file order; caption '' for a row that has none usable (its reason counted in `skips`)."
     path = Path(path)
-    rows = [r or ('', '') for r in read_csv(path, [image_key, caption_key], sep, encoding)]   # a malformed row: no caption
-    return [_resolve(p, path.parent) for p, _ in rows], [parse_caption(c)[0] or '' for _, c in rows]
+    rows = read_csv(path, [image_key, caption_key], sep, encoding)           # None: a malformed row
+    parsed = [(None, 'malformed row') if r is None else parse_caption(r[1]) for r in rows]
+    if skips is not None:
+        for _, why in parsed:
+            if why: skips.add(why)
+    return [_resolve(r[0] if r else '', path.parent) for r in rows], [c or '' for c, _ in parsed]
 
 class ImageFiles(Dataset):
     "(transform(picture), index) for a list of image files; a missing or unreadable one gives None, counted in `.skips`."

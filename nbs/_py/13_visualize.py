@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import textwrap
+import textwrap, warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -191,7 +191,9 @@ def project_2d(x: torch.Tensor | np.ndarray, method: str = 'tsne', seed: int = 0
         kw = dict(perplexity=min(30.0, (len(x) - 1) / 3), init='pca', metric='cosine', random_state=seed) | kwargs
         return TSNE(2, **kw).fit_transform(x)
     if method == 'umap':
-        import umap                                                      # imported here: it is slow to import
+        with warnings.catch_warnings():                                  # umap imports tqdm.auto, which warns in a
+            warnings.filterwarnings('ignore', message='IProgress not found')    # notebook without ipywidgets
+            import umap                                                  # imported here: it is slow to import
         kw = dict(n_neighbors=min(15, len(x) - 1), metric='cosine', random_state=seed, n_jobs=1) | kwargs
         return umap.UMAP(n_components=2, **kw).fit_transform(x)
     raise ValueError(f"method {method!r}: choose 'tsne' or 'umap'")

@@ -223,9 +223,11 @@ def _eval_data(a, templates: list[str]) -> dict:
 def _eval_retrieval(a) -> dict:
     "eval --retrieval: recall@1/5/10 both ways on a CSV of (image, caption) pairs."
     import torch
+    from clip_annotated.data import SkipCounter
     from clip_annotated.evalsets import caption_pairs
     from clip_annotated.train import retrieval_metrics
-    try: paths, captions = caption_pairs(a.retrieval, a.csv_img_key, a.csv_caption_key, a.csv_separator)
+    no_caption = SkipCounter()                                             # rows without a usable caption, by reason
+    try: paths, captions = caption_pairs(a.retrieval, a.csv_img_key, a.csv_caption_key, a.csv_separator, skips=no_caption)
     except ValueError as e: _fail('eval', str(e))
     rows = [i for i, c in enumerate(captions) if c]                      # rows with a caption
     if not rows: _fail('eval', f"{a.retrieval}: no row has a caption in column {a.csv_caption_key!r}")
@@ -237,8 +239,10 @@ def _eval_retrieval(a) -> dict:
     index = {c: j for j, c in enumerate(texts)}
     m = retrieval_metrics(feats, embed_texts(model, texts, a.batch_size, progress=False), (1, 5, 10),
                           torch.tensor([index[c] for c in caps]))
+    reasons = {**skips.counts}
+    for why, n in no_caption.counts.items(): reasons[why] = reasons.get(why, 0) + n
     m.update(model=a.model or _default_model(), data=a.retrieval, skipped=skips.skipped + len(captions) - len(rows),
-             skipped_reasons={**skips.counts, **({'empty caption': len(captions) - len(rows)} if len(rows) < len(captions) else {})})
+             skipped_reasons=reasons)
     if a.json: print(json.dumps(m)); return m
     print(f"{a.retrieval} ({m['n_images']} pictures, {m['n_texts']} distinct captions), model {m['model']}:")
     for name, key in (('image → text', 'i2t'), ('text → image', 't2i')):
