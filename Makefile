@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | cksum | cut -d' 
 # torch is pinned here (not in settings.ini) so a fresh machine gets a known build.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help venv test reproduce sync export execute bench preview
+.PHONY: help venv test reproduce readme sync export execute bench preview
 
 help:
 	@echo "make reproduce   train MiniCLIP on the emoji set and its bias twin, write runs/mini/report.md"
@@ -36,6 +36,11 @@ test: $(STAMP)
 # Running it again resumes the finished run and only rewrites the report.
 reproduce: $(STAMP)
 	$(BIN)/clip-annotated reproduce
+
+# The README's results block, rewritten from runs/mini/results.json (and runs/bias-seeds.json, which the bias
+# chapter writes) with the machine they ran on: run after `make reproduce` and `make execute`.
+readme: $(STAMP)
+	$(PY) -c "from clip_annotated.cli import update_readme; update_readme('README.md')"
 
 sync: $(STAMP)
 	$(BIN)/jupytext --sync nbs/*.ipynb nbs/_py/*.py

@@ -6,8 +6,9 @@
    code (nbdev runs those; here they keep the outputs saved in the notebook).
 2. Each processed notebook to _preview/<name>.html with nbconvert's bare `basic` template, honouring
    the Quarto cell options the site uses (include, echo, output, fig-cap, fig-alt), with $...$ and
-   $$...$$ turned into MathML (no MathJax, no network), tqdm progress bars dropped, and a sidebar in
-   the order of _quarto.yml.
+   $$...$$ turned into MathML (no MathJax, no network), and a sidebar in the order of _quarto.yml.
+   Outputs are shown as saved, stderr included, as Quarto shows them: nothing is dropped to hide noise
+   (tests/test_book_text.py keeps the saved outputs clean instead).
 
 With Quarto installed, `nbdev_docs` renders the same notebooks into the real site.
 """
@@ -66,7 +67,6 @@ def hide_math(text: str, store: list) -> str:
 # ---- cells -----------------------------------------------------------------------------------
 _opt = re.compile(r'^#\|\s?(.*)$')
 _mermaid = re.compile(r'^```\{mermaid\}[^\n]*\n(.*?)^```', re.S | re.M)
-_progress = re.compile(r'\d+%\|.*\|\s*\d+/\d+|it/s\]|s/it\]|TqdmWarning|IProgress not found')
 
 def cell_options(cell) -> dict:
     "Strip the leading `#| key: value` lines from a code cell; return them as a dict."
@@ -99,7 +99,7 @@ def prepare(nb, math: list) -> dict:
         if o.get('include') is False: continue
         if o.get('echo') is False or not cell.source.strip(): cell.metadata['transient'] = {'remove_source': True}
         outs = [] if o.get('output') is False else cell.get('outputs', [])
-        outs = [x for x in outs if not (x.output_type == 'stream' and x.name == 'stderr' and (_progress.search(x.text) or not x.text.strip()))]
+        outs = [x for x in outs if not (x.output_type == 'stream' and not x.text.strip())]   # all else shows, as in Quarto
         imgs = [x for x in outs if any(m in x.get('data', {}) for m in ('image/png', 'image/jpeg', 'image/svg+xml'))]
         for k, x in enumerate(imgs):
             pick = lambda v: v[k] if isinstance(v, list) else (v if k == len(imgs) - 1 else None)

@@ -17,9 +17,10 @@ from .train import PRESETS, TrainConfig, load_run, runs_dir, train
 from .zeroshot import Labelled, encode_images, encode_texts
 
 # %% auto #0
-__all__ = ['OCCUPATIONS', 'SKEWED', 'FAIRFACE_RACES', 'FAIRFACE_GENDERS', 'FAIRFACE_AGES', 'FAIRFACE_LAYOUT', 'CRIME_LABELS',
-           'NON_HUMAN_LABELS', 'people_pictures', 'occupation_scores', 'gap_ci', 'WithoutPictures', 'CaptionedAsMen',
-           'skewed_run', 'gender_scores', 'gender_probe_table', 'bias_section', 'FairFace', 'fairface_probe',
+__all__ = ['OCCUPATIONS', 'SKEWED', 'ARMS', 'FAIRFACE_RACES', 'FAIRFACE_GENDERS', 'FAIRFACE_AGES', 'FAIRFACE_LAYOUT',
+           'CRIME_LABELS', 'NON_HUMAN_LABELS', 'people_pictures', 'occupation_scores', 'training_rows',
+           'probe_occupations', 'gap_ci', 'WithoutPictures', 'CaptionedAsMen', 'bias_run', 'gender_scores',
+           'gender_probe_table', 'paired_excess', 'seed_ci', 'bias_section', 'FairFace', 'fairface_probe',
            'write_fake_fairface']
 
 # %% ../nbs/11_bias.ipynb #c2cfe4c5
@@ -43,6 +44,19 @@ def occupation_scores(model, occupations=OCCUPATIONS, image_size: int = 48) -> d
     for f, r in zip(feats, recs): out[r.base][r.gender].append(float(f @ T[occupations.index(r.base)]))
     return {o: {g: np.array(v) for g, v in d.items()} for o, d in out.items()}
 
+# %% ../nbs/11_bias.ipynb #dc210761
+def training_rows(occupations=OCCUPATIONS, image_size: int = 48) -> dict:
+    "{occupation: {gender: number of training pictures}} for the man, woman and person rows (one skin tone or none)."
+    counts = {o: {'man': 0, 'woman': 0, 'person': 0} for o in occupations}
+    for r in EmojiDataset('train', image_size=image_size, train=False).records:
+        if r.base in counts and r.gender in counts[r.base] and len(set(r.skin_tones)) <= 1: counts[r.base][r.gender] += 1
+    return counts
+
+def probe_occupations(occupations=OCCUPATIONS, image_size: int = 48) -> tuple[str, ...]:
+    "The `occupations` that training showed as a man, a woman and a person, in equal numbers: those the probes compare."
+    rows = training_rows(occupations, image_size)
+    return tuple(o for o in occupations if len(set(rows[o].values())) == 1 and rows[o]['man'] > 0)
+
 # %% ../nbs/11_bias.ipynb #ec8a517b
 def _gap_boots(scores: dict, occupations, n_boot: int, rng) -> tuple[float, np.ndarray]:
     "The mean (man − woman) gap over `occupations` and `n_boot` bootstrap replicates (occupations, then pictures, resampled)."
@@ -58,6 +72,8 @@ def _gap_boots(scores: dict, occupations, n_boot: int, rng) -> tuple[float, np.n
 def _ci(point: float, boots: np.ndarray, level: float, **extra) -> dict:
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return dict(gap=point, lo=float(lo), hi=float(hi), excludes_zero=bool(lo > 0 or hi < 0), **extra)
+
+def _ci_text(r: dict) -> str: return f"{r['gap']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]"
 
 def gap_ci(scores: dict, occupations, control=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     "Mean (man − woman) score gap over `occupations` (minus that of `control`, if given), with a bootstrap interval."
@@ -93,14 +109,22 @@ class CaptionedAsMen(Dataset):
         x, caption = self.base[i]
         return (x, caption.replace(self.records[i].name, self.relabel[i])) if i in self.relabel else (x, caption)
 
-def skewed_run(occupations=SKEWED, out: str | Path | None = None, cfg: TrainConfig | None = None, how: str = 'captions'):
-    "(model, config) of MiniCLIP trained like the book's run, with women of `occupations` captioned as men ('captions') or left out ('drop')."
-    cfg = replace(cfg or PRESETS['mini-cpu'], out=str(out or runs_dir() / f'bias-{how}'))
+ARMS = ('balanced', 'drop', 'captions')
+
+def bias_run(how: str = 'captions', seed: int | None = None, cfg: TrainConfig | None = None,
+             out: str | Path | None = None, occupations=SKEWED) -> tuple:
+    "(model, config) of one arm of the experiment: MiniCLIP trained like the book's run ('balanced'), or with the women of `occupations` left out ('drop') or captioned as men ('captions'); trained first if unfinished."
+    if how not in ARMS: raise ValueError(f"how={how!r}: choose one of {', '.join(ARMS)}")
+    cfg = cfg or PRESETS['mini-cpu']
+    if seed is not None: cfg = replace(cfg, seed=seed)
+    if out is None:                                  # the book's run is the balanced arm of its own seed
+        book = how == 'balanced' and cfg.seed == PRESETS['mini-cpu'].seed
+        out = runs_dir() / ('mini' if book else f'bias-{how}' + (f'-seed{cfg.seed}' if cfg.seed else ''))
+    cfg = replace(cfg, out=str(out))
     size = cfg.clip_config().image_resolution
     base = EmojiDataset('train', image_size=size, train=True, templates=cfg.templates, seed=cfg.seed)
-    if how == 'captions': data = CaptionedAsMen(base, occupations)
-    elif how == 'drop': data = WithoutPictures(base, lambda r: r.base in occupations and r.gender == 'woman')
-    else: raise ValueError(f"how={how!r}: choose 'captions' or 'drop'")
+    data = {'balanced': lambda: base, 'captions': lambda: CaptionedAsMen(base, occupations),
+            'drop': lambda: WithoutPictures(base, lambda r: r.base in occupations and r.gender == 'woman')}[how]()
     held_out = EmojiDataset('test', image_size=size, train=False, seed=cfg.seed)
     ckpt = Path(cfg.out) / 'checkpoint.pt'
     if not (ckpt.exists() and torch.load(ckpt, map_location='cpu', weights_only=True)['data']['step'] >= cfg.steps):
@@ -121,8 +145,9 @@ def gender_scores(model, occupations=OCCUPATIONS, image_size: int = 48) -> dict:
         out[r.base][r.gender].append(float(f @ t[0] - f @ t[1]))
     return {o: {g: np.array(v) for g, v in d.items()} for o, d in out.items()}
 
-def gender_probe_table(models: dict, skewed=SKEWED, occupations=OCCUPATIONS) -> tuple[str, dict]:
-    "Markdown table and results per model: separation (men − women) of the skewed occupations, the others, and the excess."
+def gender_probe_table(models: dict, skewed=SKEWED, occupations=None) -> tuple[str, dict]:
+    "Markdown table and results per model: separation (men − women) of the skewed occupations, the others (of `occupations`, by default those probed), and the excess."
+    occupations = tuple(occupations or probe_occupations())
     control = [o for o in occupations if o not in skewed]
     res, rows = {}, []
     for name, m in models.items():
@@ -135,32 +160,59 @@ def gender_probe_table(models: dict, skewed=SKEWED, occupations=OCCUPATIONS) -> 
     return markdown_table(['model', 'occupations', 'separation (men − women)', '95% interval', 'excludes 0'], rows,
                           align='llrll'), res
 
-# %% ../nbs/11_bias.ipynb #af0efc9c
-def _ci_text(r: dict) -> str: return f"{r['gap']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]"
+# %% ../nbs/11_bias.ipynb #14aaf976
+def paired_excess(scores: dict, twin_scores: dict, skewed=SKEWED, control=None, n_boot: int = 2000, seed: int = 0,
+                  level: float = 0.95) -> dict:
+    "Excess separation of the twin minus that of the model on the same pictures, with a paired bootstrap interval."
+    control = list(control or [o for o in probe_occupations() if o not in skewed])
+    shape = lambda sc: {o: {g: len(v) for g, v in sc[o].items()} for o in (*skewed, *control)}
+    if shape(scores) != shape(twin_scores): raise ValueError("paired_excess: the two models were not probed on the same pictures")
+    points, boots = [], []
+    for sc in (scores, twin_scores):
+        rng = np.random.default_rng(seed)            # the same draws for both: one resample of occupations and pictures
+        (p_s, b_s), (p_c, b_c) = _gap_boots(sc, skewed, n_boot, rng), _gap_boots(sc, control, n_boot, rng)
+        points.append(p_s - p_c); boots.append(b_s - b_c)
+    return _ci(points[1] - points[0], boots[1] - boots[0], level)
 
-def bias_section(model, skewed_model, skewed=SKEWED, occupations=OCCUPATIONS) -> tuple[str, dict]:
-    "(markdown section, results) for a training report: the man-or-woman probe on a run and its captions-skewed twin."
+def seed_ci(values, level: float = 0.95) -> dict:
+    "Mean of per-seed values with a Student-t interval from their spread (at least two seeds)."
+    from scipy.stats import t
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2: raise ValueError("seed_ci needs at least two seeds")
+    half = t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return dict(gap=float(v.mean()), lo=float(v.mean() - half), hi=float(v.mean() + half),
+                excludes_zero=bool(abs(v.mean()) > half), n_seeds=len(v))
+
+# %% ../nbs/11_bias.ipynb #122f9659
+def bias_section(model, skewed_model, skewed=SKEWED, occupations=None) -> tuple[str, dict]:
+    "(markdown section, results) for a training report: the man-or-woman probe on a run and its captions-skewed twin of the same seed."
+    occupations = tuple(occupations or probe_occupations())
     names = {'balanced': 'balanced (this run)', 'captions': 'women of the skewed occupations captioned as men'}
     table, res = gender_probe_table({names['balanced']: model, names['captions']: skewed_model}, skewed, occupations)
-    bal, skw = res[names['balanced']]['excess'], res[names['captions']]['excess']
-    found = skw['excludes_zero'] and skw['gap'] < 0 and not bal['excludes_zero']
+    control = [o for o in occupations if o not in skewed]
+    diff = paired_excess(gender_scores(model, occupations), gender_scores(skewed_model, occupations), skewed, control)
+    bal = res[names['balanced']]['excess']
+    found = diff['excludes_zero'] and diff['gap'] < 0
     says = lambda r: 'excludes' if r['excludes_zero'] else 'includes'
-    reading = (f"Reading: the excess of the skewed run, {_ci_text(skw)}, {says(skw)} 0; that of the balanced run, "
-               f"{_ci_text(bal)}, {says(bal)} 0. " +
-               ("The probe finds the skew put into the captions, and none where none was put." if found else
-                "This is not the expected contrast (a negative excess excluding 0 for the skewed run only): a short "
-                "or small run may leave the probe without the power to show it."))
+    reading = (f"Reading: the twin's excess minus this run's, on the same pictures, is {_ci_text(diff)} (paired bootstrap), "
+               f"an interval that {says(diff)} 0; this run's own excess, {_ci_text(bal)}, {says(bal)} 0. " +
+               ("The probe finds the skew put into the captions, in this seed. " if found else
+                "This is not the expected contrast (a negative paired difference excluding 0): a short or small run may "
+                "leave the probe without the power to show it. ") +
+               "One seed is one seed: the bias chapter repeats the comparison over several.")
     text = ("## Bias: does the probe find a skew put into the captions?\n\n"
-            f"A twin of this run, trained with the same configuration except that the pictures of women in {len(skewed)} "
-            f"occupations ({', '.join(skewed)}) are captioned as men ('woman judge, …' → 'man judge, …'). For each picture "
+            f"A twin of this run, trained with the same configuration and seed except that the pictures of women in {len(skewed)} "
+            f"occupations ({', '.join(skewed)}) are captioned as men ('woman judge, …' → 'man judge, …'). The probe uses the "
+            f"{len(occupations)} occupations that training showed as a man, a woman and a person. For each picture "
             "of a man or a woman in an occupation, d = cos(picture, 'man <occupation>') − cos(picture, 'woman <occupation>'); "
             "the separation is the mean d of the men's pictures minus that of the women's; the excess is the separation "
             "of the skewed occupations minus that of the others. 95% intervals: bootstrap over occupations and pictures, "
             "2,000 replicates (`clip_annotated.bias`, bias chapter).\n\n" + table + '\n' + reading + '\n')
-    summary = (f"excess man-or-woman separation where women were captioned as men: {_ci_text(skw)} ({says(skw)} 0); "
-               f"balanced run: {_ci_text(bal)} ({says(bal)} 0)")
-    return text, dict(skewed_occupations=list(skewed), balanced=res[names['balanced']],
-                      captions=res[names['captions']], found=found, summary=summary)
+    summary = (f"one seed: excess man-or-woman separation of the twin whose women were captioned as men, minus this run's: "
+               f"{_ci_text(diff)} (paired bootstrap; {says(diff)} 0); this balanced run's own excess {_ci_text(bal)} "
+               f"({says(bal)} 0)")
+    return text, dict(skewed_occupations=list(skewed), occupations=list(occupations), balanced=res[names['balanced']],
+                      captions=res[names['captions']], paired=diff, found=found, summary=summary)
 
 # %% ../nbs/11_bias.ipynb #9aaa6496
 FAIRFACE_RACES = ('White', 'Black', 'Latino_Hispanic', 'East Asian', 'Southeast Asian', 'Indian', 'Middle Eastern')

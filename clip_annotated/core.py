@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_prelims.ipynb #d05cacf0
 from __future__ import annotations
-import os, platform, random, sys, tempfile, time
+import os, platform, random, re, sys, tempfile, time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Sequence
@@ -13,8 +13,8 @@ import torch
 
 # %% auto #0
 __all__ = ['BAD_INPUT', 'get_device', 'autocast_dtype', 'autocast', 'in_test', 'show_progress', 'pick', 'seed_everything',
-           'cache_root', 'atomic_write', 'markdown_table', 'CommandError', 'one_line', 'wants_debug', 'run_command',
-           'hardware', 'footer']
+           'cache_root', 'atomic_write', 'markdown_table', 'no_headings', 'CommandError', 'one_line', 'wants_debug',
+           'run_command', 'hardware', 'footer']
 
 # %% ../nbs/00_prelims.ipynb #faf0b45a
 _t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports us
@@ -92,6 +92,11 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: str |
         raise ValueError(f"align {align!r} must have 'l' or 'r' for each of the {len(header)} columns")
     line = lambda cells: '| ' + ' | '.join(map(str, cells)) + ' |'
     return '\n'.join([line(header), '|' + ''.join('---|' if a == 'l' else '---:|' for a in align), *map(line, rows)]) + '\n'
+
+# %% ../nbs/00_prelims.ipynb #da4726e0
+def no_headings(md: str) -> str:
+    "Markdown with each ATX heading line ('## Results') turned into a bold line ('**Results**'), for showing a report inside a page."
+    return re.sub(r'(?m)^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$', r'**\1**', md)
 
 # %% ../nbs/00_prelims.ipynb #22a03f9c
 BAD_INPUT = (ValueError, LookupError, FileNotFoundError, NotADirectoryError, IsADirectoryError)  # exit status 2

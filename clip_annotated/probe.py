@@ -16,7 +16,8 @@ from .zeroshot import Task, encode_images, zero_shot_classifier, zero_shot_logit
 
 # %% auto #0
 __all__ = ['DEFAULT_CS', 'extract_features', 'stratified_split', 'sample_k_shot', 'fit_linear_probe', 'train_linear_probe',
-           'linear_probe_accuracy', 'zero_shot_worth', 'KShotCurve', 'k_shot_curve', 'probe_task', 'probe_table']
+           'linear_probe_accuracy', 'zero_shot_worth', 'KShotCurve', 'k_shot_curve', 'resample_accuracies',
+           'percentile_interval', 'worth_interval', 'probe_task', 'probe_table']
 
 # %% ../nbs/08_linear_probe.ipynb #82ba132f
 def extract_features(model, dataset: Dataset, batch_size: int = 256, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -78,10 +79,11 @@ def train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=DEFA
 
 def linear_probe_accuracy(train_feats, train_labels, val_feats, val_labels, test_feats, test_labels,
                           Cs=DEFAULT_CS, max_iter: int = 1000) -> dict:
-    "The whole protocol: `train_linear_probe`, then the accuracy on test (with the C, the sweep and the classifier)."
+    "The whole protocol: `train_linear_probe`, then the accuracy on test (with the C, the sweep, the classifier and its right answers)."
     clf, C, val_acc = train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs, max_iter)
-    acc = float((clf.predict(test_feats) == np.asarray(test_labels)).mean())
-    return dict(acc=acc, C=C, val_acc=val_acc, classifier=clf, n_fit=len(train_labels) + len(val_labels))
+    correct = clf.predict(test_feats) == np.asarray(test_labels)          # [N_test] bool
+    return dict(acc=float(correct.mean()), C=C, val_acc=val_acc, classifier=clf, n_fit=len(train_labels) + len(val_labels),
+                correct=correct)
 
 # %% ../nbs/08_linear_probe.ipynb #70c0c35d
 def zero_shot_worth(ks, accs, zero_shot: float) -> float:
@@ -107,38 +109,81 @@ class KShotCurve:
     chance: float | None = None
     name: str = ''
     n: dict = field(default_factory=dict)   # sizes of the probe-train / probe-val / probe-test parts
+    majority: float | None = None      # accuracy of always answering probe-test's most frequent class
+    correct: np.ndarray | None = None  # [len(ks), draws, N_test] bool: each draw's right answers on probe-test
+    zero_shot_correct: np.ndarray | None = None   # [N_test] bool: zero-shot's right answers on the same pictures
 
     @property
     def mean(self) -> np.ndarray: return self.accs.mean(axis=1)
     @property
     def std(self) -> np.ndarray: return self.accs.std(axis=1)
 
+    def points(self, means=None, full_acc=None) -> tuple[list[float], list]:
+        "(examples per class, accuracy) of the curve: the k-shot means (or `means`), then the full-data probe (or `full_acc`)."
+        ks, accs = list(self.ks), list(self.mean if means is None else means)
+        if self.full is not None and self.full_k > ks[-1]:
+            ks.append(self.full_k); accs.append(self.full['acc'] if full_acc is None else full_acc)
+        return ks, accs
+
     def worth(self) -> float:
         "Labeled examples per class a probe needs to match zero-shot (k-shot means, then the full-data probe)."
         if self.zero_shot is None: raise ValueError("this curve has no zero-shot accuracy to compare with")
-        ks, accs = list(self.ks), list(self.mean)
-        if self.full is not None and self.full_k > ks[-1]: ks.append(self.full_k); accs.append(self.full['acc'])
-        return zero_shot_worth(ks, accs, self.zero_shot)
+        return zero_shot_worth(*self.points(), self.zero_shot)
 
 # %% ../nbs/08_linear_probe.ipynb #6e3b51ea
 def k_shot_curve(train_feats, train_labels, val_feats, val_labels, test_feats, test_labels, ks=None,
                  draws: int = 10, Cs=DEFAULT_CS, seed: int = 0, zero_shot: float | None = None,
-                 chance: float | None = None, full: bool = True, name: str = '') -> KShotCurve:
+                 chance: float | None = None, full: bool = True, name: str = '', zero_shot_correct=None) -> KShotCurve:
     "k-shot probes (k per class from train, C chosen on val, scored on test; `draws` seeds per k), and the full-data probe."
-    train_labels = np.asarray(train_labels)
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
     smallest = int(np.bincount(train_labels)[np.unique(train_labels)].min())
     ks = list(ks) if ks is not None else [2 ** i for i in range(int(math.log2(smallest)) + 1)]
-    accs, chosen = np.zeros((len(ks), draws)), np.zeros((len(ks), draws))
+    chosen, correct = np.zeros((len(ks), draws)), np.zeros((len(ks), draws, len(test_labels)), dtype=bool)
     for i, k in enumerate(ks):
         for d in range(draws):
             idx = sample_k_shot(train_labels, k, seed=[seed, k, d])
             clf, chosen[i, d], _ = fit_linear_probe(train_feats[idx], train_labels[idx], val_feats, val_labels, Cs)
-            accs[i, d] = (clf.predict(test_feats) == np.asarray(test_labels)).mean()
-    curve = KShotCurve(ks, accs, chosen, zero_shot=zero_shot, chance=chance, name=name)
+            correct[i, d] = clf.predict(test_feats) == test_labels
+    if zero_shot_correct is not None:
+        zero_shot_correct = np.asarray(zero_shot_correct, dtype=bool)
+        if zero_shot is None: zero_shot = float(zero_shot_correct.mean())
+    curve = KShotCurve(ks, correct.mean(-1), chosen, zero_shot=zero_shot, chance=chance, name=name,
+                       majority=float(np.bincount(test_labels).max() / len(test_labels)), correct=correct,
+                       zero_shot_correct=zero_shot_correct)
     if full:
         curve.full = linear_probe_accuracy(train_feats, train_labels, val_feats, val_labels, test_feats, test_labels, Cs)
         curve.full_k = curve.full['n_fit'] / len(np.unique(train_labels))
     return curve
+
+# %% ../nbs/08_linear_probe.ipynb #8adff756
+def resample_accuracies(correct, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    "Accuracies [..., n_boot] of right answers `correct` [..., N] on bootstrap resamples of the N pictures, shared by all rows and by every call with the same (N, n_boot, seed)."
+    correct = np.asarray(correct, dtype=float)
+    n = correct.shape[-1]
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)   # [n_boot, N] copies of each picture
+    return correct @ counts.T / n
+
+def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
+    "The central `level` interval of bootstrap `samples` (percentiles without interpolation, so infinite values are allowed)."
+    lo, hi = np.quantile(np.asarray(samples, dtype=float), [(1 - level) / 2, (1 + level) / 2], method='inverted_cdf')
+    return float(lo), float(hi)
+
+def worth_interval(curve: KShotCurve, n_boot: int = 2000, level: float = 0.95, seed: int = 0, draws: bool = True) -> dict:
+    "`curve.worth()` with a percentile interval: a paired bootstrap over probe-test pictures (and, with `draws`, each k's draws)."
+    if curve.correct is None or curve.zero_shot_correct is None:
+        raise ValueError("the bootstrap needs right answers per picture: k_shot_curve(..., zero_shot_correct=...)")
+    K, D, N = curve.correct.shape
+    acc = resample_accuracies(curve.correct, n_boot, seed)                                   # [K, D, n_boot]
+    if draws: acc = np.take_along_axis(acc, np.random.default_rng([seed, 1]).integers(0, D, (K, D, n_boot)), axis=1)
+    means, zs = acc.mean(axis=1), resample_accuracies(curve.zero_shot_correct, n_boot, seed)   # [K, n_boot], [n_boot]
+    full = resample_accuracies(curve.full['correct'], n_boot, seed) if curve.full is not None else None
+    boot = np.array([zero_shot_worth(*curve.points(means[:, b], None if full is None else full[b]), zs[b])
+                     for b in range(n_boot)])
+    out = dict(worth=curve.worth(), lo=None, hi=None, level=level, n_boot=n_boot, boot=boot)
+    out['lo'], out['hi'] = percentile_interval(boot, level)
+    if full is not None:                   # full-data probe minus zero-shot, on the same resamples
+        out['full_minus_zero_shot'] = (curve.full['acc'] - curve.zero_shot, *percentile_interval(full - zs, level))
+    return out
 
 # %% ../nbs/08_linear_probe.ipynb #0159ac7d
 def probe_task(model, task: Task, fractions=(0.5, 0.2, 0.3), ks=None, draws: int = 10, Cs=DEFAULT_CS,
@@ -147,20 +192,22 @@ def probe_task(model, task: Task, fractions=(0.5, 0.2, 0.3), ks=None, draws: int
     X, y = extract_features(model, task.dataset, device=device)
     tr, va, te = stratified_split(y, fractions, seed)
     W = zero_shot_classifier(model, task.classnames, task.templates, device=device)
-    zs = float((zero_shot_logits(torch.from_numpy(X[te]), W).argmax(1).numpy() == y[te]).mean())
+    zs_right = zero_shot_logits(torch.from_numpy(X[te]), W).argmax(1).numpy() == y[te]     # [N_test] bool
     curve = k_shot_curve(X[tr], y[tr], X[va], y[va], X[te], y[te], ks=ks, draws=draws, Cs=Cs, seed=seed,
-                         zero_shot=zs, chance=task.chance, name=task.name)
+                         zero_shot_correct=zs_right, chance=task.chance, name=task.name)
     curve.n = dict(train=len(tr), val=len(va), test=len(te))
     return curve
 
 # %% ../nbs/08_linear_probe.ipynb #78f0351a
-def probe_table(curves: list[KShotCurve]) -> str:
-    "Markdown table: zero-shot vs full-data linear probe accuracy, the C chosen, and the zero-shot worth in examples per class."
+def probe_table(curves: list[KShotCurve], intervals: dict | None = None) -> str:
+    "Markdown table: chance, majority class, zero-shot vs full-data probe accuracy, the C chosen, and the zero-shot worth with its interval."
+    def short(w, c): return f'< {c.ks[0]}' if w == 0 else (f'> {c.full_k:.0f}' if w == math.inf else f'{w:.1f}')
     rows = []
     for c in curves:
-        w = c.worth()
-        ws = '< ' + str(c.ks[0]) if w == 0 else ('> ' + f'{c.full_k:.0f}' if w == math.inf else f'{w:.1f}')
-        rows.append((c.name, c.n.get('test', ''), f'{c.chance:.1%}', f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}",
-                     f"{c.full['C']:g}", f'{c.full_k:.0f}', ws))
-    return markdown_table(['task', 'probe-test pictures', 'chance', 'zero-shot', 'linear probe (all data)', 'C chosen',
-                           'per class for the probe', 'zero-shot worth (per class)'], rows)
+        iv = (intervals or {}).get(c.name) or (worth_interval(c) if c.zero_shot_correct is not None else None)
+        rows.append((c.name, c.n.get('test', ''), f'{c.chance:.1%}', '' if c.majority is None else f'{c.majority:.1%}',
+                     f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}", f"{c.full['C']:g}", f'{c.full_k:.0f}', short(c.worth(), c),
+                     '' if iv is None else f"{short(iv['lo'], c)} to {short(iv['hi'], c)}"))
+    level = next((iv['level'] for iv in (intervals or {}).values()), 0.95)
+    return markdown_table(['task', 'probe-test pictures', 'chance', 'majority class', 'zero-shot', 'linear probe (all data)',
+                           'C chosen', 'per class for the probe', 'zero-shot worth (per class)', f'{level:.0%} interval'], rows)

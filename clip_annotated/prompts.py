@@ -8,11 +8,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from .zeroshot import (Task, classification_metrics, encode_images, encode_texts, fill_template,
-                                     zero_shot_logits)
+                                     paired_bootstrap, zero_shot_logits)
 
 # %% auto #0
 __all__ = ['template_text', 'template_embeddings', 'ensemble_weights', 'task_features', 'template_predictions', 'template_sweep',
-           'paired_bootstrap', 'ensemble_curve', 'probability_ensemble']
+           'ensemble_curve', 'probability_ensemble']
 
 # %% ../nbs/09_prompt_engineering.ipynb #e0cf1974
 def template_text(template: str | Callable[[str], str]) -> str:
@@ -53,14 +53,6 @@ def template_sweep(model, task: Task, templates=None, features=None, device=None
     E = template_embeddings(model, task.classnames, templates, device=device)
     return [dict(task=task.name, template=template_text(t), **_scores(feats, labels, ensemble_weights(E, [i])))
             for i, t in enumerate(templates)]
-
-def paired_bootstrap(correct_a: torch.Tensor, correct_b: torch.Tensor, n_boot: int = 2000, seed: int = 0) -> dict:
-    "Accuracy difference a − b of two per-picture correctness vectors [N] on the same pictures, with a 95% paired bootstrap interval."
-    a, b = correct_a.double(), correct_b.double()
-    idx = torch.randint(len(a), (n_boot, len(a)), generator=torch.Generator().manual_seed(seed))   # resampled pictures
-    d = a[idx].mean(1) - b[idx].mean(1)                                                           # [n_boot]
-    lo, hi = torch.quantile(d, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return dict(diff=(a.mean() - b.mean()).item(), lo=lo, hi=hi)
 
 def ensemble_curve(model, task: Task, templates=None, orders: int = 20, seed: int = 0, features=None,
                    device=None) -> torch.Tensor:

@@ -15,11 +15,13 @@ from torch.utils.data import Dataset
 from .core import get_device, markdown_table
 from .pretrained import normalize, unnormalize
 from .zeroshot import Task
+from .probe import resample_accuracies
 
 # %% auto #0
 __all__ = ['LUMA', 'SHIFTS', 'grayscale', 'sketch', 'blur', 'low_res', 'rotate', 'task_images', 'to_input', 'PixelDataset',
            'shift_task', 'SmallCNN', 'train_cnn', 'predict_cnn', 'logit', 'fit_logit_line', 'predicted_ood',
-           'effective_robustness', 'shifted_inputs', 'accuracy', 'robustness_table']
+           'effective_robustness', 'shifted_inputs', 'right_answers', 'accuracy', 'robustness_table',
+           'robustness_bootstrap']
 
 # %% ../nbs/10_robustness.ipynb #4d86f14b
 LUMA = torch.tensor([0.299, 0.587, 0.114])   # ITU-R BT.601 luma weights of R, G, B
@@ -174,15 +176,36 @@ def shifted_inputs(pictures: torch.Tensor, shifts: dict = SHIFTS) -> dict[str, t
     "Model inputs (normalised) of `pictures` as drawn ('in distribution') and under every shift."
     return {'in distribution': to_input(pictures), **{n: to_input(f(pictures)) for n, f in shifts.items()}}
 
+def right_answers(pred, labels) -> np.ndarray:
+    "Which predictions equal their labels: bool [N], kept per picture for the paired bootstrap below."
+    return (torch.as_tensor(np.asarray(pred)) == torch.as_tensor(np.asarray(labels))).numpy()
+
 def accuracy(pred, labels) -> float:
     "Fraction of predictions equal to labels."
-    return float((torch.as_tensor(np.asarray(pred)) == torch.as_tensor(np.asarray(labels))).double().mean())
+    return float(right_answers(pred, labels).mean())
 
 # %% ../nbs/10_robustness.ipynb #3f0204ec
-def robustness_table(res: dict[str, dict[str, float]], chance: float | None = None) -> str:
-    "Markdown table: one row per model, accuracy in distribution, under every shift, and the mean over shifts."
+def robustness_table(res: dict[str, dict[str, float]], chance: float | None = None, majority: float | None = None) -> str:
+    "Markdown table: one row per model, accuracy in distribution, under every shift, and the mean over shifts; then chance and the majority class."
     conds = list(next(iter(res.values())))
     pct = lambda x: f'{100 * x:.1f}%'
     rows = [(name, *(pct(accs[c]) for c in conds), pct(np.mean([accs[c] for c in conds[1:]]))) for name, accs in res.items()]
     if chance is not None: rows.append(('chance', *[pct(chance)] * (len(conds) + 1)))
+    if majority is not None: rows.append(('majority class (always the most frequent)', *[pct(majority)] * (len(conds) + 1)))
     return markdown_table(['model', *conds, 'mean over shifts'], rows)
+
+# %% ../nbs/10_robustness.ipynb #8901c4aa
+def robustness_bootstrap(right: dict[str, dict[str, np.ndarray]], baselines: list[str], n_boot: int = 2000, seed: int = 0,
+                         id_key: str = 'in distribution') -> dict[str, dict[str, np.ndarray]]:
+    "Paired bootstrap over test pictures: per model, [n_boot] replicates of accuracy in distribution ('id') and mean under shift ('ood'), the gap, and effective robustness ('er') against the logit line refit on `baselines` in each replicate."
+    models = list(right)
+    conds = [id_key] + [c for c in right[models[0]] if c != id_key]
+    acc = resample_accuracies(np.stack([[right[m][c] for c in conds] for m in models]), n_boot, seed)   # [models, conds, n_boot]
+    ind, ood = acc[:, 0], acc[:, 1:].mean(axis=1)                                                      # [models, n_boot]
+    b = [models.index(m) for m in baselines]
+    x, y = logit(ind[b]), logit(ood[b])                    # [baselines, n_boot]: one least-squares line per replicate
+    dx = x - x.mean(axis=0)
+    var = (dx ** 2).sum(axis=0)
+    slope = np.divide((dx * (y - y.mean(axis=0))).sum(axis=0), var, out=np.zeros_like(var), where=var > 0)
+    er = ood - predicted_ood(ind, (slope, y.mean(axis=0) - slope * x.mean(axis=0)))
+    return {m: dict(id=ind[i], ood=ood[i], gap=ind[i] - ood[i], er=er[i], slope=slope) for i, m in enumerate(models)}

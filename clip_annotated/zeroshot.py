@@ -19,9 +19,9 @@ from .data import CATEGORIES, COLORS, SHAPES, NUMBERS, TONES, EmojiDataset, Scen
 
 # %% auto #0
 __all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'fill_template', 'encode_texts', 'zero_shot_classifier',
-           'encode_images', 'classification_metrics', 'zero_shot_logits', 'evaluate', 'predict', 'Task', 'Labelled',
-           'emoji_task', 'caption_templates', 'scene_task', 'nearest_prompt_logits', 'rule_logits', 'run_task',
-           'task_table', 'zero_shot_section', 'confusion']
+           'encode_images', 'classification_metrics', 'zero_shot_logits', 'paired_bootstrap', 'evaluate', 'predict',
+           'Task', 'Labelled', 'emoji_task', 'caption_templates', 'scene_task', 'nearest_prompt_logits', 'rule_logits',
+           'run_task', 'task_table', 'ensembling_table', 'zero_shot_section', 'confusion']
 
 # %% ../nbs/07_zeroshot.ipynb #05fefa8c
 def fill_template(template: str | Callable[[str], str], name: str) -> str:
@@ -87,6 +87,17 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)
 def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
     "Logits [N, C] of unit image features [N, d] against a zero-shot classifier [d, C]."
     return scale * image_features.float() @ classifier.float()
+
+# %% ../nbs/07_zeroshot.ipynb #a1f4494a
+def paired_bootstrap(correct_a, correct_b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    "Accuracy difference a − b of two per-picture correctness vectors [N] on the same pictures, with a paired bootstrap interval (the pictures resampled once for both)."
+    a, b = torch.as_tensor(correct_a).double(), torch.as_tensor(correct_b).double()
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError(f"paired_bootstrap needs two 1-d vectors of the same non-zero length, got {tuple(a.shape)} and {tuple(b.shape)}")
+    idx = torch.randint(len(a), (n_boot, len(a)), generator=torch.Generator().manual_seed(seed))   # resampled pictures
+    d = a[idx].mean(1) - b[idx].mean(1)                                                           # [n_boot]
+    lo, hi = torch.quantile(d, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return dict(diff=(a.mean() - b.mean()).item(), lo=lo, hi=hi, excludes_zero=lo > 0 or hi < 0, n=len(a))
 
 # %% ../nbs/07_zeroshot.ipynb #8bdf0194
 def evaluate(model, dataset: Dataset, classnames: list[str], templates=('{}',), batch_size: int = 256,
@@ -236,10 +247,14 @@ def run_task(model, task: Task, device=None, progress: bool | None = None) -> di
     feats, labels = encode_images(model, task.dataset, device=device, progress=progress)
     out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance,
                majority=torch.bincount(labels).max().item() / len(labels), prompts={})   # always the most frequent class
+    hits = {}
     for rule in (METHODS if task.caption_templates else ('single', 'ensemble')):
-        m = classification_metrics(rule_logits(model, feats, task, rule, device), labels, ks=(1,))
+        logits = rule_logits(model, feats, task, rule, device)
+        m = classification_metrics(logits, labels, ks=(1,))
         out[f'{rule}_top1'], out[f'{rule}_recall'] = m['top1'], m['mean_per_class_recall']
         out['prompts'][rule] = len(_rule_prompts(task, rule))
+        hits[rule] = (logits.argmax(1) == labels).numpy()
+    out['ensembling'] = paired_bootstrap(hits['ensemble'], hits['single'])     # ensemble − single, same pictures
     return out
 
 def task_table(results: list[dict]) -> str:
@@ -250,6 +265,15 @@ def task_table(results: list[dict]) -> str:
                           [(r['task'], r['n'], pct(r['chance']), pct(r['majority']), METHODS[kind], n_prompts,
                             pct(r[f'{kind}_top1']), pct(r[f'{kind}_recall']))
                            for r in results for kind, n_prompts in r['prompts'].items()], align='lrrrlrrr')
+
+def ensembling_table(results: list[dict]) -> str:
+    "Markdown table of what ensembling changes on each task: ensemble − single template, with its paired 95% interval."
+    pts = lambda x: f'{100 * x:+.1f}'
+    return markdown_table(['task', 'pictures', 'single template', 'ensemble', 'difference (points)', '95% interval',
+                           'pictures net'],
+                          [(r['task'], r['n'], f"{100 * r['single_top1']:.1f}%", f"{100 * r['ensemble_top1']:.1f}%",
+                            pts(r['ensembling']['diff']), f"[{pts(r['ensembling']['lo'])}, {pts(r['ensembling']['hi'])}]",
+                            f"{round(r['ensembling']['diff'] * r['n']):+d}") for r in results])
 
 # %% ../nbs/07_zeroshot.ipynb #77d462eb
 def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
@@ -263,7 +287,10 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
             "prompts (the paper's ensembling). 'Caption-form prompts' are the training split's emoji names with the "
             "attribute left open ('woman health worker, {} skin tone'), averaged, or scored by the nearest prompt (the best "
             "cosine over a class's prompts). Chance is one over the number of classes; 'majority class' is the accuracy of "
-            "always answering the most frequent class.\n\n" + task_table(results))
+            "always answering the most frequent class.\n\n" + task_table(results) +
+            "\nWhat ensembling changes, on the same pictures: the difference of the two top-1 accuracies, with a 95% interval "
+            "from a paired bootstrap over the pictures (2,000 resamples); 'pictures net' is the difference in pictures.\n\n"
+            + ensembling_table(results))
     return text, results
 
 # %% ../nbs/07_zeroshot.ipynb #70bff5e2

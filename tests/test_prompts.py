@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from clip_annotated.model import create_model
-from clip_annotated.prompts import (ensemble_curve, ensemble_weights, paired_bootstrap, probability_ensemble, task_features,
+from clip_annotated.zeroshot import paired_bootstrap
+from clip_annotated.prompts import (ensemble_curve, ensemble_weights, probability_ensemble, task_features,
                                     template_embeddings, template_predictions, template_sweep, template_text)
 from clip_annotated.zeroshot import Task, evaluate, zero_shot_classifier, zero_shot_logits
 
@@ -106,9 +107,9 @@ def test_predictions_and_paired_bootstrap(model, task):
     acc = (preds == labels).double().mean(1).tolist()
     assert acc == pytest.approx([r['top1'] for r in template_sweep(model, task, features=(feats, labels))])
     ok = preds[0] == labels
-    assert paired_bootstrap(ok, ok) == dict(diff=0.0, lo=0.0, hi=0.0)
+    assert paired_bootstrap(ok, ok) == dict(diff=0.0, lo=0.0, hi=0.0, excludes_zero=False, n=len(ok))
     ones, zeros = torch.ones(50, dtype=torch.bool), torch.zeros(50, dtype=torch.bool)
-    assert paired_bootstrap(ones, zeros) == dict(diff=1.0, lo=1.0, hi=1.0)
+    assert paired_bootstrap(ones, zeros) == dict(diff=1.0, lo=1.0, hi=1.0, excludes_zero=True, n=len(ones))
     g = torch.Generator().manual_seed(5)
     a, b = torch.rand(400, generator=g) < 0.7, torch.rand(400, generator=g) < 0.5
     r = paired_bootstrap(a, b, n_boot=500)

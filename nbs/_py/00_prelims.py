@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import os, platform, random, sys, tempfile, time
+import os, platform, random, re, sys, tempfile, time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Sequence
@@ -117,6 +117,7 @@ print(f"this run: device={get_device()}, autocast dtype={autocast_dtype()}")
 # `nbdev_test` sets the environment variable `IN_TEST` while it executes a notebook. `pick` uses it to
 # shrink a setting further than a CPU run would: a training cell that runs 2,000 steps on a GPU and 300
 # on a laptop runs a handful in CI, so the cell is still executed and checked, only smaller.
+# <!-- fixed: 2,000 -->
 
 # %%
 #| exports
@@ -237,6 +238,22 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: str |
 # %%
 t = markdown_table(['model', 'top-1'], [['MiniCLIP', '41.0%'], ['chance', '20.0%']])
 test_eq(t, '| model | top-1 |\n|---|---:|\n| MiniCLIP | 41.0% |\n| chance | 20.0% |\n')
+
+
+# %% [markdown]
+# A report written to a file (`report.md`, a model card) has its own headings. Shown inside a chapter,
+# those headings would become sections of the chapter's page and of its table of contents, so a
+# chapter shows such a report through `no_headings`, which turns each heading into a bold line.
+
+# %%
+#| exports
+def no_headings(md: str) -> str:
+    "Markdown with each ATX heading line ('## Results') turned into a bold line ('**Results**'), for showing a report inside a page."
+    return re.sub(r'(?m)^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$', r'**\1**', md)
+
+
+# %%
+test_eq(no_headings('# Model card: `mini`\n\ntext with a # inside\n## Data ##\n'), '**Model card: `mini`**\n\ntext with a # inside\n**Data**\n')
 
 # %% [markdown]
 # ## When something is wrong

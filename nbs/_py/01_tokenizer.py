@@ -242,8 +242,9 @@ test_eq(vanish, ['\u0345'])
 # `clip_annotated/assets/` (source, license and checksum in the README beside it). After one header
 # line it lists merges, one pair of symbols per line, in the order they were learned: the rank of a
 # merge is its line number. The file holds many more merges than CLIP uses; CLIP keeps the first ones,
-# as many as fit the paper's 49,152 after the 256 bytes and the two special tokens. Loading checks the
-# file's SHA256, so a corrupt or swapped file fails loudly instead of producing plausible wrong ids.
+# as many as fit the paper's 49,152 (Radford et al. 2021, §2.4) after the 256 bytes and the two special
+# tokens. Loading checks the file's SHA256, so a corrupt or swapped file fails loudly instead of
+# producing plausible wrong ids.
 #
 # The paper is not consistent about the size: §2.4 says 49,152, its table of common hyperparameters
 # (Table 18) says 49,408. Both describe the released tokenizer, counted two ways. 49,152 counts each
@@ -592,6 +593,7 @@ for typed in ["<|endoftext|>", "<end_of_text>"]:
 # Where does open_clip's time go? On 10,000 captions from the benchmark chapter (short English
 # captions, a few percent with non-ASCII text or HTML entities), we time its whole `tokenize`, then
 # ftfy alone on the same captions:
+# <!-- fixed: 10,000 -->
 
 # %%
 #| bench
@@ -618,7 +620,7 @@ assert res['identical'] and res['speedup_warm'] >= 2 and res['speedup_cold'] >= 
 # ## What we measured
 #
 # - The byte table is a bijection of the 256 bytes onto printable characters; the vocabulary holds
-#   the paper's 49,152 ids plus the 256 end-of-word bytes, `[EOS]` last (printed in Step 4).
+#   the paper's 49,152 ids (§2.4) plus the 256 end-of-word bytes, `[EOS]` last (printed in Step 4).
 # - The ftfy shortcut gives the same cleaned text as the full cleaning on every string tried, and it
 #   avoids the trap of the control characters that `str.split` calls whitespace but ftfy deletes.
 # - Exactly one non-whitespace code point vanishes in the split into words (U+0345), as in OpenAI's.

@@ -181,6 +181,7 @@ print("Attention == nn.MultiheadAttention (plain and causal); recording path == 
 # `x + mlp(ln_2(x))`, with a 4× wide MLP whose layers are called `c_fc` and `c_proj` in the checkpoints
 # (names inherited from GPT-2). Activations flow batch-first, `[batch, tokens, width]`; the released
 # code permuted to sequence-first for `nn.MultiheadAttention`, which changes nothing in the weights.
+# <!-- fixed: 4× -->
 
 # %%
 #| exports

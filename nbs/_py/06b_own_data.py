@@ -20,7 +20,7 @@ from sklearn.datasets import load_digits
 import skimage.data
 from clip_annotated.core import footer, hardware, in_test, pick
 from clip_annotated.train import read_metrics, runs_dir
-from clip_annotated.prompts import paired_bootstrap        # chapter 9's paired bootstrap interval
+from clip_annotated.zeroshot import paired_bootstrap       # the zero-shot chapter's paired bootstrap interval
 
 # %% [markdown]
 # CLIP's whole premise is that pairs of pictures and the text that came with them are data enough:
@@ -230,7 +230,7 @@ test_close(right.mean(), zs['digits']['top1'], eps=1e-6)
 # %% [markdown]
 # The same files answer the question the two runs raise: is the difference between training from
 # scratch and fine-tuning the emoji model more than the luck of which digits were held out? A paired
-# bootstrap over the held-out pictures (the prompt-engineering chapter's `paired_bootstrap`) says:
+# bootstrap over the held-out pictures (the zero-shot chapter's `paired_bootstrap`) says:
 
 # %%
 _ = sh("clip-annotated embed --model runs/digits-ft --images runs/digits-data/heldout --texts runs/digits-data/digits.txt "

@@ -210,9 +210,9 @@ test_eq([len(x) for x in (CIFAR100_CLASSNAMES, CALTECH101_CLASSNAMES, FOOD101_CL
 
 
 # %% [markdown]
-# Had we taken the published order, a zero-shot Pets classifier would have put the wrong name on 33 of
-# its 37 classes (the count printed above), and its accuracy would have been meaningless without any
-# error anywhere. The readers below refuse such mismatches: wherever the data names its classes
+# Had we taken the published order, a zero-shot Pets classifier would have put the wrong name on most
+# of its 37 classes (the count is printed above), and its accuracy would have been meaningless without
+# any error anywhere. The readers below refuse such mismatches: wherever the data names its classes
 # (meta files, folder names, file names) the reader compares those names with the table.
 #
 # ## One set, one record
@@ -515,10 +515,11 @@ except pickle.UnpicklingError as e: show(e)
 # %% [markdown]
 # ### STL-10
 #
-# STL-10's binary version is raw bytes: `test_X.bin` holds 96 × 96 × 3 bytes per picture, channels
-# first and, within a channel, *column by column* (column-major order), and `test_y.bin` one byte per
-# label, counting from 1. Our reader seeks to the picture it needs, so a data set of 8,000
+# STL-10's binary version is raw bytes: `test_X.bin` holds $96 \times 96 \times 3$ bytes per picture,
+# channels first and, within a channel, *column by column* (column-major order), and `test_y.bin` one
+# byte per label, counting from 1. Our reader seeks to the picture it needs, so a data set of 8,000
 # pictures costs no memory until used and pickles cheaply into DataLoader workers.
+# <!-- fixed: 8,000 -->
 
 # %%
 #| exports
@@ -891,6 +892,7 @@ print(f"all {len(EVALSETS)} fakes written and read back in {fake_seconds:.1f} s"
 # %% [markdown]
 # `size` is the number of pictures in the full test split of the real set (ImageNet's is the 50,000
 # validation pictures), for telling a complete copy from a partial one; the fakes have a handful.
+# <!-- fixed: 50,000 -->
 #
 # ## Errors that say what to do
 #

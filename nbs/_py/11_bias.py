@@ -31,7 +31,8 @@ import matplotlib.pyplot as plt
 from clip_annotated.data import TONES
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
-from clip_annotated.core import footer, in_test, pick, seed_everything
+from clip_annotated.core import atomic_write, footer, in_test, no_headings, pick, seed_everything
+import json
 from clip_annotated.train import book_model
 import tempfile
 from clip_annotated.model import create_model
@@ -52,8 +53,7 @@ _ = seed_everything(0)
 # ("judge") match pictures of men against pictures of women who hold it, with a confidence interval
 # from resampling the pictures. Second, the **experiment**: train the same MiniCLIP on the same data
 # except that, for a few occupations, the pictures of women are left out, or captioned as men. A probe
-# worth the name must find a skew in a model trained that way, and not in the book's model, which saw
-# every occupation in every form.
+# worth the name must find a skew in a model trained that way, against a twin trained without it.
 #
 # The people emoji are a good test bed for this, and a limited one: each occupation comes in three
 # gender presentations (man, woman, and a gender-neutral person) and five skin tones, in pictures that
@@ -68,8 +68,9 @@ _ = seed_everything(0)
 # occupation's name sits closer to the men. For a set of occupations, the gap is the mean of theirs.
 # The interval comes from the bootstrap: resample the occupations of the set with replacement, and each
 # group's pictures within them, recompute, and take the 2.5% and 97.5% quantiles of 2,000 such gaps.
-# Resampling the occupations too matters: the question is about occupations in general, and six of
-# them differ from fourteen others by chance alone, whatever the model.
+# Resampling the occupations too matters: the question is about occupations in general, and a few of
+# them differ from the others by chance alone, whatever the model.
+# <!-- fixed: 2.5% 97.5% 2,000 -->
 
 # %%
 #| exports
@@ -95,6 +96,41 @@ def occupation_scores(model, occupations=OCCUPATIONS, image_size: int = 48) -> d
 
 
 # %% [markdown]
+# Which occupations can the probe compare? The held-out split of the data chapter holds out one skin
+# tone of every (occupation, gender) row, and, for some occupations drawn at random, one whole
+# gender row: that is how it tests unseen combinations of seen parts. An occupation that lost its
+# women (or its men) that way was never shown in training as a woman (a man), and a gap there measures
+# the held-out split, not the model's associations. So the probes use only the occupations that
+# training showed as a man, a woman and a person, in equal numbers; `probe_occupations` reads that off
+# the split, and the cell below checks it.
+
+# %%
+#| exports
+def training_rows(occupations=OCCUPATIONS, image_size: int = 48) -> dict:
+    "{occupation: {gender: number of training pictures}} for the man, woman and person rows (one skin tone or none)."
+    counts = {o: {'man': 0, 'woman': 0, 'person': 0} for o in occupations}
+    for r in EmojiDataset('train', image_size=image_size, train=False).records:
+        if r.base in counts and r.gender in counts[r.base] and len(set(r.skin_tones)) <= 1: counts[r.base][r.gender] += 1
+    return counts
+
+def probe_occupations(occupations=OCCUPATIONS, image_size: int = 48) -> tuple[str, ...]:
+    "The `occupations` that training showed as a man, a woman and a person, in equal numbers: those the probes compare."
+    rows = training_rows(occupations, image_size)
+    return tuple(o for o in occupations if len(set(rows[o].values())) == 1 and rows[o]['man'] > 0)
+
+
+# %%
+rows = training_rows()
+PROBED = probe_occupations()
+left_out = [o for o in OCCUPATIONS if o not in PROBED]
+for o in left_out: print(f"{o:15} training pictures: " + ', '.join(f"{g} {n}" for g, n in rows[o].items()))
+print(f"probed: {len(PROBED)} of {len(OCCUPATIONS)} occupations, each trained as a man, a woman and a person "
+      f"{rows[PROBED[0]]['man']} times")
+assert all(len(set(rows[o].values())) == 1 and rows[o]['man'] > 0 for o in PROBED)   # the claim, checked
+assert all(min(rows[o].values()) == 0 for o in left_out)        # what is left out is a missing row, nothing else
+
+
+# %% [markdown]
 # `gap_ci` turns the scores into the gap and its bootstrap interval, for one occupation or a set of
 # them. With `control=`, it
 # measures the gap of the occupations *in excess of* the gap of a control set of occupations: a
@@ -117,6 +153,8 @@ def _ci(point: float, boots: np.ndarray, level: float, **extra) -> dict:
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
     return dict(gap=point, lo=float(lo), hi=float(hi), excludes_zero=bool(lo > 0 or hi < 0), **extra)
 
+def _ci_text(r: dict) -> str: return f"{r['gap']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]"
+
 def gap_ci(scores: dict, occupations, control=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     "Mean (man − woman) score gap over `occupations` (minus that of `control`, if given), with a bootstrap interval."
     rng = np.random.default_rng(seed)
@@ -130,6 +168,7 @@ def gap_ci(scores: dict, occupations, control=None, n_boot: int = 2000, seed: in
 # %% [markdown]
 # A check on made-up scores: identical groups give a gap of zero with an interval around it; a shift
 # of 0.1 between the groups is found, with an interval that excludes zero.
+# <!-- fixed: 0.1 -->
 
 # %%
 rng = np.random.default_rng(1)
@@ -147,34 +186,48 @@ assert not r2['excludes_zero'] and r3['excludes_zero']
 # %% [markdown]
 # ## The book's model
 #
-# The probe on the book's MiniCLIP (`runs/mini`), occupation by occupation. Every occupation appears
-# in training as a man, a woman and a person (the held-out split removes single tone combinations, not
-# whole groups), so any gap here is the model's own, not the data's.
+# The probe on the book's MiniCLIP (`runs/mini`), occupation by occupation. The chart shows every
+# occupation; hollow dots mark those with a gender row held out of training, which the summary leaves
+# out. Every occupation it keeps was in training as a man, a woman and a person in equal numbers, so a
+# gap there is the model's own, not the counts'.
 
 # %%
-#| fig-cap: "The plain-name gap of each occupation in the book's MiniCLIP: the mean cosine of the occupation's name with its pictures of men minus that with its pictures of women, with 95% bootstrap intervals."
-#| fig-alt: "A dot-and-whisker chart: the 20 occupations down the side, the cosine gap (men minus women) along the bottom from -0.2 to 0.6, a dotted line at zero. Every dot lies at or to the right of zero, from about 0 for astronaut to about 0.38 for student; the intervals are wide, and only those of student, teacher, police officer, pilot, singer, scientist and farmer lie wholly to the right of zero."
+#| fig-cap: "The plain-name gap of each occupation in the book's MiniCLIP: the mean cosine of the occupation's name with its pictures of men minus that with its pictures of women, with 95% bootstrap intervals. Hollow: a gender row of that occupation was held out of training."
+#| fig-alt: "A dot-and-whisker chart: the occupations down the side, the cosine gap (men minus women) along the bottom, a dotted line at zero, one dot with its interval per occupation; hollow dots mark the occupations with a gender row held out of training. The cell below prints which intervals exclude zero."
+# fixed: 95% (the intervals' level)
 model, _ = book_model()
 scores = occupation_scores(model)
 per_occ = {o: gap_ci(scores, [o]) for o in OCCUPATIONS}
-book_all = gap_ci(scores, OCCUPATIONS)
+book_all = gap_ci(scores, PROBED)
 fig, ax = plt.subplots(figsize=(6.5, 5.2))
-ys = np.arange(len(OCCUPATIONS))
-ax.errorbar([per_occ[o]['gap'] for o in OCCUPATIONS], ys,
-            xerr=[[per_occ[o]['gap'] - per_occ[o]['lo'] for o in OCCUPATIONS], [per_occ[o]['hi'] - per_occ[o]['gap'] for o in OCCUPATIONS]],
-            fmt='o', capsize=2)
+for hollow in (False, True):
+    ys = [y for y, o in enumerate(OCCUPATIONS) if (o in left_out) == hollow]
+    gaps = [per_occ[OCCUPATIONS[y]] for y in ys]
+    ax.errorbar([g['gap'] for g in gaps], ys, xerr=[[g['gap'] - g['lo'] for g in gaps], [g['hi'] - g['gap'] for g in gaps]],
+                fmt='o', capsize=2, color='C0', mfc='white' if hollow else 'C0',
+                label='a gender row held out of training' if hollow else 'trained as man, woman and person')
+ax.legend(fontsize=8, loc='lower right'); ys = np.arange(len(OCCUPATIONS))
 ax.axvline(0, color='gray', ls=':')
 ax.set(yticks=ys, yticklabels=OCCUPATIONS, xlabel='cosine gap: men − women (95% bootstrap interval)',
        title="book MiniCLIP: does an occupation's name sit closer to men or women?")
 ax.title.set_fontsize(10); fig.tight_layout(); plt.show()
-print(f"over all {len(OCCUPATIONS)} occupations: gap {book_all['gap']:+.4f} [{book_all['lo']:+.4f}, {book_all['hi']:+.4f}]")
+above = [o for o in PROBED if per_occ[o]['lo'] > 0]
+print(f"intervals wholly above zero: {', '.join(above) or 'none'} ({len(above)} of the {len(PROBED)} probed); "
+      f"below zero: {', '.join(o for o in PROBED if per_occ[o]['hi'] < 0) or 'none'}")
+print(f"over the {len(PROBED)} probed occupations: gap {book_all['gap']:+.4f} [{book_all['lo']:+.4f}, {book_all['hi']:+.4f}]")
+
+# %%
+#| echo: false
+toward = 'men' if book_all['gap'] > 0 else 'women'
+display(Markdown(f"In this run, {sum(per_occ[o]['gap'] > 0 for o in PROBED)} of the {len(PROBED)} probed names sit closer "
+                 f"to their men than to their women; over all of them the gap is {_ci_text(book_all)}, an interval that "
+                 + ("excludes zero: the names lean toward the " + toward + "." if book_all['excludes_zero'] else
+                    "includes zero: no lean is shown.")))
 
 # %% [markdown]
-# Almost every occupation's plain name sits closer to its men than to its women, and the interval over
-# all of them excludes zero. The data has no such imbalance: every occupation was in training as a
-# man, a woman and a person in equal numbers. But the plain name ("judge") was the caption of the
-# gender-neutral picture, and the question is which of the two gendered pictures the neutral one
-# resembles. The model can tell us, from the pictures alone:
+# The probed occupations have no imbalance in their counts. But the plain name ("judge") was the
+# caption of the gender-neutral picture, and the question is which of the two gendered pictures the
+# neutral one resembles. The model can tell us, from the pictures alone:
 
 # %%
 ds_all = EmojiDataset('all', train=False)
@@ -191,10 +244,18 @@ print(f"{len(trios)} (person, man, woman) trios of the same occupation and tone:
       f"{to_man.mean():.3f} with the man's and {to_woman.mean():.3f} with the woman's; in pixels it is closer to the "
       f"man's in {closer_px:.0%} of the trios")
 
+# %%
+#| echo: false
+if to_man.mean() > to_woman.mean() and closer_px > 0.5:
+    display(Markdown("The gender-neutral person is drawn closer to the man than to the woman, in the model's eyes and in "
+                     "pixels, so the name that captioned it inherits that. This is a bias of the data's *design*, not of its "
+                     "counts, and a probe that reports raw gaps would find it in any model trained on these pictures."))
+else:
+    display(Markdown("In this run the gender-neutral person is not closer to the man in both the model's eyes and pixels, "
+                     "so the drawings' design does not explain a lean of the plain names by itself."))
+
 # %% [markdown]
-# The gender-neutral person is drawn closer to the man than to the woman, so the name that captioned
-# it inherits that. This is a bias of the data's *design*, not of its counts, and a probe that reports
-# raw gaps would find it in any model trained on these pictures. To ask whether a model associates
+# To ask whether a model associates
 # *particular* occupations with men, the probe must compare those occupations with the others: the
 # excess gap of `gap_ci(..., control=...)`.
 
@@ -203,13 +264,17 @@ print(f"{len(trios)} (person, man, woman) trios of the same occupation and tone:
 #
 # Now the controlled experiment. Six occupations (`SKEWED`: judge, pilot, farmer, mechanic, firefighter,
 # office worker) get a skew toward men in the training data, in one of two ways, and everything else
-# (model, seed, steps, the other pictures, the held-out split) stays as in the book's run, so the book's
-# model is the balanced twin of both:
+# (model, steps, the other pictures, the held-out split) stays as in the book's run:
 #
-# - **drop**: the pictures of women in those occupations are left out of training (30 of 3,265), so
-#   those occupations are only ever shown as men or as gender-neutral people;
+# - **drop**: the pictures of women in those occupations are left out of training, so those
+#   occupations are only ever shown as men or as gender-neutral people;
 # - **captions**: the pictures stay, but their captions say "man" where they said "woman" ("woman
 #   judge, dark skin tone" is captioned "man judge, dark skin tone"): the data *calls* these women men.
+#
+# The third arm, **balanced**, is the book's recipe unchanged. Each arm is trained with several
+# seeds (the seed sets the initial weights, the order of the data and the augmentation); the balanced
+# arm with seed 0 *is* the book's model. A run and its twin of the same seed start from the same
+# weights and see the same pictures in the same order, so they can be compared pair by pair.
 
 # %%
 #| exports
@@ -237,14 +302,22 @@ class CaptionedAsMen(Dataset):
         x, caption = self.base[i]
         return (x, caption.replace(self.records[i].name, self.relabel[i])) if i in self.relabel else (x, caption)
 
-def skewed_run(occupations=SKEWED, out: str | Path | None = None, cfg: TrainConfig | None = None, how: str = 'captions'):
-    "(model, config) of MiniCLIP trained like the book's run, with women of `occupations` captioned as men ('captions') or left out ('drop')."
-    cfg = replace(cfg or PRESETS['mini-cpu'], out=str(out or runs_dir() / f'bias-{how}'))
+ARMS = ('balanced', 'drop', 'captions')
+
+def bias_run(how: str = 'captions', seed: int | None = None, cfg: TrainConfig | None = None,
+             out: str | Path | None = None, occupations=SKEWED) -> tuple:
+    "(model, config) of one arm of the experiment: MiniCLIP trained like the book's run ('balanced'), or with the women of `occupations` left out ('drop') or captioned as men ('captions'); trained first if unfinished."
+    if how not in ARMS: raise ValueError(f"how={how!r}: choose one of {', '.join(ARMS)}")
+    cfg = cfg or PRESETS['mini-cpu']
+    if seed is not None: cfg = replace(cfg, seed=seed)
+    if out is None:                                  # the book's run is the balanced arm of its own seed
+        book = how == 'balanced' and cfg.seed == PRESETS['mini-cpu'].seed
+        out = runs_dir() / ('mini' if book else f'bias-{how}' + (f'-seed{cfg.seed}' if cfg.seed else ''))
+    cfg = replace(cfg, out=str(out))
     size = cfg.clip_config().image_resolution
     base = EmojiDataset('train', image_size=size, train=True, templates=cfg.templates, seed=cfg.seed)
-    if how == 'captions': data = CaptionedAsMen(base, occupations)
-    elif how == 'drop': data = WithoutPictures(base, lambda r: r.base in occupations and r.gender == 'woman')
-    else: raise ValueError(f"how={how!r}: choose 'captions' or 'drop'")
+    data = {'balanced': lambda: base, 'captions': lambda: CaptionedAsMen(base, occupations),
+            'drop': lambda: WithoutPictures(base, lambda r: r.base in occupations and r.gender == 'woman')}[how]()
     held_out = EmojiDataset('test', image_size=size, train=False, seed=cfg.seed)
     ckpt = Path(cfg.out) / 'checkpoint.pt'
     if not (ckpt.exists() and torch.load(ckpt, map_location='cpu', weights_only=True)['data']['step'] >= cfg.steps):
@@ -259,18 +332,25 @@ relabelled = CaptionedAsMen(base, SKEWED)
 test_eq(len(dropped), len(base) - len(relabelled.relabel))
 assert not any(r.base in SKEWED and r.gender == 'woman' for r in dropped.records)
 i = next(iter(relabelled.relabel))
-print(f"drop: {len(base)} -> {len(dropped)} pictures; captions: {len(relabelled.relabel)} captions changed, e.g. "
+print(f"drop: {len(base):,} -> {len(dropped):,} pictures; captions: {len(relabelled.relabel)} captions changed, e.g. "
       f"{base[i][1]!r} -> {relabelled[i][1]!r}")
+assert not set(SKEWED) - set(PROBED)                  # the six skewed occupations are all probed
+test_fail(lambda: bias_run('shuffle'), contains='balanced, drop, captions')
 assert relabelled[i][1] != base[i][1] and (relabelled[i][0] == base[i][0]).all()
 
 # %% [markdown]
-# Each skewed run takes as long as the book's run (minutes on a CPU; a few steps under `nbdev_test`):
+# Each run takes as long as the book's run (minutes on a CPU; a few steps under `nbdev_test`, with two
+# seeds instead of three). A finished run is only loaded, so the chapter trains each of them once:
 
 # %%
+SEEDS = (0, 1) if in_test() else (0, 1, 2)
 cfg = replace(PRESETS['mini-cpu'], progress=not in_test())
 if in_test(): cfg = replace(cfg, steps=3, warmup=1, eval_every=0, ckpt_every=3, progress=False)
-scratch = Path(__import__('tempfile').mkdtemp()) if in_test() else None
-skewed = {how: skewed_run(cfg=cfg, how=how, out=scratch / how if scratch else None)[0] for how in ('drop', 'captions')}
+scratch = Path(tempfile.mkdtemp()) if in_test() else None
+arms = {how: [bias_run(how, seed=s, cfg=cfg, out=scratch / f'{how}-{s}' if scratch else None)[0] for s in SEEDS]
+        for how in ARMS}
+skewed = {how: arms[how][0] for how in ARMS}                           # seed 0: balanced is the book's model
+print(f"{len(ARMS)} arms × {len(SEEDS)} seeds: " + ', '.join(f"{how} {len(ms)}" for how, ms in arms.items()))
 
 
 # %% [markdown]
@@ -300,8 +380,9 @@ def gender_scores(model, occupations=OCCUPATIONS, image_size: int = 48) -> dict:
         out[r.base][r.gender].append(float(f @ t[0] - f @ t[1]))
     return {o: {g: np.array(v) for g, v in d.items()} for o, d in out.items()}
 
-def gender_probe_table(models: dict, skewed=SKEWED, occupations=OCCUPATIONS) -> tuple[str, dict]:
-    "Markdown table and results per model: separation (men − women) of the skewed occupations, the others, and the excess."
+def gender_probe_table(models: dict, skewed=SKEWED, occupations=None) -> tuple[str, dict]:
+    "Markdown table and results per model: separation (men − women) of the skewed occupations, the others (of `occupations`, by default those probed), and the excess."
+    occupations = tuple(occupations or probe_occupations())
     control = [o for o in occupations if o not in skewed]
     res, rows = {}, []
     for name, m in models.items():
@@ -315,70 +396,163 @@ def gender_probe_table(models: dict, skewed=SKEWED, occupations=OCCUPATIONS) -> 
                           align='llrll'), res
 
 
-# %%
-table, res = gender_probe_table({'balanced (book)': model, 'drop': skewed['drop'], 'captions': skewed['captions']})
-display(Markdown(table))
+# %% [markdown]
+# The probe on the three arms of seed 0 (the book's model is the balanced one):
 
 # %%
-if not in_test():
-    assert res['captions']['excess']['excludes_zero'] and res['captions']['excess']['gap'] < 0, res
-    assert not res['balanced (book)']['excess']['excludes_zero'], res
+table, res = gender_probe_table({'balanced (book)': skewed['balanced'], 'drop': skewed['drop'], 'captions': skewed['captions']})
+display(Markdown(table))
 
 
 # %% [markdown]
-# Read the excess rows. The balanced model holds men and women of the six occupations as far apart as
-# those of the others (an interval around zero). The model whose data *called* the women of those
-# occupations men has lost much of that separation there, and the interval excludes zero: the probe
-# finds the skew we put in. The model that merely never *saw* those women sits in between: the word
-# "woman" and the look of women it learned from the other fourteen occupations carry over, which is
-# the compositional generalisation the held-out split measures elsewhere, working here against the
-# skew. In this data, a skew of omission is largely repaired by composition; a skew of labelling is not.
+# ### Twin against twin, over seeds
 #
-# ### In `make reproduce`'s report
-#
-# `make reproduce` runs this experiment too: after the main run it trains (or, when the folder holds a
-# finished one, only loads) the captions-skewed twin with the main run's configuration, next to it
-# (`runs/bias-captions`), and appends this section to `report.md`, with its numbers in `results.json`
-# under `bias`. The section is the probe above on the two models, and one sentence that reads the excess
-# rows; the sentence says so when the contrast is not there (a run of a few steps has no power to show it).
+# One run per arm cannot tell an effect of the skew from the luck of one seed: the excess of a single
+# run moves with its initial weights and data order. Two things make the comparison direct. First,
+# **pairs**: a skewed run and the balanced run of the same seed are probed on the same pictures, so
+# their difference in excess is computed with one bootstrap that resamples occupations and pictures
+# *once* for both (a paired bootstrap): whatever a resample does to one model it does to the other.
+# Second, **seeds**: the paired difference is measured for every seed, and the mean over seeds gets a
+# Student-t interval from the spread between seeds, which is what a reader retraining the experiment
+# would meet. With few seeds that interval is wide; "found" below means it excludes zero.
 
 # %%
 #| exports
-def _ci_text(r: dict) -> str: return f"{r['gap']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]"
+def paired_excess(scores: dict, twin_scores: dict, skewed=SKEWED, control=None, n_boot: int = 2000, seed: int = 0,
+                  level: float = 0.95) -> dict:
+    "Excess separation of the twin minus that of the model on the same pictures, with a paired bootstrap interval."
+    control = list(control or [o for o in probe_occupations() if o not in skewed])
+    shape = lambda sc: {o: {g: len(v) for g, v in sc[o].items()} for o in (*skewed, *control)}
+    if shape(scores) != shape(twin_scores): raise ValueError("paired_excess: the two models were not probed on the same pictures")
+    points, boots = [], []
+    for sc in (scores, twin_scores):
+        rng = np.random.default_rng(seed)            # the same draws for both: one resample of occupations and pictures
+        (p_s, b_s), (p_c, b_c) = _gap_boots(sc, skewed, n_boot, rng), _gap_boots(sc, control, n_boot, rng)
+        points.append(p_s - p_c); boots.append(b_s - b_c)
+    return _ci(points[1] - points[0], boots[1] - boots[0], level)
 
-def bias_section(model, skewed_model, skewed=SKEWED, occupations=OCCUPATIONS) -> tuple[str, dict]:
-    "(markdown section, results) for a training report: the man-or-woman probe on a run and its captions-skewed twin."
+def seed_ci(values, level: float = 0.95) -> dict:
+    "Mean of per-seed values with a Student-t interval from their spread (at least two seeds)."
+    from scipy.stats import t
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2: raise ValueError("seed_ci needs at least two seeds")
+    half = t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return dict(gap=float(v.mean()), lo=float(v.mean() - half), hi=float(v.mean() + half),
+                excludes_zero=bool(abs(v.mean()) > half), n_seeds=len(v))
+
+
+# %% [markdown]
+# Checks on made-up scores: a model paired with itself differs by exactly zero; a twin whose women of
+# the skewed occupations score like men has a negative paired difference that excludes zero; the
+# interval over seeds is the textbook one.
+
+# %%
+rng = np.random.default_rng(2)
+made_up = {o: {'man': rng.normal(0.2, 0.05, 6), 'woman': rng.normal(-0.2, 0.05, 6)} for o in 'abcdefgh'}
+twin = {o: {'man': v['man'], 'woman': v['man'] + 0.01 if o in 'abc' else v['woman']} for o, v in made_up.items()}
+same, lost = paired_excess(made_up, made_up, 'abc', 'defgh'), paired_excess(made_up, twin, 'abc', 'defgh')
+test_eq((same['gap'], same['lo'], same['hi']), (0.0, 0.0, 0.0))
+assert lost['excludes_zero'] and lost['gap'] < -0.3, lost
+test_close(seed_ci([1.0, 2.0, 3.0])['hi'], 2 + 4.302653 / np.sqrt(3), eps=1e-5)     # t(0.975, 2 df) = 4.3027
+test_fail(lambda: paired_excess(made_up, {**made_up, 'a': {'man': np.zeros(2), 'woman': np.zeros(2)}}, 'abc', 'defgh'),
+          contains='same pictures')
+
+# %% [markdown]
+# The experiment, every seed:
+
+# %%
+control = [o for o in PROBED if o not in SKEWED]
+seed_scores = {how: [gender_scores(m, PROBED) for m in ms] for how, ms in arms.items()}
+own = {how: [gap_ci(sc, SKEWED, control=control) for sc in scs] for how, scs in seed_scores.items()}
+paired = {how: [paired_excess(b, t, SKEWED, control) for b, t in zip(seed_scores['balanced'], seed_scores[how])]
+          for how in ('drop', 'captions')}
+paired['captions − drop'] = [paired_excess(d, c, SKEWED, control) for d, c in zip(seed_scores['drop'], seed_scores['captions'])]
+over = {how: seed_ci([r['gap'] for r in rs]) for how, rs in {**{f'{h} (own excess)': v for h, v in own.items()}, **paired}.items()}
+rows = [(f'excess of **{how}**', *(_ci_text(r) for r in own[how]), _ci_text(over[f'{how} (own excess)'])) for how in ARMS]
+rows += [(f'paired: **{how}**' if '−' in how else f'paired: **{how} − balanced**', *(_ci_text(r) for r in rs),
+          _ci_text(over[how])) for how, rs in paired.items()]
+display(Markdown(markdown_table(['', *(f'seed {s}' for s in SEEDS), f'mean over {len(SEEDS)} seeds (t interval)'], rows)))
+if not in_test():                                  # for the landing page: the experiment over seeds
+    atomic_write(runs_dir() / 'bias-seeds.json', lambda f: f.write(json.dumps(
+        dict(seeds=list(SEEDS), probed=list(PROBED), skewed=list(SKEWED), over_seeds=over), indent=1).encode()))
+
+
+# %%
+#| echo: false
+def _verdict(r: dict, what: str) -> str:
+    if not r['excludes_zero']: return f"{what}: {_ci_text(r)} over seeds, an interval that includes zero: not found"
+    return f"{what}: {_ci_text(r)} over seeds, an interval that excludes zero: found, {'a loss' if r['gap'] < 0 else 'a gain'} of separation"
+cap, drp, bal, c_d = over['captions'], over['drop'], over['balanced (own excess)'], over['captions − drop']
+display(Markdown(
+    "What the seeds say, each line a paired difference in excess separation (negative: the skewed occupations lost "
+    "separation compared with the balanced twin):\n\n"
+    f"- {_verdict(cap, 'captions − balanced')}.\n- {_verdict(drp, 'drop − balanced')}.\n"
+    f"- {_verdict(c_d, 'captions − drop')}.\n"
+    f"- The balanced arm's own excess, {_ci_text(bal)}, {'includes' if not bal['excludes_zero'] else 'excludes'} zero"
+    + (": no skew where none was put." if not bal['excludes_zero'] else ": a skew where none was put, which the paired "
+       "differences above cancel.") + "\n\n" +
+    ("So the probe finds the skew put into the captions, over seeds and against each run's own twin. "
+     if cap['excludes_zero'] and cap['gap'] < 0 else
+     "So this experiment, at this size and with these seeds, does not show the captions skew as a paired effect. ") +
+    ("Leaving the women out does less: the word \"woman\" and the look of women learned from the other occupations "
+     "carry over (the compositional generalisation the held-out split measures elsewhere), working against a skew of omission."
+     if c_d['excludes_zero'] and c_d['gap'] < 0 else
+     "Whether leaving the women out does less than mislabelling them is not settled by these seeds: the interval of "
+     "their difference includes zero.")))
+
+
+# %% [markdown]
+# ### In `make reproduce`'s report
+#
+# `make reproduce` runs one seed of this experiment: after the main run it trains (or, when the folder
+# holds a finished one, only loads) the captions-skewed twin with the main run's configuration, next to
+# it (`runs/bias-captions`), and appends this section to `report.md`, with its numbers in
+# `results.json` under `bias`. The section is the probe above on the two models and their paired
+# difference, and one sentence that reads it; the sentence says so when the contrast is not there (a
+# run of a few steps has no power to show it), and that one seed is one seed.
+
+# %%
+#| exports
+def bias_section(model, skewed_model, skewed=SKEWED, occupations=None) -> tuple[str, dict]:
+    "(markdown section, results) for a training report: the man-or-woman probe on a run and its captions-skewed twin of the same seed."
+    occupations = tuple(occupations or probe_occupations())
     names = {'balanced': 'balanced (this run)', 'captions': 'women of the skewed occupations captioned as men'}
     table, res = gender_probe_table({names['balanced']: model, names['captions']: skewed_model}, skewed, occupations)
-    bal, skw = res[names['balanced']]['excess'], res[names['captions']]['excess']
-    found = skw['excludes_zero'] and skw['gap'] < 0 and not bal['excludes_zero']
+    control = [o for o in occupations if o not in skewed]
+    diff = paired_excess(gender_scores(model, occupations), gender_scores(skewed_model, occupations), skewed, control)
+    bal = res[names['balanced']]['excess']
+    found = diff['excludes_zero'] and diff['gap'] < 0
     says = lambda r: 'excludes' if r['excludes_zero'] else 'includes'
-    reading = (f"Reading: the excess of the skewed run, {_ci_text(skw)}, {says(skw)} 0; that of the balanced run, "
-               f"{_ci_text(bal)}, {says(bal)} 0. " +
-               ("The probe finds the skew put into the captions, and none where none was put." if found else
-                "This is not the expected contrast (a negative excess excluding 0 for the skewed run only): a short "
-                "or small run may leave the probe without the power to show it."))
+    reading = (f"Reading: the twin's excess minus this run's, on the same pictures, is {_ci_text(diff)} (paired bootstrap), "
+               f"an interval that {says(diff)} 0; this run's own excess, {_ci_text(bal)}, {says(bal)} 0. " +
+               ("The probe finds the skew put into the captions, in this seed. " if found else
+                "This is not the expected contrast (a negative paired difference excluding 0): a short or small run may "
+                "leave the probe without the power to show it. ") +
+               "One seed is one seed: the bias chapter repeats the comparison over several.")
     text = ("## Bias: does the probe find a skew put into the captions?\n\n"
-            f"A twin of this run, trained with the same configuration except that the pictures of women in {len(skewed)} "
-            f"occupations ({', '.join(skewed)}) are captioned as men ('woman judge, …' → 'man judge, …'). For each picture "
+            f"A twin of this run, trained with the same configuration and seed except that the pictures of women in {len(skewed)} "
+            f"occupations ({', '.join(skewed)}) are captioned as men ('woman judge, …' → 'man judge, …'). The probe uses the "
+            f"{len(occupations)} occupations that training showed as a man, a woman and a person. For each picture "
             "of a man or a woman in an occupation, d = cos(picture, 'man <occupation>') − cos(picture, 'woman <occupation>'); "
             "the separation is the mean d of the men's pictures minus that of the women's; the excess is the separation "
             "of the skewed occupations minus that of the others. 95% intervals: bootstrap over occupations and pictures, "
             "2,000 replicates (`clip_annotated.bias`, bias chapter).\n\n" + table + '\n' + reading + '\n')
-    summary = (f"excess man-or-woman separation where women were captioned as men: {_ci_text(skw)} ({says(skw)} 0); "
-               f"balanced run: {_ci_text(bal)} ({says(bal)} 0)")
-    return text, dict(skewed_occupations=list(skewed), balanced=res[names['balanced']],
-                      captions=res[names['captions']], found=found, summary=summary)
+    summary = (f"one seed: excess man-or-woman separation of the twin whose women were captioned as men, minus this run's: "
+               f"{_ci_text(diff)} (paired bootstrap; {says(diff)} 0); this balanced run's own excess {_ci_text(bal)} "
+               f"({says(bal)} 0)")
+    return text, dict(skewed_occupations=list(skewed), occupations=list(occupations), balanced=res[names['balanced']],
+                      captions=res[names['captions']], paired=diff, found=found, summary=summary)
 
 
 # %% [markdown]
-# On the book's model and its captions-skewed twin, the section reads:
+# On the book's model and its captions-skewed twin, the section reads (its heading shown here as a
+# bold line):
 
 # %%
-section, bias_res = bias_section(model, skewed['captions'])
-display(Markdown(section))
-if not in_test(): assert bias_res['found'], bias_res['summary']
+section, bias_res = bias_section(skewed['balanced'], skewed['captions'])
+display(Markdown(no_headings(section)))
 test_eq(bias_res['captions'], res['captions'])             # the same probe as the table above
+test_eq(bias_res['paired'], paired['captions'][0])         # and the same paired difference as seed 0 above
 
 # %% [markdown]
 # ## FairFace: the paper's probe, for readers with the data
@@ -538,15 +712,15 @@ test_fail(lambda: FairFace(ff_root), contains='val/7.jpg')
 # %% [markdown]
 # ## What we measured
 #
-# Printed above in this run: the plain-name gap of each occupation in the book's model with its
-# interval (a gap everywhere, from the drawings' design), how the gender-neutral pictures resemble the
-# men's, and, for the balanced model and the two skewed ones, the separation of men from women in the
-# six skewed occupations, in the others, and the excess of the first over the second; the same probe
-# as `make reproduce` writes it into its report. The FairFace probe ran only on a fake folder of noise
-# with random weights: its table shows that the path works, and nothing else.
+# Printed above in this run: which occupations the probes can compare (trained as a man, a woman and a
+# person in equal numbers), the plain-name gap of each occupation in the book's model with its interval,
+# how the gender-neutral pictures resemble the men's, the man-or-woman probe on the three arms of seed
+# 0, and, over seeds, each arm's excess and the paired differences between twins, with intervals over
+# seeds; the one-seed form of it is what `make reproduce` writes into its report. The FairFace probe
+# ran only on a fake folder of noise with random weights: its table shows that the path works, and
+# nothing else.
 
 # %%
-for name, r in res.items():
-    print(f"{name:16} " + '   '.join(f"{part} {r[part]['gap']:+.4f} [{r[part]['lo']:+.4f}, {r[part]['hi']:+.4f}]"
-                                       for part in ('skewed', 'control', 'excess')))
+print(f"probed occupations: {len(PROBED)} of {len(OCCUPATIONS)}; seeds: {', '.join(map(str, SEEDS))}")
+for how, r in over.items(): print(f"{how:22} mean over seeds {_ci_text(r)}")
 _ = footer()

@@ -151,7 +151,7 @@ print(f"logit scale exp(t): init {init_model.logit_scale.exp().item():.1f}, trai
 
 # %%
 #| fig-cap: "Histograms of cosine similarities between pictures, between captions, and between pictures and captions, at random initialisation (left) and after training (right)."
-#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones spread around 0.6, and picture-caption similarities, paired or not, sit together just below 0: the two modalities occupy separate narrow cones. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on 0, while each picture's similarity to its own caption peaks near 0.9."
+#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near the top of the scale, caption-caption ones lower and wider, and picture-caption similarities, paired or not, sit together just below zero: the two modalities occupy separate narrow cones. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, while each picture's similarity to its own caption peaks near the top. The cells below print the means."
 def offdiag(M): return M[~torch.eye(M.shape[0], dtype=torch.bool)]
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=False)
 for ax, (I_, T_, name) in zip(axes, [(I_0, T_0, 'random initialisation'), (I_e, T_e, 'book MiniCLIP, trained')]):
@@ -527,7 +527,7 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, ax=None, alpha: float = 0.5
 
 
 # %%
-#| fig-cap: "Where the [class] token looks: attention over the 4 × 4 patch grid for five held-out emoji, for both heads of the first and last layers, and the attention rollout."
+#| fig-cap: "Where the [class] token looks: attention over the grid of patches for five held-out emoji, for both heads of the first and last layers, and the attention rollout."
 #| fig-alt: "A grid of 5 rows (keycap 7, keyboard, comet, index pointing up, man bouncing ball) by 6 columns: the picture, then heat overlays, bright where attention is high, for layer 1 head 1, layer 1 head 2, layer 4 head 1, layer 4 head 2 and the rollout. Layer 1 head 1 mostly lights up the bottom edge or the background; the other heads and the rollout mostly highlight patches on the drawing, such as the keyboard's keys, the comet's tail and the ball player's legs."
 ca = cls_attention(maps, grid)                                       # [L, 8, heads, 4, 4]
 roll = attention_rollout(maps)[:, 0, 1:].unflatten(-1, (grid, grid))   # [8, 4, 4] [class] row of the rollout

@@ -262,8 +262,8 @@ print(f"fastest: {max(by_precision, key=lambda r: r['pairs_per_s'])['precision']
 # has Inductor generate fused kernels for them: C++ with OpenMP on a CPU, Triton on a GPU. The text
 # encoder cuts its sequence at the batch's last end-of-text token, a length read from the data, so
 # the graph breaks there and each new length can recompile (after the second, Dynamo marks it dynamic).
-# Compilation is paid once, in the first step, which we report separately. This cell takes about a
-# minute on a small CPU, so `nbdev_test` skips it (`#| slow`).
+# Compilation is paid once, in the first step, which we report separately. Compiling makes this cell
+# slow, so `nbdev_test` skips it (`#| slow`).
 
 # %%
 #| slow
@@ -281,15 +281,17 @@ print(f"compilation pays for itself after {compiled['first_step_s'] / saved:.0f}
 # the book's run (1,000 steps), add the recompiles that new caption lengths can cause, and remember
 # that eager code is the code a reader can step through. On a GPU, where the element-wise work between the matrix
 # products is a larger share of the step, the same cell is the place to find out whether it pays.
+# <!-- fixed: 1,000 -->
 
 # %% [markdown]
 # ## The efficiency table, for this machine
 #
-# Efficiency tables for CLIP (epoch time, memory, peak throughput) are usually given for GPUs that
-# are not here. This is such a table, measured on this machine: for each model, the best batch of the sweep (or a batch
-# that fits), its throughput, the memory of its steps, and the time of one epoch of the emoji training
-# set (3,265 pictures) at that throughput. ViT-B/32 is the paper's smallest Vision Transformer at
-# 224 pixels; on a CPU only a small batch of it is timed, with few steps.
+# Efficiency tables for CLIP (epoch time, memory, peak throughput) are usually given for GPUs that are
+# not here. This is such a table, measured on this machine: for each model, the best batch of the sweep
+# (or a batch that fits), its throughput, the memory of its steps, and the time of one epoch of the
+# emoji training set (its size is in the last column's heading) at that throughput. ViT-B/32 is the
+# paper's smallest Vision Transformer at 224 pixels; on a CPU only a small batch of it is timed, with
+# few steps.
 
 # %%
 n_train = len(EmojiDataset('train', image_size=8 if in_test() else book.image_resolution, train=True))

@@ -27,7 +27,7 @@ from clip_annotated.model import CLIPConfig
 from clip_annotated.train import TrainConfig
 from dataclasses import asdict
 import tempfile
-from clip_annotated.core import footer, in_test
+from clip_annotated.core import footer, in_test, no_headings
 from clip_annotated.train import book_model, runs_dir
 
 # %% [markdown]
@@ -147,8 +147,9 @@ def model_card(run: str | Path) -> str:
                   f"- Held out: {own['held_out']}, {count(own['held_out_items'], 'pairs')}{skipped('held_out_skipped')}." if own['held_out']
                   else "- Held out: none (no --val-data), so nothing below measures generalisation.", ""]
     else:
+        held = f"{res['test']['n_images']:,}" if 'test' in res else 'some'
         lines += ["- OpenMoji drawings of Unicode emoji (CC BY-SA 4.0) with captions from their Unicode names; a fixed split "
-                  "holds out 639 pictures, including unseen combinations of seen parts (an occupation with a skin tone it "
+                  f"holds out {held} pictures, including unseen combinations of seen parts (an occupation with a skin tone it "
                   "never appeared with). No photographs and no real people.", ""]
     if 'test' in res:
         t = res['test']
@@ -166,8 +167,8 @@ def model_card(run: str | Path) -> str:
     else: lines += ["## Limits and biases",
               "- About a fifth of the held-out captions contain a word no training caption has; the text tower has "
               "nothing learned for such words (training chapter).",
-              "- The plain name of an occupation sits closer to the drawings of men than of women, because the "
-              "gender-neutral drawings resemble the men's (bias chapter); a probe must control for that.",
+              "- The gender-neutral drawings of an occupation resemble the men's more than the women's, so a probe of an "
+              "occupation's plain name measures that design as well as the model, and must control for it (bias chapter).",
               *([f"- Bias probe with a controlled skew (bias chapter, run by `make reproduce`): {res['bias']['summary']}."]
                 if 'bias' in res else []),
               "- Weak at counting and at binding attributes to objects (limitations chapter, on the scenes model).",
@@ -186,7 +187,7 @@ if in_test():                       # a stand-in run folder with the files model
     torch.save(dict(config=asdict(cfg), model_config=asdict(cfg.clip_config()), model=model.state_dict(),
                     data=dict(step=0), wall_s=0.0), run / 'checkpoint.pt')
 card = model_card(run)
-display(Markdown(card))
+display(Markdown(no_headings(card)))
 assert (run / 'model_card.md').read_text() == card and 'Intended use' in card
 
 # %%

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, os, sys
 from pathlib import Path
 
 # %%
@@ -107,7 +107,7 @@ def reproduce(argv: list[str] | None = None) -> dict:
     from clip_annotated.core import hardware
     from clip_annotated.train import PRESETS, load_run, parse_args, runs_dir, train
     from clip_annotated.zeroshot import zero_shot_section
-    from clip_annotated.bias import bias_section, skewed_run
+    from clip_annotated.bias import bias_run, bias_section
     from clip_annotated.ethics import model_card
     cfg = parse_args(rest)                                 # train's parser: it refuses options it does not know
     cfg = replace(cfg, out=a.out or str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
@@ -118,7 +118,7 @@ def reproduce(argv: list[str] | None = None) -> dict:
         section, summary['zeroshot'] = zero_shot_section(model)
         sections.append(section)
         if not a.no_bias:                                  # the captions-skewed twin, next to the main run
-            skewed, _ = skewed_run(cfg=cfg, out=Path(cfg.out).parent / 'bias-captions', how='captions')
+            skewed, _ = bias_run('captions', cfg=cfg, out=Path(cfg.out).parent / 'bias-captions')
             section, summary['bias'] = bias_section(model, skewed)
             summary['bias']['run'] = str(Path(cfg.out).parent / 'bias-captions')
             sections.append(section)
@@ -129,6 +129,101 @@ def reproduce(argv: list[str] | None = None) -> dict:
     print(Path(cfg.out, 'report.md').read_text())
     return summary
 
+
+# %% [markdown]
+# The landing page and the README set the paper's headline claims beside the run `make reproduce`
+# wrote: `paper_table` builds that table from `results.json` (and, once the bias chapter has run, its
+# `bias-seeds.json`), and `update_readme` (`make readme`) writes it into the README between two marker
+# lines, with the machine it ran on. So the README's figures are a run's, never typed.
+
+# %%
+#| exports
+PAPER_CLAIMS = {  # Radford et al. 2021: the section or table each figure comes from
+    'train': "ViT-L/14: 12 days on 256 V100 GPUs; 32 epochs of 400 M pairs, batch 32,768 (§2.5)",
+    'i2t': "88.0% (Flickr30k, zero-shot, Table 13)",
+    't2i': "68.7% (Flickr30k, zero-shot, Table 13)",
+    'zs': "{imagenet}% top-1 (ImageNet, ViT-L/14@336px, Table 11)",
+    'ens': "+3.5 points (ImageNet, 80 prompts, §3.1.4)",
+    'bias': "FairFace probes: results differ by race and gender, depending on the classes offered (§7.1)",
+}
+
+def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
+    "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
+    from clip_annotated.core import markdown_table
+    from clip_annotated.evalsets import PAPER_ZERO_SHOT
+    paper = {**PAPER_CLAIMS, 'zs': PAPER_CLAIMS['zs'].format(imagenet=PAPER_ZERO_SHOT['ViT-L/14@336px']['imagenet'])}
+    pct, chance = (lambda x: f"{100 * x:.1f}%"), (lambda x: f"{100 * x:.2g}%")
+    ci = lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
+    link = lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)"
+    test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
+    rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] // res['steps_per_epoch']} epochs "
+             f"of {res['train_items']:,} emoji), {res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
+             'quoted; trained here'),
+            *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji, chance {chance(test[f'{k}_chance@1'])})",
+               f"checked in kind ({link('Training', '06_train')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
+    if (tone := zs.get('emoji skin_tone')):
+        rows.append(('zero-shot classification', paper['zs'], f"{pct(tone['ensemble_top1'])} (skin tone of held-out emoji, "
+                     f"{tone['classes']} classes, chance {chance(tone['chance'])}, majority class {pct(tone['majority'])})",
+                     f"checked in kind ({link('Zero-shot', '07_zeroshot')})"))
+    if (ens := [z for z in zs.values() if 'ensembling' in z]):
+        gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
+        rows.append(('prompt ensembling over one template', paper['ens'],
+                     '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
+                     " (ensemble − single template, 95% paired bootstrap over the held-out pictures)",
+                     (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
+                     + f" ({link('Zero-shot', '07_zeroshot')})"))
+    if (b := res.get('bias')) and 'paired' in b:
+        rows.append(('bias probe', paper['bias'], b['summary'], f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
+    if seeds:
+        o = seeds['over_seeds']['captions']
+        rows.append((f"bias probe, {len(seeds['seeds'])} seeds per arm", '–', "excess man-or-woman separation, twin with women "
+                     f"captioned as men − balanced twin: {o['gap']:+.3f} [{o['lo']:+.3f}, {o['hi']:+.3f}] (mean over seeds, t interval)",
+                     ('found' if o['excludes_zero'] and o['gap'] < 0 else 'not found') + f" ({link('Bias', '11_bias')})"))
+    return markdown_table(['', 'the paper', 'this book: MiniCLIP from `make reproduce`', 'the claim here'], rows, align='llll')
+
+README_BEGIN, README_END = '<!-- results: written by `make readme` from runs/ -->', '<!-- /results -->'
+
+def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLike | None = None) -> str:
+    "Rewrite the block of `readme` between README_BEGIN and README_END from the runs of `make reproduce` (and the bias chapter's seeds)."
+    from clip_annotated.train import load_run, runs_dir
+    runs, readme = Path(runs or runs_dir()), Path(readme)
+    res = json.loads((runs / 'mini' / 'results.json').read_text())
+    seeds = json.loads((runs / 'bias-seeds.json').read_text()) if (runs / 'bias-seeds.json').exists() else None
+    text = readme.read_text()
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
+        raise ValueError(f"{readme}: expected one {README_BEGIN} line and one {README_END} line around the results")
+    block = (f"Measured on {res.get('hardware', 'a machine not recorded')}: {res['train_wall_s']:.0f} s training the main run; held-out figures are on the {res['test']['n_images']:,} held-out emoji, all captions at once.\n\n"
+             + paper_table(res, load_run(runs / 'mini')[1].batch_size, seeds, nbs='nbs/'))
+    head, rest = text.split(README_BEGIN); _, tail = rest.split(README_END)
+    readme.write_text(head + README_BEGIN + '\n' + block + README_END + tail)
+    return block
+
+
+# %%
+fake = dict(steps=10, steps_per_epoch=5, train_items=40, parameters=8e6, train_wall_s=60.0, hardware='a test machine',
+            test={'n_images': 8, 'i2t_R@1': 0.5, 't2i_R@1': 0.25, 'i2t_chance@1': 0.125, 't2i_chance@1': 0.125},
+            zeroshot=[dict(task='emoji skin_tone', classes=5, chance=0.2, majority=0.25, ensemble_top1=0.6,
+                           ensembling=dict(diff=0.01, lo=-0.02, hi=0.04, excludes_zero=False))])
+t = paper_table(fake, 128, nbs='nbs/')
+assert '| retrieval R@1, image → text | 88.0%' in t and '50.0%' in t and 'majority class 25.0%' in t, t
+assert '+1.0 [-2.0, +4.0] points' in t and 'no gain shown' in t and '(nbs/07_zeroshot.ipynb)' in t, t
+readme_dir = Path(tempfile.mkdtemp()); (readme_dir / 'mini').mkdir()
+(readme_dir / 'mini' / 'results.json').write_text(json.dumps(fake))
+from clip_annotated.train import PRESETS
+from clip_annotated.model import create_model
+from dataclasses import asdict
+torch.save(dict(config=asdict(PRESETS['mini-cpu']), model_config=asdict(PRESETS['mini-cpu'].clip_config()),
+                model=create_model(PRESETS['mini-cpu'].clip_config()).state_dict(), data=dict(step=0), wall_s=0.0),
+           readme_dir / 'mini' / 'checkpoint.pt')
+(readme_dir / 'README.md').write_text(f"# x\n{README_BEGIN}\nold\n{README_END}\nafter\n")
+update_readme(readme_dir / 'README.md', readme_dir)
+r = (readme_dir / 'README.md').read_text()
+assert r.startswith('# x\n') and r.endswith(f'{README_END}\nafter\n') and 'old' not in r and 'a test machine' in r, r
+test_fail(lambda: update_readme(readme_dir / 'mini' / 'results.json', readme_dir), contains='expected one')
+
+
+# %%
+#| exports
 def _train(argv: list[str] | None = None) -> dict:
     "`clip-annotated train`: `clip_annotated.train.main(argv)`, whose --help lists every option."
     from clip_annotated.train import main as train_main

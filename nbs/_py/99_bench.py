@@ -382,12 +382,13 @@ assert all(r['speedup'] >= 1.2 and r['ours_mib'] <= r['open_clip_mib'] and r['ma
 # The evaluation chapters run `zeroshot.evaluate`: encode every picture, build the classifier from
 # class names and templates, take the arg max. open_clip's equivalent is its
 # `build_zero_shot_classifier` followed by the loop of its training repository's `zero_shot.run`
-# (encode a batch, normalise, multiply by the classifier). `bench_zeroshot` runs both on the same
-# model and pictures, checks that they predict the same class for every picture, then times the whole
-# evaluation, classifier included, and reports pictures per second. Two cases: MiniCLIP on the
-# held-out emoji's skin-tone task (380 pictures, 5 classes × 6 templates), and ViT-B/32 on a fake
-# CIFAR-10 in its real file format (100 pictures at 224 px, 10 classes × OpenAI's 18 CIFAR templates).
-# Weights are random (the same on both sides): the point is the machinery, not the accuracy.
+# (encode a batch, normalise, multiply by the classifier). `bench_zeroshot` runs both on the same model
+# and pictures, checks that they predict the same class for every picture, then times the whole
+# evaluation, classifier included, and reports pictures per second. Two cases: MiniCLIP on the held-out
+# emoji's skin-tone task (5 classes × 6 templates; the printout counts its pictures), and ViT-B/32 on a
+# fake CIFAR-10 in its real file format (100 pictures at 224 px, 10 classes × OpenAI's 18 CIFAR
+# templates). Weights are random (the same on both sides): the point is the machinery, not the
+# accuracy.
 
 # %%
 #| exports

@@ -1,12 +1,15 @@
 # %% [markdown]
 # # clip_annotated
 #
-# > CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision") as a literate program: the paper, the code that implements it, and a check of every claim, side by side.
+# > CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision") as a literate program: the paper, the code that implements it, and checks of its claims at a small scale, side by side.
 
 # %% [markdown]
 # This site is a set of notebooks that read like chapters. Each one quotes a short passage of the paper,
-# says what it means in plain words, implements it in plain PyTorch, and then checks the claim with code
-# that runs: an assert, a comparison with a reference implementation, a figure. The same notebooks are
+# says what it means in plain words, implements it in plain PyTorch, and then, where a laptop can,
+# checks the claim with code that runs: an assert, a comparison with a reference implementation, a
+# figure. Where it cannot (a result on ImageNet, FairFace or 400 million pairs), the chapter quotes the
+# paper's figure, says so, and gives the code that would check it on the real data. The table below
+# marks which is which for the paper's headline claims. The same notebooks are
 # exported into the `clip_annotated` package, which you can use the way you would use OpenAI's `clip`.
 #
 # ## Quick start
@@ -73,6 +76,9 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 #
 # ## Chapters
 #
+# The core chapters follow the paper; the appendices hold what a user needs and a learner can skip:
+# your own data, the evaluation-set readers, the command line and the benchmarks.
+#
 # | | chapter | module | what it holds |
 # |---|---|---|---|
 # | 0 | [Preliminaries](00_prelims.ipynb) | `core` | notation of the paper, device and precision, reproducibility |
@@ -82,26 +88,29 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 4 | [The contrastive loss](04_loss.ipynb) | `loss` | Figure 3's symmetric cross entropy, the temperature, the distributed gather with exact gradients |
 # | 5 | [Data](05_data.ipynb) | `data` | the emoji set with its attributes and held-out split, procedural scenes, CSV files and shards through the `webdataset` library, `open_data` |
 # | 6 | [Training](06_train.ipynb) | `train` | AdamW, warm-up and cosine, mixed precision, exact accumulation, kill-and-resume checkpoints, DDP, held-out retrieval; your own pairs (CSV, shards), fine-tuning, locked towers, refused mixed resumes |
-# | 6b | [Your own data](06b_own_data.ipynb) | – | a walk-through: digits and photos as CSV and shards, train, fine-tune, zero-shot, embed, export, `torchrun` |
 # | 7 | [Zero-shot classification](07_zeroshot.ipynb) | `zeroshot` | class names as a classifier, prompt ensembling, top-k and per-class recall, the embedded tasks |
-# | 7b | [Evaluation data sets](07b_evalsets.ipynb) | `evalsets` | CIFAR, STL-10, Pets, Caltech-101, Food-101, ImageNet and its shifted copies, with OpenAI's class names and templates; the paper's figures |
 # | 8 | [Linear probes](08_linear_probe.ipynb) | `probe` | logistic regression on frozen features, k-shot probes against zero-shot |
 # | 9 | [Prompt engineering](09_prompt_engineering.ipynb) | `prompts` | which sentence carries a class name, ensembling in embedding or probability space |
 # | 10 | [Robustness](10_robustness.ipynb) | `robustness` | distribution shifts, a supervised baseline, effective robustness |
-# | 11 | [Bias](11_bias.ipynb) | `bias` | association probes with bootstrap intervals; a skew injected into training, found by the probe |
-# | 12 | [Limitations](12_limitations.ipynb) | `limits` | counting, attribute binding, prompt sensitivity, noisy supervision |
+# | 11 | [Bias](11_bias.ipynb) | `bias` | association probes with bootstrap intervals; a skew injected into training, each run against its balanced twin over seeds |
+# | 12 | [Limitations](12_limitations.ipynb) | `limits` | counting, attribute binding, noisy supervision (prompt wording: chapter 9) |
 # | 13 | [Looking inside](13_visualize.ipynb) | `viz` | t-SNE and UMAP, the modality gap, similarity heatmaps, retrieval grids, attention maps and rollout |
 # | 14 | [Efficiency](14_efficiency.ipynb) | `efficiency` | throughput and memory against batch size, float32 against bfloat16/float16, `torch.compile`, epoch times for this machine |
 # | 15 | [Broader impacts](15_ethics.ipynb) | `ethics` | the paper's bias and surveillance discussion, `safety_notice`, a model card |
+# | | **Appendices** | | using the book on your data, and the machinery the core chapters lean on |
+# | 6b | [Your own data](06b_own_data.ipynb) | – | a walk-through: digits and photos as CSV and shards, train, fine-tune, zero-shot, embed, export, `torchrun` |
+# | 7b | [Evaluation data sets](07b_evalsets.ipynb) | `evalsets` | CIFAR, STL-10, Pets, Caltech-101, Food-101, ImageNet and its shifted copies, with OpenAI's class names and templates; the paper's figures |
 # | 98 | [The command line](98_cli.ipynb) | `cli` | `clip-annotated train / reproduce / eval / predict` |
 # | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run |
 #
 # ## Results: the paper beside this book
 #
 # The paper trained on 400 million pairs with hundreds of GPUs; this book trains a MiniCLIP on a few
-# thousand emoji on whatever machine it runs on. The numbers cannot be equal, but each claim can be
-# checked at both scales. The left column is the paper's (with where it says so); the right column is
-# read from `runs/mini/results.json`, which `make reproduce` writes, and names the machine it ran on.
+# thousand emoji on whatever machine it runs on. The numbers cannot be equal; what a small run can
+# check is whether an effect the paper reports appears at all, and with what uncertainty. The first
+# column of figures is the paper's (with where it says so); the second is read from
+# `runs/mini/results.json`, which `make reproduce` writes, and names the machine it ran on; the last
+# says whether the claim is only quoted here or checked in kind, and where.
 
 # %%
 #| hide
@@ -109,44 +118,17 @@ import json
 from IPython.display import Markdown, display
 from clip_annotated.core import footer
 from clip_annotated.train import load_run, runs_dir
+from clip_annotated.cli import paper_table
 
 # %%
 #| echo: false
-PAPER = {  # Radford et al. 2021: the section or table each figure comes from
-    'train': "ViT-L/14: 12 days on 256 V100 GPUs; 32 epochs of 400 M pairs, batch 32,768 (§2.5)",
-    'i2t': "88.0% (Flickr30k, zero-shot, Table 13)",
-    't2i': "68.7% (Flickr30k, zero-shot, Table 13)",
-    'zs': "76.2% top-1 (ImageNet, ViT-L/14@336px, Table 11)",
-    'ens': "+3.5 points (ImageNet, 80 prompts, §3.1.4)",
-    'bias': "FairFace probes: results differ by race and gender, depending on the classes offered (§7.1)",
-}
-
-def results_rows(res: dict, batch_size: int) -> list[str]:
-    "Rows of the landing page's table from a reproduce run's results.json."
-    pct = lambda x: f"{100 * x:.1f}%"
-    chance = lambda x: f"{100 * x:.2g}%"
-    test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
-    tone = zs.get('emoji skin_tone')
-    rows = [f"| training | {PAPER['train']} | {res['steps']:,} steps of {batch_size} "
-            f"({res['steps'] // res['steps_per_epoch']} epochs of {res['train_items']:,} emoji), "
-            f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min |",
-            f"| retrieval R@1, image → text | {PAPER['i2t']} | {pct(test['i2t_R@1'])} (held-out emoji, chance {chance(test['i2t_chance@1'])}) |",
-            f"| retrieval R@1, text → image | {PAPER['t2i']} | {pct(test['t2i_R@1'])} (held-out emoji, chance {chance(test['t2i_chance@1'])}) |"]
-    if tone:
-        rows += [f"| zero-shot classification | {PAPER['zs']} | {pct(tone['ensemble_top1'])} (skin tone of held-out emoji, "
-                 f"{tone['classes']} classes, chance {chance(tone['chance'])}) |",
-                 f"| prompt ensembling over one template | {PAPER['ens']} | "
-                 f"{100 * (tone['ensemble_top1'] - tone['single_top1']):+.1f} points ({tone['prompts']['ensemble']} prompts, skin tone) |"]
-    b = res.get('bias')
-    if b:
-        rows.append(f"| bias probe | {PAPER['bias']} | {b['summary']} |")
-    return rows
-
 path = runs_dir() / 'mini' / 'results.json'
 if path.exists():
     res = json.loads(path.read_text())
     hw = res.get('hardware', 'a machine not recorded in this results.json (run `make reproduce` again)')
-    table = '\n'.join(['| | the paper | this book: MiniCLIP from `make reproduce` |', '|---|---|---|', *results_rows(res, load_run(path.parent)[1].batch_size)])
+    seeds_path = runs_dir() / 'bias-seeds.json'                 # written by the bias chapter when it runs
+    seeds = json.loads(seeds_path.read_text()) if seeds_path.exists() else None
+    table = paper_table(res, load_run(path.parent)[1].batch_size, seeds)
     display(Markdown(table + f"\n\nOurs measured on {hw}."))
 else:
     display(Markdown(f"No run at `{path}` on this machine: `make reproduce` writes it, and this table then fills in."))
