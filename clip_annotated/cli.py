@@ -113,8 +113,10 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
     if seeds:
         o = seeds['over_seeds']['captions']
         rows.append((f"bias probe, {len(seeds['seeds'])} seeds per arm", '–', "excess man-or-woman separation, twin with women "
-                     f"captioned as men − balanced twin: {o['gap']:+.3f} [{o['lo']:+.3f}, {o['hi']:+.3f}] (mean over seeds, t interval)",
-                     ('found' if o['excludes_zero'] and o['gap'] < 0 else 'not found') + f" ({link('Bias', '11_bias')})"))
+                     f"captioned as men − balanced twin, mean over seeds: {o['gap']:+.3f}; 95% interval over seeds "
+                     f"[{o['lo']:+.3f}, {o['hi']:+.3f}], over occupations and pictures [{o['data_lo']:+.3f}, {o['data_hi']:+.3f}]",
+                     ('found: both intervals exclude zero' if o['excludes_zero'] and o['gap'] < 0 else
+                      'not found: an interval includes zero') + f" ({link('Bias', '11_bias')})"))
     return markdown_table(['', 'the paper', 'this book: MiniCLIP from `make reproduce`', 'the claim here'], rows, align='llll')
 
 README_BEGIN, README_END = '<!-- results: written by `make readme` from runs/ -->', '<!-- /results -->'

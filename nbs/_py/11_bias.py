@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Bias
 #
-# > Association probes on the people emoji, with bootstrap confidence intervals, and a controlled experiment the paper could not run: inject a skew into the training captions and see the probe find it.
+# > Association probes on the people emoji, with bootstrap confidence intervals, and a controlled experiment the paper could not run: inject a skew into the training captions, and ask, twin against twin and over seeds, whether the probe can find it.
 
 # %%
 #| default_exp bias
@@ -412,9 +412,12 @@ display(Markdown(table))
 # **pairs**: a skewed run and the balanced run of the same seed are probed on the same pictures, so
 # their difference in excess is computed with one bootstrap that resamples occupations and pictures
 # *once* for both (a paired bootstrap): whatever a resample does to one model it does to the other.
-# Second, **seeds**: the paired difference is measured for every seed, and the mean over seeds gets a
-# Student-t interval from the spread between seeds, which is what a reader retraining the experiment
-# would meet. With few seeds that interval is wide; "found" below means it excludes zero.
+# Second, **seeds**: the paired difference is measured for every seed, and the mean over seeds gets
+# two intervals. One comes from the spread between seeds (Student t), which is what a reader
+# retraining the experiment would meet; the other from resampling occupations and pictures, the same
+# resample for every seed, which is what a different set of drawings would bring. Seeds can agree
+# closely while the drawings leave the question open, so "found" below means that *both* intervals
+# exclude zero.
 
 # %%
 #| exports
@@ -424,12 +427,20 @@ def paired_excess(scores: dict, twin_scores: dict, skewed=SKEWED, control=None, 
     control = list(control or [o for o in probe_occupations() if o not in skewed])
     shape = lambda sc: {o: {g: len(v) for g, v in sc[o].items()} for o in (*skewed, *control)}
     if shape(scores) != shape(twin_scores): raise ValueError("paired_excess: the two models were not probed on the same pictures")
-    points, boots = [], []
-    for sc in (scores, twin_scores):
-        rng = np.random.default_rng(seed)            # the same draws for both: one resample of occupations and pictures
-        (p_s, b_s), (p_c, b_c) = _gap_boots(sc, skewed, n_boot, rng), _gap_boots(sc, control, n_boot, rng)
-        points.append(p_s - p_c); boots.append(b_s - b_c)
-    return _ci(points[1] - points[0], boots[1] - boots[0], level)
+    (p0, b0), (p1, b1) = (_excess_boots(sc, skewed, control, n_boot, seed) for sc in (scores, twin_scores))
+    return _ci(p1 - p0, b1 - b0, level)
+
+def _excess_boots(scores: dict, skewed, control, n_boot: int = 2000, seed: int = 0) -> tuple[float, np.ndarray]:
+    "The excess (skewed − control separation) and its bootstrap replicates; the same `seed` gives the same resample for any model."
+    rng = np.random.default_rng(seed)
+    (p_s, b_s), (p_c, b_c) = _gap_boots(scores, skewed, n_boot, rng), _gap_boots(scores, list(control), n_boot, rng)
+    return p_s - p_c, b_s - b_c
+
+def over_seeds(per_seed: list, level: float = 0.95) -> dict:
+    "Mean over seeds of (value, bootstrap replicates) pairs, with two intervals: `lo`/`hi` from the seeds' spread (Student t), `data_lo`/`data_hi` from resampling occupations and pictures (one resample for every seed); it excludes zero only if both do."
+    t = seed_ci([p for p, _ in per_seed], level)
+    lo, hi = np.quantile(np.mean([b for _, b in per_seed], axis=0), [(1 - level) / 2, (1 + level) / 2])
+    return {**t, 'data_lo': float(lo), 'data_hi': float(hi), 'excludes_zero': t['excludes_zero'] and bool(lo > 0 or hi < 0)}
 
 def seed_ci(values, level: float = 0.95) -> dict:
     "Mean of per-seed values with a Student-t interval from their spread (at least two seeds)."
@@ -456,6 +467,8 @@ assert lost['excludes_zero'] and lost['gap'] < -0.3, lost
 test_close(seed_ci([1.0, 2.0, 3.0])['hi'], 2 + 4.302653 / np.sqrt(3), eps=1e-5)     # t(0.975, 2 df) = 4.3027
 test_fail(lambda: paired_excess(made_up, {**made_up, 'a': {'man': np.zeros(2), 'woman': np.zeros(2)}}, 'abc', 'defgh'),
           contains='same pictures')
+steady = over_seeds([(v, np.random.default_rng(k).normal(v, 0.5, 2000)) for k, v in enumerate([-0.10, -0.11, -0.09])])
+assert steady['lo'] < -0.05 and steady['data_lo'] < 0 < steady['data_hi'] and not steady['excludes_zero'], steady  # seeds agree, data do not
 
 # %% [markdown]
 # The experiment, every seed:
@@ -464,14 +477,18 @@ test_fail(lambda: paired_excess(made_up, {**made_up, 'a': {'man': np.zeros(2), '
 control = [o for o in PROBED if o not in SKEWED]
 seed_scores = {how: [gender_scores(m, PROBED) for m in ms] for how, ms in arms.items()}
 own = {how: [gap_ci(sc, SKEWED, control=control) for sc in scs] for how, scs in seed_scores.items()}
+boots = {how: [_excess_boots(sc, SKEWED, control) for sc in scs] for how, scs in seed_scores.items()}   # one resample for all
+minus = lambda a, b: [(pb - pa, bb - ba) for (pa, ba), (pb, bb) in zip(boots[a], boots[b])]
 paired = {how: [paired_excess(b, t, SKEWED, control) for b, t in zip(seed_scores['balanced'], seed_scores[how])]
           for how in ('drop', 'captions')}
 paired['captions − drop'] = [paired_excess(d, c, SKEWED, control) for d, c in zip(seed_scores['drop'], seed_scores['captions'])]
-over = {how: seed_ci([r['gap'] for r in rs]) for how, rs in {**{f'{h} (own excess)': v for h, v in own.items()}, **paired}.items()}
-rows = [(f'excess of **{how}**', *(_ci_text(r) for r in own[how]), _ci_text(over[f'{how} (own excess)'])) for how in ARMS]
+over = {**{f'{h} (own excess)': over_seeds(boots[h]) for h in ARMS}, 'drop': over_seeds(minus('balanced', 'drop')),
+        'captions': over_seeds(minus('balanced', 'captions')), 'captions − drop': over_seeds(minus('drop', 'captions'))}
+both = lambda r: f"{r['gap']:+.4f}; seeds [{r['lo']:+.4f}, {r['hi']:+.4f}]; pictures [{r['data_lo']:+.4f}, {r['data_hi']:+.4f}]"
+rows = [(f'excess of **{how}**', *(_ci_text(r) for r in own[how]), both(over[f'{how} (own excess)'])) for how in ARMS]
 rows += [(f'paired: **{how}**' if '−' in how else f'paired: **{how} − balanced**', *(_ci_text(r) for r in rs),
-          _ci_text(over[how])) for how, rs in paired.items()]
-display(Markdown(markdown_table(['', *(f'seed {s}' for s in SEEDS), f'mean over {len(SEEDS)} seeds (t interval)'], rows)))
+          both(over[how])) for how, rs in paired.items()]
+display(Markdown(markdown_table(['', *(f'seed {s}' for s in SEEDS), f'mean over {len(SEEDS)} seeds, 95% intervals over seeds (t) and pictures (bootstrap)'], rows)))
 if not in_test():                                  # for the landing page: the experiment over seeds
     atomic_write(runs_dir() / 'bias-seeds.json', lambda f: f.write(json.dumps(
         dict(seeds=list(SEEDS), probed=list(PROBED), skewed=list(SKEWED), over_seeds=over), indent=1).encode()))
@@ -480,16 +497,18 @@ if not in_test():                                  # for the landing page: the e
 # %%
 #| echo: false
 def _verdict(r: dict, what: str) -> str:
-    if not r['excludes_zero']: return f"{what}: {_ci_text(r)} over seeds, an interval that includes zero: not found"
-    return f"{what}: {_ci_text(r)} over seeds, an interval that excludes zero: found, {'a loss' if r['gap'] < 0 else 'a gain'} of separation"
+    says = f"{what}: {both(r)}"
+    if not r['excludes_zero']:
+        return says + ": not found (" + ("neither interval excludes" if r['lo'] <= 0 <= r['hi'] else "the pictures' interval includes") + " zero)"
+    return says + f": found, {'a loss' if r['gap'] < 0 else 'a gain'} of separation (both intervals exclude zero)"
 cap, drp, bal, c_d = over['captions'], over['drop'], over['balanced (own excess)'], over['captions − drop']
 display(Markdown(
     "What the seeds say, each line a paired difference in excess separation (negative: the skewed occupations lost "
     "separation compared with the balanced twin):\n\n"
     f"- {_verdict(cap, 'captions − balanced')}.\n- {_verdict(drp, 'drop − balanced')}.\n"
     f"- {_verdict(c_d, 'captions − drop')}.\n"
-    f"- The balanced arm's own excess, {_ci_text(bal)}, {'includes' if not bal['excludes_zero'] else 'excludes'} zero"
-    + (": no skew where none was put." if not bal['excludes_zero'] else ": a skew where none was put, which the paired "
+    f"- The balanced arm's own excess, {both(bal)}: "
+    + ("no skew where none was put." if not bal['excludes_zero'] else "a skew where none was put, which the paired "
        "differences above cancel.") + "\n\n" +
     ("So the probe finds the skew put into the captions, over seeds and against each run's own twin. "
      if cap['excludes_zero'] and cap['gap'] < 0 else

@@ -39,8 +39,9 @@ from clip_annotated.train import book_model, runs_dir
 # code. First, zero-shot classification hands the choice of classes to the user, and with it the
 # responsibility for what those classes say about people: the paper shows that adding or removing a
 # label (its "crime-related" and "non-human" categories on FairFace) changes how often pictures of
-# people from different groups land in them. The [bias chapter](11_bias.ipynb) measures the mechanism
-# on our data, with a skew we put in ourselves and a probe that finds it.
+# people from different groups land in them. The [bias chapter](11_bias.ipynb) probes the mechanism
+# on our data, with a skew we put in ourselves, and says with intervals whether the probe can tell the
+# skewed runs from their balanced twins.
 #
 # Second, surveillance. The paper tests CLIP on CCTV-style pictures and on recognising celebrities
 # (§7.2). On coarse questions about the footage (which of a few descriptions fits the whole scene) its
