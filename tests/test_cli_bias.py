@@ -33,7 +33,7 @@ def test_reproduce_writes_the_bias_section_then_no_bias_skips_it(tmp_path):
     assert ck['data']['step'] == 2 and ck['model_config']['vision_layers'] == 1        # the main run's configuration
     report = (out / 'report.md').read_text()
     assert '## Bias: does the probe find a skew put into the captions?' in report and 'excess: skewed − others' in report
-    assert 'Reading: the excess of the skewed run' in report and report in printed
+    assert "Reading: the twin's excess minus this run's" in report and 'One seed is one seed' in report and report in printed
     res = json.loads((out / 'results.json').read_text())
     for model in ('balanced', 'captions'):
         for part in ('skewed', 'control', 'excess'):
@@ -41,6 +41,10 @@ def test_reproduce_writes_the_bias_section_then_no_bias_skips_it(tmp_path):
             assert r['lo'] <= r['gap'] <= r['hi'] and isinstance(r['excludes_zero'], bool)
     assert res['bias']['run'] == str(twin) and 'excess man-or-woman separation' in res['bias']['summary']
     assert res['bias']['skewed_occupations'][0] == 'judge' and isinstance(res['bias']['found'], bool)
+    p = res['bias']['paired']                                                      # twin − this run, same pictures
+    assert p['lo'] <= p['gap'] <= p['hi'] and res['bias']['found'] == (p['excludes_zero'] and p['gap'] < 0)
+    assert len(res['bias']['occupations']) == 16 and 'teacher' not in res['bias']['occupations']   # trained in every form
+    assert all(z['ensembling']['lo'] <= z['ensembling']['diff'] <= z['ensembling']['hi'] for z in res['zeroshot'])
     assert res['hardware'] and 'CPU' in res['hardware']
     assert summary['bias']['summary'] == res['bias']['summary']
     assert '## Zero-shot classification' in report and (out / 'model_card.md').exists()
