@@ -11,7 +11,8 @@ __all__ = []
 # name is imported from its chapter's module the first time it is used.
 _PUBLIC = {'tokenizer': ('tokenize', 'decode'),
            'model': ('CLIP', 'CLIPConfig', 'CONFIGS', 'build_model', 'create_model', 'count_parameters', 'uses_quick_gelu'),
-           'pretrained': ('available_models', 'load', 'download', 'image_transform', 'export_model', 'get_tokenizer',
+           'checkpoints': ('download',),
+           'pretrained': ('available_models', 'load', 'image_transform', 'export_model', 'get_tokenizer',
                           'create_model_and_transforms')}
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 

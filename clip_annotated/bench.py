@@ -246,7 +246,7 @@ def bench_train(models=('MiniCLIP', 'ViT-B/32'), batch_size: int = 8, repeats: i
                    open_clip_mib=mem['open_clip']['train_mib'], memory_method=mem['ours']['method'])
         res['speedup'] = report(f"train step {model} b{batch_size} fp32", batch_size, t_ours, t_ref)
         res.update(ours_fwd_bwd_s=tg_ours, open_clip_fwd_bwd_s=tg_ref,
-                   fwd_bwd_speedup=report(f"  of which fwd+bwd", batch_size, tg_ours, tg_ref))
+                   fwd_bwd_speedup=report("  of which fwd+bwd", batch_size, tg_ours, tg_ref))
         print(f"{'':28} samples/s: ours {res['ours_samples_s']:.1f}, open_clip {res['open_clip_samples_s']:.1f}; "
               f"memory of the steps: ours {res['ours_mib']:.0f} MiB, open_clip {res['open_clip_mib']:.0f} MiB")
         out['models'][model] = res
@@ -285,7 +285,7 @@ def bench_zeroshot(repeats: int = 3, seed: int = 0) -> dict:
     import tempfile
     from clip_annotated.model import create_model
     from clip_annotated.pretrained import image_transform
-    from clip_annotated.zeroshot import emoji_task
+    from clip_annotated.tasks import emoji_task
     from clip_annotated.evalsets import load_evalset, write_fake
     import_open_clip()
     out = dict(bench='zeroshot', threads=torch.get_num_threads(), cases={})

@@ -12,9 +12,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from .core import markdown_table
-from .data import EmojiDataset, EmojiRecord, SkipCounter, open_image
-from .train import PRESETS, TrainConfig, load_run, runs_dir, train
-from .zeroshot import Labelled, encode_images, encode_texts
+from .data import EmojiDataset, EmojiRecord, SkipCounter
+from .readers import open_image
+from .train import PRESETS, TrainConfig
+from .run import load_run, runs_dir, train_and_report
+from .tasks import Labelled
+from .zeroshot import encode_images, encode_texts
 
 # %% auto #0
 __all__ = ['OCCUPATIONS', 'SKEWED', 'ARMS', 'FAIRFACE_RACES', 'FAIRFACE_GENDERS', 'FAIRFACE_AGES', 'FAIRFACE_LAYOUT',
@@ -128,7 +131,7 @@ def bias_run(how: str = 'captions', seed: int | None = None, cfg: TrainConfig | 
     held_out = EmojiDataset('test', image_size=size, train=False, seed=cfg.seed)
     ckpt = Path(cfg.out) / 'checkpoint.pt'
     if not (ckpt.exists() and torch.load(ckpt, map_location='cpu', weights_only=True)['data']['step'] >= cfg.steps):
-        train(cfg, datasets=(data, held_out))
+        train_and_report(cfg, datasets=(data, held_out))
     return load_run(cfg.out)
 
 # %% ../nbs/11_bias.ipynb #731bb431

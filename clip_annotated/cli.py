@@ -49,13 +49,14 @@ def reproduce(argv: list[str] | None = None) -> dict:
     a, rest = p.parse_known_args(argv)
     from dataclasses import replace
     from clip_annotated.core import hardware
-    from clip_annotated.train import PRESETS, load_run, parse_args, runs_dir, train
-    from clip_annotated.zeroshot import zero_shot_section
+    from clip_annotated.train import PRESETS
+    from clip_annotated.run import load_run, parse_args, runs_dir, train_and_report
+    from clip_annotated.tasks import zero_shot_section
     from clip_annotated.bias import bias_run, bias_section
     from clip_annotated.ethics import model_card
     cfg = parse_args(rest)                                 # train's parser: it refuses options it does not know
     cfg = replace(cfg, out=a.out or str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
-    summary = train(cfg)                                   # resumes a finished run at once: no training twice
+    summary = train_and_report(cfg)                        # resumes a finished run at once: no training twice
     model, _ = load_run(cfg.out)
     sections = []
     if cfg.data == 'emoji' and not cfg.train_data:          # emoji tasks and bias twin: for the emoji set only
@@ -123,7 +124,7 @@ README_BEGIN, README_END = '<!-- results: written by `make readme` from runs/ --
 
 def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLike | None = None) -> str:
     "Rewrite the block of `readme` between README_BEGIN and README_END from the runs of `make reproduce` (and the bias chapter's seeds)."
-    from clip_annotated.train import load_run, runs_dir
+    from clip_annotated.run import load_run, runs_dir
     runs, readme = Path(runs or runs_dir()), Path(readme)
     res = json.loads((runs / 'mini' / 'results.json').read_text())
     seeds = json.loads((runs / 'bias-seeds.json').read_text()) if (runs / 'bias-seeds.json').exists() else None
@@ -138,8 +139,8 @@ def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLi
 
 # %% ../nbs/98_cli.ipynb #a93d2fb8
 def _train(argv: list[str] | None = None) -> dict:
-    "`clip-annotated train`: `clip_annotated.train.main(argv)`, whose --help lists every option."
-    from clip_annotated.train import main as train_main
+    "`clip-annotated train`: `clip_annotated.run.main(argv)`, whose --help lists every option."
+    from clip_annotated.run import main as train_main
     return train_main(argv)
 
 EMBEDDED = {'emoji-skin-tone': ('emoji', 'skin_tone'), 'emoji-gender': ('emoji', 'gender'),
@@ -148,12 +149,12 @@ EMBEDDED = {'emoji-skin-tone': ('emoji', 'skin_tone'), 'emoji-gender': ('emoji',
 
 def _embedded_task(name: str, n_px: int):
     "The zero-shot chapter's task `name` (a key of EMBEDDED) at the model's resolution."
-    from clip_annotated.zeroshot import emoji_task, scene_task
+    from clip_annotated.tasks import emoji_task, scene_task
     kind, attribute = EMBEDDED[name]
     return (emoji_task if kind == 'emoji' else scene_task)(attribute, image_size=n_px)
 
 def _default_model() -> str:
-    from clip_annotated.train import runs_dir
+    from clip_annotated.run import runs_dir
     path = runs_dir() / 'mini'
     if not (path / 'checkpoint.pt').is_file():
         _fail('', f"no --model given and no trained run at {path}; run `make reproduce` first, or pass --model "

@@ -17,7 +17,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 import clip_annotated
 from .pretrained import to_rgb
-from .data import SkipCounter, open_image, parse_caption, read_csv
+from .data import SkipCounter
+from .readers import open_image, parse_caption, read_csv
 
 # %% auto #0
 __all__ = ['ASSETS', 'IMAGENET_WNIDS', 'IMAGENET_CLASSNAMES', 'IMAGENET_R_WNIDS', 'IMAGENET_A_WNIDS', 'OPENAI_IMAGENET_TEMPLATES',

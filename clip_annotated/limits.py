@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from .data import COLORS, Scene, SceneDataset, scene_caption
-from .train import PRESETS, make_datasets, runs_dir, train
-from .zeroshot import SCENE_SEED, Labelled, encode_images, encode_texts
+from .scenes import COLORS, Scene, SceneDataset, scene_caption
+from .train import PRESETS, make_datasets, train
+from .run import runs_dir
+from .tasks import SCENE_SEED, Labelled
+from .zeroshot import encode_images, encode_texts
 
 # %% auto #0
 __all__ = ['OPPOSITE', 'CAPTION_EDITS', 'per_class_accuracy', 'swap_colors', 'swap_shapes', 'reverse_relation', 'replace_color',

@@ -12,7 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import Dataset
 from .core import markdown_table
-from .zeroshot import Task, encode_images, zero_shot_classifier, zero_shot_logits
+from .tasks import Task
+from .zeroshot import encode_images, zero_shot_classifier, zero_shot_logits
 
 # %% auto #0
 __all__ = ['DEFAULT_CS', 'extract_features', 'stratified_split', 'sample_k_shot', 'fit_linear_probe', 'train_linear_probe',

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Callable
 import torch
 import torch.nn.functional as F
-from .zeroshot import (Task, classification_metrics, encode_images, encode_texts, fill_template,
-                                     paired_bootstrap, zero_shot_logits)
+from .tasks import Task
+from .zeroshot import classification_metrics, encode_images, encode_texts, fill_template, zero_shot_logits
 
 # %% auto #0
 __all__ = ['template_text', 'template_embeddings', 'ensemble_weights', 'task_features', 'template_predictions', 'template_sweep',

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from .core import get_device, markdown_table
 from .pretrained import normalize, unnormalize
-from .zeroshot import Task
+from .tasks import Task
 from .probe import resample_accuracies
 
 # %% auto #0

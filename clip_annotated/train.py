@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
+import errno, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,24 +15,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
-from .core import (atomic_write, autocast, autocast_dtype, get_device, hardware, in_test, markdown_table,
-                                  one_line, run_command, seed_everything, show_progress, wants_debug)
+from .core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
+                                  show_progress)
 from torch.utils.data import DataLoader, IterableDataset
 from .model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from .tokenizer import tokenize
 from .loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
-from .data import DATASET_TYPES, EmojiDataset, SceneDataset, collate, open_data
-from .pretrained import CheckpointError
+from .readers import DATASET_TYPES, open_data
+from .data import EmojiDataset, collate
+from .scenes import SceneDataset
+from .checkpoints import CheckpointError
 
 # %% auto #0
-__all__ = ['PRESETS', 'FREE_ON_RESUME', 'TEXT_TOWER', 'OPTION_HELP', 'TrainConfig', 'runs_dir', 'decays', 'make_optimizer',
-           'lr_lambda', 'make_scheduler', 'resolve_precision', 'Towers', 'forward_backward', 'optimizer_step',
-           'retrieval_metrics', 'evaluate_retrieval', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint', 'config_changes', 'check_resume', 'TokenCache', 'epoch_batches', 'prefetch',
-           'stream_batches', 'min_over_ranks', 'all_have', 'model_from_checkpoint', 'initial_model', 'lock_towers',
-           'check_template', 'check_device', 'check_config', 'TrainingDiverged', 'check_finite', 'RunInUseError',
-           'RunLock', 'setup_distributed', 'make_datasets', 'data_size', 'describe_data', 'read_metrics', 'train',
-           'plot_curves', 'retrieval_table', 'write_report', 'load_run', 'book_model', 'parse_args', 'main']
+__all__ = ['PRESETS', 'FREE_ON_RESUME', 'TEXT_TOWER', 'TrainConfig', 'decays', 'make_optimizer', 'lr_lambda', 'make_scheduler',
+           'resolve_precision', 'Towers', 'forward_backward', 'optimizer_step', 'retrieval_metrics',
+           'evaluate_retrieval', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_changes',
+           'check_resume', 'TokenCache', 'epoch_batches', 'prefetch', 'stream_batches', 'min_over_ranks', 'all_have',
+           'model_from_checkpoint', 'initial_model', 'lock_towers', 'check_template', 'check_device', 'check_config',
+           'TrainingDiverged', 'check_finite', 'RunInUseError', 'RunLock', 'setup_distributed', 'make_datasets',
+           'data_size', 'describe_data', 'read_metrics', 'train']
 
 # %% ../nbs/06_train.ipynb #3b6c6984
 @dataclass
@@ -94,15 +95,6 @@ PRESETS: dict[str, TrainConfig] = {
                                data='scenes', n_scenes=2048, batch_size=64, steps=150, lr=1e-3, warmup=20,
                                ckpt_every=50, out='runs/scenes'),
 }
-
-# %% ../nbs/06_train.ipynb #7a80b133
-def runs_dir() -> Path:
-    "Where runs live: $CLIP_ANNOTATED_RUNS, else runs/ at the top of the checkout we are in (found by settings.ini), else ./runs."
-    if os.environ.get('CLIP_ANNOTATED_RUNS'): return Path(os.environ['CLIP_ANNOTATED_RUNS'])
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d/'settings.ini').is_file() and (d/'nbs').is_dir(): return d/'runs'
-    return here/'runs'
 
 # %% ../nbs/06_train.ipynb #0c699c12
 def decays(name: str, p: torch.Tensor) -> bool:
@@ -753,173 +745,6 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             summary['test'] = evaluate_retrieval(model, test_ds, device=device)
             if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
         summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
-        summary['curves'] = str(plot_curves(metrics_path, out/'curves.png'))
         summary['total_wall_s'] = wall_before + time.perf_counter() - t_loop
-        write_report(cfg, summary, out/'report.md')
     if world > 1: dist.barrier()
     return summary
-
-# %% ../nbs/06_train.ipynb #104af615
-def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path:
-    "Loss, learning rate, temperature and held-out R@1 against step, from metrics.jsonl, saved as a PNG."
-    from matplotlib.figure import Figure
-    recs = read_metrics(metrics_path)
-    steps = [r for r in recs if 'loss' in r]
-    evals = [r for r in recs if 'eval' in r]
-    fig = Figure(figsize=(12, 2.8))
-    axes = fig.subplots(1, 4)
-    x = [r['step'] for r in steps]
-    axes[0].plot(x, [r['loss'] for r in steps], lw=0.6); axes[0].set(title='training loss', xlabel='step')
-    axes[1].plot(x, [r['lr'] for r in steps]); axes[1].set(title='learning rate', xlabel='step')
-    axes[2].plot(x, [r['temperature'] for r in steps]); axes[2].set(title='temperature τ = 1/scale', xlabel='step')
-    if evals:
-        for key, label in (('i2t_R@1', 'image→text'), ('t2i_R@1', 'text→image')):
-            axes[3].plot([r['step'] for r in evals], [100 * r['eval'][key] for r in evals], 'o-', label=label)
-        axes[3].axhline(100 * evals[-1]['eval']['i2t_chance@1'], color='gray', ls=':', label='chance')
-        axes[3].legend(fontsize=8)
-    axes[3].set(title='held-out R@1 (%)', xlabel='step')
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    return Path(png_path)
-
-def retrieval_table(m: dict, ks=(1, 5, 10)) -> str:
-    "A markdown table of `retrieval_metrics` output, with chance levels."
-    rows = [(name, *(f"{100 * m[f'{key}@{k}']:.1f}%" for k in ks)) for name, key in
-            (('image → text', 'i2t_R'), ('text → image', 't2i_R'), ('chance, image → text', 'i2t_chance'),
-             ('chance, text → image', 't2i_chance'))]
-    return markdown_table(['direction', *(f'R@{k}' for k in ks)], rows)
-
-def write_report(cfg: TrainConfig, summary: dict, path: str | Path) -> Path:
-    "report.md: the run's configuration and data, held-out retrieval with chance levels, hardware and wall time."
-    d = summary['data']
-    pairs = (f"{d['train_items']:,} training pairs" if d['train_items'] is not None
-             else f"streamed ({d.get('samples_read', 0):,} samples read by this process)")
-    skipped = lambda k: f" (skipped: {', '.join(f'{c} {r}' for r, c in d[k].items())})" if d.get(k) else ''
-    epochs = (f"{cfg.steps / summary['steps_per_epoch']:.1f} epochs" if summary['steps_per_epoch']
-              else f"{len(summary['epoch_steps'])} full epochs")
-    text = (f"# Training run `{summary['name']}`\n\n"
-            f"- model: {cfg.model if not cfg.pretrained else 'from ' + cfg.pretrained} {cfg.model_overrides or ''} "
-            f"({summary['parameters']:,} parameters)"
-            + (f"; locked: {' and '.join(t for t, on in (('image tower', cfg.lock_image), ('text tower', cfg.lock_text)) if on)}"
-               if cfg.lock_image or cfg.lock_text else '') + "\n"
-            f"- data: {d['source']}, {pairs}{skipped('train_skipped')}; "
-            f"held out: {d['held_out'] or 'none'}{skipped('held_out_skipped')}\n"
-            f"- {cfg.steps:,} steps of {cfg.batch_size} ({epochs}), "
-            f"lr {cfg.lr:g}, warm-up {cfg.warmup}, weight decay {cfg.weight_decay}, precision {cfg.precision}, "
-            f"{summary['world_size']} process(es) on {summary['device']}\n"
-            f"- hardware: {hardware()}, torch {torch.__version__}\n"
-            f"- wall time: {summary['train_wall_s']:.0f} s training, {summary['total_wall_s']:.0f} s with evaluation "
-            f"({cfg.steps * cfg.batch_size / max(summary['train_wall_s'], 1e-9):.0f} samples/s)\n\n")
-    if 'test' in summary:
-        t = summary['test']
-        text += (f"## Held-out retrieval\n\n{t['n_images']} pictures of {d['held_out']} against all {t['n_texts']} of "
-                 f"their captions at once:\n\n{retrieval_table(t)}\n")
-    else: text += "No held-out data (--val-data), so no retrieval was measured.\n\n"
-    Path(path).write_text(text + "![curves](curves.png)\n")
-    return Path(path)
-
-# %% ../nbs/06_train.ipynb #5c04c5d8
-def load_run(out: str | Path, device=None) -> tuple[CLIP, TrainConfig]:
-    "(model in eval mode, its TrainConfig) from the checkpoint of run folder `out`."
-    ckpt = Path(out)/'checkpoint.pt'
-    if not ckpt.is_file(): raise FileNotFoundError(f"no checkpoint.pt in {out}: train there first (python -m clip_annotated.train --out {out})")
-    ck = load_checkpoint(ckpt)
-    model, _ = model_from_checkpoint(ck)
-    known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{**{k: v for k, v in ck['config'].items() if k in known}, 'betas': tuple(ck['config']['betas']), 'out': str(out)})
-    return model.to(get_device(device)).eval(), cfg
-
-def _finished(out: Path, steps: int) -> bool:
-    return (out/'checkpoint.pt').is_file() and load_checkpoint(out/'checkpoint.pt')['data']['step'] >= steps
-
-def book_model(device=None, preset: str = 'mini-cpu', out: str | Path | None = None) -> tuple[CLIP, TrainConfig]:
-    "(model, config) of the run the later chapters study: `preset` in runs_dir(), trained first if unfinished; random weights under nbdev_test."
-    cfg = PRESETS[preset]
-    if in_test(): return create_model(cfg.clip_config()).to(get_device(device)).eval(), cfg   # mechanics only
-    cfg = replace(cfg, out=str(out or runs_dir()/Path(cfg.out).name))
-    if not _finished(Path(cfg.out), cfg.steps): train(cfg)
-    return load_run(cfg.out, device)
-
-# %% ../nbs/06_train.ipynb #810ec6bf
-def _in_ipython() -> bool:
-    import builtins
-    return hasattr(builtins, 'get_ipython')
-
-OPTION_HELP = {  # one line per TrainConfig field, for --help
-    'model': "architecture, a name in CONFIGS (MiniCLIP, ViT-B/32, RN50, ...)",
-    'model_overrides': 'JSON object of CLIPConfig fields to change, e.g. \'{"vision_layers": 6}\'',
-    'data': "built-in pairs: emoji or scenes (for your own pairs use --train-data)",
-    'n_scenes': "training pictures with --data scenes",
-    'templates': "caption templates for the emoji set, e.g. '{}' 'an emoji of {}.'",
-    'batch_size': "global batch: over all processes and accumulation chunks",
-    'steps': "optimiser steps", 'lr': "peak learning rate", 'warmup': "linear warm-up steps",
-    'weight_decay': "AdamW weight decay (not on gains, biases, embeddings, logit_scale)",
-    'betas': "Adam betas", 'eps': "Adam epsilon",
-    'precision': "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
-    'grad_clip': "max gradient norm (0: no clipping)",
-    'accum': "split every batch into this many chunks: the same loss and gradients in less memory",
-    'grad_checkpointing': "recompute activations in the backward pass: less memory, more time",
-    'seed': "random seed (weights, data order, augmentation)",
-    'out': "run folder (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)",
-    'ckpt_every': "checkpoint every N steps (and at the end)",
-    'eval_every': "held-out retrieval every N steps (0: only at the end)",
-    'resume': "continue the run in --out if it has a checkpoint (default: yes)",
-    'threads': "CPU threads per process (0: cores / processes)",
-    'prefetch': "batches prepared ahead in a thread (default: 2 on CUDA, 0 on CPU)",
-    'device': "cpu, cuda or cuda:N (default: CUDA if available)",
-    'progress': "progress bar (default: yes)",
-    'train_data': "your training pairs: a CSV/TSV file, or webdataset shards (list, {000..009} range, glob, folder, pipe:, URL)",
-    'val_data': "held-out pairs for retrieval, in the same forms",
-    'dataset_type': "auto (.csv/.tsv/.tab: csv, else webdataset), csv or webdataset",
-    'csv_img_key': "CSV column of image paths, relative to the CSV's folder (default filepath)",
-    'csv_caption_key': "CSV column of captions (default title)",
-    'csv_separator': "CSV separator (default: tab for .tsv/.tab, else comma)",
-    'train_num_samples': "shards: samples in one epoch (needed with --dataset-resampled)",
-    'dataset_resampled': "shards: draw them with replacement, so every process runs the same steps",
-    'workers': "shards: DataLoader worker processes per process",
-    'pretrained': "start from these weights: a released name (ViT-B/32), a checkpoint, a Hugging Face or open_clip folder, or a run folder",
-    'lock_image': "freeze the image tower (LiT-style fine-tuning)",
-    'lock_text': "freeze the text tower",
-}
-
-def _json_object(text: str):
-    "An argparse type: JSON text (refused, not a traceback, when it is not)."
-    try: return json.loads(text)
-    except (ValueError, RecursionError) as e: raise argparse.ArgumentTypeError(f"not JSON ({one_line(e)[:80]})") from None
-
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE`."
-    p = argparse.ArgumentParser(prog='clip-annotated train', description="Train CLIP (Radford et al. 2021) on the "
-                                "built-in pairs or your own (--train-data), from scratch or from weights (--pretrained).")
-    p.add_argument('--preset', default='mini-cpu', choices=list(PRESETS), help="starting configuration (default mini-cpu)")
-    for f in fields(TrainConfig):
-        opt, default, h = '--' + f.name.replace('_', '-'), getattr(PRESETS['mini-cpu'], f.name), OPTION_HELP[f.name]
-        if isinstance(default, bool): p.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
-        elif isinstance(default, dict): p.add_argument(opt, type=_json_object, default=None, help=h)
-        elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None, help=h)
-        elif f.name == 'templates': p.add_argument(opt, nargs='+', default=None, help=h)
-        elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
-        elif f.name in ('prefetch', 'train_num_samples'): p.add_argument(opt, type=int, default=None, help=h)
-        else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
-    p.add_argument('--debug', action='store_true', help="on an error, show the full traceback (default: one line)")
-    args = vars(p.parse_args(argv))
-    args.pop('debug')
-    cfg = PRESETS[args.pop('preset')]
-    if args['out'] is None: args['out'] = str(runs_dir() / Path(cfg.out).name)   # honours $CLIP_ANNOTATED_RUNS
-    return replace(cfg, **{k: v for k, v in args.items() if v is not None})
-
-def main(argv: list[str] | None = None) -> dict:
-    "Command line entry point: `clip-annotated train` or `python -m clip_annotated.train [--preset NAME] [--out DIR] ...`."
-    from_shell = argv is None                              # python -m clip_annotated.train: print the error, exit
-    argv, debug = wants_debug(sys.argv[1:] if from_shell else list(argv))
-    return run_command('clip-annotated train', _main, argv, from_shell=from_shell, debug=debug)
-
-def _main(argv: list[str]) -> dict:
-    summary = train(parse_args(argv))
-    if world_info()[0] == 0 and (Path(summary['dir']) / 'report.md').exists():
-        print(Path(summary['dir'], 'report.md').read_text())
-    if dist.is_initialized():                   # all ranks done, and the DDP wrapper (which holds the group) freed
-        gc.collect(); dist.barrier(); dist.destroy_process_group()
-    return summary
-
-if __name__ == '__main__' and not _in_ipython(): main()

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch.utils.data import Dataset
-from .zeroshot import Labelled, encode_images, encode_texts
+from .tasks import Labelled
+from .zeroshot import encode_images, encode_texts
 
 # %% auto #0
 __all__ = ['embed_pairs', 'modality_gap', 'project_2d', 'plot_projection', 'similarity_heatmap', 'retrieval_grid',

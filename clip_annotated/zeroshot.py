@@ -4,8 +4,7 @@
 
 # %% ../nbs/07_zeroshot.ipynb #2617d3fb
 from __future__ import annotations
-import os, re
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Callable
 import torch
@@ -13,15 +12,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 from PIL import Image
-from .core import autocast, get_device, markdown_table
+from .core import autocast, get_device
 from .tokenizer import tokenize
-from .data import CATEGORIES, COLORS, SHAPES, NUMBERS, TONES, EmojiDataset, SceneDataset
 
 # %% auto #0
-__all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'fill_template', 'encode_texts', 'zero_shot_classifier',
-           'encode_images', 'classification_metrics', 'zero_shot_logits', 'paired_bootstrap', 'evaluate', 'predict',
-           'Task', 'Labelled', 'emoji_task', 'caption_templates', 'scene_task', 'nearest_prompt_logits', 'rule_logits',
-           'run_task', 'task_table', 'ensembling_table', 'zero_shot_section', 'confusion']
+__all__ = ['fill_template', 'encode_texts', 'zero_shot_classifier', 'encode_images', 'classification_metrics', 'zero_shot_logits',
+           'paired_bootstrap', 'evaluate', 'predict']
 
 # %% ../nbs/07_zeroshot.ipynb #05fefa8c
 def fill_template(template: str | Callable[[str], str], name: str) -> str:
@@ -123,179 +119,3 @@ def predict(model, preprocess, image, labels: list[str], templates=('{}',), devi
     if not torch.isfinite(probs).all():
         raise ValueError("the model gives NaN or infinite scores (a diverged model?): no prediction can be made")
     return sorted(zip(labels, probs.tolist()), key=lambda p: -p[1])
-
-# %% ../nbs/07_zeroshot.ipynb #06e5b223
-@dataclass
-class Task:
-    "A zero-shot task: (image, label) pairs, class names, prompt templates (the first is the single template)."
-    name: str
-    dataset: Dataset
-    classnames: list[str]
-    templates: list
-    labels: list[str] = field(default_factory=list)    # short label names for tables (default: classnames)
-    caption_templates: list = field(default_factory=list)   # prompts in the training captions' own form (optional)
-
-    @property
-    def chance(self) -> float: return 1 / len(self.classnames)
-
-class Labelled(Dataset):
-    "(picture, label) items: the pictures of a caption dataset at `indices`, each with its label (default: its position)."
-    def __init__(self, base, indices, labels=None):
-        self.base, self.indices = base, list(indices)
-        self.labels = list(range(len(self.indices))) if labels is None else list(labels)
-    def __len__(self): return len(self.indices)
-    def __getitem__(self, i): return self.base[self.indices[i]][0], self.labels[i]
-
-CATEGORY_NAMES = {'face': 'face', 'person': 'person', 'body': 'hand or body part', 'animal': 'animal',
-                  'plant': 'plant or flower', 'food': 'food or drink', 'place': 'place or building',
-                  'activity': 'sport or activity', 'object': 'object', 'symbol': 'symbol or sign', 'flag': 'flag'}
-
-EMOJI_TEMPLATES = {
-    'skin_tone': ['person, {} skin tone', 'a person, {} skin tone.', 'an emoji of person, {} skin tone.',
-                  'a picture of a person with {} skin tone.', 'hand, {} skin tone', '{} skin tone'],
-    'gender':    ['{}', 'an emoji of {}.', 'a picture of a {}.', 'a {}.', '{} emoji', 'an icon of a {}.'],
-    'category':  ['an emoji of a {}.', '{}', 'a picture of a {}.', '{} emoji', 'an icon of a {}.', 'a drawing of a {}.'],
-}
-
-def emoji_task(attribute: str, split: str = 'test', image_size: int = 48) -> Task:
-    "The zero-shot task on `split`'s emoji for 'skin_tone' (5 classes), 'gender' (man/woman/person) or 'category'."
-    ds = EmojiDataset(split, image_size=image_size, train=False)
-    recs = ds.records
-    if attribute == 'skin_tone':
-        names, keep = list(TONES), [i for i, r in enumerate(recs) if r.skin_tone and len(set(r.skin_tones)) == 1]
-        label = lambda r: TONES.index(r.skin_tone)
-    elif attribute == 'gender':
-        names, keep = ['man', 'woman', 'person'], [i for i, r in enumerate(recs) if r.gender]
-        label = lambda r: ('man', 'woman', 'person').index(r.gender)
-    elif attribute == 'category':
-        present = [c for c in CATEGORIES if any(r.category == c for r in recs)]
-        names, keep = [CATEGORY_NAMES[c] for c in present], list(range(len(recs)))
-        label = lambda r: present.index(r.category)
-    else: raise ValueError(f"emoji attribute {attribute!r}: choose 'skin_tone', 'gender' or 'category'")
-    return Task(f'emoji {attribute}', Labelled(ds, keep, [label(recs[i]) for i in keep]), names,
-                EMOJI_TEMPLATES[attribute], labels=list(TONES) if attribute == 'skin_tone' else names,
-                caption_templates=caption_templates(attribute, image_size))
-
-_TONE_PHRASE = re.compile(r'\b(light|medium-light|medium|medium-dark|dark) skin tone\b')
-
-def _by_gender(forms: dict[str, str]):
-    return lambda g: forms[g]
-
-def caption_templates(attribute: str, image_size: int = 48) -> list:
-    "Prompts written the way the *training* captions are, one per training emoji name, with the attribute left open."
-    recs = EmojiDataset('train', image_size=image_size, train=False).records
-    if attribute == 'skin_tone':       # 'woman health worker, dark skin tone' -> 'woman health worker, {} skin tone'
-        return sorted({_TONE_PHRASE.sub('{} skin tone', r.name) for r in recs if r.skin_tone and len(set(r.skin_tones)) == 1})
-    if attribute == 'gender':          # a base seen in all three forms: 'man judge' / 'woman judge' / 'judge'
-        forms: dict[str, dict[str, str]] = {}
-        for r in recs:
-            if r.gender and not r.skin_tones: forms.setdefault(r.base, {})[r.gender] = r.name
-        return [_by_gender(f) for b, f in sorted(forms.items()) if len(f) == 3]
-    return []
-
-# %% ../nbs/07_zeroshot.ipynb #a7c31586
-SCENE_SEED = 7_777_777   # held-out scenes: no training run of this book draws from this seed
-
-def _count_template(size: str, color: str, shape: str):
-    return lambda n: f"{n} {size} {color} {shape}{'' if n == 'a' else 's'}"
-
-def scene_task(attribute: str, n: int = 400, image_size: int = 48, seed: int = SCENE_SEED) -> Task:
-    "The zero-shot task on `n` single-group held-out scenes for 'color', 'shape' or 'count'."
-    ds = SceneDataset(20 * n, seed=seed, image_size=image_size, train=False)
-    keep, objs = [], []
-    for i in range(len(ds)):
-        scene = ds.describe(i)
-        if len(scene.objects) == 1: keep.append(i); objs.append(scene.objects[0])
-        if len(keep) == n: break
-    sizes = ('small', 'large')
-    if attribute == 'color':
-        names, labels = list(COLORS), [list(COLORS).index(o.color) for o in objs]
-        templates = [f'a {s} {{}} {sh}' for sh in SHAPES for s in sizes]
-    elif attribute == 'shape':
-        names, labels = list(SHAPES), [SHAPES.index(o.shape) for o in objs]
-        templates = [f'a {s} {c} {{}}' for c in COLORS for s in sizes]
-    elif attribute == 'count':
-        names, labels = list(NUMBERS), [o.count - 1 for o in objs]
-        templates = [_count_template(s, c, sh) for sh in SHAPES for c in COLORS for s in sizes]
-    else: raise ValueError(f"scene attribute {attribute!r}: choose 'color', 'shape' or 'count'")
-    return Task(f'scene {attribute}', Labelled(ds, keep, labels), names, templates,
-                labels=['1', '2', '3', '4'] if attribute == 'count' else names)
-
-# %% ../nbs/07_zeroshot.ipynb #62a524eb
-def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[str], templates, device=None,
-                          scale: float = 100.0) -> torch.Tensor:
-    "Logits [N, C]: each class scored by its best-matching prompt (max cosine over templates), not their mean."
-    texts = [fill_template(t, c) for c in classnames for t in templates]
-    E = encode_texts(model, texts, device=device).view(len(classnames), len(templates), -1)      # [C, T, d]
-    return scale * torch.einsum('nd,ctd->nct', image_features.float(), E).amax(dim=2)           # [N, C]
-
-# %% ../nbs/07_zeroshot.ipynb #b8cd3c7c
-METHODS = {'single': 'single template', 'ensemble': 'ensemble (mean embedding)',
-           'captions_mean': 'caption-form prompts, mean embedding', 'captions_nearest': 'caption-form prompts, nearest prompt'}
-
-def _rule_prompts(task: Task, rule: str) -> list:
-    return {'single': task.templates[:1], 'ensemble': task.templates}.get(rule, task.caption_templates)
-
-def rule_logits(model, feats: torch.Tensor, task: Task, rule: str, device=None) -> torch.Tensor:
-    "Logits [N, C] of unit image features under one rule of `METHODS`."
-    temps = _rule_prompts(task, rule)
-    if rule == 'captions_nearest': return nearest_prompt_logits(model, feats, task.classnames, temps, device)
-    return zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, temps, device=device))
-
-def run_task(model, task: Task, device=None, progress: bool | None = None) -> dict:
-    "Top-1 and mean per-class recall of `task` for each rule of `METHODS` the task supports."
-    feats, labels = encode_images(model, task.dataset, device=device, progress=progress)
-    out = dict(task=task.name, n=len(labels), classes=len(task.classnames), chance=task.chance,
-               majority=torch.bincount(labels).max().item() / len(labels), prompts={})   # always the most frequent class
-    hits = {}
-    for rule in (METHODS if task.caption_templates else ('single', 'ensemble')):
-        logits = rule_logits(model, feats, task, rule, device)
-        m = classification_metrics(logits, labels, ks=(1,))
-        out[f'{rule}_top1'], out[f'{rule}_recall'] = m['top1'], m['mean_per_class_recall']
-        out['prompts'][rule] = len(_rule_prompts(task, rule))
-        hits[rule] = (logits.argmax(1) == labels).numpy()
-    out['ensembling'] = paired_bootstrap(hits['ensemble'], hits['single'])     # ensemble − single, same pictures
-    return out
-
-def task_table(results: list[dict]) -> str:
-    "Markdown table of `run_task` results (percentages), one row per task and rule."
-    pct = lambda x: f'{100 * x:.1f}%'
-    return markdown_table(['task', 'pictures', 'chance', 'majority class', 'rule', 'prompts per class', 'top-1',
-                           'mean per-class recall'],
-                          [(r['task'], r['n'], pct(r['chance']), pct(r['majority']), METHODS[kind], n_prompts,
-                            pct(r[f'{kind}_top1']), pct(r[f'{kind}_recall']))
-                           for r in results for kind, n_prompts in r['prompts'].items()], align='lrrrlrrr')
-
-def ensembling_table(results: list[dict]) -> str:
-    "Markdown table of what ensembling changes on each task: ensemble − single template, with its paired 95% interval."
-    pts = lambda x: f'{100 * x:+.1f}'
-    return markdown_table(['task', 'pictures', 'single template', 'ensemble', 'difference (points)', '95% interval',
-                           'pictures net'],
-                          [(r['task'], r['n'], f"{100 * r['single_top1']:.1f}%", f"{100 * r['ensemble_top1']:.1f}%",
-                            pts(r['ensembling']['diff']), f"[{pts(r['ensembling']['lo'])}, {pts(r['ensembling']['hi'])}]",
-                            f"{round(r['ensembling']['diff'] * r['n']):+d}") for r in results])
-
-# %% ../nbs/07_zeroshot.ipynb #77d462eb
-def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
-    "(markdown section, results) of the held-out emoji tasks for a training report: single template vs ensemble, with chance."
-    n_px = model.visual.input_resolution
-    results = [run_task(model, emoji_task(a, image_size=n_px), device=device, progress=False)
-               for a in ('skin_tone', 'gender', 'category')]
-    text = ("## Zero-shot classification of held-out emoji\n\n"
-            "No training: the classes are written as prompts and encoded by the text tower (`clip_annotated.zeroshot`). "
-            "'single template' uses the first prompt of each task, 'ensemble' averages the embeddings of all of its "
-            "prompts (the paper's ensembling). 'Caption-form prompts' are the training split's emoji names with the "
-            "attribute left open ('woman health worker, {} skin tone'), averaged, or scored by the nearest prompt (the best "
-            "cosine over a class's prompts). Chance is one over the number of classes; 'majority class' is the accuracy of "
-            "always answering the most frequent class.\n\n" + task_table(results) +
-            "\nWhat ensembling changes, on the same pictures: the difference of the two top-1 accuracies, with a 95% interval "
-            "from a paired bootstrap over the pictures (2,000 resamples); 'pictures net' is the difference in pictures.\n\n"
-            + ensembling_table(results))
-    return text, results
-
-# %% ../nbs/07_zeroshot.ipynb #70bff5e2
-def confusion(model, task: Task, rule: str = 'ensemble', device=None) -> torch.Tensor:
-    "Counts [C, C] of (true class, predicted class) under one rule of `METHODS`."
-    feats, labels = encode_images(model, task.dataset, device=device)
-    C = len(task.classnames)
-    return torch.bincount(labels * C + rule_logits(model, feats, task, rule, device).argmax(1), minlength=C * C).view(C, C)

@@ -1,12 +1,12 @@
 """Run by tests/test_own_data.py under torchrun: train on the given data, then write what this rank did to
 OUT/rank{R}.json (its steps per epoch) and, with --record, the captions it was given in each epoch."""
 import json, sys
-from dataclasses import replace
 from pathlib import Path
 import torch
-from clip_annotated.train import main, parse_args, train
+from clip_annotated.run import parse_args
+from clip_annotated.train import train
 from clip_annotated.loss import world_info
-from clip_annotated.data import open_data
+from clip_annotated.readers import open_data
 
 
 class Recording(torch.utils.data.Dataset):

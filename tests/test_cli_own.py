@@ -49,7 +49,7 @@ def _picture(path: Path, seed: int, size=(40, 32)):
 @pytest.fixture(scope='module')
 def run_dir(tmp_path_factory):
     "A run folder: MiniCLIP with one layer per tower, trained for two steps on a few scenes."
-    from clip_annotated.data import SceneDataset
+    from clip_annotated.scenes import SceneDataset
     from clip_annotated.train import PRESETS, train
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp('own') / 'run'

@@ -1,5 +1,5 @@
-"""The data chapter's promises: the emoji set and its held-out split, scenes, CSV and tar-shard readers,
-and bad input that is skipped, counted by reason and reported, never a crash.
+"""The data chapter's promises and those of its readers appendix: the emoji set and its held-out split,
+scenes, CSV and tar-shard readers, and bad input that is skipped, counted by reason and reported, never a crash.
 
 The emoji set is rendered once per session into a temporary cache (a few seconds)."""
 from __future__ import annotations
@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from clip_annotated import data as D
-from clip_annotated.pretrained import OPENAI_MEAN, OPENAI_STD, normalize
+from clip_annotated import readers as R
+from clip_annotated import scenes as S
+from clip_annotated.pretrained import OPENAI_MEAN, OPENAI_STD, image_transform, normalize
 
 SIZE = 24  # small pictures: the test is about the set, not its resolution
 
@@ -126,14 +128,14 @@ def test_emoji_dataset(emoji_set):
 # ------------------------------------------------------------------ scenes
 
 def test_scenes_deterministic():
-    a, b = D.SceneDataset(50, seed=3), D.SceneDataset(10, seed=3)
+    a, b = S.SceneDataset(50, seed=3), S.SceneDataset(10, seed=3)
     for i in range(10):
         assert a.describe(i) == b.describe(i)
         assert torch.equal(a[i][0], b[i][0]) and a[i][1] == b[i][1]
-    assert [a.describe(i) for i in range(10)] != [D.SceneDataset(10, seed=4).describe(i) for i in range(10)]
+    assert [a.describe(i) for i in range(10)] != [S.SceneDataset(10, seed=4).describe(i) for i in range(10)]
     for i in range(50):
         s = a.describe(i)
-        assert 1 <= sum(o.count for o in s.objects) <= 4 and s.caption == D.scene_caption(s.objects)
+        assert 1 <= sum(o.count for o in s.objects) <= 4 and s.caption == S.scene_caption(s.objects)
         assert all(o.shape in s.caption and o.color in s.caption for o in s.objects)
     x, cap = a[0]
     assert x.shape == (3, 48, 48) and x.dtype == torch.float32
@@ -142,7 +144,7 @@ def test_scenes_deterministic():
 # ------------------------------------------------------------------ CSV and tar shards
 
 def _messy_csv(tmp_path, pairs):
-    path = D.write_csv(pairs, tmp_path / 'pairs.csv')
+    path = R.write_csv(pairs, tmp_path / 'pairs.csv')
     (tmp_path / 'images' / 'bad.png').write_bytes(b'garbage, not a PNG')
     with open(path, 'ab') as f:
         f.write(b'images/gone.png,missing 1\n')
@@ -155,13 +157,13 @@ def _messy_csv(tmp_path, pairs):
 
 
 def _messy_shards(tmp_path, pairs):
-    shards = D.write_webdataset(pairs, tmp_path / 'shards', samples_per_shard=10)
+    shards = R.write_webdataset(pairs, tmp_path / 'shards', samples_per_shard=10)
     with tarfile.open(shards[0], 'a') as tf:
         _member(tf, 'x1.jpg', b'\xff\xd8 truncated jpeg'); _member(tf, 'x1.txt', b'corrupt')
         _member(tf, 'x2.txt', b'no picture')
-        _member(tf, 'x3.png', D._png_bytes(pairs[0][0])); _member(tf, 'x3.txt', b'')
-        _member(tf, 'x4.png', D._png_bytes(pairs[0][0])); _member(tf, 'x4.txt', b'\xc3\x28')
-        _member(tf, 'x5.png', D._png_bytes(pairs[0][0]))                     # no caption at all
+        _member(tf, 'x3.png', R._png_bytes(pairs[0][0])); _member(tf, 'x3.txt', b'')
+        _member(tf, 'x4.png', R._png_bytes(pairs[0][0])); _member(tf, 'x4.txt', b'\xc3\x28')
+        _member(tf, 'x5.png', R._png_bytes(pairs[0][0]))                     # no caption at all
     return shards, {'corrupt image': 1, 'missing image': 1, 'empty caption': 1, 'undecodable caption': 1,
                     'missing caption': 1}
 
@@ -170,8 +172,8 @@ def _messy_shards(tmp_path, pairs):
 def test_bad_input_is_skipped_and_counted(tmp_path, good_pairs, workers, context):
     csv_path, csv_expected = _messy_csv(tmp_path, good_pairs)
     shards, tar_expected = _messy_shards(tmp_path, good_pairs)
-    for ds, expected in [(D.CsvDataset(csv_path, image_size=SIZE), csv_expected),
-                         (D.ShardDataset(shards, image_size=SIZE), tar_expected)]:
+    for ds, expected in [(R.CsvDataset(csv_path, image_size=SIZE), csv_expected),
+                         (R.ShardDataset(shards, image_size=SIZE), tar_expected)]:
         dl = torch.utils.data.DataLoader(ds, batch_size=7, num_workers=workers, collate_fn=D.collate,
                                          multiprocessing_context=context)
         n = sum(len(images) for images, tokens in dl)
@@ -185,112 +187,112 @@ def test_bad_input_is_skipped_and_counted(tmp_path, good_pairs, workers, context
 def test_csv_and_shards_read_back_what_was_written(tmp_path, good_pairs):
     want_images = normalize(torch.stack([p for p, _ in good_pairs]).float() / 255)
     want_caps = [c for _, c in good_pairs]
-    csv_ds = D.CsvDataset(D.write_csv(good_pairs, tmp_path / 'p.tsv', sep='\t'), image_size=SIZE)
+    csv_ds = R.CsvDataset(R.write_csv(good_pairs, tmp_path / 'p.tsv', sep='\t'), image_size=SIZE)
     got = [csv_ds[i] for i in range(len(csv_ds))]
     assert [c for _, c in got] == want_caps
     torch.testing.assert_close(torch.stack([x for x, _ in got]), want_images, atol=1e-5, rtol=0)
-    shards = D.write_webdataset(good_pairs, tmp_path / 'wds', samples_per_shard=8)
+    shards = R.write_webdataset(good_pairs, tmp_path / 'wds', samples_per_shard=8)
     assert [p.name for p in shards] == ['00000.tar', '00001.tar', '00002.tar', '00003.tar']
     with tarfile.open(shards[0]) as tf:
         assert tf.getnames()[:2] == ['000000000.png', '000000000.txt']
     for source in (shards, tmp_path / 'wds', str(tmp_path / 'wds' / '{00000..00003}.tar'), str(tmp_path / 'wds' / '*.tar')):
-        got = list(D.ShardDataset(source, image_size=SIZE))
+        got = list(R.ShardDataset(source, image_size=SIZE))
         assert [c for _, c in got] == want_caps
         torch.testing.assert_close(torch.stack([x for x, _ in got]), want_images, atol=1e-5, rtol=0)
     # a training pass reads the same samples, shuffled and augmented, deterministically per epoch
-    tr = D.ShardDataset(shards, image_size=SIZE, train=True, shuffle_buffer=5)
+    tr = R.ShardDataset(shards, image_size=SIZE, train=True, shuffle_buffer=5)
     a, b = [c for _, c in tr], [c for _, c in tr]
     assert sorted(a) == sorted(want_caps) and a == b and a != want_caps
     tr.set_epoch(1)
     assert [c for _, c in tr] != a                                          # a new epoch, a new order
-    assert D.ShardDataset(shards, train=True).shuffle_buffer == 256 and D.ShardDataset(shards).shuffle_buffer == 0
+    assert R.ShardDataset(shards, train=True).shuffle_buffer == 256 and R.ShardDataset(shards).shuffle_buffer == 0
     with open(tmp_path / 'p.tsv', newline='', encoding='utf-8') as f:
         assert f.readline().rstrip('\r\n') == 'filepath\ttitle'                  # open_clip's column names
 
 
 def test_errors_name_the_file(tmp_path, good_pairs):
-    D.write_csv(good_pairs[:2], tmp_path / 'ok.csv')
+    R.write_csv(good_pairs[:2], tmp_path / 'ok.csv')
     (tmp_path / 'cols.csv').write_text('path,text\nimages/000000.png,hi\n')
     with pytest.raises(ValueError, match=r"cols\.csv.*has columns \['path', 'text'\]"):
-        D.CsvDataset(tmp_path / 'cols.csv')
-    D.CsvDataset(tmp_path / 'cols.csv', image_key='path', caption_key='text')   # with the right keys it reads
+        R.CsvDataset(tmp_path / 'cols.csv')
+    R.CsvDataset(tmp_path / 'cols.csv', image_key='path', caption_key='text')   # with the right keys it reads
     (tmp_path / 'none.csv').write_text('filepath,title\nimages/missing.png,hi\nimages/000000.png,\n')
     with pytest.raises(ValueError, match=r'none\.csv: no valid sample'):
-        D.CsvDataset(tmp_path / 'none.csv')
+        R.CsvDataset(tmp_path / 'none.csv')
     (tmp_path / 'zip.tar').write_bytes(b'PK\x03\x04' + b'\0' * 600)
     with pytest.raises(ValueError, match=r'zip\.tar is not a tar archive'), pytest.warns(UserWarning, match='unreadable shard'):
-        list(D.ShardDataset(tmp_path / 'zip.tar'))
+        list(R.ShardDataset(tmp_path / 'zip.tar'))
     with tarfile.open(tmp_path / 'empty.tar', 'w') as tf:
         _member(tf, 'a.png', b'not a png'); _member(tf, 'a.txt', b'caption')
     with pytest.raises(ValueError, match=r'no valid sample in shard\(s\) .*empty\.tar'):
-        list(D.ShardDataset(tmp_path / 'empty.tar'))
+        list(R.ShardDataset(tmp_path / 'empty.tar'))
     with pytest.raises(FileNotFoundError, match=r'nowhere\.csv'):
-        D.CsvDataset(tmp_path / 'nowhere.csv')
+        R.CsvDataset(tmp_path / 'nowhere.csv')
     with pytest.raises(FileNotFoundError, match=r'shard .*nowhere\.tar does not exist'):   # at construction
-        D.ShardDataset([tmp_path / 'empty.tar', tmp_path / 'nowhere.tar'])
+        R.ShardDataset([tmp_path / 'empty.tar', tmp_path / 'nowhere.tar'])
     with pytest.raises(FileNotFoundError, match=r'no \.tar files in folder'):
-        D.ShardDataset(tmp_path / 'images')
+        R.ShardDataset(tmp_path / 'images')
     with pytest.raises(FileNotFoundError, match=r'no shard matches .*\*\.tgz'):
-        D.ShardDataset(str(tmp_path / '*.tgz'))
+        R.ShardDataset(str(tmp_path / '*.tgz'))
 
 
 @pytest.fixture
 def six_shards(tmp_path, good_pairs):
     "Six shards of two samples each, and their twelve captions."
-    return D.write_webdataset(good_pairs[:12], tmp_path / 'six', samples_per_shard=2), [c for _, c in good_pairs[:12]]
+    return R.write_webdataset(good_pairs[:12], tmp_path / 'six', samples_per_shard=2), [c for _, c in good_pairs[:12]]
 
 
 def test_shards_are_dealt_to_ranks_and_workers(six_shards):
     shards, caps = six_shards
-    assert [list(D.split_by_rank(range(7), r, 3)) for r in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
+    assert [list(R.split_by_rank(range(7), r, 3)) for r in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
     for train in (False, True):                                             # train: shuffled, the same order on every rank
         got = []
         for rank in range(2):
-            ds = D.ShardDataset(shards, image_size=SIZE, train=train, rank=rank, world=2)
+            ds = R.ShardDataset(shards, image_size=SIZE, train=train, rank=rank, world=2)
             dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
             got.append([c for _, c in dl])
         assert sorted(got[0] + got[1]) == sorted(caps) and not set(got[0]) & set(got[1])
         assert len(got[0]) == len(got[1]) == 6
-    whole = D.ShardDataset(shards, image_size=SIZE, split=False, rank=1, world=2)
+    whole = R.ShardDataset(shards, image_size=SIZE, split=False, rank=1, world=2)
     assert [c for _, c in whole] == caps                                    # split=False: this rank reads every shard
-    one = D.ShardDataset(shards[:1], rank=1, world=2)
+    one = R.ShardDataset(shards[:1], rank=1, world=2)
     assert list(one) == []                                                  # no shard for this rank: nothing, no error
-    dl = torch.utils.data.DataLoader(D.ShardDataset(shards[:1], image_size=SIZE), batch_size=None, num_workers=2)
+    dl = torch.utils.data.DataLoader(R.ShardDataset(shards[:1], image_size=SIZE), batch_size=None, num_workers=2)
     assert [c for _, c in dl] == caps[:2]                                   # worker 1 has no shard and yields nothing
 
 
 def test_rank_comes_from_torch_distributed(six_shards, monkeypatch):
     shards, caps = six_shards
-    monkeypatch.setattr(D, 'world_info', lambda: (1, 3))                   # as if torch.distributed ran 3 ranks
-    assert [c for _, c in D.ShardDataset(shards, image_size=SIZE)] == caps[2:4] + caps[8:10]
-    assert [c for _, c in D.ShardDataset(shards, image_size=SIZE, rank=0, world=1)] == caps   # an explicit rank wins
+    monkeypatch.setattr(R, 'world_info', lambda: (1, 3))                   # as if torch.distributed ran 3 ranks
+    assert [c for _, c in R.ShardDataset(shards, image_size=SIZE)] == caps[2:4] + caps[8:10]
+    assert [c for _, c in R.ShardDataset(shards, image_size=SIZE, rank=0, world=1)] == caps   # an explicit rank wins
 
 
 def test_resampled_stream_is_endless_and_differs_per_rank(six_shards):
     shards, caps = six_shards
     def draw(rank, epoch=0, n=100):
-        ds = D.ShardDataset(shards, image_size=SIZE, resampled=True, rank=rank, world=2); ds.set_epoch(epoch)
+        ds = R.ShardDataset(shards, image_size=SIZE, resampled=True, rank=rank, world=2); ds.set_epoch(epoch)
         return [c for _, c in itertools.islice(ds, n)]
     a = draw(0)
     assert len(a) == 100 and set(a) <= set(caps) and len(set(a)) > 6       # past one pass, from every rank's shards
     assert a == draw(0)                                                     # deterministic per (seed, epoch, rank, worker)
     assert a != draw(1) and a != draw(0, epoch=1)
-    dl = torch.utils.data.DataLoader(D.ShardDataset(shards, image_size=SIZE, resampled=True), batch_size=None, num_workers=2)
+    dl = torch.utils.data.DataLoader(R.ShardDataset(shards, image_size=SIZE, resampled=True), batch_size=None, num_workers=2)
     per_worker = [c for _, c in itertools.islice(dl, 40)]                   # the DataLoader alternates workers
     assert per_worker[0::2] != per_worker[1::2]                             # the workers draw different sequences
     zip_tar = shards[0].parent / 'zip.tar'
     zip_tar.write_bytes(b'PK\x03\x04' + b'\0' * 600)
     with pytest.raises(ValueError, match=r'zip\.tar is not a tar archive'), pytest.warns(UserWarning):
-        next(iter(D.ShardDataset(zip_tar, resampled=True)))                  # nothing usable: an error, not a hang
+        next(iter(R.ShardDataset(zip_tar, resampled=True)))                  # nothing usable: an error, not a hang
 
 
 def test_pipe_and_http_sources(six_shards, monkeypatch):
     shards, caps = six_shards
     folder = shards[0].parent
-    got = [c for _, c in D.ShardDataset(f'pipe:cat {shlex.quote(str(folder))}/{{00000..00005}}.tar', image_size=SIZE)]
+    got = [c for _, c in R.ShardDataset(f'pipe:cat {shlex.quote(str(folder))}/{{00000..00005}}.tar', image_size=SIZE)]
     assert got == caps
-    assert D.expand_shards('pipe:cat x/{0..2}.tar') == ['pipe:cat x/0.tar', 'pipe:cat x/1.tar', 'pipe:cat x/2.tar']
-    assert D.expand_shards(['https://h/a.tar', 's3://b/c.tar']) == ['https://h/a.tar', 's3://b/c.tar']
+    assert R.expand_shards('pipe:cat x/{0..2}.tar') == ['pipe:cat x/0.tar', 'pipe:cat x/1.tar', 'pipe:cat x/2.tar']
+    assert R.expand_shards(['https://h/a.tar', 's3://b/c.tar']) == ['https://h/a.tar', 's3://b/c.tar']
     if shutil.which('curl') is None: pytest.skip('webdataset fetches http:// with curl, which is not installed')
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args): pass
@@ -300,18 +302,18 @@ def test_pipe_and_http_sources(six_shards, monkeypatch):
         for var in ('http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY'): monkeypatch.delenv(var, raising=False)
         monkeypatch.setenv('no_proxy', '127.0.0.1')
         url = f'http://127.0.0.1:{server.server_address[1]}/{{00000..00005}}.tar'
-        assert [c for _, c in D.ShardDataset(url, image_size=SIZE)] == caps
+        assert [c for _, c in R.ShardDataset(url, image_size=SIZE)] == caps
     finally:
         server.shutdown(); server.server_close(); thread.join(timeout=10)
 
 
 def test_truncated_shard_is_counted_and_the_next_is_read(six_shards, tmp_path, good_pairs):
-    big = D.write_webdataset(good_pairs[:10], tmp_path / 'big', samples_per_shard=10)[0]
+    big = R.write_webdataset(good_pairs[:10], tmp_path / 'big', samples_per_shard=10)[0]
     with tarfile.open(big) as tf: m = tf.getmembers()[6]                   # 000000003.png
     cut = tmp_path / 'cut.tar'
     cut.write_bytes(big.read_bytes()[:m.offset_data + m.size // 2])         # cut in the middle of a member
     shards, caps = six_shards
-    ds = D.ShardDataset([cut, *shards], image_size=SIZE)
+    ds = R.ShardDataset([cut, *shards], image_size=SIZE)
     with pytest.warns(UserWarning, match=r'unreadable shard .*cut\.tar'):
         got = [c for _, c in ds]
     assert got == [c for _, c in good_pairs[:3]] + caps                     # the samples before the cut, then the rest
@@ -321,42 +323,42 @@ def test_truncated_shard_is_counted_and_the_next_is_read(six_shards, tmp_path, g
     (tmp_path / 'short.tar').write_bytes(big.read_bytes()[:m.offset_data + m.size // 2])   # cut in its first member
     with pytest.raises(ValueError, match=r'short\.tar breaks off after 0 samples'), warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        list(D.ShardDataset(tmp_path / 'short.tar'))
+        list(R.ShardDataset(tmp_path / 'short.tar'))
 
 
 def test_csv_with_bom_and_separators(tmp_path, good_pairs):
-    D.write_csv(good_pairs[:3], tmp_path / 'ok.csv')
+    R.write_csv(good_pairs[:3], tmp_path / 'ok.csv')
     (tmp_path / 'bom.csv').write_bytes(b'\xef\xbb\xbf' + (tmp_path / 'ok.csv').read_bytes())   # as Excel saves it
-    ds = D.CsvDataset(tmp_path / 'bom.csv', image_size=SIZE)
+    ds = R.CsvDataset(tmp_path / 'bom.csv', image_size=SIZE)
     assert [ds[i][1] for i in range(3)] == [c for _, c in good_pairs[:3]]
     (tmp_path / 'x.tab').write_text('filepath\ttitle\nimages/000000.png\ta caption, with a comma\n', encoding='utf-8-sig')
-    assert D.CsvDataset(tmp_path / 'x.tab', image_size=SIZE)[0][1] == 'a caption, with a comma'
+    assert R.CsvDataset(tmp_path / 'x.tab', image_size=SIZE)[0][1] == 'a caption, with a comma'
     (tmp_path / 'semi.txt').write_text('filepath;title\nimages/000001.png;hi\n')
-    assert D.CsvDataset(tmp_path / 'semi.txt', sep=';', image_size=SIZE)[0][1] == 'hi'
+    assert R.CsvDataset(tmp_path / 'semi.txt', sep=';', image_size=SIZE)[0][1] == 'hi'
 
 
 def test_open_data_picks_the_reader(tmp_path, good_pairs):
-    csv_path = D.write_csv(good_pairs[:4], tmp_path / 'pairs.csv')
-    shards = D.write_webdataset(good_pairs[:4], tmp_path / 'wds', samples_per_shard=2)
+    csv_path = R.write_csv(good_pairs[:4], tmp_path / 'pairs.csv')
+    shards = R.write_webdataset(good_pairs[:4], tmp_path / 'wds', samples_per_shard=2)
     (tmp_path / 'pairs.tsv').write_text(csv_path.read_text().replace(',', '\t'))
     for spec in (csv_path, str(csv_path), tmp_path / 'pairs.tsv'):
-        assert type(D.open_data(spec, image_size=SIZE)) is D.CsvDataset
+        assert type(R.open_data(spec, image_size=SIZE)) is R.CsvDataset
     for spec in (shards[0], tmp_path / 'wds', str(tmp_path / 'wds' / '{00000..00001}.tar'), str(tmp_path / 'wds' / '*.tar'),
                  shards, 'pipe:cat x.tar', 'https://example.com/{000..009}.tar'):
-        assert type(D.open_data(spec, image_size=SIZE)) is D.ShardDataset
-    assert type(D.open_data(csv_path, 'webdataset', image_size=SIZE)) is D.ShardDataset   # an explicit type wins
+        assert type(R.open_data(spec, image_size=SIZE)) is R.ShardDataset
+    assert type(R.open_data(csv_path, 'webdataset', image_size=SIZE)) is R.ShardDataset   # an explicit type wins
     with pytest.raises(ValueError, match=r"unknown dataset_type 'parquet'"):
-        D.open_data(csv_path, 'parquet')
+        R.open_data(csv_path, 'parquet')
     (tmp_path / 'cols.csv').write_text('file,text\nimages/000000.png,hi\n')
-    ds = D.open_data(tmp_path / 'cols.csv', csv_img_key='file', csv_caption_key='text', image_size=SIZE)
+    ds = R.open_data(tmp_path / 'cols.csv', csv_img_key='file', csv_caption_key='text', image_size=SIZE)
     assert ds[0][1] == 'hi'
-    tr = D.open_data(csv_path, train=True, seed=3, image_size=SIZE)          # training: the paper's augmentation
+    tr = R.open_data(csv_path, train=True, seed=3, image_size=SIZE)          # training: the paper's augmentation
     from PIL import Image
     want = D.train_transform(Image.open(tmp_path / 'images' / '000001.png'), SIZE, np.random.default_rng([3, 0, 1]))
     assert tr.train and torch.equal(tr[1][0], want)
-    sd = D.open_data(shards, train=True, resampled=True, shuffle_buffer=7)
+    sd = R.open_data(shards, train=True, resampled=True, shuffle_buffer=7)
     assert (sd.train, sd.resampled, sd.shuffle_buffer, sd.split) == (True, True, 7, True)
-    assert D.open_data(shards, split=False).split is False and D.open_data(csv_path, split=False).train is False
+    assert R.open_data(shards, split=False).split is False and R.open_data(csv_path, split=False).train is False
 
 
 def test_skip_report_counts_shards_apart():
@@ -376,6 +378,6 @@ def test_transforms():
     assert D.random_square_crop(Image.new('RGB', (90, 50)), 32, rng).size == (32, 32)
     red = Image.new('RGB', (70, 30), (255, 0, 0))
     want = normalize(torch.tensor([1., 0, 0]).view(3, 1, 1).expand(3, 16, 16))
-    torch.testing.assert_close(D.image_transform(16)(red), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(image_transform(16)(red), want, atol=1e-5, rtol=0)
     torch.testing.assert_close(D.train_transform(red, 16, rng), want, atol=1e-3, rtol=0)
     assert OPENAI_MEAN == (0.48145466, 0.4578275, 0.40821073) and OPENAI_STD == (0.26862954, 0.26130258, 0.27577711)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 from torch.utils.data import Dataset
 
-from clip_annotated.data import Scene, SceneObject, scene_caption
+from clip_annotated.scenes import Scene, SceneObject, scene_caption
 from clip_annotated.limits import (ShuffledCaptions, per_class_accuracy, replace_color, reverse_relation, swap_colors,
                                    swap_shapes)
-from clip_annotated.zeroshot import scene_task
+from clip_annotated.tasks import scene_task
 
 
 class Toy(Dataset):

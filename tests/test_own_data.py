@@ -18,8 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-from clip_annotated import data as D
+from clip_annotated import readers as R
 from clip_annotated.train import PRESETS, load_checkpoint, read_metrics, train
+from clip_annotated.run import train_and_report
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(embed_dim=32, image_resolution=24, vision_layers=1, vision_width=64, vision_patch_size=12,
@@ -55,7 +56,7 @@ def uneven_shards(tmp_path_factory):
     folder = tmp_path_factory.mktemp('shards')
     sizes = (50, 50, 7)
     for k, n in enumerate(sizes):
-        written = D.write_webdataset(_pairs(n, start=1000 * k), folder / f'part{k}', samples_per_shard=n)
+        written = R.write_webdataset(_pairs(n, start=1000 * k), folder / f'part{k}', samples_per_shard=n)
         written[0].rename(folder / f'{k:05d}.tar')
     return str(folder / '{00000..00002}.tar'), sizes
 
@@ -74,7 +75,7 @@ def test_uneven_shards_two_ranks_same_steps(tmp_path, uneven_shards, resampled):
 
 
 def test_csv_two_ranks_each_pair_once_per_epoch(tmp_path):
-    csv_path = D.write_csv(_pairs(48), tmp_path / 'data' / 'pairs.csv')
+    csv_path = R.write_csv(_pairs(48), tmp_path / 'data' / 'pairs.csv')
     ranks = _torchrun(tmp_path / 'run', '--record', '--train-data', str(csv_path), '--batch-size', '8', '--steps', '12')
     assert ranks[0]['epoch_steps'] == ranks[1]['epoch_steps'] == [6, 6]           # 48 pairs / batch 8 per epoch
     for epoch in (0, 1):
@@ -89,11 +90,11 @@ def _cfg(out: Path, data: Path, **kw):
 
 
 def test_fine_tune_new_lr_from_first_step_and_locked_tower(tmp_path):
-    data = D.write_csv(_pairs(32), tmp_path / 'data' / 'pairs.csv')
+    data = R.write_csv(_pairs(32), tmp_path / 'data' / 'pairs.csv')
     base = _cfg(tmp_path / 'base', data, lr=1e-3)
     train(base)
     tuned = _cfg(tmp_path / 'tuned', data, lr=1e-4, pretrained=str(tmp_path / 'base'), lock_image=True, seed=1)
-    summary = train(tuned)
+    summary = train_and_report(tuned)
     first = [r for r in read_metrics(tmp_path / 'tuned' / 'metrics.jsonl') if 'loss' in r][0]
     assert first['step'] == 1 and first['lr'] == pytest.approx(1e-4)
     a, b = load_checkpoint(tmp_path / 'base' / 'checkpoint.pt'), load_checkpoint(tmp_path / 'tuned' / 'checkpoint.pt')
@@ -106,11 +107,11 @@ def test_fine_tune_new_lr_from_first_step_and_locked_tower(tmp_path):
 
 
 def test_resume_with_changed_lr_is_refused(tmp_path):
-    data = D.write_csv(_pairs(16), tmp_path / 'data' / 'pairs.csv')
+    data = R.write_csv(_pairs(16), tmp_path / 'data' / 'pairs.csv')
     train(_cfg(tmp_path / 'run', data, lr=1e-3))
     with pytest.raises(ValueError, match=r"lr: 0\.001 in the run, 0\.0001 now.*--pretrained .*run --out .*run-finetuned"):
         train(_cfg(tmp_path / 'run', data, lr=1e-4))
-    r = subprocess.run([sys.executable, '-m', 'clip_annotated.train', *OPTS, '--train-data', str(data), '--batch-size', '8',
+    r = subprocess.run([sys.executable, '-m', 'clip_annotated.run', *OPTS, '--train-data', str(data), '--batch-size', '8',
                         '--steps', '3', '--warmup', '0', '--out', str(tmp_path / 'run'), '--lr', '1e-4'],
                        env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and 'Traceback' not in r.stderr and r.stderr.count('\n') == 1, r.stderr
@@ -118,14 +119,14 @@ def test_resume_with_changed_lr_is_refused(tmp_path):
 
 
 def test_runs_dir_is_honoured_by_train(tmp_path, monkeypatch):
-    from clip_annotated.train import parse_args
+    from clip_annotated.run import parse_args
     monkeypatch.setenv('CLIP_ANNOTATED_RUNS', str(tmp_path))
     assert Path(parse_args([]).out) == tmp_path / 'mini'
     assert parse_args(['--out', 'x']).out == 'x'
 
 
 def test_data_option_names_train_data(capsys):
-    from clip_annotated.train import parse_args
+    from clip_annotated.run import parse_args
     with pytest.raises(SystemExit):
         parse_args(['--data', 'data/train.csv'])
     assert "invalid choice: 'data/train.csv'" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`clip_annotated.pretrained` against the reference implementations, and its safety promises.
+"""`clip_annotated.pretrained` and the checkpoint readers under it (`clip_annotated.checkpoints`) against the reference implementations, and its safety promises.
 
 * Hugging Face: a random `transformers.CLIPModel` saved with `save_pretrained` loads through `load(dir)`
   and gives HF's image and text features (QuickGELU and GELU configs); bad configs are refused.
@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from clip_annotated import pretrained
-from clip_annotated.pretrained import (MODEL_URLS, CheckpointError, DownloadError, UnsafeCheckpointError,
-                                       available_models, checkpoint_format, create_model_and_transforms, download,
-                                       get_tokenizer, hf_to_openai, image_transform, load, read_checkpoint,
-                                       read_hf_directory, read_safetensors, read_torchscript_weights)
+from clip_annotated.pretrained import (MODEL_URLS, available_models, create_model_and_transforms, get_tokenizer,
+                                       image_transform, load)
+from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, checkpoint_format,
+                                        download, hf_to_openai, read_checkpoint, read_hf_directory, read_safetensors,
+                                        read_torchscript_weights, sha_from_url)
 from clip_annotated.model import (CONFIGS, BaselineCLIP, build_model, config_from_state_dict, convert_weights, create_model,
                                   uses_quick_gelu)
 from clip_annotated.tokenizer import tokenize
@@ -67,7 +68,7 @@ def test_model_urls_are_open_clips():
     for name, url in MODEL_URLS.items():
         assert url == open_clip.pretrained.get_pretrained_url(oc_names.get(name, name), 'openai'), name
         assert name in CONFIGS
-        assert pretrained._sha_from_url(url) == url.split('/')[-2]
+        assert sha_from_url(url) == url.split('/')[-2]
 
 
 # ------------------------------------------------------------------ Hugging Face

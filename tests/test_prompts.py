@@ -20,7 +20,8 @@ from clip_annotated.model import create_model
 from clip_annotated.zeroshot import paired_bootstrap
 from clip_annotated.prompts import (ensemble_curve, ensemble_weights, probability_ensemble, task_features,
                                     template_embeddings, template_predictions, template_sweep, template_text)
-from clip_annotated.zeroshot import Task, evaluate, zero_shot_classifier, zero_shot_logits
+from clip_annotated.tasks import Task
+from clip_annotated.zeroshot import evaluate, zero_shot_classifier, zero_shot_logits
 
 CLASSES = ['cat', 'dog', 'red apple']
 TEMPLATES = ['a photo of a {}.', 'an emoji of {}.', '{}', lambda c: f'{c} emoji']

@@ -25,8 +25,10 @@ import pytest
 import torch
 
 from clip_annotated.core import CommandError
-from clip_annotated.data import SceneDataset, SkipCounter
-from clip_annotated.pretrained import CheckpointError
+from clip_annotated.scenes import SceneDataset
+from clip_annotated.data import SkipCounter
+from clip_annotated.checkpoints import CheckpointError
+from clip_annotated.run import train_and_report
 from clip_annotated.train import (PRESETS, RunInUseError, RunLock, TrainingDiverged, check_config, load_checkpoint,
                                   read_metrics, retrieval_metrics, save_checkpoint, train)
 
@@ -232,7 +234,7 @@ class _Holes(torch.utils.data.Dataset):
 
 def test_all_bad_batch_is_skipped_and_counted(tmp_path):
     ds = _Holes(64, bad=range(2, 64))                  # 2 good items: of the 4 batches of an epoch, 2 or more are all bad
-    summary, _ = _quiet(train, replace(TINY, steps=6, out=str(tmp_path / 'run')), datasets=(ds, None))
+    summary, _ = _quiet(train_and_report, replace(TINY, steps=6, out=str(tmp_path / 'run')), datasets=(ds, None))
     recs = [r for r in read_metrics(tmp_path / 'run' / 'metrics.jsonl') if 'loss' in r]
     assert summary['steps'] == 6 and len(recs) == 6
     assert max(r['epoch'] for r in recs) >= 2                                   # at most 2 steps an epoch

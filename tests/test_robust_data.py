@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from clip_annotated import data as D
+from clip_annotated import readers as R
 from clip_annotated import evalsets as E
 
 SIZE = 16
@@ -54,10 +55,10 @@ BAD_ROWS = {                                      # one appended row -> the reas
 @pytest.mark.parametrize('case', BAD_ROWS)
 def test_one_bad_csv_row_is_skipped_and_counted(tmp_path, pairs, case):
     line, reason = BAD_ROWS[case]
-    path = D.write_csv(pairs, tmp_path / 'pairs.csv')
+    path = R.write_csv(pairs, tmp_path / 'pairs.csv')
     (tmp_path / 'images' / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n not a picture')
     _append(path, line)
-    ds = _quiet(lambda: D.CsvDataset(path, image_size=SIZE))
+    ds = _quiet(lambda: R.CsvDataset(path, image_size=SIZE))
     assert len(ds) == len(pairs) + 1
     assert ds[len(pairs)] is None                                           # the bad row: None, the skip convention
     assert ds.skips.counts == {reason: 1} and ds.skips.good == 0
@@ -66,17 +67,17 @@ def test_one_bad_csv_row_is_skipped_and_counted(tmp_path, pairs, case):
 
 
 def test_malformed_rows_are_named_in_one_warning(tmp_path, pairs):
-    path = D.write_csv(pairs, tmp_path / 'pairs.csv')
+    path = R.write_csv(pairs, tmp_path / 'pairs.csv')
     _append(path, b'images/000001.png', b'images/000002.png,a cat, sitting')   # lines 10 and 11
     with pytest.warns(UserWarning, match=r"pairs\.csv: 2 row\(s\) do not have the header's 2 fields \(the first on line 10"):
-        D.CsvDataset(path, image_size=SIZE)
+        R.CsvDataset(path, image_size=SIZE)
 
 
 def test_a_batch_of_only_bad_rows_is_empty_not_a_crash(tmp_path, pairs):
     "Map-style: the dataset gives None for each bad row and counts it; collate turns an all-None batch into B = 0."
-    path = D.write_csv(pairs[:2], tmp_path / 'pairs.csv')
+    path = R.write_csv(pairs[:2], tmp_path / 'pairs.csv')
     _append(path, b'images/000001.png', b'images/nowhere.png,gone', b'images/000000.png,')
-    ds = _quiet(lambda: D.CsvDataset(path, image_size=SIZE))
+    ds = _quiet(lambda: R.CsvDataset(path, image_size=SIZE))
     dl = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=D.collate)   # batch 2: rows 3-5, all bad
     sizes = [(images.shape[0], tokens.shape[0]) for images, tokens in dl]
     assert sizes == [(2, 2), (0, 0)]
@@ -84,7 +85,7 @@ def test_a_batch_of_only_bad_rows_is_empty_not_a_crash(tmp_path, pairs):
 
 
 def test_labelled_csv_skips_bad_rows(tmp_path, pairs):
-    path = D.write_csv(pairs[:3], tmp_path / 'pairs.csv')
+    path = R.write_csv(pairs[:3], tmp_path / 'pairs.csv')
     rows = [b'filepath,label', b'images/000000.png,cat', b'images/000001.png,', b'images/000002.png,zebra,extra',
             b'images/000001.png,caf\xe9', b'images/nowhere.png,cat', b'images/000002.png,dog']
     (tmp_path / 'labels.csv').write_bytes(b'\n'.join(rows) + b'\n')
@@ -100,7 +101,7 @@ def test_labelled_csv_skips_bad_rows(tmp_path, pairs):
 
 
 def test_caption_pairs_give_no_caption_for_a_bad_row(tmp_path, pairs):
-    path = D.write_csv(pairs[:2], tmp_path / 'pairs.csv')
+    path = R.write_csv(pairs[:2], tmp_path / 'pairs.csv')
     _append(path, b'images/000001.png', b'images/000000.png,caf\xe9', b'images/000001.png, spaced ')
     paths, captions = _quiet(lambda: E.caption_pairs(path))
     assert captions == [c for _, c in pairs[:2]] + ['', '', 'spaced']      # '' : the command line skips the row
@@ -112,7 +113,7 @@ def test_caption_pairs_give_no_caption_for_a_bad_row(tmp_path, pairs):
 # ------------------------------------------------------------------ a file that is not UTF-8
 
 def _latin1_csv(tmp_path, pairs) -> Path:
-    D.write_csv(pairs[:2], tmp_path / 'ok.csv')                             # the pictures
+    R.write_csv(pairs[:2], tmp_path / 'ok.csv')                             # the pictures
     text = 'filepath,title\nimages/000000.png,café au lait\nimages/000001.png,crème brûlée\n'
     (tmp_path / 'latin.csv').write_bytes(text.encode('latin-1'))
     return tmp_path / 'latin.csv'
@@ -123,8 +124,8 @@ def test_latin1_csv_says_it_is_not_utf8(tmp_path, pairs):
     want = r"latin\.csv is not UTF-8 text: line 2 has the byte 0xe9, which is not UTF-8; save the file again as UTF-8"
     with pytest.raises(ValueError, match=r"latin\.csv: no valid sample among 2 rows \(2 undecodable caption\); .*" + want), \
          pytest.warns(UserWarning, match=want):
-        D.CsvDataset(path, image_size=SIZE)
-    ds = D.CsvDataset(path, image_size=SIZE, encoding='latin-1')            # or say what it is
+        R.CsvDataset(path, image_size=SIZE)
+    ds = R.CsvDataset(path, image_size=SIZE, encoding='latin-1')            # or say what it is
     assert [ds[i][1] for i in range(2)] == ['café au lait', 'crème brûlée']
 
 
@@ -141,22 +142,22 @@ def test_latin1_csv_in_the_evaluation_readers(tmp_path, pairs):
 
 
 def test_one_latin1_row_in_a_utf8_file_is_skipped_and_named(tmp_path, pairs):
-    path = D.write_csv(pairs[:3], tmp_path / 'pairs.csv')
+    path = R.write_csv(pairs[:3], tmp_path / 'pairs.csv')
     _append(path, 'images/000000.png,naïve'.encode('utf-8'), 'images/000001.png,déjà vu'.encode('latin-1'))
     with pytest.warns(UserWarning, match=r'pairs\.csv is not UTF-8 text: line 6 has the byte 0xe9'):
-        ds = D.CsvDataset(path, image_size=SIZE)
+        ds = R.CsvDataset(path, image_size=SIZE)
     assert ds[3][1] == 'naïve' and ds[4] is None and ds.skips.counts == {'undecodable caption': 1}
 
 
 # ------------------------------------------------------------------ a caption longer than csv's field limit
 
 def test_caption_longer_than_the_csv_field_limit(tmp_path, pairs):
-    D.write_csv(pairs[:1], tmp_path / 'ok.csv')
+    R.write_csv(pairs[:1], tmp_path / 'ok.csv')
     long = 'a very long caption ' * 10_000                                   # 200,000 characters > 131,072
     with open(tmp_path / 'long.csv', 'w', newline='', encoding='utf-8') as f:
         w = csv.writer(f); w.writerow(['filepath', 'title']); w.writerow(['images/000000.png', long])
     before = csv.field_size_limit()
-    ds = D.CsvDataset(tmp_path / 'long.csv', image_size=SIZE)
+    ds = R.CsvDataset(tmp_path / 'long.csv', image_size=SIZE)
     assert ds[0][1] == long.strip() and ds.skips.good == 1
     assert csv.field_size_limit() == before                                 # the process-wide limit is put back
     images, tokens = D.collate([ds[0]])
@@ -173,18 +174,18 @@ def test_empty_header_only_and_wrong_columns(tmp_path, pairs):
     (tmp_path / 'cols.tsv').write_text('image\tcaption\nx.png\thello\n')
     for name in ('empty.csv', 'blank.csv'):
         with pytest.raises(ValueError, match=rf"{name} is empty: expected a header line with the columns \['filepath', 'title'\]"):
-            D.CsvDataset(tmp_path / name)
+            R.CsvDataset(tmp_path / name)
         with pytest.raises(ValueError, match=rf"{name} is empty: expected a header line with the columns \['filepath', 'label'\]"):
             E.LabelledCsv(tmp_path / name)
     with pytest.raises(ValueError, match=r'header\.csv has a header but no rows'):
-        D.CsvDataset(tmp_path / 'header.csv')
+        R.CsvDataset(tmp_path / 'header.csv')
     (tmp_path / 'header_l.csv').write_text('filepath,label\n')
     with pytest.raises(ValueError, match=r'header_l\.csv has a header but no rows'):
         E.LabelledCsv(tmp_path / 'header_l.csv')
     cols = r"cols\.tsv: expected columns \['filepath', 'title'\] \(separator '\\t'\), missing \['filepath', 'title'\]; " \
            r"the file has columns \['image', 'caption'\]"
     with pytest.raises(ValueError, match=cols):
-        D.CsvDataset(tmp_path / 'cols.tsv')
+        R.CsvDataset(tmp_path / 'cols.tsv')
     with pytest.raises(ValueError, match=cols):
         E.caption_pairs(tmp_path / 'cols.tsv')
     with pytest.raises(ValueError, match=r"cols\.tsv: .*missing \['filepath', 'label'\]; the file has columns"):
@@ -196,20 +197,20 @@ def test_empty_header_only_and_wrong_columns(tmp_path, pairs):
 
 
 def test_csv_where_no_row_is_usable_names_the_reasons(tmp_path, pairs):
-    D.write_csv(pairs[:1], tmp_path / 'ok.csv')
+    R.write_csv(pairs[:1], tmp_path / 'ok.csv')
     (tmp_path / 'bad.csv').write_text('filepath,title\nimages/000000.png\nimages/nowhere.png,x\nimages/000000.png,\n')
     with pytest.raises(ValueError, match=r'bad\.csv: no valid sample among 3 rows \(1 malformed row, 1 missing image, 1 empty caption\)'), \
          warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        D.CsvDataset(tmp_path / 'bad.csv')
+        R.CsvDataset(tmp_path / 'bad.csv')
 
 
 # ------------------------------------------------------------------ earlier fixes, kept (regression)
 
 def test_csv_with_a_bom_is_read_by_every_reader(tmp_path, pairs):
-    ok = D.write_csv(pairs[:2], tmp_path / 'ok.csv')
+    ok = R.write_csv(pairs[:2], tmp_path / 'ok.csv')
     (tmp_path / 'bom.csv').write_bytes(b'\xef\xbb\xbf' + ok.read_bytes())
-    ds = D.CsvDataset(tmp_path / 'bom.csv', image_size=SIZE)
+    ds = R.CsvDataset(tmp_path / 'bom.csv', image_size=SIZE)
     assert [ds[i][1] for i in range(2)] == [c for _, c in pairs[:2]]
     assert E.caption_pairs(tmp_path / 'bom.csv')[1] == [c for _, c in pairs[:2]]
     (tmp_path / 'bom_l.csv').write_bytes(b'\xef\xbb\xbffilepath,label\nimages/000000.png,cat\n')
@@ -219,8 +220,8 @@ def test_csv_with_a_bom_is_read_by_every_reader(tmp_path, pairs):
 @pytest.fixture
 def shards(tmp_path, pairs):
     "A shard of all eight pairs (its members: 000000000.png, 000000000.txt, …) and two more of four each."
-    big = D.write_webdataset(pairs, tmp_path / 'big', samples_per_shard=8)[0]
-    more = D.write_webdataset(pairs[:4], tmp_path / 'more', samples_per_shard=2)
+    big = R.write_webdataset(pairs, tmp_path / 'big', samples_per_shard=8)[0]
+    more = R.write_webdataset(pairs[:4], tmp_path / 'more', samples_per_shard=2)
     return big, more
 
 
@@ -243,7 +244,7 @@ def _read(ds) -> tuple[list[str], list[str]]:
 def test_shard_cut_inside_a_member_is_counted_and_the_next_read(tmp_path, pairs, shards):
     big, more = shards
     m = _member(big, '000000003.png')
-    ds = D.ShardDataset([_cut(big, tmp_path / 'cut.tar', m.offset_data + m.size // 2), *more], image_size=SIZE)
+    ds = R.ShardDataset([_cut(big, tmp_path / 'cut.tar', m.offset_data + m.size // 2), *more], image_size=SIZE)
     got, warned = _read(ds)
     assert got == [c for _, c in pairs[:3]] + [c for _, c in pairs[:4]]
     assert ds.skips.counts == {'unreadable shard': 1} and ds.skips.good == 7
@@ -258,7 +259,7 @@ def test_shard_cut_on_a_block_boundary_is_an_unreadable_shard(tmp_path, pairs, s
     big, more = shards
     at = _member(big, before).offset                                      # a header starts on a block boundary
     assert at % 512 == 0
-    ds = D.ShardDataset([_cut(big, tmp_path / 'cut.tar', at), *more], image_size=SIZE)
+    ds = R.ShardDataset([_cut(big, tmp_path / 'cut.tar', at), *more], image_size=SIZE)
     got, warned = _read(ds)
     assert got == [c for _, c in pairs[:kept]] + [c for _, c in pairs[:4]]   # before the cut, then the next shards
     assert ds.skips.counts == {'unreadable shard': 1}                       # not 'missing caption'
@@ -266,10 +267,10 @@ def test_shard_cut_on_a_block_boundary_is_an_unreadable_shard(tmp_path, pairs, s
 
 
 def test_shard_cut_on_a_block_boundary_inside_a_long_member(tmp_path, pairs):
-    shard = D.write_webdataset([(pairs[0][0], 'x' * 3000), pairs[1]], tmp_path / 'long')[0]
+    shard = R.write_webdataset([(pairs[0][0], 'x' * 3000), pairs[1]], tmp_path / 'long')[0]
     m = _member(shard, '000000000.txt')
     at = m.offset_data + 1024                                              # 1,024 of its 3,000 bytes
-    ds = D.ShardDataset([_cut(shard, tmp_path / 'cut.tar', at)], image_size=SIZE)
+    ds = R.ShardDataset([_cut(shard, tmp_path / 'cut.tar', at)], image_size=SIZE)
     with pytest.raises(ValueError, match=r'cut\.tar breaks off after 0 samples \(unexpected end of data'), \
          pytest.warns(UserWarning, match=r'unreadable shard .*cut\.tar'):
         list(ds)
@@ -278,7 +279,7 @@ def test_shard_cut_on_a_block_boundary_inside_a_long_member(tmp_path, pairs):
 def test_block_boundary_cut_through_a_pipe(tmp_path, pairs, shards):
     big, more = shards
     cut = _cut(big, tmp_path / 'cut.tar', _member(big, '000000003.txt').offset)
-    ds = D.ShardDataset([f'pipe:cat {cut}', f'pipe:cat {more[0]}'], image_size=SIZE)
+    ds = R.ShardDataset([f'pipe:cat {cut}', f'pipe:cat {more[0]}'], image_size=SIZE)
     got, warned = _read(ds)
     assert got == [c for _, c in pairs[:3]] + [c for _, c in pairs[:2]]
     assert ds.skips.counts == {'unreadable shard': 1} and len(warned) == 1 and 'cut.tar' in warned[0]
@@ -287,14 +288,14 @@ def test_block_boundary_cut_through_a_pipe(tmp_path, pairs, shards):
 def test_whole_shards_are_not_flagged_and_a_real_missing_caption_still_counts(tmp_path, pairs, shards):
     big, more = shards
     with tarfile.open(big, 'a') as tf:                                      # a complete archive, one caption short
-        D._add_member(tf, 'lonely.png', D._png_bytes(pairs[0][0]))
-    ds = D.ShardDataset([big, *more, f'pipe:cat {more[0]}'], image_size=SIZE)
+        R._add_member(tf, 'lonely.png', R._png_bytes(pairs[0][0]))
+    ds = R.ShardDataset([big, *more, f'pipe:cat {more[0]}'], image_size=SIZE)
     got, warned = _read(ds)
     assert len(got) == 8 + 4 + 2 and warned == []
     assert ds.skips.counts == {'missing caption': 1}
     with tarfile.open(big) as src, tarfile.open(tmp_path / 'small.tar.gz', 'w:gz') as dst:   # compressed: not checked,
         for m in src.getmembers()[:4]: dst.addfile(m, src.extractfile(m))                     # still read
-    ds = D.ShardDataset(tmp_path / 'small.tar.gz', image_size=SIZE)
+    ds = R.ShardDataset(tmp_path / 'small.tar.gz', image_size=SIZE)
     assert _read(ds) == ([c for _, c in pairs[:2]], []) and ds.skips.counts == {}
 
 
@@ -305,9 +306,9 @@ def test_every_shard_bad_is_one_error_naming_each(tmp_path, pairs, shards):
     inside = _cut(big, tmp_path / 'inside.tar', m.offset_data + 100)               # cut in its first member
     boundary = _cut(big, tmp_path / 'boundary.tar', _member(big, '000000000.txt').offset)   # picture, no caption
     (tmp_path / 'zip.tar').write_bytes(b'PK\x03\x04' + b'\0' * 600)
-    with tarfile.open(tmp_path / 'junk.tar', 'w') as tf: D._add_member(tf, 'a.png', b'not a png'); D._add_member(tf, 'a.txt', b'hi')
+    with tarfile.open(tmp_path / 'junk.tar', 'w') as tf: R._add_member(tf, 'a.png', b'not a png'); R._add_member(tf, 'a.txt', b'hi')
     names = ['inside.tar', 'boundary.tar', 'zip.tar', 'junk.tar']
-    ds = D.ShardDataset([tmp_path / n for n in names], image_size=SIZE)
+    ds = R.ShardDataset([tmp_path / n for n in names], image_size=SIZE)
     with pytest.raises(ValueError) as e, warnings.catch_warnings():
         warnings.simplefilter('ignore')
         list(ds)
@@ -322,16 +323,17 @@ def test_every_shard_bad_is_one_error_naming_each(tmp_path, pairs, shards):
 # ------------------------------------------------------------------ the counts reach the run's report
 
 def test_skip_counts_reach_report_md(tmp_path, pairs):
-    from clip_annotated.train import PRESETS, train
+    from clip_annotated.train import PRESETS
+    from clip_annotated.run import train_and_report
     tiny = dict(embed_dim=32, image_resolution=24, vision_layers=1, vision_width=64, vision_patch_size=12,
                 transformer_width=64, transformer_heads=1, transformer_layers=1)      # as tests/test_own_data.py
-    data = D.write_csv(pairs, tmp_path / 'data' / 'train.csv')
+    data = R.write_csv(pairs, tmp_path / 'data' / 'train.csv')
     _append(data, b'images/nowhere.png,gone', b'images/000001.png')          # 10 rows, 2 bad
-    held = D.write_csv(pairs[:4], tmp_path / 'data' / 'held.csv')
+    held = R.write_csv(pairs[:4], tmp_path / 'data' / 'held.csv')
     _append(held, b'images/000000.png,')
     cfg = replace(PRESETS['mini-cpu'], model_overrides=tiny, train_data=str(data), val_data=str(held), batch_size=5,
                   steps=2, warmup=0, ckpt_every=1000, eval_every=0, progress=False, threads=1, out=str(tmp_path / 'run'))
-    _quiet(lambda: train(cfg))
+    _quiet(lambda: train_and_report(cfg))
     report = (tmp_path / 'run' / 'report.md').read_text()
     assert '(skipped: 1 missing image, 1 malformed row)' in report            # training data, one epoch of 10 rows
     assert 'held out: ' in report and '(skipped: 1 empty caption)' in report

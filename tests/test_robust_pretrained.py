@@ -1,4 +1,4 @@
-"""Malformed inputs to `clip_annotated.pretrained` fail with its own errors, naming the input (issue #14, items 5 and 7).
+"""Malformed inputs to `clip_annotated.checkpoints` and `clip_annotated.pretrained` fail with their own errors, naming the input (issue #14, items 5 and 7).
 
 * loading: broken Hugging Face and open_clip configurations, sharded indexes without a weight map, safetensors
   headers that lie, state dicts whose width-defining tensors are mis-shaped, and files that are simply not
@@ -18,9 +18,10 @@ import torch
 
 from clip_annotated.core import cache_root
 from clip_annotated.model import create_model
-from clip_annotated.pretrained import (CheckpointError, DownloadError, UnsafeCheckpointError, download,
-                                       export_model, get_tokenizer, load, read_checkpoint, read_hf_directory,
-                                       read_open_clip_directory, read_safetensors, read_torchscript_weights)
+from clip_annotated.pretrained import export_model, get_tokenizer, load
+from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, download,
+                                        read_checkpoint, read_hf_directory, read_open_clip_directory, read_safetensors,
+                                        read_torchscript_weights)
 
 pytestmark = pytest.mark.filterwarnings('ignore:Detected pickle protocol:UserWarning')
 

@@ -34,7 +34,7 @@ def _env(threads: int = 1) -> dict:
 
 
 def _train_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, '-m', 'clip_annotated.train', *TINY, '--threads', '1', '--out', str(out), *extra]
+    return [sys.executable, '-m', 'clip_annotated.run', *TINY, '--threads', '1', '--out', str(out), *extra]
 
 
 def _load(path: Path) -> dict:
@@ -89,7 +89,7 @@ def test_torchrun_two_processes(tmp_path):
     torchrun = Path(sys.executable).parent/'torchrun'
     if not torchrun.exists(): pytest.skip('torchrun not found next to the interpreter')
     out = tmp_path/'ddp'
-    cmd = [str(torchrun), '--standalone', '--nnodes=1', '--nproc_per_node=2', '-m', 'clip_annotated.train',
+    cmd = [str(torchrun), '--standalone', '--nnodes=1', '--nproc_per_node=2', '-m', 'clip_annotated.run',
            *TINY, '--steps', '6', '--ckpt-every', '3', '--accum', '2', '--out', str(out)]
     r = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.zeroshot import (classification_metrics, emoji_task, encode_texts, nearest_prompt_logits,
-                                     zero_shot_classifier)
+from clip_annotated.zeroshot import classification_metrics, encode_texts, zero_shot_classifier
+from clip_annotated.tasks import emoji_task, nearest_prompt_logits
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ['--model-overrides', json.dumps(dict(vision_layers=1, transformer_layers=1, vision_patch_size=12)),
@@ -58,7 +58,7 @@ def test_reproduce_writes_report_with_zero_shot(run_dir):
 
 
 def test_classifier_equals_naive_loop(run_dir):
-    from clip_annotated.train import load_run
+    from clip_annotated.run import load_run
     model, _ = load_run(run_dir)
     classes = ['health worker, dark skin tone', 'dog', 'flag of france']
     templates = ['{}', 'an emoji of {}.', lambda c: f'a picture of {c}']
@@ -86,9 +86,10 @@ def test_metrics_hand_made():
 
 
 def test_nearest_prompt_is_max_over_prompts(monkeypatch):
-    import clip_annotated.zeroshot as zs
+    import clip_annotated.tasks as tasks, clip_annotated.zeroshot as zs
     vec = {'a cat': [1., 0.], 'cat!': [0., 1.], 'a dog': [0.6, 0.8], 'dog!': [0.8, -0.6]}
-    monkeypatch.setattr(zs, 'encode_texts', lambda model, texts, *a, **k: torch.tensor([vec[t] for t in texts]))
+    fake = lambda model, texts, *a, **k: torch.tensor([vec[t] for t in texts])
+    for module in (tasks, zs): monkeypatch.setattr(module, 'encode_texts', fake)
     feats = torch.tensor([[0., 1.], [0.8, -0.6]])                  # picture 0 = 'cat!', picture 1 = 'dog!'
     logits = nearest_prompt_logits(None, feats, ['cat', 'dog'], ['a {}', '{}!'], scale=1.0)
     # each class scores its best prompt: picture 0 -> cat max(0, 1) = 1, dog max(.8, -.6) = .8

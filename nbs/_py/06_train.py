@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import argparse, errno, gc, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
+import errno, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -24,22 +24,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
-from clip_annotated.core import (atomic_write, autocast, autocast_dtype, get_device, hardware, in_test, markdown_table,
-                                  one_line, run_command, seed_everything, show_progress, wants_debug)
+from clip_annotated.core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
+                                  show_progress)
 from torch.utils.data import DataLoader, IterableDataset
 from clip_annotated.model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
-from clip_annotated.data import DATASET_TYPES, EmojiDataset, SceneDataset, collate, open_data
-from clip_annotated.pretrained import CheckpointError
+from clip_annotated.readers import DATASET_TYPES, open_data
+from clip_annotated.data import EmojiDataset, collate
+from clip_annotated.scenes import SceneDataset
+from clip_annotated.checkpoints import CheckpointError
 
 # %%
 #| hide
-import copy, shutil, tempfile
-from IPython.display import Image, Markdown, display
+import shutil, tempfile
 from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
-from clip_annotated.core import footer, in_test, pick
+from clip_annotated.core import footer
 
 # %%
 _ = seed_everything(0)
@@ -47,11 +48,13 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_06_'))   # small runs of 
 
 
 # %% [markdown]
-# At the end of this chapter you can train a CLIP from scratch with one command,
-# `python -m clip_annotated.train --preset mini-cpu --out runs/mini`, on two CPU cores in under ten
-# minutes, kill it at any moment and continue it bit for bit, run the same command on several GPUs or
-# processes with `torchrun`, and read in `runs/mini/report.md` how well the model retrieves the
-# captions of pictures it has never seen.
+# At the end of this chapter you know the paper's training recipe as code: the optimiser, the schedule,
+# mixed precision, exact gradient accumulation, held-out retrieval, checkpoints that let a run be killed
+# at any moment and continued bit for bit, and one loop that runs alone or on several GPUs or processes
+# under `torchrun`. The next chapter, [A training run](06a_run.ipynb), runs it: one command,
+# `python -m clip_annotated.run --preset mini-cpu --out runs/mini`, trains the model the rest of the
+# book studies and writes `runs/mini/report.md`, which says how well it retrieves the captions of
+# pictures it has never seen.
 #
 # ```{mermaid}
 # flowchart LR
@@ -151,21 +154,6 @@ PRESETS: dict[str, TrainConfig] = {
                                data='scenes', n_scenes=2048, batch_size=64, steps=150, lr=1e-3, warmup=20,
                                ckpt_every=50, out='runs/scenes'),
 }
-
-
-# %% [markdown]
-# A preset's `out` is a folder name under `runs_dir()`: `runs/` at the top of the checkout, wherever
-# the command is started from (a notebook runs in `nbs/`, `make` at the top), or `$CLIP_ANNOTATED_RUNS`.
-
-# %%
-#| exports
-def runs_dir() -> Path:
-    "Where runs live: $CLIP_ANNOTATED_RUNS, else runs/ at the top of the checkout we are in (found by settings.ini), else ./runs."
-    if os.environ.get('CLIP_ANNOTATED_RUNS'): return Path(os.environ['CLIP_ANNOTATED_RUNS'])
-    here = Path.cwd().resolve()
-    for d in (here, *here.parents):
-        if (d/'settings.ini').is_file() and (d/'nbs').is_dir(): return d/'runs'
-    return here/'runs'
 
 
 # %%
@@ -739,7 +727,7 @@ test_eq(next(iter(prefetch(range(10**9), depth=2))), 0)                         
 
 # %% [markdown]
 # Web-scale pairs do not fit a map-style data set: they come as tar shards that each process streams,
-# which the data chapter reads through the `webdataset` library (split by rank and by worker, shuffled
+# which the readers appendix reads through the `webdataset` library (split by rank and by worker, shuffled
 # through a buffer). A stream has no length, and shards differ in size, so the ranks cannot know in
 # advance how many batches each will get; if one rank stopped while another waited in the gradient
 # all-reduce, the run would hang. So before each step the ranks agree: each says whether it has a
@@ -1039,9 +1027,10 @@ test_eq((scratch/'locked'/'.lock').read_text(), '')
 # `DistributedDataParallel`, restores the last checkpoint of the run directory if there is one, and
 # then loops over steps. Every step appends one line to `metrics.jsonl` (loss, learning rate,
 # temperature, samples per second) and updates a progress bar; every `ckpt_every` steps and at the end
-# rank 0 writes the checkpoint. When the steps are done it plots the curves, measures held-out
-# retrieval and writes `report.md`. Only rank 0 writes files. The data comes from `make_datasets`:
-# your pairs when `cfg.train_data` names a CSV file or shards (read by the data chapter's `open_data`),
+# rank 0 writes the checkpoint. When the steps are done it measures held-out retrieval and returns a
+# summary; the curves and `report.md` are drawn from it by [the next chapter](06a_run.ipynb). Only
+# rank 0 writes files. The data comes from `make_datasets`:
+# your pairs when `cfg.train_data` names a CSV file or shards (read by `open_data` of [Appendix: readers](05c_readers.ipynb)),
 # else the emoji set or scenes, as `cfg.data` says. Or pass `datasets=(train set, held-out set)`,
 # map-style or streaming data sets of (image, caption) pairs: the bias chapter trains on a
 # deliberately skewed copy of the emoji set that way. A map-style set is dealt out by the sampler
@@ -1255,334 +1244,18 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             summary['test'] = evaluate_retrieval(model, test_ds, device=device)
             if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
         summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
-        summary['curves'] = str(plot_curves(metrics_path, out/'curves.png'))
         summary['total_wall_s'] = wall_before + time.perf_counter() - t_loop
-        write_report(cfg, summary, out/'report.md')
     if world > 1: dist.barrier()
     return summary
 
 
 # %% [markdown]
-# The curves and the report. The figure is drawn with matplotlib's object-oriented API (no `pyplot`
-# state), so the same code works in a notebook, a script and a headless server.
-
-# %%
-#| exports
-def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path:
-    "Loss, learning rate, temperature and held-out R@1 against step, from metrics.jsonl, saved as a PNG."
-    from matplotlib.figure import Figure
-    recs = read_metrics(metrics_path)
-    steps = [r for r in recs if 'loss' in r]
-    evals = [r for r in recs if 'eval' in r]
-    fig = Figure(figsize=(12, 2.8))
-    axes = fig.subplots(1, 4)
-    x = [r['step'] for r in steps]
-    axes[0].plot(x, [r['loss'] for r in steps], lw=0.6); axes[0].set(title='training loss', xlabel='step')
-    axes[1].plot(x, [r['lr'] for r in steps]); axes[1].set(title='learning rate', xlabel='step')
-    axes[2].plot(x, [r['temperature'] for r in steps]); axes[2].set(title='temperature τ = 1/scale', xlabel='step')
-    if evals:
-        for key, label in (('i2t_R@1', 'image→text'), ('t2i_R@1', 'text→image')):
-            axes[3].plot([r['step'] for r in evals], [100 * r['eval'][key] for r in evals], 'o-', label=label)
-        axes[3].axhline(100 * evals[-1]['eval']['i2t_chance@1'], color='gray', ls=':', label='chance')
-        axes[3].legend(fontsize=8)
-    axes[3].set(title='held-out R@1 (%)', xlabel='step')
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    return Path(png_path)
-
-def retrieval_table(m: dict, ks=(1, 5, 10)) -> str:
-    "A markdown table of `retrieval_metrics` output, with chance levels."
-    rows = [(name, *(f"{100 * m[f'{key}@{k}']:.1f}%" for k in ks)) for name, key in
-            (('image → text', 'i2t_R'), ('text → image', 't2i_R'), ('chance, image → text', 'i2t_chance'),
-             ('chance, text → image', 't2i_chance'))]
-    return markdown_table(['direction', *(f'R@{k}' for k in ks)], rows)
-
-def write_report(cfg: TrainConfig, summary: dict, path: str | Path) -> Path:
-    "report.md: the run's configuration and data, held-out retrieval with chance levels, hardware and wall time."
-    d = summary['data']
-    pairs = (f"{d['train_items']:,} training pairs" if d['train_items'] is not None
-             else f"streamed ({d.get('samples_read', 0):,} samples read by this process)")
-    skipped = lambda k: f" (skipped: {', '.join(f'{c} {r}' for r, c in d[k].items())})" if d.get(k) else ''
-    epochs = (f"{cfg.steps / summary['steps_per_epoch']:.1f} epochs" if summary['steps_per_epoch']
-              else f"{len(summary['epoch_steps'])} full epochs")
-    text = (f"# Training run `{summary['name']}`\n\n"
-            f"- model: {cfg.model if not cfg.pretrained else 'from ' + cfg.pretrained} {cfg.model_overrides or ''} "
-            f"({summary['parameters']:,} parameters)"
-            + (f"; locked: {' and '.join(t for t, on in (('image tower', cfg.lock_image), ('text tower', cfg.lock_text)) if on)}"
-               if cfg.lock_image or cfg.lock_text else '') + "\n"
-            f"- data: {d['source']}, {pairs}{skipped('train_skipped')}; "
-            f"held out: {d['held_out'] or 'none'}{skipped('held_out_skipped')}\n"
-            f"- {cfg.steps:,} steps of {cfg.batch_size} ({epochs}), "
-            f"lr {cfg.lr:g}, warm-up {cfg.warmup}, weight decay {cfg.weight_decay}, precision {cfg.precision}, "
-            f"{summary['world_size']} process(es) on {summary['device']}\n"
-            f"- hardware: {hardware()}, torch {torch.__version__}\n"
-            f"- wall time: {summary['train_wall_s']:.0f} s training, {summary['total_wall_s']:.0f} s with evaluation "
-            f"({cfg.steps * cfg.batch_size / max(summary['train_wall_s'], 1e-9):.0f} samples/s)\n\n")
-    if 'test' in summary:
-        t = summary['test']
-        text += (f"## Held-out retrieval\n\n{t['n_images']} pictures of {d['held_out']} against all {t['n_texts']} of "
-                 f"their captions at once:\n\n{retrieval_table(t)}\n")
-    else: text += "No held-out data (--val-data), so no retrieval was measured.\n\n"
-    Path(path).write_text(text + "![curves](curves.png)\n")
-    return Path(path)
-
-
-# %% [markdown]
-# ## The toy: procedural scenes
+# ## What comes next
 #
-# Before the real data, the machinery has to prove itself on something small and checkable, as the
-# Annotated Transformer proves its model on copying sequences. The scenes of the data chapter are
-# coloured shapes drawn on the fly with captions that say what they are; a small MiniCLIP (two layers
-# per tower) trained for a short while must bring the loss down from about $\ln 64$ and retrieve
-# held-out scenes' captions far above chance. (Under `nbdev_test` the run shrinks to a few steps, and
-# only the mechanics are checked.)
-
-# %%
-#| fig-cap: "Training curves of the toy run on procedural scenes: loss, learning rate, temperature and held-out recall at 1."
-#| fig-alt: "Four small plots against training step. The training loss starts close to ln 64 and falls well below it; the learning rate warms up over the first 20 steps and then decays along a cosine; the temperature changes slowly; the held-out R@1 panel has one point per direction at the end of the run, far above the chance line near 0."
-toy = replace(PRESETS['scenes-tiny'], out=str(scratch/'scenes'), steps=pick(gpu=300, cpu=150, test=4),
-              warmup=pick(gpu=20, cpu=20, test=2), ckpt_every=pick(gpu=100, cpu=50, test=2), progress=False)
-toy_res = train(toy)
-toy_log = [r for r in read_metrics(scratch/'scenes'/'metrics.jsonl') if 'loss' in r]
-first, last = np.mean([r['loss'] for r in toy_log[:5]]), np.mean([r['loss'] for r in toy_log[-5:]])
-print(f"{toy.steps} steps in {toy_res['train_wall_s']:.0f} s: loss {first:.2f} -> {last:.2f} (ln {toy.batch_size} = "
-      f"{math.log(toy.batch_size):.2f}); held-out image→text R@1 {100 * toy_res['test']['i2t_R@1']:.1f}% "
-      f"(chance {100 * toy_res['test']['i2t_chance@1']:.1f}%)")
-test_eq(len(toy_log), toy.steps)
-assert (scratch/'scenes'/'checkpoint.pt').exists() and (scratch/'scenes'/'report.md').exists()
-if not in_test(): assert last < first - 1 and toy_res['test']['i2t_R@1'] > 2 * toy_res['test']['i2t_chance@1']
-display(Image(filename=toy_res['curves']))
-
-# %% [markdown]
-# ## Emoji
-#
-# Now the run this book reports: the `mini-cpu` preset, MiniCLIP on the emoji training split, then
-# retrieval on the held-out test split. Run as a script it is
-# `python -m clip_annotated.train --preset mini-cpu --out runs/mini` (or `make reproduce`); here it
-# runs in the notebook, into the same `runs/mini` (a few steps under `nbdev_test`, into a scratch
-# directory). Like the script, the cell resumes: if `runs/mini` already holds the finished run, it
-# reads the checkpoint, evaluates it, and reports the wall time the training took when it ran.
-
-# %%
-#| fig-cap: "Training curves of the book model, the mini-cpu preset on the emoji set: loss, learning rate, temperature and held-out recall at 1 in both directions."
-#| fig-alt: "Four small plots against training step up to 1000. The loss starts near ln 128, falls steeply and then flattens; the learning rate warms up to its peak over 100 steps and decays along a cosine; the temperature falls from its initial value; held-out R@1 for image to text and text to image, measured every 250 steps, climbs and stays far above the chance line near 0."
-mini = PRESETS['mini-cpu']
-mini = replace(mini, out=pick(gpu=str(runs_dir()/'mini'), cpu=str(runs_dir()/'mini'), test=str(scratch/'mini')), progress=not in_test(),
-               steps=pick(gpu=mini.steps, cpu=mini.steps, test=3), eval_every=pick(gpu=mini.eval_every, cpu=mini.eval_every, test=0))
-res = train(mini)
-print(f"{res['steps']} steps, {res['train_wall_s']:.0f} s of training on {hardware()}")
-display(Image(filename=res['curves']))
-display(Markdown(retrieval_table(res['test'])))
-
-# %%
-if not in_test():
-    assert res['train_wall_s'] < 600, res['train_wall_s']
-    assert res['test']['i2t_R@1'] >= 0.35, res['test']
-
-# %% [markdown]
-# How good is that? Chance (the table's last rows) is one in the number of test captions at R@1. The
-# test split of the data chapter holds out unseen *combinations* (a woman pilot with a dark skin tone,
-# when training saw pilots, women and dark tones, only not together), and those the model can learn to
-# compose. But it also holds out a random part of the other emoji, and some of their names contain a
-# word that no training caption has (a country's flag, a zodiac sign). The embedding of a token that
-# never occurs in training never receives a gradient, so for such a caption the text tower has nothing
-# learned to go on. Counting them gives a ceiling on what any model trained on this split can do from
-# the words alone:
-
-# %%
-seen = set(tokenize([r.name for r in EmojiDataset('train', train=False).records], context_length=77, truncate=True).unique().tolist())
-test_names = [r.name for r in EmojiDataset('test', train=False).records]
-unseen = [n for n, row in zip(test_names, tokenize(test_names, context_length=77, truncate=True)) if not set(row.tolist()) <= seen]
-print(f"{len(unseen)} of {len(test_names)} test captions ({len(unseen) / len(test_names):.0%}) contain a token no training "
-      f"caption has, e.g. {unseen[:5]}")
-
-
-# %% [markdown]
-# ## The model the later chapters study
-#
-# The chapters after this one measure a trained model: zero-shot accuracy, linear probes, robustness,
-# bias. They all study the same one, the `mini-cpu` run in `runs/mini` at the top of the checkout
-# (`make reproduce` writes it, and so does the cell above). `book_model` returns it, training it first
-# when the run is missing or unfinished (resuming where it stopped); under `nbdev_test` it returns a
-# model with random weights, so that the later chapters' mechanics are tested in seconds. Any
-# run folder loads with `load_run`, or with `clip_annotated.load(folder)` like a released model.
-
-# %%
-#| exports
-def load_run(out: str | Path, device=None) -> tuple[CLIP, TrainConfig]:
-    "(model in eval mode, its TrainConfig) from the checkpoint of run folder `out`."
-    ckpt = Path(out)/'checkpoint.pt'
-    if not ckpt.is_file(): raise FileNotFoundError(f"no checkpoint.pt in {out}: train there first (python -m clip_annotated.train --out {out})")
-    ck = load_checkpoint(ckpt)
-    model, _ = model_from_checkpoint(ck)
-    known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{**{k: v for k, v in ck['config'].items() if k in known}, 'betas': tuple(ck['config']['betas']), 'out': str(out)})
-    return model.to(get_device(device)).eval(), cfg
-
-def _finished(out: Path, steps: int) -> bool:
-    return (out/'checkpoint.pt').is_file() and load_checkpoint(out/'checkpoint.pt')['data']['step'] >= steps
-
-def book_model(device=None, preset: str = 'mini-cpu', out: str | Path | None = None) -> tuple[CLIP, TrainConfig]:
-    "(model, config) of the run the later chapters study: `preset` in runs_dir(), trained first if unfinished; random weights under nbdev_test."
-    cfg = PRESETS[preset]
-    if in_test(): return create_model(cfg.clip_config()).to(get_device(device)).eval(), cfg   # mechanics only
-    cfg = replace(cfg, out=str(out or runs_dir()/Path(cfg.out).name))
-    if not _finished(Path(cfg.out), cfg.steps): train(cfg)
-    return load_run(cfg.out, device)
-
-
-# %%
-book, book_cfg = book_model()
-test_eq(book_cfg.model, 'MiniCLIP'); assert not book.training
-if not in_test():                                  # the run trained above, read back: the same held-out retrieval
-    test_eq(Path(book_cfg.out).resolve(), Path(mini.out).resolve())
-    test_close(evaluate_retrieval(book, EmojiDataset('test', train=False))['i2t_R@1'], res['test']['i2t_R@1'], eps=1e-6)
-print(f"book_model(): {book_cfg.model} {book_cfg.model_overrides} from runs/{Path(book_cfg.out).name}, {count_parameters(book):,} parameters, "
-      f"logit scale {book.logit_scale.exp().item():.1f}")
-
-
-# %% [markdown]
-# ## The command line, and many processes
-#
-# `main` turns every field of `TrainConfig` into an option (`--batch-size 256`, `--no-resume`,
-# `--model-overrides '{"vision_layers": 6}'`) on top of a preset. The same command runs data-parallel
-# under `torchrun`, one process per GPU (or several on a CPU, with gloo):
-#
-# ```sh
-# python -m clip_annotated.train --preset mini-cpu --out runs/mini
-# torchrun --nproc_per_node=4 -m clip_annotated.train --preset vit-b32-gpu --out runs/b32
-# ```
-#
-# Your own pairs use open_clip's option names: `--train-data` and `--val-data` take a CSV/TSV file
-# (columns `filepath` and `title` unless `--csv-img-key`/`--csv-caption-key` say otherwise) or
-# webdataset shards, and `--pretrained` starts from weights:
-#
-# ```sh
-# clip-annotated train --train-data data/train.csv --val-data data/val.csv --out runs/mine
-# torchrun --nproc_per_node=2 -m clip_annotated.train --train-data 'shards/{00000..00009}.tar' \
-#     --dataset-resampled --train-num-samples 10000 --out runs/mine-shards
-# clip-annotated train --pretrained runs/mini --lock-image --lr 1e-4 --train-data data/train.csv --out runs/mine-ft
-# ```
-#
-# `tests/test_train.py` checks both: a run killed with SIGKILL in the middle of an epoch and resumed
-# ends with weights bit-identical to an uninterrupted one, and a two-process gloo run finishes and
-# writes its checkpoint from rank 0 only. `tests/test_own_data.py` runs two gloo processes on shards of
-# 50, 50 and 7 pairs, with and without resampling, and checks that both ranks run the same steps in
-# every epoch; that a CSV on two ranks hands each pair to one rank once per epoch; that fine-tuning
-# logs its own learning rate from the first step and leaves a locked tower bit-identical; and that
-# resuming with another learning rate is refused.
-
-# %%
-#| exports
-def _in_ipython() -> bool:
-    import builtins
-    return hasattr(builtins, 'get_ipython')
-
-OPTION_HELP = {  # one line per TrainConfig field, for --help
-    'model': "architecture, a name in CONFIGS (MiniCLIP, ViT-B/32, RN50, ...)",
-    'model_overrides': 'JSON object of CLIPConfig fields to change, e.g. \'{"vision_layers": 6}\'',
-    'data': "built-in pairs: emoji or scenes (for your own pairs use --train-data)",
-    'n_scenes': "training pictures with --data scenes",
-    'templates': "caption templates for the emoji set, e.g. '{}' 'an emoji of {}.'",
-    'batch_size': "global batch: over all processes and accumulation chunks",
-    'steps': "optimiser steps", 'lr': "peak learning rate", 'warmup': "linear warm-up steps",
-    'weight_decay': "AdamW weight decay (not on gains, biases, embeddings, logit_scale)",
-    'betas': "Adam betas", 'eps': "Adam epsilon",
-    'precision': "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
-    'grad_clip': "max gradient norm (0: no clipping)",
-    'accum': "split every batch into this many chunks: the same loss and gradients in less memory",
-    'grad_checkpointing': "recompute activations in the backward pass: less memory, more time",
-    'seed': "random seed (weights, data order, augmentation)",
-    'out': "run folder (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)",
-    'ckpt_every': "checkpoint every N steps (and at the end)",
-    'eval_every': "held-out retrieval every N steps (0: only at the end)",
-    'resume': "continue the run in --out if it has a checkpoint (default: yes)",
-    'threads': "CPU threads per process (0: cores / processes)",
-    'prefetch': "batches prepared ahead in a thread (default: 2 on CUDA, 0 on CPU)",
-    'device': "cpu, cuda or cuda:N (default: CUDA if available)",
-    'progress': "progress bar (default: yes)",
-    'train_data': "your training pairs: a CSV/TSV file, or webdataset shards (list, {000..009} range, glob, folder, pipe:, URL)",
-    'val_data': "held-out pairs for retrieval, in the same forms",
-    'dataset_type': "auto (.csv/.tsv/.tab: csv, else webdataset), csv or webdataset",
-    'csv_img_key': "CSV column of image paths, relative to the CSV's folder (default filepath)",
-    'csv_caption_key': "CSV column of captions (default title)",
-    'csv_separator': "CSV separator (default: tab for .tsv/.tab, else comma)",
-    'train_num_samples': "shards: samples in one epoch (needed with --dataset-resampled)",
-    'dataset_resampled': "shards: draw them with replacement, so every process runs the same steps",
-    'workers': "shards: DataLoader worker processes per process",
-    'pretrained': "start from these weights: a released name (ViT-B/32), a checkpoint, a Hugging Face or open_clip folder, or a run folder",
-    'lock_image': "freeze the image tower (LiT-style fine-tuning)",
-    'lock_text': "freeze the text tower",
-}
-
-def _json_object(text: str):
-    "An argparse type: JSON text (refused, not a traceback, when it is not)."
-    try: return json.loads(text)
-    except (ValueError, RecursionError) as e: raise argparse.ArgumentTypeError(f"not JSON ({one_line(e)[:80]})") from None
-
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE`."
-    p = argparse.ArgumentParser(prog='clip-annotated train', description="Train CLIP (Radford et al. 2021) on the "
-                                "built-in pairs or your own (--train-data), from scratch or from weights (--pretrained).")
-    p.add_argument('--preset', default='mini-cpu', choices=list(PRESETS), help="starting configuration (default mini-cpu)")
-    for f in fields(TrainConfig):
-        opt, default, h = '--' + f.name.replace('_', '-'), getattr(PRESETS['mini-cpu'], f.name), OPTION_HELP[f.name]
-        if isinstance(default, bool): p.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
-        elif isinstance(default, dict): p.add_argument(opt, type=_json_object, default=None, help=h)
-        elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None, help=h)
-        elif f.name == 'templates': p.add_argument(opt, nargs='+', default=None, help=h)
-        elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
-        elif f.name in ('prefetch', 'train_num_samples'): p.add_argument(opt, type=int, default=None, help=h)
-        else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
-    p.add_argument('--debug', action='store_true', help="on an error, show the full traceback (default: one line)")
-    args = vars(p.parse_args(argv))
-    args.pop('debug')
-    cfg = PRESETS[args.pop('preset')]
-    if args['out'] is None: args['out'] = str(runs_dir() / Path(cfg.out).name)   # honours $CLIP_ANNOTATED_RUNS
-    return replace(cfg, **{k: v for k, v in args.items() if v is not None})
-
-def main(argv: list[str] | None = None) -> dict:
-    "Command line entry point: `clip-annotated train` or `python -m clip_annotated.train [--preset NAME] [--out DIR] ...`."
-    from_shell = argv is None                              # python -m clip_annotated.train: print the error, exit
-    argv, debug = wants_debug(sys.argv[1:] if from_shell else list(argv))
-    return run_command('clip-annotated train', _main, argv, from_shell=from_shell, debug=debug)
-
-def _main(argv: list[str]) -> dict:
-    summary = train(parse_args(argv))
-    if world_info()[0] == 0 and (Path(summary['dir']) / 'report.md').exists():
-        print(Path(summary['dir'], 'report.md').read_text())
-    if dist.is_initialized():                   # all ranks done, and the DDP wrapper (which holds the group) freed
-        gc.collect(); dist.barrier(); dist.destroy_process_group()
-    return summary
-
-if __name__ == '__main__' and not _in_ipython(): main()
-
-# %%
-c = parse_args(['--preset', 'scenes-tiny', '--out', 'runs/x', '--batch-size', '32', '--no-resume',
-                '--model-overrides', '{"vision_layers": 1}', '--betas', '0.9', '0.95', '--prefetch', '0'])
-test_eq((c.data, c.out, c.batch_size, c.resume, c.model_overrides, c.betas, c.prefetch), ('scenes', 'runs/x', 32, False, {'vision_layers': 1}, (0.9, 0.95), 0))
-test_eq(parse_args([]).steps, PRESETS['mini-cpu'].steps)
-test_eq(Path(parse_args([]).out), runs_dir() / 'mini')                      # the preset's folder under runs_dir()
-test_eq(set(OPTION_HELP), {f.name for f in fields(TrainConfig)})           # every option has a help line
-c = parse_args(['--train-data', 'pairs.csv', '--pretrained', 'runs/mini', '--lock-image', '--train-num-samples', '100'])
-test_eq((c.train_data, c.pretrained, c.lock_image, c.train_num_samples), ('pairs.csv', 'runs/mini', True, 100))
-
-# %% [markdown]
-# ## What we measured
-#
-# Exact accumulation reproduces the whole-batch loss and gradients (to float32 rounding); the toy
-# run's loss falls and its held-out retrieval is far above chance; and the `mini-cpu` run, on the
-# hardware named below, gives the held-out retrieval and wall time summarised here (all printed by
-# this run; the benchmark chapter compares our training step with open_clip's):
-
-# %%
-t = res['test']
-print(f"mini-cpu: {res['steps']} steps of {mini.batch_size} on {res['device']} ({hardware()}), "
-      f"{res['train_wall_s']:.0f} s of training ({res['train_wall_s'] / 60:.1f} min)")
-print(f"emoji test split, {t['n_images']} pictures against {t['n_texts']} captions: "
-      f"image→text R@1 {100 * t['i2t_R@1']:.1f}%, R@5 {100 * t['i2t_R@5']:.1f}%; "
-      f"text→image R@1 {100 * t['t2i_R@1']:.1f}%, R@5 {100 * t['t2i_R@5']:.1f}% (chance R@1 {100 * t['i2t_chance@1']:.2f}%)")
-print(f"toy (scenes): loss {first:.2f} -> {last:.2f}, held-out image→text R@1 {100 * toy_res['test']['i2t_R@1']:.1f}%")
+# That is the recipe and the loop: `train` leaves a checkpoint and `metrics.jsonl` in its run folder,
+# resumes exactly after a kill, and returns a summary. [A training run](06a_run.ipynb) runs it: first on
+# the toy scenes, then on the emoji set (the run every later chapter studies), with the curves and the
+# report a person reads, and the command line, alone or under `torchrun`.
 
 # %%
 shutil.rmtree(scratch, ignore_errors=True)

@@ -19,7 +19,8 @@ from fastcore.test import test_eq, test_close
 from sklearn.datasets import load_digits
 import skimage.data
 from clip_annotated.core import footer, hardware, in_test, pick
-from clip_annotated.train import read_metrics, runs_dir
+from clip_annotated.train import read_metrics
+from clip_annotated.run import runs_dir
 from clip_annotated.zeroshot import paired_bootstrap       # the zero-shot chapter's paired bootstrap interval
 
 # %% [markdown]
@@ -124,7 +125,7 @@ fig.tight_layout(); plt.show()
 # ## A CSV file and tar shards
 #
 # The two formats the field uses. A CSV file names a picture (a path relative to the file) and its
-# caption in columns that open_clip calls `filepath` and `title`; the data chapter's `write_csv` writes
+# caption in columns that open_clip calls `filepath` and `title`; the readers appendix's `write_csv` writes
 # the pictures as PNG files beside it. Tar shards are what large collections use (img2dataset writes
 # them): each shard holds `KEY.png` and `KEY.txt` members, and the training loop streams them through
 # the `webdataset` library. The held-out digits also go into a class-per-folder tree, the layout of
@@ -132,7 +133,7 @@ fig.tight_layout(); plt.show()
 # ten class names into a text file for `embed`.
 
 # %%
-from clip_annotated.data import write_csv, write_webdataset
+from clip_annotated.readers import write_csv, write_webdataset
 data = top / 'runs' / 'digits-data'
 shutil.rmtree(data, ignore_errors=True)
 write_csv(train_pairs, data / 'train.csv'); write_csv(val_pairs, data / 'val.csv')
@@ -275,7 +276,7 @@ assert (a - b).abs().max() < 1e-4 and (c - d).abs().max() < 1e-4
 # when the first runs out.
 
 # %%
-sh(f"torchrun --standalone --nproc_per_node=2 -m clip_annotated.train --train-data 'runs/digits-data/shards/{{00000..0000{len(shards) - 1}}}.tar' "
+sh(f"torchrun --standalone --nproc_per_node=2 -m clip_annotated.run --train-data 'runs/digits-data/shards/{{00000..0000{len(shards) - 1}}}.tar' "
    f"--dataset-resampled --train-num-samples 1024 --val-data runs/digits-data/val.csv --out runs/digits-ddp "
    f"--steps {pick(gpu=40, cpu=40, test=2)} --batch-size 64 --warmup 4 --threads 1 --no-resume --no-progress", show=False)
 ddp = [r for r in read_metrics(top / 'runs/digits-ddp/metrics.jsonl') if 'loss' in r]

@@ -26,7 +26,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 import clip_annotated
 from clip_annotated.pretrained import to_rgb
-from clip_annotated.data import SkipCounter, open_image, parse_caption, read_csv
+from clip_annotated.data import SkipCounter
+from clip_annotated.readers import open_image, parse_caption, read_csv
 
 # %%
 import shutil, tempfile, time, urllib.error, urllib.request, warnings
@@ -968,7 +969,7 @@ class SafeImageFolder(ImageFolder):
 
 
 # %% [markdown]
-# A CSV file is read by the data chapter's `read_csv`, with the same care as its `CsvDataset`: a file
+# A CSV file is read by `read_csv` of [Appendix: readers](05c_readers.ipynb), with the same care as its `CsvDataset`: a file
 # without the expected column names the columns it does have, a byte-order mark (which spreadsheet
 # programs write) is read past, a `.tsv` or `.tab` file is split at tabs unless told otherwise, and a
 # file that is not UTF-8 text is named in a warning that says what to do. A bad row costs only itself:

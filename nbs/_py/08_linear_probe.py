@@ -22,7 +22,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import Dataset
 from clip_annotated.core import markdown_table
-from clip_annotated.zeroshot import Task, encode_images, zero_shot_classifier, zero_shot_logits
+from clip_annotated.tasks import Task
+from clip_annotated.zeroshot import encode_images, zero_shot_classifier, zero_shot_logits
 
 # %%
 #| hide
@@ -32,8 +33,8 @@ from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import footer, in_test, pick, seed_everything
 from clip_annotated.data import TONES
-from clip_annotated.train import book_model
-from clip_annotated.zeroshot import emoji_task
+from clip_annotated.run import book_model
+from clip_annotated.tasks import emoji_task
 
 # %%
 _ = seed_everything(0)

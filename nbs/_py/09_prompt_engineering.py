@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Callable
 import torch
 import torch.nn.functional as F
-from clip_annotated.zeroshot import (Task, classification_metrics, encode_images, encode_texts, fill_template,
-                                     paired_bootstrap, zero_shot_logits)
+from clip_annotated.tasks import Task
+from clip_annotated.zeroshot import classification_metrics, encode_images, encode_texts, fill_template, zero_shot_logits
 
 # %%
 #| hide
@@ -30,8 +30,10 @@ from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import footer, in_test, pick, seed_everything
 from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset, TONES
 from clip_annotated.model import create_model
-from clip_annotated.train import PRESETS, book_model
-from clip_annotated.zeroshot import emoji_task, scene_task, zero_shot_classifier, evaluate
+from clip_annotated.train import PRESETS
+from clip_annotated.run import book_model
+from clip_annotated.tasks import emoji_task, scene_task
+from clip_annotated.zeroshot import zero_shot_classifier, evaluate, paired_bootstrap
 
 # %%
 _ = seed_everything(0)

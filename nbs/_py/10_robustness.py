@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from clip_annotated.core import get_device, markdown_table
 from clip_annotated.pretrained import normalize, unnormalize
-from clip_annotated.zeroshot import Task
+from clip_annotated.tasks import Task
 from clip_annotated.probe import resample_accuracies
 
 # %%
@@ -39,8 +39,9 @@ import clip_annotated
 from clip_annotated.evalsets import EVALSETS, PAPER_ROBUSTNESS, load_evalset
 from clip_annotated.core import footer, in_test, pick, seed_everything
 from clip_annotated.data import EmojiDataset
-from clip_annotated.train import book_model
-from clip_annotated.zeroshot import emoji_task, evaluate, zero_shot_classifier, zero_shot_logits
+from clip_annotated.run import book_model
+from clip_annotated.tasks import emoji_task
+from clip_annotated.zeroshot import evaluate, zero_shot_classifier, zero_shot_logits
 from clip_annotated.probe import (extract_features, fit_linear_probe, percentile_interval, sample_k_shot, stratified_split,
                                   train_linear_probe)
 

@@ -21,9 +21,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from clip_annotated.core import markdown_table
-from clip_annotated.data import EmojiDataset, EmojiRecord, SkipCounter, open_image
-from clip_annotated.train import PRESETS, TrainConfig, load_run, runs_dir, train
-from clip_annotated.zeroshot import Labelled, encode_images, encode_texts
+from clip_annotated.data import EmojiDataset, EmojiRecord, SkipCounter
+from clip_annotated.readers import open_image
+from clip_annotated.train import PRESETS, TrainConfig
+from clip_annotated.run import load_run, runs_dir, train_and_report
+from clip_annotated.tasks import Labelled
+from clip_annotated.zeroshot import encode_images, encode_texts
 
 # %%
 #| hide
@@ -33,7 +36,7 @@ from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import atomic_write, footer, in_test, no_headings, pick, seed_everything
 import json
-from clip_annotated.train import book_model
+from clip_annotated.run import book_model
 import tempfile
 from clip_annotated.model import create_model
 from clip_annotated.pretrained import image_transform
@@ -321,7 +324,7 @@ def bias_run(how: str = 'captions', seed: int | None = None, cfg: TrainConfig | 
     held_out = EmojiDataset('test', image_size=size, train=False, seed=cfg.seed)
     ckpt = Path(cfg.out) / 'checkpoint.pt'
     if not (ckpt.exists() and torch.load(ckpt, map_location='cpu', weights_only=True)['data']['step'] >= cfg.steps):
-        train(cfg, datasets=(data, held_out))
+        train_and_report(cfg, datasets=(data, held_out))
     return load_run(cfg.out)
 
 

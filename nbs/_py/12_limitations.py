@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from clip_annotated.data import COLORS, Scene, SceneDataset, scene_caption
-from clip_annotated.train import PRESETS, make_datasets, runs_dir, train
-from clip_annotated.zeroshot import SCENE_SEED, Labelled, encode_images, encode_texts
+from clip_annotated.scenes import COLORS, Scene, SceneDataset, scene_caption
+from clip_annotated.train import PRESETS, make_datasets, train
+from clip_annotated.run import runs_dir
+from clip_annotated.tasks import SCENE_SEED, Labelled
+from clip_annotated.zeroshot import encode_images, encode_texts
 
 # %%
 #| hide
@@ -29,9 +31,9 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_ne, test_close
 from clip_annotated.core import footer, in_test, pick, seed_everything
-from clip_annotated.data import NUMBERS, SceneObject
-from clip_annotated.train import book_model, load_run
-from clip_annotated.zeroshot import confusion, run_task, scene_task
+from clip_annotated.scenes import NUMBERS, SceneObject
+from clip_annotated.run import book_model, load_run
+from clip_annotated.tasks import confusion, run_task, scene_task
 
 # %%
 _ = seed_everything(0)

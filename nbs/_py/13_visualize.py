@@ -20,7 +20,8 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch.utils.data import Dataset
-from clip_annotated.zeroshot import Labelled, encode_images, encode_texts
+from clip_annotated.tasks import Labelled
+from clip_annotated.zeroshot import encode_images, encode_texts
 
 # %%
 #| hide
@@ -31,8 +32,9 @@ from clip_annotated.core import footer, in_test, pick, seed_everything
 from clip_annotated.data import EmojiDataset
 from clip_annotated.model import capture_attention, create_model
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.train import book_model, retrieval_metrics
-from clip_annotated.zeroshot import CATEGORY_NAMES, confusion, emoji_task
+from clip_annotated.run import book_model
+from clip_annotated.train import retrieval_metrics
+from clip_annotated.tasks import CATEGORY_NAMES, confusion, emoji_task
 
 # %%
 _ = seed_everything(0)

@@ -28,7 +28,8 @@ from dataclasses import replace
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_fail
 from clip_annotated.core import footer, hardware, in_test, pick
-from clip_annotated.train import PRESETS, runs_dir
+from clip_annotated.train import PRESETS
+from clip_annotated.run import runs_dir
 
 # %% [markdown]
 # > "The largest ResNet model, RN50x64, took 18 days to train on 592 V100 GPUs while the largest Vision

@@ -28,7 +28,7 @@ from clip_annotated.train import TrainConfig
 from dataclasses import asdict
 import tempfile
 from clip_annotated.core import footer, in_test, no_headings
-from clip_annotated.train import book_model, runs_dir
+from clip_annotated.run import book_model, runs_dir
 
 # %% [markdown]
 # > "CLIP allows people to design their own classifiers and removes the need for task-specific

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from fastcore.test import test_eq, test_fail, test_close
 from clip_annotated.core import footer
-from clip_annotated.data import SceneDataset, COLORS
+from clip_annotated.scenes import SceneDataset, COLORS
 import shutil
 
 
@@ -37,11 +37,11 @@ import shutil
 #
 # | command | does | chapter |
 # |---|---|---|
-# | `train [--preset NAME] [--field VALUE ...]` | trains CLIP (`python -m clip_annotated.train`, also under `torchrun`) | [Training](06_train.ipynb) |
+# | `train [--preset NAME] [--field VALUE ...]` | trains CLIP (`python -m clip_annotated.run`, also under `torchrun`) | [A training run](06a_run.ipynb) |
 # | `reproduce [--out DIR] [--no-bias]` | the book's main run: `mini-cpu` on the emoji set, its captions-skewed twin, then the report (`make reproduce`); any `train` option too | [Training](06_train.ipynb), [Bias](11_bias.ipynb) |
 # | `eval --model M --dataset NAME [--root DIR]` | zero-shot top-1/top-5/mean per-class recall on an embedded task or one of the paper's data sets; `fairface`: the paper's bias probes | [Zero-shot](07_zeroshot.ipynb), [Evaluation data sets](07b_evalsets.ipynb), [Bias](11_bias.ipynb) |
 # | `eval --model M --data DIR_OR_CSV [--template T ...] [--classnames FILE]` | the same on your pictures: a folder per class, or a CSV of paths and labels | [Evaluation data sets](07b_evalsets.ipynb) |
-# | `eval --model M --retrieval PAIRS_CSV` | image→text and text→image recall@1/5/10 on your (image, caption) pairs | [Training](06_train.ipynb) |
+# | `eval --model M --retrieval PAIRS_CSV` | image→text and text→image recall@1/5/10 on your (image, caption) pairs | [A training run](06a_run.ipynb) |
 # | `predict PICTURE LABEL [LABEL ...]` | ranks the labels for one picture, with probabilities | [Zero-shot](07_zeroshot.ipynb) |
 # | `embed --model M --images DIR_OR_CSV [--texts FILE] --out DIR` | unit image (and text) features as `.npy`, with the list of files embedded | [Zero-shot](07_zeroshot.ipynb) |
 # | `export SOURCE --format hf\|open_clip --out DIR` | a run or checkpoint in Hugging Face's or open_clip's format | [Released weights](03_pretrained.ipynb) |
@@ -105,13 +105,14 @@ def reproduce(argv: list[str] | None = None) -> dict:
     a, rest = p.parse_known_args(argv)
     from dataclasses import replace
     from clip_annotated.core import hardware
-    from clip_annotated.train import PRESETS, load_run, parse_args, runs_dir, train
-    from clip_annotated.zeroshot import zero_shot_section
+    from clip_annotated.train import PRESETS
+    from clip_annotated.run import load_run, parse_args, runs_dir, train_and_report
+    from clip_annotated.tasks import zero_shot_section
     from clip_annotated.bias import bias_run, bias_section
     from clip_annotated.ethics import model_card
     cfg = parse_args(rest)                                 # train's parser: it refuses options it does not know
     cfg = replace(cfg, out=a.out or str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
-    summary = train(cfg)                                   # resumes a finished run at once: no training twice
+    summary = train_and_report(cfg)                        # resumes a finished run at once: no training twice
     model, _ = load_run(cfg.out)
     sections = []
     if cfg.data == 'emoji' and not cfg.train_data:          # emoji tasks and bias twin: for the emoji set only
@@ -187,7 +188,7 @@ README_BEGIN, README_END = '<!-- results: written by `make readme` from runs/ --
 
 def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLike | None = None) -> str:
     "Rewrite the block of `readme` between README_BEGIN and README_END from the runs of `make reproduce` (and the bias chapter's seeds)."
-    from clip_annotated.train import load_run, runs_dir
+    from clip_annotated.run import load_run, runs_dir
     runs, readme = Path(runs or runs_dir()), Path(readme)
     res = json.loads((runs / 'mini' / 'results.json').read_text())
     seeds = json.loads((runs / 'bias-seeds.json').read_text()) if (runs / 'bias-seeds.json').exists() else None
@@ -227,8 +228,8 @@ test_fail(lambda: update_readme(readme_dir / 'mini' / 'results.json', readme_dir
 # %%
 #| exports
 def _train(argv: list[str] | None = None) -> dict:
-    "`clip-annotated train`: `clip_annotated.train.main(argv)`, whose --help lists every option."
-    from clip_annotated.train import main as train_main
+    "`clip-annotated train`: `clip_annotated.run.main(argv)`, whose --help lists every option."
+    from clip_annotated.run import main as train_main
     return train_main(argv)
 
 EMBEDDED = {'emoji-skin-tone': ('emoji', 'skin_tone'), 'emoji-gender': ('emoji', 'gender'),
@@ -237,12 +238,12 @@ EMBEDDED = {'emoji-skin-tone': ('emoji', 'skin_tone'), 'emoji-gender': ('emoji',
 
 def _embedded_task(name: str, n_px: int):
     "The zero-shot chapter's task `name` (a key of EMBEDDED) at the model's resolution."
-    from clip_annotated.zeroshot import emoji_task, scene_task
+    from clip_annotated.tasks import emoji_task, scene_task
     kind, attribute = EMBEDDED[name]
     return (emoji_task if kind == 'emoji' else scene_task)(attribute, image_size=n_px)
 
 def _default_model() -> str:
-    from clip_annotated.train import runs_dir
+    from clip_annotated.run import runs_dir
     path = runs_dir() / 'mini'
     if not (path / 'checkpoint.pt').is_file():
         _fail('', f"no --model given and no trained run at {path}; run `make reproduce` first, or pass --model "
