@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import footer, in_test, no_headings, seed_everything
-from clip_annotated.train import book_model
+from clip_annotated.run import book_model
 from clip_annotated.pretrained import image_transform
 from clip_annotated.zeroshot import predict
 
