@@ -16,9 +16,9 @@ from .tokenizer import default_tokenizer
 
 # %% auto #0
 __all__ = ['OPEN_CLIP_WEIGHTS', 'DownloadError', 'sha256sum', 'sha_from_url', 'download', 'CheckpointError',
-           'UnsafeCheckpointError', 'read_safetensors', 'ModuleRecord', 'read_torchscript_weights', 'checkpoint_format',
-           'read_file', 'read_checkpoint', 'checked_config', 'hf_to_openai', 'openai_to_hf', 'read_hf_directory',
-           'read_open_clip_directory']
+           'UnsafeCheckpointError', 'read_safetensors', 'save_traced', 'ModuleRecord', 'read_torchscript_weights',
+           'checkpoint_format', 'read_file', 'read_checkpoint', 'checked_config', 'hf_to_openai', 'openai_to_hf',
+           'read_hf_directory', 'read_open_clip_directory']
 
 # %% ../nbs/02b_checkpoints.ipynb #e55bfd04
 class DownloadError(RuntimeError):
@@ -172,6 +172,17 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             else torch.empty(0, dtype=dtype)
         out[name] = t.reshape(shape)
     return out
+
+# %% ../nbs/02b_checkpoints.ipynb #61c2fab1
+def save_traced(model, path: str | os.PathLike, images: torch.Tensor, texts: torch.Tensor, half: bool = False) -> Path:
+    "Trace `model` as OpenAI traced its releases (forward, encode_image, encode_text) and save the TorchScript archive at `path`."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')         # the tracer's warnings about Python values frozen into the graph: expected
+        traced = torch.jit.trace_module(model, {'forward': (images, texts), 'encode_image': (images,),
+                                                'encode_text': (texts,)}, check_trace=False)
+    if half: traced.half()                      # float16 storages, as in OpenAI's files
+    traced.save(str(path))
+    return Path(path)
 
 # %% ../nbs/02b_checkpoints.ipynb #edb077ac
 _STORAGE_DTYPES = {'FloatStorage': torch.float32, 'HalfStorage': torch.float16, 'BFloat16Storage': torch.bfloat16,

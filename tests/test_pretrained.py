@@ -26,7 +26,7 @@ from PIL import Image
 from clip_annotated import pretrained
 from clip_annotated.pretrained import (MODEL_URLS, available_models, create_model_and_transforms, get_tokenizer,
                                        image_transform, load)
-from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, checkpoint_format,
+from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, checkpoint_format, save_traced,
                                         download, hf_to_openai, read_checkpoint, read_hf_directory, read_safetensors,
                                         read_torchscript_weights, sha_from_url)
 from clip_annotated.model import (CONFIGS, BaselineCLIP, build_model, config_from_state_dict, convert_weights, create_model,
@@ -214,13 +214,7 @@ def _traced_archive(path, name='MiniCLIP', half=False):
     model = _perturb(create_model(name), scale=0.02)
     res, ctx = CONFIGS[name].image_resolution, CONFIGS[name].context_length
     images, texts = torch.randn(2, 3, res, res), tokenize(CAPTIONS[:2], context_length=ctx)
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        traced = torch.jit.trace_module(model, {'forward': (images, texts), 'encode_image': (images,),
-                                                'encode_text': (texts,)}, check_trace=False)
-    if half: traced.half()                                               # fp16 storages, as in OpenAI's files
-    traced.save(str(path))
+    save_traced(model, path, images, texts, half=half)
     return model, images, texts
 
 

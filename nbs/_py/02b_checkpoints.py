@@ -370,14 +370,32 @@ try: read_safetensors(scratch / 'cut.safetensors')
 except CheckpointError as e: show(e)
 test_fail(lambda: read_safetensors(scratch / 'cut.safetensors'), contains='cut short')
 
+
 # %% [markdown]
 # ### OpenAI's TorchScript archives
 #
 # OpenAI published its models as TorchScript archives (`torch.jit.save` of traced models), and
 # `clip.load` reads them with `torch.jit.load`, which rebuilds the modules *and their code*.
 # `torch.load(weights_only=True)` refuses such archives outright. But an archive is a zip file we can
-# read ourselves. Let us make one from a MiniCLIP, traced the way OpenAI's were, with `encode_image`
-# and `encode_text` as extra methods, and look inside:
+# read ourselves. `save_traced` makes one the way OpenAI's were made: a traced model, with
+# `encode_image` and `encode_text` as extra methods (the pretrained chapter and the tests use it to make
+# archives to read back).
+
+# %%
+#| exports
+def save_traced(model, path: str | os.PathLike, images: torch.Tensor, texts: torch.Tensor, half: bool = False) -> Path:
+    "Trace `model` as OpenAI traced its releases (forward, encode_image, encode_text) and save the TorchScript archive at `path`."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')         # the tracer's warnings about Python values frozen into the graph: expected
+        traced = torch.jit.trace_module(model, {'forward': (images, texts), 'encode_image': (images,),
+                                                'encode_text': (texts,)}, check_trace=False)
+    if half: traced.half()                      # float16 storages, as in OpenAI's files
+    traced.save(str(path))
+    return Path(path)
+
+
+# %% [markdown]
+# One made from a MiniCLIP, and what is inside:
 
 # %%
 mini = create_model('MiniCLIP').eval()
@@ -385,11 +403,7 @@ with torch.no_grad():
     for p in mini.parameters(): p.add_(0.02 * torch.randn_like(p))       # away from the initialisation
 images = torch.randn(2, 3, 48, 48)
 texts = tokenize(['a red circle', 'a smiling face with sunglasses'], context_length=32)
-with warnings.catch_warnings():
-    warnings.simplefilter('ignore')                                      # tracer warnings: known (jit=True in the pretrained chapter)
-    traced = torch.jit.trace_module(mini, {'forward': (images, texts), 'encode_image': (images,),
-                                           'encode_text': (texts,)}, check_trace=False)
-traced.save(scratch / 'MiniCLIP.pt')
+save_traced(mini, scratch / 'MiniCLIP.pt', images, texts)
 with zipfile.ZipFile(scratch / 'MiniCLIP.pt') as zf:
     names = zf.namelist()
     linear = zf.read('MiniCLIP/code/__torch__/torch/nn/modules/linear.py').decode()

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 from clip_annotated.core import seed_everything, footer
 from clip_annotated.model import create_model, count_parameters
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.checkpoints import DownloadError
+from clip_annotated.checkpoints import DownloadError, save_traced
 seed_everything(0)
 _t0 = time.perf_counter()
 scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_03_'))   # every file this chapter writes goes here
@@ -431,11 +431,7 @@ with torch.no_grad():
     for p in mini.parameters(): p.add_(0.02 * torch.randn_like(p))       # away from the initialisation
 images = torch.randn(2, 3, 48, 48)
 texts = tokenize(['a red circle', 'a smiling face with sunglasses'], context_length=32)
-with warnings.catch_warnings():
-    warnings.simplefilter('ignore')                                      # the tracer's warnings (see the appendix)
-    traced = torch.jit.trace_module(mini, {'forward': (images, texts), 'encode_image': (images,),
-                                           'encode_text': (texts,)}, check_trace=False)
-traced.save(scratch / 'MiniCLIP.pt')
+save_traced(mini, scratch / 'MiniCLIP.pt', images, texts)          # as OpenAI's archives were made (the appendix)
 torch.save({'epoch': 3, 'state_dict': {f'module.{k}': v for k, v in mini.state_dict().items()}}, scratch / 'train.pt')
 (scratch / 'run').mkdir()                             # a run folder of the training chapter: {'model': ..., 'optimizer': ...}
 torch.save({'model': mini.state_dict(), 'optimizer': {'state': {}}, 'data': {'step': 3}}, scratch / 'run' / 'checkpoint.pt')

@@ -825,6 +825,7 @@ for e in range(8):
 train_ds.set_epoch(0)
 show_grid(torch.stack(views), [f'epoch {e}' for e in range(8)], ncols=8)
 
+
 # %% [markdown]
 # ## Your own data
 #

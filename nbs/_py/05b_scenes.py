@@ -190,7 +190,6 @@ s2 = next(s for s in descs if len(s.objects) == 2)
 print(f"true:    {s2.caption}\nswapped: {swap_colors(s2)}")
 assert swap_colors(s2) != s2.caption
 
-
 # %% [markdown]
 # ## Speed
 #

@@ -155,7 +155,6 @@ PRESETS: dict[str, TrainConfig] = {
                                ckpt_every=50, out='runs/scenes'),
 }
 
-
 # %%
 test_eq(PRESETS['mini-cpu'].clip_config(), replace(CONFIGS['MiniCLIP'], vision_patch_size=12))
 test_eq(PRESETS['scenes-tiny'].clip_config().vision_layers, 2)

@@ -286,7 +286,6 @@ test_eq((r['n'], r['majority_top1'], r['majority_class_name']), (4, 0.5, 'a'))
 test_fail(lambda: encode_images(m, [None, None]), contains='all 2 items')
 print({k: r[k] for k in ('n', 'top1', 'chance_top1', 'majority_top1', 'majority_class_name')})
 
-
 # %% [markdown]
 # ## The paper's benchmarks
 #
