@@ -24,6 +24,7 @@ from clip_annotated.model import CLIPConfig, config_from_state_dict
 from clip_annotated.tokenizer import default_tokenizer
 
 # %%
+#| hide
 import builtins, shutil, tempfile
 import numpy as np
 from unittest import mock

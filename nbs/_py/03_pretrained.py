@@ -27,6 +27,7 @@ from clip_annotated.checkpoints import (CheckpointError, checked_config, checkpo
                                         read_file, read_hf_directory, read_open_clip_directory)
 
 # %%
+#| hide
 import time, builtins, copy, pickle, shutil, tempfile, zipfile
 import torch.nn.functional as F
 from unittest import mock

@@ -30,6 +30,7 @@ from clip_annotated.data import SkipCounter
 from clip_annotated.readers import open_image, parse_caption, read_csv
 
 # %%
+#| hide
 import shutil, tempfile, time, urllib.error, urllib.request, warnings
 import torch
 from unittest import mock
