@@ -25,7 +25,8 @@ from .bias import seed_ci
 # %% auto #0
 __all__ = ['OBJECTIVES', 'BASELINE_WIDTH', 'HEADS', 'EVAL_TASKS', 'caption_vocab', 'local_ids', 'training_captions',
            'image_encoder', 'Contrastive', 'BagOfWords', 'Captioner', 'baseline_contrastive', 'RunSpec',
-           'zero_shot_right', 'fit', 'run_spec', 'mean_accuracy', 'pictures_to_reach', 'ratio_over_seeds']
+           'zero_shot_right', 'fit', 'run_spec', 'mean_accuracy', 'pictures_to_reach', 'ratio_over_seeds',
+           'block_flops', 'clip_forward_flops', 'training_flops']
 
 # %% ../nbs/16_experiments.ipynb #ef7369ed
 def caption_vocab(captions) -> torch.Tensor:
@@ -240,16 +241,13 @@ def mean_accuracy(record: dict, keys=EVAL_TASKS) -> float:
 
 # %% ../nbs/16_experiments.ipynb #7cd78c9f
 def pictures_to_reach(curve: list[dict], target: float, keys=EVAL_TASKS) -> float | None:
-    "Pictures seen when the curve's mean accuracy first reaches `target`, interpolated in log(pictures); None if never."
-    prev = None
-    for p in curve:
-        acc = mean_accuracy(p, keys)
-        if acc >= target:
-            if prev is None or prev[1] >= target: return float(p['images'])
-            (x0, y0), (x1, y1) = (math.log(prev[0]), prev[1]), (math.log(p['images']), acc)
-            return float(math.exp(x0 + (target - y0) / (y1 - y0) * (x1 - x0)))
-        prev = (p['images'], acc)
-    return None
+    "Pictures seen when the curve's mean accuracy reaches `target` for good (never below it after), interpolated in log(pictures); None if it ends below."
+    xs, ys = [math.log(p['images']) for p in curve], [mean_accuracy(p, keys) for p in curve]
+    if ys[-1] < target: return None
+    below = [i for i, y in enumerate(ys) if y < target]
+    if not below: return float(curve[0]['images'])
+    i = below[-1]                                            # the last measurement below: the crossing follows it
+    return float(math.exp(xs[i] + (target - ys[i]) / (ys[i + 1] - ys[i]) * (xs[i + 1] - xs[i])))
 
 def ratio_over_seeds(slow: list[float | None], fast: list[float | None], level: float = 0.95) -> dict:
     "Geometric mean of the per-seed ratios slow/fast with a Student-t interval on their logarithms; `censored` if a run never arrived."
@@ -258,3 +256,20 @@ def ratio_over_seeds(slow: list[float | None], fast: list[float | None], level: 
     logs = seed_ci(np.log([a / b for a, b in zip(slow, fast)]), level)       # the interval on the log scale
     return dict(ratio=math.exp(logs['gap']), lo=math.exp(logs['lo']), hi=math.exp(logs['hi']), censored=None,
                 per_seed=[a / b for a, b in zip(slow, fast)])
+
+# %% ../nbs/16_experiments.ipynb #0c20d198
+def block_flops(width: int, tokens: int) -> int:
+    "Forward FLOPs of one Transformer block on `tokens` positions: its matrix products (2 per multiply-add)."
+    return 2 * tokens * 12 * width * width + 2 * 2 * tokens * tokens * width   # 4w² attention + 8w² MLP; q·kᵀ and p·v
+
+def clip_forward_flops(cfg: CLIPConfig, text_tokens: int) -> tuple[int, int]:
+    "Forward FLOPs (image tower, text tower) of one pair through a ViT `cfg`, the caption `text_tokens` long."
+    grid = (cfg.image_resolution // cfg.vision_patch_size) ** 2
+    image = (2 * grid * 3 * cfg.vision_patch_size ** 2 * cfg.vision_width + cfg.vision_layers * block_flops(cfg.vision_width, grid + 1)
+             + 2 * cfg.vision_width * cfg.embed_dim)
+    text = cfg.transformer_layers * block_flops(cfg.transformer_width, text_tokens) + 2 * cfg.transformer_width * cfg.embed_dim
+    return image, text
+
+def training_flops(cfg: CLIPConfig, steps: int, batch_size: int, text_tokens: int) -> float:
+    "FLOPs of a contrastive training run: three forward passes' worth per pair and step."
+    return 3.0 * steps * batch_size * sum(clip_forward_flops(cfg, text_tokens))
