@@ -32,13 +32,13 @@ def _at_least_f32(x: torch.Tensor) -> torch.Tensor:
     "float16/bfloat16 (autocast) up to float32; float32 and float64 unchanged."
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
-def clip_loss(image_features, text_features, logit_scale):
-    "CLIP's symmetric InfoNCE loss of paired features [n, d]; across all ranks when torch.distributed is initialised."
+def clip_loss(image_features, text_features, logit_scale, gather: bool = True):
+    "CLIP's symmetric InfoNCE loss of paired features [n, d]; across all ranks when torch.distributed is initialised (unless `gather=False`: these pairs only)."
     I_e = F.normalize(_at_least_f32(image_features), dim=-1)      # [n, d] unit length, float32 under autocast too
     T_e = F.normalize(_at_least_f32(text_features), dim=-1)       # [n, d]
     scale = _at_least_f32(logit_scale).exp().clamp(max=MAX_LOGIT_SCALE)  # 1/τ, never above 100
     rank, world = world_info()
-    if world == 1: return _contrastive_loss(I_e, T_e, I_e, T_e, scale)
+    if world == 1 or not gather: return _contrastive_loss(I_e, T_e, I_e, T_e, scale)
     I_all, T_all = all_gather_with_grad(I_e), all_gather_with_grad(T_e)   # [N, d], N = world · n
     return _contrastive_loss(I_e, T_e, I_all, T_all, scale, offset=rank * I_e.shape[0])
 

@@ -217,8 +217,9 @@ def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor,
 
 # %% ../nbs/06_train.ipynb #e2a9226b
 @torch.no_grad()
-def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10)) -> dict:
-    "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions."
+def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10),
+                       loss_batch: int | None = None) -> dict:
+    "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions; with `loss_batch`, the held-out loss too."
     device = get_device(device)
     was_training = model.training; model.eval()
     ctx = model.context_length
@@ -236,7 +237,14 @@ def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None,
     T_f = torch.cat([model.encode_text(tokens[s:s + batch_size].to(device)).float().cpu()
                      for s in range(0, len(texts), batch_size)])
     model.train(was_training)
-    return retrieval_metrics(torch.cat(images), T_f, ks, torch.tensor([index[c] for c in captions]))
+    I_f, pairs = torch.cat(images), torch.tensor([index[c] for c in captions])
+    metrics = retrieval_metrics(I_f, T_f, ks, pairs)
+    if loss_batch:
+        g = min(loss_batch, len(I_f))                                         # at least one group
+        metrics['loss'] = float(np.mean([clip_loss(I_f[s:s + g], T_f[pairs[s:s + g]], model.logit_scale.float().cpu(),
+                                                   gather=False).item()   # rank 0 alone evaluates
+                                         for s in range(0, len(I_f) - g + 1, g)]))
+    return metrics
 
 # %% ../nbs/06_train.ipynb #fc8b79c9
 def rng_state() -> dict:
@@ -724,7 +732,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
             bar.update()
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and rank == 0 and test_ds is not None:
-                _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device)))
+                _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8].to(device), tokens[:8].to(device)))
@@ -742,7 +750,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                    epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, dir=str(out))
     if rank == 0:
         if test_ds is not None:
-            summary['test'] = evaluate_retrieval(model, test_ds, device=device)
+            summary['test'] = evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)
             if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
         summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
         summary['total_wall_s'] = wall_before + time.perf_counter() - t_loop

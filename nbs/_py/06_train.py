@@ -476,12 +476,18 @@ print({k: round(v, 4) for k, v in r.items()})
 # %% [markdown]
 # `evaluate_retrieval` produces those features for a data set: it encodes every picture and every distinct
 # caption once (batches, no gradients, the model in eval mode) and pairs each picture with its caption.
+# Given `loss_batch`, it also reports the held-out loss: `clip_loss` over consecutive groups of that many
+# pairs (the training batch, so that each picture has as many wrong captions to rule out as in training;
+# a last, smaller group is left out, as training leaves out a last, smaller batch), averaged. Set beside
+# the training loss, it shows when the model starts to learn its training pairs rather than pictures and
+# captions in general.
 
 # %%
 #| exports
 @torch.no_grad()
-def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10)) -> dict:
-    "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions."
+def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10),
+                       loss_batch: int | None = None) -> dict:
+    "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions; with `loss_batch`, the held-out loss too."
     device = get_device(device)
     was_training = model.training; model.eval()
     ctx = model.context_length
@@ -499,7 +505,24 @@ def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None,
     T_f = torch.cat([model.encode_text(tokens[s:s + batch_size].to(device)).float().cpu()
                      for s in range(0, len(texts), batch_size)])
     model.train(was_training)
-    return retrieval_metrics(torch.cat(images), T_f, ks, torch.tensor([index[c] for c in captions]))
+    I_f, pairs = torch.cat(images), torch.tensor([index[c] for c in captions])
+    metrics = retrieval_metrics(I_f, T_f, ks, pairs)
+    if loss_batch:
+        g = min(loss_batch, len(I_f))                                         # at least one group
+        metrics['loss'] = float(np.mean([clip_loss(I_f[s:s + g], T_f[pairs[s:s + g]], model.logit_scale.float().cpu(),
+                                                   gather=False).item()   # rank 0 alone evaluates
+                                         for s in range(0, len(I_f) - g + 1, g)]))
+    return metrics
+
+
+# %%
+held = [EmojiDataset('test', train=False)[i] for i in range(24)]
+m_eval = evaluate_retrieval(small, held, loss_batch=8)
+x_h, t_h = collate(held, context_length=small.context_length)
+with torch.no_grad(): f_i, f_t = small.encode_image(x_h), small.encode_text(t_h)
+test_close(m_eval['loss'], np.mean([clip_loss(f_i[s:s + 8], f_t[s:s + 8], small.logit_scale).item() for s in (0, 8, 16)]), eps=1e-5)
+assert 'loss' not in evaluate_retrieval(small, held)          # only when asked for
+print(f"held-out loss in groups of 8, untrained: {m_eval['loss']:.3f} (ln 8 = {math.log(8):.3f})")
 
 
 # %% [markdown]
@@ -1222,7 +1245,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
             bar.update()
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and rank == 0 and test_ds is not None:
-                _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device)))
+                _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
                 checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8].to(device), tokens[:8].to(device)))
@@ -1240,7 +1263,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                    epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, dir=str(out))
     if rank == 0:
         if test_ds is not None:
-            summary['test'] = evaluate_retrieval(model, test_ds, device=device)
+            summary['test'] = evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)
             if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
         summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
         summary['total_wall_s'] = wall_before + time.perf_counter() - t_loop

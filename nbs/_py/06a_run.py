@@ -70,7 +70,7 @@ def runs_dir() -> Path:
 # %%
 #| exports
 def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path:
-    "Loss, learning rate, temperature and held-out R@1 against step, from metrics.jsonl, saved as a PNG."
+    "Loss (training, and held-out where measured), learning rate, temperature and held-out R@1 against step, from metrics.jsonl, saved as a PNG."
     from matplotlib.figure import Figure
     recs = read_metrics(metrics_path)
     steps = [r for r in recs if 'loss' in r]
@@ -78,7 +78,11 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path:
     fig = Figure(figsize=(12, 2.8))
     axes = fig.subplots(1, 4)
     x = [r['step'] for r in steps]
-    axes[0].plot(x, [r['loss'] for r in steps], lw=0.6); axes[0].set(title='training loss', xlabel='step')
+    axes[0].plot(x, [r['loss'] for r in steps], lw=0.6, label='training')
+    if held := [r for r in evals if 'loss' in r['eval']]:
+        axes[0].plot([r['step'] for r in held], [r['eval']['loss'] for r in held], 'o-', label='held-out')
+        axes[0].legend(fontsize=8)
+    axes[0].set(title='loss', xlabel='step')
     axes[1].plot(x, [r['lr'] for r in steps]); axes[1].set(title='learning rate', xlabel='step')
     axes[2].plot(x, [r['temperature'] for r in steps]); axes[2].set(title='temperature τ = 1/scale', xlabel='step')
     if evals:

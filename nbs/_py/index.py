@@ -101,7 +101,7 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 13 | [Looking inside](13_visualize.ipynb) | `viz` | t-SNE and UMAP, the modality gap, similarity heatmaps, retrieval grids, attention maps and rollout |
 # | 14 | [Efficiency](14_efficiency.ipynb) | `efficiency` | throughput and memory against batch size, float32 against bfloat16/float16, `torch.compile`, epoch times for this machine |
 # | 15 | [Broader impacts](15_ethics.ipynb) | `ethics` | the paper's bias and surveillance discussion, `safety_notice`, a model card |
-# | 16 | [Experiments: why contrastive](16_experiments.ipynb) | `objectives` | Figure 2 rerun: captioning, bag of words and contrastive on one encoder, pictures needed for the same zero-shot accuracy; CLIP against `BaselineCLIP` |
+# | 16 | [Experiments: why contrastive, and how it scales](16_experiments.ipynb) | `objectives` | Figure 2 rerun: captioning, bag of words and contrastive on one encoder, pictures needed for the same zero-shot accuracy; CLIP against `BaselineCLIP`; learning rate, batch size and negatives; training against held-out loss; accuracy against compute |
 # | | **Appendices** | | using the book on your data, and the machinery the core chapters lean on |
 # | 2b | [Checkpoints](02b_checkpoints.ipynb) | `checkpoints` | `download` checked against SHA256, checkpoint files read without running their code (TorchScript, `torch.save`, safetensors), Hugging Face and open_clip folders mapped to OpenAI's names |
 # | 5c | [Readers](05c_readers.ipynb) | `readers` | your image-caption pairs from a CSV file or webdataset shards (through the `webdataset` library), bad samples skipped and counted, `open_data` |
