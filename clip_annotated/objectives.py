@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
-from .core import atomic_write, seed_everything
+from .core import atomic_write, get_device, seed_everything
 from .tokenizer import tokenize
 from .model import CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from .loss import MAX_LOGIT_SCALE, clip_loss
@@ -186,20 +186,22 @@ EVAL_TASKS = ('skin_tone', 'gender')
 def zero_shot_right(head: nn.Module, task: Task, batch_size: int = 256) -> np.ndarray:
     "Right answers bool [N] of `head.class_scores` on `task`'s pictures, classes prompted with every template."
     head.eval()
+    device = next(head.parameters()).device
     prompts = [[fill_template(t, c) for t in task.templates] for c in task.classnames]
     right = []
     for s in range(0, len(task.dataset), batch_size):
         items = [task.dataset[i] for i in range(s, min(s + batch_size, len(task.dataset)))]
         images, labels = torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-        right.append((head.class_scores(images, prompts).argmax(1) == labels).numpy())
+        right.append((head.class_scores(images.to(device), prompts).argmax(1).cpu() == labels).numpy())
     head.train()
     return np.concatenate(right)
 
-def fit(spec: RunSpec, tasks: dict[str, Task] | None = None) -> dict:
+def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dict:
     "Train `spec` on the emoji training split; zero-shot accuracy on `tasks` at `spec.eval_steps()`; the curve and the final right answers."
     seed_everything(spec.seed)
     train_ds = EmojiDataset('train', image_size=spec.clip.image_resolution, train=True, seed=spec.seed)
-    head = HEADS[spec.objective](spec.clip, caption_vocab(training_captions()))
+    device = get_device(device)
+    head = HEADS[spec.objective](spec.clip, caption_vocab(training_captions())).to(device)
     params = list(head.named_parameters())
     opt = torch.optim.AdamW([dict(params=[p for n, p in params if decays(n, p)], weight_decay=spec.weight_decay),
                              dict(params=[p for n, p in params if not decays(n, p)], weight_decay=0.0)], lr=spec.lr)
@@ -209,7 +211,7 @@ def fit(spec: RunSpec, tasks: dict[str, Task] | None = None) -> dict:
     losses = []
     while step < spec.steps:
         for _, images, toks in epoch_batches(train_ds, sampler, epoch, spec.batch_size, tokens=tokens):
-            loss = head.loss(images, toks)
+            loss = head.loss(images.to(device), toks.to(device))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step(); step += 1
             losses.append(loss.item())
             if isinstance(head, Contrastive):
@@ -221,19 +223,19 @@ def fit(spec: RunSpec, tasks: dict[str, Task] | None = None) -> dict:
             if step >= spec.steps: break
         epoch += 1
     wall_s = time.perf_counter() - t0
-    retrieval = (evaluate_retrieval(head.clip, EmojiDataset('test', image_size=spec.clip.image_resolution, train=False))
+    retrieval = (evaluate_retrieval(head.clip, EmojiDataset('test', image_size=spec.clip.image_resolution, train=False), device=device)
                  if isinstance(head, Contrastive) else None)        # the others have no text embedding to rank by
     return dict(spec=asdict(spec), curve=curve, right={k: r.tolist() for k, r in right.items()} if tasks else {},
                 retrieval=retrieval, wall_s=wall_s, parameters=sum(p.numel() for p in head.parameters()))
 
 # %% ../nbs/16_experiments.ipynb #a74fe209
-def run_spec(spec: RunSpec, out: str | Path, tasks: dict[str, Task] | None = None) -> dict:
+def run_spec(spec: RunSpec, out: str | Path, tasks: dict[str, Task] | None = None, device=None) -> dict:
     "`fit(spec)`, or its saved result in `out/<spec.name()>.json` when a run of the same spec finished before."
     path = Path(out) / f"{spec.name()}.json"
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved['spec'] == json.loads(json.dumps(asdict(spec), default=str)): return saved
-    res = fit(spec, tasks)
+    res = fit(spec, tasks, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(json.dumps(res, default=str).encode()))
     return json.loads(path.read_text())
