@@ -36,6 +36,7 @@ from clip_annotated.bias import seed_ci
 #| hide
 import shutil, tempfile
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close
 from clip_annotated.core import footer, hardware, in_test, markdown_table, pick
@@ -421,7 +422,7 @@ test_eq(again['curve'], quick['curve'])                            # read back, 
 # tiny model, and only the mechanics are checked.
 
 # %%
-SEEDS = (0, 1, 2)
+SEEDS = pick(gpu=(0, 1, 2), cpu=(0, 1, 2), test=(0, 1))   # two seeds are enough to check the mechanics
 base = RunSpec(batch_size=pick(gpu=128, cpu=128, test=16), steps=pick(gpu=400, cpu=400, test=3),
                warmup=pick(gpu=40, cpu=40, test=1), evals=pick(gpu=6, cpu=6, test=2),
                clip=pick(gpu=RunSpec().clip, cpu=RunSpec().clip, test=TINY))
@@ -562,7 +563,6 @@ rows.append(("mean over seeds", '', '', f"{100 * zs_gap['gap']:+.1f} [{100 * zs_
 display(Markdown(markdown_table(['', 'zero-shot, MiniCLIP', 'zero-shot, BaselineCLIP', 'difference (points, 95%)',
                                  'R@1, MiniCLIP', 'R@1, BaselineCLIP', 'training time'], rows)))
 
-
 # %% [markdown]
 # ## Learning rate, batch size and the number of negatives
 #
@@ -616,8 +616,9 @@ for ax, (label, (grid, ref, rs)) in zip(axes, sweeps.items()):
         for j in range(len(SEEDS)): ax.scatter(grid, vals[:, j], color=color, s=10, alpha=0.6)
         ax.plot(grid, vals.mean(1), '-', color=color, label=metric)
         if ref in grid: ax.plot([ref], [vals[list(grid).index(ref)].mean()], '*', color=color, ms=12)
-    ax.set(xscale='log', xlabel=label, ylabel='%'); ax.set_xticks(grid, [f"{x:g}" for x in grid])
+    ax.set(xscale='log', xlabel=label, ylabel='%'); ax.set_xticks(grid, [f"{x:g}" for x in grid]); ax.minorticks_off()
 axes[0].legend(fontsize=8); plt.tight_layout(); plt.show()
+
 
 # %% [markdown]
 # Each setting against the book's (peak learning rate 1e-3, batch 128, the loss over the whole batch),
@@ -642,6 +643,7 @@ for label, (grid, ref, rs) in sweeps.items():
     table, sweep_gaps[label] = sweep_table(grid, ref, rs)
     display(Markdown(f"**{label}**\n\n" + table))
 
+
 # %%
 #| echo: false
 def sweep_reading(label, grid, ref) -> str:
@@ -655,7 +657,6 @@ def sweep_reading(label, grid, ref) -> str:
     return f"*{label}*: " + '; '.join(said)
 display(Markdown("**Reading** (a setting counts as better or worse only when its interval excludes zero). "
                  + '. '.join(sweep_reading(label, grid, ref) for label, (grid, ref, _) in sweeps.items()) + '.'))
-
 
 # %% [markdown]
 # ## Training loss against held-out loss
@@ -679,11 +680,11 @@ def train_loss_near(step, window=pick(gpu=50, cpu=50, test=2)):
     "Mean training loss over the `window` steps up to `step`."
     return float(np.mean([r['loss'] for r in trained if step - window < r['step'] <= step]))
 print(f"{book_cfg.steps} steps: {book_loss['train_wall_s']:.0f} s of training on {hardware()}; "
-      f"held-out loss and R@1 at {len(held)} steps")
+      f"held-out loss and R@1 measured {len(held)} times")
 
 # %%
 #| fig-cap: "The book's run: training loss (each step, and its mean over the last 50 steps) and held-out loss in groups of 128 (left), and held-out R@1 in both directions (right), against the step."
-#| fig-alt: "Two line charts against training step. Left: the training loss falls from about ln 128 towards zero; the held-out loss follows it at first, then levels off and rises while the training loss keeps falling. Right: held-out image-to-text and text-to-image R@1 rise over the run."
+#| fig-alt: "Two line charts against training step. Left: the training loss falls from about ln 128 towards zero; the held-out loss falls at first, then stays far above it while the training loss keeps falling. Right: held-out image-to-text and text-to-image R@1 rise over the run."
 fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
 ax.plot([r['step'] for r in trained], [r['loss'] for r in trained], lw=0.4, alpha=0.4, color='tab:blue')
 ax.plot(list(held), [train_loss_near(s) for s in held], 'o-', ms=3, color='tab:blue', label='training (mean of the last 50 steps)')
@@ -808,6 +809,7 @@ display(Markdown(markdown_table(['width, depth', 'parameters', 'forward MFLOPs p
                                 [(f"{w}, {l}", f"{count_parameters(create_model(sized(w, l))):,}", f"{sum(clip_forward_flops(sized(w, l), longest)) / 1e6:.1f}")
                                  for w, l in SIZES])))
 
+
 # %%
 #| exports
 def loglog_fit(x, y) -> tuple[float, float]:
@@ -823,6 +825,7 @@ def fit_over_seeds(x, per_seed: np.ndarray, n_boot: int = 2000, level: float = 0
     boot = [loglog_fit(x, np.take_along_axis(per_seed, rng.integers(0, S, (P, S)), 1).mean(1))[1] for _ in range(n_boot)]
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return dict(a=a, b=b, lo=float(lo), hi=float(hi))
+
 
 # %%
 xs = np.array([1e9, 1e10, 1e11])
@@ -852,6 +855,7 @@ for ax, (k, e) in zip(axes, errors.items()):
         cs = np.geomspace(C[idx].min(), C[idx].max(), 20)
         ax.plot(cs, 100 * 10 ** (fits[k, n]['a'] + fits[k, n]['b'] * np.log10(cs)), '--', lw=1, color=line.get_color())
     ax.set(xscale='log', yscale='log', xlabel='training FLOPs', ylabel=f"{k} (%)")
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter): axis(FuncFormatter(lambda v, _: f"{v:.0f}"))
 axes[0].legend(fontsize=8); plt.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -869,6 +873,7 @@ display(Markdown(markdown_table(['more steps', 'fewer steps, larger model', 'TFL
       f"{100 * np.mean([r1_of(b, s) for s in SEEDS]):.1f}%", f"{100 * g['gap']:+.1f} [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}]")
      for (a, b), g in matched_gaps.items()])))
 
+
 # %%
 #| echo: false
 def per_tenfold(f): return f"{100 * (1 - 10 ** f['b']):.0f}% [{100 * (1 - 10 ** f['hi']):.0f}%, {100 * (1 - 10 ** f['lo']):.0f}%]"
@@ -878,10 +883,10 @@ top = max(BUDGETS)
 idx_top = at_budget[top]
 steps_win = [g for g in matched_gaps.values() if g['lo'] > 0]
 display(Markdown(
-    f"**Reading.** At the largest budget ({top} steps), across a {C[idx_top].max() / C[idx_top].min():.0f}× range of compute: "
-    + ' '.join(f"the {k} {trend_word(fits[k, top])} (slope {fits[k, top]['b']:+.3f} [{fits[k, top]['lo']:+.3f}, "
-               f"{fits[k, top]['hi']:+.3f}]; each tenfold increase of compute removes {per_tenfold(fits[k, top])} of it)."
-               for k in errors)
+    f"**Reading.** At the largest budget ({top} steps), across a {C[idx_top].max() / C[idx_top].min():.0f}× range of compute, "
+    + 'and '.join(f"the {k} {trend_word(fits[k, top])} (slope {fits[k, top]['b']:+.3f} [{fits[k, top]['lo']:+.3f}, "
+               f"{fits[k, top]['hi']:+.3f}]; each tenfold increase of compute removes {per_tenfold(fits[k, top])} of it) "
+               for k in errors).rstrip() + '.'
     + " The paper's trend is the same kind of line, over a 44× range and five models (Figure 9). Zero-shot accuracy here "
     "is a choice among " + ' or '.join(str(len(t.classnames)) for t in tasks.values())
     + " classes whose error a model that learns little keeps near the majority class's. "
@@ -890,7 +895,6 @@ display(Markdown(
     + (", and in none the reverse." if not any(g['hi'] < 0 for g in matched_gaps.values()) else
        f", and in {sum(g['hi'] < 0 for g in matched_gaps.values())} the reverse.")
     + " At this scale the number of updates, not the size of the model, limits accuracy first."))
-
 
 # %% [markdown]
 # ## Feeding the book's run
@@ -902,7 +906,9 @@ display(Markdown(
 # attention head (the training command asks for one per 64 channels, so that a checkpoint loads back
 # without recording them).
 # Two measures decide: held-out image→text R@1, and zero-shot accuracy with the paper's averaged prompt
-# ensemble on skin tone and gender (the rule the zero-shot chapter reports). <!-- fixed: 1,000 -->
+# ensemble on skin tone and gender (the rule the zero-shot chapter reports). A change would be adopted
+# only if it is better on R@1 (its interval excludes zero) and no worse, on average, on either zero-shot
+# task. <!-- fixed: 1,000 -->
 
 # %%
 narrow_overrides = dict(book_cfg.model_overrides, embed_dim=64, vision_width=64, transformer_width=64, transformer_heads=1)
@@ -918,6 +924,7 @@ def feed_cfg(arm, s):
     return replace(cfg, seed=s, out=str(feed_dir(arm, s)))
 feed = {(arm, s): train(feed_cfg(arm, s)) for arm in ('book', 'narrow') for s in SEEDS}
 print(f"width 64 takes {flops_ratio:.1f}× fewer FLOPs per pair: {narrow.steps} steps for the book's {book_cfg.steps}")
+
 
 # %%
 def feed_measures(arm, s) -> dict:
@@ -937,14 +944,18 @@ display(Markdown(markdown_table(['mean over seeds', 'the book (width 128)', 'wid
 
 # %%
 #| echo: false
-adopt = feed_gaps['r1']['lo'] > 0 and all(feed_gaps[k]['hi'] >= 0 for k in EVAL_TASKS)
+adopt = feed_gaps['r1']['lo'] > 0 and all(feed_gaps[k]['gap'] >= 0 for k in EVAL_TASKS)   # better on R@1, and not worse on average on zero-shot
 display(Markdown(
     f"**Reading.** Width 64 trained for {narrow.steps} steps against the book's width 128 for {book_cfg.steps}, at the same "
     f"training FLOPs: R@1 {gap_text(feed_gaps['r1'])}; ensemble zero-shot, skin tone {gap_text(feed_gaps['skin_tone'])}, "
     f"gender {gap_text(feed_gaps['gender'])}. "
-    + ("The narrower model wins on retrieval and loses on neither zero-shot task, so it is worth adopting for the book's run."
-       if adopt else "That is not a win on both measures, so the book's run keeps its settings.")))
-
+    + ("The narrower model wins on retrieval and is no worse on average on either zero-shot task: it beats the book's settings."
+       if adopt else
+       ("The narrower model wins on retrieval, " if feed_gaps['r1']['lo'] > 0 else "The narrower model does not win on retrieval, ")
+       + "but not on zero-shot accuracy with the ensemble" + (" (both means are lower, though the seeds cannot separate them)"
+       if all(feed_gaps[k]['gap'] < 0 and feed_gaps[k]['hi'] >= 0 for k in EVAL_TASKS) else '')
+       + ", so it does not beat the book's settings on both measures and the book's run keeps them. For retrieval alone, "
+       "more steps of the narrower model are the better use of the same compute.")))
 
 # %% [markdown]
 # ## What we measured
@@ -1027,7 +1038,7 @@ bullets = [
       "matched pairs: on a few thousand pictures, updates are scarcer than parameters.",
     f"**The book's run.** Width 64 for {narrow.steps} steps against the book's width 128 for {book_cfg.steps}, same FLOPs: "
     f"R@1 {gap_text(feed_gaps['r1'])}, ensemble zero-shot on skin tone {gap_text(feed_gaps['skin_tone'])}. "
-    + ("Adopted for the book's run." if adopt else "Not adopted: the book's settings stay."),
+    + ("Better on both measures." if adopt else "Not better on both measures, so the book's settings stay."),
     "**Why a laptop may differ.** Its captions are emoji names of a few words from a few templates, so predicting them word "
     "by word is far easier than predicting alt text; its vocabulary is small; its budget is dozens of passes over a few "
     "thousand pictures, not hundreds of millions of pictures; and its contrastive model keeps CLIP's Transformer text "
