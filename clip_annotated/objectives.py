@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
-from .core import atomic_write, get_device, seed_everything
+from .core import atomic_write, get_device, hardware, seed_everything
 from .tokenizer import tokenize
 from .model import CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from .loss import MAX_LOGIT_SCALE, clip_loss
@@ -197,7 +197,7 @@ def zero_shot_right(head: nn.Module, task: Task, batch_size: int = 256) -> np.nd
     return np.concatenate(right)
 
 def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dict:
-    "Train `spec` on the emoji training split; zero-shot accuracy on `tasks` at `spec.eval_steps()`; the curve and the final right answers."
+    "Train `spec` on the emoji training split; zero-shot accuracy on `tasks` at `spec.eval_steps()`; the curve, the final right answers, the machine."
     seed_everything(spec.seed)
     train_ds = EmojiDataset('train', image_size=spec.clip.image_resolution, train=True, seed=spec.seed)
     device = get_device(device)
@@ -226,7 +226,7 @@ def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dic
     retrieval = (evaluate_retrieval(head.clip, EmojiDataset('test', image_size=spec.clip.image_resolution, train=False), device=device)
                  if isinstance(head, Contrastive) else None)        # the others have no text embedding to rank by
     return dict(spec=asdict(spec), curve=curve, right={k: r.tolist() for k, r in right.items()} if tasks else {},
-                retrieval=retrieval, wall_s=wall_s, parameters=sum(p.numel() for p in head.parameters()))
+                retrieval=retrieval, wall_s=wall_s, parameters=sum(p.numel() for p in head.parameters()), hardware=hardware())
 
 # %% ../nbs/16_experiments.ipynb #a74fe209
 def run_spec(spec: RunSpec, out: str | Path, tasks: dict[str, Task] | None = None, device=None) -> dict:

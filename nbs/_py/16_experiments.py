@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
-from clip_annotated.core import atomic_write, get_device, seed_everything
+from clip_annotated.core import atomic_write, get_device, hardware, seed_everything
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.model import CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss
@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close
-from clip_annotated.core import footer, hardware, in_test, markdown_table, pick
+from clip_annotated.core import footer, in_test, markdown_table, pick
 from clip_annotated.tasks import emoji_task, run_task
 from clip_annotated.run import load_run, runs_dir
 from clip_annotated.train import PRESETS, read_metrics, train
@@ -354,7 +354,7 @@ def zero_shot_right(head: nn.Module, task: Task, batch_size: int = 256) -> np.nd
     return np.concatenate(right)
 
 def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dict:
-    "Train `spec` on the emoji training split; zero-shot accuracy on `tasks` at `spec.eval_steps()`; the curve and the final right answers."
+    "Train `spec` on the emoji training split; zero-shot accuracy on `tasks` at `spec.eval_steps()`; the curve, the final right answers, the machine."
     seed_everything(spec.seed)
     train_ds = EmojiDataset('train', image_size=spec.clip.image_resolution, train=True, seed=spec.seed)
     device = get_device(device)
@@ -383,7 +383,7 @@ def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dic
     retrieval = (evaluate_retrieval(head.clip, EmojiDataset('test', image_size=spec.clip.image_resolution, train=False), device=device)
                  if isinstance(head, Contrastive) else None)        # the others have no text embedding to rank by
     return dict(spec=asdict(spec), curve=curve, right={k: r.tolist() for k, r in right.items()} if tasks else {},
-                retrieval=retrieval, wall_s=wall_s, parameters=sum(p.numel() for p in head.parameters()))
+                retrieval=retrieval, wall_s=wall_s, parameters=sum(p.numel() for p in head.parameters()), hardware=hardware())
 
 
 # %% [markdown]
@@ -416,22 +416,25 @@ test_eq(again['curve'], quick['curve'])                            # read back, 
 # %% [markdown]
 # ## The race
 #
-# Each objective trains with three seeds on the same budget of pictures. Zero-shot accuracy is the mean
+# Each objective trains with the same seeds on the same budget of pictures (the counts are printed below). Zero-shot accuracy is the mean
 # over two held-out tasks, skin tone and gender presentation, whose classes the training captions name
 # (chance is the mean of their chance levels). Under `nbdev_test` the runs shrink to a few steps and a
-# tiny model, and only the mechanics are checked.
+# tiny model, and only the mechanics are checked. On a CUDA device the same cells pick larger settings
+# (more seeds, longer budgets, larger batches and models: the `gpu=` value of each `pick`); the printed
+# counts and machines say which settings ran, and where.
 
 # %%
-SEEDS = pick(gpu=(0, 1, 2), cpu=(0, 1, 2), test=(0, 1))   # two seeds are enough to check the mechanics
-base = RunSpec(batch_size=pick(gpu=128, cpu=128, test=16), steps=pick(gpu=400, cpu=400, test=3),
-               warmup=pick(gpu=40, cpu=40, test=1), evals=pick(gpu=6, cpu=6, test=2),
+SEEDS = pick(gpu=(0, 1, 2, 3, 4), cpu=(0, 1, 2), test=(0, 1))   # two seeds are enough to check the mechanics
+base = RunSpec(batch_size=pick(gpu=128, cpu=128, test=16), steps=pick(gpu=800, cpu=400, test=3),
+               warmup=pick(gpu=80, cpu=40, test=1), evals=pick(gpu=7, cpu=6, test=2),
                clip=pick(gpu=RunSpec().clip, cpu=RunSpec().clip, test=TINY))
 out = scratch / 'objectives' if in_test() else runs_dir() / 'experiments' / 'objectives'
 t_start = time.perf_counter()
 runs = {(o, s): run_spec(replace(base, objective=o, seed=s), out, tasks) for o in OBJECTIVES for s in SEEDS}
 train_s = sum(r['wall_s'] for r in runs.values())
-print(f"{len(runs)} runs of {base.steps} steps of {base.batch_size}: {train_s / 60:.1f} min of training when they ran "
-      f"({time.perf_counter() - t_start:.0f} s in this execution) on {hardware()}")
+def ran_on(results) -> str: return '; '.join(sorted({r['hardware'] for r in results}))   # the machines the runs trained on
+print(f"{len(runs)} runs ({len(OBJECTIVES)} objectives × {len(SEEDS)} seeds) of {base.steps} steps of {base.batch_size}: "
+      f"{train_s / 60:.1f} min of training when they ran on {ran_on(runs.values())} ({time.perf_counter() - t_start:.0f} s in this execution)")
 
 
 # %%
@@ -443,7 +446,7 @@ def mean_accuracy(record: dict, keys=EVAL_TASKS) -> float:
 
 # %%
 #| fig-cap: "Zero-shot accuracy on held-out emoji (mean of skin tone and gender presentation) against pictures seen, for the three objectives, each line a seed's run; chance is dotted, the majority-class baseline dashed."
-#| fig-alt: "A line chart with pictures seen on a logarithmic horizontal axis and zero-shot accuracy on the vertical axis, three seeds for each of three objectives (captioning, bag of words, contrastive), a dotted chance line and a dashed majority-class line; the figure shows which objective climbs above the baselines with fewer pictures."
+#| fig-alt: "A line chart with pictures seen on a logarithmic horizontal axis and zero-shot accuracy on the vertical axis, one line per seed for each of three objectives (captioning, bag of words, contrastive), a dotted chance line and a dashed majority-class line; the figure shows which objective climbs above the baselines with fewer pictures."
 chance = float(np.mean([tasks[k].chance for k in EVAL_TASKS]))
 majority = float(np.mean([np.bincount(tasks[k].dataset.labels).max() / len(tasks[k].dataset) for k in EVAL_TASKS]))
 colors = dict(zip(OBJECTIVES, ('tab:orange', 'tab:blue', 'tab:green')))
@@ -570,7 +573,7 @@ display(Markdown(markdown_table(['', 'zero-shot, MiniCLIP', 'zero-shot, Baseline
 #
 # In a contrastive batch of B pairs every picture has B − 1 wrong captions to rule out, so the batch
 # size is also the number of negatives, and the paper's batch is enormous. On a laptop three sweeps of
-# the contrastive objective, three seeds each, take this apart:
+# the contrastive objective, with the race's seeds, take this apart:
 #
 # - the **peak learning rate** at the book's batch of 128;
 # - the **batch size** at a fixed number of pictures, so that a larger batch takes fewer steps (the
@@ -586,8 +589,8 @@ display(Markdown(markdown_table(['', 'zero-shot, MiniCLIP', 'zero-shot, Baseline
 # %%
 sweep_out = scratch / 'sweeps' if in_test() else runs_dir() / 'experiments' / 'sweeps'
 LRS = pick(gpu=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), cpu=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), test=(5e-4, 1e-3))
-BATCHES = pick(gpu=(32, 64, 128, 256, 512), cpu=(32, 64, 128, 256, 512), test=(8, 16))
-GROUPS = pick(gpu=(2, 8, 32, 128), cpu=(2, 8, 32, 128), test=(2, 16))
+BATCHES = pick(gpu=(32, 64, 128, 256, 512, 1024), cpu=(32, 64, 128, 256, 512), test=(8, 16))
+GROUPS = pick(gpu=(2, 4, 8, 16, 32, 64, 128), cpu=(2, 8, 32, 128), test=(2, 16))
 budget = base.steps * base.batch_size                                      # pictures per run
 def sweep_run(s, lr=None, batch=None, group=None):
     "One contrastive run of the sweeps; the book's own setting is the race's run of that seed."
@@ -601,12 +604,12 @@ sweeps = {'peak learning rate': (LRS, base.lr, {(x, s): sweep_run(s, lr=x) for x
           'batch size, pictures fixed': (BATCHES, base.batch_size, {(x, s): sweep_run(s, batch=x) for x in BATCHES for s in SEEDS}),
           'pairs per group (negatives + 1)': (GROUPS, base.batch_size, {(x, s): sweep_run(s, group=x) for x in GROUPS for s in SEEDS})}
 sweep_s = sum(r['wall_s'] for _, _, rs in sweeps.values() for (x, s), r in rs.items() if r is not runs['contrastive', s])
-print(f"{sum(len(rs) for _, _, rs in sweeps.values())} sweep runs: {sweep_s / 60:.1f} min of training when they ran "
+print(f"{sum(len(rs) for _, _, rs in sweeps.values())} sweep runs ({len(SEEDS)} seeds per setting): {sweep_s / 60:.1f} min of training when they ran "
       f"({time.perf_counter() - t_sweep:.0f} s in this execution)")
 
 # %%
 #| fig-cap: "Held-out zero-shot accuracy and image-to-text R@1 of the contrastive MiniCLIP against the peak learning rate (left), the batch size at a fixed number of pictures (middle), and the number of pairs each loss group holds (right); each dot is a seed, the line their mean, the star the book's setting."
-#| fig-alt: "Three panels with a logarithmic horizontal axis: learning rate, batch size, pairs per group. Each shows two metrics, zero-shot accuracy and R@1, with three dots per setting and a line through the means, and a star at the book's setting; the panels show where each metric peaks and how far apart the seeds are."
+#| fig-alt: "Three panels with a logarithmic horizontal axis: learning rate, batch size, pairs per group. Each shows two metrics, zero-shot accuracy and R@1, with a dot per seed and setting and a line through the means, and a star at the book's setting; the panels show where each metric peaks and how far apart the seeds are."
 SWEEP_METRICS = (('zero-shot', lambda r: mean_accuracy(r['curve'][-1]), 'tab:green'),
                  ('image→text R@1', lambda r: r['retrieval']['i2t_R@1'], 'tab:purple'))
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
@@ -767,7 +770,8 @@ with FlopCounterMode(display=False) as fc_i: mini.encode_image(torch.randn(1, 3,
 with FlopCounterMode(display=False) as fc_t: mini.encode_text(caption)
 test_eq((fc_i.get_total_flops(), fc_t.get_total_flops()), clip_forward_flops(base.clip, n_text))
 print(f"one pair through MiniCLIP: {sum(clip_forward_flops(base.clip, n_text)) / 1e6:.1f} MFLOPs forward; the book's run "
-      f"(1000 steps of 128, captions this long): {training_flops(base.clip, 1000, 128, n_text) / 1e12:.1f} TFLOPs of training")
+      f"({PRESETS['mini-cpu'].steps} steps of {PRESETS['mini-cpu'].batch_size}, captions this long): "
+      f"{training_flops(base.clip, PRESETS['mini-cpu'].steps, PRESETS['mini-cpu'].batch_size, n_text) / 1e12:.1f} TFLOPs of training")
 
 # %% [markdown]
 # ## Scaling: accuracy against compute
@@ -775,21 +779,21 @@ print(f"one pair through MiniCLIP: {sum(clip_forward_flops(base.clip, n_text)) /
 # > "average zero-shot error is well modeled by a log-log linear trend across a 44x range in compute
 # > spanning 5 different CLIP models." (Radford et al. 2021, Figure 9)
 #
-# The same question on the emoji set: four sizes of the book's model (the width of both towers and of
-# the shared embedding, and their depth) each trained for three budgets of steps, three seeds each, the
+# The same question on the emoji set: several sizes of the book's model (the width of both towers and of
+# the shared embedding, and their depth) each trained for a few budgets of steps, with the race's seeds, the
 # warm-up a tenth of the steps. Each run's compute is `training_flops`, with captions counted at the
 # longest training caption (the text tower runs up to the longest caption of its batch, and a batch of
 # 128 nearly always holds one close to the longest).
 #
 # The paper's points are models of different sizes trained on the same schedule (32 epochs of the same
-# data, §2.5), so compute grows with the model. Here that is one step budget across the four sizes. At
+# data, §2.5), so compute grows with the model. Here that is one step budget across the sizes. At
 # each budget the trend is a straight line on log axes, log error = a + b · log FLOPs, through one point
 # per size (the mean over seeds); its slope gets a 95% interval by resampling, for every point, the
 # seeds it averages. <!-- fixed: 95% -->
 
 # %%
-SIZES = pick(gpu=((64, 2), (64, 4), (128, 4), (192, 4)), cpu=((64, 2), (64, 4), (128, 4), (192, 4)), test=((64, 1), (64, 2)))
-BUDGETS = pick(gpu=(100, 200, 400), cpu=(100, 200, 400), test=(2, 4))
+SIZES = pick(gpu=((64, 2), (64, 4), (128, 4), (192, 4), (256, 4), (256, 6)), cpu=((64, 2), (64, 4), (128, 4), (192, 4)), test=((64, 1), (64, 2)))
+BUDGETS = pick(gpu=(100, 200, 400, 800), cpu=(100, 200, 400), test=(2, 4))
 scale_out = scratch / 'scaling' if in_test() else runs_dir() / 'experiments' / 'scaling'
 def sized(width, layers) -> CLIPConfig:
     "The book's model with both towers and the embedding `width` wide and `layers` deep."
@@ -845,8 +849,8 @@ display(Markdown(markdown_table(['steps', *(f"slope of {k} (95%)" for k in error
                                  for n in BUDGETS])))
 
 # %%
-#| fig-cap: "Zero-shot error (left) and held-out image-to-text R@1 error (right) against training compute, both on logarithmic axes: four model sizes at three step budgets; the sizes trained for the same number of steps are joined by a line with its log-log fit (dashed), and small dots are seeds."
-#| fig-alt: "Two log-log scatter plots of error against training FLOPs. For each of three step budgets, the four model sizes form a row of points from left (small) to right (large) with a dashed fitted line; small dots show seeds. The rows for more steps lie lower, and along each row error falls as the model grows."
+#| fig-cap: "Zero-shot error (left) and held-out image-to-text R@1 error (right) against training compute, both on logarithmic axes: the model sizes at each step budget; the sizes trained for the same number of steps are joined by a line with its log-log fit (dashed), and small dots are seeds."
+#| fig-alt: "Two log-log scatter plots of error against training FLOPs. For each step budget, the model sizes form a row of points from left (small) to right (large) with a dashed fitted line; small dots show seeds. The rows for more steps lie lower, and along each row error falls as the model grows."
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for ax, (k, e) in zip(axes, errors.items()):
     for n, idx in at_budget.items():
@@ -902,7 +906,7 @@ display(Markdown(
 # The sweeps above try other learning rates and batches at the race's budget. The scaling grid suggests
 # a different kind of change: spend the same compute on more steps of a smaller model. So the book's run
 # (`mini-cpu`: width 128, 1,000 steps of 128) is set against the same recipe at width 64, trained for as
-# many steps as the same training FLOPs buy, three seeds each, paired by seed. Its text tower has one
+# many steps as the same training FLOPs buy, with the race's seeds, paired by seed. Its text tower has one
 # attention head (the training command asks for one per 64 channels, so that a checkpoint loads back
 # without recording them).
 # Two measures decide: held-out image→text R@1, and zero-shot accuracy with the paper's averaged prompt
@@ -923,7 +927,8 @@ def feed_cfg(arm, s):
     cfg = book_cfg if arm == 'book' else narrow
     return replace(cfg, seed=s, out=str(feed_dir(arm, s)))
 feed = {(arm, s): train(feed_cfg(arm, s)) for arm in ('book', 'narrow') for s in SEEDS}
-print(f"width 64 takes {flops_ratio:.1f}× fewer FLOPs per pair: {narrow.steps} steps for the book's {book_cfg.steps}")
+print(f"width 64 takes {flops_ratio:.1f}× fewer FLOPs per pair: {narrow.steps} steps for the book's {book_cfg.steps}, "
+      f"{len(SEEDS)} seeds each")
 
 
 # %%
@@ -965,7 +970,7 @@ every = {json.dumps(r['spec'], sort_keys=True): r for r in [*runs.values(), *arc
                                                                            *(r for _, _, rs in sweeps.values() for r in rs.values())]}
 feed_s = sum(r['train_wall_s'] for r in feed.values())                  # the book's run again is the book arm's first seed
 print(f"the whole chapter: {len(every) + len(feed)} runs, {(sum(r['wall_s'] for r in every.values()) + feed_s) / 3600:.1f} "
-      f"hours of training (evaluations included) on {hardware()}, one run at a time")
+      f"hours of training (evaluations included), one run at a time, on {ran_on(every.values())}")
 print(f"{len(runs)} runs ({len(OBJECTIVES)} objectives × {len(SEEDS)} seeds), {base.steps} steps of {base.batch_size} each, "
       f"{train_s / 60:.1f} min of training")
 for o in OBJECTIVES:
