@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from .tokenizer import tokenize
 from .core import atomic_write, cache_root
-from .pretrained import normalize
+from .pretrained import TrainTransform, normalize
 
 # %% auto #0
 __all__ = ['OPENMOJI_ATTRIBUTION', 'SKIN_TONES', 'CATEGORIES', 'TONES', 'CACHE_FORMAT', 'SKIP_REASONS', 'DEFAULT_TEMPLATES',
            'emoji_candidates', 'render_emoji', 'coarse_category', 'EmojiRecord', 'make_records', 'emoji_split',
            'check_split', 'emoji_cache_file', 'emoji_images', 'emoji_skipped', 'emoji_records', 'show_grid',
-           'to_tensor', 'random_square_crop', 'train_transform', 'SkipCounter', 'EmojiDataset', 'collate']
+           'SkipCounter', 'EmojiDataset', 'collate']
 
 # %% ../nbs/05_data.ipynb #cb86759b
 import emoji
@@ -330,33 +330,6 @@ def _wrap(text, width):
         else: line = f'{line} {w}'.strip()
     return lines + [line]
 
-# %% ../nbs/05_data.ipynb #6acd4a7c
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    "A PIL image as float32 [3, H, W] in [0, 1] (RGB)."
-    return torch.from_numpy(np.array(image.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1).float().div(255)
-
-def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float, float] = (1.0, 1.2)):
-    "Resize the short side to size·z, z ~ U(zoom), then crop size×size at random: PIL image or float tensor [3, H, W]."
-    z = rng.uniform(*zoom)
-    if isinstance(x, Image.Image):
-        w, h = x.size
-        s = size * z / min(w, h)
-        nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        x = x.resize((nw, nh), Image.Resampling.BICUBIC)
-    else:
-        h, w = x.shape[-2:]
-        s = size * z / min(w, h)
-        nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        if (nh, nw) != (h, w):
-            x = F.interpolate(x[None], (nh, nw), mode='bilinear', antialias=True, align_corners=False)[0].clamp(0, 1)
-    top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
-    if isinstance(x, Image.Image): return x.crop((left, top, left + size, top + size))
-    return x[..., top:top + size, left:left + size]
-
-def train_transform(image: Image.Image, size: int, rng: np.random.Generator, zoom=(1.0, 1.2)) -> torch.Tensor:
-    "The paper's training augmentation on a PIL image: random square crop of the resized image, normalised."
-    return normalize(to_tensor(random_square_crop(image.convert('RGB'), size, rng, zoom)))
-
 # %% ../nbs/05_data.ipynb #df2ad11e
 SKIP_REASONS = ('missing image', 'corrupt image', 'undecodable caption', 'empty caption', 'missing caption',
                 'malformed row', 'undecodable label', 'empty label', 'unreadable shard')
@@ -418,6 +391,7 @@ class EmojiDataset(torch.utils.data.Dataset):
         self.images = emoji_images(image_size, cache_dir)[self.indices]   # uint8 [n, 3, S, S]
         self.split, self.image_size, self.train, self.seed, self.zoom = split, image_size, train, seed, zoom
         self.templates = tuple(templates or DEFAULT_TEMPLATES)
+        self.augment = TrainTransform(image_size, zoom)                  # chapter 3's, the one augmentation
         self.epoch = 0
         self.skips = SkipCounter()                                       # always empty: the set is clean
 
@@ -430,7 +404,7 @@ class EmojiDataset(torch.utils.data.Dataset):
         if not self.train: return normalize(x), name
         rng = np.random.default_rng([self.seed, self.epoch, i])          # same item, same epoch: same sample
         caption = self.templates[rng.integers(len(self.templates))].format(name)
-        return normalize(random_square_crop(x, self.image_size, rng, self.zoom)), caption
+        return self.augment(x, rng), caption
 
     def __repr__(self): return f"EmojiDataset(split={self.split!r}, n={len(self)}, image_size={self.image_size}, train={self.train})"
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from .core import get_device
 from .model import (CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
@@ -19,8 +20,8 @@ from .checkpoints import (CheckpointError, checked_config, checkpoint_format, do
 
 # %% auto #0
 __all__ = ['MODEL_URLS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'available_models', 'fix_mode', 'to_rgb', 'normalize',
-           'unnormalize', 'ImageTransform', 'image_transform', 'load', 'Tokenizer', 'get_tokenizer', 'TrainTransform',
-           'create_model_and_transforms', 'export_model']
+           'unnormalize', 'ImageTransform', 'image_transform', 'load', 'Tokenizer', 'get_tokenizer', 'to_tensor',
+           'random_square_crop', 'TrainTransform', 'create_model_and_transforms', 'export_model']
 
 # %% ../nbs/03_pretrained.ipynb #59e7bb6f
 _OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models'
@@ -192,8 +193,29 @@ def get_tokenizer(model_or_name) -> Tokenizer:
     raise KeyError(f"{name!r} is neither a configuration ({', '.join(CONFIGS)}) nor an existing file or directory")
 
 # %% ../nbs/03_pretrained.ipynb #f77c3dd5
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    "A PIL image as float32 [3, H, W] in [0, 1] (RGB)."
+    return torch.from_numpy(np.array(image.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+
+def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float, float] = (1.0, 1.2)):
+    "Resize the short side to size·z, z ~ U(zoom), then crop size×size at random: PIL image or float tensor [3, H, W]."
+    z = rng.uniform(*zoom)
+    w, h = x.size if isinstance(x, Image.Image) else (x.shape[-1], x.shape[-2])
+    s = size * z / min(w, h)
+    nw, nh = max(size, round(w * s)), max(size, round(h * s))          # the resized picture, never below size
+    top, left = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+    if isinstance(x, Image.Image):
+        if nw * nh <= MAX_RESIZED_PIXELS:
+            return x.resize((nw, nh), Image.Resampling.BICUBIC).crop((left, top, left + size, top + size))
+        sx, sy = w / nw, h / nh                                          # a sliver of a picture: resize only the window
+        return x.resize((size, size), Image.Resampling.BICUBIC, box=(left * sx, top * sy, (left + size) * sx, (top + size) * sy))
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x[None], (nh, nw), mode='bilinear', antialias=True, align_corners=False)[0].clamp(0, 1)
+    return x[..., top:top + size, left:left + size]
+
+# %% ../nbs/03_pretrained.ipynb #e0070e34
 class TrainTransform:
-    "The paper's training augmentation: short side resized to n_px·z, z ~ U(zoom), a random n_px square crop, RGB, normalise."
+    "The paper's training augmentation, the one the training loop uses: `random_square_crop` to n_px, RGB, normalise."
     def __init__(self, n_px: int, zoom: tuple[float, float] = (1.0, 1.2), seed: int | None = None,
                  mean=OPENAI_MEAN, std=OPENAI_STD):
         if not 0 < zoom[0] <= zoom[1]: raise ValueError(f"zoom must be (low, high) with 0 < low <= high, got {zoom}")
@@ -209,19 +231,16 @@ class TrainTransform:
             self._rng, self._worker_seed = np.random.default_rng(entropy or None), worker_seed
         return self._rng
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:                # PIL image -> [3, n_px, n_px]
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"expected a PIL image (Image.open(path) or Image.fromarray(array)), got {type(image).__name__}")
-        (w, h), n, rng = image.size, self.n_px, self._generator()
-        if w == 0 or h == 0: raise ValueError(f"cannot transform an empty image of size {w}×{h}")
-        scale = n * rng.uniform(*self.zoom) / min(w, h)
-        nw, nh = max(n, round(w * scale)), max(n, round(h * scale))       # the resized picture, never below n
-        left, top = int(rng.integers(0, nw - n + 1)), int(rng.integers(0, nh - n + 1))
-        sx, sy = w / nw, h / nh
-        image = to_rgb(fix_mode(image)).resize((n, n), Image.Resampling.BICUBIC,
-                                               box=(left * sx, top * sy, (left + n) * sx, (top + n) * sy))
-        x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)   # [3, n, n]
-        return normalize(x, self.mean, self.std)
+    def __call__(self, image, rng: np.random.Generator | None = None) -> torch.Tensor:   # -> [3, n_px, n_px]
+        "The augmented picture: a PIL image, or a float tensor [3, H, W] in [0, 1]; crops drawn from `rng` (default: this process's stream)."
+        if isinstance(image, Image.Image):
+            if 0 in image.size: raise ValueError(f"cannot transform an empty image of size {image.size[0]}×{image.size[1]}")
+            image = to_rgb(fix_mode(image))
+        elif not (isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] == 3 and image.is_floating_point()):
+            raise TypeError(f"expected a PIL image (Image.open(path) or Image.fromarray(array)) or a float tensor [3, H, W], "
+                            f"got {type(image).__name__}")
+        x = random_square_crop(image, self.n_px, self._generator() if rng is None else rng, self.zoom)
+        return normalize(to_tensor(x) if isinstance(x, Image.Image) else x, self.mean, self.std)
 
     def __repr__(self): return f"TrainTransform(n_px={self.n_px}, zoom={self.zoom}: random square crop, RGB, normalise)"
 

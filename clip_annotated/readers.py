@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 import webdataset as wds
 from .loss import world_info
-from .pretrained import fix_mode, image_transform, to_rgb
-from .data import SkipCounter, train_transform
+from .pretrained import TrainTransform, fix_mode, image_transform, to_rgb
+from .data import SkipCounter
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'DATASET_TYPES', 'parse_caption', 'open_image', 'read_csv', 'CsvDataset', 'expand_shards',
@@ -105,7 +105,7 @@ class CsvDataset(torch.utils.data.Dataset):
                              f"({', '.join(f'{n} {w}' for w, n in whys.items())})" +
                              (f"; {_not_text(self.path.read_bytes(), self.path, encoding)}" if 'undecodable caption' in whys else ''))
         self.image_size, self.train, self.seed, self.zoom = image_size, train, seed, zoom
-        self.preprocess = image_transform(image_size)
+        self.preprocess, self.augment = image_transform(image_size), TrainTransform(image_size, zoom)
         self.epoch = 0
         self.skips = SkipCounter()
 
@@ -127,7 +127,7 @@ class CsvDataset(torch.utils.data.Dataset):
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None)
         if not self.train: return self.preprocess(image), caption
-        return train_transform(image, self.image_size, np.random.default_rng([self.seed, self.epoch, i]), self.zoom), caption
+        return self.augment(image, np.random.default_rng([self.seed, self.epoch, i])), caption
 
 # %% ../nbs/05c_readers.ipynb #e9249348
 IMAGE_EXTS = ('jpg', 'jpeg', 'png', 'webp', 'bmp')
@@ -234,7 +234,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.shuffle_buffer = (256 if train else 0) if shuffle_buffer is None else shuffle_buffer
         self.split = split                              # False: every rank reads every shard (evaluation on one rank)
         self.rank, self.world = rank, world             # None: torch.distributed's, read when iterating
-        self.preprocess = image_transform(image_size)
+        self.preprocess, self.augment = image_transform(image_size), TrainTransform(image_size, zoom)
         self.epoch = 0
         self.skips = SkipCounter()
 
@@ -277,7 +277,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
         except Exception: self.skips.add('corrupt image'); return None
         self.skips.add(None); seen.since_good = 0
         if not self.train: return self.preprocess(image), caption
-        return train_transform(image, self.image_size, rng, self.zoom), caption
+        return self.augment(image, rng), caption
 
     def _nothing_usable(self, urls: list[str], seen: _Pass) -> str:
         "The error for a pass without a valid sample: the shards, the skip counts, what was wrong with each unreadable shard."

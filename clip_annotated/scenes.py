@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from .data import DEFAULT_TEMPLATES, SkipCounter, to_tensor
+from .data import DEFAULT_TEMPLATES, SkipCounter
+from .pretrained import to_tensor
 from .pretrained import normalize
 
 # %% auto #0

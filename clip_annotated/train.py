@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import errno, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
+import errno, itertools, json, math, os, pickle, random, re, socket, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -13,27 +13,25 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import IterableDataset
 from tqdm import tqdm
 from .core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
                                   show_progress)
-from torch.utils.data import DataLoader, IterableDataset
 from .model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from .tokenizer import tokenize
 from .loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
-from .readers import DATASET_TYPES, open_data
-from .data import EmojiDataset, collate
-from .scenes import SceneDataset
+from .readers import DATASET_TYPES
+from .data import collate
+from .loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
 from .checkpoints import CheckpointError
 
 # %% auto #0
 __all__ = ['PRESETS', 'FREE_ON_RESUME', 'TEXT_TOWER', 'TrainConfig', 'decays', 'make_optimizer', 'lr_lambda', 'make_scheduler',
            'resolve_precision', 'Towers', 'forward_backward', 'optimizer_step', 'retrieval_metrics',
            'evaluate_retrieval', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_changes',
-           'check_resume', 'TokenCache', 'epoch_batches', 'prefetch', 'stream_batches', 'min_over_ranks', 'all_have',
-           'model_from_checkpoint', 'initial_model', 'lock_towers', 'check_template', 'check_device', 'check_config',
-           'TrainingDiverged', 'check_finite', 'RunInUseError', 'RunLock', 'setup_distributed', 'make_datasets',
-           'data_size', 'describe_data', 'read_metrics', 'train']
+           'check_resume', 'host_group', 'min_over_ranks', 'all_have', 'model_from_checkpoint', 'initial_model',
+           'lock_towers', 'check_template', 'check_device', 'check_config', 'TrainingDiverged', 'check_finite',
+           'RunInUseError', 'RunLock', 'setup_distributed', 'read_metrics', 'StepLog', 'train']
 
 # %% ../nbs/06_train.ipynb #3b6c6984
 @dataclass
@@ -61,7 +59,9 @@ class TrainConfig:
     eval_every: int = 0                     # held-out retrieval every this many steps (0: only at the end)
     resume: bool = True                     # continue from out/checkpoint.pt if it exists
     threads: int = 0                        # CPU threads per process (0: cores / processes)
-    prefetch: int | None = None             # batches prepared ahead in a background thread (None: 2 on CUDA, 0 on CPU)
+    workers: int | None = None              # DataLoader worker processes per rank (None: `default_workers`)
+    prefetch: int | None = None             # batches each worker prepares ahead (None: DataLoader's 2)
+    log_every: int = 100                    # read the step's values back and log them every this many steps
     device: str | None = None               # None: CUDA if available, else CPU
     progress: bool = True                   # tqdm progress bar
     # your own pairs (open_clip's option names): used instead of `data` when train_data is set
@@ -73,7 +73,6 @@ class TrainConfig:
     csv_separator: str | None = None        # None: tab for .tsv/.tab, else comma
     train_num_samples: int | None = None    # shards: samples per epoch (needed with dataset_resampled)
     dataset_resampled: bool = False         # shards: draw with replacement, so every rank runs the same steps
-    workers: int = 0                        # shards: DataLoader worker processes per rank
     # fine-tuning
     pretrained: str | None = None           # start from these weights: released name, checkpoint, HF/open_clip dir, run folder
     lock_image: bool = False                # freeze the image tower (LiT)
@@ -171,12 +170,12 @@ def forward_backward(towers: nn.Module, images, texts, accum: int = 1, amp=None,
     return loss.detach()
 
 # %% ../nbs/06_train.ipynb #ce4ba9d2
-def optimizer_step(model: CLIP, optimizer, scheduler, scaler=None, grad_clip: float = 0.0) -> float | None:
-    "Clip (optional), step, advance the schedule, clamp logit_scale to [0, ln 100]; returns the gradient norm if clipped."
+def optimizer_step(model: CLIP, optimizer, scheduler, scaler=None, grad_clip: float = 0.0) -> torch.Tensor | None:
+    "Clip (optional), step, advance the schedule, clamp logit_scale to [0, ln 100]; returns the gradient norm (on the device) if clipped."
     norm = None
     if grad_clip > 0:
         if scaler is not None: scaler.unscale_(optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)        # stays on the device: no wait
     if scaler is not None: scaler.step(optimizer); scaler.update()
     else: optimizer.step()
     scheduler.step()
@@ -305,7 +304,7 @@ def load_checkpoint(path: str | Path) -> dict:
 
 # %% ../nbs/06_train.ipynb #00ebb82f
 FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers',
-                  'grad_checkpointing'}
+                  'grad_checkpointing', 'log_every'}
 
 def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
     "The fields (outside `FREE_ON_RESUME`) where `cfg` differs from a run's saved configuration, as readable lines."
@@ -327,75 +326,24 @@ def check_resume(ck: dict, cfg: TrainConfig, path: str | Path) -> None:
                          "resume with the same number, or start afresh with --no-resume")
 
 # %% ../nbs/06_train.ipynb #bc660722
-class TokenCache:
-    "Token rows of captions seen before: `cache(captions) -> [B, context_length]`, each distinct caption tokenized once."
-    def __init__(self, context_length: int = 77, max_size: int = 1_000_000):
-        self.context_length, self.max_size, self.rows = context_length, max_size, {}
-    def __call__(self, captions: list[str]) -> torch.Tensor:
-        new = [c for c in dict.fromkeys(captions) if c not in self.rows]
-        if new:
-            if len(self.rows) + len(new) > self.max_size: self.rows.clear()       # web-scale captions rarely repeat
-            self.rows.update(zip(new, tokenize(new, self.context_length, truncate=True)))
-        return torch.stack([self.rows[c] for c in captions])
+_HOST_GROUPS: dict = {}
 
-def epoch_batches(dataset, sampler: DistributedSampler, epoch: int, batch_size: int, start: int = 0,
-                  tokens: TokenCache | None = None):
-    "Yield (batch index, images, tokens) of `epoch` for this rank, skipping the first `start` batches."
-    tokens = tokens or TokenCache()
-    sampler.set_epoch(epoch)
-    if hasattr(dataset, 'set_epoch'): dataset.set_epoch(epoch)
-    order = list(sampler)
-    for b in range(start, len(order) // batch_size):
-        items = [it for it in (dataset[i] for i in order[b * batch_size:(b + 1) * batch_size]) if it is not None]
-        if not items: yield b, None, None; continue                         # every sample bad (counted by the data set)
-        yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
+def host_group():
+    "The process group for small agreements between CPUs: None (the default group) under gloo, else a gloo group made once."
+    if dist.get_backend() == 'gloo': return None
+    if (key := id(dist.group.WORLD)) not in _HOST_GROUPS: _HOST_GROUPS[key] = dist.new_group(backend='gloo')
+    return _HOST_GROUPS[key]
 
-def prefetch(iterable, depth: int = 2):
-    "Iterate `iterable` in a background thread, `depth` items ahead (0: no thread); the thread stops with the loop."
-    if depth <= 0: yield from iterable; return
-    q, stop, done = queue.Queue(maxsize=depth), threading.Event(), object()
-    def put(x) -> bool:
-        while not stop.is_set():
-            try: q.put(x, timeout=0.1); return True
-            except queue.Full: pass
-        return False
-    def work():
-        try:
-            for item in iterable:
-                if not put(item): return
-            put(done)
-        except BaseException as e: put(e)
-    threading.Thread(target=work, daemon=True).start()
-    try:
-        while (item := q.get()) is not done:
-            if isinstance(item, BaseException): raise item
-            yield item
-    finally: stop.set()
-
-# %% ../nbs/06_train.ipynb #522e82ec
-def stream_batches(dataset, epoch: int, batch_size: int, start: int = 0, tokens: TokenCache | None = None,
-                   workers: int = 0, limit: int | None = None):
-    "Yield (batch index, images, tokens) of `epoch` from an iterable data set (this rank's share), full batches only."
-    tokens = tokens or TokenCache()
-    dataset.set_epoch(epoch)
-    samples = DataLoader(dataset, batch_size=None, num_workers=workers)      # workers decode; None = a skipped sample
-    good = (it for it in samples if it is not None)
-    for b in itertools.count():
-        if limit is not None and b >= limit: return
-        items = list(itertools.islice(good, batch_size))
-        if len(items) < batch_size: return                                     # the stream's short tail is dropped
-        if b >= start: yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
-
-def min_over_ranks(values: list[int], device=None) -> list[int]:
-    "The elementwise minimum of `values` over all ranks (one small all-reduce; `values` itself in one process)."
+def min_over_ranks(values: list[int]) -> list[int]:
+    "The elementwise minimum of `values` over all ranks (a small all-reduce between CPUs; `values` itself in one process)."
     if not (dist.is_available() and dist.is_initialized()): return [int(v) for v in values]
-    t = torch.tensor([int(v) for v in values], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    t = torch.tensor([int(v) for v in values])                           # on the CPU: no wait for the GPU
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=host_group())
     return t.tolist()
 
-def all_have(has: bool, device=None) -> bool:
+def all_have(has: bool) -> bool:
     "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
-    return bool(min_over_ranks([has], device)[0])
+    return bool(min_over_ranks([has])[0])
 
 # %% ../nbs/06_train.ipynb #8b14b3de
 TEXT_TOWER = ('token_embedding', 'positional_embedding', 'transformer', 'ln_final', 'text_projection')
@@ -455,8 +403,9 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     def is_num(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     for name, (least, most) in dict(batch_size=(1, None), steps=(1, None), accum=(1, None), ckpt_every=(1, None),
                                     eval_every=(0, None), warmup=(0, None), seed=(0, 2**31 - 1), threads=(0, 1024),
-                                    workers=(0, 256), n_scenes=(4, 10**7)).items():      # scenes: a quarter is held out
+                                    workers=(0, 256), n_scenes=(4, 10**7), log_every=(1, None)).items():   # scenes: a quarter is held out
         v = getattr(cfg, name)
+        if name == 'workers' and v is None: continue                      # None: default_workers
         if not is_int(v) or v < least or (most is not None and v > most):
             bad(name, f"must be a whole number ≥ {least}" + (f" and ≤ {most:,}" if most is not None else ''))
     for name in ('prefetch', 'train_num_samples'):
@@ -567,41 +516,6 @@ def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device
     rank, world = world_info()
     return rank, world, dev
 
-def make_datasets(cfg: TrainConfig, image_size: int):
-    "(training set with augmentation, held-out set with plain captions or None) for `cfg.train_data`/`val_data`, else `cfg.data`."
-    if cfg.train_data:
-        kw = dict(dataset_type=cfg.dataset_type, image_size=image_size, seed=cfg.seed, csv_img_key=cfg.csv_img_key,
-                  csv_caption_key=cfg.csv_caption_key, csv_separator=cfg.csv_separator)
-        return (open_data(cfg.train_data, train=True, resampled=cfg.dataset_resampled, **kw),
-                open_data(cfg.val_data, train=False, split=False, **kw) if cfg.val_data else None)
-    if cfg.data == 'emoji':
-        return (EmojiDataset('train', image_size=image_size, train=True, templates=cfg.templates, seed=cfg.seed),
-                EmojiDataset('test', image_size=image_size, train=False, seed=cfg.seed))
-    if cfg.data == 'scenes':
-        return (SceneDataset(cfg.n_scenes, seed=cfg.seed, image_size=image_size, train=True),
-                SceneDataset(cfg.n_scenes // 4, seed=cfg.seed + 1_000_003, image_size=image_size, train=False))
-    raise ValueError(f"--data {cfg.data!r}: the built-in sets are 'emoji' and 'scenes'; "
-                     f"for your own pairs use --train-data (a CSV/TSV file or tar shards)")
-
-def data_size(dataset) -> int | None:
-    "Items of a map-style data set; None for a stream, whose size nobody knows before reading it."
-    return None if isinstance(dataset, IterableDataset) else len(dataset)
-
-def describe_data(cfg: TrainConfig, train_ds, test_ds, given: bool = False) -> dict:
-    "What a run trained and was measured on (source, counts, skips), for its report, results and model card."
-    builtin = {'emoji': ('the emoji set (OpenMoji drawings named by Unicode)', 'the emoji test split'),
-               'scenes': ('procedural scenes', 'held-out procedural scenes')}
-    if cfg.train_data: source, held = cfg.train_data, cfg.val_data
-    elif given: source, held = f"{type(train_ds).__name__} given to train()", test_ds and f"{type(test_ds).__name__} given to train()"
-    else: source, held = builtin[cfg.data]
-    d = dict(source=source, held_out=held, train_items=data_size(train_ds),
-             held_out_items=None if test_ds is None else data_size(test_ds))
-    if isinstance(train_ds, IterableDataset) and hasattr(train_ds, 'skips'): d['samples_read'] = train_ds.skips.good
-    for name, ds in (('train_skipped', train_ds), ('held_out_skipped', test_ds)):
-        if getattr(ds, 'skips', None) is not None and ds.skips.skipped: d[name] = ds.skips.counts
-    if cfg.pretrained: d['pretrained'] = cfg.pretrained
-    return d
-
 # %% ../nbs/06_train.ipynb #e9e543c8
 def _log(path: Path, record: dict) -> None:
     with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
@@ -620,7 +534,32 @@ def _truncate_metrics(path: Path, step: int) -> None:
     keep = [r for r in read_metrics(path) if r.get('step', 0) <= step]
     path.write_text(''.join(json.dumps(r) + '\n' for r in keep))
 
-# %% ../nbs/06_train.ipynb #62980a24
+class StepLog:
+    "The loop's per-step values, kept on the device until `flush` reads them all back at once (one host sync) and logs them."
+    def __init__(self, path: Path | None = None):
+        self.path, self.pending = path, []                             # path None: keep nothing on disk (ranks > 0)
+    def add(self, record: dict, loss: torch.Tensor, logit_scale: torch.Tensor, grad_norm: torch.Tensor | None = None):
+        "Note one step: host values in `record`, device values as tensors (nothing is read back)."
+        self.pending.append((record, loss.detach().float(), logit_scale.detach().float().exp(),
+                             None if grad_norm is None else grad_norm.detach().float()))
+    def flush(self, last: dict | None = None) -> tuple[list[dict], dict | None]:
+        "(records of the pending steps up to the first non-finite loss, that step's record or None); writes the good ones, `last` added to the final one."
+        if not self.pending: return [], None
+        recs, losses, scales, norms = zip(*self.pending)
+        self.pending = []
+        values = torch.stack([mean_over_ranks(torch.stack(losses)), torch.stack(scales),
+                              torch.stack([n if n is not None else torch.zeros_like(l) for n, l in zip(norms, losses)])])
+        out, bad = [], None
+        for rec, (loss, scale, norm), has_norm in zip(recs, values.T.tolist(), (n is not None for n in norms)):   # the one sync
+            rec = dict(rec, loss=loss, logit_scale=scale, temperature=1 / scale, **({'grad_norm': norm} if has_norm else {}))
+            if not math.isfinite(loss): bad = rec; break
+            out.append(rec)
+        if out and last: out[-1].update(last)
+        if self.path is not None and out:
+            with open(self.path, 'a') as f: f.write(''.join(json.dumps(r) + '\n' for r in out))
+        return out, bad
+
+# %% ../nbs/06_train.ipynb #c6d63f07
 def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
     check_config(cfg)
@@ -629,7 +568,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     if rank == 0:
         try: lock.__enter__()
         except RunInUseError as e: busy = e
-    if not all_have(busy is None, device):                      # every rank stops, not only the one that knows why
+    if not all_have(busy is None):                      # every rank stops, not only the one that knows why
         raise busy or RunInUseError(f"{cfg.out} is in use by another run (rank 0 could not lock it)")
     try: return _run(cfg, datasets, rank, world, device)
     finally: lock.__exit__()
@@ -657,16 +596,20 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
     scheduler = make_scheduler(optimizer, cfg)
     if amp_dtype is torch.float16: scaler = torch.amp.GradScaler('cuda')
     train_ds, test_ds = datasets or make_datasets(cfg, mcfg.image_resolution)
-    streaming = isinstance(train_ds, IterableDataset)
+    streaming, limit = isinstance(train_ds, IterableDataset), None
     if streaming:                                  # steps per epoch: fixed by --train-num-samples, else the shortest rank's
         if cfg.dataset_resampled and not cfg.train_num_samples:
             raise ValueError("--dataset-resampled needs --train-num-samples (the samples that make one epoch)")
-        per_epoch = cfg.train_num_samples // cfg.batch_size if cfg.train_num_samples else None
-        if per_epoch == 0: raise ValueError(f"--train-num-samples {cfg.train_num_samples} is less than one batch of {cfg.batch_size}")
-    else:
-        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-        per_epoch = len(sampler) // local_bs
-        if per_epoch == 0: raise ValueError(f"{len(train_ds)} training items are fewer than one batch of {cfg.batch_size}")
+        limit = cfg.train_num_samples // cfg.batch_size if cfg.train_num_samples else None
+        if limit == 0: raise ValueError(f"--train-num-samples {cfg.train_num_samples} is less than one batch of {cfg.batch_size}")
+    workers = cfg.workers if cfg.workers is not None else default_workers(device, world)
+    batches = TrainBatches(train_ds, local_bs, rank, world, cfg.seed, workers, mcfg.context_length,
+                           pin_memory=device.type == 'cuda', prefetch=cfg.prefetch, limit=limit)
+    per_epoch = batches.per_epoch
+    if not streaming and per_epoch == 0: raise ValueError(f"{len(train_ds)} training items are fewer than one batch of {cfg.batch_size}")
+    if ck is not None and streaming and max(1, ck['data'].get('workers', workers)) != max(1, workers):
+        raise ValueError(f"{ckpt_path} streamed its shards through {ck['data']['workers']} worker(s) per process and this run "
+                         f"has {workers}: a stream's batches depend on it, so resume with --workers {ck['data']['workers']}")
     step, epoch, start, wall_before = 0, 0, 0, 0.0
     if ck is not None:                                                     # continue the same run
         model.load_state_dict(ck['model']); optimizer.load_state_dict(ck['optimizer'])
@@ -686,56 +629,62 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                              model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                              scaler=scaler.state_dict() if scaler is not None else {}, rng=rng_state(),
                              data=dict(step=step, epoch=epoch, step_in_epoch=done, sampler_seed=cfg.seed,
-                                       steps_per_epoch=per_epoch, world_size=world),
+                                       steps_per_epoch=per_epoch, world_size=world, workers=workers),
                              wall_s=wall_before + time.perf_counter() - t_loop), ckpt_path)
         last_ckpt = step
 
     amp = autocast(device, amp_dtype)
-    depth = cfg.prefetch if cfg.prefetch is not None else (2 if device.type == 'cuda' else 0)
     bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress(cfg.progress) or rank != 0, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
-    t_loop, rate, token_cache = time.perf_counter(), None, TokenCache(mcfg.context_length)
+    log = StepLog(metrics_path if rank == 0 else None)
+    skips = getattr(train_ds, 'skips', None)           # the data set's count of bad samples, by reason
+    t_loop = time.perf_counter()
+    waited, timer = 0.0, dict(t=t_loop, steps=0, waited=0.0)   # seconds waiting for batches; since the last flush
+
+    def flush():
+        "Read the pending steps back (the loop's one host sync), log them, stop on a non-finite loss."
+        now = time.perf_counter()
+        n, dt = timer['steps'], max(now - timer['t'], 1e-9)
+        last = dict(samples_per_s=n * cfg.batch_size / dt, data_wait=(waited - timer['waited']) / dt)
+        if skips is not None and skips.skipped: last['skipped'] = skips.counts
+        recs, bad = log.flush(last)
+        timer.update(t=now, steps=0, waited=waited)
+        if bad is not None: check_finite(bad['loss'], None, bad['step'], cfg, last_ckpt)
+        if recs:
+            r = recs[-1]
+            bar.set_postfix(loss=f"{r['loss']:.3f}", lr=f"{r['lr']:.2e}", τ=f"{r['temperature']:.4f}",
+                            samples_s=f"{last['samples_per_s']:.0f}", refresh=False)
+
     was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
     epoch_steps = []                                   # batches this process read in each epoch it finished
-    skips = getattr(train_ds, 'skips', None)           # the data set's count of bad samples, by reason
     model.train()
     while step < cfg.steps:
-        if streaming:
-            batches = stream_batches(train_ds, epoch, local_bs, start, token_cache, cfg.workers, per_epoch)
-        else:
-            batches = epoch_batches(train_ds, sampler, epoch, local_bs, start, token_cache)
-        batches, done, stepped = iter(prefetch(batches, depth)), start, 0
+        it, done, stepped = batches.epoch(epoch, start), start, 0
         while step < cfg.steps:
-            batch = next(batches, None)
-            n = 0 if batch is None or batch[1] is None else len(batch[1])
-            has, n = min_over_ranks([batch is not None, n], device)   # the ranks stop together, on equal batches
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            waited += time.perf_counter() - t0
+            has, n = min_over_ranks([batch is not None, 0 if batch is None else len(batch[1])])   # equal batches on every rank
             if not has: break
             b, images, tokens = batch
             done = b + 1                                              # position in the epoch: the next batch to read
             if n == 0: continue                                       # a batch of bad samples only (on some rank)
-            t0 = time.perf_counter()
-            loss = forward_backward(towers, images[:n].to(device, non_blocking=True), tokens[:n].to(device), cfg.accum, amp, scaler)
+            images, tokens = images[:n].to(device, non_blocking=True), tokens[:n].to(device, non_blocking=True)
             lr = optimizer.param_groups[0]['lr']
-            loss = mean_over_ranks(loss).item()
-            check_finite(loss, None, step + 1, cfg, last_ckpt)       # before the step: a NaN update is never taken
+            loss = forward_backward(towers, images, tokens, cfg.accum, amp, scaler)
             norm = optimizer_step(model, optimizer, scheduler, scaler, cfg.grad_clip)
-            step, stepped = step + 1, stepped + 1
-            dt = time.perf_counter() - t0
-            rate = cfg.batch_size / dt if rate is None else 0.9 * rate + 0.1 * cfg.batch_size / dt
-            scale = model.logit_scale.exp().item()
-            if rank == 0:
-                rec = dict(step=step, epoch=epoch, loss=loss, lr=lr, logit_scale=scale, temperature=1 / scale,
-                           samples_per_s=cfg.batch_size / dt, wall_s=wall_before + time.perf_counter() - t_loop)
-                if norm is not None: rec['grad_norm'] = norm
-                if skips is not None and skips.skipped: rec['skipped'] = skips.counts
-                _log(metrics_path, rec)
-            bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
+            step, stepped, timer['steps'] = step + 1, stepped + 1, timer['steps'] + 1
+            log.add(dict(step=step, epoch=epoch, lr=lr, wall_s=wall_before + time.perf_counter() - t_loop),
+                    loss, model.logit_scale, norm)
             bar.update()
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and rank == 0 and test_ds is not None:
+            evaluate = bool(cfg.eval_every) and step % cfg.eval_every == 0 and step < cfg.steps and test_ds is not None
+            save = step % cfg.ckpt_every == 0 or step == cfg.steps
+            if step % cfg.log_every == 0 or evaluate or save: flush()
+            if evaluate and rank == 0:
                 _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
             ends_epoch = per_epoch is not None and done == per_epoch
-            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8].to(device), tokens[:8].to(device)))
+            if rank == 0 and save:
+                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8], tokens[:8]))
             if ends_epoch: break
         if stepped == 0 and start == 0:
             raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, "
@@ -743,11 +692,13 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                              + (f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''))
         if step < cfg.steps or (per_epoch is not None and done == per_epoch):
             epoch_steps.append(done); epoch, start = epoch + 1, 0
+    flush()
     bar.close()
     train_s = time.perf_counter() - t_loop
     summary = dict(name=out.name, steps=cfg.steps, world_size=world, device=str(device),
                    parameters=count_parameters(model), train_items=data_size(train_ds), steps_per_epoch=per_epoch,
-                   epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, dir=str(out))
+                   epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, workers=workers,
+                   data_wait_s=waited, data_wait_share=waited / max(train_s, 1e-9), dir=str(out))
     if rank == 0:
         if test_ds is not None:
             summary['test'] = evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)

@@ -15,7 +15,8 @@ import torch
 from clip_annotated import data as D
 from clip_annotated import readers as R
 from clip_annotated import scenes as S
-from clip_annotated.pretrained import OPENAI_MEAN, OPENAI_STD, image_transform, normalize
+from clip_annotated.pretrained import (OPENAI_MEAN, OPENAI_STD, TrainTransform, create_model_and_transforms,
+                                       image_transform, normalize, random_square_crop)
 
 SIZE = 24  # small pictures: the test is about the set, not its resolution
 
@@ -354,7 +355,7 @@ def test_open_data_picks_the_reader(tmp_path, good_pairs):
     assert ds[0][1] == 'hi'
     tr = R.open_data(csv_path, train=True, seed=3, image_size=SIZE)          # training: the paper's augmentation
     from PIL import Image
-    want = D.train_transform(Image.open(tmp_path / 'images' / '000001.png'), SIZE, np.random.default_rng([3, 0, 1]))
+    want = TrainTransform(SIZE)(Image.open(tmp_path / 'images' / '000001.png'), np.random.default_rng([3, 0, 1]))
     assert tr.train and torch.equal(tr[1][0], want)
     sd = R.open_data(shards, train=True, resampled=True, shuffle_buffer=7)
     assert (sd.train, sd.resampled, sd.shuffle_buffer, sd.split) == (True, True, 7, True)
@@ -371,13 +372,40 @@ def test_skip_report_counts_shards_apart():
 def test_transforms():
     rng = np.random.default_rng(0)
     x = torch.rand(3, 32, 32)
-    assert torch.equal(D.random_square_crop(x, 32, rng, zoom=(1.0, 1.0)), x)
-    y = D.random_square_crop(torch.rand(3, 40, 60), 32, rng)
+    assert torch.equal(random_square_crop(x, 32, rng, zoom=(1.0, 1.0)), x)
+    y = random_square_crop(torch.rand(3, 40, 60), 32, rng)
     assert y.shape == (3, 32, 32)
     from PIL import Image
-    assert D.random_square_crop(Image.new('RGB', (90, 50)), 32, rng).size == (32, 32)
+    assert random_square_crop(Image.new('RGB', (90, 50)), 32, rng).size == (32, 32)
     red = Image.new('RGB', (70, 30), (255, 0, 0))
     want = normalize(torch.tensor([1., 0, 0]).view(3, 1, 1).expand(3, 16, 16))
     torch.testing.assert_close(image_transform(16)(red), want, atol=1e-5, rtol=0)
-    torch.testing.assert_close(D.train_transform(red, 16, rng), want, atol=1e-3, rtol=0)
+    torch.testing.assert_close(TrainTransform(16)(red, rng), want, atol=1e-3, rtol=0)
     assert OPENAI_MEAN == (0.48145466, 0.4578275, 0.40821073) and OPENAI_STD == (0.26862954, 0.26130258, 0.27577711)
+
+
+def test_one_augmentation_draw_for_draw(tmp_path):
+    "The transform create_model_and_transforms returns is the one training uses: equal draw for draw on every kind of data."
+    model, augment, _ = create_model_and_transforms('MiniCLIP')
+    n = model.visual.input_resolution
+    from PIL import Image
+    rs = np.random.RandomState(0)
+    pictures = [Image.fromarray(rs.randint(0, 255, (40 + 7 * k, 60 - 5 * k, 3), dtype=np.uint8)) for k in range(4)]
+    R.write_csv([(p, f'picture {k}') for k, p in enumerate(pictures)], tmp_path / 'pairs.csv')
+    csv = R.open_data(tmp_path / 'pairs.csv', train=True, seed=7, image_size=n)
+    csv.set_epoch(2)
+    for i in range(4):                                                   # CSV: PIL path, rng (seed, epoch, index)
+        want = augment(R.open_image(csv.root / csv.rows[i][0]), np.random.default_rng([7, 2, i]))
+        assert torch.equal(csv[i][0], want)
+    shards = R.write_webdataset([(p, f'picture {k}') for k, p in enumerate(pictures)], tmp_path / 'wds', samples_per_shard=4)
+    stream = R.ShardDataset(shards, image_size=n, train=True, seed=7, shuffle_buffer=0, rank=0, world=1)
+    rng = np.random.default_rng([7, 0, 0, 0])                            # shards: one stream of draws per rank and worker
+    got = list(stream)
+    assert len(got) == 4 and all(torch.equal(x, augment(p, rng)) for (x, _), p in zip(got, pictures))   # PNG: lossless
+    emoji = D.EmojiDataset('train', image_size=n, train=True, seed=3)
+    emoji.set_epoch(1)
+    for i in (0, 5):                                                     # emoji: tensor path, after the template draw
+        rng = np.random.default_rng([3, 1, i])
+        rng.integers(len(emoji.templates))
+        assert torch.equal(emoji[i][0], augment(emoji.images[i].float().div(255), rng))
+    assert type(emoji.augment) is type(csv.augment) is type(augment) is TrainTransform

@@ -232,7 +232,7 @@ def betas_option() -> st.SearchStrategy:
 
 
 INT_OPTIONS = ['n_scenes', 'batch_size', 'steps', 'warmup', 'accum', 'seed', 'ckpt_every', 'eval_every', 'threads',
-               'prefetch', 'train_num_samples', 'workers']
+               'prefetch', 'train_num_samples', 'workers', 'log_every']
 FLOAT_OPTIONS = ['lr', 'weight_decay', 'eps', 'grad_clip']
 SWITCHES = ['resume', 'progress', 'dataset_resampled', 'lock_image', 'lock_text', 'grad_checkpointing']
 

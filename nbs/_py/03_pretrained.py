@@ -18,6 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from clip_annotated.core import get_device
 from clip_annotated.model import (CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
@@ -634,20 +635,50 @@ test_eq(tok32.decode(tok32('A red circle')), ['a red circle'])
 # > (Radford et al. 2021, §2.3)
 #
 # open_clip hands out a model with two transforms: one for training, with the paper's augmentation,
-# and the deterministic one for evaluation (`image_transform` above). The training transform resizes
-# the short side to `n_px · z`, with a zoom `z` drawn from `zoom` each time, and crops an `n_px` square
-# at a random place. Only the window that is kept is resized (PIL's `box`), so a huge picture costs no
-# more than a small one.
+# and the deterministic one for evaluation (`image_transform` above). The paper does not say how much
+# it resizes. For a square crop of side `n_px` we resize the short side to `n_px · z`, with a zoom `z`
+# drawn uniformly from `zoom=(1.0, 1.2)` each time, and crop an `n_px` square at a random place: at
+# $z = 1$ a square picture is kept whole, at $z = 1.2$ up to a sixth of its width and of its height
+# falls outside. `random_square_crop` does this on a PIL image (real pictures, bicubic) and on a float
+# tensor (pictures already in memory, antialiased bilinear: both resize a square up by at most 20%,
+# where the difference is invisible). It draws `z`, then the row, then the column, from the generator
+# it is given.
 #
-# The trap is in the random numbers. A transform that owns a NumPy generator is copied into every
-# `DataLoader` worker process with the generator's state, so all workers would draw *the same* crops.
-# `TrainTransform` therefore starts a fresh stream in each worker, from the worker's seed (which
-# PyTorch draws anew for every epoch) together with `seed`, if one was given.
+# `TrainTransform` is that crop followed by the normalisation, and it is the one augmentation of this
+# book: the training loop's data sets call the same object with a generator of their own, derived
+# from (seed, epoch, index), so that a killed run resumes with the same crops. Called without one, it
+# uses its own stream, and there is a trap in that. A transform that owns a NumPy generator is copied
+# into every `DataLoader` worker process with the generator's state, so all workers would draw *the
+# same* crops. `TrainTransform` therefore starts a fresh stream in each worker, from the worker's seed
+# (which PyTorch draws anew for every epoch) together with `seed`, if one was given.
+
+# %%
+#| exports
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    "A PIL image as float32 [3, H, W] in [0, 1] (RGB)."
+    return torch.from_numpy(np.array(image.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+
+def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float, float] = (1.0, 1.2)):
+    "Resize the short side to size·z, z ~ U(zoom), then crop size×size at random: PIL image or float tensor [3, H, W]."
+    z = rng.uniform(*zoom)
+    w, h = x.size if isinstance(x, Image.Image) else (x.shape[-1], x.shape[-2])
+    s = size * z / min(w, h)
+    nw, nh = max(size, round(w * s)), max(size, round(h * s))          # the resized picture, never below size
+    top, left = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+    if isinstance(x, Image.Image):
+        if nw * nh <= MAX_RESIZED_PIXELS:
+            return x.resize((nw, nh), Image.Resampling.BICUBIC).crop((left, top, left + size, top + size))
+        sx, sy = w / nw, h / nh                                          # a sliver of a picture: resize only the window
+        return x.resize((size, size), Image.Resampling.BICUBIC, box=(left * sx, top * sy, (left + size) * sx, (top + size) * sy))
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x[None], (nh, nw), mode='bilinear', antialias=True, align_corners=False)[0].clamp(0, 1)
+    return x[..., top:top + size, left:left + size]
+
 
 # %%
 #| exports
 class TrainTransform:
-    "The paper's training augmentation: short side resized to n_px·z, z ~ U(zoom), a random n_px square crop, RGB, normalise."
+    "The paper's training augmentation, the one the training loop uses: `random_square_crop` to n_px, RGB, normalise."
     def __init__(self, n_px: int, zoom: tuple[float, float] = (1.0, 1.2), seed: int | None = None,
                  mean=OPENAI_MEAN, std=OPENAI_STD):
         if not 0 < zoom[0] <= zoom[1]: raise ValueError(f"zoom must be (low, high) with 0 < low <= high, got {zoom}")
@@ -663,19 +694,16 @@ class TrainTransform:
             self._rng, self._worker_seed = np.random.default_rng(entropy or None), worker_seed
         return self._rng
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:                # PIL image -> [3, n_px, n_px]
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"expected a PIL image (Image.open(path) or Image.fromarray(array)), got {type(image).__name__}")
-        (w, h), n, rng = image.size, self.n_px, self._generator()
-        if w == 0 or h == 0: raise ValueError(f"cannot transform an empty image of size {w}×{h}")
-        scale = n * rng.uniform(*self.zoom) / min(w, h)
-        nw, nh = max(n, round(w * scale)), max(n, round(h * scale))       # the resized picture, never below n
-        left, top = int(rng.integers(0, nw - n + 1)), int(rng.integers(0, nh - n + 1))
-        sx, sy = w / nw, h / nh
-        image = to_rgb(fix_mode(image)).resize((n, n), Image.Resampling.BICUBIC,
-                                               box=(left * sx, top * sy, (left + n) * sx, (top + n) * sy))
-        x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)   # [3, n, n]
-        return normalize(x, self.mean, self.std)
+    def __call__(self, image, rng: np.random.Generator | None = None) -> torch.Tensor:   # -> [3, n_px, n_px]
+        "The augmented picture: a PIL image, or a float tensor [3, H, W] in [0, 1]; crops drawn from `rng` (default: this process's stream)."
+        if isinstance(image, Image.Image):
+            if 0 in image.size: raise ValueError(f"cannot transform an empty image of size {image.size[0]}×{image.size[1]}")
+            image = to_rgb(fix_mode(image))
+        elif not (isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] == 3 and image.is_floating_point()):
+            raise TypeError(f"expected a PIL image (Image.open(path) or Image.fromarray(array)) or a float tensor [3, H, W], "
+                            f"got {type(image).__name__}")
+        x = random_square_crop(image, self.n_px, self._generator() if rng is None else rng, self.zoom)
+        return normalize(to_tensor(x) if isinstance(x, Image.Image) else x, self.mean, self.std)
 
     def __repr__(self): return f"TrainTransform(n_px={self.n_px}, zoom={self.zoom}: random square crop, RGB, normalise)"
 
@@ -693,6 +721,11 @@ test_eq(a.shape, (3, 224, 224)); assert not torch.equal(a, b)
 test_eq(TrainTransform(224, seed=0)(china), a)
 square = china.resize((48, 48))
 test_close(TrainTransform(48, zoom=(1, 1))(square), image_transform(48)(square), eps=1e-6)
+x = torch.rand(3, 48, 48)
+test_eq(random_square_crop(x, 48, np.random.default_rng(0), zoom=(1.0, 1.0)), x)     # z = 1 on a square: the identity
+test_eq(random_square_crop(china, 48, np.random.default_rng(0)).size, (48, 48))
+test_eq(random_square_crop(Image.new('RGB', (100_000, 1)), 48, np.random.default_rng(0)).size, (48, 48))  # 1 px high: no 230M-pixel resize
+test_eq(TrainTransform(48)(x, np.random.default_rng(5)), TrainTransform(48)(x, np.random.default_rng(5)))  # the caller's draws
 print(aug)
 
 

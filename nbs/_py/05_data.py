@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.core import atomic_write, cache_root
-from clip_annotated.pretrained import normalize
+from clip_annotated.pretrained import TrainTransform, normalize
 
 # %%
 #| hide
@@ -613,70 +613,32 @@ train_pixels = {images[k].numpy().tobytes() for k, r in enumerate(records) if r.
 dups = [r for k, r in enumerate(records) if r.split == 'test' and images[k].numpy().tobytes() in train_pixels]
 print(f"{len(dups)} of {n_test} held-out pictures have an exact duplicate in training:", [r.name for r in dups][:8])
 
-
 # %% [markdown]
 # ## Transforms
 #
-# > "A random square crop from resized images is the only data augmentation used during training."
-# > (Radford et al. 2021, §2.3)
-#
-# The paper does not say how much it resizes. For a square crop of side S, we resize the short side to
-# S·z with z drawn uniformly from `zoom=(1.0, 1.2)` and crop S×S at a random place: at $z = 1$ a square
-# picture is kept whole, at $z = 1.2$ up to a sixth of its width and of its height falls outside. An
-# emoji spans most of its square (measured below), so a crop may clip its edge but keeps what it
-# shows. The randomness comes from a generator the caller passes in, so that an item's augmentation
-# can be derived from (seed, epoch, index).
+# The augmentation is [chapter 3](03_pretrained.ipynb)'s `TrainTransform`, the same object
+# `create_model_and_transforms` hands out, for the paper's "random square crop from resized images"
+# (§2.3): the short side resized to S·z with z drawn from `zoom=(1.0, 1.2)`, an S×S crop at a random
+# place, the normalisation. An emoji spans most of its square (measured below), so a crop may clip its
+# edge but keeps what it shows. A data set calls it with a generator seeded by (seed, epoch, index), so
+# that an item's augmentation is a function of those three numbers, whichever process makes it.
 #
 # At inference we reuse chapter 3's `image_transform`, OpenAI's preprocessing: bicubic resize of the
 # short side to S, centre crop, normalisation with the per-channel mean and standard deviation of
 # OpenAI's training images. The cached emoji are already S×S, so for them it reduces to the
 # normalisation (chapter 3's `normalize`), which we apply to the uint8 tensor directly instead of making
-# a PIL image per sample; the check below shows the two agree.
-#
-# For training, the same crop works on a PIL image (real data) and on a tensor (the cached emoji, the
-# fast path). The tensor path resizes with antialiased bilinear interpolation, the PIL path with
-# bicubic; both are resizes of a square up by at most 20%, where the difference is invisible.
-# <!-- fixed: 20% -->
-
-# %%
-#| exports
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    "A PIL image as float32 [3, H, W] in [0, 1] (RGB)."
-    return torch.from_numpy(np.array(image.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1).float().div(255)
-
-def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float, float] = (1.0, 1.2)):
-    "Resize the short side to size·z, z ~ U(zoom), then crop size×size at random: PIL image or float tensor [3, H, W]."
-    z = rng.uniform(*zoom)
-    if isinstance(x, Image.Image):
-        w, h = x.size
-        s = size * z / min(w, h)
-        nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        x = x.resize((nw, nh), Image.Resampling.BICUBIC)
-    else:
-        h, w = x.shape[-2:]
-        s = size * z / min(w, h)
-        nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        if (nh, nw) != (h, w):
-            x = F.interpolate(x[None], (nh, nw), mode='bilinear', antialias=True, align_corners=False)[0].clamp(0, 1)
-    top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
-    if isinstance(x, Image.Image): return x.crop((left, top, left + size, top + size))
-    return x[..., top:top + size, left:left + size]
-
-def train_transform(image: Image.Image, size: int, rng: np.random.Generator, zoom=(1.0, 1.2)) -> torch.Tensor:
-    "The paper's training augmentation on a PIL image: random square crop of the resized image, normalised."
-    return normalize(to_tensor(random_square_crop(image.convert('RGB'), size, rng, zoom)))
-
+# a PIL image per sample; the check below shows the two agree. For training, the cached emoji go
+# through the crop's tensor path, real pictures through its PIL path.
 
 # %%
 rng = np.random.default_rng(0)
 x = torch.rand(3, 48, 48)
-test_eq(random_square_crop(x, 48, rng, zoom=(1.0, 1.0)), x)                     # z = 1 on a square: the identity
-test_eq(random_square_crop(x, 48, rng).shape, (3, 48, 48))
-test_eq(random_square_crop(Image.new('RGB', (300, 200)), 48, rng).size, (48, 48))
+test_eq(TrainTransform(48, zoom=(1.0, 1.0))(x, rng), normalize(x))             # z = 1 on a square: the picture whole
+test_eq(TrainTransform(48)(x, rng).shape, (3, 48, 48))
 grey = Image.new('RGB', (64, 40), (123, 200, 31))
 expected = normalize(torch.tensor([123, 200, 31]).float().div(255).view(3, 1, 1).expand(3, 48, 48))
 test_close(image_transform(48)(grey), expected, eps=1e-5)
-test_close(train_transform(grey, 48, rng), expected, eps=1e-3)
+test_close(TrainTransform(48)(grey, rng), expected, eps=1e-3)
 fox = emoji_images(48)[[r.char for r in emoji_records(48)].index('🦊')]          # uint8 [3, 48, 48]
 test_close(normalize(fox.float() / 255), image_transform(48)(Image.fromarray(fox.permute(1, 2, 0).numpy())), eps=1e-6)
 ink = emoji_images(48).min(dim=1).values < 250                            # [N, S, S]
@@ -774,6 +736,7 @@ class EmojiDataset(torch.utils.data.Dataset):
         self.images = emoji_images(image_size, cache_dir)[self.indices]   # uint8 [n, 3, S, S]
         self.split, self.image_size, self.train, self.seed, self.zoom = split, image_size, train, seed, zoom
         self.templates = tuple(templates or DEFAULT_TEMPLATES)
+        self.augment = TrainTransform(image_size, zoom)                  # chapter 3's, the one augmentation
         self.epoch = 0
         self.skips = SkipCounter()                                       # always empty: the set is clean
 
@@ -786,7 +749,7 @@ class EmojiDataset(torch.utils.data.Dataset):
         if not self.train: return normalize(x), name
         rng = np.random.default_rng([self.seed, self.epoch, i])          # same item, same epoch: same sample
         caption = self.templates[rng.integers(len(self.templates))].format(name)
-        return normalize(random_square_crop(x, self.image_size, rng, self.zoom)), caption
+        return self.augment(x, rng), caption
 
     def __repr__(self): return f"EmojiDataset(split={self.split!r}, n={len(self)}, image_size={self.image_size}, train={self.train})"
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from clip_annotated.data import DEFAULT_TEMPLATES, SkipCounter, to_tensor
+from clip_annotated.data import DEFAULT_TEMPLATES, SkipCounter
+from clip_annotated.pretrained import to_tensor
 from clip_annotated.pretrained import normalize
 
 # %%

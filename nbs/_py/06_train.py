@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import errno, itertools, json, math, os, pickle, queue, random, re, socket, sys, threading, time
+import errno, itertools, json, math, os, pickle, random, re, socket, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -22,17 +22,16 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import IterableDataset
 from tqdm import tqdm
 from clip_annotated.core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
                                   show_progress)
-from torch.utils.data import DataLoader, IterableDataset
 from clip_annotated.model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
-from clip_annotated.readers import DATASET_TYPES, open_data
-from clip_annotated.data import EmojiDataset, collate
-from clip_annotated.scenes import SceneDataset
+from clip_annotated.readers import DATASET_TYPES
+from clip_annotated.data import collate
+from clip_annotated.loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
 from clip_annotated.checkpoints import CheckpointError
 
 # %%
@@ -41,6 +40,8 @@ import shutil, tempfile
 from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
 from clip_annotated.core import footer
+from clip_annotated.data import EmojiDataset
+from clip_annotated.scenes import SceneDataset
 
 # %%
 _ = seed_everything(0)
@@ -109,7 +110,9 @@ class TrainConfig:
     eval_every: int = 0                     # held-out retrieval every this many steps (0: only at the end)
     resume: bool = True                     # continue from out/checkpoint.pt if it exists
     threads: int = 0                        # CPU threads per process (0: cores / processes)
-    prefetch: int | None = None             # batches prepared ahead in a background thread (None: 2 on CUDA, 0 on CPU)
+    workers: int | None = None              # DataLoader worker processes per rank (None: `default_workers`)
+    prefetch: int | None = None             # batches each worker prepares ahead (None: DataLoader's 2)
+    log_every: int = 100                    # read the step's values back and log them every this many steps
     device: str | None = None               # None: CUDA if available, else CPU
     progress: bool = True                   # tqdm progress bar
     # your own pairs (open_clip's option names): used instead of `data` when train_data is set
@@ -121,7 +124,6 @@ class TrainConfig:
     csv_separator: str | None = None        # None: tab for .tsv/.tab, else comma
     train_num_samples: int | None = None    # shards: samples per epoch (needed with dataset_resampled)
     dataset_resampled: bool = False         # shards: draw with replacement, so every rank runs the same steps
-    workers: int = 0                        # shards: DataLoader worker processes per rank
     # fine-tuning
     pretrained: str | None = None           # start from these weights: released name, checkpoint, HF/open_clip dir, run folder
     lock_image: bool = False                # freeze the image tower (LiT)
@@ -373,12 +375,12 @@ for accum in (2, 4):
 
 # %%
 #| exports
-def optimizer_step(model: CLIP, optimizer, scheduler, scaler=None, grad_clip: float = 0.0) -> float | None:
-    "Clip (optional), step, advance the schedule, clamp logit_scale to [0, ln 100]; returns the gradient norm if clipped."
+def optimizer_step(model: CLIP, optimizer, scheduler, scaler=None, grad_clip: float = 0.0) -> torch.Tensor | None:
+    "Clip (optional), step, advance the schedule, clamp logit_scale to [0, ln 100]; returns the gradient norm (on the device) if clipped."
     norm = None
     if grad_clip > 0:
         if scaler is not None: scaler.unscale_(optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip).item()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)        # stays on the device: no wait
     if scaler is not None: scaler.step(optimizer); scaler.update()
     else: optimizer.step()
     scheduler.step()
@@ -629,7 +631,7 @@ test_fail(lambda: load_checkpoint(scratch/'cut.pt'), contains='cut.pt is not a r
 # %%
 #| exports
 FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers',
-                  'grad_checkpointing'}
+                  'grad_checkpointing', 'log_every'}
 
 def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
     "The fields (outside `FREE_ON_RESUME`) where `cfg` differs from a run's saved configuration, as readable lines."
@@ -660,140 +662,47 @@ test_fail(lambda: check_resume(dict(config=saved, data=dict(world_size=1)), Trai
 del saved['lock_text']                                # a checkpoint from before a field existed: its default
 test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3)), [])
 
-
 # %% [markdown]
 # ## The data, rank by rank
 #
-# Each process reads its own shard of the training set through a `DistributedSampler`: for epoch $e$
-# every rank shuffles the indices with the same seed, `seed + e`, and takes every $W$-th one, so the
-# shards are disjoint and together cover the epoch (`drop_last` keeps them equally long, which the
-# gather of the loss requires). With one process the same code gives a plain shuffle. Because the order
-# is a function of (seed, epoch), and the data set's augmentation a function of (seed, epoch, index),
-# the position in the data is just (epoch, batches done), and resuming needs no saved iterator.
+# Making batches is [the input pipeline appendix](05d_loader.ipynb)'s job. `TrainBatches` deals a
+# map-style set (the emoji set, scenes, your CSV) out to the ranks with a `DistributedSampler`, each
+# pair to one rank once per epoch, and streams tar shards by rank and by worker; `DataLoader` worker
+# processes decode, augment, tokenize and stack whole batches, so the GPU never waits for Python. Since
+# the order is a function of (seed, epoch) and an item's augmentation a function of (seed, epoch,
+# index), the position in the data is just (epoch, batches done), and resuming needs no saved iterator.
 #
-# The data sets of this book live in memory, so batches are assembled in the training process: on two
-# CPU cores, `DataLoader` workers would only take cores away from the model. One more saving: a
-# caption recurs every epoch (an emoji name in one of six templates), so `TokenCache` tokenizes each
-# distinct caption once and afterwards only looks its row up. The batch is what the data chapter's
-# `collate` makes, faster. And `prefetch` assembles the next batches in a background thread while the
-# model computes; since an item's randomness depends only on (seed, epoch, index), the thread changes
-# when a batch is made, never what it holds. That pays on a GPU, where the CPU is otherwise idle; on a
-# CPU the model's matrix products already use every core, and the thread only competes with them for
-# the cores, so by default the loop prefetches on CUDA only (`prefetch=2` turns it on anywhere, to
-# try on your machine).
+# A stream has no length, and shards differ in size, so the ranks cannot know in advance how many
+# batches each will get; if one rank stopped while another waited in the gradient all-reduce, the run
+# would hang. So before each step the ranks agree: each says whether it has a batch and how many good
+# samples it holds, and all go on with the smallest (`min_over_ranks`, a minimum over ranks). The
+# agreement is between the CPUs (over gloo, even when the gradients go over NCCL), so it never makes the
+# host wait for the GPU. With `--dataset-resampled`, shards are drawn with replacement, the stream never
+# ends, and an epoch is simply `--train-num-samples` divided by the batch size, the same on every rank.
 
 # %%
 #| exports
-class TokenCache:
-    "Token rows of captions seen before: `cache(captions) -> [B, context_length]`, each distinct caption tokenized once."
-    def __init__(self, context_length: int = 77, max_size: int = 1_000_000):
-        self.context_length, self.max_size, self.rows = context_length, max_size, {}
-    def __call__(self, captions: list[str]) -> torch.Tensor:
-        new = [c for c in dict.fromkeys(captions) if c not in self.rows]
-        if new:
-            if len(self.rows) + len(new) > self.max_size: self.rows.clear()       # web-scale captions rarely repeat
-            self.rows.update(zip(new, tokenize(new, self.context_length, truncate=True)))
-        return torch.stack([self.rows[c] for c in captions])
+_HOST_GROUPS: dict = {}
 
-def epoch_batches(dataset, sampler: DistributedSampler, epoch: int, batch_size: int, start: int = 0,
-                  tokens: TokenCache | None = None):
-    "Yield (batch index, images, tokens) of `epoch` for this rank, skipping the first `start` batches."
-    tokens = tokens or TokenCache()
-    sampler.set_epoch(epoch)
-    if hasattr(dataset, 'set_epoch'): dataset.set_epoch(epoch)
-    order = list(sampler)
-    for b in range(start, len(order) // batch_size):
-        items = [it for it in (dataset[i] for i in order[b * batch_size:(b + 1) * batch_size]) if it is not None]
-        if not items: yield b, None, None; continue                         # every sample bad (counted by the data set)
-        yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
+def host_group():
+    "The process group for small agreements between CPUs: None (the default group) under gloo, else a gloo group made once."
+    if dist.get_backend() == 'gloo': return None
+    if (key := id(dist.group.WORLD)) not in _HOST_GROUPS: _HOST_GROUPS[key] = dist.new_group(backend='gloo')
+    return _HOST_GROUPS[key]
 
-def prefetch(iterable, depth: int = 2):
-    "Iterate `iterable` in a background thread, `depth` items ahead (0: no thread); the thread stops with the loop."
-    if depth <= 0: yield from iterable; return
-    q, stop, done = queue.Queue(maxsize=depth), threading.Event(), object()
-    def put(x) -> bool:
-        while not stop.is_set():
-            try: q.put(x, timeout=0.1); return True
-            except queue.Full: pass
-        return False
-    def work():
-        try:
-            for item in iterable:
-                if not put(item): return
-            put(done)
-        except BaseException as e: put(e)
-    threading.Thread(target=work, daemon=True).start()
-    try:
-        while (item := q.get()) is not done:
-            if isinstance(item, BaseException): raise item
-            yield item
-    finally: stop.set()
-
-
-# %%
-ds = SceneDataset(40, seed=0, image_size=48, train=True)
-shards = [DistributedSampler(ds, num_replicas=2, rank=r, shuffle=True, seed=0, drop_last=True) for r in range(2)]
-for s in shards: s.set_epoch(1)
-idx = [list(s) for s in shards]
-assert not set(idx[0]) & set(idx[1]) and len(idx[0]) == len(idx[1]) == 20     # disjoint, equal, complete
-cache = TokenCache(context_length=32)
-b = list(epoch_batches(ds, shards[0], epoch=1, batch_size=8, tokens=cache))
-test_eq([i for i, *_ in b], [0, 1]); test_eq(b[0][1].shape, (8, 3, 48, 48)); test_eq(b[0][2].shape, (8, 32))
-ref_images, ref_tokens = collate([ds[i] for i in idx[0][:8]], context_length=32)      # what collate makes
-assert torch.equal(b[0][1], ref_images) and torch.equal(b[0][2], ref_tokens)
-assert torch.equal(list(epoch_batches(ds, shards[0], 1, 8, start=1, tokens=cache))[0][1], b[1][1])   # resume mid-epoch
-ahead = list(prefetch(epoch_batches(ds, shards[0], 1, 8, tokens=cache)))
-assert all(torch.equal(x[1], y[1]) and torch.equal(x[2], y[2]) for x, y in zip(ahead, b))      # same batches
-test_eq(next(iter(prefetch(range(10**9), depth=2))), 0)                                         # stops when dropped
-
-
-# %% [markdown]
-# Web-scale pairs do not fit a map-style data set: they come as tar shards that each process streams,
-# which the readers appendix reads through the `webdataset` library (split by rank and by worker, shuffled
-# through a buffer). A stream has no length, and shards differ in size, so the ranks cannot know in
-# advance how many batches each will get; if one rank stopped while another waited in the gradient
-# all-reduce, the run would hang. So before each step the ranks agree: each says whether it has a
-# batch, and all go on only if all have one (`all_have`, a minimum over ranks). With
-# `--dataset-resampled`, shards are drawn with replacement, the stream never ends, and an epoch is
-# simply `--train-num-samples` divided by the batch size, the same on every rank. `stream_batches`
-# turns a stream into this rank's full batches; a `DataLoader` with `workers` processes decodes them.
-
-# %%
-#| exports
-def stream_batches(dataset, epoch: int, batch_size: int, start: int = 0, tokens: TokenCache | None = None,
-                   workers: int = 0, limit: int | None = None):
-    "Yield (batch index, images, tokens) of `epoch` from an iterable data set (this rank's share), full batches only."
-    tokens = tokens or TokenCache()
-    dataset.set_epoch(epoch)
-    samples = DataLoader(dataset, batch_size=None, num_workers=workers)      # workers decode; None = a skipped sample
-    good = (it for it in samples if it is not None)
-    for b in itertools.count():
-        if limit is not None and b >= limit: return
-        items = list(itertools.islice(good, batch_size))
-        if len(items) < batch_size: return                                     # the stream's short tail is dropped
-        if b >= start: yield b, torch.stack([x for x, _ in items]), tokens([c for _, c in items])
-
-def min_over_ranks(values: list[int], device=None) -> list[int]:
-    "The elementwise minimum of `values` over all ranks (one small all-reduce; `values` itself in one process)."
+def min_over_ranks(values: list[int]) -> list[int]:
+    "The elementwise minimum of `values` over all ranks (a small all-reduce between CPUs; `values` itself in one process)."
     if not (dist.is_available() and dist.is_initialized()): return [int(v) for v in values]
-    t = torch.tensor([int(v) for v in values], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    t = torch.tensor([int(v) for v in values])                           # on the CPU: no wait for the GPU
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=host_group())
     return t.tolist()
 
-def all_have(has: bool, device=None) -> bool:
+def all_have(has: bool) -> bool:
     "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
-    return bool(min_over_ranks([has], device)[0])
+    return bool(min_over_ranks([has])[0])
 
 
 # %%
-class _Stream(IterableDataset):                      # a toy stream of n scenes with odd ones skipped (None)
-    def __init__(self, n): self.ds, self.n = SceneDataset(n, seed=0, image_size=48, train=True), n
-    def set_epoch(self, epoch): self.ds.set_epoch(epoch)
-    def __iter__(self): return (self.ds[i] if i % 7 else None for i in range(self.n))
-got = list(stream_batches(_Stream(40), epoch=0, batch_size=8, tokens=TokenCache(32)))
-test_eq([b for b, *_ in got], [0, 1, 2, 3]); test_eq(got[0][1].shape, (8, 3, 48, 48))    # 34 good: 4 full batches
-test_eq([b for b, *_ in stream_batches(_Stream(40), 0, 8, start=2, tokens=TokenCache(32))], [2, 3])
-test_eq(len(list(stream_batches(_Stream(40), 0, 8, limit=1, tokens=TokenCache(32)))), 1)
 assert all_have(True) and not all_have(False)
 test_eq(min_over_ranks([1, 37]), [1, 37])
 
@@ -893,8 +802,9 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     def is_num(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     for name, (least, most) in dict(batch_size=(1, None), steps=(1, None), accum=(1, None), ckpt_every=(1, None),
                                     eval_every=(0, None), warmup=(0, None), seed=(0, 2**31 - 1), threads=(0, 1024),
-                                    workers=(0, 256), n_scenes=(4, 10**7)).items():      # scenes: a quarter is held out
+                                    workers=(0, 256), n_scenes=(4, 10**7), log_every=(1, None)).items():   # scenes: a quarter is held out
         v = getattr(cfg, name)
+        if name == 'workers' and v is None: continue                      # None: default_workers
         if not is_int(v) or v < least or (most is not None and v > most):
             bad(name, f"must be a whole number ≥ {least}" + (f" and ≤ {most:,}" if most is not None else ''))
     for name in ('prefetch', 'train_num_samples'):
@@ -1047,17 +957,24 @@ test_eq((scratch/'locked'/'.lock').read_text(), '')
 # `train` puts the pieces together. It sets up the process group when `torchrun` started it (gloo on
 # CPUs, NCCL on GPUs), builds the model with the run's seed on every rank and wraps it in
 # `DistributedDataParallel`, restores the last checkpoint of the run directory if there is one, and
-# then loops over steps. Every step appends one line to `metrics.jsonl` (loss, learning rate,
-# temperature, samples per second) and updates a progress bar; every `ckpt_every` steps and at the end
-# rank 0 writes the checkpoint. When the steps are done it measures held-out retrieval and returns a
-# summary; the curves and `report.md` are drawn from it by [the next chapter](06a_run.ipynb). Only
-# rank 0 writes files. The data comes from `make_datasets`:
-# your pairs when `cfg.train_data` names a CSV file or shards (read by `open_data` of [Appendix: readers](05c_readers.ipynb)),
-# else the emoji set or scenes, as `cfg.data` says. Or pass `datasets=(train set, held-out set)`,
-# map-style or streaming data sets of (image, caption) pairs: the bias chapter trains on a
-# deliberately skewed copy of the emoji set that way. A map-style set is dealt out by the sampler
-# above, each pair to one rank once per epoch; a stream by shards, with the ranks agreeing on when an
-# epoch ends. A run's data is not in its checkpoint, so resume with the same data.
+# then loops over steps; every `ckpt_every` steps and at the end rank 0 writes the checkpoint. When the
+# steps are done it measures held-out retrieval and returns a summary; the curves and `report.md` are
+# drawn from it by [the next chapter](06a_run.ipynb). Only rank 0 writes files. The data comes from
+# `make_datasets` of [the input pipeline appendix](05d_loader.ipynb): your pairs when `cfg.train_data`
+# names a CSV file or shards, else the emoji set or scenes, as `cfg.data` says. Or pass
+# `datasets=(train set, held-out set)`, map-style or streaming data sets of (image, caption) pairs: the
+# bias chapter trains on a deliberately skewed copy of the emoji set that way. A run's data is not in
+# its checkpoint, so resume with the same data.
+#
+# One rule shapes the loop: **it never waits for the GPU between log steps.** A GPU runs the kernels a
+# step queues while Python prepares the next step; reading a value back (`loss.item()`, a gradient
+# norm, the temperature) makes Python wait until the GPU has caught up, and the GPU then idles while
+# Python logs. So the loss, the temperature and the gradient norm of each step stay on the device, and
+# every `log_every` steps (and at every evaluation and checkpoint) `StepLog.flush` reads them all back
+# at once, averaged over ranks, and writes one `metrics.jsonl` record per step. A loss that became NaN
+# or infinite is found there, before any checkpoint is written, and the run stops naming the first
+# bad step; the checkpoint on disk is the last good one. nanoGPT and open_clip read values back on
+# their log steps only, for the same reason.
 
 # %%
 #| exports
@@ -1071,41 +988,6 @@ def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device
         dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
     rank, world = world_info()
     return rank, world, dev
-
-def make_datasets(cfg: TrainConfig, image_size: int):
-    "(training set with augmentation, held-out set with plain captions or None) for `cfg.train_data`/`val_data`, else `cfg.data`."
-    if cfg.train_data:
-        kw = dict(dataset_type=cfg.dataset_type, image_size=image_size, seed=cfg.seed, csv_img_key=cfg.csv_img_key,
-                  csv_caption_key=cfg.csv_caption_key, csv_separator=cfg.csv_separator)
-        return (open_data(cfg.train_data, train=True, resampled=cfg.dataset_resampled, **kw),
-                open_data(cfg.val_data, train=False, split=False, **kw) if cfg.val_data else None)
-    if cfg.data == 'emoji':
-        return (EmojiDataset('train', image_size=image_size, train=True, templates=cfg.templates, seed=cfg.seed),
-                EmojiDataset('test', image_size=image_size, train=False, seed=cfg.seed))
-    if cfg.data == 'scenes':
-        return (SceneDataset(cfg.n_scenes, seed=cfg.seed, image_size=image_size, train=True),
-                SceneDataset(cfg.n_scenes // 4, seed=cfg.seed + 1_000_003, image_size=image_size, train=False))
-    raise ValueError(f"--data {cfg.data!r}: the built-in sets are 'emoji' and 'scenes'; "
-                     f"for your own pairs use --train-data (a CSV/TSV file or tar shards)")
-
-def data_size(dataset) -> int | None:
-    "Items of a map-style data set; None for a stream, whose size nobody knows before reading it."
-    return None if isinstance(dataset, IterableDataset) else len(dataset)
-
-def describe_data(cfg: TrainConfig, train_ds, test_ds, given: bool = False) -> dict:
-    "What a run trained and was measured on (source, counts, skips), for its report, results and model card."
-    builtin = {'emoji': ('the emoji set (OpenMoji drawings named by Unicode)', 'the emoji test split'),
-               'scenes': ('procedural scenes', 'held-out procedural scenes')}
-    if cfg.train_data: source, held = cfg.train_data, cfg.val_data
-    elif given: source, held = f"{type(train_ds).__name__} given to train()", test_ds and f"{type(test_ds).__name__} given to train()"
-    else: source, held = builtin[cfg.data]
-    d = dict(source=source, held_out=held, train_items=data_size(train_ds),
-             held_out_items=None if test_ds is None else data_size(test_ds))
-    if isinstance(train_ds, IterableDataset) and hasattr(train_ds, 'skips'): d['samples_read'] = train_ds.skips.good
-    for name, ds in (('train_skipped', train_ds), ('held_out_skipped', test_ds)):
-        if getattr(ds, 'skips', None) is not None and ds.skips.skipped: d[name] = ds.skips.counts
-    if cfg.pretrained: d['pretrained'] = cfg.pretrained
-    return d
 
 
 # %% [markdown]
@@ -1131,6 +1013,41 @@ def _truncate_metrics(path: Path, step: int) -> None:
     keep = [r for r in read_metrics(path) if r.get('step', 0) <= step]
     path.write_text(''.join(json.dumps(r) + '\n' for r in keep))
 
+class StepLog:
+    "The loop's per-step values, kept on the device until `flush` reads them all back at once (one host sync) and logs them."
+    def __init__(self, path: Path | None = None):
+        self.path, self.pending = path, []                             # path None: keep nothing on disk (ranks > 0)
+    def add(self, record: dict, loss: torch.Tensor, logit_scale: torch.Tensor, grad_norm: torch.Tensor | None = None):
+        "Note one step: host values in `record`, device values as tensors (nothing is read back)."
+        self.pending.append((record, loss.detach().float(), logit_scale.detach().float().exp(),
+                             None if grad_norm is None else grad_norm.detach().float()))
+    def flush(self, last: dict | None = None) -> tuple[list[dict], dict | None]:
+        "(records of the pending steps up to the first non-finite loss, that step's record or None); writes the good ones, `last` added to the final one."
+        if not self.pending: return [], None
+        recs, losses, scales, norms = zip(*self.pending)
+        self.pending = []
+        values = torch.stack([mean_over_ranks(torch.stack(losses)), torch.stack(scales),
+                              torch.stack([n if n is not None else torch.zeros_like(l) for n, l in zip(norms, losses)])])
+        out, bad = [], None
+        for rec, (loss, scale, norm), has_norm in zip(recs, values.T.tolist(), (n is not None for n in norms)):   # the one sync
+            rec = dict(rec, loss=loss, logit_scale=scale, temperature=1 / scale, **({'grad_norm': norm} if has_norm else {}))
+            if not math.isfinite(loss): bad = rec; break
+            out.append(rec)
+        if out and last: out[-1].update(last)
+        if self.path is not None and out:
+            with open(self.path, 'a') as f: f.write(''.join(json.dumps(r) + '\n' for r in out))
+        return out, bad
+
+
+# %%
+log_path = scratch / 'log-check.jsonl'
+slog = StepLog(log_path)
+for k, v in enumerate([2.0, 1.5, math.nan, 1.0]): slog.add(dict(step=k + 1), torch.tensor(v), torch.tensor(0.0))
+recs, bad = slog.flush(last=dict(samples_per_s=10.0))
+test_eq([r['step'] for r in recs], [1, 2]); test_eq(bad['step'], 3); test_eq(recs[-1]['samples_per_s'], 10.0)
+test_eq([r['step'] for r in read_metrics(log_path)], [1, 2])          # the NaN step and what follows are not logged
+test_eq(recs[0]['temperature'], 1.0)
+
 
 # %%
 #| exports
@@ -1142,7 +1059,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     if rank == 0:
         try: lock.__enter__()
         except RunInUseError as e: busy = e
-    if not all_have(busy is None, device):                      # every rank stops, not only the one that knows why
+    if not all_have(busy is None):                      # every rank stops, not only the one that knows why
         raise busy or RunInUseError(f"{cfg.out} is in use by another run (rank 0 could not lock it)")
     try: return _run(cfg, datasets, rank, world, device)
     finally: lock.__exit__()
@@ -1170,16 +1087,20 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
     scheduler = make_scheduler(optimizer, cfg)
     if amp_dtype is torch.float16: scaler = torch.amp.GradScaler('cuda')
     train_ds, test_ds = datasets or make_datasets(cfg, mcfg.image_resolution)
-    streaming = isinstance(train_ds, IterableDataset)
+    streaming, limit = isinstance(train_ds, IterableDataset), None
     if streaming:                                  # steps per epoch: fixed by --train-num-samples, else the shortest rank's
         if cfg.dataset_resampled and not cfg.train_num_samples:
             raise ValueError("--dataset-resampled needs --train-num-samples (the samples that make one epoch)")
-        per_epoch = cfg.train_num_samples // cfg.batch_size if cfg.train_num_samples else None
-        if per_epoch == 0: raise ValueError(f"--train-num-samples {cfg.train_num_samples} is less than one batch of {cfg.batch_size}")
-    else:
-        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-        per_epoch = len(sampler) // local_bs
-        if per_epoch == 0: raise ValueError(f"{len(train_ds)} training items are fewer than one batch of {cfg.batch_size}")
+        limit = cfg.train_num_samples // cfg.batch_size if cfg.train_num_samples else None
+        if limit == 0: raise ValueError(f"--train-num-samples {cfg.train_num_samples} is less than one batch of {cfg.batch_size}")
+    workers = cfg.workers if cfg.workers is not None else default_workers(device, world)
+    batches = TrainBatches(train_ds, local_bs, rank, world, cfg.seed, workers, mcfg.context_length,
+                           pin_memory=device.type == 'cuda', prefetch=cfg.prefetch, limit=limit)
+    per_epoch = batches.per_epoch
+    if not streaming and per_epoch == 0: raise ValueError(f"{len(train_ds)} training items are fewer than one batch of {cfg.batch_size}")
+    if ck is not None and streaming and max(1, ck['data'].get('workers', workers)) != max(1, workers):
+        raise ValueError(f"{ckpt_path} streamed its shards through {ck['data']['workers']} worker(s) per process and this run "
+                         f"has {workers}: a stream's batches depend on it, so resume with --workers {ck['data']['workers']}")
     step, epoch, start, wall_before = 0, 0, 0, 0.0
     if ck is not None:                                                     # continue the same run
         model.load_state_dict(ck['model']); optimizer.load_state_dict(ck['optimizer'])
@@ -1199,56 +1120,62 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                              model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                              scaler=scaler.state_dict() if scaler is not None else {}, rng=rng_state(),
                              data=dict(step=step, epoch=epoch, step_in_epoch=done, sampler_seed=cfg.seed,
-                                       steps_per_epoch=per_epoch, world_size=world),
+                                       steps_per_epoch=per_epoch, world_size=world, workers=workers),
                              wall_s=wall_before + time.perf_counter() - t_loop), ckpt_path)
         last_ckpt = step
 
     amp = autocast(device, amp_dtype)
-    depth = cfg.prefetch if cfg.prefetch is not None else (2 if device.type == 'cuda' else 0)
     bar = tqdm(total=cfg.steps, initial=step, disable=not show_progress(cfg.progress) or rank != 0, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 15.0, desc=out.name)
-    t_loop, rate, token_cache = time.perf_counter(), None, TokenCache(mcfg.context_length)
+    log = StepLog(metrics_path if rank == 0 else None)
+    skips = getattr(train_ds, 'skips', None)           # the data set's count of bad samples, by reason
+    t_loop = time.perf_counter()
+    waited, timer = 0.0, dict(t=t_loop, steps=0, waited=0.0)   # seconds waiting for batches; since the last flush
+
+    def flush():
+        "Read the pending steps back (the loop's one host sync), log them, stop on a non-finite loss."
+        now = time.perf_counter()
+        n, dt = timer['steps'], max(now - timer['t'], 1e-9)
+        last = dict(samples_per_s=n * cfg.batch_size / dt, data_wait=(waited - timer['waited']) / dt)
+        if skips is not None and skips.skipped: last['skipped'] = skips.counts
+        recs, bad = log.flush(last)
+        timer.update(t=now, steps=0, waited=waited)
+        if bad is not None: check_finite(bad['loss'], None, bad['step'], cfg, last_ckpt)
+        if recs:
+            r = recs[-1]
+            bar.set_postfix(loss=f"{r['loss']:.3f}", lr=f"{r['lr']:.2e}", τ=f"{r['temperature']:.4f}",
+                            samples_s=f"{last['samples_per_s']:.0f}", refresh=False)
+
     was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
     epoch_steps = []                                   # batches this process read in each epoch it finished
-    skips = getattr(train_ds, 'skips', None)           # the data set's count of bad samples, by reason
     model.train()
     while step < cfg.steps:
-        if streaming:
-            batches = stream_batches(train_ds, epoch, local_bs, start, token_cache, cfg.workers, per_epoch)
-        else:
-            batches = epoch_batches(train_ds, sampler, epoch, local_bs, start, token_cache)
-        batches, done, stepped = iter(prefetch(batches, depth)), start, 0
+        it, done, stepped = batches.epoch(epoch, start), start, 0
         while step < cfg.steps:
-            batch = next(batches, None)
-            n = 0 if batch is None or batch[1] is None else len(batch[1])
-            has, n = min_over_ranks([batch is not None, n], device)   # the ranks stop together, on equal batches
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            waited += time.perf_counter() - t0
+            has, n = min_over_ranks([batch is not None, 0 if batch is None else len(batch[1])])   # equal batches on every rank
             if not has: break
             b, images, tokens = batch
             done = b + 1                                              # position in the epoch: the next batch to read
             if n == 0: continue                                       # a batch of bad samples only (on some rank)
-            t0 = time.perf_counter()
-            loss = forward_backward(towers, images[:n].to(device, non_blocking=True), tokens[:n].to(device), cfg.accum, amp, scaler)
+            images, tokens = images[:n].to(device, non_blocking=True), tokens[:n].to(device, non_blocking=True)
             lr = optimizer.param_groups[0]['lr']
-            loss = mean_over_ranks(loss).item()
-            check_finite(loss, None, step + 1, cfg, last_ckpt)       # before the step: a NaN update is never taken
+            loss = forward_backward(towers, images, tokens, cfg.accum, amp, scaler)
             norm = optimizer_step(model, optimizer, scheduler, scaler, cfg.grad_clip)
-            step, stepped = step + 1, stepped + 1
-            dt = time.perf_counter() - t0
-            rate = cfg.batch_size / dt if rate is None else 0.9 * rate + 0.1 * cfg.batch_size / dt
-            scale = model.logit_scale.exp().item()
-            if rank == 0:
-                rec = dict(step=step, epoch=epoch, loss=loss, lr=lr, logit_scale=scale, temperature=1 / scale,
-                           samples_per_s=cfg.batch_size / dt, wall_s=wall_before + time.perf_counter() - t_loop)
-                if norm is not None: rec['grad_norm'] = norm
-                if skips is not None and skips.skipped: rec['skipped'] = skips.counts
-                _log(metrics_path, rec)
-            bar.set_postfix(loss=f'{loss:.3f}', lr=f'{lr:.2e}', τ=f'{1 / scale:.4f}', samples_s=f'{rate:.0f}', refresh=False)
+            step, stepped, timer['steps'] = step + 1, stepped + 1, timer['steps'] + 1
+            log.add(dict(step=step, epoch=epoch, lr=lr, wall_s=wall_before + time.perf_counter() - t_loop),
+                    loss, model.logit_scale, norm)
             bar.update()
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and rank == 0 and test_ds is not None:
+            evaluate = bool(cfg.eval_every) and step % cfg.eval_every == 0 and step < cfg.steps and test_ds is not None
+            save = step % cfg.ckpt_every == 0 or step == cfg.steps
+            if step % cfg.log_every == 0 or evaluate or save: flush()
+            if evaluate and rank == 0:
                 _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
             ends_epoch = per_epoch is not None and done == per_epoch
-            if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8].to(device), tokens[:8].to(device)))
+            if rank == 0 and save:
+                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8], tokens[:8]))
             if ends_epoch: break
         if stepped == 0 and start == 0:
             raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, "
@@ -1256,11 +1183,13 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                              + (f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''))
         if step < cfg.steps or (per_epoch is not None and done == per_epoch):
             epoch_steps.append(done); epoch, start = epoch + 1, 0
+    flush()
     bar.close()
     train_s = time.perf_counter() - t_loop
     summary = dict(name=out.name, steps=cfg.steps, world_size=world, device=str(device),
                    parameters=count_parameters(model), train_items=data_size(train_ds), steps_per_epoch=per_epoch,
-                   epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, dir=str(out))
+                   epoch_steps=epoch_steps, train_wall_s=wall_before + train_s, workers=workers,
+                   data_wait_s=waited, data_wait_share=waited / max(train_s, 1e-9), dir=str(out))
     if rank == 0:
         if test_ds is not None:
             summary['test'] = evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)

@@ -312,7 +312,9 @@ OPTION_HELP = {  # one line per TrainConfig field, for --help
     'eval_every': "held-out retrieval every N steps (0: only at the end)",
     'resume': "continue the run in --out if it has a checkpoint (default: yes)",
     'threads': "CPU threads per process (0: cores / processes)",
-    'prefetch': "batches prepared ahead in a thread (default: 2 on CUDA, 0 on CPU)",
+    'workers': "DataLoader worker processes per process, decoding and batching (default: on CUDA the process's cores less one, at most 8; on CPU 0)",
+    'prefetch': "batches each worker prepares ahead (default 2)",
+    'log_every': "read the loss, temperature and gradient norm back from the device and log them every N steps (default 100)",
     'device': "cpu, cuda or cuda:N (default: CUDA if available)",
     'progress': "progress bar (default: yes)",
     'train_data': "your training pairs: a CSV/TSV file, or webdataset shards (list, {000..009} range, glob, folder, pipe:, URL)",
@@ -323,7 +325,6 @@ OPTION_HELP = {  # one line per TrainConfig field, for --help
     'csv_separator': "CSV separator (default: tab for .tsv/.tab, else comma)",
     'train_num_samples': "shards: samples in one epoch (needed with --dataset-resampled)",
     'dataset_resampled': "shards: draw them with replacement, so every process runs the same steps",
-    'workers': "shards: DataLoader worker processes per process",
     'pretrained': "start from these weights: a released name (ViT-B/32), a checkpoint, a Hugging Face or open_clip folder, or a run folder",
     'lock_image': "freeze the image tower (LiT-style fine-tuning)",
     'lock_text': "freeze the text tower",
@@ -346,7 +347,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None, help=h)
         elif f.name == 'templates': p.add_argument(opt, nargs='+', default=None, help=h)
         elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
-        elif f.name in ('prefetch', 'train_num_samples'): p.add_argument(opt, type=int, default=None, help=h)
+        elif f.name in ('prefetch', 'train_num_samples', 'workers'): p.add_argument(opt, type=int, default=None, help=h)
         else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
     p.add_argument('--debug', action='store_true', help="on an error, show the full traceback (default: one line)")
     args = vars(p.parse_args(argv))
