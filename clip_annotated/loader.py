@@ -37,7 +37,8 @@ class PairCollate:
         samples = [s for s in samples if s is not None]
         if not samples: return torch.empty(0, 3, 0, 0), torch.empty(0, self.tokens.context_length, dtype=torch.long)
         images, captions = zip(*samples)
-        return torch.stack(images), self.tokens(list(captions))
+        tokens = self.tokens(list(captions))
+        return torch.stack(images), tokens[:, :int(tokens.argmax(-1).max()) + 1]   # up to the batch's last [EOS]
 
 # %% ../nbs/05d_loader.ipynb #ec8b2b4c
 class EpochItems(Dataset):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import child_env
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -21,10 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict:
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
-    env.pop('IN_TEST', None)
-    return env
+    return child_env()
 
 
 def _cli(*args, cwd) -> subprocess.CompletedProcess:

@@ -134,8 +134,8 @@ def _worker(rank: int, store: str, out: str):
 
 def test_two_processes_equal_one(tmp_path):
     store = tmp_path/'store'
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    env['PYTHONPATH'] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get('PYTHONPATH', '')])
+    from conftest import child_env
+    env = child_env()
     procs = [subprocess.Popen([sys.executable, __file__, '--worker', str(r), str(store), str(tmp_path/f'rank{r}.pt')],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for r in range(WORLD)]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import child_env
 import torch
 from PIL import Image
 
@@ -37,10 +39,7 @@ def _pairs(n: int, start: int = 0):
 
 
 def _env() -> dict:
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONHASHSEED': '0'}
-    env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
-    env.pop('IN_TEST', None)
-    return env
+    return child_env()
 
 
 def _torchrun(out: Path, *args: str, timeout: int = 300) -> list[dict]:

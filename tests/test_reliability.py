@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from conftest import child_env
 import torch
 
 from clip_annotated.core import CommandError
@@ -43,9 +45,8 @@ TINY_ARGV = ['--preset', 'scenes-tiny', '--model-overrides', json.dumps(TINY_MOD
 
 
 def _env() -> dict:
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'CLIP_ANNOTATED_PROGRESS': '0'}
-    env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
-    env.pop('IN_TEST', None); env.pop('CLIP_ANNOTATED_DEBUG', None)
+    env = child_env(progress=False)
+    env.pop('CLIP_ANNOTATED_DEBUG', None)
     return env
 
 

@@ -15,6 +15,8 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
+
+from conftest import child_env
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,10 +29,7 @@ TINY = ['--preset', 'scenes-tiny', '--model-overrides', json.dumps(TINY_MODEL), 
 
 
 def _env(threads: int = 1) -> dict:
-    env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'PYTHONHASHSEED': '0'}
-    env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
-    env.pop('IN_TEST', None)
-    return env
+    return child_env(threads)
 
 
 def _train_cmd(out: Path, *extra: str) -> list[str]:
@@ -121,3 +120,100 @@ def test_retrieval_metrics_hand_made():
                                ks=(1,), image_to_text=torch.tensor([1, 1, 0, 0]))
     assert shared['i2t_R@1'] == 1.0 and shared['t2i_R@1'] == 1.0 and abs(shared['t2i_chance@1'] - 0.5) < 1e-12
     with pytest.raises(ValueError, match='image_to_text'): retrieval_metrics(torch.randn(3, 2), torch.randn(2, 2))
+
+
+def test_two_processes_with_accumulation_equal_one_whole_batch(tmp_path):
+    "torchrun, 2 ranks × 2 accumulation chunks of 8, against one process with the whole batch of 32: the same losses and weights."
+    torchrun = Path(sys.executable).parent/'torchrun'
+    if not torchrun.exists(): pytest.skip('torchrun not found next to the interpreter')
+    args = [*TINY, '--steps', '4', '--ckpt-every', '4', '--threads', '1']
+    ddp = subprocess.run([str(torchrun), '--standalone', '--nnodes=1', '--nproc_per_node=2', '-m', 'clip_annotated.run',
+                          *args, '--accum', '2', '--out', str(tmp_path/'ddp')], env=_env(), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
+    one = subprocess.run([sys.executable, '-m', 'clip_annotated.run', *args, '--out', str(tmp_path/'one')], env=_env(),
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+    # the ranks' batches b are the shares of the one process's batch b (DistributedSampler deals a shuffle
+    # by rank), and the contrastive loss of a batch does not depend on the order of its pairs
+    loss = lambda run: [r['loss'] for r in map(json.loads, (tmp_path/run/'metrics.jsonl').read_text().splitlines()) if 'loss' in r]
+    assert len(loss('ddp')) == len(loss('one')) == 4
+    torch.testing.assert_close(loss('ddp'), loss('one'), rtol=1e-5, atol=1e-6)
+    a, b = _load(tmp_path/'ddp'/'checkpoint.pt')['model'], _load(tmp_path/'one'/'checkpoint.pt')['model']
+    for k in a:      # 4 AdamW steps of lr ~1e-3 move a weight by ~1e-3; float noise in the sums stays below 1e-4
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=lambda m: f"{k}: {m}")
+
+
+# ------------------------------------------------------------------ no host sync between log steps
+
+_DATA_SIDE = {'clip_annotated.loader', 'clip_annotated.tokenizer', 'clip_annotated.data', 'clip_annotated.scenes',
+              'clip_annotated.readers', 'clip_annotated.pretrained'}      # run in DataLoader workers on a GPU machine
+
+
+def _count_host_reads(monkeypatch) -> list:
+    "Patch every way a tensor's value reaches Python; note each call made from the training side of our code."
+    import inspect
+    calls = []
+    def counting(name, real):
+        def wrapper(self, *a, **kw):
+            frame = inspect.currentframe().f_back
+            while frame is not None and not frame.f_globals.get('__name__', '').startswith('clip_annotated.'):
+                frame = frame.f_back
+            cpu_only = frame is not None and frame.f_code.co_name == 'encode_text' and self.device.type == 'cpu'
+            if frame is not None and frame.f_globals['__name__'] not in _DATA_SIDE and not cpu_only:
+                calls.append(f"{frame.f_globals['__name__']}:{frame.f_lineno} {name}")
+            return real(self, *a, **kw)
+        return wrapper
+    for name in ('item', 'tolist', '__bool__', '__float__', '__int__', '__index__', 'numpy', 'cpu'):
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    return calls
+
+
+def _reads_in_run(tmp_path, monkeypatch, steps: int, log_every: int) -> list:
+    from dataclasses import replace
+    from clip_annotated.train import PRESETS, train
+    cfg = replace(PRESETS['scenes-tiny'], model_overrides=TINY_MODEL, n_scenes=256, batch_size=32, steps=steps,
+                  warmup=2, ckpt_every=10**6, eval_every=0, log_every=log_every, progress=False, threads=1,
+                  out=str(tmp_path/f'run{steps}'))
+    with monkeypatch.context() as m:
+        calls = _count_host_reads(m)
+        train(cfg)
+    return calls
+
+
+def test_no_host_sync_between_log_steps(tmp_path, monkeypatch):
+    "Reads of a tensor's value from the training side: as many in 12 steps logged every 6 as in 6 steps logged every 3."
+    few, many = _reads_in_run(tmp_path, monkeypatch, 6, 3), _reads_in_run(tmp_path, monkeypatch, 12, 6)
+    assert len(many) == len(few), f"{len(many) - len(few)} more reads in the longer run: {sorted(set(many) - set(few))[:10]}"
+    assert few, "the counter saw nothing: the patch is broken"
+
+
+def test_text_encoder_reads_nothing_back_off_the_cpu():
+    "The text encoder cuts the padding after [EOS] only for CPU tokens (the read the test above leaves out); on any other device it reads nothing: meta tensors, which have no values, go through."
+    from clip_annotated.model import create_model
+    from clip_annotated.tokenizer import tokenize
+    model = create_model('MiniCLIP').eval()
+    tokens = tokenize(['a cat', 'two red circles above a square'], context_length=model.context_length)
+    with torch.no_grad(): want = model.encode_text(tokens)
+    torch.testing.assert_close(model.encode_text(tokens[:, :12]), want)                 # fewer columns: the same
+    assert model.to('meta').encode_text(tokens.to('meta')).shape == want.shape        # no value is read
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: the CPU test above counts the reads instead')
+def test_no_cuda_sync_between_log_steps(tmp_path):
+    "On CUDA, torch's sync debug mode counts the synchronisations: the same number for 12 steps logged every 6 as for 6 logged every 3."
+    import warnings
+    from dataclasses import replace
+    from clip_annotated.train import PRESETS, train
+    def syncs(steps, log_every):
+        cfg = replace(PRESETS['scenes-tiny'], model_overrides=TINY_MODEL, n_scenes=256, batch_size=32, steps=steps,
+                      warmup=2, ckpt_every=10**6, eval_every=0, log_every=log_every, progress=False, device='cuda',
+                      precision='bf16', workers=1, out=str(tmp_path/f'cuda{steps}'))
+        torch.cuda.set_sync_debug_mode('warn')
+        try:
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter('always')
+                train(cfg)
+        finally: torch.cuda.set_sync_debug_mode('default')
+        return [x for x in w if 'synchroniz' in str(x.message)]
+    assert len(syncs(12, 6)) == len(syncs(6, 3))

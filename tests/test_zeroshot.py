@@ -13,6 +13,8 @@ import json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
+
+from conftest import child_env
 import torch
 import torch.nn.functional as F
 
@@ -26,10 +28,7 @@ TINY = ['--model-overrides', json.dumps(dict(vision_layers=1, transformer_layers
 
 
 def _env() -> dict:
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')])
-    env.pop('IN_TEST', None)
-    return env
+    return child_env()
 
 
 def _cli(*args, cwd) -> subprocess.CompletedProcess:

@@ -506,8 +506,10 @@ class CLIP(nn.Module):
     def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         "Token ids [b, n] (from `tokenize`, [EOS] within the context) -> text embeddings [b, embed_dim], L2-normalised if `normalize`."
         eot = text.argmax(dim=-1)                                           # [b] position of [EOS]
-        n = int(eot.max()) + 1    # attention is causal: tokens after the last [EOS] cannot change the result
-        if n > self.context_length: raise ValueError(_beyond_context(text, eot, self.context_length))
+        n = text.shape[1]
+        if text.device.type == 'cpu' or n > self.context_length:          # reading eot back would make a GPU wait
+            n = int(eot.max()) + 1    # attention is causal: tokens after the last [EOS] cannot change the result
+            if n > self.context_length: raise ValueError(_beyond_context(text, eot, self.context_length))
         x = self.token_embedding(text[:, :n]).type(self.dtype) + self.positional_embedding[:n].type(self.dtype)
         x = self.ln_final(self.transformer(x)).type(self.dtype)             # [b, n, width]
         x = x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection  # [b, embed_dim]

@@ -57,7 +57,11 @@ from clip_annotated.data import collate
 # A caption recurs every epoch (an emoji name in one of six templates), so `TokenCache` tokenizes each
 # distinct caption once and afterwards only looks its row up. `PairCollate` is the `collate_fn` the
 # workers run: it drops the samples a data set marked bad (`None`, already counted by its
-# `SkipCounter`) and stacks the rest, exactly as the data chapter's `collate` does.
+# `SkipCounter`) and stacks the rest, as the data chapter's `collate` does, with one saving: the token
+# rows are cut after the batch's last [EOS]. Attention in the text encoder is causal, so the padding
+# after it changes nothing ([the model chapter](02_model.ipynb) cuts it too when the tokens are on the
+# CPU, where finding the cut costs nothing; on a GPU, finding it would make the host wait for the
+# device, so the model takes the columns it is given).
 
 # %%
 #| export
@@ -79,14 +83,17 @@ class PairCollate:
         samples = [s for s in samples if s is not None]
         if not samples: return torch.empty(0, 3, 0, 0), torch.empty(0, self.tokens.context_length, dtype=torch.long)
         images, captions = zip(*samples)
-        return torch.stack(images), self.tokens(list(captions))
+        tokens = self.tokens(list(captions))
+        return torch.stack(images), tokens[:, :int(tokens.argmax(-1).max()) + 1]   # up to the batch's last [EOS]
 
 
 # %%
 ds = SceneDataset(40, seed=0, image_size=48, train=True)
 pairs = [ds[i] for i in range(8)]
 mine, ref = PairCollate(32)([None, *pairs]), collate(pairs, context_length=32)
-assert torch.equal(mine[0], ref[0]) and torch.equal(mine[1], ref[1])            # what the data chapter's collate makes
+n = mine[1].shape[1]
+assert torch.equal(mine[0], ref[0]) and torch.equal(mine[1], ref[1][:, :n])     # what the data chapter's collate makes,
+assert n < 32 and (ref[1][:, n:] == 0).all()                                   # less the padding after the last [EOS]
 test_eq(PairCollate(32)([None, None])[1].shape, (0, 32))                          # a batch of bad samples only
 
 
@@ -223,7 +230,7 @@ pipe = TrainBatches(ds, 8, rank=0, world=2, seed=0, context_length=32)
 got = list(pipe.epoch(1))
 test_eq(pipe.per_epoch, 2); test_eq([b for b, *_ in got], [0, 1]); test_eq(got[0][1].shape, (8, 3, 48, 48))
 ref = collate([ds[i] for i in idx[0][:8]], context_length=32)
-assert torch.equal(got[0][1], ref[0]) and torch.equal(got[0][2], ref[1])
+assert torch.equal(got[0][1], ref[0]) and torch.equal(got[0][2], ref[1][:, :got[0][2].shape[1]])
 two = list(TrainBatches(ds, 8, rank=0, world=2, seed=0, workers=2, context_length=32).epoch(1))
 assert all(torch.equal(x[1], y[1]) and torch.equal(x[2], y[2]) for x, y in zip(two, got))   # workers change nothing
 test_eq([b for b, *_ in pipe.epoch(1, start=1)], [1]); assert torch.equal(next(pipe.epoch(1, start=1))[1], got[1][1])
