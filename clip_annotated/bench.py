@@ -11,7 +11,8 @@ from .tokenizer import SimpleTokenizer, tokenize
 
 # %% auto #0
 __all__ = ['BENCHES', 'best_time', 'report', 'import_open_clip', 'make_captions', 'bench_tokenizer', 'bench_encoders',
-           'bench_train', 'bench_zeroshot', 'main']
+           'open_clip_config', 'train_sides', 'check_train_step', 'bench_train', 'open_clip_twin', 'bench_zeroshot',
+           'main']
 
 # %% ../nbs/99_bench.ipynb #11e059ff
 def best_time(fn, repeats: int = 3, setup=None) -> float:
@@ -135,7 +136,7 @@ def bench_encoders(model: str = 'ViT-B/32', batch_size: int = 8, repeats: int = 
     return out
 
 # %% ../nbs/99_bench.ipynb #e49b0f26
-def _open_clip_cfg(cfg) -> dict:
+def open_clip_config(cfg) -> dict:
     "open_clip `CLIP` arguments for one of our ViT `CLIPConfig`s."
     return dict(embed_dim=cfg.embed_dim,
                 vision_cfg=dict(image_size=cfg.image_resolution, layers=cfg.vision_layers, width=cfg.vision_width,
@@ -151,44 +152,50 @@ def _open_clip_optimizer(model, tc):
               dict(params=[p for n, p in named if not no_decay(n, p)], weight_decay=tc.weight_decay)]
     return torch.optim.AdamW(groups, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps)
 
-def _train_sides(model: str, batch_size: int, seed: int = 0, sides=('ours', 'open_clip')) -> dict:
-    "{side: (one training step, model)} built from the same weights, and 'batch': (images, texts)."
+def train_sides(model, batch_size: int, seed: int = 0, sides=('ours', 'open_clip'), device='cpu',
+                amp_dtype: torch.dtype | None = None, compile: bool = False) -> dict:
+    "{side: (one training step, model, forward+backward only)} built from the same weights, and 'batch': (images, texts); `model` a name in CONFIGS or a `CLIPConfig`."
     from open_clip.model import CLIP as OpenCLIP, CLIPTextCfg, CLIPVisionCfg
     from open_clip.loss import ClipLoss as OpenClipLoss
+    from clip_annotated.core import autocast, get_device
     from clip_annotated.model import CONFIGS, build_model
     from clip_annotated.train import TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler, optimizer_step
     import_open_clip()
-    cfg, tc = CONFIGS[model], TrainConfig(lr=1e-4, warmup=1, steps=10**6)
-    oc = _open_clip_cfg(cfg)
+    cfg, tc, dev = CONFIGS[model] if isinstance(model, str) else model, TrainConfig(lr=1e-4, warmup=1, steps=10**6), get_device(device)
+    oc, amp = open_clip_config(cfg), autocast(dev, amp_dtype)
     torch.manual_seed(seed)
     ref = OpenCLIP(oc['embed_dim'], vision_cfg=CLIPVisionCfg(**oc['vision_cfg']), text_cfg=CLIPTextCfg(**oc['text_cfg']),
                    quick_gelu=True)
-    images = torch.randn(batch_size, 3, cfg.image_resolution, cfg.image_resolution)
-    texts = tokenize(make_captions(batch_size, seed=seed), context_length=cfg.context_length, truncate=True)
+    images = torch.randn(batch_size, 3, cfg.image_resolution, cfg.image_resolution, device=dev)
+    texts = tokenize(make_captions(batch_size, seed=seed), context_length=cfg.context_length, truncate=True).to(dev)
     out = dict(batch=(images, texts))
     if 'ours' in sides:
-        ours = build_model(ref.state_dict()).train()
-        opt_o = make_optimizer(ours, tc); sched_o = make_scheduler(opt_o, tc); towers = Towers(ours)
+        ours = build_model(ref.state_dict()).to(dev).train()
+        opt_o = make_optimizer(ours, tc); sched_o = make_scheduler(opt_o, tc)
+        towers = torch.compile(Towers(ours)) if compile else Towers(ours)
         def step_ours():
-            loss = forward_backward(towers, images, texts)
+            loss = forward_backward(towers, images, texts, amp=amp)
             optimizer_step(ours, opt_o, sched_o)
             return loss
-        def grads_ours(): forward_backward(towers, images, texts); ours.zero_grad(set_to_none=True)
+        def grads_ours(): forward_backward(towers, images, texts, amp=amp); ours.zero_grad(set_to_none=True)
         out['ours'] = (step_ours, ours, grads_ours)
     if 'open_clip' in sides:
-        ref.train()
+        ref.to(dev).train()
         opt_r = _open_clip_optimizer(ref, tc); sched_r = make_scheduler(opt_r, tc); loss_fn = OpenClipLoss()
+        fwd = torch.compile(ref) if compile else ref
         def step_ref():
-            loss = loss_fn(*ref(images, texts))
+            with amp: loss = loss_fn(*fwd(images, texts))
             loss.backward()
             opt_r.step(); sched_r.step(); opt_r.zero_grad(set_to_none=True)
             with torch.no_grad(): ref.logit_scale.clamp_(0, math.log(100))
             return loss.detach()
-        def grads_ref(): loss_fn(*ref(images, texts)).backward(); ref.zero_grad(set_to_none=True)
+        def grads_ref():
+            with amp: loss = loss_fn(*fwd(images, texts))
+            loss.backward(); ref.zero_grad(set_to_none=True)
         out['open_clip'] = (step_ref, ref, grads_ref)
     return out
 
-def _check_train_step(ours, ref, images, texts) -> tuple[float, float, float]:
+def check_train_step(ours, ref, images, texts) -> tuple[float, float, float]:
     "Both losses on the same batch, and the worst relative difference of their parameter gradients."
     from open_clip.loss import ClipLoss as OpenClipLoss
     from clip_annotated.train import Towers, forward_backward
@@ -203,7 +210,7 @@ def _check_train_step(ours, ref, images, texts) -> tuple[float, float, float]:
 def _train_memory(side: str, model: str, batch_size: int, steps: int = 3) -> dict:
     "In a fresh process: the memory (MiB) `steps` training steps of `side` need beyond model, optimiser and batch."
     import gc, re, resource
-    step = _train_sides(model, batch_size, sides=(side,))[side][0]
+    step = train_sides(model, batch_size, sides=(side,))[side][0]
     gc.collect()
     status = lambda key: int(re.search(key + r':\s+(\d+)', open('/proc/self/status').read()).group(1))  # kB
     try:
@@ -221,9 +228,9 @@ def bench_train(models=('MiniCLIP', 'ViT-B/32'), batch_size: int = 8, repeats: i
     import json, subprocess, sys
     out = dict(bench='train', batch_size=batch_size, threads=torch.get_num_threads(), models={})
     for model in models:
-        sides = _train_sides(model, batch_size, seed)
+        sides = train_sides(model, batch_size, seed)
         (f_ours, m_ours, g_ours), (f_ref, m_ref, g_ref) = sides['ours'], sides['open_clip']
-        la, lb, worst = _check_train_step(m_ours, m_ref, *sides['batch'])
+        la, lb, worst = check_train_step(m_ours, m_ref, *sides['batch'])
         if abs(la - lb) > 1e-5 * abs(lb) or worst > 1e-4:
             raise AssertionError(f"{model}: loss {la} vs open_clip's {lb}, worst relative gradient difference {worst:.1e}")
         f_ours(); f_ref()                                                   # warm-up (and AdamW's state)
@@ -253,11 +260,11 @@ def bench_train(models=('MiniCLIP', 'ViT-B/32'), batch_size: int = 8, repeats: i
     return out
 
 # %% ../nbs/99_bench.ipynb #eb2c39c3
-def _open_clip_twin(ours):
+def open_clip_twin(ours):
     "open_clip's `CLIP` with the same architecture and weights as our ViT model `ours`."
     from open_clip.model import CLIP as OpenCLIP, CLIPTextCfg, CLIPVisionCfg
     from clip_annotated.model import config_from_state_dict
-    oc = _open_clip_cfg(config_from_state_dict(ours.state_dict()))
+    oc = open_clip_config(config_from_state_dict(ours.state_dict()))
     ref = OpenCLIP(oc['embed_dim'], vision_cfg=CLIPVisionCfg(**oc['vision_cfg']), text_cfg=CLIPTextCfg(**oc['text_cfg']),
                    quick_gelu=True)
     ref.load_state_dict(ours.state_dict())
@@ -299,7 +306,7 @@ def bench_zeroshot(repeats: int = 3, seed: int = 0) -> dict:
     cases = {'MiniCLIP emoji skin tone': (mini, tone.dataset, tone.classnames, tone.templates),
              'ViT-B/32 fake CIFAR-10': (b32, cifar, cifar.classnames, cifar.templates)}
     for name, (model, ds, classes, temps) in cases.items():
-        ref = _open_clip_twin(model)
+        ref = open_clip_twin(model)
         f_ours = lambda: _ours_zero_shot(model, ds, classes, temps)
         f_ref = lambda: _open_clip_zero_shot(ref, ds, classes, temps, model.context_length)
         a, b = f_ours(), f_ref()

@@ -6,14 +6,16 @@
 from __future__ import annotations
 import json, os, re, statistics, subprocess, sys, tempfile, time
 from dataclasses import asdict
+from pathlib import Path
 import torch
-from .core import autocast, get_device
+from .core import autocast, get_device, markdown_table
 from .data import EmojiDataset, collate
 from .model import CONFIGS, CLIPConfig, create_model
 from .train import TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler, optimizer_step
+from .run import runs_dir
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'emoji_batch', 'time_steps', 'measure']
+__all__ = ['PRECISIONS', 'GPU_CHECK', 'emoji_batch', 'time_steps', 'measure', 'gpu_check_results', 'gpu_check_table']
 
 # %% ../nbs/14_efficiency.ipynb #e5b8e5a2
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -93,3 +95,35 @@ def _child(kw: dict):
     torch.set_num_threads(torch.get_num_threads())
     if isinstance(kw['model'], dict): kw['model'] = CLIPConfig(**kw['model'])
     print(json.dumps(time_steps(**kw)))
+
+# %% ../nbs/14_efficiency.ipynb #2f9d31ab
+GPU_CHECK = 'gpu-check/gpu_check.json'    # where `make gpu-check` writes, under runs_dir()
+
+def gpu_check_results(path: str | os.PathLike | None = None) -> dict | None:
+    "The results of `make gpu-check` (default runs/gpu-check/gpu_check.json), or None when missing or not measured on CUDA at full size."
+    path = Path(path) if path is not None else runs_dir() / GPU_CHECK
+    if not path.is_file(): return None
+    res = json.loads(path.read_text())
+    return res if res.get('cuda') and res.get('sizes') == 'full' else None
+
+def _num(x, spec: str) -> str: return '–' if x is None else format(x, spec)
+
+def gpu_check_table(res: dict) -> str:
+    "Markdown: a gpu-check result's throughput rows (per task, code, batch and compilation), its training run, and the machine."
+    parts, rows = res.get('parts', {}), []
+    for part, task in (('train_bench', 'training step'), ('eval_bench', 'zero-shot encoding')):
+        for r in parts.get(part, {}).get('records', []):
+            if 'items_s' in r:
+                rows.append((task, r['side'], r['batch_size'], 'yes' if r['compile'] else 'no', _num(r['items_s'], ',.0f'),
+                             _num(r.get('peak_mib'), ',.0f'), _num(r.get('mfu'), '.1%')))
+    head = ['task', 'code', 'batch', 'torch.compile', 'pictures/s', 'peak memory (MiB)', 'MFU']
+    text = markdown_table(head, rows, align='llrlrrr') if rows else 'No throughput was measured.\n'
+    run = {r.get('run'): r for r in parts.get('train_run', {}).get('records', [])}
+    if 'uninterrupted' in run:
+        u, c = run['uninterrupted'], run.get('compare', {})
+        text += (f"\nThe `{u['preset']}` preset, {u['steps']} steps of {u['batch_size']}: {_num(u['steps_per_s'], '.2f')} steps/s, "
+                 f"waiting for data {_num(u.get('data_wait_share'), '.1%')} of the loop; killed and resumed: "
+                 + ('the same checkpoint, tensor for tensor.' if c.get('identical') else
+                    f"{c.get('differing', '?')} of {c.get('tensors', '?')} tensors differ." if c else 'not measured.') + '\n')
+    return text + (f"\nMeasured by `make gpu-check` on {res['hardware']}, {res['precision']}, torch {res['torch']}"
+                   f"{'' if res.get('cuda') else ', without CUDA'}.\n")

@@ -19,6 +19,7 @@ Every example runs under `time_limit` (SIGALRM in the main thread, repeated unti
 faulthandler backstop that ends the process if no alarm can interrupt it): a hang fails the test instead
 of blocking it.
 Hypothesis is derandomized, so CI draws the same examples every time.
+The tests whose devices or precisions take another path on a GPU are marked `cuda`: `make gpu-check` runs them there.
 """
 from __future__ import annotations
 
@@ -318,6 +319,7 @@ def check_train_options(argv: list[str], seconds: int = 10):
     return direct[0] if direct[0] != 'refused' else f"refused: {re.match(r'--[a-z-]*', direct[1] + ' ')[0]}"
 
 
+@pytest.mark.cuda
 @settings(max_examples=300, **FUZZ)
 @given(argv=train_argv())
 def test_fuzz_train_options(argv):
@@ -415,12 +417,14 @@ def train_settings(draw) -> list[str]:
     return [t for i in order for t in pairs[i]]
 
 
+@pytest.mark.cuda
 @settings(max_examples=20, **FUZZ)
 @given(extra=train_settings())
 def test_fuzz_train_end_to_end(extra, tmp_path_factory):
     event(check_train_run(extra, Path(tempfile.mkdtemp(dir=tmp_path_factory.mktemp('e2e'))) / 'run'))
 
 
+@pytest.mark.cuda
 @pytest.mark.parametrize('extra', [
     pytest.param(['--steps', '1', '--batch-size', '16', '--lr', LR_DIVERGES], id='lr-1e30-one-step'),
     pytest.param(['--steps', '2', '--batch-size', '8', '--accum', '2', '--lr', LR_DIVERGES], id='lr-1e30-accum'),
@@ -480,6 +484,7 @@ def template_ok(t) -> bool:
 GOOD_TEMPLATE = st.sampled_from(['{}', 'a {}', 'a {} shape.', 'something {}!', '{{{}}}'])
 
 
+@pytest.mark.cuda
 @settings(max_examples=20, **FUZZ)
 @given(batch=st.integers(-2, 300), workers=st.integers(-1, 1),
        templates=st.lists(good_or_wild(GOOD_TEMPLATE, TEMPLATE), max_size=2), equals=st.lists(st.booleans(), min_size=2, max_size=2),

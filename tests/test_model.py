@@ -74,6 +74,7 @@ def test_same_gradients_and_one_checkpoint_per_block(name):
     assert ckpt.call_count == 0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='peak memory is measured on a CUDA device')
 def test_checkpointing_lowers_peak_memory_on_gpu():
     torch.manual_seed(0)

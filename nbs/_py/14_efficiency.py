@@ -15,11 +15,13 @@ from nbdev.showdoc import show_doc
 from __future__ import annotations
 import json, os, re, statistics, subprocess, sys, tempfile, time
 from dataclasses import asdict
+from pathlib import Path
 import torch
-from clip_annotated.core import autocast, get_device
+from clip_annotated.core import autocast, get_device, markdown_table
 from clip_annotated.data import EmojiDataset, collate
 from clip_annotated.model import CONFIGS, CLIPConfig, create_model
 from clip_annotated.train import TrainConfig, Towers, forward_backward, make_optimizer, make_scheduler, optimizer_step
+from clip_annotated.run import runs_dir
 
 # %%
 #| hide
@@ -29,7 +31,6 @@ from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_fail
 from clip_annotated.core import footer, hardware, in_test, pick
 from clip_annotated.train import PRESETS
-from clip_annotated.run import runs_dir
 
 # %% [markdown]
 # > "The largest ResNet model, RN50x64, took 18 days to train on 592 V100 GPUs while the largest Vision
@@ -322,12 +323,64 @@ if summary.exists() and not in_test():
 else: print("no runs/mini/results.json here: run `make reproduce` to compare with a real run")
 
 # %% [markdown]
+# ## On a GPU
+#
+# Everything above was measured on the machine in the footer. The same questions on a GPU (pictures per
+# second and peak memory of a ViT-B/32 training step in bfloat16 at batch `256` and at the largest batch
+# that fits, the share of the chip's peak it reaches, with and without `torch.compile`, ours beside
+# open_clip; the same for zero-shot encoding; and a short run of the `vit-b32-gpu` preset, killed and
+# resumed) are answered by `make gpu-check`, the [GPU check](99a_gpucheck.ipynb) appendix, which writes
+# `runs/gpu-check/gpu_check.json`. `gpu_check_results` reads that file, but only when it was measured on
+# CUDA at full size (on a CPU the check runs with tiny sizes that prove the machinery and measure
+# nothing); `gpu_check_table` turns it into a table with the hardware named.
+
+# %%
+#| exports
+GPU_CHECK = 'gpu-check/gpu_check.json'    # where `make gpu-check` writes, under runs_dir()
+
+def gpu_check_results(path: str | os.PathLike | None = None) -> dict | None:
+    "The results of `make gpu-check` (default runs/gpu-check/gpu_check.json), or None when missing or not measured on CUDA at full size."
+    path = Path(path) if path is not None else runs_dir() / GPU_CHECK
+    if not path.is_file(): return None
+    res = json.loads(path.read_text())
+    return res if res.get('cuda') and res.get('sizes') == 'full' else None
+
+def _num(x, spec: str) -> str: return '–' if x is None else format(x, spec)
+
+def gpu_check_table(res: dict) -> str:
+    "Markdown: a gpu-check result's throughput rows (per task, code, batch and compilation), its training run, and the machine."
+    parts, rows = res.get('parts', {}), []
+    for part, task in (('train_bench', 'training step'), ('eval_bench', 'zero-shot encoding')):
+        for r in parts.get(part, {}).get('records', []):
+            if 'items_s' in r:
+                rows.append((task, r['side'], r['batch_size'], 'yes' if r['compile'] else 'no', _num(r['items_s'], ',.0f'),
+                             _num(r.get('peak_mib'), ',.0f'), _num(r.get('mfu'), '.1%')))
+    head = ['task', 'code', 'batch', 'torch.compile', 'pictures/s', 'peak memory (MiB)', 'MFU']
+    text = markdown_table(head, rows, align='llrlrrr') if rows else 'No throughput was measured.\n'
+    run = {r.get('run'): r for r in parts.get('train_run', {}).get('records', [])}
+    if 'uninterrupted' in run:
+        u, c = run['uninterrupted'], run.get('compare', {})
+        text += (f"\nThe `{u['preset']}` preset, {u['steps']} steps of {u['batch_size']}: {_num(u['steps_per_s'], '.2f')} steps/s, "
+                 f"waiting for data {_num(u.get('data_wait_share'), '.1%')} of the loop; killed and resumed: "
+                 + ('the same checkpoint, tensor for tensor.' if c.get('identical') else
+                    f"{c.get('differing', '?')} of {c.get('tensors', '?')} tensors differ." if c else 'not measured.') + '\n')
+    return text + (f"\nMeasured by `make gpu-check` on {res['hardware']}, {res['precision']}, torch {res['torch']}"
+                   f"{'' if res.get('cuda') else ', without CUDA'}.\n")
+
+
+# %%
+gpu = gpu_check_results()
+if gpu: display(Markdown(gpu_check_table(gpu)))
+else: print("No GPU figures have been measured yet: `make gpu-check` on a machine with CUDA writes them to runs/gpu-check/gpu_check.json.")
+
+# %% [markdown]
 # ## What we measured
 #
 # Printed above, on the machine named below: the step time, throughput and memory of the book's
 # MiniCLIP at each batch size; float32 against bfloat16 and float16 autocast at one batch size; the
-# step with and without `torch.compile` and the one-off cost of compiling it; and the efficiency table
-# with the epoch time of the emoji set for MiniCLIP and ViT-B/32.
+# step with and without `torch.compile` and the one-off cost of compiling it; the efficiency table
+# with the epoch time of the emoji set for MiniCLIP and ViT-B/32; and the GPU check's figures, where
+# `make gpu-check` has measured them on a GPU.
 
 # %%
 _ = footer()
