@@ -75,8 +75,8 @@ def clock(step, items: int, dev: torch.device, steps: int, warmup: int) -> dict:
     return dict(step_s=step_s, items_s=items / step_s, first_step_s=times[0], peak_mib=peak)
 
 def _text_tokens(texts: torch.Tensor) -> int:
-    "Positions up to the batch's last end-of-text token (the largest id): what our text tower computes."
-    return int(texts.argmax(dim=-1).max()) + 1
+    "The positions our text tower computes: on a CPU up to the batch's last end-of-text token, elsewhere every column it is given."
+    return int(texts.argmax(dim=-1).max()) + 1 if texts.device.type == 'cpu' else texts.shape[1]
 
 def train_step(side: str, cfg: CLIPConfig, batch: int, dev, amp_dtype, compile: bool):
     "(one training step of `side`, its FLOPs): the benchmark chapter's step on `dev`."

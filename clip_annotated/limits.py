@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from .scenes import COLORS, Scene, SceneDataset, scene_caption
-from .train import PRESETS, make_datasets, train
+from .train import PRESETS, train
+from .loader import make_datasets
 from .run import runs_dir
 from .tasks import SCENE_SEED, Labelled
 from .zeroshot import encode_images, encode_texts

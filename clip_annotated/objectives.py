@@ -12,13 +12,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data.distributed import DistributedSampler
 from .core import atomic_write, get_device, hardware, seed_everything
 from .tokenizer import tokenize
 from .model import CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from .loss import MAX_LOGIT_SCALE, clip_loss
 from .data import DEFAULT_TEMPLATES, EmojiDataset
-from .train import TokenCache, decays, epoch_batches, evaluate_retrieval, lr_lambda
+from .train import decays, evaluate_retrieval, lr_lambda
+from .loader import TrainBatches
 from .zeroshot import fill_template
 from .tasks import Task
 from .bias import seed_ci
@@ -206,11 +206,11 @@ def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dic
     opt = torch.optim.AdamW([dict(params=[p for n, p in params if decays(n, p)], weight_decay=spec.weight_decay),
                              dict(params=[p for n, p in params if not decays(n, p)], weight_decay=0.0)], lr=spec.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(spec.warmup, spec.steps))
-    sampler = DistributedSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=spec.seed, drop_last=True)
-    tokens, todo, curve, step, epoch, t0 = TokenCache(spec.clip.context_length), set(spec.eval_steps()), [], 0, 0, time.perf_counter()
+    batches = TrainBatches(train_ds, spec.batch_size, seed=spec.seed, context_length=spec.clip.context_length, cut=False)
+    todo, curve, step, epoch, t0 = set(spec.eval_steps()), [], 0, 0, time.perf_counter()
     losses = []
     while step < spec.steps:
-        for _, images, toks in epoch_batches(train_ds, sampler, epoch, spec.batch_size, tokens=tokens):
+        for _, images, toks in batches.epoch(epoch):
             loss = head.loss(images.to(device), toks.to(device))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step(); step += 1
             losses.append(loss.item())

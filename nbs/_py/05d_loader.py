@@ -77,14 +77,15 @@ class TokenCache:
         return torch.stack([self.rows[c] for c in captions])
 
 class PairCollate:
-    "A DataLoader's `collate_fn`: (images [B, 3, S, S], tokens [B, context_length]) from (image, caption) samples, bad ones (None) dropped."
-    def __init__(self, context_length: int = 77): self.tokens = TokenCache(context_length)
+    "A DataLoader's `collate_fn`: (images [B, 3, S, S], tokens [B, ≤ context_length]) from (image, caption) samples, bad ones (None) dropped."
+    def __init__(self, context_length: int = 77, cut: bool = True): self.tokens, self.cut = TokenCache(context_length), cut
     def __call__(self, samples) -> tuple[torch.Tensor, torch.Tensor]:
         samples = [s for s in samples if s is not None]
         if not samples: return torch.empty(0, 3, 0, 0), torch.empty(0, self.tokens.context_length, dtype=torch.long)
         images, captions = zip(*samples)
         tokens = self.tokens(list(captions))
-        return torch.stack(images), tokens[:, :int(tokens.argmax(-1).max()) + 1]   # up to the batch's last [EOS]
+        if self.cut: tokens = tokens[:, :int(tokens.argmax(-1).max()) + 1]      # up to the batch's last [EOS]
+        return torch.stack(images), tokens
 
 
 # %%
@@ -95,6 +96,7 @@ n = mine[1].shape[1]
 assert torch.equal(mine[0], ref[0]) and torch.equal(mine[1], ref[1][:, :n])     # what the data chapter's collate makes,
 assert n < 32 and (ref[1][:, n:] == 0).all()                                   # less the padding after the last [EOS]
 test_eq(PairCollate(32)([None, None])[1].shape, (0, 32))                          # a batch of bad samples only
+test_eq(PairCollate(32, cut=False)(pairs)[1], ref[1])                             # cut=False: whole rows
 
 
 # %% [markdown]
@@ -193,8 +195,9 @@ def default_workers(device: torch.device | str = 'cpu', world: int = 1) -> int:
 class TrainBatches:
     "This rank's training batches, epoch by epoch: `epoch(e, start)` yields (batch index, images, tokens), made by `workers` DataLoader processes."
     def __init__(self, dataset, batch_size: int, rank: int = 0, world: int = 1, seed: int = 0, workers: int = 0,
-                 context_length: int = 77, pin_memory: bool = False, prefetch: int | None = None, limit: int | None = None):
-        self.dataset, self.batch_size, self.limit, self.collate = dataset, batch_size, limit, PairCollate(context_length)
+                 context_length: int = 77, pin_memory: bool = False, prefetch: int | None = None, limit: int | None = None,
+                 cut: bool = True):
+        self.dataset, self.batch_size, self.limit, self.collate = dataset, batch_size, limit, PairCollate(context_length, cut)
         self.streaming = isinstance(dataset, IterableDataset)
         self.kw = dict(num_workers=workers, pin_memory=pin_memory, **({'prefetch_factor': prefetch} if workers and prefetch else {}))
         if not self.streaming:

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from clip_annotated.scenes import COLORS, Scene, SceneDataset, scene_caption
-from clip_annotated.train import PRESETS, make_datasets, train
+from clip_annotated.train import PRESETS, train
+from clip_annotated.loader import make_datasets
 from clip_annotated.run import runs_dir
 from clip_annotated.tasks import SCENE_SEED, Labelled
 from clip_annotated.zeroshot import encode_images, encode_texts

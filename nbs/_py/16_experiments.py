@@ -21,13 +21,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data.distributed import DistributedSampler
 from clip_annotated.core import atomic_write, get_device, hardware, seed_everything
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.model import CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss
 from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
-from clip_annotated.train import TokenCache, decays, epoch_batches, evaluate_retrieval, lr_lambda
+from clip_annotated.train import decays, evaluate_retrieval, lr_lambda
+from clip_annotated.loader import TrainBatches
 from clip_annotated.zeroshot import fill_template
 from clip_annotated.tasks import Task
 from clip_annotated.bias import seed_ci
@@ -296,7 +296,7 @@ with torch.no_grad():
 #
 # A `RunSpec` names one run: the objective, the model configuration, the batch, the number of steps,
 # the learning rate and its warm-up, and the seed. `fit` trains it with the training chapter's pieces
-# (AdamW with the same decay groups, warm-up then cosine, the data order of `epoch_batches`) and
+# (AdamW with the same decay groups, warm-up then cosine, the data order of the training loop's `TrainBatches`) and
 # measures zero-shot accuracy on held-out emoji at a few points, spaced so that they fall evenly on a
 # logarithmic axis of pictures seen, as in the paper's figure. The seed fixes the weights and the data
 # order, so two objectives of the same seed see the same pictures in the same order.
@@ -363,11 +363,11 @@ def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dic
     opt = torch.optim.AdamW([dict(params=[p for n, p in params if decays(n, p)], weight_decay=spec.weight_decay),
                              dict(params=[p for n, p in params if not decays(n, p)], weight_decay=0.0)], lr=spec.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(spec.warmup, spec.steps))
-    sampler = DistributedSampler(train_ds, num_replicas=1, rank=0, shuffle=True, seed=spec.seed, drop_last=True)
-    tokens, todo, curve, step, epoch, t0 = TokenCache(spec.clip.context_length), set(spec.eval_steps()), [], 0, 0, time.perf_counter()
+    batches = TrainBatches(train_ds, spec.batch_size, seed=spec.seed, context_length=spec.clip.context_length, cut=False)
+    todo, curve, step, epoch, t0 = set(spec.eval_steps()), [], 0, 0, time.perf_counter()
     losses = []
     while step < spec.steps:
-        for _, images, toks in epoch_batches(train_ds, sampler, epoch, spec.batch_size, tokens=tokens):
+        for _, images, toks in batches.epoch(epoch):
             loss = head.loss(images.to(device), toks.to(device))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step(); step += 1
             losses.append(loss.item())
