@@ -274,6 +274,96 @@ def test_damaged_torchscript_archive(tmp_path):
         _refused(read, tmp_path / 'ts.pt')
 
 
+# ------------------------------------------------------------------ zip bombs in TorchScript archives (issue #26 item 5)
+
+BOMB = 128 << 20   # bytes a forged storage inflates to: about 128 KiB deflated
+
+
+def _write_zeros(zf: zipfile.ZipFile, name: str, n: int):
+    "A deflated entry of `n` zero bytes, written in 1 MiB pieces."
+    info = zipfile.ZipInfo(name); info.compress_type = zipfile.ZIP_DEFLATED
+    with zf.open(info, 'w', force_zip64=True) as f:
+        for start in range(0, n, 1 << 20): f.write(bytes(min(1 << 20, n - start)))
+
+
+def _forged_archive(path: Path, monkeypatch, numel: int, size: tuple, entry_bytes: int) -> Path:
+    "A TorchScript-looking archive: one module whose tensor of `size` views float storage data/0 of `numel` elements."
+    import collections, io, sys, types
+    class Storage: pass
+    class Tensor:
+        def __reduce__(self):
+            stride = tuple(int(torch.tensor(size[i + 1:]).prod()) for i in range(len(size)))
+            return torch._utils._rebuild_tensor_v2, (Storage, 0, size, stride, False, collections.OrderedDict())
+    M = type('M', (), {'__module__': '__torch__'})             # pickled as the TorchScript class __torch__.M
+    class Module:
+        def __reduce__(self): return M, (), {'w': Tensor()}
+    monkeypatch.setitem(sys.modules, '__torch__', types.SimpleNamespace(M=M))
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj): return ('storage', torch.FloatStorage, '0', 'cpu', numel) if obj is Storage else None
+    buf = io.BytesIO(); Pickler(buf, protocol=2).dump(Module())
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr('archive/data.pkl', buf.getvalue())
+        zf.writestr('archive/constants.pkl', pickle.dumps((), protocol=2))
+        _write_zeros(zf, 'archive/data/0', entry_bytes)
+    return path
+
+
+def _bombed_mini(mini, path: Path) -> Path:
+    "MiniCLIP's TorchScript archive with its first storage replaced by BOMB deflated zero bytes (the issue's file)."
+    from clip_annotated.checkpoints import save_traced
+    from clip_annotated.tokenizer import tokenize
+    save_traced(mini, path.with_suffix('.orig'), torch.randn(1, 3, 48, 48), tokenize(['a cat'], context_length=32))
+    with zipfile.ZipFile(path.with_suffix('.orig')) as src, zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            if item.filename.endswith('/data/0'): _write_zeros(dst, item.filename, BOMB)
+            else: dst.writestr(item.filename, src.read(item))
+    return path
+
+
+@pytest.mark.parametrize('kind, says', [
+    ('mini', 'data.pkl declares'),                  # a real archive, one storage swapped for a bomb
+    ('declared', 'data.pkl declares 12 elements'),  # the entry is larger than data.pkl says
+    ('unused', 'but its tensors use 48'),           # data.pkl agrees, but its one tensor uses 12 floats
+    ('consistent', 'do not compress more than'),    # everything agrees: a 128 MiB tensor of zeros, deflated
+])
+def test_zip_bomb_is_refused_before_inflating(tmp_path, monkeypatch, mini, kind, says):
+    "A storage that would inflate past what its tensors need, or far past the file, is refused unread: fast, in little memory."
+    import tracemalloc
+    path = tmp_path / f'{kind}.pt'
+    if kind == 'mini': _bombed_mini(mini, path)
+    else: _forged_archive(path, monkeypatch, numel={'declared': 12}.get(kind, BOMB // 4),
+                          size=(BOMB // 4,) if kind == 'consistent' else (12,), entry_bytes=BOMB)
+    before = path.with_suffix('.orig').stat().st_size if kind == 'mini' else 0
+    assert path.stat().st_size < before + BOMB // 256        # the bomb adds well under 1 MiB to the file
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        msg = _refused(lambda: read_torchscript_weights(path), path, 'data/0')
+        if kind == 'mini': _refused(lambda: load(path, device='cpu'), path, 'data/0')   # what predict calls
+        took, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+    finally: tracemalloc.stop()
+    assert says in msg and ('zip bomb' in msg or 'forged' in msg), msg
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB allocated while refusing"
+    assert took < 10, f"{took:.1f} s to refuse"
+
+
+def test_compressed_archive_and_views_still_read(tmp_path, mini):
+    "The neighbours of the refusals: a deflated copy of a real archive, and a buffer that views part of a larger tensor."
+    from clip_annotated.checkpoints import save_traced
+    from clip_annotated.tokenizer import tokenize
+    save_traced(mini, tmp_path / 'a.pt', torch.randn(1, 3, 48, 48), tokenize(['a cat'], context_length=32))
+    with zipfile.ZipFile(tmp_path / 'a.pt') as src, zipfile.ZipFile(tmp_path / 'z.pt', 'w', zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist(): dst.writestr(item.filename, src.read(item))
+    sd = read_torchscript_weights(tmp_path / 'z.pt')
+    assert sd.keys() == mini.state_dict().keys() and all(torch.equal(sd[k], v) for k, v in mini.state_dict().items())
+    class Viewing(torch.nn.Module):
+        def __init__(self):
+            super().__init__(); self.register_buffer('part', torch.arange(1000.)[10:20])
+        def forward(self, x): return x + self.part.sum()
+    torch.jit.trace(Viewing(), torch.ones(2)).save(str(tmp_path / 'v.pt'))   # saves all 1000 floats for 10
+    assert torch.equal(read_torchscript_weights(tmp_path / 'v.pt')['part'], torch.arange(10., 20.))
+
+
 # ------------------------------------------------------------------ state dicts whose shapes describe no CLIP
 
 @pytest.mark.parametrize('key, bad, says', [
