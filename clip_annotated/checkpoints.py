@@ -509,12 +509,33 @@ def _hf_quick_gelu(config: dict, file) -> bool:
     if len(acts) > 1: raise CheckpointError(f"{file}: the two towers use different activations {sorted(acts)}")
     return acts == {'quick_gelu'}
 
+def _shard_roots(folder: Path) -> list[Path]:
+    "Where the shards of a model folder may really lie: in it, or in the blobs of a Hugging Face cache snapshot."
+    real = folder.resolve()
+    blobs = real.parent.parent / 'blobs'                  # models--org--name/snapshots/<revision>/x -> ../../blobs/<hash>
+    hub = real.parent.name == 'snapshots' and blobs.is_dir() and not blobs.is_symlink()
+    return [real, blobs.resolve()] if hub else [real]
+
+def _shard_file(index: Path, key: str, name: str) -> Path:
+    "The shard file that `weight_map` names for `key`, refused unopened if it leads outside the index's folder."
+    file = index.parent / name
+    try: real = file.resolve()
+    except (OSError, ValueError, RuntimeError) as e:     # a NUL byte, a symlink loop, ...
+        raise CheckpointError(f"{index}: weight_map[{key!r}] = {name!r} is not a usable file name ({e})") from None
+    if Path(name).is_absolute() or '..' in Path(name).parts or not any(real.is_relative_to(r) for r in _shard_roots(index.parent)):
+        raise CheckpointError(f"{index}: weight_map[{key!r}] = {name!r} leads outside {index.parent} (to {real}), so it "
+                              f"was not opened; shards must lie in the model's folder: fix the index or move the shard there")
+    return file
+
 def _shards(index: Path) -> list[Path]:
     "The shard files named by the `weight_map` of a sharded checkpoint's index, which must exist beside it."
     weight_map = _read_json(index).get('weight_map')
     if not (isinstance(weight_map, dict) and weight_map and all(isinstance(f, str) for f in weight_map.values())):
         raise CheckpointError(f"{index} has no 'weight_map' (tensor name -> shard file); re-save the model with save_pretrained")
-    files = [index.parent / f for f in sorted(set(weight_map.values()))]
+    named = {}                                            # shard name -> its file, checked once
+    for key, name in weight_map.items():
+        if name not in named: named[name] = _shard_file(index, key, name)
+    files = [named[name] for name in sorted(named)]
     if missing := [f.name for f in files if not f.is_file()]:
         raise CheckpointError(f"{index}: weight_map names shards missing from {index.parent}: {missing[:3]}")
     return files

@@ -4,6 +4,9 @@
   headers that lie, state dicts whose width-defining tensors are mis-shaped, and files that are simply not
   checkpoints all raise `CheckpointError` naming the file and the key; payloads raise `UnsafeCheckpointError`
   naming the refused global; no message suggests `weights_only=False`.
+* hostile sizes and paths (issue #26, items 5 and 6): TorchScript archives whose storages would inflate far past
+  what their tensors need are refused before anything is inflated, in bounded memory; an HF shard index entry
+  that leads out of the model's folder (`..`, an absolute path, a symlink) is refused without being opened.
 * downloading: a server that trickles bytes is stopped by `deadline`, a malformed `Content-Length` is an unknown
   size, the `.part` files of killed downloads are cleaned, and the cache follows `CLIP_ANNOTATED_CACHE`; a failure
   leaves no `.part` behind and the file that was there before untouched.
@@ -124,6 +127,73 @@ def test_hf_sharded_index_that_works(hf_folder, tmp_path, mini):
         {'weight_map': {k: f for f, names in shards.items() for k in names}}))
     model, _ = load(folder, device='cpu')
     assert all(torch.equal(model.state_dict()[k], v) for k, v in mini.state_dict().items())
+
+
+def _sharded_copy(hf_folder: Path, folder: Path, weights: str, escape: str) -> Path:
+    "An HF folder whose index maps every tensor to its one real shard except logit_scale, mapped to `escape`."
+    from safetensors.torch import load_file
+    folder.mkdir(parents=True)
+    shutil.copy(hf_folder / 'config.json', folder / 'config.json')
+    sd, shard = load_file(hf_folder / 'model.safetensors'), f'{weights}-00001-of-00001'
+    shutil.copy(hf_folder / 'model.safetensors', folder / shard) if weights == 'model.safetensors' else torch.save(sd, folder / shard)
+    index = {'weight_map': {**{k: shard for k in sd}, 'logit_scale': escape}}
+    (folder / f'{weights}.index.json').write_text(json.dumps(index))
+    return folder / f'{weights}.index.json'
+
+
+@pytest.mark.parametrize('weights', ['model.safetensors', 'pytorch_model.bin'])
+@pytest.mark.parametrize('escape', ['dotdot', 'absolute', 'passwd', 'symlink', 'symlinked_folder', 'nul'])
+def test_hf_index_entry_outside_the_folder(hf_folder, tmp_path, monkeypatch, weights, escape):
+    "A weight_map entry that leads out of the model's folder (by .., an absolute path or a symlink) is refused unopened."
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    shutil.copy(hf_folder / 'model.safetensors', outside / 'x')            # a real checkpoint: loading it would succeed
+    name = {'dotdot': '../outside/x', 'absolute': str(outside / 'x'), 'passwd': '/etc/passwd', 'symlink': 'link',
+            'symlinked_folder': 'sub/x', 'nul': 'x\x00y'}[escape]
+    index = _sharded_copy(hf_folder, tmp_path / 'model', weights, name)
+    if escape == 'symlink': (index.parent / 'link').symlink_to(outside / 'x')
+    if escape == 'symlinked_folder': (index.parent / 'sub').symlink_to(outside, target_is_directory=True)
+    opened, real_open = [], builtins.open
+    monkeypatch.setattr(builtins, 'open', lambda f, *a, **k: opened.append(Path(f).resolve()) or real_open(f, *a, **k))
+    for read in (lambda: read_hf_directory(index.parent), lambda: load(index.parent, device='cpu')):
+        msg = _refused(read, index, repr(name))
+        assert ('is not a usable file name' if escape == 'nul' else 'leads outside') in msg and 'logit_scale' in msg
+    assert not [f for f in opened if not f.is_relative_to((tmp_path / 'model').resolve())], opened
+
+
+def _hub_snapshot(hf_folder: Path, cache: Path, repo: str, shard_target=None) -> Path:
+    "A Hugging Face cache layout of a two-shard model: snapshots/<revision>/ holds links into ../../blobs/."
+    from safetensors.torch import load_file, save_file
+    blobs, snap = cache / repo / 'blobs', cache / repo / 'snapshots' / 'f00d'
+    blobs.mkdir(parents=True); snap.mkdir(parents=True)
+    sd = load_file(hf_folder / 'model.safetensors')
+    keys = sorted(sd)
+    files = {'config.json': (hf_folder / 'config.json').read_bytes(),
+             'model.safetensors.index.json': json.dumps({'weight_map': {k: f'model-0000{1 + i % 2}-of-00002.safetensors'
+                                                                        for i, k in enumerate(keys)}}).encode()}
+    for n in (1, 2):
+        save_file({k: sd[k] for i, k in enumerate(keys) if i % 2 == n - 1}, blobs / 'tmp')
+        files[f'model-0000{n}-of-00002.safetensors'] = (blobs / 'tmp').read_bytes()
+    (blobs / 'tmp').unlink()
+    for name, data in files.items():
+        blob = hashlib.sha256(data).hexdigest()
+        (blobs / blob).write_bytes(data)
+        (snap / name).symlink_to(Path('..') / '..' / 'blobs' / blob)
+    if shard_target is not None:
+        (snap / 'model-00002-of-00002.safetensors').unlink()
+        (snap / 'model-00002-of-00002.safetensors').symlink_to(shard_target)
+    return snap
+
+
+def test_hf_cache_snapshot_links_into_blobs(hf_folder, tmp_path, mini):
+    "The neighbour of the refusals: a Hub cache snapshot, whose files link into ../../blobs, loads; a link elsewhere does not."
+    snap = _hub_snapshot(hf_folder, tmp_path / 'hub', 'models--org--clip')
+    model, _ = load(snap, device='cpu')
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in mini.state_dict().items())
+    other = _hub_snapshot(hf_folder, tmp_path / 'hub', 'models--evil--clip')
+    elsewhere = next(p for p in (other.parent.parent / 'blobs').iterdir())
+    snap = _hub_snapshot(hf_folder, tmp_path / 'hub2', 'models--org--clip', shard_target=elsewhere)
+    _refused(lambda: read_hf_directory(snap), snap / 'model.safetensors.index.json', 'model-00002-of-00002.safetensors')
 
 
 def test_hf_weights_that_are_not_a_state_dict(hf_folder, tmp_path):

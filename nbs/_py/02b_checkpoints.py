@@ -921,12 +921,33 @@ def _hf_quick_gelu(config: dict, file) -> bool:
     if len(acts) > 1: raise CheckpointError(f"{file}: the two towers use different activations {sorted(acts)}")
     return acts == {'quick_gelu'}
 
+def _shard_roots(folder: Path) -> list[Path]:
+    "Where the shards of a model folder may really lie: in it, or in the blobs of a Hugging Face cache snapshot."
+    real = folder.resolve()
+    blobs = real.parent.parent / 'blobs'                  # models--org--name/snapshots/<revision>/x -> ../../blobs/<hash>
+    hub = real.parent.name == 'snapshots' and blobs.is_dir() and not blobs.is_symlink()
+    return [real, blobs.resolve()] if hub else [real]
+
+def _shard_file(index: Path, key: str, name: str) -> Path:
+    "The shard file that `weight_map` names for `key`, refused unopened if it leads outside the index's folder."
+    file = index.parent / name
+    try: real = file.resolve()
+    except (OSError, ValueError, RuntimeError) as e:     # a NUL byte, a symlink loop, ...
+        raise CheckpointError(f"{index}: weight_map[{key!r}] = {name!r} is not a usable file name ({e})") from None
+    if Path(name).is_absolute() or '..' in Path(name).parts or not any(real.is_relative_to(r) for r in _shard_roots(index.parent)):
+        raise CheckpointError(f"{index}: weight_map[{key!r}] = {name!r} leads outside {index.parent} (to {real}), so it "
+                              f"was not opened; shards must lie in the model's folder: fix the index or move the shard there")
+    return file
+
 def _shards(index: Path) -> list[Path]:
     "The shard files named by the `weight_map` of a sharded checkpoint's index, which must exist beside it."
     weight_map = _read_json(index).get('weight_map')
     if not (isinstance(weight_map, dict) and weight_map and all(isinstance(f, str) for f in weight_map.values())):
         raise CheckpointError(f"{index} has no 'weight_map' (tensor name -> shard file); re-save the model with save_pretrained")
-    files = [index.parent / f for f in sorted(set(weight_map.values()))]
+    named = {}                                            # shard name -> its file, checked once
+    for key, name in weight_map.items():
+        if name not in named: named[name] = _shard_file(index, key, name)
+    files = [named[name] for name in sorted(named)]
     if missing := [f.name for f in files if not f.is_file()]:
         raise CheckpointError(f"{index}: weight_map names shards missing from {index.parent}: {missing[:3]}")
     return files
@@ -950,6 +971,35 @@ def read_hf_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
             except RuntimeError as e: raise CheckpointError(f"{src}: a tensor has the wrong shape for its name ({e})") from None
     raise CheckpointError(f"{path} has config.json but no model.safetensors or pytorch_model.bin")
 
+
+# %% [markdown]
+# A big model is saved in shards: an index, `model.safetensors.index.json`, whose `weight_map` names
+# the file of every tensor. Those names are data from the download, and a path is more than a name:
+# `../other-model/model.safetensors` or `/etc/passwd` would be opened as readily as a shard beside the
+# index. So every name must stay in the model's folder, as resolved on disk, so that a symlink beside
+# the index that points elsewhere is refused too. The one exception is the Hugging Face cache, where
+# every file of `snapshots/<revision>/` is a link into the repository's `blobs/` folder.
+
+# %%
+hf_dir = scratch / 'hf-sharded'; hf_dir.mkdir()
+(hf_dir / 'config.json').write_text(json.dumps({'model_type': 'clip', 'text_config': {'hidden_size': 128, 'num_attention_heads': 2,
+                                                'intermediate_size': 512}, 'vision_config': {'hidden_size': 128,
+                                                'num_attention_heads': 2, 'intermediate_size': 512}}))
+keys = sorted(hf_sd)
+for i, part in enumerate((keys[::2], keys[1::2])): save_file({k: hf_sd[k].clone() for k in part}, hf_dir / f'shard-{i}.safetensors')
+index = {'weight_map': {k: f'shard-{i}.safetensors' for i, part in enumerate((keys[::2], keys[1::2])) for k in part}}
+(hf_dir / 'model.safetensors.index.json').write_text(json.dumps(index))
+sd, quick_gelu = read_hf_directory(hf_dir)
+assert quick_gelu and all(torch.equal(sd[k], v) for k, v in mini.state_dict().items())
+(scratch / 'elsewhere.safetensors').write_bytes((hf_dir / 'shard-0.safetensors').read_bytes())
+(hf_dir / 'link.safetensors').symlink_to(scratch / 'elsewhere.safetensors')
+for outside in ['../elsewhere.safetensors', str(scratch / 'elsewhere.safetensors'), 'link.safetensors']:
+    (hf_dir / 'model.safetensors.index.json').write_text(json.dumps({'weight_map': {**index['weight_map'], keys[0]: outside}}))
+    with mock.patch('builtins.open', side_effect=AssertionError('a shard outside the folder was opened')):
+        test_fail(lambda: read_hf_directory(hf_dir), contains=f"weight_map[{keys[0]!r}] = {outside!r} leads outside")
+try: read_hf_directory(hf_dir)
+except CheckpointError as e: show(e)
+shutil.rmtree(hf_dir)
 
 # %% [markdown]
 # ## open_clip directories
@@ -1051,9 +1101,11 @@ shutil.rmtree(oc_dir)
 # - `tests/test_robust_pretrained.py`: broken Hugging Face and open_clip configurations, sharded indexes
 #   without a weight map, safetensors headers that lie, mis-shaped width-defining tensors and files that
 #   are not checkpoints at all each raise a `CheckpointError` naming the file and the key; payloads raise
-#   `UnsafeCheckpointError` naming the refused global, and no message suggests `weights_only=False`; a
-#   server that trickles bytes is stopped by `deadline`, and the `.part` files of killed downloads are
-#   cleaned.
+#   `UnsafeCheckpointError` naming the refused global, and no message suggests `weights_only=False`;
+#   TorchScript archives with storages that would inflate far past what their tensors need (zip bombs)
+#   are refused unread, in little memory, and shard names that lead out of a model's folder are refused
+#   unopened, while a Hugging Face cache snapshot still loads; a server that trickles bytes is stopped
+#   by `deadline`, and the `.part` files of killed downloads are cleaned.
 #
 # ## What we checked
 #
