@@ -112,6 +112,7 @@ def bpe_merge(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str
 class SimpleTokenizer:
     "CLIP's byte-level BPE tokenizer: `encode` text to ids, `decode` ids to text (OpenAI's names and ids)."
     cache_size = 1 << 18  # words whose ids are remembered before the cache starts over
+    lookahead = 256       # bytes that BPE on a cut-off word reads past the last id it keeps
 
     def __init__(self, bpe_path: str | Path | None = None, sha256: str | None = BPE_SHA256):
         merges = load_bpe_merges(bpe_path, sha256)
@@ -125,26 +126,46 @@ class SimpleTokenizer:
         self.vocab_size = len(self.encoder)
         self._special = {SOT: (self.sot_token,), EOT: (self.eot_token,)}
         self.cache = dict(self._special)                                         # word -> its ids
+        self.max_token_chars = max(len(s.removesuffix('</w>')) for s in self.encoder if s not in self._special)
 
     def bpe(self, token: str) -> str:
         "The BPE pieces of one word written in BPE characters, space-separated (OpenAI's `bpe`)."
         if token in self._special: return token
         return ' '.join(bpe_merge([*token[:-1], token[-1] + '</w>'], self.bpe_ranks))
 
-    def word_ids(self, word: str) -> tuple[int, ...]:
-        "The ids of one word as split by WORD_PATTERN (cached)."
+    def word_ids(self, word: str, need: int | None = None) -> tuple[int, ...]:
+        "The ids of one word as split by WORD_PATTERN (cached); with `need`, a very long word gives only its first `need`."
         ids = self.cache.get(word)
-        if ids is None:
-            if len(self.cache) >= self.cache_size: self.cache = dict(self._special)
-            chars = word.encode('utf-8').decode('latin-1').translate(self._latin1_to_bpe)
-            ids = self.cache[word] = tuple(self.encoder[p] for p in self.bpe(chars).split(' '))
+        if ids is not None: return ids
+        if need is not None:
+            most = need * self.max_token_chars + self.lookahead      # longer: more than `need` tokens, and room to look ahead
+            head = word[:most + 1].encode('utf-8')                  # a character is one to four bytes
+            if len(head) > most: return self._head_ids(head[:most], need)
+        if len(self.cache) >= self.cache_size: self.cache = dict(self._special)
+        chars = word.encode('utf-8').decode('latin-1').translate(self._latin1_to_bpe)
+        ids = self.cache[word] = tuple(self.encoder[p] for p in self.bpe(chars).split(' '))
         return ids
 
-    def encode(self, text: str) -> list[int]:
-        "Token ids of `text`, without [SOS] and [EOS]."
+    def _head_ids(self, head: bytes, need: int) -> tuple[int, ...]:
+        "The first `need` ids of a word starting with `head`: BPE on a prefix, grown until they end `lookahead` bytes before its cut."
+        cut = min(len(head), 4 * need + self.lookahead)
+        while True:
+            chars = head[:cut].decode('latin-1').translate(self._latin1_to_bpe)
+            pieces = bpe_merge(list(chars), self.bpe_ranks)[:need]    # no end-of-word mark: the word goes on
+            if cut == len(head) or (len(pieces) == need and sum(map(len, pieces)) <= cut - self.lookahead):
+                return tuple(self.encoder[p] for p in pieces)
+            cut = min(2 * cut, len(head))
+
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        "Token ids of `text`, without [SOS] and [EOS]; with `limit`, it stops at the word that takes them past `limit`."
         ids, cache = [], self.cache
-        for word in WORD_PATTERN.findall(clean(text)):
-            ids.extend(cache.get(word) or self.word_ids(word))
+        if limit is None:
+            for word in WORD_PATTERN.findall(clean(text)): ids.extend(cache.get(word) or self.word_ids(word))
+            return ids
+        for match in WORD_PATTERN.finditer(clean(text)):
+            word = match[0]
+            ids.extend(cache.get(word) or self.word_ids(word, limit + 1 - len(ids)))
+            if len(ids) > limit: break
         return ids
 
     def decode(self, tokens) -> str:
@@ -173,6 +194,14 @@ def _as_texts(texts) -> list[str]:
             raise TypeError(f"tokenize expects a str or a list of str; texts[{i}] is {type(t).__name__}: {_short(t)}")
     return texts
 
+def _too_long(tok: SimpleTokenizer, i: int, text: str, context_length: int) -> ContextLengthError:
+    "The error for texts[i], with its length in tokens (counted up to two contexts, so that counting stays cheap)."
+    most = 2 * context_length
+    n = len(tok.encode(text, limit=most))
+    size = f"{n + 2}" if n <= most else f"more than {most + 2}"
+    return ContextLengthError(f"texts[{i}] {_short(text)} is {size} tokens with [SOS] and [EOS], more than "
+                              f"context_length={context_length}; pass truncate=True to keep the first {context_length}")
+
 @lru_cache(maxsize=None)
 def default_tokenizer() -> SimpleTokenizer:
     "The shared tokenizer behind `tokenize` and `decode`, built (and its file checked) on first use."
@@ -187,12 +216,9 @@ def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = 
     if context_length < 1: raise ValueError(f"context_length must be at least 1, got {context_length}")
     rows = []
     for i, text in enumerate(texts):
-        ids = [tok.sot_token, *tok.encode(text), tok.eot_token]
+        ids = [tok.sot_token, *tok.encode(text, limit=max(context_length - 2, 0)), tok.eot_token]
         if len(ids) > context_length:
-            if not truncate:
-                raise ContextLengthError(f"texts[{i}] {_short(text)} is {len(ids)} tokens with [SOS] and [EOS], more "
-                                         f"than context_length={context_length}; pass truncate=True to keep the "
-                                         f"first {context_length}")
+            if not truncate: raise _too_long(tok, i, text, context_length)
             ids = ids[:context_length]; ids[-1] = tok.eot_token
         rows.append(ids)
     lengths = torch.tensor([len(ids) for ids in rows], dtype=torch.long)       # [n]

@@ -4,6 +4,9 @@
   headers that lie, state dicts whose width-defining tensors are mis-shaped, and files that are simply not
   checkpoints all raise `CheckpointError` naming the file and the key; payloads raise `UnsafeCheckpointError`
   naming the refused global; no message suggests `weights_only=False`.
+* hostile sizes and paths (issue #26, items 5 and 6): TorchScript archives whose storages would inflate far past
+  what their tensors need are refused before anything is inflated, in bounded memory; an HF shard index entry
+  that leads out of the model's folder (`..`, an absolute path, a symlink) is refused without being opened.
 * downloading: a server that trickles bytes is stopped by `deadline`, a malformed `Content-Length` is an unknown
   size, the `.part` files of killed downloads are cleaned, and the cache follows `CLIP_ANNOTATED_CACHE`; a failure
   leaves no `.part` behind and the file that was there before untouched.
@@ -124,6 +127,73 @@ def test_hf_sharded_index_that_works(hf_folder, tmp_path, mini):
         {'weight_map': {k: f for f, names in shards.items() for k in names}}))
     model, _ = load(folder, device='cpu')
     assert all(torch.equal(model.state_dict()[k], v) for k, v in mini.state_dict().items())
+
+
+def _sharded_copy(hf_folder: Path, folder: Path, weights: str, escape: str) -> Path:
+    "An HF folder whose index maps every tensor to its one real shard except logit_scale, mapped to `escape`."
+    from safetensors.torch import load_file
+    folder.mkdir(parents=True)
+    shutil.copy(hf_folder / 'config.json', folder / 'config.json')
+    sd, shard = load_file(hf_folder / 'model.safetensors'), f'{weights}-00001-of-00001'
+    shutil.copy(hf_folder / 'model.safetensors', folder / shard) if weights == 'model.safetensors' else torch.save(sd, folder / shard)
+    index = {'weight_map': {**{k: shard for k in sd}, 'logit_scale': escape}}
+    (folder / f'{weights}.index.json').write_text(json.dumps(index))
+    return folder / f'{weights}.index.json'
+
+
+@pytest.mark.parametrize('weights', ['model.safetensors', 'pytorch_model.bin'])
+@pytest.mark.parametrize('escape', ['dotdot', 'absolute', 'passwd', 'symlink', 'symlinked_folder', 'nul'])
+def test_hf_index_entry_outside_the_folder(hf_folder, tmp_path, monkeypatch, weights, escape):
+    "A weight_map entry that leads out of the model's folder (by .., an absolute path or a symlink) is refused unopened."
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    shutil.copy(hf_folder / 'model.safetensors', outside / 'x')            # a real checkpoint: loading it would succeed
+    name = {'dotdot': '../outside/x', 'absolute': str(outside / 'x'), 'passwd': '/etc/passwd', 'symlink': 'link',
+            'symlinked_folder': 'sub/x', 'nul': 'x\x00y'}[escape]
+    index = _sharded_copy(hf_folder, tmp_path / 'model', weights, name)
+    if escape == 'symlink': (index.parent / 'link').symlink_to(outside / 'x')
+    if escape == 'symlinked_folder': (index.parent / 'sub').symlink_to(outside, target_is_directory=True)
+    opened, real_open = [], builtins.open
+    monkeypatch.setattr(builtins, 'open', lambda f, *a, **k: opened.append(Path(f).resolve()) or real_open(f, *a, **k))
+    for read in (lambda: read_hf_directory(index.parent), lambda: load(index.parent, device='cpu')):
+        msg = _refused(read, index, repr(name))
+        assert ('is not a usable file name' if escape == 'nul' else 'leads outside') in msg and 'logit_scale' in msg
+    assert not [f for f in opened if not f.is_relative_to((tmp_path / 'model').resolve())], opened
+
+
+def _hub_snapshot(hf_folder: Path, cache: Path, repo: str, shard_target=None) -> Path:
+    "A Hugging Face cache layout of a two-shard model: snapshots/<revision>/ holds links into ../../blobs/."
+    from safetensors.torch import load_file, save_file
+    blobs, snap = cache / repo / 'blobs', cache / repo / 'snapshots' / 'f00d'
+    blobs.mkdir(parents=True); snap.mkdir(parents=True)
+    sd = load_file(hf_folder / 'model.safetensors')
+    keys = sorted(sd)
+    files = {'config.json': (hf_folder / 'config.json').read_bytes(),
+             'model.safetensors.index.json': json.dumps({'weight_map': {k: f'model-0000{1 + i % 2}-of-00002.safetensors'
+                                                                        for i, k in enumerate(keys)}}).encode()}
+    for n in (1, 2):
+        save_file({k: sd[k] for i, k in enumerate(keys) if i % 2 == n - 1}, blobs / 'tmp')
+        files[f'model-0000{n}-of-00002.safetensors'] = (blobs / 'tmp').read_bytes()
+    (blobs / 'tmp').unlink()
+    for name, data in files.items():
+        blob = hashlib.sha256(data).hexdigest()
+        (blobs / blob).write_bytes(data)
+        (snap / name).symlink_to(Path('..') / '..' / 'blobs' / blob)
+    if shard_target is not None:
+        (snap / 'model-00002-of-00002.safetensors').unlink()
+        (snap / 'model-00002-of-00002.safetensors').symlink_to(shard_target)
+    return snap
+
+
+def test_hf_cache_snapshot_links_into_blobs(hf_folder, tmp_path, mini):
+    "The neighbour of the refusals: a Hub cache snapshot, whose files link into ../../blobs, loads; a link elsewhere does not."
+    snap = _hub_snapshot(hf_folder, tmp_path / 'hub', 'models--org--clip')
+    model, _ = load(snap, device='cpu')
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in mini.state_dict().items())
+    other = _hub_snapshot(hf_folder, tmp_path / 'hub', 'models--evil--clip')
+    elsewhere = next(p for p in (other.parent.parent / 'blobs').iterdir())
+    snap = _hub_snapshot(hf_folder, tmp_path / 'hub2', 'models--org--clip', shard_target=elsewhere)
+    _refused(lambda: read_hf_directory(snap), snap / 'model.safetensors.index.json', 'model-00002-of-00002.safetensors')
 
 
 def test_hf_weights_that_are_not_a_state_dict(hf_folder, tmp_path):
@@ -272,6 +342,96 @@ def test_damaged_torchscript_archive(tmp_path):
         zf.writestr('archive/version', '3\n')
     for read in (lambda: read_torchscript_weights(tmp_path / 'ts.pt'), lambda: load(tmp_path / 'ts.pt', device='cpu')):
         _refused(read, tmp_path / 'ts.pt')
+
+
+# ------------------------------------------------------------------ zip bombs in TorchScript archives (issue #26 item 5)
+
+BOMB = 128 << 20   # bytes a forged storage inflates to: about 128 KiB deflated
+
+
+def _write_zeros(zf: zipfile.ZipFile, name: str, n: int):
+    "A deflated entry of `n` zero bytes, written in 1 MiB pieces."
+    info = zipfile.ZipInfo(name); info.compress_type = zipfile.ZIP_DEFLATED
+    with zf.open(info, 'w', force_zip64=True) as f:
+        for start in range(0, n, 1 << 20): f.write(bytes(min(1 << 20, n - start)))
+
+
+def _forged_archive(path: Path, monkeypatch, numel: int, size: tuple, entry_bytes: int) -> Path:
+    "A TorchScript-looking archive: one module whose tensor of `size` views float storage data/0 of `numel` elements."
+    import collections, io, sys, types
+    class Storage: pass
+    class Tensor:
+        def __reduce__(self):
+            stride = tuple(int(torch.tensor(size[i + 1:]).prod()) for i in range(len(size)))
+            return torch._utils._rebuild_tensor_v2, (Storage, 0, size, stride, False, collections.OrderedDict())
+    M = type('M', (), {'__module__': '__torch__'})             # pickled as the TorchScript class __torch__.M
+    class Module:
+        def __reduce__(self): return M, (), {'w': Tensor()}
+    monkeypatch.setitem(sys.modules, '__torch__', types.SimpleNamespace(M=M))
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj): return ('storage', torch.FloatStorage, '0', 'cpu', numel) if obj is Storage else None
+    buf = io.BytesIO(); Pickler(buf, protocol=2).dump(Module())
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr('archive/data.pkl', buf.getvalue())
+        zf.writestr('archive/constants.pkl', pickle.dumps((), protocol=2))
+        _write_zeros(zf, 'archive/data/0', entry_bytes)
+    return path
+
+
+def _bombed_mini(mini, path: Path) -> Path:
+    "MiniCLIP's TorchScript archive with its first storage replaced by BOMB deflated zero bytes (the issue's file)."
+    from clip_annotated.checkpoints import save_traced
+    from clip_annotated.tokenizer import tokenize
+    save_traced(mini, path.with_suffix('.orig'), torch.randn(1, 3, 48, 48), tokenize(['a cat'], context_length=32))
+    with zipfile.ZipFile(path.with_suffix('.orig')) as src, zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            if item.filename.endswith('/data/0'): _write_zeros(dst, item.filename, BOMB)
+            else: dst.writestr(item.filename, src.read(item))
+    return path
+
+
+@pytest.mark.parametrize('kind, says', [
+    ('mini', 'data.pkl declares'),                  # a real archive, one storage swapped for a bomb
+    ('declared', 'data.pkl declares 12 elements'),  # the entry is larger than data.pkl says
+    ('unused', 'but its tensors use 48'),           # data.pkl agrees, but its one tensor uses 12 floats
+    ('consistent', 'do not compress more than'),    # everything agrees: a 128 MiB tensor of zeros, deflated
+])
+def test_zip_bomb_is_refused_before_inflating(tmp_path, monkeypatch, mini, kind, says):
+    "A storage that would inflate past what its tensors need, or far past the file, is refused unread: fast, in little memory."
+    import tracemalloc
+    path = tmp_path / f'{kind}.pt'
+    if kind == 'mini': _bombed_mini(mini, path)
+    else: _forged_archive(path, monkeypatch, numel={'declared': 12}.get(kind, BOMB // 4),
+                          size=(BOMB // 4,) if kind == 'consistent' else (12,), entry_bytes=BOMB)
+    before = path.with_suffix('.orig').stat().st_size if kind == 'mini' else 0
+    assert path.stat().st_size < before + BOMB // 256        # the bomb adds well under 1 MiB to the file
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        msg = _refused(lambda: read_torchscript_weights(path), path, 'data/0')
+        if kind == 'mini': _refused(lambda: load(path, device='cpu'), path, 'data/0')   # what predict calls
+        took, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+    finally: tracemalloc.stop()
+    assert says in msg and ('zip bomb' in msg or 'forged' in msg), msg
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB allocated while refusing"
+    assert took < 10, f"{took:.1f} s to refuse"
+
+
+def test_compressed_archive_and_views_still_read(tmp_path, mini):
+    "The neighbours of the refusals: a deflated copy of a real archive, and a buffer that views part of a larger tensor."
+    from clip_annotated.checkpoints import save_traced
+    from clip_annotated.tokenizer import tokenize
+    save_traced(mini, tmp_path / 'a.pt', torch.randn(1, 3, 48, 48), tokenize(['a cat'], context_length=32))
+    with zipfile.ZipFile(tmp_path / 'a.pt') as src, zipfile.ZipFile(tmp_path / 'z.pt', 'w', zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist(): dst.writestr(item.filename, src.read(item))
+    sd = read_torchscript_weights(tmp_path / 'z.pt')
+    assert sd.keys() == mini.state_dict().keys() and all(torch.equal(sd[k], v) for k, v in mini.state_dict().items())
+    class Viewing(torch.nn.Module):
+        def __init__(self):
+            super().__init__(); self.register_buffer('part', torch.arange(1000.)[10:20])
+        def forward(self, x): return x + self.part.sum()
+    torch.jit.trace(Viewing(), torch.ones(2)).save(str(tmp_path / 'v.pt'))   # saves all 1000 floats for 10
+    assert torch.equal(read_torchscript_weights(tmp_path / 'v.pt')['part'], torch.arange(10., 20.))
 
 
 # ------------------------------------------------------------------ state dicts whose shapes describe no CLIP

@@ -8,7 +8,9 @@
 * the errors: an over-long text without truncate=True names the text, a non-str input names its
   type, a corrupt merges file names the file;
 * `decode` round trips, and the ftfy shortcut equals the full cleaning;
-* hypothesis fuzz tests that never crash and always match open_clip.
+* hypothesis fuzz tests that never crash and always match open_clip;
+* long words and texts (issue #26): 30,000- and 1,000,000-letter inputs cost BPE on a bounded number of
+  bytes, and rows cut from texts with over-long words still equal open_clip's.
 
 One difference is deliberate and pinned by `test_typed_special_tokens`: open_clip renamed the special
 tokens to <start_of_text>/<end_of_text> (and recognises those strings when typed into a text), while
@@ -17,7 +19,7 @@ form contains any of these four strings; the generated corpus contains none of t
 """
 from __future__ import annotations
 
-import html, random, sys, warnings
+import html, random, sys, time, warnings
 
 import pytest
 import torch
@@ -310,3 +312,74 @@ FRAGMENTS = WORDS + NATIVE + EMOJI + HTML_BITS + CONTROLS + WHITESPACE + CONTRAC
 def test_fuzz_fragments_match_open_clip(text):
     if comparable(text):
         assert default_tokenizer().encode(text) == oct._tokenizer.encode(text)
+
+
+# ------------------------------------------------------------------ long words and texts (issue #26 item 3)
+
+LONG_ALPHABETS = ['abcdefghijklmnopqrstuvwxyz', 'ab', 'éüßçñ', 'абвгдеж', '東京大阪', '😂😍🔥', 'a😂é東']
+
+
+def _long_word(rng: random.Random, alphabet: str, n_bytes: int) -> str:
+    "A random word of `alphabet` with at most `n_bytes` UTF-8 bytes (and nearly as many)."
+    return ''.join(rng.choices(alphabet, k=n_bytes)).encode('utf-8')[:n_bytes].decode('utf-8', 'ignore')
+
+
+def _bpe_inputs(monkeypatch) -> list[int]:
+    "Record the number of symbols of every BPE call the tokenizer makes from now on."
+    import clip_annotated.tokenizer as tk
+    sizes, merge = [], tk.bpe_merge
+    def counting(symbols, ranks):
+        sizes.append(len(symbols))
+        return merge(symbols, ranks)
+    monkeypatch.setattr(tk, 'bpe_merge', counting)
+    return sizes
+
+
+@pytest.mark.parametrize('n', [30_000, 1_000_000])
+def test_long_words_bounded_work(monkeypatch, n):
+    "A 30,000- or 1,000,000-letter word or text costs BPE on a few thousand bytes at most, whatever its length."
+    rng, tok = random.Random(n), SimpleTokenizer()
+    sizes = _bpe_inputs(monkeypatch)
+    texts = [_long_word(rng, a, n) for a in LONG_ALPHABETS[:3] + LONG_ALPHABETS[5:6]]
+    texts.append('a photo of ' + texts[0])
+    texts.append(' '.join(''.join(rng.choices(LONG_ALPHABETS[0], k=rng.randint(1, 12))) for _ in range(n // 7)))
+    start = time.perf_counter()
+    rows = tokenize(texts, truncate=True, tokenizer=tok)
+    assert rows.shape == (len(texts), 77) and (rows[:, -1] == tok.eot_token).all()
+    for text in texts:
+        with pytest.raises(ContextLengthError) as e: tokenize(text, tokenizer=tok)
+        assert repr(text)[:40] in str(e.value) and 'more than 156 tokens' in str(e.value), str(e.value)[:200]
+    took = time.perf_counter() - start
+    row_bound = 76 * tok.max_token_chars + tok.lookahead        # a truncated row: 76 ids needed at most
+    count_bound = 155 * tok.max_token_chars + tok.lookahead     # the error's count: up to two contexts
+    assert max(sizes) <= count_bound and sum(sizes) <= 6 * len(texts) * count_bound, (max(sizes), sum(sizes))  # 3 passes, each under 2 bounds
+    sizes.clear(); tokenize(texts, truncate=True, tokenizer=SimpleTokenizer())
+    assert max(sizes) <= row_bound, max(sizes)
+    assert took < 60, f"{took:.1f} s for {len(texts)} texts of about {n:,} characters"   # generous: the counts above are the test
+
+
+def test_longest_fitting_word_is_whole(ref):
+    "A word of tokens of the longest kind that still fits is tokenized whole, as open_clip does."
+    tok = default_tokenizer()
+    fits = '😂' * 599                                        # 75 tokens, nearly all of max_token_chars bytes
+    assert tok.encode(fits, limit=75) == tok.encode(fits) == ref.encode(fits) and len(tok.encode(fits)) == 75
+    assert torch.equal(tokenize(fits), ref(fits))
+    with pytest.raises(ContextLengthError, match='is 78 tokens'): tokenize(fits + '😂')
+
+
+def test_long_texts_truncated_rows_match_open_clip(ref):
+    "Rows cut from texts with over-long words (cut to a prefix before BPE) equal open_clip's, at several context lengths."
+    rng = random.Random(26)
+    texts = []
+    for alphabet in LONG_ALPHABETS:
+        texts.append(_long_word(rng, alphabet, 2_900))                                  # alone: split for the row
+        short = ' '.join(rng.choices(WORDS + NATIVE + EMOJI, k=rng.randint(3, 70)))
+        texts.append(f"{short} {_long_word(rng, alphabet, 700)} {rng.choice(WORDS)}")   # late: split after the others
+    texts += [' '.join(rng.choices(WORDS + NATIVE + EMOJI, k=300)) for _ in range(5)]          # random words
+    texts += [' '.join(_long_word(rng, rng.choice(LONG_ALPHABETS), rng.randint(20, 400)) for _ in range(15))
+              for _ in range(5)]                                                                # long-ish words
+    assert all(comparable(t) for t in texts)
+    assert torch.equal(tokenize(texts, truncate=True), oct.tokenize(texts))
+    for context_length in (32, 16, 5):
+        a, b = tokenize(texts, context_length, truncate=True), ref(texts, context_length=context_length)
+        assert torch.equal(a, b), first_mismatch(texts, a.tolist(), b.tolist())

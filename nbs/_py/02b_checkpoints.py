@@ -25,7 +25,7 @@ from clip_annotated.tokenizer import default_tokenizer
 
 # %%
 #| hide
-import builtins, shutil, tempfile
+import builtins, shutil, tempfile, tracemalloc
 import numpy as np
 from unittest import mock
 from fastcore.test import test_eq, test_fail
@@ -429,9 +429,10 @@ print(linear.split('  def forward')[0])
 # TorchScript modules (it stores attributes and does nothing else), our own tensor-rebuilding function,
 # `OrderedDict`, dtype markers for the storage types, and `list` or the identity in place of the
 # helpers TorchScript uses for typed list and dict attributes of scripted modules. Any other global is
-# refused. Storages are
-# read as bytes from the zip; tensors are strided views of them, with bounds checked by
-# `as_strided`. Then the module tree is walked, keeping the declared parameters and buffers.
+# refused. While it unpickles, nothing is inflated: a storage is only a reference to its zip entry,
+# and a tensor a reference to a strided view of one, which records how far into the storage it
+# reaches. Then the module tree is walked, keeping the declared parameters and buffers, and the sizes
+# are checked (below) before any storage is read, each into a single buffer that its tensors view.
 
 # %%
 #| exports
@@ -448,24 +449,39 @@ class ModuleRecord:
         if not isinstance(state, dict): raise UnsafeCheckpointError(f"module {self.qualname} has a non-dict state")
         self.attrs = state
 
+class _Storage:
+    "A storage that data.pkl names, not read yet: its zip entry, dtype and size, and how far its tensors reach into it."
+    def __init__(self, key: str, entry: zipfile.ZipInfo, dtype: torch.dtype, numel: int):
+        self.key, self.entry, self.dtype, self.numel, self.reach, self.data = key, entry, dtype, numel, 0, None
+
+class _TensorRef:
+    "A tensor of data.pkl: a strided view of a storage, made once every storage has passed its checks."
+    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    "A tensor as a strided view of a storage we read (torch._utils._rebuild_tensor_v2's arguments)."
-    if not (isinstance(storage, torch.Tensor) and isinstance(offset, int)
-            and all(isinstance(i, int) for i in (*size, *stride))):
-        raise UnsafeCheckpointError("a tensor in data.pkl is not built from a storage and integer sizes")
-    return storage.as_strided(tuple(size), tuple(stride), offset)   # raises if it reaches past the storage
+    "A view of a storage (torch._utils._rebuild_tensor_v2's arguments), kept as a reference; records how far it reaches."
+    if not (isinstance(storage, _Storage) and isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
+            and len(size) == len(stride) and all(type(i) is int and i >= 0 for i in (offset, *size, *stride))):
+        raise UnsafeCheckpointError("a tensor in data.pkl is not built from a storage and non-negative integer sizes")
+    end = offset + 1 + sum((n - 1) * st for n, st in zip(size, stride)) if all(size) else 0   # elements it reaches
+    if end > storage.numel:
+        raise CheckpointError(f"a tensor of shape {list(size)} reaches element {end:,} of storage data/{storage.key}, "
+                              f"which has {storage.numel:,}")
+    storage.reach = max(storage.reach, end)
+    return _TensorRef(storage, offset, tuple(size), tuple(stride))
 
 
 # %%
 #| exports
 class _ArchiveUnpickler(pickle.Unpickler):
-    "Unpickles a TorchScript archive's data.pkl into ModuleRecords and tensors; refuses every other global."
+    "Unpickles a TorchScript archive's data.pkl into ModuleRecords and tensor references; refuses every other global."
     _safe = {('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor, ('collections', 'OrderedDict'): OrderedDict,
              **{('torch.jit._pickle', f'build_{kind}list'): list for kind in ('int', 'double', 'bool', 'tensor')},
              ('torch.jit._pickle', 'restore_type_tag'): lambda value, type_str: value}   # typed attributes of scripted modules
 
     def __init__(self, zf: zipfile.ZipFile, prefix: str, path):
-        super().__init__(zf.open(f'{prefix}data.pkl'))
+        super().__init__(zf.open(_record(zf, f'{prefix}data.pkl', path)))
         self.zf, self.prefix, self.path, self.storages, self.records = zf, prefix, path, {}, {}
 
     def find_class(self, module: str, name: str):
@@ -479,18 +495,65 @@ class _ArchiveUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage' and isinstance(pid[1], torch.dtype)
-                and re.fullmatch(r'\w+', str(pid[2]))):
+                and re.fullmatch(r'\w+', str(pid[2])) and type(pid[4]) is int and pid[4] >= 0):
             raise UnsafeCheckpointError(f"{self.path}: unexpected persistent id {pid!r} in data.pkl")
-        dtype, key = pid[1], str(pid[2])
+        dtype, key, numel = pid[1], str(pid[2]), pid[4]
         if key not in self.storages:
-            try: raw = bytearray(self.zf.read(f'{self.prefix}data/{key}'))
+            try: entry = self.zf.getinfo(f'{self.prefix}data/{key}')
             except KeyError: raise CheckpointError(f"{self.path}: storage data/{key} is missing") from None
-            self.storages[key] = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+            if entry.file_size != numel * dtype.itemsize:   # checked before anything is inflated
+                raise CheckpointError(f"{self.path}: storage data/{key} would inflate to {entry.file_size:,} bytes, but "
+                                      f"data.pkl declares {numel:,} elements of {dtype} ({numel * dtype.itemsize:,} bytes); "
+                                      f"the archive is damaged or forged and was not read; fetch it again from its source")
+            self.storages[key] = _Storage(key, entry, dtype, numel)
         return self.storages[key]
+
+    def tensor(self, ref: _TensorRef) -> torch.Tensor:
+        "The tensor a reference stands for, its storage read on first use."
+        s = ref.storage
+        if s.data is None:
+            s.data = torch.frombuffer(_inflate(self.zf, s.entry), dtype=s.dtype) if s.numel else torch.empty(0, dtype=s.dtype)
+        return s.data.as_strided(ref.size, ref.stride, ref.offset)
 
 
 # %%
 #| exports
+_SPARE_BYTES = 1 << 20     # bytes a storage may hold beyond what its tensors reach (a view of a larger tensor)
+_MAX_INFLATION = 16        # how many times its size on disk an archive's storages may inflate to
+_MAX_RECORD = 1 << 26      # bytes of data.pkl or one code file, inflated
+
+def _inflate(zf: zipfile.ZipFile, entry: zipfile.ZipInfo) -> bytearray:
+    "The bytes of a zip entry whose size was checked, read into one buffer in 1 MiB pieces (no second copy)."
+    buf, got = bytearray(entry.file_size), 0
+    with zf.open(entry) as f:
+        view = memoryview(buf)
+        while got < len(buf) and (n := f.readinto(view[got:got + (1 << 20)])): got += n
+    if got != len(buf): raise CheckpointError(f"storage {entry.filename} holds {got:,} bytes, not {len(buf):,}")
+    return buf
+
+def _record(zf: zipfile.ZipFile, name: str, path) -> zipfile.ZipInfo:
+    "The entry of data.pkl or a code file, refused unread if it would inflate past _MAX_RECORD bytes."
+    entry = zf.getinfo(name)
+    if entry.file_size > _MAX_RECORD:
+        raise CheckpointError(f"{path}: {name} would inflate to {entry.file_size:,} bytes, more than the "
+                              f"{_MAX_RECORD:,} any CLIP archive needs; not read (a zip bomb?); fetch the file from its source")
+    return entry
+
+def _check_storages(storages: dict[str, _Storage], path) -> None:
+    "Refuse, before any is read, a storage larger than its tensors reach, or storages that inflate far past the file."
+    for s in storages.values():
+        used = s.reach * s.dtype.itemsize
+        if s.entry.file_size > used + _SPARE_BYTES:
+            raise CheckpointError(f"{path}: storage data/{s.key} would inflate to {s.entry.file_size:,} bytes, but its "
+                                  f"tensors use {used:,}; not read (a zip bomb?). If the model is yours, save it "
+                                  f"again with its tensors cloned")
+    total, on_disk = sum(s.entry.file_size for s in storages.values()), Path(path).stat().st_size
+    if total > _MAX_INFLATION * on_disk + _SPARE_BYTES:
+        big = max(storages.values(), key=lambda s: s.entry.file_size)
+        raise CheckpointError(f"{path}: its storages would inflate to {total:,} bytes from a file of {on_disk:,} "
+                              f"(storage data/{big.key}: {big.entry.file_size:,}); weights do not compress more "
+                              f"than {_MAX_INFLATION}-fold, so none was read (a zip bomb?); fetch the file from its source")
+
 def _archive_prefix(zf: zipfile.ZipFile) -> str | None:
     "The folder of a TorchScript archive ('<name>/'), or None when the zip is not one."
     for n in zf.namelist():
@@ -505,29 +568,33 @@ def _declared_state(zf: zipfile.ZipFile, prefix: str) -> dict[str, set[str]]:
     for n in zf.namelist():
         if not (n.startswith(f'{prefix}code/') and n.endswith('.py')): continue
         module = n[len(f'{prefix}code/'):-3].replace('/', '.')
-        text = zf.read(n).decode('utf-8', 'replace')
+        text = zf.read(_record(zf, n, zf.filename)).decode('utf-8', 'replace')
         for cls, params, bufs in re.findall(r'^class (\w+)\(Module\):\n\s+__parameters__ = \[([^\]]*)\]\n'
                                             r'\s+__buffers__ = \[([^\]]*)\]', text, flags=re.M):
             declared[f'{module}.{cls}'] = set(re.findall(r'"(\w+)"', params + bufs))
     return declared
 
-def _flatten(record: ModuleRecord, declared: dict, prefix: str = '') -> dict[str, torch.Tensor]:
+def _flatten(record: ModuleRecord, declared: dict, prefix: str = '') -> dict[str, _TensorRef]:
     "The state dict of a module tree: declared parameters and buffers (all tensors if a class is undeclared)."
     keep, out = declared.get(record.qualname), {}
     for k, v in record.attrs.items():
         if isinstance(v, ModuleRecord): out.update(_flatten(v, declared, f'{prefix}{k}.'))
-        elif isinstance(v, torch.Tensor) and (keep is None or k in keep): out[prefix + k] = v
+        elif isinstance(v, _TensorRef) and (keep is None or k in keep): out[prefix + k] = v
     return out
 
 def _read_archive(path) -> dict[str, torch.Tensor]:
     with zipfile.ZipFile(path) as zf:
         prefix = _archive_prefix(zf)
         if prefix is None: raise CheckpointError(f"{path} is a zip file but not a TorchScript archive")
-        order = zf.read(f'{prefix}byteorder').decode().strip() if f'{prefix}byteorder' in zf.namelist() else 'little'
+        has_order = f'{prefix}byteorder' in zf.namelist()
+        order = zf.read(_record(zf, f'{prefix}byteorder', path)).decode().strip() if has_order else 'little'
         if order != sys.byteorder: raise CheckpointError(f"{path} holds {order}-endian tensors; this machine is {sys.byteorder}-endian")
-        root = _ArchiveUnpickler(zf, prefix, path).load()
+        unpickler = _ArchiveUnpickler(zf, prefix, path)
+        root = unpickler.load()                       # sizes and offsets only: no storage is read yet
         if not isinstance(root, ModuleRecord): raise CheckpointError(f"{path}: data.pkl does not hold a module")
-        return _flatten(root, _declared_state(zf, prefix))
+        refs = _flatten(root, _declared_state(zf, prefix))
+        _check_storages(unpickler.storages, path)
+        return {k: unpickler.tensor(ref) for k, ref in refs.items()}
 
 def read_torchscript_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     "The parameters and buffers of a TorchScript archive, as `state_dict()` would give them, without running its code."
@@ -563,6 +630,35 @@ with zipfile.ZipFile(scratch / 'payload-archive.pt', 'w') as zf:
 try: read_torchscript_weights(scratch / 'payload-archive.pt')
 except UnsafeCheckpointError as e: show(e)
 assert not marker.exists()
+
+# %% [markdown]
+# Nothing runs, but memory is a resource too. A zip entry states how many bytes it inflates to, and a
+# few hundred kilobytes of deflated zeros can claim a gigabyte: an archive whose storage was swapped for
+# such an entry made `predict` allocate gigabytes before it failed (issue #26), and one whose `data.pkl`
+# agreed would have loaded. So before any storage is inflated the reader checks the sizes it has been
+# told, three ways. An entry must inflate to exactly what `data.pkl` declares for its storage (elements
+# × element size), as `torch.jit.save` writes it. A storage may hold at most `_SPARE_BYTES` (one MiB)
+# more than its tensors reach: a buffer that views part of a larger tensor drags the whole storage
+# along, but a few floats never need a gigabyte. And all storages together may inflate to at most
+# `_MAX_INFLATION` (16) times the file's size on disk: `torch.jit.save` does not compress at all, and
+# trained weights hardly compress, while zeros deflate a thousandfold. (`data.pkl` and the code files,
+# also read, may not inflate past `_MAX_RECORD`.) The MiniCLIP archive with its first storage swapped
+# for a quarter of a GiB of deflated zeros:
+
+# %%
+with zipfile.ZipFile(scratch / 'MiniCLIP.pt') as src, zipfile.ZipFile(scratch / 'bomb.pt', 'w') as dst:
+    for item in src.infolist():
+        if not item.filename.endswith('/data/0'): dst.writestr(item, src.read(item)); continue
+        zeros = zipfile.ZipInfo(item.filename); zeros.compress_type = zipfile.ZIP_DEFLATED
+        with dst.open(zeros, 'w', force_zip64=True) as f:
+            for _ in range(256): f.write(bytes(1 << 20))
+tracemalloc.start()
+try: read_torchscript_weights(scratch / 'bomb.pt')
+except CheckpointError as e: show(e); bomb_error = e
+peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+grown = (scratch / 'bomb.pt').stat().st_size - (scratch / 'MiniCLIP.pt').stat().st_size
+print(f"the swap changed the file by {grown / 2**10:+.0f} KiB; refusing it allocated {peak / 2**20:.2f} MiB")
+assert 'data/0' in str(bomb_error) and peak < 8 << 20
 
 
 # %% [markdown]
@@ -825,12 +921,33 @@ def _hf_quick_gelu(config: dict, file) -> bool:
     if len(acts) > 1: raise CheckpointError(f"{file}: the two towers use different activations {sorted(acts)}")
     return acts == {'quick_gelu'}
 
+def _shard_roots(folder: Path) -> list[Path]:
+    "Where the shards of a model folder may really lie: in it, or in the blobs of a Hugging Face cache snapshot."
+    real = folder.resolve()
+    blobs = real.parent.parent / 'blobs'                  # models--org--name/snapshots/<revision>/x -> ../../blobs/<hash>
+    hub = real.parent.name == 'snapshots' and blobs.is_dir() and not blobs.is_symlink()
+    return [real, blobs.resolve()] if hub else [real]
+
+def _shard_file(index: Path, key: str, name: str) -> Path:
+    "The shard file that `weight_map` names for `key`, refused unopened if it leads outside the index's folder."
+    file = index.parent / name
+    try: real = file.resolve()
+    except (OSError, ValueError, RuntimeError) as e:     # a NUL byte, a symlink loop, ...
+        raise CheckpointError(f"{index}: weight_map[{key!r}] = {name!r} is not a usable file name ({e})") from None
+    if Path(name).is_absolute() or '..' in Path(name).parts or not any(real.is_relative_to(r) for r in _shard_roots(index.parent)):
+        raise CheckpointError(f"{index}: weight_map[{key!r}] = {name!r} leads outside {index.parent} (to {real}), so it "
+                              f"was not opened; shards must lie in the model's folder: fix the index or move the shard there")
+    return file
+
 def _shards(index: Path) -> list[Path]:
     "The shard files named by the `weight_map` of a sharded checkpoint's index, which must exist beside it."
     weight_map = _read_json(index).get('weight_map')
     if not (isinstance(weight_map, dict) and weight_map and all(isinstance(f, str) for f in weight_map.values())):
         raise CheckpointError(f"{index} has no 'weight_map' (tensor name -> shard file); re-save the model with save_pretrained")
-    files = [index.parent / f for f in sorted(set(weight_map.values()))]
+    named = {}                                            # shard name -> its file, checked once
+    for key, name in weight_map.items():
+        if name not in named: named[name] = _shard_file(index, key, name)
+    files = [named[name] for name in sorted(named)]
     if missing := [f.name for f in files if not f.is_file()]:
         raise CheckpointError(f"{index}: weight_map names shards missing from {index.parent}: {missing[:3]}")
     return files
@@ -854,6 +971,35 @@ def read_hf_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
             except RuntimeError as e: raise CheckpointError(f"{src}: a tensor has the wrong shape for its name ({e})") from None
     raise CheckpointError(f"{path} has config.json but no model.safetensors or pytorch_model.bin")
 
+
+# %% [markdown]
+# A big model is saved in shards: an index, `model.safetensors.index.json`, whose `weight_map` names
+# the file of every tensor. Those names are data from the download, and a path is more than a name:
+# `../other-model/model.safetensors` or `/etc/passwd` would be opened as readily as a shard beside the
+# index. So every name must stay in the model's folder, as resolved on disk, so that a symlink beside
+# the index that points elsewhere is refused too. The one exception is the Hugging Face cache, where
+# every file of `snapshots/<revision>/` is a link into the repository's `blobs/` folder.
+
+# %%
+hf_dir = scratch / 'hf-sharded'; hf_dir.mkdir()
+(hf_dir / 'config.json').write_text(json.dumps({'model_type': 'clip', 'text_config': {'hidden_size': 128, 'num_attention_heads': 2,
+                                                'intermediate_size': 512}, 'vision_config': {'hidden_size': 128,
+                                                'num_attention_heads': 2, 'intermediate_size': 512}}))
+keys = sorted(hf_sd)
+for i, part in enumerate((keys[::2], keys[1::2])): save_file({k: hf_sd[k].clone() for k in part}, hf_dir / f'shard-{i}.safetensors')
+index = {'weight_map': {k: f'shard-{i}.safetensors' for i, part in enumerate((keys[::2], keys[1::2])) for k in part}}
+(hf_dir / 'model.safetensors.index.json').write_text(json.dumps(index))
+sd, quick_gelu = read_hf_directory(hf_dir)
+assert quick_gelu and all(torch.equal(sd[k], v) for k, v in mini.state_dict().items())
+(scratch / 'elsewhere.safetensors').write_bytes((hf_dir / 'shard-0.safetensors').read_bytes())
+(hf_dir / 'link.safetensors').symlink_to(scratch / 'elsewhere.safetensors')
+for outside in ['../elsewhere.safetensors', str(scratch / 'elsewhere.safetensors'), 'link.safetensors']:
+    (hf_dir / 'model.safetensors.index.json').write_text(json.dumps({'weight_map': {**index['weight_map'], keys[0]: outside}}))
+    with mock.patch('builtins.open', side_effect=AssertionError('a shard outside the folder was opened')):
+        test_fail(lambda: read_hf_directory(hf_dir), contains=f"weight_map[{keys[0]!r}] = {outside!r} leads outside")
+try: read_hf_directory(hf_dir)
+except CheckpointError as e: show(e)
+shutil.rmtree(hf_dir)
 
 # %% [markdown]
 # ## open_clip directories
@@ -955,9 +1101,11 @@ shutil.rmtree(oc_dir)
 # - `tests/test_robust_pretrained.py`: broken Hugging Face and open_clip configurations, sharded indexes
 #   without a weight map, safetensors headers that lie, mis-shaped width-defining tensors and files that
 #   are not checkpoints at all each raise a `CheckpointError` naming the file and the key; payloads raise
-#   `UnsafeCheckpointError` naming the refused global, and no message suggests `weights_only=False`; a
-#   server that trickles bytes is stopped by `deadline`, and the `.part` files of killed downloads are
-#   cleaned.
+#   `UnsafeCheckpointError` naming the refused global, and no message suggests `weights_only=False`;
+#   TorchScript archives with storages that would inflate far past what their tensors need (zip bombs)
+#   are refused unread, in little memory, and shard names that lead out of a model's folder are refused
+#   unopened, while a Hugging Face cache snapshot still loads; a server that trickles bytes is stopped
+#   by `deadline`, and the `.part` files of killed downloads are cleaned.
 #
 # ## What we checked
 #
