@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 from .core import atomic_write, cache_root
-from .model import CLIPConfig, config_from_state_dict
+from .model import HEAD_WIDTH, CLIPConfig, config_from_state_dict
 from .tokenizer import default_tokenizer
 
 # %% auto #0
@@ -499,7 +499,7 @@ def _hf_quick_gelu(config: dict, file) -> bool:
         width, heads = c['hidden_size'], c['num_attention_heads']
         if width != 64 * heads:
             raise CheckpointError(f"{file}: {tower} has {heads} heads of size {width / heads:g}; our CLIP, like "
-                                  f"OpenAI's, uses heads of size 64 (heads = width // 64)")
+                                  f"OpenAI's, uses heads of size {HEAD_WIDTH} (heads = width // {HEAD_WIDTH})")
         if c['intermediate_size'] != 4 * width:
             raise CheckpointError(f"{file}: {tower} has an MLP of {c['intermediate_size']}, not 4 × {width}")
         if c['layer_norm_eps'] != 1e-5: raise CheckpointError(f"{file}: {tower} uses layer_norm_eps {c['layer_norm_eps']}, not 1e-5")
@@ -587,7 +587,7 @@ def _open_clip_quick_gelu(cfg: dict, path) -> bool:
     text = cfg['text_cfg']
     if text.get('width', 512) != 64 * text.get('heads', 8):
         raise CheckpointError(f"{path}: text_cfg has {text.get('heads', 8)} heads for width {text.get('width', 512)}; "
-                              f"our CLIP, like OpenAI's, uses heads of size 64 (heads = width // 64)")
+                              f"our CLIP, like OpenAI's, uses heads of size {HEAD_WIDTH} (heads = width // {HEAD_WIDTH})")
     return bool(cfg.get('quick_gelu', False))
 
 def read_open_clip_directory(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool]:

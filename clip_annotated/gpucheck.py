@@ -12,7 +12,8 @@ import clip_annotated
 from .core import CommandError, autocast, get_device, hardware, markdown_table, one_line, run_command, wants_debug
 from .tokenizer import tokenize
 from .model import CONFIGS, CLIPConfig, create_model
-from .train import read_metrics, resolve_precision
+from .runfolder import read_metrics
+from .train import resolve_precision
 from .run import parse_args, runs_dir
 from .efficiency import GPU_CHECK, gpu_check_table
 from .objectives import clip_forward_flops, training_flops

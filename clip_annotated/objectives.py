@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import atomic_write, get_device, hardware, seed_everything
-from .tokenizer import tokenize
-from .model import CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
+from .tokenizer import VOCAB_SIZE, tokenize
+from .model import HEAD_WIDTH, CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from .loss import MAX_LOGIT_SCALE, clip_loss
 from .data import DEFAULT_TEMPLATES, EmojiDataset
 from .train import decays, evaluate_retrieval, lr_lambda
@@ -35,7 +35,7 @@ def caption_vocab(captions) -> torch.Tensor:
     ids = tokenize(list(captions), context_length=77, truncate=True).unique()
     return ids[ids != 0]
 
-def local_ids(vocab: torch.Tensor, size: int = 49408) -> torch.Tensor:
+def local_ids(vocab: torch.Tensor, size: int = VOCAB_SIZE) -> torch.Tensor:
     "A lookup [size]: tokenizer id -> 1 + its position in `vocab`, and 0 for padding or a token outside it."
     lookup = torch.zeros(size, dtype=torch.long)
     lookup[vocab] = torch.arange(1, len(vocab) + 1)
@@ -49,7 +49,7 @@ def training_captions(templates=DEFAULT_TEMPLATES) -> list[str]:
 def image_encoder(cfg: CLIPConfig) -> VisionTransformer:
     "The ViT image encoder of `cfg` alone (as `CLIP` builds it): images [b, 3, S, S] -> embeddings [b, embed_dim]."
     return VisionTransformer(cfg.image_resolution, cfg.vision_patch_size, cfg.vision_width, cfg.vision_layers,
-                             heads=max(1, cfg.vision_width // 64), output_dim=cfg.embed_dim)
+                             heads=max(1, cfg.vision_width // HEAD_WIDTH), output_dim=cfg.embed_dim)
 
 class Contrastive(nn.Module):
     "CLIP's objective: which caption of the batch goes with each picture (`clip_loss`), for `CLIP` or another dual encoder; with `group`, within groups of that many pairs."

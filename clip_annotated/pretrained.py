@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from .core import get_device
-from .model import (CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
+from .model import (HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
                                   create_model, uses_quick_gelu)
 from .tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
 from .checkpoints import (CheckpointError, checked_config, checkpoint_format, download, openai_to_hf,
@@ -264,8 +264,8 @@ def create_model_and_transforms(name: str | None, pretrained: str | os.PathLike 
 
 # %% ../nbs/03_pretrained.ipynb #4c6efe44
 def _heads(transformer: torch.nn.Module, width: int) -> int:
-    "The number of attention heads of a Transformer (width // 64 when it has no layers)."
-    return transformer.resblocks[0].attn.heads if len(transformer.resblocks) else max(1, width // 64)
+    "The number of attention heads of a Transformer (width // HEAD_WIDTH when it has no layers)."
+    return transformer.resblocks[0].attn.heads if len(transformer.resblocks) else max(1, width // HEAD_WIDTH)
 
 def _as_clip(model_or_source) -> tuple[CLIP, str]:
     "The CLIP to export (unwrapped from DistributedDataParallel or torch.compile, or loaded) and its name for messages."

@@ -12,7 +12,8 @@ import torch.distributed as dist
 from .core import get_device, hardware, in_test, markdown_table, one_line, run_command, wants_debug
 from .model import CLIP, create_model
 from .loss import world_info
-from .train import (PRESETS, TrainConfig, load_checkpoint, model_from_checkpoint, read_metrics, train)
+from .runfolder import load_checkpoint, read_metrics
+from .train import PRESETS, TrainConfig, model_from_checkpoint, train
 
 # %% auto #0
 __all__ = ['OPTION_HELP', 'runs_dir', 'plot_curves', 'retrieval_table', 'write_report', 'train_and_report', 'load_run',

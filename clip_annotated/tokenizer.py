@@ -14,9 +14,10 @@ import torch
 import clip_annotated
 
 # %% auto #0
-__all__ = ['SOT', 'EOT', 'WORD_PATTERN', 'BPE_PATH', 'BPE_SHA256', 'PAPER_VOCAB_SIZE', 'N_MERGES', 'bytes_to_unicode',
-           'basic_clean', 'whitespace_clean', 'needs_ftfy', 'clean', 'read_bpe_file', 'load_bpe_merges', 'build_vocab',
-           'get_pairs', 'bpe_merge', 'SimpleTokenizer', 'ContextLengthError', 'default_tokenizer', 'tokenize', 'decode']
+__all__ = ['SOT', 'EOT', 'VOCAB_SIZE', 'WORD_PATTERN', 'BPE_PATH', 'BPE_SHA256', 'PAPER_VOCAB_SIZE', 'N_MERGES',
+           'bytes_to_unicode', 'basic_clean', 'whitespace_clean', 'needs_ftfy', 'clean', 'read_bpe_file',
+           'load_bpe_merges', 'build_vocab', 'get_pairs', 'bpe_merge', 'SimpleTokenizer', 'ContextLengthError',
+           'default_tokenizer', 'tokenize', 'decode']
 
 # %% ../nbs/01_tokenizer.ipynb #596bf8fa
 @lru_cache(maxsize=None)
@@ -52,6 +53,7 @@ def clean(text: str) -> str:
 
 # %% ../nbs/01_tokenizer.ipynb #81313571
 SOT, EOT = '<|startoftext|>', '<|endoftext|>'  # the strings of [SOS] and [EOS] in the vocabulary
+VOCAB_SIZE = 49408   # 256 bytes, their 256 end-of-word forms, 48,894 merges, [SOS] and [EOS] (checked below)
 
 WORD_PATTERN = regex.compile('|'.join([
     r'<\|startoftext\|>', r'<\|endoftext\|>',       # special tokens typed into the text

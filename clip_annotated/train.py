@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import errno, itertools, json, math, os, pickle, random, re, socket, sys, time
+import itertools, json, math, os, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -17,21 +17,21 @@ from torch.utils.data import IterableDataset
 from tqdm import tqdm
 from .core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
                                   show_progress)
-from .model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
+from .model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from .tokenizer import tokenize
 from .loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
 from .readers import DATASET_TYPES
 from .data import collate
 from .loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
-from .checkpoints import CheckpointError
+from .runfolder import (RunInUseError, RunLock, append_record, append_records, load_checkpoint, rng_state,
+                                      save_checkpoint, set_rng_state, truncate_metrics)
 
 # %% auto #0
 __all__ = ['PRESETS', 'FREE_ON_RESUME', 'TEXT_TOWER', 'TrainConfig', 'decays', 'make_optimizer', 'lr_lambda', 'make_scheduler',
            'resolve_precision', 'Towers', 'forward_backward', 'optimizer_step', 'retrieval_metrics',
-           'evaluate_retrieval', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'config_changes',
-           'check_resume', 'host_group', 'min_over_ranks', 'all_have', 'model_from_checkpoint', 'initial_model',
-           'lock_towers', 'check_template', 'check_device', 'check_config', 'TrainingDiverged', 'check_finite',
-           'RunInUseError', 'RunLock', 'setup_distributed', 'read_metrics', 'StepLog', 'train']
+           'evaluate_retrieval', 'config_changes', 'check_resume', 'host_group', 'min_over_ranks', 'all_have',
+           'model_from_checkpoint', 'initial_model', 'lock_towers', 'check_template', 'check_device', 'check_config',
+           'TrainingDiverged', 'check_finite', 'setup_distributed', 'StepLog', 'train']
 
 # %% ../nbs/06_train.ipynb #3b6c6984
 @dataclass
@@ -245,63 +245,6 @@ def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None,
                                          for s in range(0, len(I_f) - g + 1, g)]))
     return metrics
 
-# %% ../nbs/06_train.ipynb #fc8b79c9
-def rng_state() -> dict:
-    "The states of Python's, NumPy's and PyTorch's (CPU and CUDA) generators, as tensors and plain values."
-    version, mt, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return dict(python=dict(version=version, state=torch.tensor(mt, dtype=torch.int64), gauss=gauss),
-                numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
-                           cached_gaussian=float(cached)),
-                torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
-
-def set_rng_state(s: dict) -> None:
-    "Restore the generators from `rng_state()`'s dict."
-    random.setstate((s['python']['version'], tuple(s['python']['state'].tolist()), s['python']['gauss']))
-    n = s['numpy']
-    np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian']))
-    torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
-class _Sink:
-    "A file for torch.save that keeps the OSError of a failed write (torch itself reports only 'file write failed')."
-    def __init__(self, f): self.f, self.error = f, None
-    def write(self, b):
-        try: return self.f.write(b)
-        except OSError as e: self.error = e; raise
-    def flush(self): self.f.flush()
-
-def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    "Write `obj` to `path` with `atomic_write`; a failed write (a full disk) names the file and leaves the previous one."
-    def write(f):
-        sink = _Sink(f)
-        try: torch.save(obj, sink); f.flush(); os.fsync(f.fileno())
-        except (RuntimeError, OSError) as e:
-            err = sink.error or (e if isinstance(e, OSError) else None)
-            if err is None: raise
-            raise OSError(err.errno, f"{os.strerror(err.errno or errno.EIO).lower()} while writing {path} "
-                                     f"(the previous checkpoint, if any, is intact)") from None
-    return atomic_write(path, write)
-
-def load_checkpoint(path: str | Path) -> dict:
-    "Load a checkpoint with `weights_only=True` (plain data only, no code), onto the CPU; `CheckpointError` naming it if it can't be."
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except FileNotFoundError: raise
-    except pickle.UnpicklingError as e:            # torch's message would suggest turning the safety off: we don't
-        code = re.search(r'GLOBAL (\S+)', str(e))
-        raise CheckpointError(f"{path} " + (f"needs code to load ({code[1]}), so it was not loaded" if code else
-                              "is not a checkpoint (not a file torch.save wrote)") + ": it is not a checkpoint of this "
-                              "book; move it away, or start afresh with --no-resume or another --out") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        with open(path, 'rb') as f: zipped = f.read(4) == b'PK\x03\x04'       # torch.save writes a zip archive
-        raise CheckpointError(f"{path} is " + (f"not a readable checkpoint ({one_line(e).split('. ')[0][:160]}): it may "
-                              "be cut short or damaged; restore a copy" if zipped else "not a checkpoint (not a file "
-                              "torch.save wrote); move it away") + ", or start afresh with --no-resume or another --out") from None
-    if not (isinstance(ck, dict) and {'config', 'model_config', 'model', 'data'} <= set(ck)):
-        raise CheckpointError(f"{path} is not a training checkpoint of this book (no config, model and data entries)")
-    return ck
-
 # %% ../nbs/06_train.ipynb #00ebb82f
 FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers',
                   'grad_checkpointing', 'log_every'}
@@ -439,11 +382,11 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         if (k.endswith('layers') and (v if is_int(v) else max(v)) > 1000) or (is_int(v) and v > 1_000_000):
             bad('model_overrides', f"{k} {v} is beyond any CLIP (at most 1,000 layers and 1,000,000 of anything else)")
     m = replace(CONFIGS[cfg.model], **cfg.model_overrides)
-    if m.transformer_width % 64 or m.transformer_heads != m.transformer_width // 64:   # as OpenAI's models, and load(), have it
+    if m.transformer_width % HEAD_WIDTH or m.transformer_heads != m.transformer_width // HEAD_WIDTH:   # as OpenAI's models, and load(), have it
         bad('model_overrides', f"transformer_width {m.transformer_width} with transformer_heads {m.transformer_heads}: "
                                f"use a multiple of 64 and one head per 64 channels (checkpoints do not record heads, so "
                                f"load, eval and export read them back that way)")
-    if isinstance(m.vision_layers, int) and m.vision_width < 64:
+    if isinstance(m.vision_layers, int) and m.vision_width < HEAD_WIDTH:
         bad('model_overrides', f"vision_width {m.vision_width} leaves the ViT no attention head (one per 64 channels): use 64 or more")
     try:                  # shapes only, on the meta device (no memory), one block per stack: the others are alike
         shallow = replace(m, transformer_layers=1, vision_layers=1 if isinstance(m.vision_layers, int) else (1, 1, 1, 1))
@@ -470,40 +413,6 @@ def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConf
     raise TrainingDiverged(f"training diverged: {what} at step {step} (lr {cfg.lr:g}); {kept}. Lower --lr, set "
                            f"--grad-clip 1.0, or use --precision fp32, and train again with --no-resume")
 
-# %% ../nbs/06_train.ipynb #7b0c8e0f
-class RunInUseError(RuntimeError):
-    "Another process is training in this run folder."
-
-class RunLock:
-    "Hold run folder `out` for this process (a lock on out/.lock); refuses with `RunInUseError` while another holds it."
-    def __init__(self, out: str | Path): self.path, self.file, self.stale = Path(out)/'.lock', None, None
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, 'a+')
-        try:
-            import fcntl
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError: pass                                            # no flock (Windows): no lock
-        except BlockingIOError:                                              # held by another process
-            f.seek(0); holder = f.read().strip() or 'another process'; f.close()
-            raise RunInUseError(f"{self.path.parent} is in use by another run ({holder}): wait for it to end, "
-                                f"or train into another --out") from None
-        except OSError as e:                                                 # a file system without locks (some NFS)
-            print(f"{self.path.parent}: cannot lock the run folder ({e.strerror}); make sure no other run writes to it",
-                  file=sys.stderr)
-        f.seek(0); self.stale = f.read().strip() or None                   # the lock of a run that was killed
-        f.seek(0); f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
-        self.file, self.cleared = f, [t.name for t in self.path.parent.glob('.*.tmp')]
-        for t in self.path.parent.glob('.*.tmp'): t.unlink(missing_ok=True)    # cut-short checkpoint writes
-        if self.stale:
-            print(f"{self.path.parent}: the run before ({self.stale}) ended without releasing its lock (killed?); "
-                  f"cleared{f' {len(self.cleared)} temporary file(s)' if self.cleared else ' it'}", file=sys.stderr)
-        return self
-    def __exit__(self, *exc):
-        if self.file is not None:
-            self.file.seek(0); self.file.truncate(); self.file.close(); self.file = None   # empty: ended cleanly
-
 # %% ../nbs/06_train.ipynb #9a46e15c
 def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device]:
     "Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); returns (rank, world, device)."
@@ -517,23 +426,6 @@ def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device
     return rank, world, dev
 
 # %% ../nbs/06_train.ipynb #e9e543c8
-def _log(path: Path, record: dict) -> None:
-    with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
-
-def read_metrics(path: str | Path) -> list[dict]:
-    "The records of a metrics.jsonl (a torn last line, from a kill, is skipped)."
-    out = []
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try: out.append(json.loads(line))
-            except json.JSONDecodeError: pass
-    return out
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    "Keep only the records of steps up to `step` (those the resumed weights have seen)."
-    keep = [r for r in read_metrics(path) if r.get('step', 0) <= step]
-    path.write_text(''.join(json.dumps(r) + '\n' for r in keep))
-
 class StepLog:
     "The loop's per-step values, kept on the device until `flush` reads them all back at once (one host sync) and logs them."
     def __init__(self, path: Path | None = None):
@@ -555,8 +447,7 @@ class StepLog:
             if not math.isfinite(loss): bad = rec; break
             out.append(rec)
         if out and last: out[-1].update(last)
-        if self.path is not None and out:
-            with open(self.path, 'a') as f: f.write(''.join(json.dumps(r) + '\n' for r in out))
+        if self.path is not None and out: append_records(self.path, out)
         return out, bad
 
 # %% ../nbs/06_train.ipynb #c6d63f07
@@ -571,7 +462,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     if not all_have(busy is None):                      # every rank stops, not only the one that knows why
         raise busy or RunInUseError(f"{cfg.out} is in use by another run (rank 0 could not lock it)")
     try: return _run(cfg, datasets, rank, world, device)
-    finally: lock.__exit__()
+    finally: lock.__exit__(*sys.exc_info())
 
 def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device) -> dict:
     "The body of `train`, in a run folder this process holds."
@@ -618,7 +509,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
         set_rng_state(ck['rng'])
         step, wall_before = ck['data']['step'], ck['wall_s']
         epoch, start = ck['data']['epoch'], ck['data']['step_in_epoch']
-        if rank == 0: _truncate_metrics(metrics_path, step)
+        if rank == 0: truncate_metrics(metrics_path, step)
     elif rank == 0 and metrics_path.exists(): metrics_path.unlink()           # a fresh run starts a fresh log
     last_ckpt = step or None                                               # the step of the checkpoint on disk
 
@@ -681,7 +572,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             save = step % cfg.ckpt_every == 0 or step == cfg.steps
             if step % cfg.log_every == 0 or evaluate or save: flush()
             if evaluate and rank == 0:
-                _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
+                append_record(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and save:
                 checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8], tokens[:8]))
@@ -702,7 +593,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
     if rank == 0:
         if test_ds is not None:
             summary['test'] = evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)
-            if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
+            if not was_finished: append_record(metrics_path, dict(step=step, eval=summary['test']))
         summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
         summary['total_wall_s'] = wall_before + time.perf_counter() - t_loop
     if world > 1: dist.barrier()

@@ -36,7 +36,8 @@ from clip_annotated import cli
 from clip_annotated.core import CommandError, get_device, run_command
 from clip_annotated.model import CLIPConfig, CONFIGS
 from clip_annotated.run import OPTION_HELP, load_run, parse_args
-from clip_annotated.train import PRESETS, TrainConfig, check_config, check_device, check_template, read_metrics
+from clip_annotated.runfolder import read_metrics
+from clip_annotated.train import PRESETS, TrainConfig, check_config, check_device, check_template
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, 'SIGALRM'), reason="the time limits use SIGALRM (POSIX only)")
 

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from clip_annotated.model import create_model
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.train import FREE_ON_RESUME, PRESETS, config_changes, load_checkpoint, train
+from clip_annotated.runfolder import load_checkpoint
+from clip_annotated.train import FREE_ON_RESUME, PRESETS, config_changes, train
 
 TINY_MODEL = dict(embed_dim=16, vision_layers=1, vision_width=64, transformer_width=64, transformer_heads=1,
                   transformer_layers=1)

@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from clip_annotated import readers as R
-from clip_annotated.train import PRESETS, load_checkpoint, read_metrics, train
+from clip_annotated.runfolder import load_checkpoint, read_metrics
+from clip_annotated.train import PRESETS, train
 from clip_annotated.run import train_and_report
 
 REPO = Path(__file__).resolve().parents[1]

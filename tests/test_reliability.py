@@ -31,8 +31,8 @@ from clip_annotated.scenes import SceneDataset
 from clip_annotated.data import SkipCounter
 from clip_annotated.checkpoints import CheckpointError
 from clip_annotated.run import train_and_report
-from clip_annotated.train import (PRESETS, RunInUseError, RunLock, TrainingDiverged, check_config, load_checkpoint,
-                                  read_metrics, retrieval_metrics, save_checkpoint, train)
+from clip_annotated.runfolder import RunInUseError, RunLock, load_checkpoint, read_metrics, save_checkpoint
+from clip_annotated.train import PRESETS, TrainingDiverged, check_config, retrieval_metrics, train
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / 'clip-annotated')            # the console script, as a user runs it
@@ -207,7 +207,7 @@ def test_two_processes_in_one_folder(tmp_path):
 
 def test_killed_runs_lock_and_temp_files_are_cleared(tmp_path):
     out = tmp_path / 'run'
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from clip_annotated.train import RunLock; '
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from clip_annotated.runfolder import RunLock; '
                                f'lock = RunLock({str(out)!r}).__enter__(); print("held", flush=True); time.sleep(600)'],
                               env=_env(), stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == 'held'
@@ -325,6 +325,36 @@ def test_disk_full_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, mo
         save_checkpoint({'x': torch.zeros(100_000)}, path)
     monkeypatch.undo()
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ['checkpoint.pt']
+
+
+def test_run_folder_links_are_refused_and_their_targets_untouched(tmp_path):
+    "#26 item 1: a run file that is a symbolic link (a cloned runs/x/.lock pointing at a dotfile) is refused, exit 2, naming it."
+    secret = tmp_path / 'secret'; secret.write_text('my password\n')
+    for name in ('.lock', 'metrics.jsonl', 'report.md'):
+        out = tmp_path / f'run-{name.strip(".")}'; out.mkdir()
+        (out / name).symlink_to(secret)
+        r = _cli('train', *TINY_ARGV, '--out', str(out))
+        assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
+        assert f'{out / name} is a symbolic link' in r.stderr and 'my password' not in r.stderr + r.stdout
+        assert secret.read_text() == 'my password\n' and sorted(q.name for q in out.iterdir()) == [name]
+
+
+def test_a_folder_of_other_files_is_not_trained_into(tmp_path):
+    "#26 item 2: a non-empty folder that is not a run is refused, exit 2, naming it, and nothing in it changes; a file as --out too."
+    out = tmp_path / 'photos'; out.mkdir(); (out / 'cat.jpg').write_bytes(b'jpeg'); (out / '.x.tmp').write_bytes(b'mine')
+    r = _cli('train', *TINY_ARGV, '--out', str(out))
+    assert r.returncode == 2 and f'--out {out} is not empty and is not a run folder' in r.stderr, r.stderr
+    assert sorted(q.name for q in out.iterdir()) == ['.x.tmp', 'cat.jpg'] and (out / '.x.tmp').read_bytes() == b'mine'
+    r = _cli('train', *TINY_ARGV, '--out', str(out / 'cat.jpg'))
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'cat.jpg is a file, not a folder' in r.stderr, r.stderr
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path):
+    "#26 item 12: a run refused after taking the lock (here: no data) removes the folder it made, .lock and all."
+    out = tmp_path / 'new-run'
+    r = _cli('train', *TINY_ARGV, '--train-data', str(tmp_path / 'missing.csv'), '--out', str(out))
+    assert r.returncode == 2 and 'missing.csv' in r.stderr, r.stderr
+    assert not out.exists()
 
 
 def test_file_system_without_locks_warns_and_trains(tmp_path, monkeypatch):

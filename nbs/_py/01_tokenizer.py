@@ -209,6 +209,7 @@ print(f"shortcut == full cleaning on {len(samples)} random strings over {len(fas
 # %%
 #| exports
 SOT, EOT = '<|startoftext|>', '<|endoftext|>'  # the strings of [SOS] and [EOS] in the vocabulary
+VOCAB_SIZE = 49408   # 256 bytes, their 256 end-of-word forms, 48,894 merges, [SOS] and [EOS] (checked below)
 
 WORD_PATTERN = regex.compile('|'.join([
     r'<\|startoftext\|>', r'<\|endoftext\|>',       # special tokens typed into the text
@@ -446,6 +447,7 @@ class SimpleTokenizer:
 
 # %%
 tok = SimpleTokenizer()
+test_eq(tok.vocab_size, VOCAB_SIZE)
 print(f"vocab_size={tok.vocab_size:,}, sot_token={tok.sot_token}, eot_token={tok.eot_token}")
 test_eq((tok.sot_token, tok.eot_token), (49406, 49407))   # OpenAI's ids
 ids = tok.encode("A photo of a cat.")

@@ -21,6 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
+from clip_annotated.tokenizer import VOCAB_SIZE
+
+HEAD_WIDTH = 64   # channels per attention head in every OpenAI CLIP (heads = width // 64)
 
 # %%
 #| hide
@@ -479,11 +482,11 @@ class CLIP(nn.Module):
         super().__init__()
         self.context_length, self.vocab_size = context_length, vocab_size
         if isinstance(vision_layers, (tuple, list)):
-            self.visual = ModifiedResNet(tuple(vision_layers), embed_dim, heads=vision_width * 32 // 64,
+            self.visual = ModifiedResNet(tuple(vision_layers), embed_dim, heads=vision_width * 32 // HEAD_WIDTH,
                                          input_resolution=image_resolution, width=vision_width)
         else:
             self.visual = VisionTransformer(image_resolution, vision_patch_size, vision_width, vision_layers,
-                                            heads=vision_width // 64, output_dim=embed_dim, quick_gelu=quick_gelu)
+                                            heads=vision_width // HEAD_WIDTH, output_dim=embed_dim, quick_gelu=quick_gelu)
         self.transformer = Transformer(transformer_width, transformer_layers, transformer_heads,
                                        is_causal=True, quick_gelu=quick_gelu)
         self.token_embedding = nn.Embedding(vocab_size, transformer_width)
@@ -667,15 +670,15 @@ class CLIPConfig:
     vision_width: int
     vision_patch_size: int | None
     context_length: int = 77
-    vocab_size: int = 49408
+    vocab_size: int = VOCAB_SIZE
     transformer_width: int = 512
     transformer_heads: int = 8
     transformer_layers: int = 12
 
 def _released(transformer_width: int, **vision) -> CLIPConfig:
     "A released model: `vision` and OpenAI's text tower (context 77, full vocabulary, 12 layers, one head per 64 channels)."
-    return CLIPConfig(**vision, context_length=77, vocab_size=49408, transformer_width=transformer_width,
-                      transformer_heads=transformer_width // 64, transformer_layers=12)
+    return CLIPConfig(**vision, context_length=77, vocab_size=VOCAB_SIZE, transformer_width=transformer_width,
+                      transformer_heads=transformer_width // HEAD_WIDTH, transformer_layers=12)
 
 CONFIGS: dict[str, CLIPConfig] = {
     'RN50':           _released(embed_dim=1024, image_resolution=224, vision_layers=(3, 4, 6, 3), vision_width=64,
@@ -698,10 +701,10 @@ CONFIGS: dict[str, CLIPConfig] = {
                                 vision_patch_size=14, transformer_width=768),
     # ours, for CPU training on 48×48 emoji (context 32 is plenty for emoji captions)
     'MiniCLIP':       CLIPConfig(embed_dim=128, image_resolution=48, vision_layers=4, vision_width=128, vision_patch_size=8,
-                                 context_length=32, vocab_size=49408, transformer_width=128, transformer_heads=2,
+                                 context_length=32, vocab_size=VOCAB_SIZE, transformer_width=128, transformer_heads=2,
                                  transformer_layers=4),
     'MiniCLIP-RN':    CLIPConfig(embed_dim=128, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=32,
-                                 vision_patch_size=None, context_length=32, vocab_size=49408, transformer_width=128,
+                                 vision_patch_size=None, context_length=32, vocab_size=VOCAB_SIZE, transformer_width=128,
                                  transformer_heads=2, transformer_layers=4),
 }
 
@@ -814,7 +817,7 @@ def config_from_state_dict(state_dict: dict) -> CLIPConfig:
                       vision_width=width, vision_patch_size=patch,
                       context_length=sd['positional_embedding'].shape[0],
                       vocab_size=sd['token_embedding.weight'].shape[0], transformer_width=tw,
-                      transformer_heads=tw // 64, transformer_layers=_count_blocks(sd, 'transformer.resblocks.'))
+                      transformer_heads=tw // HEAD_WIDTH, transformer_layers=_count_blocks(sd, 'transformer.resblocks.'))
 
 
 # %%
@@ -937,7 +940,7 @@ print(f"{len(maps)} attention maps of shape {tuple(maps[0].shape)}")
 class BaselineCLIP(nn.Module):
     "A small CNN image encoder and a mean-of-embeddings text encoder, with `CLIP`'s interface."
     def __init__(self, embed_dim: int = 128, image_resolution: int = 48, width: int = 32,
-                 vocab_size: int = 49408, text_width: int = 128, context_length: int = 32):
+                 vocab_size: int = VOCAB_SIZE, text_width: int = 128, context_length: int = 32):
         super().__init__()
         self.context_length, self.vocab_size = context_length, vocab_size
         chans = [3, width, width * 2, width * 4, width * 8]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from clip_annotated.core import get_device
-from clip_annotated.model import (CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
+from clip_annotated.model import (HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
                                   create_model, uses_quick_gelu)
 from clip_annotated.tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
 from clip_annotated.checkpoints import (CheckpointError, checked_config, checkpoint_format, download, openai_to_hf,
@@ -651,6 +651,7 @@ test_eq(tok32.decode(tok32('A red circle')), ['a red circle'])
 # into every `DataLoader` worker process with the generator's state, so all workers would draw *the
 # same* crops. `TrainTransform` therefore starts a fresh stream in each worker, from the worker's seed
 # (which PyTorch draws anew for every epoch) together with `seed`, if one was given.
+# <!-- fixed: 20% -->
 
 # %%
 #| exports
@@ -796,8 +797,8 @@ assert 'the model follows the checkpoint' in str(caught[0].message)
 # %%
 #| exports
 def _heads(transformer: torch.nn.Module, width: int) -> int:
-    "The number of attention heads of a Transformer (width // 64 when it has no layers)."
-    return transformer.resblocks[0].attn.heads if len(transformer.resblocks) else max(1, width // 64)
+    "The number of attention heads of a Transformer (width // HEAD_WIDTH when it has no layers)."
+    return transformer.resblocks[0].attn.heads if len(transformer.resblocks) else max(1, width // HEAD_WIDTH)
 
 def _as_clip(model_or_source) -> tuple[CLIP, str]:
     "The CLIP to export (unwrapped from DistributedDataParallel or torch.compile, or loaded) and its name for messages."

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import errno, itertools, json, math, os, pickle, random, re, socket, sys, time
+import itertools, json, math, os, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -26,13 +26,14 @@ from torch.utils.data import IterableDataset
 from tqdm import tqdm
 from clip_annotated.core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
                                   show_progress)
-from clip_annotated.model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
+from clip_annotated.model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
 from clip_annotated.readers import DATASET_TYPES
 from clip_annotated.data import collate
 from clip_annotated.loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
-from clip_annotated.checkpoints import CheckpointError
+from clip_annotated.runfolder import (RunInUseError, RunLock, append_record, append_records, load_checkpoint, rng_state,
+                                      save_checkpoint, set_rng_state, truncate_metrics)
 
 # %%
 #| hide
@@ -41,6 +42,7 @@ from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
 from clip_annotated.core import footer
 from clip_annotated.data import EmojiDataset
+from clip_annotated.runfolder import read_metrics
 from clip_annotated.scenes import SceneDataset
 
 # %%
@@ -530,93 +532,16 @@ print(f"held-out loss in groups of 8, untrained: {m_eval['loss']:.3f} (ln 8 = {m
 # %% [markdown]
 # ## Checkpoints you can kill
 #
-# A long run will be interrupted: a preempted job, a full disk, a Ctrl-C. Two properties make that
-# harmless. **Atomic**: a checkpoint is written with the preliminaries' `atomic_write`: to a temporary
-# file in the same directory, flushed and `fsync`ed to disk, and only then renamed over the old one
-# (`os.replace` is atomic on POSIX and Windows), so a kill at any instant leaves either the old
-# checkpoint or the new one, never half of one. **Complete**: it holds everything the next step depends on: the model, AdamW's moments, the
-# schedule's position, the float16 loss scaler, every random number generator (Python, NumPy,
-# PyTorch and CUDA), and the position in the data (epoch, batches done in that epoch, the seed of the
-# sampler's order). Resuming then continues the very same run: the test suite kills a run with
-# SIGKILL in the middle of an epoch, resumes it, and requires weights bit-identical to a run that was
-# never interrupted.
-#
-# Everything is stored as tensors, numbers, strings, lists and dicts, so the file loads with
-# `torch.load(weights_only=True)`, which refuses to unpickle code: a checkpoint from elsewhere cannot
-# run anything on your machine. The random generators' states are converted accordingly.
-
-# %%
-#| exports
-def rng_state() -> dict:
-    "The states of Python's, NumPy's and PyTorch's (CPU and CUDA) generators, as tensors and plain values."
-    version, mt, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return dict(python=dict(version=version, state=torch.tensor(mt, dtype=torch.int64), gauss=gauss),
-                numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
-                           cached_gaussian=float(cached)),
-                torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
-
-def set_rng_state(s: dict) -> None:
-    "Restore the generators from `rng_state()`'s dict."
-    random.setstate((s['python']['version'], tuple(s['python']['state'].tolist()), s['python']['gauss']))
-    n = s['numpy']
-    np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian']))
-    torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
-class _Sink:
-    "A file for torch.save that keeps the OSError of a failed write (torch itself reports only 'file write failed')."
-    def __init__(self, f): self.f, self.error = f, None
-    def write(self, b):
-        try: return self.f.write(b)
-        except OSError as e: self.error = e; raise
-    def flush(self): self.f.flush()
-
-def save_checkpoint(obj: dict, path: str | Path) -> Path:
-    "Write `obj` to `path` with `atomic_write`; a failed write (a full disk) names the file and leaves the previous one."
-    def write(f):
-        sink = _Sink(f)
-        try: torch.save(obj, sink); f.flush(); os.fsync(f.fileno())
-        except (RuntimeError, OSError) as e:
-            err = sink.error or (e if isinstance(e, OSError) else None)
-            if err is None: raise
-            raise OSError(err.errno, f"{os.strerror(err.errno or errno.EIO).lower()} while writing {path} "
-                                     f"(the previous checkpoint, if any, is intact)") from None
-    return atomic_write(path, write)
-
-def load_checkpoint(path: str | Path) -> dict:
-    "Load a checkpoint with `weights_only=True` (plain data only, no code), onto the CPU; `CheckpointError` naming it if it can't be."
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except FileNotFoundError: raise
-    except pickle.UnpicklingError as e:            # torch's message would suggest turning the safety off: we don't
-        code = re.search(r'GLOBAL (\S+)', str(e))
-        raise CheckpointError(f"{path} " + (f"needs code to load ({code[1]}), so it was not loaded" if code else
-                              "is not a checkpoint (not a file torch.save wrote)") + ": it is not a checkpoint of this "
-                              "book; move it away, or start afresh with --no-resume or another --out") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        with open(path, 'rb') as f: zipped = f.read(4) == b'PK\x03\x04'       # torch.save writes a zip archive
-        raise CheckpointError(f"{path} is " + (f"not a readable checkpoint ({one_line(e).split('. ')[0][:160]}): it may "
-                              "be cut short or damaged; restore a copy" if zipped else "not a checkpoint (not a file "
-                              "torch.save wrote); move it away") + ", or start afresh with --no-resume or another --out") from None
-    if not (isinstance(ck, dict) and {'config', 'model_config', 'model', 'data'} <= set(ck)):
-        raise CheckpointError(f"{path} is not a training checkpoint of this book (no config, model and data entries)")
-    return ck
-
-
-# %%
-s0 = rng_state()
-a = (random.random(), np.random.rand(), torch.rand(1).item())
-set_rng_state(s0)
-test_eq((random.random(), np.random.rand(), torch.rand(1).item()), a)       # the generators rewound
-p = save_checkpoint(dict(rng=s0, model=small.state_dict(), config={}, model_config={}, data={}), scratch/'ckpt.pt')
-back = load_checkpoint(p)                                                     # weights_only: plain data
-set_rng_state(back['rng'])
-test_eq((random.random(), np.random.rand(), torch.rand(1).item()), a)
-test_eq(sorted(q.name for q in scratch.iterdir()), ['ckpt.pt'])               # no temp file left behind
-(scratch/'cut.pt').write_bytes(p.read_bytes()[:1000])                        # a checkpoint cut short
-test_fail(lambda: load_checkpoint(scratch/'cut.pt'), contains='cut.pt is not a readable checkpoint')
-(scratch/'cut.pt').unlink()
+# A long run will be interrupted: a preempted job, a full disk, a Ctrl-C. The run folder appendix,
+# [Run folders](05e_run_folder.ipynb), makes that harmless: `save_checkpoint` writes **atomically**
+# (a temporary file, flushed to disk, renamed over the old one, so a kill leaves the old checkpoint or
+# the new one, never half of one), and a checkpoint is **complete**: the model, AdamW's moments, the
+# schedule's position, the float16 loss scaler, every random generator (`rng_state`) and the position
+# in the data. Resuming then continues the very same run: the test suite kills a run with SIGKILL in
+# the middle of an epoch, resumes it, and requires weights bit-identical to a run that was never
+# interrupted. The file holds plain data only, so `load_checkpoint` reads it with
+# `torch.load(weights_only=True)`, which runs no code. The same appendix keeps one run per folder
+# (`RunLock`) and the log, `metrics.jsonl`.
 
 # %% [markdown]
 # Resuming continues *the same run*: the weights, the optimiser's moments, the schedule's position and
@@ -838,11 +763,11 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         if (k.endswith('layers') and (v if is_int(v) else max(v)) > 1000) or (is_int(v) and v > 1_000_000):
             bad('model_overrides', f"{k} {v} is beyond any CLIP (at most 1,000 layers and 1,000,000 of anything else)")
     m = replace(CONFIGS[cfg.model], **cfg.model_overrides)
-    if m.transformer_width % 64 or m.transformer_heads != m.transformer_width // 64:   # as OpenAI's models, and load(), have it
+    if m.transformer_width % HEAD_WIDTH or m.transformer_heads != m.transformer_width // HEAD_WIDTH:   # as OpenAI's models, and load(), have it
         bad('model_overrides', f"transformer_width {m.transformer_width} with transformer_heads {m.transformer_heads}: "
                                f"use a multiple of 64 and one head per 64 channels (checkpoints do not record heads, so "
                                f"load, eval and export read them back that way)")
-    if isinstance(m.vision_layers, int) and m.vision_width < 64:
+    if isinstance(m.vision_layers, int) and m.vision_width < HEAD_WIDTH:
         bad('model_overrides', f"vision_width {m.vision_width} leaves the ViT no attention head (one per 64 channels): use 64 or more")
     try:                  # shapes only, on the meta device (no memory), one block per stack: the others are alike
         shallow = replace(m, transformer_layers=1, vision_layers=1 if isinstance(m.vision_layers, int) else (1, 1, 1, 1))
@@ -899,59 +824,6 @@ test_fail(lambda: check_finite(math.nan, None, 7, TrainConfig(lr=1e30, out='runs
 
 
 # %% [markdown]
-# **It keeps one run per folder.** Two runs writing to one `--out` would interleave their
-# `metrics.jsonl` and overwrite each other's checkpoints, and both would report success. So a run holds
-# a lock on its folder, `out/.lock` (an operating-system lock through `fcntl.flock`, which the kernel
-# releases when the process ends, however it ends), and a second run refuses while the first holds it.
-# A run that was killed leaves the file behind with its process id in it, but not the lock: the next
-# run notices, says so, clears the temporary files of the checkpoint write that was cut short, and goes
-# on. (On a network file system `flock` may not reach other machines; one folder per run is then up to
-# you.)
-
-# %%
-#| exports
-class RunInUseError(RuntimeError):
-    "Another process is training in this run folder."
-
-class RunLock:
-    "Hold run folder `out` for this process (a lock on out/.lock); refuses with `RunInUseError` while another holds it."
-    def __init__(self, out: str | Path): self.path, self.file, self.stale = Path(out)/'.lock', None, None
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, 'a+')
-        try:
-            import fcntl
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError: pass                                            # no flock (Windows): no lock
-        except BlockingIOError:                                              # held by another process
-            f.seek(0); holder = f.read().strip() or 'another process'; f.close()
-            raise RunInUseError(f"{self.path.parent} is in use by another run ({holder}): wait for it to end, "
-                                f"or train into another --out") from None
-        except OSError as e:                                                 # a file system without locks (some NFS)
-            print(f"{self.path.parent}: cannot lock the run folder ({e.strerror}); make sure no other run writes to it",
-                  file=sys.stderr)
-        f.seek(0); self.stale = f.read().strip() or None                   # the lock of a run that was killed
-        f.seek(0); f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
-        self.file, self.cleared = f, [t.name for t in self.path.parent.glob('.*.tmp')]
-        for t in self.path.parent.glob('.*.tmp'): t.unlink(missing_ok=True)    # cut-short checkpoint writes
-        if self.stale:
-            print(f"{self.path.parent}: the run before ({self.stale}) ended without releasing its lock (killed?); "
-                  f"cleared{f' {len(self.cleared)} temporary file(s)' if self.cleared else ' it'}", file=sys.stderr)
-        return self
-    def __exit__(self, *exc):
-        if self.file is not None:
-            self.file.seek(0); self.file.truncate(); self.file.close(); self.file = None   # empty: ended cleanly
-
-
-# %%
-with RunLock(scratch/'locked') as held:
-    test_fail(lambda: RunLock(scratch/'locked').__enter__(), contains='is in use by another run (pid')
-with RunLock(scratch/'locked') as again: assert again.stale is None       # released cleanly: nothing stale
-test_eq((scratch/'locked'/'.lock').read_text(), '')
-
-
-# %% [markdown]
 # ## The loop
 #
 # `train` puts the pieces together. It sets up the process group when `torchrun` started it (gloo on
@@ -996,23 +868,6 @@ def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device
 
 # %%
 #| exports
-def _log(path: Path, record: dict) -> None:
-    with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
-
-def read_metrics(path: str | Path) -> list[dict]:
-    "The records of a metrics.jsonl (a torn last line, from a kill, is skipped)."
-    out = []
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try: out.append(json.loads(line))
-            except json.JSONDecodeError: pass
-    return out
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    "Keep only the records of steps up to `step` (those the resumed weights have seen)."
-    keep = [r for r in read_metrics(path) if r.get('step', 0) <= step]
-    path.write_text(''.join(json.dumps(r) + '\n' for r in keep))
-
 class StepLog:
     "The loop's per-step values, kept on the device until `flush` reads them all back at once (one host sync) and logs them."
     def __init__(self, path: Path | None = None):
@@ -1034,8 +889,7 @@ class StepLog:
             if not math.isfinite(loss): bad = rec; break
             out.append(rec)
         if out and last: out[-1].update(last)
-        if self.path is not None and out:
-            with open(self.path, 'a') as f: f.write(''.join(json.dumps(r) + '\n' for r in out))
+        if self.path is not None and out: append_records(self.path, out)
         return out, bad
 
 
@@ -1062,7 +916,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     if not all_have(busy is None):                      # every rank stops, not only the one that knows why
         raise busy or RunInUseError(f"{cfg.out} is in use by another run (rank 0 could not lock it)")
     try: return _run(cfg, datasets, rank, world, device)
-    finally: lock.__exit__()
+    finally: lock.__exit__(*sys.exc_info())
 
 def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device) -> dict:
     "The body of `train`, in a run folder this process holds."
@@ -1109,7 +963,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
         set_rng_state(ck['rng'])
         step, wall_before = ck['data']['step'], ck['wall_s']
         epoch, start = ck['data']['epoch'], ck['data']['step_in_epoch']
-        if rank == 0: _truncate_metrics(metrics_path, step)
+        if rank == 0: truncate_metrics(metrics_path, step)
     elif rank == 0 and metrics_path.exists(): metrics_path.unlink()           # a fresh run starts a fresh log
     last_ckpt = step or None                                               # the step of the checkpoint on disk
 
@@ -1172,7 +1026,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             save = step % cfg.ckpt_every == 0 or step == cfg.steps
             if step % cfg.log_every == 0 or evaluate or save: flush()
             if evaluate and rank == 0:
-                _log(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
+                append_record(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and save:
                 checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8], tokens[:8]))
@@ -1193,7 +1047,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
     if rank == 0:
         if test_ds is not None:
             summary['test'] = evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)
-            if not was_finished: _log(metrics_path, dict(step=step, eval=summary['test']))
+            if not was_finished: append_record(metrics_path, dict(step=step, eval=summary['test']))
         summary['data'] = describe_data(cfg, train_ds, test_ds, given=datasets is not None)
         summary['total_wall_s'] = wall_before + time.perf_counter() - t_loop
     if world > 1: dist.barrier()

@@ -21,7 +21,8 @@ import torch.distributed as dist
 from clip_annotated.core import get_device, hardware, in_test, markdown_table, one_line, run_command, wants_debug
 from clip_annotated.model import CLIP, create_model
 from clip_annotated.loss import world_info
-from clip_annotated.train import (PRESETS, TrainConfig, load_checkpoint, model_from_checkpoint, read_metrics, train)
+from clip_annotated.runfolder import load_checkpoint, read_metrics
+from clip_annotated.train import PRESETS, TrainConfig, model_from_checkpoint, train
 
 # %%
 #| hide

@@ -19,7 +19,7 @@ from fastcore.test import test_eq, test_close
 from sklearn.datasets import load_digits
 import skimage.data
 from clip_annotated.core import footer, hardware, in_test, pick
-from clip_annotated.train import read_metrics
+from clip_annotated.runfolder import read_metrics
 from clip_annotated.run import runs_dir
 from clip_annotated.zeroshot import paired_bootstrap       # the zero-shot chapter's paired bootstrap interval
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from clip_annotated.core import atomic_write, get_device, hardware, seed_everything
-from clip_annotated.tokenizer import tokenize
-from clip_annotated.model import CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
+from clip_annotated.tokenizer import VOCAB_SIZE, tokenize
+from clip_annotated.model import HEAD_WIDTH, CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss
 from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
 from clip_annotated.train import decays, evaluate_retrieval, lr_lambda
@@ -42,7 +42,8 @@ from fastcore.test import test_eq, test_close
 from clip_annotated.core import footer, in_test, markdown_table, pick
 from clip_annotated.tasks import emoji_task, run_task
 from clip_annotated.run import load_run, runs_dir
-from clip_annotated.train import PRESETS, read_metrics, train
+from clip_annotated.runfolder import read_metrics
+from clip_annotated.train import PRESETS, train
 from torch.utils.flop_counter import FlopCounterMode
 from clip_annotated.model import ResidualAttentionBlock, count_parameters
 from clip_annotated.zeroshot import paired_bootstrap, zero_shot_classifier
@@ -94,7 +95,7 @@ def caption_vocab(captions) -> torch.Tensor:
     ids = tokenize(list(captions), context_length=77, truncate=True).unique()
     return ids[ids != 0]
 
-def local_ids(vocab: torch.Tensor, size: int = 49408) -> torch.Tensor:
+def local_ids(vocab: torch.Tensor, size: int = VOCAB_SIZE) -> torch.Tensor:
     "A lookup [size]: tokenizer id -> 1 + its position in `vocab`, and 0 for padding or a token outside it."
     lookup = torch.zeros(size, dtype=torch.long)
     lookup[vocab] = torch.arange(1, len(vocab) + 1)
@@ -128,7 +129,7 @@ print(f"{len(vocab)} of the tokenizer's 49,408 tokens occur in the training capt
 def image_encoder(cfg: CLIPConfig) -> VisionTransformer:
     "The ViT image encoder of `cfg` alone (as `CLIP` builds it): images [b, 3, S, S] -> embeddings [b, embed_dim]."
     return VisionTransformer(cfg.image_resolution, cfg.vision_patch_size, cfg.vision_width, cfg.vision_layers,
-                             heads=max(1, cfg.vision_width // 64), output_dim=cfg.embed_dim)
+                             heads=max(1, cfg.vision_width // HEAD_WIDTH), output_dim=cfg.embed_dim)
 
 class Contrastive(nn.Module):
     "CLIP's objective: which caption of the batch goes with each picture (`clip_loss`), for `CLIP` or another dual encoder; with `group`, within groups of that many pairs."

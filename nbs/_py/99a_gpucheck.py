@@ -21,7 +21,8 @@ import clip_annotated
 from clip_annotated.core import CommandError, autocast, get_device, hardware, markdown_table, one_line, run_command, wants_debug
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.model import CONFIGS, CLIPConfig, create_model
-from clip_annotated.train import read_metrics, resolve_precision
+from clip_annotated.runfolder import read_metrics
+from clip_annotated.train import resolve_precision
 from clip_annotated.run import parse_args, runs_dir
 from clip_annotated.efficiency import GPU_CHECK, gpu_check_table
 from clip_annotated.objectives import clip_forward_flops, training_flops
