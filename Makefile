@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | cksum | cut -d' 
 # torch is pinned here (not in settings.ini) so a fresh machine gets a known build.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help venv test reproduce readme sync export execute bench gpu-check preview
+.PHONY: help venv test reproduce readme sync export execute bench bench-loader gpu-check preview
 
 help:
 	@echo "make reproduce   train MiniCLIP on the emoji set and its bias twin, write runs/mini/report.md"
@@ -16,6 +16,7 @@ help:
 	@echo "make sync        sync notebooks with their text twins in nbs/_py (jupytext)"
 	@echo "make export      nbdev_export + nbdev_clean (run before committing)"
 	@echo "make bench       tokenizer and encoder benchmark against open_clip"
+	@echo "make bench-loader  input pipeline against open_clip's data loader (its own venv, .venv-openclip)"
 	@echo "make gpu-check   CUDA tests, GPU benchmarks and a kill-and-resume run under one deadline (tiny sizes without CUDA)"
 	@echo "make preview     the site as local HTML in _preview/ (no Quarto needed)"
 
@@ -53,6 +54,25 @@ export: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m clip_annotated.bench
+
+# The input pipeline against open_clip's training data loader (appendix 99): pictures/s from a CSV of JPEGs and
+# from shards, 0, 1 and 2 workers. open_clip's training package runs in its own virtual environment,
+# .venv-openclip, made on first use; `make bench-loader OPEN_CLIP_TRAIN_PYTHON=/path/to/python` uses another
+# Python with open-clip-torch[training] instead. The results go to $(LOADER_JSON), which chapter 99 shows;
+# LOADER_ARGS passes options on (e.g. --pictures 1024 --repeats 5; see python -m clip_annotated.bench -h).
+OPEN_CLIP_VENV := .venv-openclip
+OPEN_CLIP_TRAIN_PYTHON ?= $(OPEN_CLIP_VENV)/bin/python
+LOADER_JSON ?= nbs/bench_loader.json
+LOADER_ARGS ?=
+
+$(OPEN_CLIP_VENV)/.installed:
+	test -x $(OPEN_CLIP_VENV)/bin/python || python3 -m venv $(OPEN_CLIP_VENV)
+	$(OPEN_CLIP_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OPEN_CLIP_VENV)/bin/python -m pip install -q $(TORCH) 'open-clip-torch[training]==3.3.0'
+	touch $@
+
+bench-loader: $(STAMP) $(if $(filter $(OPEN_CLIP_VENV)/bin/python,$(OPEN_CLIP_TRAIN_PYTHON)),$(OPEN_CLIP_VENV)/.installed)
+	OPEN_CLIP_TRAIN_PYTHON=$(OPEN_CLIP_TRAIN_PYTHON) $(PY) -m clip_annotated.bench --only loader --save $(LOADER_JSON) $(LOADER_ARGS)
 
 # The GPU check (appendix 99a): tests with a CUDA path, training and zero-shot benchmarks against open_clip
 # in bfloat16, and a killed-and-resumed run of the vit-b32-gpu preset, all within DEADLINE seconds; it

@@ -4,15 +4,17 @@
 
 # %% ../nbs/99_bench.ipynb #6226414f
 from __future__ import annotations
-import argparse, math, platform, random, time, warnings
+import argparse, json, math, os, platform, random, tempfile, time, warnings
+from pathlib import Path
 import torch
-from .core import hardware
+from .core import hardware, markdown_table
 from .tokenizer import SimpleTokenizer, tokenize
 
 # %% auto #0
-__all__ = ['BENCHES', 'best_time', 'report', 'import_open_clip', 'make_captions', 'bench_tokenizer', 'bench_encoders',
-           'open_clip_config', 'train_sides', 'check_train_step', 'bench_train', 'open_clip_twin', 'bench_zeroshot',
-           'main']
+__all__ = ['LOADER_KINDS', 'BENCHES', 'best_time', 'report', 'import_open_clip', 'make_captions', 'bench_tokenizer',
+           'bench_encoders', 'open_clip_config', 'train_sides', 'check_train_step', 'bench_train', 'open_clip_twin',
+           'bench_zeroshot', 'loader_photos', 'write_loader_files', 'time_batches', 'ours_loader_speed',
+           'OpenClipLoader', 'bench_loader', 'loader_table', 'loader_results', 'main']
 
 # %% ../nbs/99_bench.ipynb #11e059ff
 def best_time(fn, repeats: int = 3, setup=None) -> float:
@@ -323,19 +325,244 @@ def bench_zeroshot(repeats: int = 3, seed: int = 0) -> dict:
     tmp.cleanup()
     return out
 
+# %% ../nbs/99_bench.ipynb #5677f49d
+LOADER_KINDS = {'csv': 'CSV of JPEGs', 'webdataset': 'webdataset shards'}   # open_data's and open_clip's dataset types
+
+def loader_photos(n: int, size: tuple[int, int] = (256, 320), seed: int = 0):
+    "Yield `n` different photo-like JPEGs (bytes, quality 90, `size` = (height, width)) cut from scikit-learn's sample photos."
+    import io
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+    h, w = size
+    if n < 1 or h < 1 or w < 1: raise ValueError(f"loader_photos: n={n} and size={size!r} must be positive")
+    sources, rng = [load_sample_image(f) for f in ('china.jpg', 'flower.jpg')], np.random.default_rng(seed)
+    for k in range(n):
+        src = sources[k % 2]
+        s = rng.uniform(0.5, 1.0) * min(src.shape[0] / h, src.shape[1] / w)     # a crop of the output's shape
+        ch, cw = max(1, int(h * s)), max(1, int(w * s))
+        y, x = rng.integers(0, src.shape[0] - ch + 1), rng.integers(0, src.shape[1] - cw + 1)
+        a = np.asarray(Image.fromarray(src[y:y + ch, x:x + cw]).resize((w, h), Image.BILINEAR), dtype=np.float32)
+        a = a * rng.uniform(0.8, 1.2, 3) + rng.normal(0, 4, a.shape)            # tint and noise
+        if rng.random() < 0.5: a = a[:, ::-1]
+        buf = io.BytesIO()
+        Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(buf, format='JPEG', quality=90)
+        yield buf.getvalue()
+
+def write_loader_files(folder, n: int = 512, size: tuple[int, int] = (256, 320), shards: int = 8, seed: int = 0) -> dict:
+    "Once per (n, size, shards, seed): `n` JPEGs with captions in `folder` as pairs.csv + images/ and as `shards` tar shards; {kind: what open_data reads}."
+    import csv, json
+    import webdataset as wds
+    folder = Path(folder)
+    params = dict(n=n, size=list(size), shards=shards, seed=seed)
+    per_shard = -(-n // max(1, shards))
+    spec = f"{folder / 'shards'}/{{00000..{-(-n // per_shard) - 1:05d}}}.tar"
+    files = {'csv': str(folder / 'pairs.csv'), 'webdataset': spec}
+    done = folder / 'loader_files.json'
+    if done.is_file() and json.loads(done.read_text()) == params: return files
+    (folder / 'images').mkdir(parents=True, exist_ok=True); (folder / 'shards').mkdir(exist_ok=True)
+    sink, caps = None, make_captions(n, seed=seed)
+    with open(folder / 'pairs.csv', 'w', newline='', encoding='utf-8') as f:
+        rows = csv.writer(f); rows.writerow(['filepath', 'title'])
+        for k, jpg in enumerate(loader_photos(n, size, seed)):
+            (folder / 'images' / f'{k:06d}.jpg').write_bytes(jpg)
+            rows.writerow([f'images/{k:06d}.jpg', caps[k]])
+            if k % per_shard == 0:
+                if sink: sink.close()
+                sink = wds.TarWriter(str(folder / 'shards' / f'{k // per_shard:05d}.tar'), mtime=0)
+            sink.write({'__key__': f'{k:09d}', 'jpg': jpg, 'txt': caps[k]})
+    sink.close()
+    done.write_text(json.dumps(params))
+    return files
+
+# %% ../nbs/99_bench.ipynb #84b39785
+def time_batches(batches) -> dict:
+    "Consume an iterable of image batches; time all but the first (warm-up): pictures/s, CPU ms of this process per batch."
+    import time
+    t, it = time.perf_counter(), iter(batches)
+    first = next(it, None)
+    if first is None: raise ValueError("time_batches: the loader gave no batch at all")
+    t0, c0, pictures, n = time.perf_counter(), time.process_time(), 0, 0
+    for images in it: pictures, n = pictures + len(images), n + 1
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if n == 0: raise ValueError("time_batches: only one batch, nothing left to time after the warm-up")
+    return dict(batches=n, pictures=pictures, shape=list(first.shape), first_batch_s=t0 - t, wall_s=wall,
+                pictures_s=pictures / wall, cpu_ms_per_batch=cpu / n * 1e3)
+
+def ours_loader_speed(spec: str, workers: int, batch_size: int = 64, image_size: int = 224, seed: int = 0) -> dict:
+    "`time_batches` over epoch 0 of our TrainBatches of `open_data(spec, train=True)` with `workers` DataLoader workers."
+    import gc
+    from clip_annotated.readers import open_data
+    from clip_annotated.loader import TrainBatches
+    pipe = TrainBatches(open_data(spec, train=True, image_size=image_size, seed=seed), batch_size, seed=seed,
+                        workers=workers, context_length=77)
+    try: return time_batches(images for _, images, _ in pipe.epoch(0))
+    finally:
+        del pipe; gc.collect()                                  # ends the persistent workers before the next side runs
+
+_OPEN_CLIP_SERVER = r'''
+import argparse, gc, json, sys, warnings
+warnings.filterwarnings('ignore')
+import torch, webdataset, open_clip
+from open_clip_train.data import get_data
+
+TIME_BATCHES
+
+tokenizer, transforms = open_clip.get_tokenizer('ViT-B-32'), {}
+
+def measure(req):
+    "One epoch of open_clip's training loader as its training script builds it, timed."
+    size = req['image_size']
+    if size not in transforms: transforms[size] = open_clip.image_transform(size, is_train=True)
+    args = argparse.Namespace(
+        train_data=req['data'], val_data=None, dataset_type=req['kind'], batch_size=req['batch_size'],
+        workers=req['workers'], world_size=1, rank=0, local_rank=0, distributed=False, seed=req['seed'],
+        train_num_samples=req['pictures'], train_data_upsampling_factors=None, dataset_resampled=False,
+        csv_img_key='filepath', csv_caption_key='title', csv_separator=',', imagenet_val=None, imagenet_v2=None)
+    data = get_data(args, (transforms[size], None), epoch=0, tokenizer=tokenizer)
+    data['train'].set_epoch(0)
+    try: return time_batches(images for images, _ in data['train'].dataloader)
+    finally:
+        del data; gc.collect()
+
+print('READY ' + json.dumps(dict(open_clip=open_clip.__version__, torch=torch.__version__,
+                                 webdataset=webdataset.__version__)), flush=True)
+for line in sys.stdin:
+    try: out = dict(ok=True, **measure(json.loads(line)))
+    except Exception as e: out = dict(ok=False, error=f'{type(e).__name__}: {e}'.splitlines()[0])
+    print('RESULT ' + json.dumps(out), flush=True)
+'''
+
+class OpenClipLoader:
+    "open_clip's training data loader, timed in another Python (one with open-clip-torch[training]) by one subprocess run in `folder`."
+    def __init__(self, python: str, folder):
+        import inspect, subprocess
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            raise ValueError(f"open_clip Python {python!r} is not an executable file")
+        self.python, self.log = python, tempfile.TemporaryFile('w+')
+        script = _OPEN_CLIP_SERVER.replace('TIME_BATCHES', inspect.getsource(time_batches))
+        env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}   # open_clip's packages only
+        self.proc = subprocess.Popen([python, '-c', script], cwd=folder, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.versions = self._reply('READY')
+
+    def _reply(self, tag: str) -> dict:
+        "The next line the subprocess prints that starts with `tag`, as a dict; an error with its last words if it ends first."
+        for line in self.proc.stdout:
+            if line.startswith(tag + ' '): return json.loads(line[len(tag) + 1:])
+        self.log.seek(0); last = (self.log.read().strip().splitlines() or ['no message'])[-1]
+        raise RuntimeError(f"open_clip's loader in {self.python} ended early: {last}")
+
+    def measure(self, kind: str, data: str, workers: int, batch_size: int, image_size: int, pictures: int, seed: int = 0) -> dict:
+        "`time_batches` over one epoch of open_clip's loader of `data` (`kind` 'csv' or 'webdataset')."
+        req = dict(kind=kind, data=data, workers=workers, batch_size=batch_size, image_size=image_size, pictures=pictures, seed=seed)
+        self.proc.stdin.write(json.dumps(req) + '\n'); self.proc.stdin.flush()
+        out = self._reply('RESULT')
+        if not out.pop('ok'): raise RuntimeError(f"open_clip's loader on {kind} {data} with {workers} workers: {out['error']}")
+        return out
+
+    def close(self):
+        "End the subprocess (it stops at the end of its input)."
+        self.proc.stdin.close(); self.proc.wait(timeout=60); self.log.close()
+
+# %% ../nbs/99_bench.ipynb #49f95618
+def _best(runs: list[dict], side: str, kind: str, workers: int, key: str, pick) -> float | None:
+    vals = [r[key] for r in runs if (r['side'], r['kind'], r['workers']) == (side, kind, workers)]
+    return pick(vals) if vals else None
+
+def bench_loader(repeats: int = 3, pictures: int = 512, batch_size: int = 64, workers=(0, 1, 2), image_size: int = 224,
+                 size: tuple[int, int] = (256, 320), shards: int = 8, folder=None, open_clip_python: str | None = None,
+                 save=None, seed: int = 0) -> dict:
+    "Pictures/s and main-process CPU per batch of our input pipeline and open_clip's loader, on the same CSV of JPEGs and shards."
+    import itertools, shutil
+    from clip_annotated.core import atomic_write
+    python = os.environ.get('OPEN_CLIP_TRAIN_PYTHON') if open_clip_python is None else open_clip_python
+    if not python: print("open_clip's loader is not timed (set OPEN_CLIP_TRAIN_PYTHON to a Python with open-clip-torch[training]): ours alone.")
+    tmp = None if folder is not None else tempfile.mkdtemp(prefix='clip_annotated_loader_')
+    files = write_loader_files(folder or tmp, pictures, size, shards, seed)
+    load, runs, ref = [os.getloadavg()[0]], [], None
+    try:
+        ref = OpenClipLoader(python, folder or tmp) if python else None
+        for r in range(repeats):
+            for i, (kind, w) in enumerate(itertools.product(LOADER_KINDS, workers)):
+                sides = ['ours', 'open_clip'][::1 if (r + i) % 2 == 0 else -1] if ref else ['ours']   # alternate
+                for side in sides:
+                    m = (ours_loader_speed(files[kind], w, batch_size, image_size, seed) if side == 'ours' else
+                         ref.measure(kind, files[kind], w, batch_size, image_size, pictures, seed))
+                    runs.append(dict(side=side, kind=kind, workers=w, repeat=r, **m))
+                if ref and runs[-1]['shape'] != runs[-2]['shape']:
+                    raise AssertionError(f"{kind} with {w} workers: our batches are {runs[-2 if sides[0] == 'ours' else -1]['shape']}, "
+                                         f"open_clip's {runs[-1 if sides[0] == 'ours' else -2]['shape']}")
+    finally:
+        if ref: ref.close()
+        if tmp: shutil.rmtree(tmp, ignore_errors=True)
+    load.append(os.getloadavg()[0])
+    rows = []
+    for kind, w in itertools.product(LOADER_KINDS, workers):
+        row = dict(kind=kind, workers=w)
+        for side in ('ours', 'open_clip'):
+            row[f'{side}_pictures_s'] = _best(runs, side, kind, w, 'pictures_s', max)
+            row[f'{side}_cpu_ms'] = _best(runs, side, kind, w, 'cpu_ms_per_batch', min)
+        row['ratio'] = row['open_clip_pictures_s'] and row['ours_pictures_s'] / row['open_clip_pictures_s']
+        rows.append(row)
+    res = dict(bench='loader', hardware=hardware(), python=platform.python_version(), torch=torch.__version__,
+               open_clip=ref.versions if ref else None, pictures=pictures, jpeg_size=list(size), shards=shards,
+               batch_size=batch_size, image_size=image_size, repeats=repeats, load_average=load, rows=rows, runs=runs)
+    print(loader_table(res))
+    if save: atomic_write(save, lambda f: f.write(json.dumps(res, indent=1).encode()))
+    return res
+
+def _cell(x, spec: str) -> str: return '–' if x is None else format(x, spec)
+
+def loader_table(res: dict) -> str:
+    "Markdown: a `bench_loader` result's rows (data, workers, pictures/s and main-process CPU ms per batch of both sides), then how it was measured."
+    head = ['data', 'workers', 'ours pictures/s', 'open_clip pictures/s', 'ours / open_clip',
+            'ours main CPU ms/batch', 'open_clip main CPU ms/batch']
+    rows = [(LOADER_KINDS.get(r['kind'], r['kind']), r['workers'], _cell(r['ours_pictures_s'], ',.0f'),
+             _cell(r['open_clip_pictures_s'], ',.0f'), _cell(r['ratio'], '.2f'), _cell(r['ours_cpu_ms'], ',.1f'),
+             _cell(r['open_clip_cpu_ms'], ',.1f')) for r in res['rows']]
+    oc = res.get('open_clip')
+    h, w = res['jpeg_size']
+    return (markdown_table(head, rows, align='lrrrrrr') +
+            f"\n{res['pictures']} JPEGs of {h}×{w} px (quality 90) in {res['shards']} shards and a CSV file, to "
+            f"{res['image_size']} px crops; batch {res['batch_size']}, first batch untimed, best of {res['repeats']}. "
+            + (f"open_clip {oc['open_clip']} (webdataset {oc['webdataset']}, torch {oc['torch']}) in its own Python. "
+               if oc else "open_clip's loader was not timed. ")
+            + f"On {res['hardware']}, Python {res['python']}, torch {res['torch']}; "
+              f"load average {res['load_average'][0]:.2f} before, {res['load_average'][-1]:.2f} after.\n")
+
+def loader_results(path='bench_loader.json') -> dict | None:
+    "The results `make bench-loader` saved at `path` (default: nbs/bench_loader.json, seen from nbs/), or None when there are none."
+    path = Path(path)
+    if not path.is_file(): return None
+    res = json.loads(path.read_text())
+    if res.get('bench') != 'loader' or 'rows' not in res: raise ValueError(f"{path} does not hold bench_loader results")
+    return res
+
 # %% ../nbs/99_bench.ipynb #475011fe
-BENCHES = {'tokenizer': bench_tokenizer, 'encoders': bench_encoders, 'train': bench_train, 'zeroshot': bench_zeroshot}
+BENCHES = {'tokenizer': bench_tokenizer, 'encoders': bench_encoders, 'train': bench_train, 'zeroshot': bench_zeroshot,
+           'loader': bench_loader}
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    "Command line: `python -m clip_annotated.bench [--only NAME ...] [--repeats R]`; returns the results."
+    "Command line: `python -m clip_annotated.bench [--only NAME ...] [--repeats R] [loader options]`; returns the results."
     p = argparse.ArgumentParser(prog='python -m clip_annotated.bench',
                                 description="Time clip_annotated against open_clip on the same inputs.")
     p.add_argument('--only', nargs='+', choices=list(BENCHES), metavar='NAME',
-                   help=f"run only these benchmarks (of: {', '.join(BENCHES)})")
+                   help=f"run only these benchmarks (of: {', '.join(BENCHES)}; 'loader' runs only when named)")
     p.add_argument('--repeats', type=int, default=3, help="best of this many timed runs (default 3)")
+    g = p.add_argument_group('loader', "options of --only loader (make bench-loader)")
+    g.add_argument('--pictures', type=int, default=512, help="JPEG files to make (default 512)")
+    g.add_argument('--batch-size', type=int, default=64, help="pictures per batch (default 64)")
+    g.add_argument('--workers', type=int, nargs='+', default=[0, 1, 2], help="DataLoader workers to try (default 0 1 2)")
+    g.add_argument('--open-clip-python', help="a Python with open-clip-torch[training] (default $OPEN_CLIP_TRAIN_PYTHON)")
+    g.add_argument('--data', help="make (or reuse) the files in this folder (default: a temporary one)")
+    g.add_argument('--save', help="write the results as JSON to this file (make bench-loader: nbs/bench_loader.json)")
     args = p.parse_args(argv)
     print(f"clip_annotated bench on {hardware()}, Python {platform.python_version()}, torch {torch.__version__}")
-    return [BENCHES[name](repeats=args.repeats) for name in (args.only or BENCHES)]
+    loader = dict(pictures=args.pictures, batch_size=args.batch_size, workers=tuple(args.workers), folder=args.data,
+                  open_clip_python=args.open_clip_python, save=args.save)
+    return [BENCHES[name](repeats=args.repeats, **(loader if name == 'loader' else {}))
+            for name in (args.only or [n for n in BENCHES if n != 'loader'])]
 
 # %% ../nbs/99_bench.ipynb #32a841cb
 def _in_ipython() -> bool:
