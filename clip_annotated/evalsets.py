@@ -18,7 +18,7 @@ from torchvision.datasets.utils import download_and_extract_archive
 import clip_annotated
 from .pretrained import to_rgb
 from .data import SkipCounter
-from .readers import open_image, parse_caption, read_csv
+from .readers import csv_cell_path, open_image, parse_caption, read_csv
 
 # %% auto #0
 __all__ = ['ASSETS', 'IMAGENET_WNIDS', 'IMAGENET_CLASSNAMES', 'IMAGENET_R_WNIDS', 'IMAGENET_A_WNIDS', 'OPENAI_IMAGENET_TEMPLATES',
@@ -515,11 +515,6 @@ class SafeImageFolder(ImageFolder):
         return None if x is None else (x, label)
 
 # %% ../nbs/07b_evalsets.ipynb #421299e9
-def _resolve(value: str, root: Path) -> Path:
-    "A path from a CSV cell: absolute as written, else relative to the CSV's folder."
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else root / p
-
 def sorted_labels(labels) -> list[str]:
     "The distinct labels, sorted: by number when every label is an integer, else as strings."
     distinct = sorted(set(labels))
@@ -541,7 +536,7 @@ class LabelledCsv(Dataset):
                              f"({', '.join(f'{n} {w}' for w, n in Counter(self.bad.values()).items())})")
         self.classnames = [c.replace('_', ' ') for c in self.classes]
         index = {c: i for i, c in enumerate(self.classes)}
-        self.samples = [(None, -1) if y is None else (_resolve(r[0], self.path.parent), index[y]) for r, (y, _) in zip(rows, labels)]
+        self.samples = [(None, -1) if y is None else (csv_cell_path(r[0], self.path.parent), index[y]) for r, (y, _) in zip(rows, labels)]
         self.targets = [y for _, y in self.samples]                            # -1 for a skipped row
         self.skips = SkipCounter()
 
@@ -566,7 +561,7 @@ def image_paths(source: str | os.PathLike, image_key: str = 'filepath', sep: str
         found.sort(key=lambda p: p.relative_to(source).as_posix())
         return [str(p) for p in found], found
     names = ['' if r is None else r[0] for r in read_csv(source, [image_key], sep, encoding)]
-    return names, [_resolve(n, source.parent) for n in names]
+    return names, [csv_cell_path(n, source.parent) for n in names]
 
 def caption_pairs(path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
                   sep: str | None = None, encoding: str = 'utf-8', skips: SkipCounter | None = None) -> tuple[list[Path], list[str]]:
@@ -577,7 +572,7 @@ def caption_pairs(path: str | os.PathLike, image_key: str = 'filepath', caption_
     if skips is not None:
         for _, why in parsed:
             if why: skips.add(why)
-    return [_resolve(r[0] if r else '', path.parent) for r in rows], [c or '' for c, _ in parsed]
+    return [csv_cell_path(r[0] if r else '', path.parent) for r in rows], [c or '' for c, _ in parsed]
 
 class ImageFiles(Dataset):
     "(transform(picture), index) for a list of image files; a missing or unreadable one gives None, counted in `.skips`."

@@ -19,8 +19,8 @@ from .pretrained import TrainTransform, fix_mode, image_transform, to_rgb
 from .data import SkipCounter
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'DATASET_TYPES', 'parse_caption', 'open_image', 'read_csv', 'CsvDataset', 'expand_shards',
-           'split_by_rank', 'ShardDataset', 'write_webdataset', 'write_csv', 'open_data']
+__all__ = ['IMAGE_EXTS', 'DATASET_TYPES', 'parse_caption', 'open_image', 'read_csv', 'csv_cell_path', 'CsvDataset',
+           'expand_shards', 'split_by_rank', 'ShardDataset', 'write_webdataset', 'write_csv', 'open_data']
 
 # %% ../nbs/05c_readers.ipynb #87d8faec
 def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
@@ -87,8 +87,9 @@ def read_csv(path: str | os.PathLike, keys: list[str], sep: str | None = None,
     return rows
 
 # %% ../nbs/05c_readers.ipynb #4ead571b
-def _resolve(path: str, root: Path) -> Path:
-    p = Path(path)
+def csv_cell_path(value: str, root: Path) -> Path:
+    "A path from a CSV cell: `~` expanded, absolute as written, else relative to the CSV's folder `root`."
+    p = Path(value).expanduser()
     return p if p.is_absolute() else root / p
 
 class CsvDataset(torch.utils.data.Dataset):
@@ -114,7 +115,7 @@ class CsvDataset(torch.utils.data.Dataset):
         if row is None: return None, None, 'malformed row'
         caption, why = parse_caption(row[1])
         if caption is None: return None, None, why
-        p = _resolve(row[0], self.root)
+        p = csv_cell_path(row[0], self.root)
         return (p, caption, None) if p.is_file() else (None, None, 'missing image')
 
     def set_epoch(self, epoch: int): self.epoch = epoch

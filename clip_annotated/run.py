@@ -16,8 +16,8 @@ from .runfolder import load_checkpoint, read_metrics
 from .train import PRESETS, TrainConfig, model_from_checkpoint, train
 
 # %% auto #0
-__all__ = ['OPTION_HELP', 'runs_dir', 'plot_curves', 'retrieval_table', 'write_report', 'train_and_report', 'load_run',
-           'book_model', 'parse_args', 'main']
+__all__ = ['runs_dir', 'plot_curves', 'retrieval_table', 'write_report', 'train_and_report', 'load_run', 'book_model',
+           'parse_args', 'main']
 
 # %% ../nbs/06a_run.ipynb #8b87ee68
 def runs_dir() -> Path:
@@ -127,44 +127,6 @@ def _in_ipython() -> bool:
     import builtins
     return hasattr(builtins, 'get_ipython')
 
-OPTION_HELP = {  # one line per TrainConfig field, for --help
-    'model': "architecture, a name in CONFIGS (MiniCLIP, ViT-B/32, RN50, ...)",
-    'model_overrides': 'JSON object of CLIPConfig fields to change, e.g. \'{"vision_layers": 6}\'',
-    'data': "built-in pairs: emoji or scenes (for your own pairs use --train-data)",
-    'n_scenes': "training pictures with --data scenes",
-    'templates': "caption templates for the emoji set, e.g. '{}' 'an emoji of {}.'",
-    'batch_size': "global batch: over all processes and accumulation chunks",
-    'steps': "optimiser steps", 'lr': "peak learning rate", 'warmup': "linear warm-up steps",
-    'weight_decay': "AdamW weight decay (not on gains, biases, embeddings, logit_scale)",
-    'betas': "Adam betas", 'eps': "Adam epsilon",
-    'precision': "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16",
-    'grad_clip': "max gradient norm (0: no clipping)",
-    'accum': "split every batch into this many chunks: the same loss and gradients in less memory",
-    'grad_checkpointing': "recompute activations in the backward pass: less memory, more time",
-    'seed': "random seed (weights, data order, augmentation)",
-    'out': "run folder (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)",
-    'ckpt_every': "checkpoint every N steps (and at the end)",
-    'eval_every': "held-out retrieval every N steps (0: only at the end)",
-    'resume': "continue the run in --out if it has a checkpoint (default: yes)",
-    'threads': "CPU threads per process (0: cores / processes)",
-    'workers': "DataLoader worker processes per process, decoding and batching (default: on CUDA the process's cores less one, at most 8; on CPU 0)",
-    'prefetch': "batches each worker prepares ahead (default 2)",
-    'log_every': "read the loss, temperature and gradient norm back from the device and log them every N steps (default 100)",
-    'device': "cpu, cuda or cuda:N (default: CUDA if available)",
-    'progress': "progress bar (default: yes)",
-    'train_data': "your training pairs: a CSV/TSV file, or webdataset shards (list, {000..009} range, glob, folder, pipe:, URL)",
-    'val_data': "held-out pairs for retrieval, in the same forms",
-    'dataset_type': "auto (.csv/.tsv/.tab: csv, else webdataset), csv or webdataset",
-    'csv_img_key': "CSV column of image paths, relative to the CSV's folder (default filepath)",
-    'csv_caption_key': "CSV column of captions (default title)",
-    'csv_separator': "CSV separator (default: tab for .tsv/.tab, else comma)",
-    'train_num_samples': "shards: samples in one epoch (needed with --dataset-resampled)",
-    'dataset_resampled': "shards: draw them with replacement, so every process runs the same steps",
-    'pretrained': "start from these weights: a released name (ViT-B/32), a checkpoint, a Hugging Face or open_clip folder, or a run folder",
-    'lock_image': "freeze the image tower (LiT-style fine-tuning)",
-    'lock_text': "freeze the text tower",
-}
-
 def _json_object(text: str):
     "An argparse type: JSON text (refused, not a traceback, when it is not)."
     try: return json.loads(text)
@@ -176,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                                 "built-in pairs or your own (--train-data), from scratch or from weights (--pretrained).")
     p.add_argument('--preset', default='mini-cpu', choices=list(PRESETS), help="starting configuration (default mini-cpu)")
     for f in fields(TrainConfig):
-        opt, default, h = '--' + f.name.replace('_', '-'), getattr(PRESETS['mini-cpu'], f.name), OPTION_HELP[f.name]
+        opt, default, h = '--' + f.name.replace('_', '-'), getattr(PRESETS['mini-cpu'], f.name), f.metadata['help']
         if isinstance(default, bool): p.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
         elif isinstance(default, dict): p.add_argument(opt, type=_json_object, default=None, help=h)
         elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None, help=h)

@@ -178,8 +178,9 @@ def read_csv(path: str | os.PathLike, keys: list[str], sep: str | None = None,
 
 # %%
 #| exports
-def _resolve(path: str, root: Path) -> Path:
-    p = Path(path)
+def csv_cell_path(value: str, root: Path) -> Path:
+    "A path from a CSV cell: `~` expanded, absolute as written, else relative to the CSV's folder `root`."
+    p = Path(value).expanduser()
     return p if p.is_absolute() else root / p
 
 class CsvDataset(torch.utils.data.Dataset):
@@ -205,7 +206,7 @@ class CsvDataset(torch.utils.data.Dataset):
         if row is None: return None, None, 'malformed row'
         caption, why = parse_caption(row[1])
         if caption is None: return None, None, why
-        p = _resolve(row[0], self.root)
+        p = csv_cell_path(row[0], self.root)
         return (p, caption, None) if p.is_file() else (None, None, 'missing image')
 
     def set_epoch(self, epoch: int): self.epoch = epoch

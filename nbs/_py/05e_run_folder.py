@@ -29,6 +29,7 @@ from clip_annotated.model import CONFIGS, create_model
 # %%
 scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_05e_'))
 
+
 # %% [markdown]
 # A training run lives in one folder, `--out`: `checkpoint.pt` (everything needed to continue),
 # `metrics.jsonl` (one record per step and per evaluation), and, once it ends, the curves and the
@@ -212,6 +213,7 @@ class RunLock:
         if error_type is not None and self.made and [q.name for q in folder.iterdir()] == ['.lock']:   # failed before writing
             self.path.unlink(missing_ok=True); folder.rmdir()
 
+
 # %%
 with RunLock(scratch/'locked') as held:
     test_fail(lambda: RunLock(scratch/'locked').__enter__(), contains='is in use by another run (pid')
@@ -236,6 +238,7 @@ test_eq((scratch/'secret').read_text(), 'do not touch')
 test_fail(lambda: check_run_folder(scratch/'secret'), contains='is a file, not a folder')
 test_eq(_holder('pid 12 on host-1, since 2026-12-06 10:00:00\n'), 'pid 12 on host-1, since 2026-12-06 10:00:00')
 test_eq(_holder('my password'), 'another process')
+
 
 # %% [markdown]
 # ## The log
@@ -268,6 +271,7 @@ def truncate_metrics(path: str | Path, step: int) -> None:
     "Keep only the records of steps up to `step` (those the resumed weights have seen)."
     keep = [r for r in read_metrics(path) if r.get('step', 0) <= step]
     Path(path).write_text(''.join(json.dumps(r) + '\n' for r in keep))
+
 
 # %%
 log = scratch/'metrics.jsonl'

@@ -87,49 +87,54 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_06_'))   # small runs of 
 
 # %%
 #| exports
+def option(default, help: str):
+    "A `TrainConfig` field: its default and the one line `--help` shows for it."
+    if isinstance(default, (dict, list)): return field(default_factory=lambda: type(default)(default), metadata=dict(help=help))
+    return field(default=default, metadata=dict(help=help))
+
 @dataclass
 class TrainConfig:
-    "Everything that defines a training run; `PRESETS` holds the named ones."
-    model: str = 'MiniCLIP'                 # a name in CONFIGS ...
-    model_overrides: dict = field(default_factory=dict)  # ... with these CLIPConfig fields replaced
-    data: str = 'emoji'                     # 'emoji' (train split; test split held out) or 'scenes'
-    n_scenes: int = 4096                    # training pictures when data == 'scenes' (and a quarter for test)
-    templates: list | None = None           # caption templates for the emoji set (None: the data chapter's)
-    batch_size: int = 128                   # global: over all ranks and accumulation chunks
-    steps: int = 1000                       # optimiser steps
-    lr: float = 5e-4                        # peak learning rate (ViT-B/32: 5e-4, Table 20)
-    warmup: int = 100                       # linear warm-up steps (paper: 2,000 at batch 32,768, Table 18)
-    weight_decay: float = 0.2               # Table 18 (the common hyperparameters)
-    betas: tuple = (0.9, 0.98)              # Table 18, ViT (ResNets: β2 0.999)
-    eps: float = 1e-6                       # Table 18, ViT (ResNets: 1e-8)
-    precision: str = 'auto'                 # 'auto' (bf16/fp16 on CUDA, fp32 on CPU), 'fp32', 'bf16', 'fp16'
-    grad_clip: float = 0.0                  # max gradient norm; 0 = no clipping
-    accum: int = 1                          # split every batch into this many chunks (same loss, less memory)
-    grad_checkpointing: bool = False        # recompute activations in the backward pass: less memory, more time
-    seed: int = 0
-    out: str = 'runs/mini'                  # run directory: checkpoint, metrics, plots, report
-    ckpt_every: int = 250                   # checkpoint every this many steps (and at the end)
-    eval_every: int = 0                     # held-out retrieval every this many steps (0: only at the end)
-    resume: bool = True                     # continue from out/checkpoint.pt if it exists
-    threads: int = 0                        # CPU threads per process (0: cores / processes)
-    workers: int | None = None              # DataLoader worker processes per rank (None: `default_workers`)
-    prefetch: int | None = None             # batches each worker prepares ahead (None: DataLoader's 2)
-    log_every: int = 100                    # read the step's values back and log them every this many steps
-    device: str | None = None               # None: CUDA if available, else CPU
-    progress: bool = True                   # tqdm progress bar
+    "Everything that defines a training run; `PRESETS` holds the named ones. Each field's help is what `--help` shows."
+    model: str = option('MiniCLIP', "architecture, a name in CONFIGS (MiniCLIP, ViT-B/32, RN50, ...)")
+    model_overrides: dict = option({}, 'JSON object of CLIPConfig fields to change, e.g. \'{"vision_layers": 6}\'')
+    data: str = option('emoji', "built-in pairs: emoji (test split held out) or scenes (for your own pairs use --train-data)")
+    n_scenes: int = option(4096, "training pictures with --data scenes (and a quarter as many held out)")
+    templates: list | None = option(None, "caption templates for the emoji set, e.g. '{}' 'an emoji of {}.' (default: the data chapter's)")
+    batch_size: int = option(128, "global batch: over all processes and accumulation chunks (open_clip's --batch-size is per GPU)")
+    steps: int = option(1000, "optimiser steps")
+    lr: float = option(5e-4, "peak learning rate (ViT-B/32: 5e-4, Table 20)")
+    warmup: int = option(100, "linear warm-up steps (paper: 2,000 at batch 32,768, Table 18)")
+    weight_decay: float = option(0.2, "AdamW weight decay, Table 18 (not on gains, biases, embeddings, logit_scale)")
+    betas: tuple = option((0.9, 0.98), "Adam betas, Table 18 for ViTs (ResNets: β2 0.999)")
+    eps: float = option(1e-6, "Adam epsilon, Table 18 for ViTs (ResNets: 1e-8)")
+    precision: str = option('auto', "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
+    grad_clip: float = option(0.0, "max gradient norm (0: no clipping)")
+    accum: int = option(1, "split every batch into this many chunks: the same loss and gradients in less memory")
+    grad_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory, more time")
+    seed: int = option(0, "random seed (weights, data order, augmentation)")
+    out: str = option('runs/mini', "run folder: checkpoint, metrics, curves, report (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)")
+    ckpt_every: int = option(250, "checkpoint every N steps (and at the end)")
+    eval_every: int = option(0, "held-out retrieval every N steps (0: only at the end)")
+    resume: bool = option(True, "continue the run in --out if it has a checkpoint (default: yes)")
+    threads: int = option(0, "CPU threads per process (0: cores / processes)")
+    workers: int | None = option(None, "DataLoader worker processes per process, decoding and batching (default: on CUDA the process's cores less one, at most 8; on CPU 0)")
+    prefetch: int | None = option(None, "batches each worker prepares ahead (default 2)")
+    log_every: int = option(100, "read the loss, temperature and gradient norm back from the device and log them every N steps")
+    device: str | None = option(None, "cpu, cuda or cuda:N (default: CUDA if available)")
+    progress: bool = option(True, "progress bar (default: yes)")
     # your own pairs (open_clip's option names): used instead of `data` when train_data is set
-    train_data: str | None = None           # CSV/TSV file or webdataset shards (list, {a..b} range, glob, folder, pipe:, URL)
-    val_data: str | None = None             # held-out pairs, same forms (None: no held-out retrieval)
-    dataset_type: str = 'auto'              # 'auto' (.csv/.tsv: csv, else webdataset), 'csv' or 'webdataset'
-    csv_img_key: str = 'filepath'           # CSV column of image paths (relative to the CSV's folder)
-    csv_caption_key: str = 'title'          # CSV column of captions
-    csv_separator: str | None = None        # None: tab for .tsv/.tab, else comma
-    train_num_samples: int | None = None    # shards: samples per epoch (needed with dataset_resampled)
-    dataset_resampled: bool = False         # shards: draw with replacement, so every rank runs the same steps
+    train_data: str | None = option(None, "your training pairs: a CSV/TSV file, or webdataset shards (list, {000..009} range, glob, folder, pipe:, URL)")
+    val_data: str | None = option(None, "held-out pairs for retrieval, in the same forms (default: none)")
+    dataset_type: str = option('auto', "auto (.csv/.tsv/.tab: csv, else webdataset), csv or webdataset")
+    csv_img_key: str = option('filepath', "CSV column of image paths, relative to the CSV's folder")
+    csv_caption_key: str = option('title', "CSV column of captions")
+    csv_separator: str | None = option(None, "CSV separator (default: tab for .tsv/.tab, else comma)")
+    train_num_samples: int | None = option(None, "shards: samples in one epoch (needed with --dataset-resampled)")
+    dataset_resampled: bool = option(False, "shards: draw them with replacement, so every process runs the same steps")
     # fine-tuning
-    pretrained: str | None = None           # start from these weights: released name, checkpoint, HF/open_clip dir, run folder
-    lock_image: bool = False                # freeze the image tower (LiT)
-    lock_text: bool = False                 # freeze the text tower
+    pretrained: str | None = option(None, "start from these weights: a released name (ViT-B/32), a checkpoint, a Hugging Face or open_clip folder, or a run folder")
+    lock_image: bool = option(False, "freeze the image tower (LiT-style fine-tuning)")
+    lock_text: bool = option(False, "freeze the text tower")
 
     def clip_config(self) -> CLIPConfig:
         "The model's `CLIPConfig`: `CONFIGS[model]` with `model_overrides` applied."
@@ -527,7 +532,6 @@ with torch.no_grad(): f_i, f_t = small.encode_image(x_h), small.encode_text(t_h)
 test_close(m_eval['loss'], np.mean([clip_loss(f_i[s:s + 8], f_t[s:s + 8], small.logit_scale).item() for s in (0, 8, 16)]), eps=1e-5)
 assert 'loss' not in evaluate_retrieval(small, held)          # only when asked for
 print(f"held-out loss in groups of 8, untrained: {m_eval['loss']:.3f} (ln 8 = {math.log(8):.3f})")
-
 
 # %% [markdown]
 # ## Checkpoints you can kill

@@ -600,6 +600,7 @@ def usage() -> str:
     lines = [f"  {name:10} {COMMAND_HELP[name]}" for name in COMMANDS]
     return ("usage: clip-annotated COMMAND [options]\n\nCLIP (Radford et al. 2021), annotated: commands\n" + '\n'.join(lines)
             + "\n\nclip-annotated COMMAND --help   lists the options of one command"
+            + "\nclip-annotated --version        the version of this package"
             + "\nclip-annotated COMMAND --debug  shows the full traceback of an error (default: one line, "
               "exit status 2 for bad input, 1 for a failure)")
 
@@ -610,6 +611,10 @@ def main(argv: list[str] | None = None):
     shown = [a for a in argv if a != '--debug']
     if not shown or shown[0] in ('-h', '--help'):
         print(usage())
+        return None
+    if shown[0] in ('-V', '--version'):
+        from clip_annotated import __version__
+        print(f"clip-annotated {__version__}")
         return None
     from clip_annotated.core import run_command, wants_debug   # torch: only once a command runs, so --help is quick
     argv, debug = wants_debug(argv)
