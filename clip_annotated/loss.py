@@ -4,13 +4,16 @@
 
 # %% ../nbs/04_loss.ipynb #7206b76d
 from __future__ import annotations
+import os
 import torch
 import torch.distributed as dist
+from .core import get_device
 import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['MAX_LOGIT_SCALE', 'world_info', 'clip_loss', 'ClipLoss', 'all_gather_with_grad', 'mean_over_ranks']
+__all__ = ['MAX_LOGIT_SCALE', 'world_info', 'clip_loss', 'ClipLoss', 'all_gather_with_grad', 'mean_over_ranks',
+           'setup_distributed', 'host_group', 'min_over_ranks', 'all_have']
 
 # %% ../nbs/04_loss.ipynb #f0f8c80a
 MAX_LOGIT_SCALE = 100.0  # "clipped to prevent scaling the logits by more than 100" (§2.5)
@@ -75,3 +78,34 @@ def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     if world == 1: return x.detach()
     x = x.detach().clone(); dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x / world
+
+# %% ../nbs/04_loss.ipynb #6fae8230
+def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device]:
+    "Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); returns (rank, world, device)."
+    world = int(os.environ.get('WORLD_SIZE', 1))
+    local = int(os.environ.get('LOCAL_RANK', 0))
+    dev = get_device(device)
+    if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', local); torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
+    rank, world = world_info()
+    return rank, world, dev
+
+_HOST_GROUPS: dict = {}
+
+def host_group():
+    "The process group for small agreements between CPUs: None (the default group) under gloo, else a gloo group made once."
+    if dist.get_backend() == 'gloo': return None
+    if (key := id(dist.group.WORLD)) not in _HOST_GROUPS: _HOST_GROUPS[key] = dist.new_group(backend='gloo')
+    return _HOST_GROUPS[key]
+
+def min_over_ranks(values: list[int]) -> list[int]:
+    "The elementwise minimum of `values` over all ranks (a small all-reduce between CPUs; `values` itself in one process)."
+    if not (dist.is_available() and dist.is_initialized()): return [int(v) for v in values]
+    t = torch.tensor([int(v) for v in values])                           # on the CPU: no wait for the GPU
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=host_group())
+    return t.tolist()
+
+def all_have(has: bool) -> bool:
+    "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
+    return bool(min_over_ranks([has])[0])

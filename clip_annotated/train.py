@@ -19,7 +19,7 @@ from .core import (atomic_write, autocast, autocast_dtype, get_device, one_line,
                                   show_progress)
 from .model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from .tokenizer import tokenize
-from .loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
+from .loss import MAX_LOGIT_SCALE, all_have, clip_loss, mean_over_ranks, min_over_ranks, setup_distributed, world_info
 from .readers import DATASET_TYPES
 from .data import collate
 from .loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
@@ -29,9 +29,9 @@ from .runfolder import (RunInUseError, RunLock, append_record, append_records, l
 # %% auto #0
 __all__ = ['PRESETS', 'FREE_ON_RESUME', 'TEXT_TOWER', 'option', 'TrainConfig', 'decays', 'make_optimizer', 'lr_lambda',
            'make_scheduler', 'resolve_precision', 'Towers', 'forward_backward', 'optimizer_step', 'retrieval_metrics',
-           'evaluate_retrieval', 'config_changes', 'check_resume', 'host_group', 'min_over_ranks', 'all_have',
-           'model_from_checkpoint', 'initial_model', 'lock_towers', 'check_template', 'check_device', 'check_config',
-           'TrainingDiverged', 'check_finite', 'setup_distributed', 'StepLog', 'train']
+           'evaluate_retrieval', 'config_changes', 'check_resume', 'model_from_checkpoint', 'initial_model',
+           'lock_towers', 'check_template', 'check_device', 'check_config', 'TrainingDiverged', 'check_finite',
+           'StepLog', 'train']
 
 # %% ../nbs/06_train.ipynb #3b6c6984
 def option(default, help: str):
@@ -273,26 +273,6 @@ def check_resume(ck: dict, cfg: TrainConfig, path: str | Path) -> None:
         raise ValueError(f"{path} was written by {ck['data']['world_size']} process(es), this run has {world_info()[1]}: "
                          "resume with the same number, or start afresh with --no-resume")
 
-# %% ../nbs/06_train.ipynb #bc660722
-_HOST_GROUPS: dict = {}
-
-def host_group():
-    "The process group for small agreements between CPUs: None (the default group) under gloo, else a gloo group made once."
-    if dist.get_backend() == 'gloo': return None
-    if (key := id(dist.group.WORLD)) not in _HOST_GROUPS: _HOST_GROUPS[key] = dist.new_group(backend='gloo')
-    return _HOST_GROUPS[key]
-
-def min_over_ranks(values: list[int]) -> list[int]:
-    "The elementwise minimum of `values` over all ranks (a small all-reduce between CPUs; `values` itself in one process)."
-    if not (dist.is_available() and dist.is_initialized()): return [int(v) for v in values]
-    t = torch.tensor([int(v) for v in values])                           # on the CPU: no wait for the GPU
-    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=host_group())
-    return t.tolist()
-
-def all_have(has: bool) -> bool:
-    "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
-    return bool(min_over_ranks([has])[0])
-
 # %% ../nbs/06_train.ipynb #8b14b3de
 TEXT_TOWER = ('token_embedding', 'positional_embedding', 'transformer', 'ln_final', 'text_projection')
 
@@ -417,18 +397,6 @@ def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConf
     kept = f"the checkpoint of step {last_ckpt} in {cfg.out} is kept" if last_ckpt else "no checkpoint was written"
     raise TrainingDiverged(f"training diverged: {what} at step {step} (lr {cfg.lr:g}); {kept}. Lower --lr, set "
                            f"--grad-clip 1.0, or use --precision fp32, and train again with --no-resume")
-
-# %% ../nbs/06_train.ipynb #9a46e15c
-def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device]:
-    "Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); returns (rank, world, device)."
-    world = int(os.environ.get('WORLD_SIZE', 1))
-    local = int(os.environ.get('LOCAL_RANK', 0))
-    dev = get_device(device)
-    if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', local); torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
-    rank, world = world_info()
-    return rank, world, dev
 
 # %% ../nbs/06_train.ipynb #e9e543c8
 class StepLog:

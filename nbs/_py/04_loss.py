@@ -13,8 +13,10 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
+import os
 import torch
 import torch.distributed as dist
+from clip_annotated.core import get_device
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -285,6 +287,52 @@ def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     if world == 1: return x.detach()
     x = x.detach().clone(); dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x / world
+
+
+# %% [markdown]
+# The rest of running on several processes is plumbing, kept here so that everything distributed is in
+# one place. `setup_distributed` joins the process group `torchrun` describes (gloo on CPUs, NCCL on
+# GPUs). And the training loop needs the ranks to agree on small numbers (whether every rank has a next
+# batch, how many good samples the smallest holds): `min_over_ranks` takes their minimum over a gloo
+# group between the CPUs, even when the gradients go over NCCL, so the agreement never makes the host
+# wait for the GPU.
+
+# %%
+#| exports
+def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device]:
+    "Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); returns (rank, world, device)."
+    world = int(os.environ.get('WORLD_SIZE', 1))
+    local = int(os.environ.get('LOCAL_RANK', 0))
+    dev = get_device(device)
+    if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', local); torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
+    rank, world = world_info()
+    return rank, world, dev
+
+_HOST_GROUPS: dict = {}
+
+def host_group():
+    "The process group for small agreements between CPUs: None (the default group) under gloo, else a gloo group made once."
+    if dist.get_backend() == 'gloo': return None
+    if (key := id(dist.group.WORLD)) not in _HOST_GROUPS: _HOST_GROUPS[key] = dist.new_group(backend='gloo')
+    return _HOST_GROUPS[key]
+
+def min_over_ranks(values: list[int]) -> list[int]:
+    "The elementwise minimum of `values` over all ranks (a small all-reduce between CPUs; `values` itself in one process)."
+    if not (dist.is_available() and dist.is_initialized()): return [int(v) for v in values]
+    t = torch.tensor([int(v) for v in values])                           # on the CPU: no wait for the GPU
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=host_group())
+    return t.tolist()
+
+def all_have(has: bool) -> bool:
+    "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
+    return bool(min_over_ranks([has])[0])
+
+
+# %%
+assert all_have(True) and not all_have(False)
+test_eq(min_over_ranks([1, 37]), [1, 37])
 
 
 # %% [markdown]

@@ -28,7 +28,7 @@ from clip_annotated.core import (atomic_write, autocast, autocast_dtype, get_dev
                                   show_progress)
 from clip_annotated.model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss, mean_over_ranks, world_info
+from clip_annotated.loss import MAX_LOGIT_SCALE, all_have, clip_loss, mean_over_ranks, min_over_ranks, setup_distributed, world_info
 from clip_annotated.readers import DATASET_TYPES
 from clip_annotated.data import collate
 from clip_annotated.loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
@@ -604,36 +604,10 @@ test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3)), [])
 # A stream has no length, and shards differ in size, so the ranks cannot know in advance how many
 # batches each will get; if one rank stopped while another waited in the gradient all-reduce, the run
 # would hang. So before each step the ranks agree: each says whether it has a batch and how many good
-# samples it holds, and all go on with the smallest (`min_over_ranks`, a minimum over ranks). The
+# samples it holds, and all go on with the smallest (`min_over_ranks` of [the loss chapter](04_loss.ipynb)). The
 # agreement is between the CPUs (over gloo, even when the gradients go over NCCL), so it never makes the
 # host wait for the GPU. With `--dataset-resampled`, shards are drawn with replacement, the stream never
 # ends, and an epoch is simply `--train-num-samples` divided by the batch size, the same on every rank.
-
-# %%
-#| exports
-_HOST_GROUPS: dict = {}
-
-def host_group():
-    "The process group for small agreements between CPUs: None (the default group) under gloo, else a gloo group made once."
-    if dist.get_backend() == 'gloo': return None
-    if (key := id(dist.group.WORLD)) not in _HOST_GROUPS: _HOST_GROUPS[key] = dist.new_group(backend='gloo')
-    return _HOST_GROUPS[key]
-
-def min_over_ranks(values: list[int]) -> list[int]:
-    "The elementwise minimum of `values` over all ranks (a small all-reduce between CPUs; `values` itself in one process)."
-    if not (dist.is_available() and dist.is_initialized()): return [int(v) for v in values]
-    t = torch.tensor([int(v) for v in values])                           # on the CPU: no wait for the GPU
-    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=host_group())
-    return t.tolist()
-
-def all_have(has: bool) -> bool:
-    "Whether every rank has a next batch (a minimum over ranks; simply `has` in one process)."
-    return bool(min_over_ranks([has])[0])
-
-
-# %%
-assert all_have(True) and not all_have(False)
-test_eq(min_over_ranks([1, 37]), [1, 37])
 
 # %% [markdown]
 # ## Fine-tuning: starting from weights
@@ -850,25 +824,9 @@ test_fail(lambda: check_finite(math.nan, None, 7, TrainConfig(lr=1e30, out='runs
 # at once, averaged over ranks, and writes one `metrics.jsonl` record per step. A loss that became NaN
 # or infinite is found there, before any checkpoint is written, and the run stops naming the first
 # bad step; the checkpoint on disk is the last good one. nanoGPT and open_clip read values back on
-# their log steps only, for the same reason.
-
-# %%
-#| exports
-def setup_distributed(device: str | None = None) -> tuple[int, int, torch.device]:
-    "Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); returns (rank, world, device)."
-    world = int(os.environ.get('WORLD_SIZE', 1))
-    local = int(os.environ.get('LOCAL_RANK', 0))
-    dev = get_device(device)
-    if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', local); torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
-    rank, world = world_info()
-    return rank, world, dev
-
-
-# %% [markdown]
-# A killed run may have logged steps after its last checkpoint; on resume those lines are dropped, so
-# `metrics.jsonl` always describes the run that produced the weights.
+# their log steps only, for the same reason. (A killed run may have logged steps after its last
+# checkpoint; on resume those lines are dropped, so `metrics.jsonl` always describes the run that
+# produced the weights.)
 
 # %%
 #| exports
