@@ -18,7 +18,7 @@ from tqdm import tqdm
 from .core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
                                   show_progress)
 from .model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
-from .tokenizer import tokenize
+from .tokenizer import VOCAB_SIZE, tokenize
 from .loss import MAX_LOGIT_SCALE, all_have, clip_loss, mean_over_ranks, min_over_ranks, setup_distributed, world_info
 from .readers import DATASET_TYPES
 from .data import collate
@@ -367,6 +367,12 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         if (k.endswith('layers') and (v if is_int(v) else max(v)) > 1000) or (is_int(v) and v > 1_000_000):
             bad('model_overrides', f"{k} {v} is beyond any CLIP (at most 1,000 layers and 1,000,000 of anything else)")
     m = replace(CONFIGS[cfg.model], **cfg.model_overrides)
+    if m.vocab_size < VOCAB_SIZE:
+        bad('model_overrides', f"vocab_size {m.vocab_size} is smaller than the tokenizer's {VOCAB_SIZE:,} tokens: captions would "
+                               f"hold ids the model has no embedding for")
+    if m.context_length < 3:
+        bad('model_overrides', f"context_length {m.context_length} leaves no room for a word between [SOS] and [EOS]: every "
+                               f"caption would be the same; use 3 or more (OpenAI's models: 77)")
     if m.transformer_width % HEAD_WIDTH or m.transformer_heads != m.transformer_width // HEAD_WIDTH:   # as OpenAI's models, and load(), have it
         bad('model_overrides', f"transformer_width {m.transformer_width} with transformer_heads {m.transformer_heads}: "
                                f"use a multiple of 64 and one head per 64 channels (checkpoints do not record heads, so "
@@ -443,6 +449,9 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
     if cfg.batch_size % (world * cfg.accum):
         raise ValueError(f"batch_size {cfg.batch_size} must divide into {world} ranks × {cfg.accum} chunks")
     local_bs = cfg.batch_size // world
+    if world > 1 and rank == 0:
+        print(f"--batch-size {cfg.batch_size} is the global batch: {local_bs} per process on {world} processes "
+              f"(open_clip's --batch-size is per GPU)", file=sys.stderr)
     out = Path(cfg.out); ckpt_path, metrics_path = out/'checkpoint.pt', out/'metrics.jsonl'
     amp_dtype = resolve_precision(cfg.precision, device)
     resuming = cfg.resume and ckpt_path.exists()

@@ -151,7 +151,15 @@ BAD_OPTIONS = [
     (['--prefetch', '-1'], '--prefetch -1'), (['--train-num-samples', '0'], '--train-num-samples 0'),
     (['--seed', '-3'], '--seed -3'), (['--accum', '64'], 'cannot split a batch of 16'),
     (['--precision', 'fp8'], '--precision'), (['--csv-separator', ';;'], '--csv-separator'),
-    (['--model', 'ViT-Z/99'], '--model'), (['--n-scenes', '0'], '--n-scenes 0')]
+    (['--model', 'ViT-Z/99'], '--model'), (['--n-scenes', '0'], '--n-scenes 0'),
+    (['--log-every', '0'], '--log-every 0'),
+    # #26 item 9: overrides the tokenizer cannot honour
+    (['--model-overrides', '{"vocab_size": 1000}'], "vocab_size 1000 is smaller than the tokenizer's 49,408 tokens"),
+    (['--model-overrides', '{"context_length": 2}'], 'context_length 2 leaves no room for a word'),
+    # #26 item 14: open_clip's options that mean something else here, refused with the translation
+    (['--epochs', '3'], '--epochs is open_clip\'s: this trainer counts optimiser steps: use --steps ≈ epochs × training pairs'),
+    (['--accum-freq', '4'], 'use --batch-size B×N --accum N'), (['--save-frequency', '1'], 'use --ckpt-every STEPS'),
+    (['--lr-scheduler', 'const'], 'one schedule, linear warm-up then cosine'), (['--beta1', '0.9'], '--betas BETA1 BETA2')]
 
 
 @pytest.mark.parametrize('extra, says', BAD_OPTIONS, ids=[' '.join(a) for a, _ in BAD_OPTIONS])
@@ -162,6 +170,15 @@ def test_bad_option_is_refused_up_front(tmp_path, extra, says):
     assert e.value.status == 2 and says in str(e.value) and '\n' not in str(e.value), str(e.value)
     assert str(e.value).startswith('clip-annotated train: ')
     assert not out.exists()                                                      # refused before anything was written
+
+
+def test_open_clip_spellings_are_accepted(tmp_path):
+    "#26 item 14: open_clip's names for the same settings train as ours (--wd, --precision amp_bf16, --local-loss, --logs/--name)."
+    from clip_annotated.run import parse_args
+    cfg = parse_args([*TINY_ARGV, '--wd', '0.05', '--precision', 'amp_bf16', '--local-loss', '--gather-with-grad',
+                      '--lr-scheduler', 'cosine', '--logs', str(tmp_path), '--name', 'oc', '--grad-clip-norm', '1.0'])
+    assert (cfg.weight_decay, cfg.precision, cfg.out, cfg.grad_clip) == (0.05, 'bf16', str(tmp_path / 'oc'), 1.0)
+    assert parse_args(['--precision', 'amp']).precision == 'fp16'
 
 
 def test_negative_batch_size_from_the_shell_ends_at_once(tmp_path):

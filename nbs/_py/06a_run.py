@@ -29,7 +29,7 @@ from clip_annotated.train import PRESETS, TrainConfig, model_from_checkpoint, tr
 import math, shutil, tempfile
 import numpy as np
 from IPython.display import Image, Markdown, display
-from fastcore.test import test_eq, test_close
+from fastcore.test import test_eq, test_close, test_fail
 from IPython.display import Image, Markdown, display
 from clip_annotated.core import footer, pick, seed_everything
 from clip_annotated.data import EmojiDataset
@@ -298,6 +298,45 @@ def _json_object(text: str):
     try: return json.loads(text)
     except (ValueError, RecursionError) as e: raise argparse.ArgumentTypeError(f"not JSON ({one_line(e)[:80]})") from None
 
+OPEN_CLIP_SAME = {'--wd': '--weight-decay', '--log-every-n-steps': '--log-every', '--grad-clip-norm': '--grad-clip'}
+OPEN_CLIP_PRECISION = {'amp': 'fp16', 'amp_bf16': 'bf16', 'amp_bfloat16': 'bf16', 'fp32': 'fp32', 'bf16': 'bf16', 'fp16': 'fp16'}
+OPEN_CLIP_REFUSED = {
+    '--epochs': "this trainer counts optimiser steps: use --steps ≈ epochs × training pairs / --batch-size",
+    '--accum-freq': "here --accum splits one batch into chunks: for open_clip's --batch-size B --accum-freq N use --batch-size B×N --accum N",
+    '--save-frequency': "checkpoints are counted in steps: use --ckpt-every STEPS",
+    '--val-frequency': "held-out retrieval is counted in steps: use --eval-every STEPS",
+    '--zeroshot-frequency': "held-out retrieval is counted in steps: use --eval-every STEPS",
+    '--report-to': "the run writes metrics.jsonl, curves.png and report.md in --out; there is no other logger"}
+OPEN_CLIP_ALWAYS = ('--local-loss', '--gather-with-grad')   # what clip_loss always does
+
+def _flag_value(argv: list[str], k: int) -> tuple[str, str | None, int]:
+    "(flag, its value or None, the number of argv items they take) at argv[k], for --flag=value and --flag value."
+    flag, eq, value = argv[k].partition('=')
+    if eq: return flag, value, 1
+    return flag, (argv[k + 1] if k + 1 < len(argv) and not argv[k + 1].startswith('--') else None), 2
+
+def from_open_clip(argv: list[str]) -> list[str]:
+    "`argv` with open_clip's training options written as ours (--wd, --precision amp, --name/--logs, ...); a ValueError with the translation for those that mean something else."
+    out, k, name, logs = [], 0, None, None
+    while k < len(argv):
+        flag, value, used = _flag_value(argv, k)
+        if flag in OPEN_CLIP_REFUSED: raise ValueError(f"{flag} is open_clip's: {OPEN_CLIP_REFUSED[flag]}")
+        if flag in OPEN_CLIP_ALWAYS: k += 1; continue                     # our loss is always local, gathered with gradients
+        if flag in OPEN_CLIP_SAME and value is not None: out += [OPEN_CLIP_SAME[flag], value]; k += used; continue
+        if flag == '--precision' and value in OPEN_CLIP_PRECISION and value not in ('fp32', 'bf16', 'fp16'):
+            out += ['--precision', OPEN_CLIP_PRECISION[value]]; k += used; continue
+        if flag == '--lr-scheduler':
+            if value != 'cosine': raise ValueError(f"--lr-scheduler {value}: this trainer has one schedule, linear warm-up then cosine (open_clip's 'cosine')")
+            k += used; continue
+        if flag in ('--beta1', '--beta2') and value is not None:
+            raise ValueError(f"{flag} is open_clip's: give both as --betas BETA1 BETA2")
+        if flag in ('--name', '--logs') and value is not None:
+            name, logs = (value, logs) if flag == '--name' else (name, value); k += used; continue
+        out.append(argv[k]); k += 1
+    if (name or logs) and not any(a == '--out' or a.startswith('--out=') for a in out):
+        out += ['--out', str(Path(logs or runs_dir()) / (name or 'run'))]
+    return out
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE`."
     p = argparse.ArgumentParser(prog='clip-annotated train', description="Train CLIP (Radford et al. 2021) on the "
@@ -313,7 +352,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         elif f.name in ('prefetch', 'train_num_samples', 'workers'): p.add_argument(opt, type=int, default=None, help=h)
         else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
     p.add_argument('--debug', action='store_true', help="on an error, show the full traceback (default: one line)")
-    args = vars(p.parse_args(argv))
+    args = vars(p.parse_args(from_open_clip(list(argv if argv is not None else sys.argv[1:]))))
     args.pop('debug')
     cfg = PRESETS[args.pop('preset')]
     if args['out'] is None: args['out'] = str(runs_dir() / Path(cfg.out).name)   # honours $CLIP_ANNOTATED_RUNS
@@ -344,6 +383,11 @@ test_eq(Path(parse_args([]).out), runs_dir() / 'mini')                      # th
 assert all(f.metadata.get('help') for f in fields(TrainConfig))           # every option has a help line
 c = parse_args(['--train-data', 'pairs.csv', '--pretrained', 'runs/mini', '--lock-image', '--train-num-samples', '100'])
 test_eq((c.train_data, c.pretrained, c.lock_image, c.train_num_samples), ('pairs.csv', 'runs/mini', True, 100))
+
+c = parse_args(['--wd', '0.1', '--precision', 'amp_bf16', '--local-loss', '--gather-with-grad', '--lr-scheduler', 'cosine',
+                '--logs', 'logs', '--name', 'try1', '--log-every-n-steps', '10'])   # open_clip's spellings
+test_eq((c.weight_decay, c.precision, c.out, c.log_every), (0.1, 'bf16', 'logs/try1', 10))
+test_fail(lambda: parse_args(['--epochs', '3']), contains='use --steps ≈ epochs × training pairs / --batch-size')
 
 # %% [markdown]
 # ## What we measured
