@@ -19,8 +19,9 @@ from .pretrained import TrainTransform, fix_mode, image_transform, to_rgb
 from .data import SkipCounter
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'DATASET_TYPES', 'parse_caption', 'open_image', 'read_csv', 'csv_cell_path', 'CsvDataset',
-           'expand_shards', 'split_by_rank', 'ShardDataset', 'write_webdataset', 'write_csv', 'open_data']
+__all__ = ['IMAGE_EXTS', 'SHUFFLE_BUFFER', 'SHUFFLE_INITIAL', 'DATASET_TYPES', 'parse_caption', 'open_image', 'read_csv',
+           'csv_cell_path', 'CsvDataset', 'expand_shards', 'split_by_rank', 'ShardDataset', 'write_webdataset',
+           'write_csv', 'open_data']
 
 # %% ../nbs/05c_readers.ipynb #87d8faec
 def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
@@ -225,6 +226,8 @@ def _mark_ends(src):
         yield member
     if url is not None: yield from _end_failed(url, key, parts)
 
+SHUFFLE_BUFFER, SHUFFLE_INITIAL = 5000, 1000   # undecoded samples in training's shuffle buffer; filled this far first (open_clip's)
+
 class ShardDataset(torch.utils.data.IterableDataset):
     "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
     def __init__(self, urls, image_size: int = 48, train: bool = False, seed: int = 0, shuffle_buffer: int | None = None,
@@ -232,7 +235,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
                  world: int | None = None):
         self.shards = expand_shards(urls)
         self.image_size, self.train, self.seed, self.resampled, self.zoom = image_size, train, seed, resampled, zoom
-        self.shuffle_buffer = (256 if train else 0) if shuffle_buffer is None else shuffle_buffer
+        self.shuffle_buffer = (SHUFFLE_BUFFER if train else 0) if shuffle_buffer is None else shuffle_buffer
         self.split = split                              # False: every rank reads every shard (evaluation on one rank)
         self.rank, self.world = rank, world             # None: torch.distributed's, read when iterating
         self.preprocess, self.augment = image_transform(image_size), TrainTransform(image_size, zoom)
@@ -304,7 +307,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
                   partial(tar.group_by_keys, handler=unreadable)]                   # {'__key__', 'txt', 'jpg', …}
         if self.shuffle_buffer > 1:
             rng = random.Random(_seed(self.seed, self.epoch, rank, worker, 1))
-            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
+            stages.append(wds.shuffle(self.shuffle_buffer, initial=min(SHUFFLE_INITIAL, self.shuffle_buffer), rng=rng))
         rng = np.random.default_rng([self.seed, self.epoch, rank, worker])   # the crops
         stages.append(wds.map(partial(self._decode, rng=rng, seen=seen)))    # a None result is dropped
         good = 0

@@ -206,7 +206,7 @@ def test_csv_and_shards_read_back_what_was_written(tmp_path, good_pairs):
     assert sorted(a) == sorted(want_caps) and a == b and a != want_caps
     tr.set_epoch(1)
     assert [c for _, c in tr] != a                                          # a new epoch, a new order
-    assert R.ShardDataset(shards, train=True).shuffle_buffer == 256 and R.ShardDataset(shards).shuffle_buffer == 0
+    assert R.ShardDataset(shards, train=True).shuffle_buffer == R.SHUFFLE_BUFFER == 5000 and R.ShardDataset(shards).shuffle_buffer == 0
     with open(tmp_path / 'p.tsv', newline='', encoding='utf-8') as f:
         assert f.readline().rstrip('\r\n') == 'filepath\ttitle'                  # open_clip's column names
 

@@ -240,8 +240,15 @@ class CsvDataset(torch.utils.data.Dataset):
 # - **split by worker**: each of a rank's `W` DataLoader workers takes every `W`-th of the rank's
 #   shards. So there should be at least `R·W` shards; a worker left without one yields nothing.
 # - **shuffle buffer**: a tar file is read front to back, so neighbouring samples come from the same
-#   shard. Training keeps a buffer of 256 samples and hands out a random one of them as each new sample
-#   comes in, which mixes samples over a window of that size and across shard boundaries.
+#   shard, and shards are often written in some order of their own (by source, by class, by date).
+#   Training keeps a buffer of up to 5,000 samples, still undecoded (a few hundred megabytes of JPEGs at
+#   most), fills it with 1,000 before it hands out the first, and then hands out a random one of them
+#   as each new sample comes in, which mixes samples over that window and across shard boundaries.
+#   (These are open_clip's sizes. The paper says nothing about shuffling. This book's first buffer,
+#   256 samples, left the emoji set written as shards in code-point order badly mixed, and cost a short
+#   run much of its held-out accuracy against open_clip's trainer on the same shards: the comparison,
+#   one difference at a time, is in [the benchmarks appendix](99_bench.ipynb).)
+# <!-- fixed: 5,000 1,000 256 -->
 # - **resampling** (`resampled=True`): instead of one pass over its share, each consumer draws shards at
 #   random with replacement, forever, a different sequence for each (seed, epoch, rank, worker). There
 #   is then no end of the data, and the training loop decides how many samples make an epoch (open_clip's
@@ -384,6 +391,8 @@ def _mark_ends(src):
         yield member
     if url is not None: yield from _end_failed(url, key, parts)
 
+SHUFFLE_BUFFER, SHUFFLE_INITIAL = 5000, 1000   # undecoded samples in training's shuffle buffer; filled this far first (open_clip's)
+
 class ShardDataset(torch.utils.data.IterableDataset):
     "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
     def __init__(self, urls, image_size: int = 48, train: bool = False, seed: int = 0, shuffle_buffer: int | None = None,
@@ -391,7 +400,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
                  world: int | None = None):
         self.shards = expand_shards(urls)
         self.image_size, self.train, self.seed, self.resampled, self.zoom = image_size, train, seed, resampled, zoom
-        self.shuffle_buffer = (256 if train else 0) if shuffle_buffer is None else shuffle_buffer
+        self.shuffle_buffer = (SHUFFLE_BUFFER if train else 0) if shuffle_buffer is None else shuffle_buffer
         self.split = split                              # False: every rank reads every shard (evaluation on one rank)
         self.rank, self.world = rank, world             # None: torch.distributed's, read when iterating
         self.preprocess, self.augment = image_transform(image_size), TrainTransform(image_size, zoom)
@@ -463,7 +472,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
                   partial(tar.group_by_keys, handler=unreadable)]                   # {'__key__', 'txt', 'jpg', …}
         if self.shuffle_buffer > 1:
             rng = random.Random(_seed(self.seed, self.epoch, rank, worker, 1))
-            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
+            stages.append(wds.shuffle(self.shuffle_buffer, initial=min(SHUFFLE_INITIAL, self.shuffle_buffer), rng=rng))
         rng = np.random.default_rng([self.seed, self.epoch, rank, worker])   # the crops
         stages.append(wds.map(partial(self._decode, rng=rng, seen=seen)))    # a None result is dropped
         good = 0
