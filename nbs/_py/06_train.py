@@ -79,10 +79,11 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_06_'))   # small runs of 
 # > "We use a very large minibatch size of 32,768. Mixed-precision (Micikevicius et al., 2017) was used
 # > to accelerate training and save memory." (§2.5)
 #
-# The numbers the paper does not put in its prose are in its Tables 19 and 20: weight decay 0.2, 2,000
-# warm-up iterations, Adam $\beta_1 = 0.9$, and for the Vision Transformers $\beta_2 = 0.98$ and
-# $\epsilon = 10^{-6}$ (the ResNets used 0.999 and $10^{-8}$), a learning rate of $5 \times 10^{-4}$ for
-# ViT-B/32 and a maximum temperature (logit scale) of 100. Everything a run needs goes into one plain
+# The numbers the paper does not put in its prose are in its Table 18, the hyperparameters common to
+# every model: weight decay 0.2, 2,000 warm-up iterations, Adam $\beta_1 = 0.9$, and for the Vision
+# Transformers $\beta_2 = 0.98$ and $\epsilon = 10^{-6}$ (the ResNets used 0.999 and $10^{-8}$), and a
+# maximum temperature (logit scale) of 100; Tables 19 and 20 give each model's own, such as the learning
+# rate of $5 \times 10^{-4}$ for ViT-B/32. Everything a run needs goes into one plain
 # dataclass, with presets for the runs this book makes:
 
 # %%

@@ -251,8 +251,8 @@ print(f"fastest: {max(by_precision, key=lambda r: r['pairs_per_s'])['precision']
 # The first line printed above is a measure of the noise: on a shared machine two measurements of the
 # same setting differ, so read the sweep's shape (a rise, then a plateau), not the zigzag of single
 # points. Half precision always saves memory: the activations kept for backward are half the size. Whether it
-# saves time is the hardware's answer. A CPU whose widest units are AVX2 (this book's machine, when the
-# footer says so) has no instruction that multiplies bfloat16 or float16: each product is converted to
+# saves time is the hardware's answer. A CPU without bfloat16 instructions (AVX2, or AVX-512 without its
+# BF16 extension) has no instruction that multiplies bfloat16 or float16: each product is converted to
 # float32 and back, element by element, and the kernels for it are far slower than the tuned float32
 # ones. With AVX-512 BF16 or AMX (recent Xeons) bfloat16 runs natively on a CPU; on a GPU with tensor
 # cores it is the fast path. That is why the training chapter's `precision='auto'` means float32 on a

@@ -70,7 +70,8 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # %% [markdown]
 # `clip.load(name_or_path)` returns `(model, preprocess)` like OpenAI's `clip.load`, for a released
 # model's name (downloaded once, checksum verified), an OpenAI checkpoint, a Hugging Face `transformers`
-# directory or an open_clip state dict, and never runs code stored in a checkpoint file.
+# directory or an open_clip state dict. It never runs code stored in a checkpoint file unless you ask
+# for `jit=True`, which runs a TorchScript archive's own code, as OpenAI's `clip.load` does.
 # `clip.tokenize` gives the same tokens as OpenAI's tokenizer, `clip.build_model(state_dict)` reads
 # any of OpenAI's released checkpoints, and `CLIP` has OpenAI's constructor, parameter names and
 # outputs. The tests in `tests/` hold us to that against open_clip and Hugging Face `transformers`.
