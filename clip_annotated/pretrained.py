@@ -204,10 +204,8 @@ def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float
     s = size * z / min(w, h)
     nw, nh = max(size, round(w * s)), max(size, round(h * s))          # the resized picture, never below size
     top, left = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
-    if isinstance(x, Image.Image):
-        if nw * nh <= MAX_RESIZED_PIXELS:
-            return x.resize((nw, nh), Image.Resampling.BICUBIC).crop((left, top, left + size, top + size))
-        sx, sy = w / nw, h / nh                                          # a sliver of a picture: resize only the window
+    if isinstance(x, Image.Image):                                       # resize only the window that is kept
+        sx, sy = w / nw, h / nh
         return x.resize((size, size), Image.Resampling.BICUBIC, box=(left * sx, top * sy, (left + size) * sx, (top + size) * sy))
     if (nh, nw) != (h, w):
         x = F.interpolate(x[None], (nh, nw), mode='bilinear', antialias=True, align_corners=False)[0].clamp(0, 1)

@@ -642,7 +642,8 @@ test_eq(tok32.decode(tok32('A red circle')), ['a red circle'])
 # falls outside. `random_square_crop` does this on a PIL image (real pictures, bicubic) and on a float
 # tensor (pictures already in memory, antialiased bilinear: both resize a square up by at most 20%,
 # where the difference is invisible). It draws `z`, then the row, then the column, from the generator
-# it is given.
+# it is given. On a PIL image only the window that is kept is resized (PIL's `box`), which costs a
+# fraction of resizing the whole picture, and a picture one pixel high costs no more than a square.
 #
 # `TrainTransform` is that crop followed by the normalisation, and it is the one augmentation of this
 # book: the training loop's data sets call the same object with a generator of their own, derived
@@ -666,10 +667,8 @@ def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float
     s = size * z / min(w, h)
     nw, nh = max(size, round(w * s)), max(size, round(h * s))          # the resized picture, never below size
     top, left = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
-    if isinstance(x, Image.Image):
-        if nw * nh <= MAX_RESIZED_PIXELS:
-            return x.resize((nw, nh), Image.Resampling.BICUBIC).crop((left, top, left + size, top + size))
-        sx, sy = w / nw, h / nh                                          # a sliver of a picture: resize only the window
+    if isinstance(x, Image.Image):                                       # resize only the window that is kept
+        sx, sy = w / nw, h / nh
         return x.resize((size, size), Image.Resampling.BICUBIC, box=(left * sx, top * sy, (left + size) * sx, (top + size) * sy))
     if (nh, nw) != (h, w):
         x = F.interpolate(x[None], (nh, nw), mode='bilinear', antialias=True, align_corners=False)[0].clamp(0, 1)
