@@ -4,24 +4,26 @@
 
 # %% ../nbs/05c_readers.ipynb #67e7d803
 from __future__ import annotations
-import codecs, csv, io, itertools, os, random, re, tarfile, warnings
+import codecs, csv, http.client, io, itertools, os, random, re, tarfile, urllib.error, urllib.request, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from glob import glob
 from pathlib import Path
+from urllib.parse import urlparse
 import numpy as np
 import torch
 from PIL import Image
 import webdataset as wds
+from webdataset.gopen import gopen, rewrite_url
 from .loss import world_info
 from .pretrained import TrainTransform, fix_mode, image_transform, to_rgb
 from .data import SkipCounter
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'SHUFFLE_BUFFER', 'SHUFFLE_INITIAL', 'DATASET_TYPES', 'parse_caption', 'open_image', 'read_csv',
-           'csv_cell_path', 'CsvDataset', 'expand_shards', 'split_by_rank', 'ShardDataset', 'write_webdataset',
-           'write_csv', 'open_data']
+           'csv_cell_path', 'CsvDataset', 'expand_shards', 'split_by_rank', 'StreamError', 'ShardDataset',
+           'write_webdataset', 'write_csv', 'open_data']
 
 # %% ../nbs/05c_readers.ipynb #87d8faec
 def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
@@ -51,6 +53,22 @@ def _not_text(raw: bytes, path: Path, encoding: str) -> str:
         return (f"{path} is not {name} text: line {line} has the byte {raw[e.start]:#04x}, which is not {name}; "
                 f"save the file again as UTF-8, or pass the encoding it was written in (encoding='latin-1', say)")
 
+def _swallowed(fields: list[str], width: int, sep: str) -> int | None:
+    "The index of a field with a later line that reads alone as a whole row (`width` fields, none empty), else None."
+    for i, f in enumerate(fields):
+        for line in f.splitlines()[1:]:
+            cells = next(csv.reader([line], delimiter=sep), [])
+            if len(cells) == width and all(c.strip() for c in cells): return i
+    return None
+
+def _open_quote(path: Path, spans: list[tuple[int, int]], end: int) -> str:
+    "A sentence naming the line where a quote opens and the lines it swallowed into one row, and what to do."
+    first, last = spans[0]
+    how = 'is never closed' if last == end else f'is closed only on line {last}'
+    more = f' ({len(spans)} such rows in all)' if len(spans) > 1 else ''
+    return (f"{path}: the quote opened on line {first} {how}, so lines {first}-{last} were read as one row{more}; "
+            f"close the quote or remove it")
+
 def read_csv(path: str | os.PathLike, keys: list[str], sep: str | None = None,
              encoding: str = 'utf-8') -> list[tuple[str, ...] | None]:
     "The `keys` columns of every row of a CSV/TSV file (tabs for .tsv/.tab unless `sep`); None for a malformed row."
@@ -72,15 +90,22 @@ def read_csv(path: str | os.PathLike, keys: list[str], sep: str | None = None,
                              f"columns {columns}. Name yours (image_key=, caption_key= or label_key=, sep=; on the "
                              f"command line --csv-img-key, --csv-caption-key or --csv-label-key, --csv-separator)"
                              + (f". {not_text}" if not_text else ''))
-        index, rows, bad_lines = [columns.index(k) for k in keys], [], []
+        index, rows, bad_lines, quotes = [columns.index(k) for k in keys], [], [], []
         while True:
+            first = reader.line_num + 1                          # the row's first physical line
             try: fields = next(reader)
             except StopIteration: break
             except csv.Error: fields = None                      # a field the csv module cannot parse
             if fields == []: continue                            # a blank line is no row
-            if fields is None or len(fields) != len(columns): rows.append(None); bad_lines.append(reader.line_num)
+            k = _swallowed(fields, len(columns), sep) if fields and reader.line_num > first else None
+            if k is not None:                                    # an open quote ran over lines that are rows
+                rows.append(None); quotes.append((first + sum(f.count('\n') for f in fields[:k]), reader.line_num))
+            elif fields is None or len(fields) != len(columns): rows.append(None); bad_lines.append(reader.line_num)
             else: rows.append(tuple(fields[i] for i in index))
+        end = reader.line_num                                    # the file's last line
     finally: csv.field_size_limit(limit)
+    if quotes and all(r is None for r in rows): raise ValueError(_open_quote(path, quotes, end))   # nothing else to read
+    if quotes: warnings.warn(f"{_open_quote(path, quotes, end)}. The row is skipped and counted as 'malformed row'")
     if not_text: warnings.warn(f"{not_text}. Until then a caption or label that is not {encoding} text is skipped and counted")
     if bad_lines:
         warnings.warn(f"{path}: {len(bad_lines)} row(s) do not have the header's {len(columns)} fields (the first on "
@@ -170,6 +195,44 @@ def _seed(*parts: int) -> int:
     "One 32-bit seed from several integers (seed, epoch, rank, worker, …)."
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
+# %% ../nbs/05c_readers.ipynb #b9db8583
+class StreamError(OSError):
+    "An http(s) shard that could not be read; the message is the cause in a few words (the URL is named by the caller)."
+
+def _cause(exn: BaseException, timeout: float, at: str = '') -> str:
+    "Why an http(s) read failed (`at`: ' after N bytes'), in a few words: refused, no answer in time, an HTTP status, …"
+    if isinstance(exn, urllib.error.HTTPError): return f"HTTP {exn.code} {exn.reason}"
+    if isinstance(exn, urllib.error.URLError) and isinstance(exn.reason, BaseException): exn = exn.reason
+    if isinstance(exn, TimeoutError): return f"no answer within {timeout:g} s{at}; a slow server needs a longer read_timeout"
+    if isinstance(exn, ConnectionRefusedError): return "connection refused; is the server up, and the port right?"
+    return f"{type(exn).__name__}{at}: {exn}"
+
+class _HttpStream:
+    "An http(s) response whose every read waits at most `timeout` s; a failed read raises StreamError, and so does any after it."
+    def __init__(self, url: str, timeout: float):
+        self.url, self.timeout, self.n, self.failed = url, timeout, 0, None
+        try: self.response = urllib.request.urlopen(url, timeout=timeout)     # the deadline holds for every socket call
+        except (OSError, http.client.HTTPException) as e: raise StreamError(_cause(e, timeout)) from None
+    def read(self, size: int = -1) -> bytes:
+        if self.failed is None:
+            try: data = self.response.read(size); self.n += len(data); return data
+            except (OSError, http.client.HTTPException) as e:
+                self.failed = _cause(e, self.timeout, f' after {self.n} bytes'); self.response.close()
+        raise StreamError(self.failed)
+    def close(self): self.response.close()
+    def __repr__(self): return f"<http stream {self.url}>"
+
+def _open_shards(src, handler, timeout: float):
+    "webdataset stage (its url_opener, with a deadline for http): dict(url=…) -> dict(url=…, stream=…); a failure goes to `handler`."
+    for d in src:
+        try:
+            url = rewrite_url(d['url'])                                       # webdataset's GOPEN_REWRITE, as gopen does
+            d['stream'] = _HttpStream(url, timeout) if urlparse(url).scheme in ('http', 'https') else gopen(url)
+        except Exception as exn:
+            if handler(exn): continue
+            break
+        yield d
+
 # %% ../nbs/05c_readers.ipynb #211882b3
 @dataclass
 class _Pass:
@@ -232,8 +295,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
     "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
     def __init__(self, urls, image_size: int = 48, train: bool = False, seed: int = 0, shuffle_buffer: int | None = None,
                  resampled: bool = False, zoom=(1.0, 1.2), *, split: bool = True, rank: int | None = None,
-                 world: int | None = None):
+                 world: int | None = None, read_timeout: float = 60.0):
+        if not read_timeout > 0: raise ValueError(f"read_timeout={read_timeout!r} for {urls!r}: expected seconds > 0")
         self.shards = expand_shards(urls)
+        self.read_timeout = read_timeout                # seconds an http(s) shard may keep us waiting for each read
         self.image_size, self.train, self.seed, self.resampled, self.zoom = image_size, train, seed, resampled, zoom
         self.shuffle_buffer = (SHUFFLE_BUFFER if train else 0) if shuffle_buffer is None else shuffle_buffer
         self.split = split                              # False: every rank reads every shard (evaluation on one rank)
@@ -289,7 +354,8 @@ class ShardDataset(torch.utils.data.IterableDataset):
         why = []
         for url, exn in seen.errors.items():
             n = seen.samples[url]
-            if not isinstance(exn, tarfile.TarError): why.append(f"{url} could not be read ({type(exn).__name__}: {_why(exn)})")
+            if isinstance(exn, StreamError): why.append(f"{url}: {_why(exn)}")
+            elif not isinstance(exn, tarfile.TarError): why.append(f"{url} could not be read ({type(exn).__name__}: {_why(exn)})")
             elif n or 'unexpected end' in _why(exn): why.append(f"{url} breaks off after {n} samples ({_why(exn)})")
             else: why.append(f"{url} is not a tar archive ({_why(exn)})")
         return f"no valid sample in shard(s) {names}: {self.skips.report()}" + ''.join(f'; {w}' for w in why)
@@ -302,9 +368,9 @@ class ShardDataset(torch.utils.data.IterableDataset):
         seen = _Pass(patience=20 * len(self.shards) + 20 + self.shuffle_buffer if self.resampled else None)
         unreadable, tar = partial(self._unreadable, seen=seen), wds.tariterators
         stages = [*self._shard_stages(rank, world, worker), partial(self._follow, seen=seen),
-                  partial(tar.url_opener, handler=unreadable), _check_ends,           # webdataset's tarfile_to_samples,
-                  partial(tar.tar_file_expander, handler=unreadable), _mark_ends,   # with checks of the ends
-                  partial(tar.group_by_keys, handler=unreadable)]                   # {'__key__', 'txt', 'jpg', …}
+                  partial(_open_shards, handler=unreadable, timeout=self.read_timeout), _check_ends,   # webdataset's
+                  partial(tar.tar_file_expander, handler=unreadable), _mark_ends,   # tarfile_to_samples, with checks
+                  partial(tar.group_by_keys, handler=unreadable)]                   # of the ends: {'__key__', 'txt', …}
         if self.shuffle_buffer > 1:
             rng = random.Random(_seed(self.seed, self.epoch, rank, worker, 1))
             stages.append(wds.shuffle(self.shuffle_buffer, initial=min(SHUFFLE_INITIAL, self.shuffle_buffer), rng=rng))
@@ -355,7 +421,8 @@ DATASET_TYPES = ('auto', 'csv', 'webdataset')
 
 def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: bool = False, seed: int = 0,
               csv_img_key: str = 'filepath', csv_caption_key: str = 'title', csv_separator: str | None = None,
-              resampled: bool = False, shuffle_buffer: int | None = None, split: bool = True) -> CsvDataset | ShardDataset:
+              resampled: bool = False, shuffle_buffer: int | None = None, split: bool = True,
+              read_timeout: float = 60.0) -> CsvDataset | ShardDataset:
     "A CsvDataset or a ShardDataset for `spec`; 'auto' reads .csv/.tsv/.tab as CSV and anything else as shards."
     if dataset_type not in DATASET_TYPES:
         raise ValueError(f"unknown dataset_type {dataset_type!r} for {spec!r}; expected one of {DATASET_TYPES}")
@@ -364,4 +431,5 @@ def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: boo
         dataset_type = 'csv' if is_csv else 'webdataset'
     if dataset_type == 'csv':
         return CsvDataset(spec, csv_img_key, csv_caption_key, csv_separator, image_size=image_size, train=train, seed=seed)
-    return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, split=split)
+    return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, split=split,
+                        read_timeout=read_timeout)

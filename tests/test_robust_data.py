@@ -5,7 +5,7 @@ Every broken file is made here: written with the library's own writers (`write_c
 damaged. Small pictures and a handful of rows keep the whole file to a few seconds."""
 from __future__ import annotations
 
-import csv, io, tarfile, warnings
+import csv, io, socket, tarfile, threading, time, warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -318,6 +318,119 @@ def test_every_shard_bad_is_one_error_naming_each(tmp_path, pairs, shards):
     assert f"{tmp_path / 'boundary.tar'} breaks off after 0 samples" in msg
     assert f"{tmp_path / 'zip.tar'} is not a tar archive" in msg
     assert '1 corrupt image' in msg and '3 unreadable shards' in msg
+
+
+
+# ------------------------------------------------------------------ http(s) shards that never answer (#26 item 4)
+
+def _within(seconds: float, f):
+    "f()'s result or the exception it raised, from a thread given `seconds` to finish; a hang fails the test instead."
+    out = {}
+    def run():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            try: out['value'] = f()
+            except Exception as e: out['error'] = e
+        out['warned'] = [str(w.message) for w in caught if w.category is UserWarning]
+    t0, thread = time.monotonic(), threading.Thread(target=run, daemon=True)
+    thread.start(); thread.join(seconds)
+    assert not thread.is_alive(), f'still waiting after {seconds} s'
+    return out, time.monotonic() - t0
+
+
+@pytest.fixture
+def dead_urls(monkeypatch, shards):
+    "URLs of three shards on loopback that cannot be read: a server that accepts and never answers, one that stalls mid-shard, a refused port."
+    for var in ('http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY'): monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv('no_proxy', '127.0.0.1')
+    half = shards[0].read_bytes()[:1024]                                  # a header and the start of a picture
+    replies = {'silent': b'', 'stalls': b'HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s' % (10 * len(half), half)}
+    listeners, held, stop = {}, [], threading.Event()
+    for name in replies:
+        listeners[name] = socket.socket(); listeners[name].bind(('127.0.0.1', 0)); listeners[name].listen(4)
+        listeners[name].settimeout(0.1)
+    refused = socket.socket(); refused.bind(('127.0.0.1', 0))               # bound, never listening: refused
+    def serve():                                                            # bounded: 30 s at most
+        end = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < end:
+            for name, sock in listeners.items():
+                try: conn, _ = sock.accept()
+                except OSError: continue
+                held.append(conn); conn.sendall(replies[name])              # then nothing more, ever
+    thread = threading.Thread(target=serve, daemon=True); thread.start()
+    port = lambda s: s.getsockname()[1]
+    yield {name: f'http://127.0.0.1:{port(s)}/{name}.tar' for name, s in [*listeners.items(), ('refused', refused)]}
+    stop.set(); thread.join(5)
+    for s in [*listeners.values(), refused, *held]: s.close()
+
+
+@pytest.mark.parametrize('case,cause', [('silent', r'no answer within 1 s; a slow server needs a longer read_timeout'),
+                                        ('stalls', r'no answer within 1 s after '),
+                                        ('refused', r'connection refused')])
+def test_http_shard_that_does_not_answer_is_a_prompt_error_naming_url_and_cause(dead_urls, case, cause):
+    url = dead_urls[case]
+    out, took = _within(15, lambda: list(R.ShardDataset(url, image_size=SIZE, read_timeout=1)))
+    assert isinstance(out.get('error'), ValueError), out
+    assert f'{url}: {cause}' in str(out['error']) and 'not a tar archive' not in str(out['error'])
+    assert took < 10 and out['warned'] == [f'unreadable shard {url} ({str(out["error"]).split(f"{url}: ")[-1]}); going on with the next shard']
+
+
+def test_dead_http_shards_beside_a_good_one_are_skipped_and_counted(dead_urls, shards, pairs):
+    big, _ = shards
+    urls = [dead_urls['silent'], dead_urls['refused'], str(big), dead_urls['stalls']]
+    ds = R.open_data(urls, image_size=SIZE, read_timeout=1)
+    out, took = _within(20, lambda: [c for _, c in ds])
+    assert out.get('value') == [c for _, c in pairs], out
+    assert ds.skips.counts == {'unreadable shard': 3} and took < 15
+    for name, warned in zip(['silent', 'refused', 'stalls'], out['warned']):
+        assert warned.startswith(f'unreadable shard {dead_urls[name]} (') and ('refused' in warned) == (name == 'refused')
+    with pytest.raises(ValueError, match=r"read_timeout=0 for .*silent\.tar.*: expected seconds > 0"):
+        R.ShardDataset(dead_urls['silent'], read_timeout=0)
+
+
+# ------------------------------------------------------------------ a quote that is never closed (#26 item 10)
+
+def _csv_with(tmp_path, pairs, edits: dict[int, str], name='pairs.csv') -> Path:
+    "A CSV of the eight pairs (rows on lines 2-9), with the given lines replaced."
+    path = R.write_csv(pairs, tmp_path / name)
+    lines = path.read_text(encoding='utf-8').splitlines()
+    for n, text in edits.items(): lines[n - 1] = text
+    path.write_text('\n'.join(lines) + '\n', encoding='utf-8'); return path
+
+
+def test_unclosed_quote_is_named_and_the_rows_before_it_load(tmp_path, pairs):
+    path = _csv_with(tmp_path, pairs, {5: 'images/000003.png,"caption number 3'})   # line 5 opens a quote
+    with pytest.warns(UserWarning) as caught:
+        ds = R.CsvDataset(path, image_size=SIZE)
+    msg = [str(w.message) for w in caught]
+    assert msg == [f"{path}: the quote opened on line 5 is never closed, so lines 5-9 were read as one row; close the "
+                   f"quote or remove it. The row is skipped and counted as 'malformed row'"]
+    assert len(ds) == 4 and [ds[i][1] for i in range(3)] == [c for _, c in pairs[:3]] and ds[3] is None
+    assert ds.skips.counts == {'malformed row': 1}
+
+
+def test_quote_closed_only_by_a_later_row_is_named_and_the_rows_after_load(tmp_path, pairs):
+    path = _csv_with(tmp_path, pairs, {3: 'images/000001.png,"caption number 1',
+                                       6: 'images/000004.png,"caption, number 4"'})   # its quote closes line 3's
+    with pytest.warns(UserWarning, match=r"pairs\.csv: the quote opened on line 3 is closed only on line 6, so lines "
+                                         r"3-6 were read as one row"):
+        rows = R.read_csv(path, ['filepath', 'title'])
+    assert rows == [('images/000000.png', 'caption number 0'), None] + [(f'images/{k:06d}.png', f'caption number {k}') for k in (5, 6, 7)]
+
+
+def test_unclosed_quote_in_the_first_row_is_an_error_naming_file_and_line(tmp_path, pairs):
+    path = _csv_with(tmp_path, pairs, {2: 'images/000000.png,"caption number 0'})
+    with pytest.raises(ValueError, match=rf"^{path}: the quote opened on line 2 is never closed, so lines 2-9 were read "
+                                         r"as one row; close the quote or remove it$"):
+        R.CsvDataset(path, image_size=SIZE)
+
+
+def test_quoted_captions_over_several_lines_are_not_taken_for_an_open_quote(tmp_path, pairs):
+    path = _csv_with(tmp_path, pairs, {3: 'images/000001.png,"two\nlines"', 4: 'images/000002.png,"a list,\nof things"'})
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        rows = R.read_csv(path, ['filepath', 'title'])
+    assert [r[1] for r in rows[1:3]] == ['two\nlines', 'a list,\nof things'] and len(rows) == 8
 
 
 # ------------------------------------------------------------------ the counts reach the run's report

@@ -13,23 +13,25 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import codecs, csv, io, itertools, os, random, re, tarfile, warnings
+import codecs, csv, http.client, io, itertools, os, random, re, tarfile, urllib.error, urllib.request, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from glob import glob
 from pathlib import Path
+from urllib.parse import urlparse
 import numpy as np
 import torch
 from PIL import Image
 import webdataset as wds
+from webdataset.gopen import gopen, rewrite_url
 from clip_annotated.loss import world_info
 from clip_annotated.pretrained import TrainTransform, fix_mode, image_transform, to_rgb
 from clip_annotated.data import SkipCounter
 
 # %%
 #| hide
-import shutil, tempfile, time
+import shutil, socket, tempfile, threading, time
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import footer
 from clip_annotated.data import collate, emoji_images, emoji_records
@@ -114,7 +116,14 @@ test_fail(lambda: open_image(png[:len(png) // 2]), contains='truncated')   # a c
 #   comma that was not put in quotes, which would otherwise lose the rest of its caption in silence;
 # - a caption that is empty, or whose bytes are not UTF-8 text (`'empty caption'`,
 #   `'undecodable caption'`), and a picture that is missing or does not decode, found when the sample
-#   is read.
+#   is read;
+# - a quote that opens a caption and is never closed (`'malformed row'` too). The `csv` module then
+#   reads every later line, up to the next quote or the end of the file, as part of that one caption,
+#   and the rows in between would vanish without a word. So a row that runs over several lines, one
+#   of which (after its first) reads on its own as a whole row, is skipped, and a warning names the
+#   line where the quote opens and the lines it swallowed; if no other row is left, it is an error.
+#   (A caption that really spans lines, quoted, and has a line of the header's shape inside, would be
+#   taken for one: captions of pictures seldom have line breaks.)
 #
 # A file saved in another encoding (Latin-1, Windows-1252: what old spreadsheet programs write) is
 # mostly "bad rows" of this kind, so the reader warns once, naming the file and the first line that is
@@ -134,6 +143,22 @@ def _not_text(raw: bytes, path: Path, encoding: str) -> str:
         line, name = raw.count(b'\n', 0, e.start) + 1, 'UTF-8' if codecs.lookup(encoding).name == 'utf-8' else encoding
         return (f"{path} is not {name} text: line {line} has the byte {raw[e.start]:#04x}, which is not {name}; "
                 f"save the file again as UTF-8, or pass the encoding it was written in (encoding='latin-1', say)")
+
+def _swallowed(fields: list[str], width: int, sep: str) -> int | None:
+    "The index of a field with a later line that reads alone as a whole row (`width` fields, none empty), else None."
+    for i, f in enumerate(fields):
+        for line in f.splitlines()[1:]:
+            cells = next(csv.reader([line], delimiter=sep), [])
+            if len(cells) == width and all(c.strip() for c in cells): return i
+    return None
+
+def _open_quote(path: Path, spans: list[tuple[int, int]], end: int) -> str:
+    "A sentence naming the line where a quote opens and the lines it swallowed into one row, and what to do."
+    first, last = spans[0]
+    how = 'is never closed' if last == end else f'is closed only on line {last}'
+    more = f' ({len(spans)} such rows in all)' if len(spans) > 1 else ''
+    return (f"{path}: the quote opened on line {first} {how}, so lines {first}-{last} were read as one row{more}; "
+            f"close the quote or remove it")
 
 def read_csv(path: str | os.PathLike, keys: list[str], sep: str | None = None,
              encoding: str = 'utf-8') -> list[tuple[str, ...] | None]:
@@ -156,15 +181,22 @@ def read_csv(path: str | os.PathLike, keys: list[str], sep: str | None = None,
                              f"columns {columns}. Name yours (image_key=, caption_key= or label_key=, sep=; on the "
                              f"command line --csv-img-key, --csv-caption-key or --csv-label-key, --csv-separator)"
                              + (f". {not_text}" if not_text else ''))
-        index, rows, bad_lines = [columns.index(k) for k in keys], [], []
+        index, rows, bad_lines, quotes = [columns.index(k) for k in keys], [], [], []
         while True:
+            first = reader.line_num + 1                          # the row's first physical line
             try: fields = next(reader)
             except StopIteration: break
             except csv.Error: fields = None                      # a field the csv module cannot parse
             if fields == []: continue                            # a blank line is no row
-            if fields is None or len(fields) != len(columns): rows.append(None); bad_lines.append(reader.line_num)
+            k = _swallowed(fields, len(columns), sep) if fields and reader.line_num > first else None
+            if k is not None:                                    # an open quote ran over lines that are rows
+                rows.append(None); quotes.append((first + sum(f.count('\n') for f in fields[:k]), reader.line_num))
+            elif fields is None or len(fields) != len(columns): rows.append(None); bad_lines.append(reader.line_num)
             else: rows.append(tuple(fields[i] for i in index))
+        end = reader.line_num                                    # the file's last line
     finally: csv.field_size_limit(limit)
+    if quotes and all(r is None for r in rows): raise ValueError(_open_quote(path, quotes, end))   # nothing else to read
+    if quotes: warnings.warn(f"{_open_quote(path, quotes, end)}. The row is skipped and counted as 'malformed row'")
     if not_text: warnings.warn(f"{not_text}. Until then a caption or label that is not {encoding} text is skipped and counted")
     if bad_lines:
         warnings.warn(f"{path}: {len(bad_lines)} row(s) do not have the header's {len(columns)} fields (the first on "
@@ -229,7 +261,7 @@ class CsvDataset(torch.utils.data.Dataset):
 # `00000.tar`, `00001.tar`, … in which each sample is a few members sharing a key: `000000123.jpg`,
 # `000000123.txt` (the caption) and perhaps `000000123.json`. We read them with the `webdataset`
 # library, the field's standard reader (open_clip uses it): it streams each tar file member by member,
-# from a local file, from a URL (`https://host/data/{00000..00099}.tar`, fetched with curl) or from a
+# from a local file, from a URL (`https://host/data/{00000..00099}.tar`) or from a
 # command's output (`pipe:aws s3 cp s3://bucket/00000.tar -`), and groups consecutive members with the
 # same key into one sample, `{'__key__': '000000123', 'jpg': b'…', 'txt': b'…'}`. We assemble its
 # stages into a pipeline:
@@ -320,6 +352,60 @@ test_fail(lambda: split_by_rank(names, 2, 2), contains='rank 2 is not in 0..1')
 
 
 # %% [markdown]
+# ### Streams that do not answer
+#
+# A shard at a URL can fail in ways a file cannot: the server refuses the connection, or it accepts
+# and then never sends a byte. webdataset opens an `http(s)://` shard with a `curl` pipe that has no
+# limit on the wait, so a server of the second kind stops training for good; and a refused connection
+# reaches the tar reader as an empty stream, which it reports as "not a tar archive". So we open
+# `http(s)` URLs ourselves, with Python's `urllib`, and give every read a deadline: `read_timeout`
+# seconds (`60` by default) for the connection, for the first answer and for each later piece of data.
+# A shard that misses it, or whose connection is refused, raises `StreamError` with the cause in a few
+# words, and the dataset counts the shard as unreadable like any other. Every other kind of source
+# (`pipe:` commands, `gs://`, `s3://` through a pipe, local files) is opened by webdataset's `gopen` as
+# before; a `pipe:` command you write sets its own limits (`curl --max-time`, say).
+
+# %%
+#| exports
+class StreamError(OSError):
+    "An http(s) shard that could not be read; the message is the cause in a few words (the URL is named by the caller)."
+
+def _cause(exn: BaseException, timeout: float, at: str = '') -> str:
+    "Why an http(s) read failed (`at`: ' after N bytes'), in a few words: refused, no answer in time, an HTTP status, …"
+    if isinstance(exn, urllib.error.HTTPError): return f"HTTP {exn.code} {exn.reason}"
+    if isinstance(exn, urllib.error.URLError) and isinstance(exn.reason, BaseException): exn = exn.reason
+    if isinstance(exn, TimeoutError): return f"no answer within {timeout:g} s{at}; a slow server needs a longer read_timeout"
+    if isinstance(exn, ConnectionRefusedError): return "connection refused; is the server up, and the port right?"
+    return f"{type(exn).__name__}{at}: {exn}"
+
+class _HttpStream:
+    "An http(s) response whose every read waits at most `timeout` s; a failed read raises StreamError, and so does any after it."
+    def __init__(self, url: str, timeout: float):
+        self.url, self.timeout, self.n, self.failed = url, timeout, 0, None
+        try: self.response = urllib.request.urlopen(url, timeout=timeout)     # the deadline holds for every socket call
+        except (OSError, http.client.HTTPException) as e: raise StreamError(_cause(e, timeout)) from None
+    def read(self, size: int = -1) -> bytes:
+        if self.failed is None:
+            try: data = self.response.read(size); self.n += len(data); return data
+            except (OSError, http.client.HTTPException) as e:
+                self.failed = _cause(e, self.timeout, f' after {self.n} bytes'); self.response.close()
+        raise StreamError(self.failed)
+    def close(self): self.response.close()
+    def __repr__(self): return f"<http stream {self.url}>"
+
+def _open_shards(src, handler, timeout: float):
+    "webdataset stage (its url_opener, with a deadline for http): dict(url=…) -> dict(url=…, stream=…); a failure goes to `handler`."
+    for d in src:
+        try:
+            url = rewrite_url(d['url'])                                       # webdataset's GOPEN_REWRITE, as gopen does
+            d['stream'] = _HttpStream(url, timeout) if urlparse(url).scheme in ('http', 'https') else gopen(url)
+        except Exception as exn:
+            if handler(exn): continue
+            break
+        yield d
+
+
+# %% [markdown]
 # The dataset assembles the stages when it is iterated, in the process that iterates it (a DataLoader
 # worker, say), where the rank and the worker are known. webdataset calls an error handler instead of
 # raising when a shard cannot be read: ours counts the shard as unreadable, keeps the exception to
@@ -397,8 +483,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
     "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
     def __init__(self, urls, image_size: int = 48, train: bool = False, seed: int = 0, shuffle_buffer: int | None = None,
                  resampled: bool = False, zoom=(1.0, 1.2), *, split: bool = True, rank: int | None = None,
-                 world: int | None = None):
+                 world: int | None = None, read_timeout: float = 60.0):
+        if not read_timeout > 0: raise ValueError(f"read_timeout={read_timeout!r} for {urls!r}: expected seconds > 0")
         self.shards = expand_shards(urls)
+        self.read_timeout = read_timeout                # seconds an http(s) shard may keep us waiting for each read
         self.image_size, self.train, self.seed, self.resampled, self.zoom = image_size, train, seed, resampled, zoom
         self.shuffle_buffer = (SHUFFLE_BUFFER if train else 0) if shuffle_buffer is None else shuffle_buffer
         self.split = split                              # False: every rank reads every shard (evaluation on one rank)
@@ -454,7 +542,8 @@ class ShardDataset(torch.utils.data.IterableDataset):
         why = []
         for url, exn in seen.errors.items():
             n = seen.samples[url]
-            if not isinstance(exn, tarfile.TarError): why.append(f"{url} could not be read ({type(exn).__name__}: {_why(exn)})")
+            if isinstance(exn, StreamError): why.append(f"{url}: {_why(exn)}")
+            elif not isinstance(exn, tarfile.TarError): why.append(f"{url} could not be read ({type(exn).__name__}: {_why(exn)})")
             elif n or 'unexpected end' in _why(exn): why.append(f"{url} breaks off after {n} samples ({_why(exn)})")
             else: why.append(f"{url} is not a tar archive ({_why(exn)})")
         return f"no valid sample in shard(s) {names}: {self.skips.report()}" + ''.join(f'; {w}' for w in why)
@@ -467,9 +556,9 @@ class ShardDataset(torch.utils.data.IterableDataset):
         seen = _Pass(patience=20 * len(self.shards) + 20 + self.shuffle_buffer if self.resampled else None)
         unreadable, tar = partial(self._unreadable, seen=seen), wds.tariterators
         stages = [*self._shard_stages(rank, world, worker), partial(self._follow, seen=seen),
-                  partial(tar.url_opener, handler=unreadable), _check_ends,           # webdataset's tarfile_to_samples,
-                  partial(tar.tar_file_expander, handler=unreadable), _mark_ends,   # with checks of the ends
-                  partial(tar.group_by_keys, handler=unreadable)]                   # {'__key__', 'txt', 'jpg', …}
+                  partial(_open_shards, handler=unreadable, timeout=self.read_timeout), _check_ends,   # webdataset's
+                  partial(tar.tar_file_expander, handler=unreadable), _mark_ends,   # tarfile_to_samples, with checks
+                  partial(tar.group_by_keys, handler=unreadable)]                   # of the ends: {'__key__', 'txt', …}
         if self.shuffle_buffer > 1:
             rng = random.Random(_seed(self.seed, self.epoch, rank, worker, 1))
             stages.append(wds.shuffle(self.shuffle_buffer, initial=min(SHUFFLE_INITIAL, self.shuffle_buffer), rng=rng))
@@ -534,6 +623,7 @@ def write_csv(pairs, path: str | os.PathLike, image_dir: str = 'images', sep: st
 # explicitly. The option names follow open_clip's command line (`--dataset-type`, `--csv-img-key`,
 # `--csv-caption-key`, `--csv-separator`, `--dataset-resampled`). `split=False` gives every rank all the
 # shards, for a held-out set that one rank evaluates alone (a CSV file is dealt out by the sampler instead).
+# `read_timeout` is the deadline, in seconds, for each read of an `http(s)` shard (`60` unless you pass another).
 
 # %%
 #| exports
@@ -541,7 +631,8 @@ DATASET_TYPES = ('auto', 'csv', 'webdataset')
 
 def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: bool = False, seed: int = 0,
               csv_img_key: str = 'filepath', csv_caption_key: str = 'title', csv_separator: str | None = None,
-              resampled: bool = False, shuffle_buffer: int | None = None, split: bool = True) -> CsvDataset | ShardDataset:
+              resampled: bool = False, shuffle_buffer: int | None = None, split: bool = True,
+              read_timeout: float = 60.0) -> CsvDataset | ShardDataset:
     "A CsvDataset or a ShardDataset for `spec`; 'auto' reads .csv/.tsv/.tab as CSV and anything else as shards."
     if dataset_type not in DATASET_TYPES:
         raise ValueError(f"unknown dataset_type {dataset_type!r} for {spec!r}; expected one of {DATASET_TYPES}")
@@ -550,7 +641,8 @@ def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: boo
         dataset_type = 'csv' if is_csv else 'webdataset'
     if dataset_type == 'csv':
         return CsvDataset(spec, csv_img_key, csv_caption_key, csv_separator, image_size=image_size, train=train, seed=seed)
-    return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, split=split)
+    return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, split=split,
+                        read_timeout=read_timeout)
 
 
 # %%
@@ -683,6 +775,42 @@ for bad in ('no_caption.csv', 'latin1.csv'):
     except ValueError as e: print(str(e).replace(f'{tmp}/', ''))              # the message names the file
 
 # %% [markdown]
+# Two faults would not stop anything by themselves, and so must be named: a quote left open in a CSV
+# file would read the rest of the file as one caption, and an `http(s)` shard whose server never
+# answers would keep training waiting for ever. Here a quote opens on line 5 of ten rows and is never
+# closed: the three rows before it load, and the warning says where to look.
+
+# %%
+lines = csv_path.read_text(encoding='utf-8', errors='replace').splitlines()[:11]   # the header and 10 good rows
+lines[4] = lines[4].replace(',', ',"', 1)                                          # line 5 opens a quote
+(tmp / 'quote.csv').write_text('\n'.join(lines) + '\n')
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    ds = CsvDataset(tmp / 'quote.csv')
+print(str(caught[0].message).replace(f'{tmp}/', ''))
+test_eq(len(ds), 4); test_eq([ds[i][1] for i in range(3)], [c for _, c in pairs[:3]]); test_eq(ds[3], None)
+
+# %% [markdown]
+# And two shards at URLs that cannot be read, each alone and with a deadline of one second: a
+# loopback server that takes connections and never answers (it listens, and the system accepts for
+# it), and a port where nothing listens. Each is an error within the deadline that names the URL and
+# the cause.
+
+# %%
+mute, closed = socket.socket(), socket.socket()
+mute.bind(('127.0.0.1', 0)); mute.listen(4)                  # connections are accepted, and never answered
+closed.bind(('127.0.0.1', 0))                                # bound but not listening: connections are refused
+for sock in (mute, closed):
+    url, t0 = f'http://127.0.0.1:{sock.getsockname()[1]}/00000.tar', time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')                                      # the error says it too
+        try: list(ShardDataset(url, read_timeout=1)); raise AssertionError(f'{url} was read')
+        except ValueError as e: msg = str(e)
+    assert time.monotonic() - t0 < 10 and f'{url}: ' in msg
+    print(msg.split('; ', 2)[-1].replace(f':{sock.getsockname()[1]}/', ':PORT/'))
+mute.close(); closed.close()
+
+# %% [markdown]
 # Shards are dealt to processes: two ranks of two DataLoader workers each share six shards, and
 # every sample arrives exactly once. (A real run gets the rank from `torch.distributed`; here we pass
 # it.)
@@ -740,8 +868,8 @@ for name, ms in speeds.items(): print(f"{name:22} {ms:6.3f} ms per sample in one
 # the same promises (exact skip counts with forked and spawned workers, read-back of CSV and shards,
 # shards through `pipe:` and a local HTTP server, resampled streams per rank, a shard cut short, errors
 # that name the file); `tests/test_robust_data.py` breaks files one way at a time (a row with a field
-# too many or too few, a file in Latin-1, a caption of 200,000 characters, a shard cut on a block
-# boundary, …) and checks that each bad sample is skipped and counted, and that only a source with
+# too many or too few, a file in Latin-1, a caption of 200,000 characters, a quote never closed, a shard
+# cut on a block boundary, an `http` shard whose server never answers, …) and checks that each bad sample is skipped and counted, and that only a source with
 # nothing usable is an error.
 # <!-- fixed: 200,000 -->
 
