@@ -10,13 +10,13 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['DEBUG_HELP', 'PAPER_CLAIMS', 'README_BEGIN', 'README_END', 'EMBEDDED', 'MODEL_HELP', 'COMMANDS', 'COMMAND_HELP',
            'reproduce', 'paper_table', 'update_readme', 'eval_command', 'embed_images', 'embed_texts', 'embed_command',
-           'predict_command', 'export_command', 'usage', 'main']
+           'predict_command', 'export_command', 'download_command', 'usage', 'main']
 
 # %% ../nbs/98_cli.ipynb #6eebedf1
-def _fail(command: str, message: str):
-    "Stop with a one-line error about the input (exit status 2 from the shell, as for a bad option)."
+def _fail(command: str, message: str, status: int = 2):
+    "Stop with a one-line error (exit status 2 from the shell for bad input, as for a bad option; 1 for a failure)."
     from clip_annotated.core import CommandError
-    raise CommandError(f"{f'clip-annotated {command}'.strip()}: {message}", 2)
+    raise CommandError(f"{f'clip-annotated {command}'.strip()}: {message}", status)
 
 def _at_least(least: int):
     "An argparse type: a whole number ≥ `least`."
@@ -165,7 +165,8 @@ def _load_model(name: str | None, device: str | None):
     from clip_annotated.pretrained import load
     return load(name or _default_model(), device=device)
 
-MODEL_HELP = "released name (ViT-B/32, ...), checkpoint file, run folder or Hugging Face folder (default: runs/mini)"
+MODEL_HELP = ("released name (ViT-B/32, ..., or open_clip's ViT-B-32, ...), checkpoint file, run folder or Hugging Face "
+              "folder (default: runs/mini)")
 
 # %% ../nbs/98_cli.ipynb #397752dc
 def _check_templates(templates: list[str], command: str) -> list[str]:
@@ -437,8 +438,8 @@ def export_command(argv: list[str] | None = None) -> Path:
     p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     a = p.parse_args(argv)
     from clip_annotated import pretrained
-    if not Path(a.source).exists() and a.source not in pretrained.available_models():
-        _fail('export', f"{a.source}: no such file or folder, and not a released model ({', '.join(pretrained.available_models())})")
+    if not Path(a.source).exists() and pretrained.released_name(a.source) is None:
+        _fail('export', f"{a.source}: no such file or folder, and not a released model ({pretrained.released_names()})")
     if not hasattr(pretrained, 'export_model'): _fail('export', "this version of clip_annotated has no pretrained.export_model")
     try: written = Path(pretrained.export_model(a.source, a.out, format=a.format))
     except (FileNotFoundError, ValueError) as e: _fail('export', str(e))
@@ -458,16 +459,55 @@ def export_command(argv: list[str] | None = None) -> Path:
     print(f"or with this package:\n  model, preprocess = clip_annotated.load({str(d)!r})")
     return written
 
+def _offline_use(name: str, path: Path) -> str:
+    "What to copy to a machine without internet, and the commands that use the file there."
+    import shlex
+    p, q = str(path), shlex.quote(str(path))
+    return (f"copy this file to the machine without internet (to the same path, or change the path below):\n  {p}\n"
+            f"and use it there:\n  clip-annotated predict PICTURE 'a dog' 'a cat' --model {q}\n"
+            f"  clip-annotated train --pretrained {q} ...\n  model, preprocess = clip_annotated.load({p!r})\n"
+            f"(or put it in that machine's cache folder, $CLIP_ANNOTATED_CACHE or ~/.cache/clip_annotated, and keep "
+            f"using the name {name})")
+
+def download_command(argv: list[str] | None = None) -> Path:
+    "`clip-annotated download NAME --to DIR`: a released model's file, its SHA256 checked, to carry to a machine without internet."
+    p = argparse.ArgumentParser(prog='clip-annotated download',
+                                description="On a machine that is online: fetch one of OpenAI's released models into DIR and "
+                                            "check it against the SHA256 its address carries; then say what to copy to a "
+                                            "machine without internet and how to use it there. A file already in DIR with "
+                                            "the right SHA256 is not fetched again.")
+    p.add_argument('name', metavar='NAME', help="ViT-B/32, RN50, ... (OpenAI's names) or ViT-B-32, ... (open_clip's)")
+    p.add_argument('--to', required=True, metavar='DIR', help="folder to put the file in, created if missing")
+    p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
+    a = p.parse_args(argv)
+    from clip_annotated.core import show_progress
+    from clip_annotated.checkpoints import DownloadError, download
+    from clip_annotated.pretrained import MODEL_URLS, released_name, released_names
+    if (name := released_name(a.name)) is None: _fail('download', f"{a.name!r} is not a released model; choose one of {released_names()}")
+    to = Path(a.to).expanduser()
+    if to.exists() and not to.is_dir(): _fail('download', f"--to {a.to} is not a folder; give the folder to put {name}'s file in")
+    url = MODEL_URLS[name]
+    file = url.rsplit('/', 1)[-1]
+    try: path = Path(download(url, to, progress=show_progress())).absolute()
+    except DownloadError as e:                          # its first line names the URL and what went wrong
+        why = str(e).splitlines()[0].rstrip('.')
+        _fail('download', f"{file} was not saved: {why}. If this machine is offline, run this command on one that is "
+                          f"online and copy {file} from its --to folder here; otherwise try again", status=1)
+    print(f"{name}: {path} ({path.stat().st_size:,} bytes, SHA256 {url.rsplit('/', 2)[-2]}: checked)")
+    print(_offline_use(name, path))
+    return path
+
 # %% ../nbs/98_cli.ipynb #138e2ad0
 COMMANDS = {'train': _train, 'reproduce': reproduce, 'eval': eval_command, 'predict': predict_command,
-            'embed': embed_command, 'export': export_command}
+            'embed': embed_command, 'export': export_command, 'download': download_command}
 COMMAND_HELP = {
     'train': "train CLIP: a preset plus any setting as --field-name VALUE (your pairs: --train-data)",
     'reproduce': "the book's main run on the emoji set, its bias twin, report.md and results.json",
     'eval': "zero-shot top-1/top-5/per-class recall (named set or your pictures), or retrieval recall@k (your pairs)",
     'predict': "rank labels for one picture, with probabilities",
     'embed': "unit image and text features of your files, as .npy",
-    'export': "write a run or checkpoint in Hugging Face's or open_clip's format"}
+    'export': "write a run or checkpoint in Hugging Face's or open_clip's format",
+    'download': "fetch a released model's file (SHA256 checked) to copy to a machine without internet"}
 
 def usage() -> str:
     "The text of `clip-annotated --help`: every command with one line on what it does."

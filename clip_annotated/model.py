@@ -17,10 +17,10 @@ from .tokenizer import VOCAB_SIZE
 HEAD_WIDTH = 64   # channels per attention head in every OpenAI CLIP (heads = width // 64)
 
 # %% auto #0
-__all__ = ['HEAD_WIDTH', 'CONFIGS', 'QuickGELU', 'LayerNorm', 'Attention', 'ResidualAttentionBlock', 'Transformer',
-           'VisionTransformer', 'Bottleneck', 'AttentionPool2d', 'ModifiedResNet', 'CLIP', 'CLIPConfig', 'create_model',
-           'uses_quick_gelu', 'count_parameters', 'config_from_state_dict', 'convert_weights', 'build_model',
-           'capture_attention', 'BaselineCLIP']
+__all__ = ['HEAD_WIDTH', 'CONFIGS', 'OPEN_CLIP_NAMES', 'QuickGELU', 'LayerNorm', 'Attention', 'ResidualAttentionBlock',
+           'Transformer', 'VisionTransformer', 'Bottleneck', 'AttentionPool2d', 'ModifiedResNet', 'CLIP', 'CLIPConfig',
+           'config_name', 'create_model', 'uses_quick_gelu', 'count_parameters', 'config_from_state_dict',
+           'convert_weights', 'build_model', 'capture_attention', 'BaselineCLIP']
 
 # %% ../nbs/02_model.ipynb #bc499dd8
 class QuickGELU(nn.Module):
@@ -351,11 +351,21 @@ CONFIGS: dict[str, CLIPConfig] = {
                                  transformer_heads=2, transformer_layers=4),
 }
 
+# open_clip's names of the nine released models -> ours (source: open_clip's pretrained tags, `openai`)
+OPEN_CLIP_NAMES: dict[str, str] = {
+    'RN50': 'RN50', 'RN101': 'RN101', 'RN50x4': 'RN50x4', 'RN50x16': 'RN50x16', 'RN50x64': 'RN50x64',
+    'ViT-B-32': 'ViT-B/32', 'ViT-B-16': 'ViT-B/16', 'ViT-L-14': 'ViT-L/14', 'ViT-L-14-336': 'ViT-L/14@336px'}
+
+def config_name(name: str) -> str:
+    "The key of `CONFIGS` for a name in OpenAI's spelling ('ViT-B/32') or open_clip's ('ViT-B-32', 'ViT-B-32-quickgelu')."
+    if name in CONFIGS: return name
+    if (plain := name.removesuffix('-quickgelu')) in OPEN_CLIP_NAMES: return OPEN_CLIP_NAMES[plain]
+    raise KeyError(f"unknown configuration {name!r}; choose one of {', '.join(CONFIGS)}, or in open_clip's spelling "
+                   f"{', '.join(OPEN_CLIP_NAMES)} (each also with -quickgelu)")
+
 def create_model(name: str | CLIPConfig, quick_gelu: bool = True) -> CLIP:
-    "A randomly initialised `CLIP` for a configuration name in `CONFIGS` (or a `CLIPConfig`)."
-    if isinstance(name, str):
-        if name not in CONFIGS: raise KeyError(f"unknown configuration {name!r}; choose one of {list(CONFIGS)}")
-        name = CONFIGS[name]
+    "A randomly initialised `CLIP` for a configuration name (OpenAI's or open_clip's spelling, see `config_name`) or a `CLIPConfig`."
+    if isinstance(name, str): name = CONFIGS[config_name(name)]
     return CLIP(**asdict(name), quick_gelu=quick_gelu)
 
 # %% ../nbs/02_model.ipynb #f8a6cb55

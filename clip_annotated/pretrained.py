@@ -12,16 +12,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from .core import get_device
-from .model import (HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
-                                  create_model, uses_quick_gelu)
+from .model import (HEAD_WIDTH, CONFIGS, OPEN_CLIP_NAMES, CLIP, CLIPConfig, build_model, config_from_state_dict,
+                                  config_name, convert_weights, create_model, uses_quick_gelu)
 from .tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
 from .checkpoints import (CheckpointError, checked_config, checkpoint_format, download, openai_to_hf,
                                         read_file, read_hf_directory, read_open_clip_directory)
 
 # %% auto #0
-__all__ = ['MODEL_URLS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'available_models', 'fix_mode', 'to_rgb', 'normalize',
-           'unnormalize', 'ImageTransform', 'image_transform', 'load', 'Tokenizer', 'get_tokenizer', 'to_tensor',
-           'random_square_crop', 'TrainTransform', 'create_model_and_transforms', 'export_model']
+__all__ = ['MODEL_URLS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'available_models', 'released_name', 'released_names',
+           'fix_mode', 'to_rgb', 'normalize', 'unnormalize', 'ImageTransform', 'image_transform', 'load', 'Tokenizer',
+           'get_tokenizer', 'to_tensor', 'random_square_crop', 'TrainTransform', 'create_model_and_transforms',
+           'export_model']
 
 # %% ../nbs/03_pretrained.ipynb #59e7bb6f
 _OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models'
@@ -38,8 +39,20 @@ MODEL_URLS: dict[str, str] = {name: f'{_OPENAI_BASE}/{sha}/{file}' for name, sha
 ]}
 
 def available_models() -> list[str]:
-    "Names of the nine models OpenAI released, as `load` accepts them."
+    "Names of the nine models OpenAI released, as `load` accepts them (open_clip's spellings too: `OPEN_CLIP_NAMES`)."
     return list(MODEL_URLS)
+
+def released_name(name) -> str | None:
+    "The key of `MODEL_URLS` for a released model named in OpenAI's spelling ('ViT-B/32') or open_clip's ('ViT-B-32'); else None."
+    name = str(name)
+    if name in MODEL_URLS: return name
+    try: name = config_name(name)
+    except KeyError: return None
+    return name if name in MODEL_URLS else None
+
+def released_names() -> str:
+    "The released names in both spellings, for error messages."
+    return f"{', '.join(MODEL_URLS)}, or in open_clip's spelling {', '.join(OPEN_CLIP_NAMES)}"
 
 # %% ../nbs/03_pretrained.ipynb #b340023d
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)   # per-channel statistics of OpenAI's training images
@@ -121,9 +134,9 @@ def _place(model: CLIP, device: torch.device, dtype: torch.dtype | None) -> CLIP
 def _resolve(name_or_path: str | os.PathLike, download_root=None) -> Path:
     "The file or folder behind a released name (downloaded once), a path, or a training run's folder."
     source = str(name_or_path)
-    if source in MODEL_URLS: return Path(download(MODEL_URLS[source], download_root))
+    if (name := released_name(source)) is not None: return Path(download(MODEL_URLS[name], download_root))
     if not (os.path.isdir(source) or os.path.isfile(source)):
-        raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
+        raise FileNotFoundError(f"{source!r} is neither a released model ({released_names()}) "
                                 f"nor an existing file or directory")
     path = Path(source)
     if path.is_dir() and not any((path / f).is_file() for f in ('config.json', 'open_clip_config.json')):
@@ -188,9 +201,11 @@ def get_tokenizer(model_or_name) -> Tokenizer:
         return Tokenizer(n)
     if isinstance(model_or_name, CLIPConfig): return Tokenizer(model_or_name.context_length)
     name = str(model_or_name)
-    if name in CONFIGS: return Tokenizer(CONFIGS[name].context_length)
+    try: return Tokenizer(CONFIGS[config_name(name)].context_length)           # OpenAI's or open_clip's spelling
+    except KeyError: pass
     if os.path.exists(name): return Tokenizer(_read_source(_resolve(name))[0]['positional_embedding'].shape[0])
-    raise KeyError(f"{name!r} is neither a configuration ({', '.join(CONFIGS)}) nor an existing file or directory")
+    raise KeyError(f"{name!r} is neither a configuration ({', '.join(CONFIGS)}, or in open_clip's spelling "
+                   f"{', '.join(OPEN_CLIP_NAMES)}) nor an existing file or directory")
 
 # %% ../nbs/03_pretrained.ipynb #f77c3dd5
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -245,16 +260,20 @@ class TrainTransform:
 # %% ../nbs/03_pretrained.ipynb #78de3eab
 def create_model_and_transforms(name: str | None, pretrained: str | os.PathLike | None = None, device=None,
                                 quick_gelu: bool | None = None) -> tuple[CLIP, TrainTransform, ImageTransform]:
-    "(model, train_transform, eval_transform) as in open_clip: `CONFIGS[name]` randomly initialised, or `pretrained` loaded."
+    "(model, train_transform, eval_transform) as in open_clip: configuration `name` (either spelling) at random, or `pretrained` loaded ('openai': OpenAI's weights)."
     if pretrained is None:
         if name is None: raise ValueError("give a configuration name, pretrained weights, or both")
         model = create_model(name, quick_gelu=True if quick_gelu is None else quick_gelu).to(get_device(device))
     else:
-        if str(pretrained) == 'openai' and name in MODEL_URLS: pretrained = name   # open_clip's tag for OpenAI's weights
+        key = None if name is None else config_name(name)                 # an unknown name is refused before any download
+        if str(pretrained) == 'openai':                                   # open_clip's tag for OpenAI's weights
+            if key not in MODEL_URLS:
+                raise ValueError(f"pretrained='openai' needs one of OpenAI's models as the name ({released_names()}), "
+                                 f"not {name!r}; for other weights pass their path as pretrained")
+            pretrained = key
         model, _ = load(pretrained, device=device, quick_gelu=quick_gelu)
-        if name is not None:
-            if name not in CONFIGS: raise KeyError(f"unknown configuration {name!r}; choose one of {list(CONFIGS)} or None")
-            got, want = asdict(config_from_state_dict(model.state_dict())), asdict(CONFIGS[name])
+        if key is not None:
+            got, want = asdict(config_from_state_dict(model.state_dict())), asdict(CONFIGS[key])
             if diff := [f"{k} {got[k]} (not {want[k]})" for k in want if got[k] != want[k]]:
                 warnings.warn(f"{pretrained} is not a {name}: it has {', '.join(diff)}; the model follows the checkpoint")
     n_px = model.visual.input_resolution

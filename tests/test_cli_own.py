@@ -1,11 +1,12 @@
 """`clip-annotated` on the user's own files: `embed`, `eval --data` (class folders, labelled CSV), `eval --retrieval`,
-`export`, the checks made before a model is loaded, and the top-level `--help`.
+`export`, `download` (from a web server on the loopback interface), the checks made before a model is loaded, and the
+top-level `--help`.
 
 The model is a two-step run of a one-layer MiniCLIP on a few scenes (random-ish weights): the tests check the
 plumbing (order, normalisation, skipping, the majority baseline of the data), not accuracy."""
 from __future__ import annotations
 
-import contextlib, io, json, os, subprocess, sys
+import contextlib, hashlib, http.server, io, json, os, socket, subprocess, sys, threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,16 +76,17 @@ def model_and_preprocess(run_dir):
 def test_help_lists_every_command(tmp_path):
     r = _cli('--help', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    for name in ('train', 'reproduce', 'eval', 'predict', 'embed', 'export'):
+    for name in ('train', 'reproduce', 'eval', 'predict', 'embed', 'export', 'download'):
         assert f'  {name} ' in r.stdout, name
-    assert set(COMMANDS) == {'train', 'reproduce', 'eval', 'predict', 'embed', 'export'}
+    assert set(COMMANDS) == {'train', 'reproduce', 'eval', 'predict', 'embed', 'export', 'download'}
 
 
 @pytest.mark.parametrize('command, options', [
     ('reproduce', ['--out', '--no-bias', 'clip-annotated train']),
     ('eval', ['--data', '--retrieval', '--template', '--classnames', '--csv-img-key', '--csv-label-key', '--json']),
     ('embed', ['--images', '--texts', '--out', '--batch-size', '--csv-img-key', 'truncated']),
-    ('export', ['--format', '--out', 'open_clip'])])
+    ('export', ['--format', '--out', 'open_clip']),
+    ('download', ['--to', 'SHA256', 'ViT-B-32', 'without internet'])])
 def test_each_command_has_its_own_help(command, options):
     with pytest.raises(SystemExit) as e, contextlib.redirect_stdout(io.StringIO()) as out:
         main([command, '--help'])
@@ -267,3 +269,104 @@ def test_export_hf_and_open_clip(run_dir, model_and_preprocess, tmp_path):
     torch.testing.assert_close(back.visual.proj.detach(), model.visual.proj.detach())
     _, text, _ = _run('export', run_dir / 'checkpoint.pt', '--format', 'open_clip', '--out', tmp_path / 'oc')
     assert f"local-dir:{tmp_path / 'oc'}" in text and 'clip_annotated.load' in text
+
+
+# ------------------------------------------------------------------ download: the first use of a machine without internet
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    "Serves the files of `root` by the last segment of the path (OpenAI's layout: .../<sha256>/<file>), counting requests."
+    timeout = 10                                                        # a stuck connection frees its thread
+
+    def do_GET(self):
+        self.requests.append(self.path)
+        f = self.root / self.path.rsplit('/', 1)[-1]
+        if not f.is_file():
+            self.send_error(404); return
+        body = f.read_bytes()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args): pass
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    "(base URL, served folder, request paths) of a web server on 127.0.0.1 in a thread, stopped after the test."
+    root = tmp_path / 'served'; root.mkdir()
+    handler = type('Handler', (_Files,), {'root': root, 'requests': []})
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+    thread.start()
+    yield f'http://127.0.0.1:{httpd.server_address[1]}', root, handler.requests
+    httpd.shutdown(); httpd.server_close(); thread.join(timeout=5)
+
+
+def _small_clip_file(path: Path) -> tuple[torch.nn.Module, str]:
+    "A small CLIP (one layer per tower, OpenAI's vocabulary) saved at `path` in float16, and the file's SHA256."
+    from clip_annotated.model import CLIPConfig, create_model
+    model = create_model(CLIPConfig(embed_dim=16, image_resolution=16, vision_layers=1, vision_width=64, vision_patch_size=8,
+                                    context_length=8, transformer_width=64, transformer_heads=1, transformer_layers=1))
+    torch.save(model.half().state_dict(), path)
+    return model, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_download_checks_the_file_and_says_what_to_copy(file_server, tmp_path, monkeypatch):
+    import clip_annotated.pretrained as pretrained
+    base, served, requests = file_server
+    model, sha = _small_clip_file(served / 'ViT-B-32.pt')
+    monkeypatch.setitem(pretrained.MODEL_URLS, 'ViT-B/32', f'{base}/{sha}/ViT-B-32.pt')   # OpenAI's address, served here
+    path, out, _ = _run('download', 'ViT-B-32', '--to', tmp_path / 'to')                  # open_clip's spelling
+    assert path == tmp_path / 'to' / 'ViT-B-32.pt' and os.listdir(tmp_path / 'to') == ['ViT-B-32.pt']
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha and len(requests) == 1
+    assert f'{sha}: checked' in out and f'\n  {path}\n' in out                            # what to copy
+    assert f'--model {path}' in out and f'--pretrained {path}' in out and f"clip_annotated.load('{path}')" in out
+    again, out2, _ = _run('download', 'ViT-B/32', '--to', tmp_path / 'to')                # there and checked: no request
+    assert again == path and len(requests) == 1 and out2 == out
+    # the offline side: the file's path is all that load, --model and --pretrained need
+    loaded, preprocess = pretrained.load(path, device='cpu')
+    assert all(torch.equal(loaded.state_dict()[k], v.float()) for k, v in model.state_dict().items()) and preprocess.n_px == 16
+    _picture(tmp_path / 'p.png', 0)
+    ranked, _, _ = _run('predict', tmp_path / 'p.png', 'a dog', 'a cat', '--model', path, '--device', 'cpu')
+    assert sorted(label for label, _ in ranked) == ['a cat', 'a dog']
+
+
+def _refused(argv) -> tuple[str, int]:
+    "(message, exit status) of a command that must stop with a one-line error."
+    with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(io.StringIO()): main([str(a) for a in argv])
+    message = str(e.value)
+    assert '\n' not in message and message.startswith(f'clip-annotated {argv[0]}: '), message
+    return message, e.value.status
+
+
+def test_download_wrong_checksum_is_refused_naming_the_file(file_server, tmp_path, monkeypatch):
+    import clip_annotated.pretrained as pretrained
+    base, served, _ = file_server
+    _small_clip_file(served / 'ViT-B-32.pt')
+    url = f'{base}/{"ab" * 32}/ViT-B-32.pt'                              # the address promises another file
+    monkeypatch.setitem(pretrained.MODEL_URLS, 'ViT-B/32', url)
+    message, status = _refused(['download', 'ViT-B/32', '--to', tmp_path / 'to'])
+    assert status == 1 and 'ViT-B-32.pt was not saved' in message and url in message and f'expected {"ab" * 32}' in message
+    assert not (tmp_path / 'to').exists() or os.listdir(tmp_path / 'to') == []              # nothing half-written stays
+
+
+def test_download_unreachable_host_is_one_offline_line(tmp_path, monkeypatch):
+    import clip_annotated.pretrained as pretrained
+    with socket.socket() as s:                                            # a port nobody listens on
+        s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    url = f'http://127.0.0.1:{port}/{"cd" * 32}/RN50.pt'
+    monkeypatch.setitem(pretrained.MODEL_URLS, 'RN50', url)
+    message, status = _refused(['download', 'RN50', '--to', tmp_path / 'to'])
+    assert status == 1 and f'could not download {url}' in message and 'offline' in message and 'RN50.pt' in message
+    assert not (tmp_path / 'to' / 'RN50.pt').exists()
+
+
+def test_download_bad_input_is_exit_status_2(tmp_path):
+    message, status = _refused(['download', 'ViT-B-31', '--to', tmp_path / 'to'])
+    assert status == 2 and "'ViT-B-31' is not a released model" in message and 'ViT-B/32' in message and 'ViT-B-32' in message
+    (tmp_path / 'file').write_text('x')
+    message, status = _refused(['download', 'RN50', '--to', tmp_path / 'file'])
+    assert status == 2 and f'--to {tmp_path / "file"} is not a folder' in message
+    r = _cli('download', 'ViT-B-31', '--to', tmp_path / 'to', cwd=tmp_path)                 # from the shell
+    assert r.returncode == 2 and r.stderr.strip().count('\n') == 0 and 'ViT-B-31' in r.stderr and not (tmp_path / 'to').exists()

@@ -4,6 +4,8 @@
   and gives HF's image and text features (QuickGELU and GELU configs); bad configs are refused.
 * open_clip: state dicts of its CLIP (ViT and ResNet), plain and as training checkpoints, load and match.
 * TorchScript: an archive of our model is read without `torch.jit.load`; `jit=True` goes through it.
+* open_clip's names (`ViT-B-32`, `-quickgelu`): exactly open_clip's list of OpenAI's models, open_clip's parameter
+  shapes and preprocessing settings, and `pretrained='openai'` reading the released file in either spelling.
 * download: real HTTP on the loopback interface (good file, cache, wrong hash, cut transfer, refused port).
 * safety: a pickled payload is refused, and never runs, through every reader a user can reach.
 * preprocessing equals open_clip's OpenAI transform pixel for pixel.
@@ -13,7 +15,7 @@
 """
 from __future__ import annotations
 
-import builtins, hashlib, http.server, json, os, pickle, shutil, socket, threading, zipfile
+import builtins, hashlib, http.server, json, os, pickle, shutil, socket, threading, warnings, zipfile
 from pathlib import Path
 from unittest import mock
 
@@ -25,12 +27,12 @@ from PIL import Image
 
 from clip_annotated import pretrained
 from clip_annotated.pretrained import (MODEL_URLS, available_models, create_model_and_transforms, get_tokenizer,
-                                       image_transform, load)
+                                       image_transform, load, released_name)
 from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, checkpoint_format, save_traced,
                                         download, hf_to_openai, read_checkpoint, read_hf_directory, read_safetensors,
                                         read_torchscript_weights, sha_from_url)
-from clip_annotated.model import (CONFIGS, BaselineCLIP, build_model, config_from_state_dict, convert_weights, create_model,
-                                  uses_quick_gelu)
+from clip_annotated.model import (CONFIGS, OPEN_CLIP_NAMES, BaselineCLIP, build_model, config_from_state_dict, config_name,
+                                  convert_weights, create_model, uses_quick_gelu)
 from clip_annotated.tokenizer import tokenize
 
 pytestmark = [pytest.mark.filterwarnings('ignore:`torch.jit.load` is deprecated:FutureWarning'),
@@ -69,6 +71,106 @@ def test_model_urls_are_open_clips():
         assert url == open_clip.pretrained.get_pretrained_url(oc_names.get(name, name), 'openai'), name
         assert name in CONFIGS
         assert sha_from_url(url) == url.split('/')[-2]
+
+
+# ------------------------------------------------------------------ open_clip's names of the released models
+
+RELEASED = [n for n in CONFIGS if not n.startswith('MiniCLIP')]
+
+
+def test_open_clip_names_are_open_clips_openai_models():
+    "OPEN_CLIP_NAMES holds exactly open_clip's names of OpenAI's weights (each also with -quickgelu), one per released model."
+    open_clip = pytest.importorskip('open_clip')
+    theirs = {name for name, tag in open_clip.list_pretrained() if tag == 'openai'}
+    assert theirs == set(OPEN_CLIP_NAMES) | {f'{n}-quickgelu' for n in OPEN_CLIP_NAMES}
+    assert sorted(OPEN_CLIP_NAMES.values()) == sorted(RELEASED)
+    for oc_name, ours in OPEN_CLIP_NAMES.items():
+        assert open_clip.pretrained.get_pretrained_url(oc_name, 'openai') == MODEL_URLS[ours], oc_name
+        assert config_name(oc_name) == config_name(f'{oc_name}-quickgelu') == ours and released_name(oc_name) == ours
+
+
+@pytest.mark.parametrize('oc_name', list(OPEN_CLIP_NAMES))
+def test_open_clip_names_build_open_clips_architecture(oc_name):
+    "create_model(open_clip's name): CONFIGS of our name, and the parameter names and shapes of open_clip.create_model."
+    open_clip = pytest.importorskip('open_clip')
+    with torch.device('meta'):                                           # shapes only, no memory
+        ours = create_model(oc_name)
+        theirs = open_clip.create_model(oc_name, pretrained=None, device='meta')
+    assert config_from_state_dict(ours.state_dict()) == CONFIGS[OPEN_CLIP_NAMES[oc_name]]
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+
+
+@pytest.mark.parametrize('oc_name', list(OPEN_CLIP_NAMES))
+def test_open_clip_openai_preprocessing_is_ours(oc_name):
+    "open_clip's preprocessing for the openai tag is OpenAI's transform (ours) at the resolution our transforms use."
+    open_clip = pytest.importorskip('open_clip')
+    cfg = open_clip.get_pretrained_cfg(oc_name, 'openai')
+    assert (cfg['mean'], cfg['std'], cfg['interpolation'], cfg['resize_mode']) == \
+        (pretrained.OPENAI_MEAN, pretrained.OPENAI_STD, 'bicubic', 'shortest') and cfg['quick_gelu']
+    n_px = open_clip.get_model_config(oc_name)['vision_cfg']['image_size']
+    with torch.device('meta'): model, train_tf, eval_tf = create_model_and_transforms(oc_name, device='meta')
+    assert train_tf.n_px == eval_tf.n_px == n_px == CONFIGS[OPEN_CLIP_NAMES[oc_name]].image_resolution
+
+
+def _stand_in(tmp_path, name='ViT-B/32'):
+    "A small checkpoint in a cache folder under `name`'s file name, and MODEL_URLS patched to carry its SHA256."
+    model = _perturb(create_model('MiniCLIP'), scale=0.02)
+    cache = tmp_path / 'cache'; cache.mkdir()
+    file = MODEL_URLS[name].rsplit('/', 1)[-1]
+    torch.save(model.state_dict(), cache / file)
+    url = f"https://example.invalid/clip/models/{hashlib.sha256((cache / file).read_bytes()).hexdigest()}/{file}"
+    return model, cache, mock.patch.dict(pretrained.MODEL_URLS, {name: url})
+
+
+def test_open_clip_names_and_openai_tag_read_the_released_file(tmp_path, monkeypatch):
+    "Either spelling, with pretrained='openai' or through load, reads the one released file (from the cache, no request)."
+    model, cache, urls = _stand_in(tmp_path)
+    monkeypatch.setenv('CLIP_ANNOTATED_CACHE', str(cache))
+    with urls, mock.patch('urllib.request.urlopen', side_effect=AssertionError('no request expected')):
+        for name in ('ViT-B/32', 'ViT-B-32', 'ViT-B-32-quickgelu'):
+            with pytest.warns(UserWarning, match=f'is not a {name}: .*the model follows the checkpoint'):
+                loaded, train_tf, eval_tf = create_model_and_transforms(name, pretrained='openai', device='cpu')
+            assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items()), name
+            assert uses_quick_gelu(loaded) and not loaded.training and train_tf.n_px == eval_tf.n_px == 48
+        loaded, preprocess = load('ViT-B-32', device='cpu')
+        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items()) and preprocess.n_px == 48
+        again, _ = load('ViT-B-32', device='cpu', download_root=cache)
+        assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_open_clip_name_with_a_local_pretrained_file(tmp_path):
+    "pretrained= a local file, with open_clip's name: the file's weights; the names agree on the architecture they check."
+    mini = _perturb(create_model('MiniCLIP'), scale=0.02)
+    torch.save(mini.state_dict(), tmp_path / 'mini.pt')
+    with pytest.warns(UserWarning, match='is not a RN50x4: it has embed_dim 128 \\(not 640\\)'):
+        model, _, eval_tf = create_model_and_transforms('RN50x4', pretrained=tmp_path / 'mini.pt', device='cpu')
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in mini.state_dict().items()) and eval_tf.n_px == 48
+    with torch.device('meta'): b32 = create_model('ViT-B/32')            # shapes only: what a ViT-B/32 file gives
+    with mock.patch.object(pretrained, 'load', side_effect=lambda source, **kw: (b32, None)) as fake, \
+         warnings.catch_warnings():
+        warnings.simplefilter('error')                                    # no "is not a ..." warning for either spelling
+        for name in ('ViT-B-32', 'ViT-B/32', 'ViT-B-32-quickgelu'):
+            _, _, eval_tf = create_model_and_transforms(name, pretrained=tmp_path / 'b32.pt', device='cpu')
+            assert eval_tf.n_px == 224 and fake.call_args[0][0] == tmp_path / 'b32.pt'
+
+
+def test_openai_tag_needs_a_released_name(tmp_path):
+    with pytest.raises(ValueError, match=r"pretrained='openai' needs one of OpenAI's models.*ViT-B-32.*not 'MiniCLIP'"):
+        create_model_and_transforms('MiniCLIP', pretrained='openai')
+    with pytest.raises(ValueError, match=r"pretrained='openai' needs .*not None"):
+        create_model_and_transforms(None, pretrained='openai')
+    with pytest.raises(KeyError, match="unknown configuration 'ViT-B-31'"):      # refused before any download
+        with mock.patch('urllib.request.urlopen', side_effect=AssertionError('no request expected')):
+            create_model_and_transforms('ViT-B-31', pretrained='openai')
+
+
+def test_unknown_names_list_both_spellings(tmp_path):
+    for call in (lambda: create_model('ViT-B-31'), lambda: load('ViT-B-31'), lambda: get_tokenizer('ViT-B-31'),
+                 lambda: create_model_and_transforms('ViT-B-31')):
+        with pytest.raises((KeyError, FileNotFoundError)) as e: call()
+        msg = str(e.value)
+        assert 'ViT-B-31' in msg and 'ViT-L/14@336px' in msg and 'ViT-L-14-336' in msg and "open_clip's spelling" in msg, msg
+        assert '\n' not in msg
 
 
 # ------------------------------------------------------------------ Hugging Face
@@ -641,7 +743,9 @@ def test_get_tokenizer_context_lengths(tmp_path):
     with pytest.raises(ValueError, match=r'is 50 tokens with \[SOS\] and \[EOS\], more than context_length=32.*truncate=True'):
         tok(long)
     assert tok(long, truncate=True)[0, -1] == 49407
-    with pytest.raises(KeyError, match='neither a configuration'): get_tokenizer('ViT-B-32')
+    assert get_tokenizer('ViT-B-32').context_length == get_tokenizer('ViT-L-14-336-quickgelu').context_length == 77
+    with pytest.raises(KeyError, match=r"neither a configuration \(.*ViT-B/32.*open_clip's spelling.*ViT-B-32"):
+        get_tokenizer('ViT-B-31')
     with pytest.raises(TypeError, match='context_length'): get_tokenizer(torch.nn.Linear(2, 2))
 
 
@@ -681,7 +785,8 @@ def test_create_model_and_transforms(tmp_path):
     with mock.patch.object(pretrained, 'load', side_effect=lambda source, **kw: (b32, None)) as fake:
         create_model_and_transforms('ViT-B/32', pretrained='openai', device='cpu')   # open_clip's tag for OpenAI's weights
     assert fake.call_args[0][0] == 'ViT-B/32'
-    with pytest.raises(KeyError, match='unknown configuration'): create_model_and_transforms('ViT-B-32')
+    with pytest.raises(KeyError, match=r"unknown configuration 'ViT-B-31'.*ViT-B/32.*open_clip's spelling.*ViT-B-32"):
+        create_model_and_transforms('ViT-B-31')
     with pytest.raises(ValueError, match='configuration name'): create_model_and_transforms(None)
 
 

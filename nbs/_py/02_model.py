@@ -708,12 +708,44 @@ CONFIGS: dict[str, CLIPConfig] = {
                                  transformer_heads=2, transformer_layers=4),
 }
 
+# open_clip's names of the nine released models -> ours (source: open_clip's pretrained tags, `openai`)
+OPEN_CLIP_NAMES: dict[str, str] = {
+    'RN50': 'RN50', 'RN101': 'RN101', 'RN50x4': 'RN50x4', 'RN50x16': 'RN50x16', 'RN50x64': 'RN50x64',
+    'ViT-B-32': 'ViT-B/32', 'ViT-B-16': 'ViT-B/16', 'ViT-L-14': 'ViT-L/14', 'ViT-L-14-336': 'ViT-L/14@336px'}
+
+def config_name(name: str) -> str:
+    "The key of `CONFIGS` for a name in OpenAI's spelling ('ViT-B/32') or open_clip's ('ViT-B-32', 'ViT-B-32-quickgelu')."
+    if name in CONFIGS: return name
+    if (plain := name.removesuffix('-quickgelu')) in OPEN_CLIP_NAMES: return OPEN_CLIP_NAMES[plain]
+    raise KeyError(f"unknown configuration {name!r}; choose one of {', '.join(CONFIGS)}, or in open_clip's spelling "
+                   f"{', '.join(OPEN_CLIP_NAMES)} (each also with -quickgelu)")
+
 def create_model(name: str | CLIPConfig, quick_gelu: bool = True) -> CLIP:
-    "A randomly initialised `CLIP` for a configuration name in `CONFIGS` (or a `CLIPConfig`)."
-    if isinstance(name, str):
-        if name not in CONFIGS: raise KeyError(f"unknown configuration {name!r}; choose one of {list(CONFIGS)}")
-        name = CONFIGS[name]
+    "A randomly initialised `CLIP` for a configuration name (OpenAI's or open_clip's spelling, see `config_name`) or a `CLIPConfig`."
+    if isinstance(name, str): name = CONFIGS[config_name(name)]
     return CLIP(**asdict(name), quick_gelu=quick_gelu)
+
+
+# %% [markdown]
+# open_clip spells the same nine models with hyphens (`ViT-B-32`, `ViT-L-14-336`; the ResNets alike)
+# and adds `-quickgelu` to ask for the activation OpenAI trained with. `config_name` accepts either
+# spelling, and so does every function that takes a model name: `create_model` here, and `load`,
+# `get_tokenizer` and `create_model_and_transforms` in the
+# [pretrained-weights chapter](03_pretrained.ipynb). The activation stays what `quick_gelu` says
+# (QuickGELU unless told otherwise), whichever the spelling: open_clip builds a plain `ViT-B-32` with
+# the exact GELU, so `create_model('ViT-B-32', quick_gelu=False)` is open_clip's
+# `create_model('ViT-B-32')`, and the default here is its `ViT-B-32-quickgelu`.
+# `tests/test_pretrained.py` checks the names against open_clip's list of OpenAI's models, and the
+# parameter shapes against open_clip's `create_model` for each.
+
+# %%
+test_eq([config_name(n) for n in ('ViT-B/32', 'ViT-B-32', 'ViT-L-14-336-quickgelu', 'RN50x4', 'MiniCLIP')],
+        ['ViT-B/32', 'ViT-B/32', 'ViT-L/14@336px', 'RN50x4', 'MiniCLIP'])
+test_eq(sorted(set(OPEN_CLIP_NAMES.values())), sorted(n for n in CONFIGS if not n.startswith('MiniCLIP')))
+with torch.device('meta'): ours, theirs = create_model('ViT-L/14@336px'), create_model('ViT-L-14-336')   # shapes only
+test_eq({k: v.shape for k, v in theirs.state_dict().items()}, {k: v.shape for k, v in ours.state_dict().items()})
+test_fail(lambda: create_model('ViT-B-31'), contains="ViT-B/32, ViT-B/16")
+test_fail(lambda: create_model('ViT-B-31'), contains="ViT-B-32, ViT-B-16")
 
 
 # %% [markdown]

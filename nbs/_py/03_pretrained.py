@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from clip_annotated.core import get_device
-from clip_annotated.model import (HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, build_model, config_from_state_dict, convert_weights,
-                                  create_model, uses_quick_gelu)
+from clip_annotated.model import (HEAD_WIDTH, CONFIGS, OPEN_CLIP_NAMES, CLIP, CLIPConfig, build_model, config_from_state_dict,
+                                  config_name, convert_weights, create_model, uses_quick_gelu)
 from clip_annotated.tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
 from clip_annotated.checkpoints import (CheckpointError, checked_config, checkpoint_format, download, openai_to_hf,
                                         read_file, read_hf_directory, read_open_clip_directory)
@@ -39,7 +39,7 @@ import matplotlib.pyplot as plt
 from clip_annotated.core import seed_everything, footer
 from clip_annotated.model import create_model, count_parameters
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.checkpoints import DownloadError, save_traced
+from clip_annotated.checkpoints import DownloadError, save_traced, sha256sum
 seed_everything(0)
 _t0 = time.perf_counter()
 scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_03_'))   # every file this chapter writes goes here
@@ -90,8 +90,20 @@ MODEL_URLS: dict[str, str] = {name: f'{_OPENAI_BASE}/{sha}/{file}' for name, sha
 ]}
 
 def available_models() -> list[str]:
-    "Names of the nine models OpenAI released, as `load` accepts them."
+    "Names of the nine models OpenAI released, as `load` accepts them (open_clip's spellings too: `OPEN_CLIP_NAMES`)."
     return list(MODEL_URLS)
+
+def released_name(name) -> str | None:
+    "The key of `MODEL_URLS` for a released model named in OpenAI's spelling ('ViT-B/32') or open_clip's ('ViT-B-32'); else None."
+    name = str(name)
+    if name in MODEL_URLS: return name
+    try: name = config_name(name)
+    except KeyError: return None
+    return name if name in MODEL_URLS else None
+
+def released_names() -> str:
+    "The released names in both spellings, for error messages."
+    return f"{', '.join(MODEL_URLS)}, or in open_clip's spelling {', '.join(OPEN_CLIP_NAMES)}"
 
 
 # %% [markdown]
@@ -375,9 +387,9 @@ def _place(model: CLIP, device: torch.device, dtype: torch.dtype | None) -> CLIP
 def _resolve(name_or_path: str | os.PathLike, download_root=None) -> Path:
     "The file or folder behind a released name (downloaded once), a path, or a training run's folder."
     source = str(name_or_path)
-    if source in MODEL_URLS: return Path(download(MODEL_URLS[source], download_root))
+    if (name := released_name(source)) is not None: return Path(download(MODEL_URLS[name], download_root))
     if not (os.path.isdir(source) or os.path.isfile(source)):
-        raise FileNotFoundError(f"{source!r} is neither a released model ({', '.join(MODEL_URLS)}) "
+        raise FileNotFoundError(f"{source!r} is neither a released model ({released_names()}) "
                                 f"nor an existing file or directory")
     path = Path(source)
     if path.is_dir() and not any((path / f).is_file() for f in ('config.json', 'open_clip_config.json')):
@@ -606,9 +618,11 @@ def get_tokenizer(model_or_name) -> Tokenizer:
         return Tokenizer(n)
     if isinstance(model_or_name, CLIPConfig): return Tokenizer(model_or_name.context_length)
     name = str(model_or_name)
-    if name in CONFIGS: return Tokenizer(CONFIGS[name].context_length)
+    try: return Tokenizer(CONFIGS[config_name(name)].context_length)           # OpenAI's or open_clip's spelling
+    except KeyError: pass
     if os.path.exists(name): return Tokenizer(_read_source(_resolve(name))[0]['positional_embedding'].shape[0])
-    raise KeyError(f"{name!r} is neither a configuration ({', '.join(CONFIGS)}) nor an existing file or directory")
+    raise KeyError(f"{name!r} is neither a configuration ({', '.join(CONFIGS)}, or in open_clip's spelling "
+                   f"{', '.join(OPEN_CLIP_NAMES)}) nor an existing file or directory")
 
 
 # %%
@@ -733,16 +747,20 @@ print(aug)
 #| exports
 def create_model_and_transforms(name: str | None, pretrained: str | os.PathLike | None = None, device=None,
                                 quick_gelu: bool | None = None) -> tuple[CLIP, TrainTransform, ImageTransform]:
-    "(model, train_transform, eval_transform) as in open_clip: `CONFIGS[name]` randomly initialised, or `pretrained` loaded."
+    "(model, train_transform, eval_transform) as in open_clip: configuration `name` (either spelling) at random, or `pretrained` loaded ('openai': OpenAI's weights)."
     if pretrained is None:
         if name is None: raise ValueError("give a configuration name, pretrained weights, or both")
         model = create_model(name, quick_gelu=True if quick_gelu is None else quick_gelu).to(get_device(device))
     else:
-        if str(pretrained) == 'openai' and name in MODEL_URLS: pretrained = name   # open_clip's tag for OpenAI's weights
+        key = None if name is None else config_name(name)                 # an unknown name is refused before any download
+        if str(pretrained) == 'openai':                                   # open_clip's tag for OpenAI's weights
+            if key not in MODEL_URLS:
+                raise ValueError(f"pretrained='openai' needs one of OpenAI's models as the name ({released_names()}), "
+                                 f"not {name!r}; for other weights pass their path as pretrained")
+            pretrained = key
         model, _ = load(pretrained, device=device, quick_gelu=quick_gelu)
-        if name is not None:
-            if name not in CONFIGS: raise KeyError(f"unknown configuration {name!r}; choose one of {list(CONFIGS)} or None")
-            got, want = asdict(config_from_state_dict(model.state_dict())), asdict(CONFIGS[name])
+        if key is not None:
+            got, want = asdict(config_from_state_dict(model.state_dict())), asdict(CONFIGS[key])
             if diff := [f"{k} {got[k]} (not {want[k]})" for k in want if got[k] != want[k]]:
                 warnings.warn(f"{pretrained} is not a {name}: it has {', '.join(diff)}; the model follows the checkpoint")
     n_px = model.visual.input_resolution
@@ -763,6 +781,38 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
     create_model_and_transforms('MiniCLIP-RN', pretrained=scratch / 'run', device='cpu')
 assert 'the model follows the checkpoint' in str(caught[0].message)
+
+# %% [markdown]
+# ### open_clip's names
+#
+# An open_clip user writes `create_model_and_transforms('ViT-B-32', pretrained='openai')`; the same
+# call works here and gives OpenAI's ViT-B/32 with the transforms at its resolution. Every function
+# of this chapter that takes a model name (`load`, `get_tokenizer`, `create_model_and_transforms`)
+# takes open_clip's spelling too, with or without `-quickgelu` (`OPEN_CLIP_NAMES`, from the model
+# chapter), and `pretrained='openai'` goes with either spelling. One difference is deliberate: here
+# OpenAI's weights always come with QuickGELU, the activation they were trained with, where open_clip
+# (3.3.0, the version tested here) builds its plain names with the exact GELU, warns of the mismatch
+# with the `openai` tag, and gives QuickGELU only to the `-quickgelu` names.
+#
+# Without a network, the check below uses a stand-in: the MiniCLIP checkpoint placed in the cache
+# under ViT-B/32's file name, with the address table pointing at its SHA256, so that every spelling
+# reads that one file without a request (and warns that it is not a ViT-B/32).
+
+# %%
+cache = scratch / 'cache'; cache.mkdir()
+shutil.copy(scratch / 'train.pt', cache / 'ViT-B-32.pt')                     # the stand-in for OpenAI's file
+stand_in = f"https://example.invalid/clip/models/{sha256sum(cache / 'ViT-B-32.pt')}/ViT-B-32.pt"
+with mock.patch.dict(MODEL_URLS, {'ViT-B/32': stand_in}), mock.patch.dict(os.environ, {'CLIP_ANNOTATED_CACHE': str(cache)}), \
+     mock.patch('urllib.request.urlopen', side_effect=AssertionError('no request expected')), warnings.catch_warnings():
+    warnings.simplefilter('ignore')                                          # "not a ViT-B-32": it is the stand-in
+    for name in ('ViT-B/32', 'ViT-B-32', 'ViT-B-32-quickgelu'):
+        model, train_tf, eval_tf = create_model_and_transforms(name, pretrained='openai', device='cpu')
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in mini.state_dict().items()) and uses_quick_gelu(model)
+        test_eq((eval_tf.n_px, model.training), (48, False))
+    test_eq(load('ViT-B-32', device='cpu')[1].n_px, 48)
+test_eq([get_tokenizer(n).context_length for n in ('ViT-B-32', 'RN50x4', 'ViT-L-14-336-quickgelu')], [77, 77, 77])
+test_fail(lambda: create_model_and_transforms('MiniCLIP', pretrained='openai'), contains="pretrained='openai' needs")
+test_fail(lambda: load('ViT-B-31'), contains='ViT-B-32, ViT-B-16')
 
 
 # %% [markdown]
@@ -929,7 +979,10 @@ test_fail(lambda: export_model(rn, scratch / 'export-rn-hf'), contains="'MiniCLI
 #   `jit=True` through `torch.jit.load`; a released name whose file is in the cache loads without a
 #   request;
 # - `preprocess` equals open_clip's OpenAI transform pixel for pixel;
-# - our nine URLs are open_clip's `openai` URLs;
+# - our nine URLs are open_clip's `openai` URLs; open_clip's names of OpenAI's models are
+#   `OPEN_CLIP_NAMES` (with and without `-quickgelu`), each name builds the parameter shapes of
+#   open_clip's `create_model` and reads the same file as our spelling, and open_clip's preprocessing
+#   settings for the `openai` tag are ours;
 # - `dtype=torch.bfloat16` (ViT and ResNet), the activation recorded by a checkpoint or an open_clip
 #   folder, the refusals of open_clip options our `CLIP` lacks, `get_tokenizer`, `encode_text` on rows
 #   longer than the context, `create_model_and_transforms`, and `TrainTransform` drawing different crops
