@@ -110,7 +110,7 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 6b | [Your own data](06b_own_data.ipynb) | – | a walk-through: digits and photos as CSV and shards, train, fine-tune, zero-shot, embed, export, `torchrun` |
 # | 7b | [Evaluation data sets](07b_evalsets.ipynb) | `evalsets` | CIFAR, STL-10, Pets, Caltech-101, Food-101, ImageNet and its shifted copies, with OpenAI's class names and templates; the paper's figures |
 # | 98 | [The command line](98_cli.ipynb) | `cli` | `clip-annotated train / reproduce / eval / predict` |
-# | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run |
+# | 99 | [Benchmarks](99_bench.ipynb) | `bench` | our speed against open_clip's, in one process run; our trainer against open_clip's, end to end |
 #
 # ## Results: the paper beside this book
 #
