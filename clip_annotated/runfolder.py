@@ -83,8 +83,8 @@ def check_run_folder(out: str | Path) -> Path:
     if not out.exists(): return out
     links = [out/f for f in RUN_FILES if (out/f).is_symlink()]
     if links: raise ValueError(f"{links[0]} is a symbolic link: a run folder holds only its own files; remove the link, or train into another --out")
-    names = [q.name for q in out.iterdir() if not (q.name.startswith('.') and q.name.endswith('.tmp'))]   # a cut-short write
-    if names and not set(names) & set(RUN_FILES) - {'.lock'} and names != ['.lock']:
+    names = [q.name for q in out.iterdir() if not q.name.startswith('.')]   # .lock, cut-short writes, .DS_Store, .gitkeep
+    if names and not set(names) & set(RUN_FILES):
         raise ValueError(f"--out {out} is not empty and is not a run folder (no checkpoint.pt or metrics.jsonl; it holds "
                          f"{', '.join(sorted(names)[:3])}{', …' if len(names) > 3 else ''}): training would overwrite what is "
                          f"there; train into a new or empty folder")

@@ -337,8 +337,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         if not is_int(v) or v < least or (most is not None and v > most):
             bad(name, f"must be a whole number ≥ {least}" + (f" and ≤ {most:,}" if most is not None else ''))
     for name in ('prefetch', 'train_num_samples'):
-        if getattr(cfg, name) is not None and (not is_int(getattr(cfg, name)) or getattr(cfg, name) < (name == 'train_num_samples')):
-            bad(name, f"must be a whole number ≥ {int(name == 'train_num_samples')}")
+        if getattr(cfg, name) is not None and (not is_int(getattr(cfg, name)) or getattr(cfg, name) < 1):
+            bad(name, "must be a whole number ≥ 1")
     if cfg.accum > cfg.batch_size: bad('accum', f"cannot split a batch of {cfg.batch_size} into more chunks than samples")
     if not is_num(cfg.lr) or cfg.lr <= 0: bad('lr', "must be a positive number")
     if not is_num(cfg.eps) or cfg.eps <= 0: bad('eps', "must be a positive number")
@@ -390,8 +390,11 @@ class TrainingDiverged(RuntimeError):
     "The loss or the weights became NaN or infinite; the last good checkpoint is kept."
 
 def _features_finite(model: CLIP, batch) -> bool:
-    with torch.no_grad():
-        return bool(torch.isfinite(model.encode_image(batch[0])).all() and torch.isfinite(model.encode_text(batch[1])).all())
+    was_training = model.training; model.eval()                          # a ResNet's BatchNorm statistics stay as they are
+    try:
+        with torch.no_grad():
+            return bool(torch.isfinite(model.encode_image(batch[0])).all() and torch.isfinite(model.encode_text(batch[1])).all())
+    finally: model.train(was_training)
 
 def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConfig, last_ckpt: int | None, batch=None):
     "Raise `TrainingDiverged` when `loss`, a weight of `model`, or its features of `batch` (images, tokens) are NaN or infinite."

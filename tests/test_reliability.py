@@ -320,7 +320,7 @@ def test_argparse_and_help_keep_their_codes():
     assert _cli('train', '--batch-size', 'many').returncode == 2
     assert _cli('train', '--help').returncode == 0
     r = _cli('fly')
-    assert r.returncode == 2 and r.stderr == "clip-annotated: unknown command 'fly'; choose one of train, reproduce, eval, predict, embed, export\n"
+    assert r.returncode == 2 and r.stderr == "clip-annotated: unknown command 'fly'; choose one of train, reproduce, eval, predict, embed, export, download\n"
     from clip_annotated import __version__
     r = _cli('--version')                                                    # #26 item 11
     assert r.returncode == 0 and r.stdout == f"clip-annotated {__version__}\n" and r.stderr == ''

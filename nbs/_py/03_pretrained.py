@@ -665,7 +665,8 @@ test_eq(tok32.decode(tok32('A red circle')), ['a red circle'])
 # uses its own stream, and there is a trap in that. A transform that owns a NumPy generator is copied
 # into every `DataLoader` worker process with the generator's state, so all workers would draw *the
 # same* crops. `TrainTransform` therefore starts a fresh stream in each worker, from the worker's seed
-# (which PyTorch draws anew for every epoch) together with `seed`, if one was given.
+# (which PyTorch draws when it starts the workers: every epoch, or once with `persistent_workers`)
+# together with `seed`, if one was given.
 # <!-- fixed: 20% -->
 
 # %%

@@ -273,13 +273,13 @@ class CsvDataset(torch.utils.data.Dataset):
 #   shards. So there should be at least `R·W` shards; a worker left without one yields nothing.
 # - **shuffle buffer**: a tar file is read front to back, so neighbouring samples come from the same
 #   shard, and shards are often written in some order of their own (by source, by class, by date).
-#   Training keeps a buffer of up to 5,000 samples, still undecoded (a few hundred megabytes of JPEGs at
-#   most), fills it with 1,000 before it hands out the first, and then hands out a random one of them
+#   Training keeps a buffer of up to 5,000 samples, still undecoded (in each worker of each rank: a few
+#   hundred megabytes of web-sized JPEGs, more for large pictures), fills it with 1,000 before it hands out the first, and then hands out a random one of them
 #   as each new sample comes in, which mixes samples over that window and across shard boundaries.
 #   (These are open_clip's sizes. The paper says nothing about shuffling. This book's first buffer,
 #   256 samples, left the emoji set written as shards in code-point order badly mixed, and cost a short
 #   run much of its held-out accuracy against open_clip's trainer on the same shards: the comparison,
-#   one difference at a time, is in [the benchmarks appendix](99_bench.ipynb).)
+#   one difference at a time, is at the end of [the experiments chapter](16_experiments.ipynb).)
 # <!-- fixed: 5,000 1,000 256 -->
 # - **resampling** (`resampled=True`): instead of one pass over its share, each consumer draws shards at
 #   random with replacement, forever, a different sequence for each (seed, epoch, rank, worker). There

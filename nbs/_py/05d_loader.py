@@ -1,7 +1,7 @@
 # %% [markdown]
 # # The input pipeline
 #
-# > Every kind of pairs (the emoji set, scenes, your CSV, tar shards) reaches the training loop the same way: decoded, augmented, tokenized and batched in `DataLoader` worker processes, pinned for the GPU, in an order that depends only on (seed, epoch), so a run resumes bit for bit whatever the number of workers.
+# > Every kind of pairs (the emoji set, scenes, your CSV, tar shards) reaches the training loop the same way: decoded, augmented, tokenized and batched in `DataLoader` worker processes, pinned for the GPU; a map-style set's batches depend only on (seed, epoch), whatever the number of workers.
 
 # %%
 #| default_exp loader
@@ -47,9 +47,10 @@ from clip_annotated.data import collate
 # ```
 #
 # This appendix is that machinery; [the training chapter](06_train.ipynb) uses it through one class,
-# `TrainBatches`. Two properties matter more than speed. The batches must not depend on how many
-# workers made them, so that `--workers` is a setting of the machine and not of the run, and a run
-# killed at any step must resume with exactly the batches it would have seen.
+# `TrainBatches`. Two properties matter more than speed. A map-style set's batches must not depend on
+# how many workers made them, so that `--workers` is a setting of the machine and not of the run (a
+# stream's do, as explained below, so a streamed run keeps its number of workers); and a run killed at
+# any step must resume with exactly the batches it would have seen.
 
 # %% [markdown]
 # ## Captions to tokens, once
@@ -67,7 +68,7 @@ from clip_annotated.data import collate
 #| export
 class TokenCache:
     "Token rows of captions seen before: `cache(captions) -> [B, context_length]`, each distinct caption tokenized once."
-    def __init__(self, context_length: int = 77, max_size: int = 1_000_000):
+    def __init__(self, context_length: int = 77, max_size: int = 50_000):   # one per worker: at most ~30 MB each
         self.context_length, self.max_size, self.rows = context_length, max_size, {}
     def __call__(self, captions: list[str]) -> torch.Tensor:
         new = [c for c in dict.fromkeys(captions) if c not in self.rows]
@@ -104,9 +105,11 @@ test_eq(PairCollate(32, cut=False)(pairs)[1], ref[1])                           
 #
 # Each process reads its own share of a map-style set (the emoji set, scenes, a CSV) through a
 # `DistributedSampler`: for epoch $e$ every rank shuffles the indices with the same seed, `seed + e`,
-# and takes every $W$-th one, so the shares are disjoint and together cover the epoch (`drop_last`
-# keeps them equally long, which the gather of the loss requires). With one process the same code
-# gives a plain shuffle.
+# and takes every $W$-th one, so the shares are disjoint and equally long, which the gather of the loss
+# requires (`drop_last` makes them equal by leaving out up to $W - 1$ items an epoch rather than
+# repeating some; each rank also leaves out its last partial batch). With one process the same code
+# gives a plain shuffle. The order's seed is `seed + e`, so seed 1's first epoch is seed 0's second:
+# runs paired by seed see the same orders, shifted by an epoch.
 #
 # The sampler runs in the main process and sends each worker a list of keys to fetch. The keys are
 # `(epoch, index)` pairs, not bare indices: a worker that lives across epochs (`persistent_workers`,
@@ -235,6 +238,7 @@ test_eq(pipe.per_epoch, 2); test_eq([b for b, *_ in got], [0, 1]); test_eq(got[0
 ref = collate([ds[i] for i in idx[0][:8]], context_length=32)
 assert torch.equal(got[0][1], ref[0]) and torch.equal(got[0][2], ref[1][:, :got[0][2].shape[1]])
 two = list(TrainBatches(ds, 8, rank=0, world=2, seed=0, workers=2, context_length=32).epoch(1))
+test_eq(len(two), len(got))
 assert all(torch.equal(x[1], y[1]) and torch.equal(x[2], y[2]) for x, y in zip(two, got))   # workers change nothing
 test_eq([b for b, *_ in pipe.epoch(1, start=1)], [1]); assert torch.equal(next(pipe.epoch(1, start=1))[1], got[1][1])
 

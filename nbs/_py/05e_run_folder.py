@@ -43,7 +43,7 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_05e_'))
 # A long run will be interrupted: a preempted job, a full disk, a Ctrl-C. Two properties make that
 # harmless. **Atomic**: a checkpoint is written with the preliminaries' `atomic_write`: to a temporary
 # file in the same directory, flushed and `fsync`ed to disk, and only then renamed over the old one
-# (`os.replace` is atomic on POSIX and Windows), so a kill at any instant leaves either the old
+# (`os.replace` is atomic on POSIX file systems), so a kill at any instant leaves either the old
 # checkpoint or the new one, never half of one. **Complete**: it holds everything the next step depends on: the model, AdamW's moments, the
 # schedule's position, the float16 loss scaler, every random number generator (Python, NumPy,
 # PyTorch and CUDA), and the position in the data (epoch, batches done in that epoch, the seed of the
@@ -52,8 +52,8 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_05e_'))
 # never interrupted.
 #
 # Everything is stored as tensors, numbers, strings, lists and dicts, so the file loads with
-# `torch.load(weights_only=True)`, which refuses to unpickle code: a checkpoint from elsewhere cannot
-# run anything on your machine. The random generators' states are converted accordingly.
+# `torch.load(weights_only=True)`, which refuses to unpickle code (keep torch current: older versions
+# had a way around it). The random generators' states are converted accordingly.
 
 # %%
 #| exports
@@ -159,8 +159,8 @@ def check_run_folder(out: str | Path) -> Path:
     if not out.exists(): return out
     links = [out/f for f in RUN_FILES if (out/f).is_symlink()]
     if links: raise ValueError(f"{links[0]} is a symbolic link: a run folder holds only its own files; remove the link, or train into another --out")
-    names = [q.name for q in out.iterdir() if not (q.name.startswith('.') and q.name.endswith('.tmp'))]   # a cut-short write
-    if names and not set(names) & set(RUN_FILES) - {'.lock'} and names != ['.lock']:
+    names = [q.name for q in out.iterdir() if not q.name.startswith('.')]   # .lock, cut-short writes, .DS_Store, .gitkeep
+    if names and not set(names) & set(RUN_FILES):
         raise ValueError(f"--out {out} is not empty and is not a run folder (no checkpoint.pt or metrics.jsonl; it holds "
                          f"{', '.join(sorted(names)[:3])}{', …' if len(names) > 3 else ''}): training would overwrite what is "
                          f"there; train into a new or empty folder")

@@ -598,7 +598,8 @@ test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3)), [])
 # Making batches is [the input pipeline appendix](05d_loader.ipynb)'s job. `TrainBatches` deals a
 # map-style set (the emoji set, scenes, your CSV) out to the ranks with a `DistributedSampler`, each
 # pair to one rank once per epoch, and streams tar shards by rank and by worker; `DataLoader` worker
-# processes decode, augment, tokenize and stack whole batches, so the GPU never waits for Python. Since
+# processes decode, augment, tokenize and stack whole batches, so the GPU need not wait for Python while the
+# workers keep up (on a CPU the default is no workers: the model's threads use every core). Since
 # the order is a function of (seed, epoch) and an item's augmentation a function of (seed, epoch,
 # index), the position in the data is just (epoch, batches done), and resuming needs no saved iterator.
 #
@@ -667,8 +668,9 @@ assert not any(p is q for g in opt.param_groups for p in g['params'] for q in m.
 # ## Refusing what would go wrong
 #
 # A training run is long, and the worst outcome is not a crash but a wrong result reported as a good
-# one, or an hour lost to a mistake a check could have caught in a second. So `train` does four
-# things before and while it trains.
+# one, or an hour lost to a mistake a check could have caught in a second. So `train` checks its
+# configuration before it trains and its numbers while it trains (the run folder's own checks are in
+# [Run folders](05e_run_folder.ipynb)).
 #
 # **It checks the configuration first.** A negative batch size would loop forever, a zero one divide
 # by zero after a wasted step, `--steps 0` would write a report for an untrained model, a template
@@ -712,8 +714,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         if not is_int(v) or v < least or (most is not None and v > most):
             bad(name, f"must be a whole number ≥ {least}" + (f" and ≤ {most:,}" if most is not None else ''))
     for name in ('prefetch', 'train_num_samples'):
-        if getattr(cfg, name) is not None and (not is_int(getattr(cfg, name)) or getattr(cfg, name) < (name == 'train_num_samples')):
-            bad(name, f"must be a whole number ≥ {int(name == 'train_num_samples')}")
+        if getattr(cfg, name) is not None and (not is_int(getattr(cfg, name)) or getattr(cfg, name) < 1):
+            bad(name, "must be a whole number ≥ 1")
     if cfg.accum > cfg.batch_size: bad('accum', f"cannot split a batch of {cfg.batch_size} into more chunks than samples")
     if not is_num(cfg.lr) or cfg.lr <= 0: bad('lr', "must be a positive number")
     if not is_num(cfg.eps) or cfg.eps <= 0: bad('eps', "must be a positive number")
@@ -778,10 +780,12 @@ for change, says in [(dict(batch_size=-4), '--batch-size -4: must be a whole num
 # **It stops when training diverges.** A learning rate far too high turns the loss into `inf` and
 # then `NaN` within a few steps, and NaN is treacherous downstream: every comparison with NaN is
 # false, so a ranking that counts "how many captions score higher than the right one" counts none, and
-# a model of NaNs retrieves perfectly. So the loop checks the loss of every step (one number, already
-# on the CPU for the log) and the weights before every checkpoint. When either is not finite it stops
-# with `TrainingDiverged`, naming the step, before the optimiser takes the bad step or a checkpoint
-# overwrites the last good one; and `retrieval_metrics` above refuses NaN features outright.
+# a model of NaNs retrieves perfectly. So the loop checks the loss of every step when it reads the
+# steps back (every `log_every` steps and before every checkpoint: see the loop below) and the weights
+# before every checkpoint. When either is not finite it stops with `TrainingDiverged`, naming the
+# first bad step, before a checkpoint overwrites the last good one (the weights in memory have taken
+# the bad steps by then; the file on disk has not); and `retrieval_metrics` above refuses NaN features
+# outright.
 
 # %%
 #| exports
@@ -789,8 +793,11 @@ class TrainingDiverged(RuntimeError):
     "The loss or the weights became NaN or infinite; the last good checkpoint is kept."
 
 def _features_finite(model: CLIP, batch) -> bool:
-    with torch.no_grad():
-        return bool(torch.isfinite(model.encode_image(batch[0])).all() and torch.isfinite(model.encode_text(batch[1])).all())
+    was_training = model.training; model.eval()                          # a ResNet's BatchNorm statistics stay as they are
+    try:
+        with torch.no_grad():
+            return bool(torch.isfinite(model.encode_image(batch[0])).all() and torch.isfinite(model.encode_text(batch[1])).all())
+    finally: model.train(was_training)
 
 def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConfig, last_ckpt: int | None, batch=None):
     "Raise `TrainingDiverged` when `loss`, a weight of `model`, or its features of `batch` (images, tokens) are NaN or infinite."

@@ -1050,8 +1050,11 @@ display(Markdown(
 # %% [markdown]
 # What this changed in the book. The shuffle buffer was adopted: our shards' training stream now
 # shuffles as open_clip's does, in a buffer of `SHUFFLE_BUFFER` samples filled to `SHUFFLE_INITIAL`
-# before the first one leaves (the [readers appendix](05c_readers.ipynb)). The zoom range was not, or
-# not yet: our crop still enlarges the picture by a factor drawn from `zoom=(1.0, 1.2)`. A narrower
+# before the first one leaves (the [readers appendix](05c_readers.ipynb)). So today's trainer, on
+# shards, is the arm with open_clip's shuffle buffer alone, and its row against open_clip's is the gap
+# that remains; the arm that adds the narrower zoom is the one that closes it. The buffer matters only
+# for pairs read from shards: the book's main run reads the emoji set as a map-style set, shuffled
+# whole every epoch, and is not changed by it. The zoom range was not adopted, or not yet: our crop still enlarges the picture by a factor drawn from `zoom=(1.0, 1.2)`. A narrower
 # range would change the book's main run and every figure that comes from it, so it waits until the
 # whole book is run again, and the figures of this chapter and the others were made with the wider one.
 

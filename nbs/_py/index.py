@@ -107,6 +107,7 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 2b | [Checkpoints](02b_checkpoints.ipynb) | `checkpoints` | `download` checked against SHA256, checkpoint files read without running their code (TorchScript, `torch.save`, safetensors), Hugging Face and open_clip folders mapped to OpenAI's names |
 # | 5c | [Readers](05c_readers.ipynb) | `readers` | your image-caption pairs from a CSV file or webdataset shards (through the `webdataset` library), bad samples skipped and counted, `open_data` |
 # | 5d | [The input pipeline](05d_loader.ipynb) | `loader` | every kind of pairs decoded, augmented, tokenized and batched in `DataLoader` workers, the same batches with any number of them, `TrainBatches`, `make_datasets` |
+# | 5e | [Run folders](05e_run_folder.ipynb) | `runfolder` | checkpoints written atomically and complete enough to resume bit for bit, one run per folder under a lock (links and other people's folders refused), the metrics log |
 # | 6b | [Your own data](06b_own_data.ipynb) | – | a walk-through: digits and photos as CSV and shards, train, fine-tune, zero-shot, embed, export, `torchrun` |
 # | 7b | [Evaluation data sets](07b_evalsets.ipynb) | `evalsets` | CIFAR, STL-10, Pets, Caltech-101, Food-101, ImageNet and its shifted copies, with OpenAI's class names and templates; the paper's figures |
 # | 98 | [The command line](98_cli.ipynb) | `cli` | `clip-annotated train / reproduce / eval / predict` |
