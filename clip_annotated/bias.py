@@ -17,7 +17,7 @@ from .readers import open_image
 from .train import PRESETS, TrainConfig
 from .run import load_run, runs_dir, train_and_report
 from .tasks import Labelled
-from .zeroshot import encode_images, encode_texts
+from .zeroshot import encode_images, encode_texts, percentile_interval
 
 # %% auto #0
 __all__ = ['OCCUPATIONS', 'SKEWED', 'ARMS', 'FAIRFACE_RACES', 'FAIRFACE_GENDERS', 'FAIRFACE_AGES', 'FAIRFACE_LAYOUT',
@@ -73,7 +73,7 @@ def _gap_boots(scores: dict, occupations, n_boot: int, rng) -> tuple[float, np.n
     return float(point), per_occ[pick, np.arange(n_boot)[:, None]].mean(1)
 
 def _ci(point: float, boots: np.ndarray, level: float, **extra) -> dict:
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = percentile_interval(boots, level)
     return dict(gap=point, lo=float(lo), hi=float(hi), excludes_zero=bool(lo > 0 or hi < 0), **extra)
 
 def _ci_text(r: dict) -> str: return f"{r['gap']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]"
@@ -182,7 +182,7 @@ def _excess_boots(scores: dict, skewed, control, n_boot: int = 2000, seed: int =
 def over_seeds(per_seed: list, level: float = 0.95) -> dict:
     "Mean over seeds of (value, bootstrap replicates) pairs, with two intervals: `lo`/`hi` from the seeds' spread (Student t), `data_lo`/`data_hi` from resampling occupations and pictures (one resample for every seed); it excludes zero only if both do."
     t = seed_ci([p for p, _ in per_seed], level)
-    lo, hi = np.quantile(np.mean([b for _, b in per_seed], axis=0), [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = percentile_interval(np.mean([b for _, b in per_seed], axis=0), level)
     return {**t, 'data_lo': float(lo), 'data_hi': float(hi), 'excludes_zero': t['excludes_zero'] and bool(lo > 0 or hi < 0)}
 
 def seed_ci(values, level: float = 0.95) -> dict:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from .tokenizer import tokenize
 from .core import atomic_write, cache_root
-from .pretrained import TrainTransform, normalize
+from .pretrained import TRAIN_ZOOM, TrainTransform, normalize
 
 # %% auto #0
 __all__ = ['OPENMOJI_ATTRIBUTION', 'SKIN_TONES', 'CATEGORIES', 'TONES', 'CACHE_FORMAT', 'SKIP_REASONS', 'DEFAULT_TEMPLATES',
@@ -383,7 +383,7 @@ DEFAULT_TEMPLATES = ('{}', 'an emoji of {}.', 'a picture of {}.', '{} emoji', 'a
 class EmojiDataset(torch.utils.data.Dataset):
     "Emoji pictures with their names: (image float32 [3, S, S] normalised, caption)."
     def __init__(self, split: str = 'train', image_size: int = 48, train: bool = True, templates=None,
-                 seed: int = 0, cache_dir: str | os.PathLike | None = None, zoom=(1.0, 1.2)):
+                 seed: int = 0, cache_dir: str | os.PathLike | None = None, zoom=TRAIN_ZOOM):
         if split not in ('train', 'test', 'all'): raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
         records = emoji_records(image_size, cache_dir)
         self.indices = [i for i, r in enumerate(records) if split == 'all' or r.split == split]

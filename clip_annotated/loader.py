@@ -114,12 +114,12 @@ class TrainBatches:
 def make_datasets(cfg, image_size: int):
     "(training set with augmentation, held-out set with plain captions or None) for `cfg.train_data`/`val_data`, else `cfg.data`."
     if cfg.train_data:
-        kw = dict(dataset_type=cfg.dataset_type, image_size=image_size, seed=cfg.seed, csv_img_key=cfg.csv_img_key,
+        kw = dict(dataset_type=cfg.dataset_type, image_size=image_size, seed=cfg.seed, zoom=tuple(cfg.zoom), csv_img_key=cfg.csv_img_key,
                   csv_caption_key=cfg.csv_caption_key, csv_separator=cfg.csv_separator)
         return (open_data(cfg.train_data, train=True, resampled=cfg.dataset_resampled, **kw),
                 open_data(cfg.val_data, train=False, split=False, **kw) if cfg.val_data else None)
     if cfg.data == 'emoji':
-        return (EmojiDataset('train', image_size=image_size, train=True, templates=cfg.templates, seed=cfg.seed),
+        return (EmojiDataset('train', image_size=image_size, train=True, templates=cfg.templates, seed=cfg.seed, zoom=tuple(cfg.zoom)),
                 EmojiDataset('test', image_size=image_size, train=False, seed=cfg.seed))
     if cfg.data == 'scenes':
         return (SceneDataset(cfg.n_scenes, seed=cfg.seed, image_size=image_size, train=True),

@@ -19,14 +19,14 @@ from .loss import MAX_LOGIT_SCALE, clip_loss
 from .data import DEFAULT_TEMPLATES, EmojiDataset
 from .train import decays, evaluate_retrieval, lr_lambda
 from .loader import TrainBatches
-from .zeroshot import fill_template
+from .zeroshot import fill_template, percentile_interval
 from .tasks import Task
 from .bias import seed_ci
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'BASELINE_WIDTH', 'HEADS', 'EVAL_TASKS', 'caption_vocab', 'local_ids', 'training_captions',
-           'image_encoder', 'Contrastive', 'BagOfWords', 'Captioner', 'baseline_contrastive', 'RunSpec',
-           'zero_shot_right', 'fit', 'run_spec', 'mean_accuracy', 'pictures_to_reach', 'ratio_over_seeds',
+__all__ = ['OBJECTIVES', 'BASELINE_WIDTH', 'HEADS', 'EXPERIMENT_ZOOM', 'EVAL_TASKS', 'caption_vocab', 'local_ids',
+           'training_captions', 'image_encoder', 'Contrastive', 'BagOfWords', 'Captioner', 'baseline_contrastive',
+           'RunSpec', 'zero_shot_right', 'fit', 'run_spec', 'mean_accuracy', 'pictures_to_reach', 'ratio_over_seeds',
            'block_flops', 'clip_forward_flops', 'training_flops', 'loglog_fit', 'fit_over_seeds']
 
 # %% ../nbs/16_experiments.ipynb #ef7369ed
@@ -157,6 +157,8 @@ HEADS = {**OBJECTIVES, 'contrastive, BaselineCLIP': baseline_contrastive,
          **{f'contrastive, groups of {g}': partial(Contrastive, group=g) for g in (2, 4, 8, 16, 32, 64)}}
 
 # %% ../nbs/16_experiments.ipynb #8b0311aa
+EXPERIMENT_ZOOM = (1.0, 1.2)      # the crop's zoom range of this chapter's runs (chapter 3's before the last section changed it)
+
 @dataclass(frozen=True)
 class RunSpec:
     "One run of an experiment: objective, model, batch, steps, learning rate and warm-up, seed."
@@ -169,6 +171,7 @@ class RunSpec:
     weight_decay: float = 0.2
     seed: int = 0
     evals: int = 6                      # evaluation points, evenly spaced in log(pictures seen)
+    zoom: tuple = EXPERIMENT_ZOOM       # the training crop's zoom range
 
     def eval_steps(self) -> list[int]:
         "The steps after which zero-shot accuracy is measured: `steps`, then halving back, `evals` of them (fewer if they meet at 1)."
@@ -199,7 +202,7 @@ def zero_shot_right(head: nn.Module, task: Task, batch_size: int = 256) -> np.nd
 def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dict:
     "Train `spec` on the emoji training split; zero-shot accuracy on `tasks` at `spec.eval_steps()`; the curve, the final right answers, the machine."
     seed_everything(spec.seed)
-    train_ds = EmojiDataset('train', image_size=spec.clip.image_resolution, train=True, seed=spec.seed)
+    train_ds = EmojiDataset('train', image_size=spec.clip.image_resolution, train=True, seed=spec.seed, zoom=spec.zoom)
     device = get_device(device)
     head = HEADS[spec.objective](spec.clip, caption_vocab(training_captions())).to(device)
     params = list(head.named_parameters())
@@ -292,5 +295,5 @@ def fit_over_seeds(x, per_seed: np.ndarray, n_boot: int = 2000, level: float = 0
     a, b = loglog_fit(x, per_seed.mean(1))
     P, S = per_seed.shape
     boot = [loglog_fit(x, np.take_along_axis(per_seed, rng.integers(0, S, (P, S)), 1).mean(1))[1] for _ in range(n_boot)]
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = percentile_interval(boot, level)
     return dict(a=a, b=b, lo=float(lo), hi=float(hi))

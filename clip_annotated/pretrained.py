@@ -19,10 +19,10 @@ from .checkpoints import (CheckpointError, checked_config, checkpoint_format, do
                                         read_file, read_hf_directory, read_open_clip_directory)
 
 # %% auto #0
-__all__ = ['MODEL_URLS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'available_models', 'released_name', 'released_names',
-           'fix_mode', 'to_rgb', 'normalize', 'unnormalize', 'ImageTransform', 'image_transform', 'load', 'Tokenizer',
-           'get_tokenizer', 'to_tensor', 'random_square_crop', 'TrainTransform', 'create_model_and_transforms',
-           'export_model']
+__all__ = ['MODEL_URLS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'TRAIN_ZOOM', 'available_models', 'released_name',
+           'released_names', 'fix_mode', 'to_rgb', 'normalize', 'unnormalize', 'ImageTransform', 'image_transform',
+           'load', 'Tokenizer', 'get_tokenizer', 'to_tensor', 'random_square_crop', 'TrainTransform',
+           'create_model_and_transforms', 'export_model']
 
 # %% ../nbs/03_pretrained.ipynb #59e7bb6f
 _OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models'
@@ -212,7 +212,9 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     "A PIL image as float32 [3, H, W] in [0, 1] (RGB)."
     return torch.from_numpy(np.array(image.convert('RGB'), dtype=np.uint8)).permute(2, 0, 1).float().div(255)
 
-def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float, float] = (1.0, 1.2)):
+TRAIN_ZOOM = (1.0, 1.05)    # the range of the crop's zoom z: the short side is resized to n_px · z
+
+def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float, float] = TRAIN_ZOOM):
     "Resize the short side to size·z, z ~ U(zoom), then crop size×size at random: PIL image or float tensor [3, H, W]."
     z = rng.uniform(*zoom)
     w, h = x.size if isinstance(x, Image.Image) else (x.shape[-1], x.shape[-2])
@@ -229,7 +231,7 @@ def random_square_crop(x, size: int, rng: np.random.Generator, zoom: tuple[float
 # %% ../nbs/03_pretrained.ipynb #e0070e34
 class TrainTransform:
     "The paper's training augmentation, the one the training loop uses: `random_square_crop` to n_px, RGB, normalise."
-    def __init__(self, n_px: int, zoom: tuple[float, float] = (1.0, 1.2), seed: int | None = None,
+    def __init__(self, n_px: int, zoom: tuple[float, float] = TRAIN_ZOOM, seed: int | None = None,
                  mean=OPENAI_MEAN, std=OPENAI_STD):
         if not 0 < zoom[0] <= zoom[1]: raise ValueError(f"zoom must be (low, high) with 0 < low <= high, got {zoom}")
         self.n_px, self.zoom, self.seed, self.mean, self.std = n_px, tuple(zoom), seed, tuple(mean), tuple(std)

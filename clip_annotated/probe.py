@@ -13,12 +13,12 @@ from sklearn.linear_model import LogisticRegression
 from torch.utils.data import Dataset
 from .core import markdown_table
 from .tasks import Task
-from .zeroshot import encode_images, zero_shot_classifier, zero_shot_logits
+from .zeroshot import encode_images, percentile_interval, zero_shot_classifier, zero_shot_logits
 
 # %% auto #0
 __all__ = ['DEFAULT_CS', 'extract_features', 'stratified_split', 'sample_k_shot', 'fit_linear_probe', 'train_linear_probe',
            'linear_probe_accuracy', 'zero_shot_worth', 'KShotCurve', 'k_shot_curve', 'resample_accuracies',
-           'percentile_interval', 'worth_interval', 'probe_task', 'probe_table']
+           'worth_interval', 'probe_task', 'probe_table']
 
 # %% ../nbs/08_linear_probe.ipynb #82ba132f
 def extract_features(model, dataset: Dataset, batch_size: int = 256, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -163,11 +163,6 @@ def resample_accuracies(correct, n_boot: int = 2000, seed: int = 0) -> np.ndarra
     n = correct.shape[-1]
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)   # [n_boot, N] copies of each picture
     return correct @ counts.T / n
-
-def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
-    "The central `level` interval of bootstrap `samples` (percentiles without interpolation, so infinite values are allowed)."
-    lo, hi = np.quantile(np.asarray(samples, dtype=float), [(1 - level) / 2, (1 + level) / 2], method='inverted_cdf')
-    return float(lo), float(hi)
 
 def worth_interval(curve: KShotCurve, n_boot: int = 2000, level: float = 0.95, seed: int = 0, draws: bool = True) -> dict:
     "`curve.worth()` with a percentile interval: a paired bootstrap over probe-test pictures (and, with `draws`, each k's draws)."

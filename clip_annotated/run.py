@@ -13,7 +13,7 @@ from .core import get_device, hardware, in_test, markdown_table, one_line, run_c
 from .model import CLIP, create_model
 from .loss import world_info
 from .runfolder import load_checkpoint, read_metrics
-from .train import PRESETS, TrainConfig, model_from_checkpoint, train
+from .train import PRESETS, SAVED_BEFORE, TrainConfig, model_from_checkpoint, train
 
 # %% auto #0
 __all__ = ['OPEN_CLIP_SAME', 'OPEN_CLIP_PRECISION', 'OPEN_CLIP_REFUSED', 'OPEN_CLIP_ALWAYS', 'runs_dir', 'plot_curves',
@@ -109,7 +109,8 @@ def load_run(out: str | Path, device=None) -> tuple[CLIP, TrainConfig]:
     ck = load_checkpoint(ckpt)
     model, _ = model_from_checkpoint(ck)
     known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{**{k: v for k, v in ck['config'].items() if k in known}, 'betas': tuple(ck['config']['betas']), 'out': str(out)})
+    saved = {**SAVED_BEFORE, **{k: v for k, v in ck['config'].items() if k in known}}
+    cfg = TrainConfig(**{**saved, 'betas': tuple(saved['betas']), 'zoom': tuple(saved['zoom']), 'out': str(out)})
     return model.to(get_device(device)).eval(), cfg
 
 def _finished(out: Path, steps: int) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Callable
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate
@@ -17,7 +18,7 @@ from .tokenizer import tokenize
 
 # %% auto #0
 __all__ = ['fill_template', 'encode_texts', 'zero_shot_classifier', 'encode_images', 'classification_metrics', 'zero_shot_logits',
-           'paired_bootstrap', 'evaluate', 'predict']
+           'percentile_interval', 'paired_bootstrap', 'evaluate', 'predict']
 
 # %% ../nbs/07_zeroshot.ipynb #05fefa8c
 def fill_template(template: str | Callable[[str], str], name: str) -> str:
@@ -85,6 +86,13 @@ def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor, sca
     return scale * image_features.float() @ classifier.float()
 
 # %% ../nbs/07_zeroshot.ipynb #a1f4494a
+def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
+    "The central `level` interval of bootstrap replicates `samples`: the book's one quantile rule (`inverted_cdf`, no interpolation, so infinite values are allowed)."
+    samples = np.asarray(samples, dtype=float).ravel()
+    if not len(samples) or np.isnan(samples).any(): raise ValueError(f"percentile_interval needs replicates without NaN, got {len(samples)} with {int(np.isnan(samples).sum())} NaN")
+    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], method='inverted_cdf')
+    return float(lo), float(hi)
+
 def paired_bootstrap(correct_a, correct_b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     "Accuracy difference a − b of two per-picture correctness vectors [N] on the same pictures, with a paired bootstrap interval (the pictures resampled once for both)."
     a, b = torch.as_tensor(correct_a).double(), torch.as_tensor(correct_b).double()
@@ -92,7 +100,7 @@ def paired_bootstrap(correct_a, correct_b, n_boot: int = 2000, seed: int = 0, le
         raise ValueError(f"paired_bootstrap needs two 1-d vectors of the same non-zero length, got {tuple(a.shape)} and {tuple(b.shape)}")
     idx = torch.randint(len(a), (n_boot, len(a)), generator=torch.Generator().manual_seed(seed))   # resampled pictures
     d = a[idx].mean(1) - b[idx].mean(1)                                                           # [n_boot]
-    lo, hi = torch.quantile(d, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    lo, hi = percentile_interval(d.numpy(), level)
     return dict(diff=(a.mean() - b.mean()).item(), lo=lo, hi=hi, excludes_zero=lo > 0 or hi < 0, n=len(a))
 
 # %% ../nbs/07_zeroshot.ipynb #8bdf0194

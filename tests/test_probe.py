@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 import torch
 
-from clip_annotated.probe import (DEFAULT_CS, fit_linear_probe, k_shot_curve, linear_probe_accuracy, percentile_interval,
+from clip_annotated.zeroshot import percentile_interval
+from clip_annotated.probe import (DEFAULT_CS, fit_linear_probe, k_shot_curve, linear_probe_accuracy,
                                   probe_table, resample_accuracies, sample_k_shot, stratified_split, worth_interval,
                                   zero_shot_worth)
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.core import atomic_write, cache_root
-from clip_annotated.pretrained import TrainTransform, normalize
+from clip_annotated.pretrained import TRAIN_ZOOM, TrainTransform, normalize
 
 # %%
 #| hide
@@ -618,7 +618,7 @@ print(f"{len(dups)} of {n_test} held-out pictures have an exact duplicate in tra
 #
 # The augmentation is [chapter 3](03_pretrained.ipynb)'s `TrainTransform`, the same object
 # `create_model_and_transforms` hands out, for the paper's "random square crop from resized images"
-# (§2.3): the short side resized to S·z with z drawn from `zoom=(1.0, 1.2)`, an S×S crop at a random
+# (§2.3): the short side resized to S·z with z drawn from `TRAIN_ZOOM`, an S×S crop at a random
 # place, the normalisation. An emoji spans most of its square (measured below), so a crop may clip its
 # edge but keeps what it shows. A data set calls it with a generator seeded by (seed, epoch, index), so
 # that an item's augmentation is a function of those three numbers, whichever process makes it.
@@ -728,7 +728,7 @@ DEFAULT_TEMPLATES = ('{}', 'an emoji of {}.', 'a picture of {}.', '{} emoji', 'a
 class EmojiDataset(torch.utils.data.Dataset):
     "Emoji pictures with their names: (image float32 [3, S, S] normalised, caption)."
     def __init__(self, split: str = 'train', image_size: int = 48, train: bool = True, templates=None,
-                 seed: int = 0, cache_dir: str | os.PathLike | None = None, zoom=(1.0, 1.2)):
+                 seed: int = 0, cache_dir: str | os.PathLike | None = None, zoom=TRAIN_ZOOM):
         if split not in ('train', 'test', 'all'): raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
         records = emoji_records(image_size, cache_dir)
         self.indices = [i for i, r in enumerate(records) if split == 'all' or r.split == split]

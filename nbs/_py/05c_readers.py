@@ -26,7 +26,7 @@ from PIL import Image
 import webdataset as wds
 from webdataset.gopen import gopen, rewrite_url
 from clip_annotated.loss import world_info
-from clip_annotated.pretrained import TrainTransform, fix_mode, image_transform, to_rgb
+from clip_annotated.pretrained import TRAIN_ZOOM, TrainTransform, fix_mode, image_transform, to_rgb
 from clip_annotated.data import SkipCounter
 
 # %%
@@ -218,7 +218,7 @@ def csv_cell_path(value: str, root: Path) -> Path:
 class CsvDataset(torch.utils.data.Dataset):
     "Pairs listed in a CSV/TSV file: an image path (relative to the file's folder, or absolute) and a caption."
     def __init__(self, path: str | os.PathLike, image_key: str = 'filepath', caption_key: str = 'title',
-                 sep: str | None = None, image_size: int = 48, train: bool = False, seed: int = 0, zoom=(1.0, 1.2),
+                 sep: str | None = None, image_size: int = 48, train: bool = False, seed: int = 0, zoom=TRAIN_ZOOM,
                  encoding: str = 'utf-8'):
         self.path, self.root = Path(path), Path(path).parent
         self.rows = read_csv(self.path, [image_key, caption_key], sep, encoding)   # (image path, caption) or None
@@ -482,7 +482,7 @@ SHUFFLE_BUFFER, SHUFFLE_INITIAL = 5000, 1000   # undecoded samples in training's
 class ShardDataset(torch.utils.data.IterableDataset):
     "(image [3,S,S] float32 normalised, caption) samples from webdataset tar shards ({key}.jpg/.png/.webp… + {key}.txt)."
     def __init__(self, urls, image_size: int = 48, train: bool = False, seed: int = 0, shuffle_buffer: int | None = None,
-                 resampled: bool = False, zoom=(1.0, 1.2), *, split: bool = True, rank: int | None = None,
+                 resampled: bool = False, zoom=TRAIN_ZOOM, *, split: bool = True, rank: int | None = None,
                  world: int | None = None, read_timeout: float = 60.0):
         if not read_timeout > 0: raise ValueError(f"read_timeout={read_timeout!r} for {urls!r}: expected seconds > 0")
         self.shards = expand_shards(urls)
@@ -632,7 +632,7 @@ DATASET_TYPES = ('auto', 'csv', 'webdataset')
 def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: bool = False, seed: int = 0,
               csv_img_key: str = 'filepath', csv_caption_key: str = 'title', csv_separator: str | None = None,
               resampled: bool = False, shuffle_buffer: int | None = None, split: bool = True,
-              read_timeout: float = 60.0) -> CsvDataset | ShardDataset:
+              read_timeout: float = 60.0, zoom=TRAIN_ZOOM) -> CsvDataset | ShardDataset:
     "A CsvDataset or a ShardDataset for `spec`; 'auto' reads .csv/.tsv/.tab as CSV and anything else as shards."
     if dataset_type not in DATASET_TYPES:
         raise ValueError(f"unknown dataset_type {dataset_type!r} for {spec!r}; expected one of {DATASET_TYPES}")
@@ -640,8 +640,8 @@ def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: boo
         is_csv = isinstance(spec, (str, os.PathLike)) and str(spec).lower().endswith(('.csv', '.tsv', '.tab'))
         dataset_type = 'csv' if is_csv else 'webdataset'
     if dataset_type == 'csv':
-        return CsvDataset(spec, csv_img_key, csv_caption_key, csv_separator, image_size=image_size, train=train, seed=seed)
-    return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, split=split,
+        return CsvDataset(spec, csv_img_key, csv_caption_key, csv_separator, image_size=image_size, train=train, seed=seed, zoom=zoom)
+    return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, zoom=zoom, split=split,
                         read_timeout=read_timeout)
 
 

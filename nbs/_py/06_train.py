@@ -30,6 +30,7 @@ from clip_annotated.model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_f
 from clip_annotated.tokenizer import VOCAB_SIZE, tokenize
 from clip_annotated.loss import MAX_LOGIT_SCALE, all_have, clip_loss, mean_over_ranks, min_over_ranks, setup_distributed, world_info
 from clip_annotated.readers import DATASET_TYPES
+from clip_annotated.pretrained import TRAIN_ZOOM
 from clip_annotated.data import collate
 from clip_annotated.loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
 from clip_annotated.runfolder import (RunInUseError, RunLock, append_record, append_records, load_checkpoint, rng_state,
@@ -101,6 +102,7 @@ class TrainConfig:
     data: str = option('emoji', "built-in pairs: emoji (test split held out) or scenes (for your own pairs use --train-data)")
     n_scenes: int = option(4096, "training pictures with --data scenes (and a quarter as many held out)")
     templates: list | None = option(None, "caption templates for the emoji set, e.g. '{}' 'an emoji of {}.' (default: the data chapter's)")
+    zoom: tuple = option(TRAIN_ZOOM, "the training crop's zoom range LOW HIGH: short side resized to size×z, z ~ U(LOW, HIGH), a square cut at random (chapter 3)")
     batch_size: int = option(128, "global batch: over all processes and accumulation chunks (open_clip's --batch-size is per GPU)")
     steps: int = option(1000, "optimiser steps")
     lr: float = option(5e-4, "peak learning rate (ViT-B/32: 5e-4, Table 20)")
@@ -563,10 +565,12 @@ print(f"held-out loss in groups of 8, untrained: {m_eval['loss']:.3f} (ln 8 = {m
 FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers',
                   'grad_checkpointing', 'log_every'}
 
+SAVED_BEFORE = {'zoom': (1.0, 1.2)}     # options that older runs do not record, with the value they trained with
+
 def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
     "The fields (outside `FREE_ON_RESUME`) where `cfg` differs from a run's saved configuration, as readable lines."
     plain = lambda v: json.loads(json.dumps(v, default=str))              # tuples and lists compare alike
-    defaults = asdict(TrainConfig())
+    defaults = {**asdict(TrainConfig()), **SAVED_BEFORE}
     return [f"{k.replace('_', '-')}: {saved.get(k, defaults[k])!r} in the run, {v!r} now"
             for k, v in asdict(cfg).items()
             if k not in FREE_ON_RESUME and plain(saved.get(k, defaults[k])) != plain(v)]
@@ -586,6 +590,8 @@ def check_resume(ck: dict, cfg: TrainConfig, path: str | Path) -> None:
 # %%
 saved = asdict(replace(TrainConfig(), lr=1e-3))
 test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3, out='elsewhere', eval_every=5)), [])
+older = {k: v for k, v in saved.items() if k != 'zoom'}                  # a run from before --zoom trained at SAVED_BEFORE's
+test_eq(config_changes(older, replace(TrainConfig(), lr=1e-3)), [f"zoom: (1.0, 1.2) in the run, {TRAIN_ZOOM!r} now"])
 test_eq(config_changes(saved, TrainConfig()), ["lr: 0.001 in the run, 0.0005 now"])
 test_fail(lambda: check_resume(dict(config=saved, data=dict(world_size=1)), TrainConfig(), Path('runs/x/checkpoint.pt')),
           contains='--pretrained runs/x --out runs/x-finetuned')
@@ -722,6 +728,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     for name in ('weight_decay', 'grad_clip'):
         if not is_num(getattr(cfg, name)) or getattr(cfg, name) < 0: bad(name, "must be a number ≥ 0")
     if len(cfg.betas) != 2 or not all(is_num(b) and 0 <= b < 1 for b in cfg.betas): bad('betas', "must be two numbers in [0, 1)")
+    if len(cfg.zoom) != 2 or not all(is_num(z) for z in cfg.zoom) or not 0 < cfg.zoom[0] <= cfg.zoom[1] <= 4:
+        bad('zoom', "must be two numbers LOW HIGH with 0 < LOW <= HIGH <= 4")
     if cfg.precision not in ('auto', 'fp32', 'bf16', 'fp16'): bad('precision', "choose auto, fp32, bf16 or fp16")
     if cfg.data not in ('emoji', 'scenes'): bad('data', "the built-in sets are emoji and scenes (your own pairs: --train-data)")
     if cfg.dataset_type not in DATASET_TYPES: bad('dataset_type', f"choose one of {', '.join(DATASET_TYPES)}")

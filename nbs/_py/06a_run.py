@@ -22,7 +22,7 @@ from clip_annotated.core import get_device, hardware, in_test, markdown_table, o
 from clip_annotated.model import CLIP, create_model
 from clip_annotated.loss import world_info
 from clip_annotated.runfolder import load_checkpoint, read_metrics
-from clip_annotated.train import PRESETS, TrainConfig, model_from_checkpoint, train
+from clip_annotated.train import PRESETS, SAVED_BEFORE, TrainConfig, model_from_checkpoint, train
 
 # %%
 #| hide
@@ -231,7 +231,8 @@ def load_run(out: str | Path, device=None) -> tuple[CLIP, TrainConfig]:
     ck = load_checkpoint(ckpt)
     model, _ = model_from_checkpoint(ck)
     known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{**{k: v for k, v in ck['config'].items() if k in known}, 'betas': tuple(ck['config']['betas']), 'out': str(out)})
+    saved = {**SAVED_BEFORE, **{k: v for k, v in ck['config'].items() if k in known}}
+    cfg = TrainConfig(**{**saved, 'betas': tuple(saved['betas']), 'zoom': tuple(saved['zoom']), 'out': str(out)})
     return model.to(get_device(device)).eval(), cfg
 
 def _finished(out: Path, steps: int) -> bool:

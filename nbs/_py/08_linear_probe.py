@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from torch.utils.data import Dataset
 from clip_annotated.core import markdown_table
 from clip_annotated.tasks import Task
-from clip_annotated.zeroshot import encode_images, zero_shot_classifier, zero_shot_logits
+from clip_annotated.zeroshot import encode_images, percentile_interval, zero_shot_classifier, zero_shot_logits
 
 # %%
 #| hide
@@ -383,8 +383,8 @@ test_eq(toy_curve.majority, 0.25)                   # balanced toy: the majority
 # alone. For each `k` the draws are also drawn again with replacement before they are averaged, since
 # which pictures a probe learned from is the other source of noise. Then the crossing is solved again.
 # Over 2,000 replicates, the 95% interval is the middle 95% of the replicates' worths (a percentile
-# interval). A replicate where zero-shot beats every probe counts as a worth beyond the full-data probe,
-# one where it loses to the smallest probe as a worth below its `k`, so an interval may be open at
+# interval, by the zero-shot chapter's `percentile_interval`). A replicate where zero-shot beats every
+# probe counts as a worth beyond the full-data probe, one where it loses to the smallest probe as a worth below its `k`, so an interval may be open at
 # either end.
 #
 # What it does not resample: the split into probe-train, probe-val and probe-test (one seed), the `C`
@@ -398,11 +398,6 @@ def resample_accuracies(correct, n_boot: int = 2000, seed: int = 0) -> np.ndarra
     n = correct.shape[-1]
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)   # [n_boot, N] copies of each picture
     return correct @ counts.T / n
-
-def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
-    "The central `level` interval of bootstrap `samples` (percentiles without interpolation, so infinite values are allowed)."
-    lo, hi = np.quantile(np.asarray(samples, dtype=float), [(1 - level) / 2, (1 + level) / 2], method='inverted_cdf')
-    return float(lo), float(hi)
 
 def worth_interval(curve: KShotCurve, n_boot: int = 2000, level: float = 0.95, seed: int = 0, draws: bool = True) -> dict:
     "`curve.worth()` with a percentile interval: a paired bootstrap over probe-test pictures (and, with `draws`, each k's draws)."
@@ -433,8 +428,6 @@ boots = resample_accuracies(np.stack([ok, ok, np.ones(50, bool)]), n_boot=300, s
 test_eq(boots.shape, (3, 300)); test_eq(boots[0], boots[1]); test_eq(boots[2], np.ones(300))
 test_eq(resample_accuracies(ok, 300, seed=3), boots[0])                          # same (N, n_boot, seed): same resamples
 test_close(boots[0].mean(), ok.mean(), eps=0.02)
-test_eq(percentile_interval([0.0, 1.0, 2.0, math.inf] * 10, level=0.4), (1.0, 2.0))
-test_eq(percentile_interval([0.0, 1.0, 2.0, math.inf] * 10, level=0.9), (0.0, math.inf))   # open at both ends
 toy_iv = worth_interval(toy_curve, n_boot=pick(gpu=2000, cpu=2000, test=200))
 print(f"toy: zero-shot worth {toy_iv['worth']:.1f} labeled examples per class, "
       f"{toy_iv['level']:.0%} interval {toy_iv['lo']:.1f} to {toy_iv['hi']:.1f} ({toy_iv['n_boot']} replicates)")

@@ -42,7 +42,8 @@ from clip_annotated.data import EmojiDataset
 from clip_annotated.run import book_model
 from clip_annotated.tasks import emoji_task
 from clip_annotated.zeroshot import evaluate, zero_shot_classifier, zero_shot_logits
-from clip_annotated.probe import (extract_features, fit_linear_probe, percentile_interval, sample_k_shot, stratified_split,
+from clip_annotated.zeroshot import percentile_interval
+from clip_annotated.probe import (extract_features, fit_linear_probe, sample_k_shot, stratified_split,
                                   train_linear_probe)
 
 # %%
