@@ -79,8 +79,9 @@ bench-loader: $(STAMP) $(if $(filter $(OPEN_CLIP_VENV)/bin/python,$(OPEN_CLIP_TR
 # of E2E_ARMS (ours, open_clip, or ours+buffer=N / ours+zoom=LO:HI) trained for STEPS steps once per seed of SEEDS,
 # one run at a time, on the emoji set written as shards, then judged alike (held-out image→name R@1). Runs and
 # results.jsonl (one line per run; a run already there is not trained again) go to runs/bench-e2e, the summary to
-# $(E2E_JSON). open_clip's side runs in .venv-openclip, as for bench-loader. `make bench-e2e E2E_JSON=nbs/bench_e2e.json`
-# replaces the committed figures, which were measured with other arms at an older commit (see the file).
+# $(E2E_JSON). open_clip's side runs in .venv-openclip, as for bench-loader. Chapter 16 shows two committed
+# summaries: nbs/bench_e2e_today.json (`make bench-e2e E2E_ARMS="ours open_clip" E2E_JSON=nbs/bench_e2e_today.json`
+# replaces it) and nbs/bench_e2e.json, the one-difference-at-a-time ablation measured at an older commit (see the file).
 SEEDS ?= 0 1 2 3
 STEPS ?= 250
 E2E_ARMS ?= ours open_clip ours+buffer=256 ours+zoom=1.0:1.05
