@@ -113,8 +113,9 @@ execute: $(STAMP)
 
 # A local HTML preview without Quarto: nbdev's own processing of the notebooks into _proc/ (what
 # `nbdev_proc_nbs` does, except that cells mixing imports with other code keep their saved outputs),
-# then each page to _preview/ with nbconvert: figure captions and alt text, math as MathML (no network
-# needed), the sidebar of _quarto.yml. With Quarto installed, `nbdev_docs` builds the real site from
-# the same notebooks. `make preview NB=13_visualize` redoes one page.
+# then each page to _preview/ with nbconvert: figure captions and alt text, math as MathML and Mermaid
+# flowcharts as SVG (.ci/flowchart.py; no network needed), the sidebar of _quarto.yml. With Quarto
+# installed, `nbdev_docs` builds the real site from the same notebooks. `make preview NB=13_visualize`
+# redoes one page.
 preview: $(STAMP)
 	$(PY) .ci/preview.py $(if $(filter command line,$(origin NB)),$(NB))

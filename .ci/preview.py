@@ -6,7 +6,10 @@
    code (nbdev runs those; here they keep the outputs saved in the notebook).
 2. Each processed notebook to _preview/<name>.html with nbconvert's bare `basic` template, honouring
    the Quarto cell options the site uses (include, echo, output, fig-cap, fig-alt), with $...$ and
-   $$...$$ turned into MathML (no MathJax, no network), and a sidebar in the order of _quarto.yml.
+   $$...$$ turned into MathML (no MathJax, no network; MathJax's named operators such as \\arg included,
+   and LaTeX that would come out raw is an error), ```{mermaid} flowcharts drawn as inline SVG by
+   .ci/flowchart.py (Quarto draws them with mermaid.js; the boxes, texts and edges are the same, the
+   placement is ours), and a sidebar in the order and with the labels of _quarto.yml.
    Outputs are shown as saved, stderr included, as Quarto shows them: nothing is dropped to hide noise
    (tests/test_book_text.py keeps the saved outputs clean instead).
 
@@ -16,6 +19,7 @@ import argparse, ast, html, re, sys, time
 from pathlib import Path
 import nbformat, yaml
 from latex2mathml.converter import convert as tex_to_mathml
+from flowchart import render as flowchart_svg     # .ci/flowchart.py: Mermaid flowcharts as static SVG
 from nbconvert import HTMLExporter
 from pygments.formatters import HtmlFormatter
 
@@ -57,11 +61,33 @@ def process(src: Path, proc: Path) -> list[str]:
 _code = re.compile(r'(```.*?```|~~~.*?~~~|`[^`\n]*`)', re.S)
 _math = re.compile(r'\$\$(.+?)\$\$|(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?![\d$])', re.S)   # pandoc's rules
 
+# MathJax's named operators; latex2mathml leaves some (\\arg, ...) as raw `\\arg` text, so those go through \\operatorname.
+_OPERATORS = set('arccos arcsin arctan arg cos cosh cot coth csc deg det dim exp gcd hom inf ker lg lim liminf limsup '
+                 'ln log max min Pr sec sin sinh sup tan tanh'.split())
+_raw = re.compile(r'>(\\[A-Za-z]+|\\.)<')                 # a command latex2mathml passed through as text
+
+def mathml(tex: str, display: str) -> str:
+    "MathML for `tex`, as MathJax would render it; ValueError where it would show a raw command instead."
+    out = tex_to_mathml(tex, display=display)
+    if ops := {c[1:] for c in _raw.findall(out)} & _OPERATORS:
+        tex = re.sub(r'\\(' + '|'.join(sorted(ops)) + r')(?![A-Za-z])', r'\\operatorname{\1}', tex)
+        out = tex_to_mathml(tex, display=display)
+    if raw := _raw.findall(out):
+        raise ValueError(f"the preview cannot render {', '.join(sorted(set(raw)))} in ${tex}$ as MathJax would: "
+                         f"use a command latex2mathml knows, or teach .ci/preview.py this one")
+    return out
+
 def hide_math(text: str, store: list) -> str:
     def sub(m):
         tex, display = (m.group(1), 'block') if m.group(1) is not None else (m.group(2), 'inline')
-        store.append(tex_to_mathml(tex.strip(), display=display)); return f'MATHPH{len(store) - 1}X'
+        store.append(mathml(tex.strip(), display)); return f'MATHPH{len(store) - 1}X'
     return ''.join(p if p.startswith(('`', '~~~')) else _math.sub(sub, p) for p in _code.split(text))
+
+
+def hide_diagram(src: str, store: list) -> str:
+    "A ```{mermaid} block's diagram, drawn now (.ci/flowchart.py), left as a placeholder paragraph."
+    store.append(f'<div class="flowchart">{flowchart_svg(src, uid=f"fc{len(store)}")}</div>')
+    return f'\n\nDIAGRAMPH{len(store) - 1}X\n\n'
 
 
 # ---- cells -----------------------------------------------------------------------------------
@@ -92,7 +118,7 @@ def prepare(nb, math: list) -> dict:
         if cell.cell_type == 'raw' and cell.source.startswith('---') and not fm:
             fm = yaml.safe_load(cell.source.strip().strip('-')) or {}; continue
         if cell.cell_type == 'markdown':
-            src = _mermaid.sub(r'*Diagram (Mermaid source; the Quarto site draws it):*\n\n```\n\1```', cell.source)
+            src = _mermaid.sub(lambda m: hide_diagram(m.group(1), math), cell.source)
             cell.source = hide_math(src, math); cells.append(cell); continue
         if cell.cell_type != 'code': continue
         o = cell_options(cell)
@@ -118,14 +144,14 @@ def prepare(nb, math: list) -> dict:
 
 # ---- pages -----------------------------------------------------------------------------------
 def sidebar_order() -> list:
-    "[(section or None, notebook stem)] in the order of _quarto.yml's sidebar."
+    "[(section or None, notebook stem, its `text:` label or None)] in the order of _quarto.yml's sidebar."
     cfg = yaml.safe_load((NBS/'_quarto.yml').read_text())
     out = []
     def walk(items, section=None):
         for it in items:
-            if isinstance(it, str): out.append((section, Path(it).stem))
+            if isinstance(it, str): out.append((section, Path(it).stem, None))
             elif isinstance(it, dict) and 'contents' in it: walk(it['contents'], it.get('section'))
-            elif isinstance(it, dict) and 'href' in it: out.append((section, Path(it['href']).stem))
+            elif isinstance(it, dict) and 'href' in it: out.append((section, Path(it['href']).stem, it.get('text')))
     walk(cfg['website']['sidebar']['contents'])
     return out
 
@@ -152,6 +178,7 @@ img { max-width: 100%; height: auto; }
 figure.figure { margin: .8rem 0; } figure.figure img { display: block; margin: 0 auto; }
 figcaption { text-align: center; color: #444; font-size: 14px; font-style: italic; margin-top: .3rem; }
 math[display="block"] { margin: .6rem 0; font-size: 1.1em; }
+div.flowchart { margin: 1rem 0; text-align: center; }
 footer.pager { margin-top: 3rem; display: flex; justify-content: space-between; border-top: 1px solid #dde2e6; padding-top: 1rem; }
 """
 
@@ -167,11 +194,11 @@ def page(title, desc, body, nav, prev, nxt, css) -> str:
 
 def nav_html(order, titles, current) -> str:
     out, section = ['<nav class="sidebar"><a class="site" href="index.html">clip_annotated</a>'], None
-    for sec, stem in order:
+    for sec, stem, label in order:
         if sec != section and sec: out.append(f'<div class="section">{html.escape(sec)}</div>')
         section = sec
         cls = ' class="current"' if stem == current else ''
-        out.append(f'<a href="{stem}.html"{cls}>{html.escape(titles.get(stem, stem))}</a>')
+        out.append(f'<a href="{stem}.html"{cls}>{html.escape(label or titles.get(stem, stem))}</a>')
     return ''.join(out) + '</nav>'
 
 def build(proc: Path, out: Path, names=(), run_nbdev=True) -> list[str]:
@@ -191,8 +218,10 @@ def build(proc: Path, out: Path, names=(), run_nbdev=True) -> list[str]:
     pages = {}
     for src in sorted(proc.glob('*.ipynb')):
         nb, math = nbformat.read(src, 4), []
-        fm = prepare(nb, math)
+        try: fm = prepare(nb, math)
+        except ValueError as e: raise SystemExit(f"{src.name}: {e}")
         body = exporter.from_notebook_node(nb)[0] if not names or src.stem in names else ''
+        body = re.sub(r'(?:<p>)?DIAGRAMPH(\d+)X(?:</p>)?', lambda m: math[int(m.group(1))], body)
         pages[src.stem] = (fm, re.sub(r'MATHPH(\d+)X', lambda m: math[int(m.group(1))], body))
     files = {fm.get('output-file', f'{s}.html'): s for s, (fm, _) in pages.items()}   # Quarto's page name -> ours
     titles = {s: fm.get('title', s) for s, (fm, _) in pages.items()}
@@ -200,8 +229,8 @@ def build(proc: Path, out: Path, names=(), run_nbdev=True) -> list[str]:
         target, anchor = m.group(2), m.group(3) or ''
         stem = files.get(target, Path(target).stem) if target.endswith('.html') else Path(target).stem
         return f'{m.group(1)}{stem}.html{anchor}"'
-    in_nav = {s for _, s in order}
-    seq = [s for _, s in order if s in pages] + sorted(s for s in pages if s not in in_nav)
+    in_nav = {s for _, s, _ in order}
+    seq = [s for _, s, _ in order if s in pages] + sorted(s for s in pages if s not in in_nav)
     written = [s for s in seq if not names or s in names]
     for stem in written:
         i, (fm, body) = seq.index(stem), pages[stem]
