@@ -671,7 +671,7 @@ test_eq(tok32.decode(tok32('A red circle')), ['a red circle'])
 # same* crops. `TrainTransform` therefore starts a fresh stream in each worker, from the worker's seed
 # (which PyTorch draws when it starts the workers: every epoch, or once with `persistent_workers`)
 # together with `seed`, if one was given.
-# <!-- fixed: 5%, 90%, 100% -->
+# <!-- fixed: 5% 90% 100% -->
 
 # %%
 #| exports

@@ -770,8 +770,8 @@ test_eq((x.shape, x.dtype), ((3, 48, 48), torch.float32)); test_eq(cap, test_ds.
 test_close(x, normalize(test_ds.images[0].float() / 255))             # no augmentation at test time
 a, b = train_ds[5], train_ds[5]
 test_eq(a[0], b[0]); test_eq(a[1], b[1])                                # deterministic per (seed, epoch, i)
-train_ds.set_epoch(1); c = train_ds[5]; train_ds.set_epoch(0)
-assert not torch.equal(a[0], c[0])                                      # a new epoch, a new crop
+train_ds.set_epoch(1); later = [train_ds[k][0] for k in range(8)]; train_ds.set_epoch(0)
+assert sum(not torch.equal(train_ds[k][0], later[k]) for k in range(8)) >= 4   # a new epoch, new crops (some may keep the whole square)
 print([train_ds[k][1] for k in range(4)])
 
 # %% [markdown]

@@ -571,7 +571,7 @@ paper_median = 5.4   # the paper's median worth over 20 data sets, quoted above 
 for c in curves:
     iv = intervals[c.name]
     side = ('above' if iv['lo'] > paper_median else 'below' if iv['hi'] < paper_median else 'not distinguishable from')
-    print(f"{c.name}: worth {c.worth():.1f} ({iv['level']:.0%} interval {per_class(iv['lo'], c, True)} to {per_class(iv['hi'], c, True)}) labeled examples "
+    print(f"{c.name}: worth {per_class(c.worth(), c, True)} ({iv['level']:.0%} interval {per_class(iv['lo'], c, True)} to {per_class(iv['hi'], c, True)}) labeled examples "
           f"per class: {side} the paper's median of {paper_median}")
 
 
@@ -637,5 +637,5 @@ for c in curves:
     iv = intervals[c.name]
     print(f"{c.name:16} chance {c.chance:5.1%}  majority {c.majority:5.1%}  zero-shot {c.zero_shot:6.1%}  full probe {c.full['acc']:6.1%}  "
           + '  '.join(f"{k}-shot {m:.1%}" for k, m in zip(c.ks, c.mean))
-          + f"  worth {c.worth():.1f}/class ({iv['level']:.0%} interval {per_class(iv['lo'], c, True)} to {per_class(iv['hi'], c, True)})")
+          + f"  worth {per_class(c.worth(), c, True)}/class ({iv['level']:.0%} interval {per_class(iv['lo'], c, True)} to {per_class(iv['hi'], c, True)})")
 _ = footer()

@@ -346,13 +346,6 @@ display(Markdown('| comparison | ' + ' | '.join(tasks[a].name for a in FAMILIES)
                            for x, y in COMPARISONS)))
 print('templates compared:', {tasks[a].name: {k: first[a][k] for k in (PROMPT_KINDS[:2] + (CAPTIONS,))} for a in FAMILIES})
 
-# %%
-if not in_test():
-    d = paired[('skin_tone', CAPTIONS, 'photo')]
-    assert d['lo'] > 0, d           # for skin tone, the captions' phrasing beats the paper's photo default, beyond luck
-    for a in FAMILIES:              # and on no task is the photo default better than the captions' phrasing beyond luck
-        assert paired[(a, CAPTIONS, 'photo')]['hi'] > 0, (a, paired[(a, CAPTIONS, 'photo')])
-
 
 # %%
 def interval(a, x, y):
@@ -387,10 +380,25 @@ else:
            + "; whatever it changes, it changes by moving the sentence embedding with an untrained token, not by telling "
              "the model what kind of picture this is.")
 gender_luck = all(beyond('gender', x, y) == 0 for x, y in COMPARISONS)
-b2 = ('* **The captions\' phrasing is the one to use** (a cell above asserts it on every run of the book model: it beats the '
-      'photo default on the skin tone beyond luck, and loses to it beyond luck on no task). That is the paper\'s advice, "specify the text is about '
-      'the content of the image", taken at its word: say it as the training text said it. '
-      f"Against the bare name it gains {interval('skin_tone', CAPTIONS, 'bare')} on the skin tone"
+cap_wins = [a for a in FAMILIES if beyond(a, CAPTIONS, 'photo') > 0]
+cap_loses = [a for a in FAMILIES if beyond(a, CAPTIONS, 'photo') < 0]
+vs_photo = ', '.join(f"{interval(a, CAPTIONS, 'photo')} on {tasks[a].name}" for a in FAMILIES)
+if cap_wins and not cap_loses:
+    head = (f"* **The captions' phrasing is the one to use**: against the photo default it beats it beyond luck on "
+            f"{names(cap_wins)} and loses beyond luck on no task ({vs_photo}). ")
+elif cap_wins:
+    head = (f"* **Neither phrasing wins everywhere**: against the photo default the captions' phrasing wins beyond luck on "
+            f"{names(cap_wins)} and loses beyond luck on {names(cap_loses)} ({vs_photo}). ")
+elif cap_loses:
+    head = (f"* **The photo default beats the captions' phrasing on {names(cap_loses)}**, beyond luck, and loses to it on "
+            f"no task ({vs_photo}). ")
+else:
+    head = f"* **The captions' phrasing and the photo default cannot be told apart** on any task ({vs_photo}). "
+b2 = (head + 'The paper\'s advice, "specify the text is about the content of the image", read as "say it as the training '
+      'text said it", ' + ('holds here on every task where the two differ. ' if cap_wins and not cap_loses else
+                           f"is not borne out on {names(cap_loses)}: there the training captions' words make the worse prompt. "
+                           if cap_loses else 'gets no test from these intervals, which all hold zero. ')
+      + f"Against the bare name it gains {interval('skin_tone', CAPTIONS, 'bare')} on the skin tone"
       + (', beyond luck, because the bare tone word is our polysemous "boxer"' if beyond('skin_tone', CAPTIONS, 'bare') > 0 else
          ', within luck') + '; for gender the class words "man", "woman", "person" already open the training captions ("man '
       'cook, dark skin tone"), so there is little ambiguity to remove, and '
@@ -562,8 +570,6 @@ display(Markdown('| task | pool | median single template | best single template 
 # %%
 if not in_test():
     for r in ens_rows: assert r['ensemble'] > tasks[next(a for a in FAMILIES if tasks[a].name == r['task'])].chance, r
-    by = {(r['task'], r['pool']): r['ensemble'] for r in ens_rows}
-    assert by[('emoji skin_tone', 'paraphrases')] > by[('emoji skin_tone', 'photo templates')]   # fit beats number
 
 # %%
 gain = {p: [100 * (r['ensemble'] - r['median']) for r in ens_rows if r['pool'] == p] for p in POOLS}
@@ -575,9 +581,9 @@ display(Markdown(
     "The paper's ImageNet ensemble gained 3.5 points over its default."))
 
 # %% [markdown]
-# Two lessons, whatever the exact numbers. Ensembling cannot repair a pool whose members all miss:
-# averaging twelve sentences about photos gives a better sentence about photos, and our pictures are
-# not photos. And our text tower is small and its captions uniform, so its templates are not the
+# Two cautions, whatever the exact numbers. Ensembling averages what its members say and cannot add
+# what none of them says: twelve sentences about photos average to a sentence about photos, whatever
+# it scores on pictures that are not photos. And our text tower is small and its captions uniform, so its templates are not the
 # many *independent* noisy views of one concept that make an average pay off: they share the same
 # few tokens and err together.
 #
@@ -722,10 +728,6 @@ def best_of(f, reps=pick(20, 20, test=3)):
 t_emb, t_prob = best_of(lambda: zero_shot_logits(feats_c, W_c).argmax(1)), best_of(lambda: probability_ensemble(feats_c, E_c).argmax(1))
 print(f"{len(feats_c)} pictures, {E_c.shape[0]} templates: embedding space {1e3 * t_emb:.2f} ms, probability space {1e3 * t_prob:.2f} ms "
       f"({t_prob / t_emb:.0f}×)")
-
-# %%
-if not in_test():
-    for r in space_rows: assert abs(r['emb'] - r['prob']) < 0.05, r    # the two spaces land within a few points
 
 # %%
 #| echo: false

@@ -291,7 +291,6 @@ with torch.no_grad():
     grouped.group = len(imgs)                                       # one group: the plain loss
     test_close(grouped.loss(imgs, caps), heads['contrastive'].loss(imgs, caps), eps=1e-6)
 
-
 # %% [markdown]
 # ## One loop for all three
 #
@@ -1077,16 +1076,14 @@ t_ours, t_oc = (today['arms'][a]['runs'] for a in ('ours', 'open_clip'))
 t_seeds = sorted(set(t_ours) & set(t_oc), key=int)
 today_r1 = seed_ci([100 * (t_ours[s]['i2t_R1'] - t_oc[s]['i2t_R1']) for s in t_seeds])
 today_speed = seed_ci(np.log([t_oc[s]['wall_s'] / t_ours[s]['wall_s'] for s in t_seeds]))   # log of open_clip's time / ours
-speed_text = f"{np.exp(today_speed['gap']):.2f}× [{np.exp(today_speed['lo']):.2f}, {np.exp(today_speed['hi']):.2f}]"
+speed_text = f"{np.exp(today_speed['gap']):.2f} [{np.exp(today_speed['lo']):.2f}, {np.exp(today_speed['hi']):.2f}]"
 t_rows = [(s, f"{100 * t_ours[s]['i2t_R1']:.1f}", f"{100 * t_oc[s]['i2t_R1']:.1f}", f"{t_ours[s]['wall_s']:.0f}", f"{t_oc[s]['wall_s']:.0f}")
           for s in t_seeds]
 t_rows.append(('mean', f"{np.mean([100 * t_ours[s]['i2t_R1'] for s in t_seeds]):.1f}", f"{np.mean([100 * t_oc[s]['i2t_R1'] for s in t_seeds]):.1f}",
                f"{np.mean([t_ours[s]['wall_s'] for s in t_seeds]):.0f}", f"{np.mean([t_oc[s]['wall_s'] for s in t_seeds]):.0f}"))
 display(Markdown(markdown_table(['seed', 'ours R@1 (%)', "open_clip's R@1 (%)", 'ours wall (s)', "open_clip's wall (s)"], t_rows, align='lrrrr')
-                 + f"
-Measured at commit {today['commit']}: {today['settings']['steps']} steps of {today['settings']['batch_size']}, "
-                   f"one run at a time on {today['hardware']}.
-"))
+                 + f"\nMeasured at commit {today['commit']}: {today['settings']['steps']} steps of {today['settings']['batch_size']}, "
+                   f"one run at a time on {today['hardware']}.\n"))
 
 # %%
 #| echo: false
