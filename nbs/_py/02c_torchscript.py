@@ -296,7 +296,7 @@ assert all(torch.equal(sd[k], v) for k, v in mini.state_dict().items())
 print(f"{len(sd)} tensors read from the archive, all equal to the model's")
 
 # %% [markdown]
-# And an archive whose `data.pkl` carries the payload from above is refused at the first global it
+# And an archive whose `data.pkl` carries that payload is refused at the first global it
 # asks for, before anything runs:
 
 # %%

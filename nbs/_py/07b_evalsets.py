@@ -28,6 +28,7 @@ from clip_annotated.pretrained import to_rgb
 # %%
 #| hide
 import shutil, tempfile, time, urllib.error, urllib.request, warnings
+from collections import Counter
 import torch
 from unittest import mock
 from fastcore.test import test_eq, test_fail

@@ -224,7 +224,7 @@ class OpenClipLoader:
 # `bench_loader` makes the files (in `folder`, or in a temporary folder it removes), then times every
 # (data, workers) pair on both sides, which side goes first alternating, best of `repeats`: the most
 # pictures per second and the least main-process CPU per batch. It prints `loader_table`, the table
-# this chapter shows, with the machine and the load average before and after (on a busy machine the
+# this appendix shows, with the machine and the load average before and after (on a busy machine the
 # figures are not worth much); `save=` writes the results as JSON, which `loader_results` reads back.
 
 # %%
