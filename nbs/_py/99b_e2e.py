@@ -26,9 +26,10 @@ from fastcore.test import test_eq, test_fail
 from clip_annotated.core import footer
 
 # %% [markdown]
-# The [benchmarks appendix](99_bench.ipynb) times pieces. This one asks whether the two *trainers* reach the same place: our
-# `clip-annotated train` and open_clip's training script (`open_clip_train.main`) train the same
-# model on the same pairs with the same settings, and one function judges both. It does not time
+# The [benchmarks appendix](99_bench.ipynb) times pieces. This one asks whether the two *trainers*
+# reach the same place: our `clip-annotated train` and open_clip's training script
+# (`open_clip_train.main`) train the same model on the same pairs with the same settings, and one
+# function judges both. It does not time
 # anything that matters (the wall times it keeps are of a whole process, start included); what it
 # compares is held-out accuracy. Chapter 16 shows its results and what they changed in the book.
 #

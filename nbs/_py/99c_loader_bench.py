@@ -34,8 +34,8 @@ from clip_annotated.core import footer
 #
 # The files are made once, in one folder: photo-like JPEGs at quality 90 (crops of scikit-learn's two
 # sample photos, each tinted, noised and perhaps flipped, so that no two decode alike), captions from
-# `make_captions` of the [benchmarks appendix](99_bench.ipynb), a CSV file with open_clip's column names and its paths relative to the file's
-# folder, and shards that hold the same JPEG bytes. Both sides read one epoch at the same batch size;
+# `make_captions` of the [benchmarks appendix](99_bench.ipynb), a CSV file with open_clip's column
+# names and its paths relative to the file's folder, and shards that hold the same JPEG bytes. Both sides read one epoch at the same batch size;
 # the first batch (which starts the workers and fills the shuffle buffers) is not timed, the rest are.
 # The two sides cannot give the same pictures (each draws its own random crops), so what is checked
 # before the figures count is that they deliver batches of the same shape. Two figures per side:
