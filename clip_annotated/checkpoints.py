@@ -5,8 +5,7 @@
 # %% ../nbs/02b_checkpoints.ipynb #4cef27e2
 from __future__ import annotations
 import hashlib, http.client, json, math, os, pickle, re, struct, sys, time, urllib.error, urllib.parse, urllib.request
-import warnings, zipfile
-from collections import OrderedDict
+import warnings
 from pathlib import Path
 import torch
 from tqdm import tqdm
@@ -16,9 +15,8 @@ from .tokenizer import default_tokenizer
 
 # %% auto #0
 __all__ = ['OPEN_CLIP_WEIGHTS', 'DownloadError', 'sha256sum', 'sha_from_url', 'download', 'CheckpointError',
-           'UnsafeCheckpointError', 'read_safetensors', 'save_traced', 'ModuleRecord', 'read_torchscript_weights',
-           'checkpoint_format', 'read_file', 'read_checkpoint', 'checked_config', 'hf_to_openai', 'openai_to_hf',
-           'read_hf_directory', 'read_open_clip_directory']
+           'UnsafeCheckpointError', 'read_safetensors', 'is_safetensors', 'read_weights', 'checked_config',
+           'hf_to_openai', 'openai_to_hf', 'read_hf_directory', 'read_open_clip_directory']
 
 # %% ../nbs/02b_checkpoints.ipynb #e55bfd04
 class DownloadError(RuntimeError):
@@ -173,193 +171,11 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         out[name] = t.reshape(shape)
     return out
 
-# %% ../nbs/02b_checkpoints.ipynb #61c2fab1
-def save_traced(model, path: str | os.PathLike, images: torch.Tensor, texts: torch.Tensor, half: bool = False) -> Path:
-    "Trace `model` as OpenAI traced its releases (forward, encode_image, encode_text) and save the TorchScript archive at `path`."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')         # the tracer's warnings about Python values frozen into the graph: expected
-        traced = torch.jit.trace_module(model, {'forward': (images, texts), 'encode_image': (images,),
-                                                'encode_text': (texts,)}, check_trace=False)
-    if half: traced.half()                      # float16 storages, as in OpenAI's files
-    traced.save(str(path))
-    return Path(path)
-
-# %% ../nbs/02b_checkpoints.ipynb #edb077ac
-_STORAGE_DTYPES = {'FloatStorage': torch.float32, 'HalfStorage': torch.float16, 'BFloat16Storage': torch.bfloat16,
-                   'DoubleStorage': torch.float64, 'LongStorage': torch.int64, 'IntStorage': torch.int32,
-                   'ShortStorage': torch.int16, 'CharStorage': torch.int8, 'ByteStorage': torch.uint8,
-                   'BoolStorage': torch.bool}
-
-class ModuleRecord:
-    "What a TorchScript module becomes when read without its code: a class name and a dict of attributes."
-    qualname = '?'
-    def __init__(self, *args): self.attrs = {}
-    def __setstate__(self, state):
-        if not isinstance(state, dict): raise UnsafeCheckpointError(f"module {self.qualname} has a non-dict state")
-        self.attrs = state
-
-class _Storage:
-    "A storage that data.pkl names, not read yet: its zip entry, dtype and size, and how far its tensors reach into it."
-    def __init__(self, key: str, entry: zipfile.ZipInfo, dtype: torch.dtype, numel: int):
-        self.key, self.entry, self.dtype, self.numel, self.reach, self.data = key, entry, dtype, numel, 0, None
-
-class _TensorRef:
-    "A tensor of data.pkl: a strided view of a storage, made once every storage has passed its checks."
-    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple):
-        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
-
-def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    "A view of a storage (torch._utils._rebuild_tensor_v2's arguments), kept as a reference; records how far it reaches."
-    if not (isinstance(storage, _Storage) and isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
-            and len(size) == len(stride) and all(type(i) is int and i >= 0 for i in (offset, *size, *stride))):
-        raise UnsafeCheckpointError("a tensor in data.pkl is not built from a storage and non-negative integer sizes")
-    end = offset + 1 + sum((n - 1) * st for n, st in zip(size, stride)) if all(size) else 0   # elements it reaches
-    if end > storage.numel:
-        raise CheckpointError(f"a tensor of shape {list(size)} reaches element {end:,} of storage data/{storage.key}, "
-                              f"which has {storage.numel:,}")
-    storage.reach = max(storage.reach, end)
-    return _TensorRef(storage, offset, tuple(size), tuple(stride))
-
-# %% ../nbs/02b_checkpoints.ipynb #70a50658
-class _ArchiveUnpickler(pickle.Unpickler):
-    "Unpickles a TorchScript archive's data.pkl into ModuleRecords and tensor references; refuses every other global."
-    _safe = {('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor, ('collections', 'OrderedDict'): OrderedDict,
-             **{('torch.jit._pickle', f'build_{kind}list'): list for kind in ('int', 'double', 'bool', 'tensor')},
-             ('torch.jit._pickle', 'restore_type_tag'): lambda value, type_str: value}   # typed attributes of scripted modules
-
-    def __init__(self, zf: zipfile.ZipFile, prefix: str, path):
-        super().__init__(zf.open(_record(zf, f'{prefix}data.pkl', path)))
-        self.zf, self.prefix, self.path, self.storages, self.records = zf, prefix, path, {}, {}
-
-    def find_class(self, module: str, name: str):
-        if module == '__torch__' or module.startswith('__torch__.'):      # a TorchScript class: record it, never run it
-            qual = f'{module}.{name}'
-            return self.records.setdefault(qual, type(name, (ModuleRecord,), {'qualname': qual}))
-        if module == 'torch' and name in _STORAGE_DTYPES: return _STORAGE_DTYPES[name]
-        if (module, name) in self._safe: return self._safe[(module, name)]
-        raise UnsafeCheckpointError(f"{self.path}: data.pkl asks for {module}.{name}, which is neither a tensor nor a "
-                                    f"TorchScript module; refusing to load the file (nothing was run)")
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage' and isinstance(pid[1], torch.dtype)
-                and re.fullmatch(r'\w+', str(pid[2])) and type(pid[4]) is int and pid[4] >= 0):
-            raise UnsafeCheckpointError(f"{self.path}: unexpected persistent id {pid!r} in data.pkl")
-        dtype, key, numel = pid[1], str(pid[2]), pid[4]
-        if key not in self.storages:
-            try: entry = self.zf.getinfo(f'{self.prefix}data/{key}')
-            except KeyError: raise CheckpointError(f"{self.path}: storage data/{key} is missing") from None
-            if entry.file_size != numel * dtype.itemsize:   # checked before anything is inflated
-                raise CheckpointError(f"{self.path}: storage data/{key} would inflate to {entry.file_size:,} bytes, but "
-                                      f"data.pkl declares {numel:,} elements of {dtype} ({numel * dtype.itemsize:,} bytes); "
-                                      f"the archive is damaged or forged and was not read; fetch it again from its source")
-            self.storages[key] = _Storage(key, entry, dtype, numel)
-        return self.storages[key]
-
-    def tensor(self, ref: _TensorRef) -> torch.Tensor:
-        "The tensor a reference stands for, its storage read on first use."
-        s = ref.storage
-        if s.data is None:
-            s.data = torch.frombuffer(_inflate(self.zf, s.entry), dtype=s.dtype) if s.numel else torch.empty(0, dtype=s.dtype)
-        return s.data.as_strided(ref.size, ref.stride, ref.offset)
-
-# %% ../nbs/02b_checkpoints.ipynb #a949a2bc
-_SPARE_BYTES = 1 << 20     # bytes a storage may hold beyond what its tensors reach (a view of a larger tensor)
-_MAX_INFLATION = 16        # how many times its size on disk an archive's storages may inflate to
-_MAX_RECORD = 1 << 26      # bytes of data.pkl or one code file, inflated
-
-def _inflate(zf: zipfile.ZipFile, entry: zipfile.ZipInfo) -> bytearray:
-    "The bytes of a zip entry whose size was checked, read into one buffer in 1 MiB pieces (no second copy)."
-    buf, got = bytearray(entry.file_size), 0
-    with zf.open(entry) as f:
-        view = memoryview(buf)
-        while got < len(buf) and (n := f.readinto(view[got:got + (1 << 20)])): got += n
-    if got != len(buf): raise CheckpointError(f"storage {entry.filename} holds {got:,} bytes, not {len(buf):,}")
-    return buf
-
-def _record(zf: zipfile.ZipFile, name: str, path) -> zipfile.ZipInfo:
-    "The entry of data.pkl or a code file, refused unread if it would inflate past _MAX_RECORD bytes."
-    entry = zf.getinfo(name)
-    if entry.file_size > _MAX_RECORD:
-        raise CheckpointError(f"{path}: {name} would inflate to {entry.file_size:,} bytes, more than the "
-                              f"{_MAX_RECORD:,} any CLIP archive needs; not read (a zip bomb?); fetch the file from its source")
-    return entry
-
-def _check_storages(storages: dict[str, _Storage], path) -> None:
-    "Refuse, before any is read, a storage larger than its tensors reach, or storages that inflate far past the file."
-    for s in storages.values():
-        used = s.reach * s.dtype.itemsize
-        if s.entry.file_size > used + _SPARE_BYTES:
-            raise CheckpointError(f"{path}: storage data/{s.key} would inflate to {s.entry.file_size:,} bytes, but its "
-                                  f"tensors use {used:,}; not read (a zip bomb?). If the model is yours, save it "
-                                  f"again with its tensors cloned")
-    total, on_disk = sum(s.entry.file_size for s in storages.values()), Path(path).stat().st_size
-    if total > _MAX_INFLATION * on_disk + _SPARE_BYTES:
-        big = max(storages.values(), key=lambda s: s.entry.file_size)
-        raise CheckpointError(f"{path}: its storages would inflate to {total:,} bytes from a file of {on_disk:,} "
-                              f"(storage data/{big.key}: {big.entry.file_size:,}); weights do not compress more "
-                              f"than {_MAX_INFLATION}-fold, so none was read (a zip bomb?); fetch the file from its source")
-
-def _archive_prefix(zf: zipfile.ZipFile) -> str | None:
-    "The folder of a TorchScript archive ('<name>/'), or None when the zip is not one."
-    for n in zf.namelist():
-        if n.count('/') == 1 and n.endswith('/data.pkl'):
-            prefix = n[:-len('data.pkl')]
-            if any(m == f'{prefix}constants.pkl' or m.startswith(f'{prefix}code/') for m in zf.namelist()): return prefix
-    return None
-
-def _declared_state(zf: zipfile.ZipFile, prefix: str) -> dict[str, set[str]]:
-    "Parameter and buffer names of every class in the archive's code/, read as text (never executed)."
-    declared = {}
-    for n in zf.namelist():
-        if not (n.startswith(f'{prefix}code/') and n.endswith('.py')): continue
-        module = n[len(f'{prefix}code/'):-3].replace('/', '.')
-        text = zf.read(_record(zf, n, zf.filename)).decode('utf-8', 'replace')
-        for cls, params, bufs in re.findall(r'^class (\w+)\(Module\):\n\s+__parameters__ = \[([^\]]*)\]\n'
-                                            r'\s+__buffers__ = \[([^\]]*)\]', text, flags=re.M):
-            declared[f'{module}.{cls}'] = set(re.findall(r'"(\w+)"', params + bufs))
-    return declared
-
-def _flatten(record: ModuleRecord, declared: dict, prefix: str = '') -> dict[str, _TensorRef]:
-    "The state dict of a module tree: declared parameters and buffers (all tensors if a class is undeclared)."
-    keep, out = declared.get(record.qualname), {}
-    for k, v in record.attrs.items():
-        if isinstance(v, ModuleRecord): out.update(_flatten(v, declared, f'{prefix}{k}.'))
-        elif isinstance(v, _TensorRef) and (keep is None or k in keep): out[prefix + k] = v
-    return out
-
-def _read_archive(path) -> dict[str, torch.Tensor]:
-    with zipfile.ZipFile(path) as zf:
-        prefix = _archive_prefix(zf)
-        if prefix is None: raise CheckpointError(f"{path} is a zip file but not a TorchScript archive")
-        has_order = f'{prefix}byteorder' in zf.namelist()
-        order = zf.read(_record(zf, f'{prefix}byteorder', path)).decode().strip() if has_order else 'little'
-        if order != sys.byteorder: raise CheckpointError(f"{path} holds {order}-endian tensors; this machine is {sys.byteorder}-endian")
-        unpickler = _ArchiveUnpickler(zf, prefix, path)
-        root = unpickler.load()                       # sizes and offsets only: no storage is read yet
-        if not isinstance(root, ModuleRecord): raise CheckpointError(f"{path}: data.pkl does not hold a module")
-        refs = _flatten(root, _declared_state(zf, prefix))
-        _check_storages(unpickler.storages, path)
-        return {k: unpickler.tensor(ref) for k, ref in refs.items()}
-
-def read_torchscript_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    "The parameters and buffers of a TorchScript archive, as `state_dict()` would give them, without running its code."
-    try: return _read_archive(path)
-    except CheckpointError as e:                 # every refusal names the file, whichever part of the reader raised it
-        if str(path) in str(e): raise
-        raise type(e)(f"{path}: {e}") from None
-    except Exception as e:                       # a damaged zip or data.pkl, a view past its storage, ...
-        raise CheckpointError(f"{path} is not a TorchScript archive we can read ({type(e).__name__}: "
-                              f"{(str(e).splitlines() or [''])[0][:200]})") from None
-
-# %% ../nbs/02b_checkpoints.ipynb #1a5fa1e3
-def checkpoint_format(path: str | os.PathLike) -> str:
-    "'torchscript', 'safetensors' or 'torch' (a torch.save file), judged from the file's first bytes."
+# %% ../nbs/02b_checkpoints.ipynb #842b08b6
+def is_safetensors(path: str | os.PathLike) -> bool:
+    "Whether a file starts as a .safetensors file does: 8 bytes of header length, then the header's `{`."
     with open(path, 'rb') as f: head = f.read(9)
-    if head[:8] and len(head) == 9 and head[8:9] == b'{' and not head.startswith(b'PK'): return 'safetensors'
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            if _archive_prefix(zf) is not None: return 'torchscript'
-    return 'torch'
+    return len(head) == 9 and head[8:9] == b'{' and not head.startswith(b'PK')
 
 def _unwrap(obj, path) -> dict[str, torch.Tensor]:
     "The state dict inside a checkpoint: obj, obj['state_dict'] or obj['model'] (our training checkpoints), without 'module.'."
@@ -372,20 +188,14 @@ def _unwrap(obj, path) -> dict[str, torch.Tensor]:
     if all(k.startswith('module.') for k in obj): obj = {k[len('module.'):]: v for k, v in obj.items()}
     return obj
 
-def read_file(path: Path) -> tuple[dict[str, torch.Tensor], bool | None]:
-    "The state dict in a checkpoint file and the activation it records (`'quick_gelu'` at its top level), if any."
-    if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}")
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], bool | None]:
+    "The state dict in a torch.save or .safetensors file and the activation it records (`'quick_gelu'` at its top level), if any."
+    path = Path(path)
     if path.stat().st_size == 0: raise CheckpointError(f"{path} is not a checkpoint: the file is empty (an interrupted copy?)")
-    fmt = checkpoint_format(path)
-    if fmt == 'torchscript': return read_torchscript_weights(path), True       # OpenAI's archives: QuickGELU
-    obj = read_safetensors(path) if fmt == 'safetensors' else _torch_load(path)
+    obj = read_safetensors(path) if is_safetensors(path) else _torch_load(path)
     stored = obj.get('quick_gelu') if isinstance(obj, dict) else None
     if isinstance(obj, dict) and isinstance(stored, bool): obj = {k: v for k, v in obj.items() if k != 'quick_gelu'}
     return _unwrap(obj, path), stored if isinstance(stored, bool) else None
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    "The state dict in a checkpoint file (TorchScript archive, torch.save file, .safetensors), read without running code."
-    return read_file(Path(path))[0]
 
 # %% ../nbs/02b_checkpoints.ipynb #76391d2c
 _DIMS = {'token_embedding.weight': 2, 'positional_embedding': 2, 'ln_final.weight': 1, 'text_projection': 2,
@@ -600,7 +410,7 @@ def read_open_clip_directory(path: str | os.PathLike) -> tuple[dict[str, torch.T
     quick_gelu = _open_clip_quick_gelu(cfg, path)
     weights = next((path / f for f in OPEN_CLIP_WEIGHTS if (path / f).is_file()), None)
     if weights is None: raise CheckpointError(f"{path} has open_clip_config.json but none of {', '.join(OPEN_CLIP_WEIGHTS)}")
-    sd = read_checkpoint(weights)
+    sd = read_weights(weights)[0]
     got, vision, text = checked_config(sd, weights), cfg['vision_cfg'], cfg['text_cfg']
     stated = dict(embed_dim=cfg.get('embed_dim'), image_resolution=vision.get('image_size'), context_length=text.get('context_length'))
     for field, value in stated.items():

@@ -189,7 +189,7 @@ def _print_classification(m: dict, title: str):
 
 def _eval_data(a, templates: list[str]) -> dict:
     "eval --data: zero-shot metrics on a class-per-folder tree or a labelled CSV."
-    from clip_annotated.evalsets import LabelledCsv, SafeImageFolder
+    from clip_annotated.pictures import LabelledCsv, SafeImageFolder
     from clip_annotated.zeroshot import evaluate
     try:
         ds = (SafeImageFolder(a.data) if Path(a.data).is_dir() else
@@ -220,8 +220,8 @@ def _eval_retrieval(a) -> dict:
     "eval --retrieval: recall@1/5/10 both ways on a CSV of (image, caption) pairs."
     import torch
     from clip_annotated.data import SkipCounter
-    from clip_annotated.evalsets import caption_pairs
-    from clip_annotated.train import retrieval_metrics
+    from clip_annotated.pictures import caption_pairs
+    from clip_annotated.retrieval import retrieval_metrics
     no_caption = SkipCounter()                                             # rows without a usable caption, by reason
     try: paths, captions = caption_pairs(a.retrieval, a.csv_img_key, a.csv_caption_key, a.csv_separator, skips=no_caption)
     except ValueError as e: _fail('eval', str(e))
@@ -326,7 +326,7 @@ def eval_command(argv: list[str] | None = None) -> dict:
 def _embed_files(model, preprocess, paths: list, batch_size: int = 256, device=None, num_workers: int = 0,
                  progress: bool | None = True):
     "(unit features [n, d] float32 on CPU, indices of the files kept, SkipCounter) for image files, in order."
-    from clip_annotated.evalsets import ImageFiles
+    from clip_annotated.pictures import ImageFiles
     from clip_annotated.zeroshot import encode_images
     files = ImageFiles(paths, preprocess)
     feats, index = encode_images(model, files, batch_size, device, num_workers, progress)
@@ -376,7 +376,7 @@ def embed_command(argv: list[str] | None = None) -> dict:
         if path and not Path(path).exists(): _fail('embed', f"{flag} {path}: no such file or folder")
     names, paths, texts = [], [], []
     if a.images:
-        from clip_annotated.evalsets import image_paths
+        from clip_annotated.pictures import image_paths
         try: names, paths = image_paths(a.images, a.csv_img_key, a.csv_separator)
         except ValueError as e: _fail('embed', str(e))
         if not paths: _fail('embed', f"--images {a.images}: no image files found")

@@ -17,7 +17,8 @@ from .tokenizer import VOCAB_SIZE, tokenize
 from .model import HEAD_WIDTH, CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from .loss import MAX_LOGIT_SCALE, clip_loss
 from .data import DEFAULT_TEMPLATES, EmojiDataset
-from .train import decays, evaluate_retrieval, lr_lambda
+from .train import decays, lr_lambda
+from .retrieval import evaluate_retrieval
 from .loader import TrainBatches
 from .zeroshot import fill_template, percentile_interval
 from .tasks import Task

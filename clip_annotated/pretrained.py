@@ -15,8 +15,9 @@ from .core import get_device
 from .model import (HEAD_WIDTH, CONFIGS, OPEN_CLIP_NAMES, CLIP, CLIPConfig, build_model, config_from_state_dict,
                                   config_name, convert_weights, create_model, uses_quick_gelu)
 from .tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
-from .checkpoints import (CheckpointError, checked_config, checkpoint_format, download, openai_to_hf,
-                                        read_file, read_hf_directory, read_open_clip_directory)
+from .checkpoints import (CheckpointError, checked_config, download, openai_to_hf, read_hf_directory,
+                                        read_open_clip_directory)
+from .torchscript import checkpoint_format, read_file
 
 # %% auto #0
 __all__ = ['MODEL_URLS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'TRAIN_ZOOM', 'available_models', 'released_name',

@@ -4,35 +4,31 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import itertools, json, math, os, sys, time
+import json, math, os, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import IterableDataset
 from tqdm import tqdm
-from .core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
-                                  show_progress)
+from .core import autocast, autocast_dtype, one_line, seed_everything, show_progress
 from .model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
-from .tokenizer import VOCAB_SIZE, tokenize
-from .loss import MAX_LOGIT_SCALE, all_have, clip_loss, mean_over_ranks, min_over_ranks, setup_distributed, world_info
+from .tokenizer import VOCAB_SIZE
+from .loss import MAX_LOGIT_SCALE, all_have, clip_loss, min_over_ranks, setup_distributed, world_info
 from .readers import DATASET_TYPES
 from .pretrained import TRAIN_ZOOM
-from .data import collate
 from .loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
-from .runfolder import (RunInUseError, RunLock, append_record, append_records, load_checkpoint, rng_state,
+from .runfolder import (RunInUseError, RunLock, StepLog, append_record, load_checkpoint, rng_state,
                                       save_checkpoint, set_rng_state, truncate_metrics)
+from .retrieval import evaluate_retrieval
 
 # %% auto #0
 __all__ = ['PRESETS', 'FREE_ON_RESUME', 'SAVED_BEFORE', 'TEXT_TOWER', 'option', 'TrainConfig', 'decays', 'make_optimizer',
            'lr_lambda', 'make_scheduler', 'resolve_precision', 'Towers', 'forward_backward', 'optimizer_step',
-           'retrieval_metrics', 'evaluate_retrieval', 'config_changes', 'check_resume', 'model_from_checkpoint',
-           'initial_model', 'lock_towers', 'check_template', 'check_device', 'check_config', 'TrainingDiverged',
-           'check_finite', 'StepLog', 'train']
+           'config_changes', 'check_resume', 'model_from_checkpoint', 'initial_model', 'lock_towers', 'check_template',
+           'check_device', 'check_config', 'TrainingDiverged', 'check_finite', 'train']
 
 # %% ../nbs/06_train.ipynb #3b6c6984
 def option(default, help: str):
@@ -189,68 +185,6 @@ def optimizer_step(model: CLIP, optimizer, scheduler, scaler=None, grad_clip: fl
     optimizer.zero_grad(set_to_none=True)
     with torch.no_grad(): model.logit_scale.clamp_(0, math.log(MAX_LOGIT_SCALE))
     return norm
-
-# %% ../nbs/06_train.ipynb #c3c1ee1b
-def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor, ks=(1, 5, 10),
-                      image_to_text: torch.Tensor | None = None) -> dict:
-    "Image→text and text→image recall@k (fractions) of paired features, with their chance levels."
-    for name, f in (('image', image_features), ('text', text_features)):
-        if not torch.isfinite(f).all():                              # NaN compares false: it would rank first
-            raise ValueError(f"the {name} features hold NaN or infinite values (a diverged model?): recall cannot be measured")
-    S = F.normalize(image_features.float(), dim=-1) @ F.normalize(text_features.float(), dim=-1).T  # [n_img, n_txt]
-    n_img, n_txt = S.shape
-    if image_to_text is None:
-        if n_img != n_txt: raise ValueError(f"{n_img} images and {n_txt} texts: pass image_to_text to pair them")
-        image_to_text = torch.arange(n_img)
-    image_to_text = image_to_text.to(S.device)
-    rows = torch.arange(n_img, device=S.device)
-    right = S[rows, image_to_text]                                           # [n_img] score of the right text
-    rank_i2t = (S >= right[:, None]).sum(1) - 1                              # others scoring at least as high
-    is_pair = torch.zeros(n_txt, n_img, dtype=torch.bool, device=S.device)
-    is_pair[image_to_text, rows] = True                                      # [n_txt, n_img]
-    best_right = S.T.masked_fill(~is_pair, -math.inf).max(1).values          # [n_txt] best right picture
-    rank_t2i = ((S.T >= best_right[:, None]) & ~is_pair).sum(1)              # wrong pictures at least as high
-    has = is_pair.any(1)
-    m = is_pair.sum(1)[has].tolist()
-    out = dict(n_images=n_img, n_texts=n_txt)
-    for k in ks:
-        out[f'i2t_R@{k}'] = (rank_i2t < k).float().mean().item()
-        out[f't2i_R@{k}'] = (rank_t2i[has] < k).float().mean().item()
-        out[f'i2t_chance@{k}'] = min(k, n_txt) / n_txt
-        kk = min(k, n_img)
-        out[f't2i_chance@{k}'] = sum(1 - math.comb(n_img - mi, kk) / math.comb(n_img, kk) for mi in m) / len(m)
-    return out
-
-# %% ../nbs/06_train.ipynb #e2a9226b
-@torch.no_grad()
-def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10),
-                       loss_batch: int | None = None) -> dict:
-    "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions; with `loss_batch`, the held-out loss too."
-    device = get_device(device)
-    was_training = model.training; model.eval()
-    ctx = model.context_length
-    captions, images = [], []
-    items = iter(dataset) if isinstance(dataset, IterableDataset) else (dataset[i] for i in range(len(dataset)))
-    while raw := list(itertools.islice(items, batch_size)):
-        if not (chunk := [it for it in raw if it is not None]): continue                   # bad samples are None
-        x, _ = collate(chunk, context_length=ctx)
-        images.append(model.encode_image(x.to(device)).float().cpu())
-        captions += [c for _, c in chunk]
-    if not captions: raise ValueError(f"the held-out set ({type(dataset).__name__}) has no usable (image, caption) pair")
-    texts = list(dict.fromkeys(captions))                                 # distinct, in order of appearance
-    index = {c: j for j, c in enumerate(texts)}
-    tokens = tokenize(texts, context_length=ctx, truncate=True)
-    T_f = torch.cat([model.encode_text(tokens[s:s + batch_size].to(device)).float().cpu()
-                     for s in range(0, len(texts), batch_size)])
-    model.train(was_training)
-    I_f, pairs = torch.cat(images), torch.tensor([index[c] for c in captions])
-    metrics = retrieval_metrics(I_f, T_f, ks, pairs)
-    if loss_batch:
-        g = min(loss_batch, len(I_f))                                         # at least one group
-        metrics['loss'] = float(np.mean([clip_loss(I_f[s:s + g], T_f[pairs[s:s + g]], model.logit_scale.float().cpu(),
-                                                   gather=False).item()   # rank 0 alone evaluates
-                                         for s in range(0, len(I_f) - g + 1, g)]))
-    return metrics
 
 # %% ../nbs/06_train.ipynb #00ebb82f
 FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers',
@@ -412,31 +346,6 @@ def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConf
     kept = f"the checkpoint of step {last_ckpt} in {cfg.out} is kept" if last_ckpt else "no checkpoint was written"
     raise TrainingDiverged(f"training diverged: {what} at step {step} (lr {cfg.lr:g}); {kept}. Lower --lr, set "
                            f"--grad-clip 1.0, or use --precision fp32, and train again with --no-resume")
-
-# %% ../nbs/06_train.ipynb #e9e543c8
-class StepLog:
-    "The loop's per-step values, kept on the device until `flush` reads them all back at once (one host sync) and logs them."
-    def __init__(self, path: Path | None = None):
-        self.path, self.pending = path, []                             # path None: keep nothing on disk (ranks > 0)
-    def add(self, record: dict, loss: torch.Tensor, logit_scale: torch.Tensor, grad_norm: torch.Tensor | None = None):
-        "Note one step: host values in `record`, device values as tensors (nothing is read back)."
-        self.pending.append((record, loss.detach().float(), logit_scale.detach().float().exp(),
-                             None if grad_norm is None else grad_norm.detach().float()))
-    def flush(self, last: dict | None = None) -> tuple[list[dict], dict | None]:
-        "(records of the pending steps up to the first non-finite loss, that step's record or None); writes the good ones, `last` added to the final one."
-        if not self.pending: return [], None
-        recs, losses, scales, norms = zip(*self.pending)
-        self.pending = []
-        values = torch.stack([mean_over_ranks(torch.stack(losses)), torch.stack(scales),
-                              torch.stack([n if n is not None else torch.zeros_like(l) for n, l in zip(norms, losses)])])
-        out, bad = [], None
-        for rec, (loss, scale, norm), has_norm in zip(recs, values.T.tolist(), (n is not None for n in norms)):   # the one sync
-            rec = dict(rec, loss=loss, logit_scale=scale, temperature=1 / scale, **({'grad_norm': norm} if has_norm else {}))
-            if not math.isfinite(loss): bad = rec; break
-            out.append(rec)
-        if out and last: out[-1].update(last)
-        if self.path is not None and out: append_records(self.path, out)
-        return out, bad
 
 # %% ../nbs/06_train.ipynb #c6d63f07
 def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""The end-to-end harness of appendix 99 (`make bench-e2e`), its pieces only: no training, no open_clip venv.
+"""The end-to-end harness of appendix 99b (`make bench-e2e`), its pieces only: no training, no open_clip venv.
 
 open_clip itself (a development dependency of this venv) checks the model config the harness writes for
 it, and the shapes and names of its model against ours; its training script's parser checks the options
@@ -12,9 +12,10 @@ import json, warnings
 import pytest
 import torch
 
-from clip_annotated.bench import (E2E_MODEL_NAME, E2E_SETTINGS, bench_e2e, e2e_config, load_trained, open_clip_train_argv,
-                                  ours_data_options, ours_train_argv, parse_e2e_arm, write_emoji_shards, write_open_clip_config)
+from clip_annotated.e2e import (E2E_MODEL_NAME, E2E_SETTINGS, bench_e2e, e2e_config, load_trained, open_clip_train_argv,
+                                ours_data_options, ours_train_argv, parse_e2e_arm, write_emoji_shards, write_open_clip_config)
 from clip_annotated.model import create_model
+from clip_annotated.pretrained import TRAIN_ZOOM
 from clip_annotated.readers import open_data
 
 
@@ -67,12 +68,12 @@ def test_both_trainers_get_the_same_settings():
 def test_arm_options_reach_our_training_shards(tmp_path):
     import clip_annotated.loader as loader
     shards = write_emoji_shards(tmp_path, per_shard=4, limit=8)
-    arm = parse_e2e_arm('ours+buffer=256+zoom=1.0:1.05')
+    arm = parse_e2e_arm('ours+buffer=256+zoom=1.0:1.2')     # chapter 3's earlier range, not TRAIN_ZOOM
     with ours_data_options(arm['shuffle_buffer'], arm['zoom']):
         train = loader.open_data(shards['train'], train=True)
         held = loader.open_data(shards['test'], train=False)
-    assert (train.shuffle_buffer, train.zoom, train.augment.zoom) == (256, (1.0, 1.05), (1.0, 1.05))
-    assert (held.shuffle_buffer, held.zoom) == (0, (1.0, 1.2))        # the held-out shards are left alone
+    assert (train.shuffle_buffer, train.zoom, train.augment.zoom) == (256, (1.0, 1.2), (1.0, 1.2))
+    assert (held.shuffle_buffer, held.zoom) == (0, TRAIN_ZOOM)         # the held-out shards are left alone
     assert loader.open_data is open_data                                # put back
     with pytest.raises(ValueError, match='runs as it is'): parse_e2e_arm('open_clip+zoom=1:1')
 

@@ -1,4 +1,4 @@
-"""The input-pipeline benchmark (issue #25, appendix 99) with tiny sizes, ours alone, so that it cannot rot
+"""The input-pipeline benchmark (issue #25, appendix 99c) with tiny sizes, ours alone, so that it cannot rot
 between the rare runs of `make bench-loader` against open_clip's loader.
 
 No timing is asserted: only that every (data, workers) pair was measured, that the table has its shape,
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from clip_annotated.bench import bench_loader, loader_results, loader_table
+from clip_annotated.loaderbench import bench_loader, loader_results, loader_table
 
 HEAD = ['data', 'workers', 'ours pictures/s', 'open_clip pictures/s', 'ours / open_clip',
         'ours main CPU ms/batch', 'open_clip main CPU ms/batch']

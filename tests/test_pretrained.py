@@ -28,9 +28,9 @@ from PIL import Image
 from clip_annotated import pretrained
 from clip_annotated.pretrained import (MODEL_URLS, available_models, create_model_and_transforms, get_tokenizer,
                                        image_transform, load, released_name)
-from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, checkpoint_format, save_traced,
-                                        download, hf_to_openai, read_checkpoint, read_hf_directory, read_safetensors,
-                                        read_torchscript_weights, sha_from_url)
+from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, download, hf_to_openai,
+                                        read_hf_directory, read_safetensors, sha_from_url)
+from clip_annotated.torchscript import checkpoint_format, read_checkpoint, read_torchscript_weights, save_traced
 from clip_annotated.model import (CONFIGS, OPEN_CLIP_NAMES, BaselineCLIP, build_model, config_from_state_dict, config_name,
                                   convert_weights, create_model, uses_quick_gelu)
 from clip_annotated.tokenizer import tokenize

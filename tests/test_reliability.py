@@ -32,7 +32,8 @@ from clip_annotated.data import SkipCounter
 from clip_annotated.checkpoints import CheckpointError
 from clip_annotated.run import train_and_report
 from clip_annotated.runfolder import RunInUseError, RunLock, load_checkpoint, read_metrics, save_checkpoint
-from clip_annotated.train import PRESETS, TrainingDiverged, check_config, retrieval_metrics, train
+from clip_annotated.train import PRESETS, TrainingDiverged, check_config, train
+from clip_annotated.retrieval import retrieval_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / 'clip-annotated')            # the console script, as a user runs it

@@ -14,7 +14,7 @@ import torch
 
 from clip_annotated import data as D
 from clip_annotated import readers as R
-from clip_annotated import evalsets as E
+from clip_annotated import pictures as P
 
 SIZE = 16
 
@@ -89,7 +89,7 @@ def test_labelled_csv_skips_bad_rows(tmp_path, pairs):
     rows = [b'filepath,label', b'images/000000.png,cat', b'images/000001.png,', b'images/000002.png,zebra,extra',
             b'images/000001.png,caf\xe9', b'images/nowhere.png,cat', b'images/000002.png,dog']
     (tmp_path / 'labels.csv').write_bytes(b'\n'.join(rows) + b'\n')
-    ds = _quiet(lambda: E.LabelledCsv(tmp_path / 'labels.csv'))
+    ds = _quiet(lambda: P.LabelledCsv(tmp_path / 'labels.csv'))
     assert ds.classes == ['cat', 'dog'] and len(ds) == 6
     items = [ds[i] for i in range(len(ds))]
     assert [x is None for x in items] == [False, True, True, True, True, False]
@@ -97,16 +97,16 @@ def test_labelled_csv_skips_bad_rows(tmp_path, pairs):
     assert ds.skips.counts == {'missing image': 1, 'malformed row': 1, 'undecodable label': 1, 'empty label': 1}
     (tmp_path / 'nolabel.csv').write_text('filepath,label\nimages/000000.png,\nimages/000001.png,  \n')
     with pytest.raises(ValueError, match=r"nolabel\.csv: no row has a label in column 'label' \(2 empty label\)"):
-        E.LabelledCsv(tmp_path / 'nolabel.csv')
+        P.LabelledCsv(tmp_path / 'nolabel.csv')
 
 
 def test_caption_pairs_give_no_caption_for_a_bad_row(tmp_path, pairs):
     path = R.write_csv(pairs[:2], tmp_path / 'pairs.csv')
     _append(path, b'images/000001.png', b'images/000000.png,caf\xe9', b'images/000001.png, spaced ')
-    paths, captions = _quiet(lambda: E.caption_pairs(path))
+    paths, captions = _quiet(lambda: P.caption_pairs(path))
     assert captions == [c for _, c in pairs[:2]] + ['', '', 'spaced']      # '' : the command line skips the row
     assert paths[:2] == [tmp_path / 'images' / '000000.png', tmp_path / 'images' / '000001.png']
-    names, _ = _quiet(lambda: E.image_paths(path))
+    names, _ = _quiet(lambda: P.image_paths(path))
     assert names == ['images/000000.png', 'images/000001.png', '', 'images/000000.png', 'images/000001.png']
 
 
@@ -132,13 +132,13 @@ def test_latin1_csv_says_it_is_not_utf8(tmp_path, pairs):
 def test_latin1_csv_in_the_evaluation_readers(tmp_path, pairs):
     path = _latin1_csv(tmp_path, pairs)
     with pytest.warns(UserWarning, match=r'latin\.csv is not UTF-8 text: line 2'):
-        assert E.caption_pairs(path)[1] == ['', '']                         # was a bare UnicodeDecodeError
-    assert E.caption_pairs(path, encoding='latin-1')[1] == ['café au lait', 'crème brûlée']
+        assert P.caption_pairs(path)[1] == ['', '']                         # was a bare UnicodeDecodeError
+    assert P.caption_pairs(path, encoding='latin-1')[1] == ['café au lait', 'crème brûlée']
     (tmp_path / 'labels.csv').write_bytes('filepath,label\nimages/000000.png,café\nimages/000001.png,tea\n'.encode('cp1252'))
     with pytest.warns(UserWarning, match=r'labels\.csv is not UTF-8 text: line 2 has the byte 0xe9'):
-        ds = E.LabelledCsv(tmp_path / 'labels.csv')
+        ds = P.LabelledCsv(tmp_path / 'labels.csv')
     assert ds.classes == ['tea'] and ds[0] is None and ds.skips.counts == {'undecodable label': 1}
-    assert E.LabelledCsv(tmp_path / 'labels.csv', encoding='cp1252').classes == ['café', 'tea']
+    assert P.LabelledCsv(tmp_path / 'labels.csv', encoding='cp1252').classes == ['café', 'tea']
 
 
 def test_one_latin1_row_in_a_utf8_file_is_skipped_and_named(tmp_path, pairs):
@@ -162,7 +162,7 @@ def test_caption_longer_than_the_csv_field_limit(tmp_path, pairs):
     assert csv.field_size_limit() == before                                 # the process-wide limit is put back
     images, tokens = D.collate([ds[0]])
     assert tokens.shape == (1, 77)                                          # the tokenizer cuts it, as any caption
-    assert E.caption_pairs(tmp_path / 'long.csv')[1] == [long.strip()]
+    assert P.caption_pairs(tmp_path / 'long.csv')[1] == [long.strip()]
 
 
 # ------------------------------------------------------------------ files with nothing to read: errors naming them
@@ -176,24 +176,24 @@ def test_empty_header_only_and_wrong_columns(tmp_path, pairs):
         with pytest.raises(ValueError, match=rf"{name} is empty: expected a header line with the columns \['filepath', 'title'\]"):
             R.CsvDataset(tmp_path / name)
         with pytest.raises(ValueError, match=rf"{name} is empty: expected a header line with the columns \['filepath', 'label'\]"):
-            E.LabelledCsv(tmp_path / name)
+            P.LabelledCsv(tmp_path / name)
     with pytest.raises(ValueError, match=r'header\.csv has a header but no rows'):
         R.CsvDataset(tmp_path / 'header.csv')
     (tmp_path / 'header_l.csv').write_text('filepath,label\n')
     with pytest.raises(ValueError, match=r'header_l\.csv has a header but no rows'):
-        E.LabelledCsv(tmp_path / 'header_l.csv')
+        P.LabelledCsv(tmp_path / 'header_l.csv')
     cols = r"cols\.tsv: expected columns \['filepath', 'title'\] \(separator '\\t'\), missing \['filepath', 'title'\]; " \
            r"the file has columns \['image', 'caption'\]"
     with pytest.raises(ValueError, match=cols):
         R.CsvDataset(tmp_path / 'cols.tsv')
     with pytest.raises(ValueError, match=cols):
-        E.caption_pairs(tmp_path / 'cols.tsv')
+        P.caption_pairs(tmp_path / 'cols.tsv')
     with pytest.raises(ValueError, match=r"cols\.tsv: .*missing \['filepath', 'label'\]; the file has columns"):
-        E.LabelledCsv(tmp_path / 'cols.tsv')
+        P.LabelledCsv(tmp_path / 'cols.tsv')
     with pytest.raises(ValueError, match=r"cols\.tsv: .*missing \['filepath'\]; the file has columns"):
-        E.image_paths(tmp_path / 'cols.tsv')
+        P.image_paths(tmp_path / 'cols.tsv')
     with pytest.raises(FileNotFoundError, match=r'no CSV file at .*nowhere\.csv'):
-        E.caption_pairs(tmp_path / 'nowhere.csv')
+        P.caption_pairs(tmp_path / 'nowhere.csv')
 
 
 def test_csv_where_no_row_is_usable_names_the_reasons(tmp_path, pairs):
@@ -212,9 +212,9 @@ def test_csv_with_a_bom_is_read_by_every_reader(tmp_path, pairs):
     (tmp_path / 'bom.csv').write_bytes(b'\xef\xbb\xbf' + ok.read_bytes())
     ds = R.CsvDataset(tmp_path / 'bom.csv', image_size=SIZE)
     assert [ds[i][1] for i in range(2)] == [c for _, c in pairs[:2]]
-    assert E.caption_pairs(tmp_path / 'bom.csv')[1] == [c for _, c in pairs[:2]]
+    assert P.caption_pairs(tmp_path / 'bom.csv')[1] == [c for _, c in pairs[:2]]
     (tmp_path / 'bom_l.csv').write_bytes(b'\xef\xbb\xbffilepath,label\nimages/000000.png,cat\n')
-    assert E.LabelledCsv(tmp_path / 'bom_l.csv').classes == ['cat']
+    assert P.LabelledCsv(tmp_path / 'bom_l.csv').classes == ['cat']
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ import torch
 from clip_annotated.core import cache_root
 from clip_annotated.model import create_model
 from clip_annotated.pretrained import export_model, get_tokenizer, load
-from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, download,
-                                        read_checkpoint, read_hf_directory, read_open_clip_directory, read_safetensors,
-                                        read_torchscript_weights)
+from clip_annotated.checkpoints import (CheckpointError, DownloadError, UnsafeCheckpointError, download, read_hf_directory,
+                                        read_open_clip_directory, read_safetensors)
+from clip_annotated.torchscript import read_checkpoint, read_torchscript_weights
 
 pytestmark = pytest.mark.filterwarnings('ignore:Detected pickle protocol:UserWarning')
 
@@ -380,7 +380,7 @@ def _forged_archive(path: Path, monkeypatch, numel: int, size: tuple, entry_byte
 
 def _bombed_mini(mini, path: Path) -> Path:
     "MiniCLIP's TorchScript archive with its first storage replaced by BOMB deflated zero bytes (the issue's file)."
-    from clip_annotated.checkpoints import save_traced
+    from clip_annotated.torchscript import save_traced
     from clip_annotated.tokenizer import tokenize
     save_traced(mini, path.with_suffix('.orig'), torch.randn(1, 3, 48, 48), tokenize(['a cat'], context_length=32))
     with zipfile.ZipFile(path.with_suffix('.orig')) as src, zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as dst:
@@ -419,7 +419,7 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path, monkeypatch, mini, kind,
 
 def test_compressed_archive_and_views_still_read(tmp_path, mini):
     "The neighbours of the refusals: a deflated copy of a real archive, and a buffer that views part of a larger tensor."
-    from clip_annotated.checkpoints import save_traced
+    from clip_annotated.torchscript import save_traced
     from clip_annotated.tokenizer import tokenize
     save_traced(mini, tmp_path / 'a.pt', torch.randn(1, 3, 48, 48), tokenize(['a cat'], context_length=32))
     with zipfile.ZipFile(tmp_path / 'a.pt') as src, zipfile.ZipFile(tmp_path / 'z.pt', 'w', zipfile.ZIP_DEFLATED) as dst:

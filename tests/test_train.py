@@ -103,7 +103,7 @@ def test_torchrun_two_processes(tmp_path):
 
 
 def test_retrieval_metrics_hand_made():
-    from clip_annotated.train import retrieval_metrics
+    from clip_annotated.retrieval import retrieval_metrics
     # image i's right caption is text i; cosine rows: picture 0 -> (1, .8, ...), picture 1 -> (0, .6, ...)
     img = torch.tensor([[1., 0.], [0., 1.], [-1., 0.1], [-1., -0.1]])
     txt = torch.tensor([[1., 0.], [0.8, 0.6], [-1., 0.2], [-1., -0.3]])

@@ -24,8 +24,9 @@ from clip_annotated.core import get_device
 from clip_annotated.model import (HEAD_WIDTH, CONFIGS, OPEN_CLIP_NAMES, CLIP, CLIPConfig, build_model, config_from_state_dict,
                                   config_name, convert_weights, create_model, uses_quick_gelu)
 from clip_annotated.tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
-from clip_annotated.checkpoints import (CheckpointError, checked_config, checkpoint_format, download, openai_to_hf,
-                                        read_file, read_hf_directory, read_open_clip_directory)
+from clip_annotated.checkpoints import (CheckpointError, checked_config, download, openai_to_hf, read_hf_directory,
+                                        read_open_clip_directory)
+from clip_annotated.torchscript import checkpoint_format, read_file
 
 # %%
 #| hide
@@ -39,7 +40,8 @@ import matplotlib.pyplot as plt
 from clip_annotated.core import seed_everything, footer
 from clip_annotated.model import create_model, count_parameters
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.checkpoints import DownloadError, save_traced, sha256sum
+from clip_annotated.checkpoints import DownloadError, sha256sum
+from clip_annotated.torchscript import save_traced
 seed_everything(0)
 _t0 = time.perf_counter()
 scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_03_'))   # every file this chapter writes goes here
@@ -150,7 +152,8 @@ print('\n'.join(rows))
 # ## Where the weights come from
 #
 # Between a name and a model sits machinery a reader of the paper can skip; the
-# [Appendix: checkpoints](02b_checkpoints.ipynb) holds it, and `load` calls it. `download` fetches a
+# [Appendix: checkpoints](02b_checkpoints.ipynb) and [Appendix: TorchScript archives](02c_torchscript.ipynb)
+# hold it, and `load` calls it. `download` fetches a
 # released file once into the cache (`$CLIP_ANNOTATED_CACHE`, else `~/.cache/clip_annotated`),
 # checks it against the SHA256 in its URL, and never leaves a half-written file behind; offline, its
 # `DownloadError` says where to put the file by hand. The readers take tensors out of a file **without
@@ -433,7 +436,7 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device | None = No
 
 # %% [markdown]
 # To check `load` we need a file of every kind it reads, made from a MiniCLIP nudged off its
-# initialisation (the appendix makes the same files and takes each one apart): a TorchScript archive
+# initialisation (the appendices make the same files and take each one apart): a TorchScript archive
 # traced the way OpenAI's were, with `encode_image` and `encode_text` as extra methods; a training
 # checkpoint of the kind `DistributedDataParallel` leaves (`{'state_dict': {'module.' + name: ...}}`);
 # a training run's folder; and two "checkpoints" whose loading would create a marker file, a plain
@@ -445,7 +448,7 @@ with torch.no_grad():
     for p in mini.parameters(): p.add_(0.02 * torch.randn_like(p))       # away from the initialisation
 images = torch.randn(2, 3, 48, 48)
 texts = tokenize(['a red circle', 'a smiling face with sunglasses'], context_length=32)
-save_traced(mini, scratch / 'MiniCLIP.pt', images, texts)          # as OpenAI's archives were made (the appendix)
+save_traced(mini, scratch / 'MiniCLIP.pt', images, texts)          # as OpenAI's archives were made (appendix 2c)
 torch.save({'epoch': 3, 'state_dict': {f'module.{k}': v for k, v in mini.state_dict().items()}}, scratch / 'train.pt')
 (scratch / 'run').mkdir()                             # a run folder of the training chapter: {'model': ..., 'optimizer': ...}
 torch.save({'model': mini.state_dict(), 'optimizer': {'state': {}}, 'data': {'step': 3}}, scratch / 'run' / 'checkpoint.pt')

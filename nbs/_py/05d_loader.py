@@ -306,4 +306,4 @@ def describe_data(cfg, train_ds, test_ds, given: bool = False) -> dict:
 # %% [markdown]
 # How fast the pipeline delivers pictures, from a CSV of JPEGs and from shards, with 0, 1 and 2
 # workers, against open_clip's own data loader on the same files, is measured in
-# [the benchmarks appendix](99_bench.ipynb).
+# [the input-pipeline appendix](99c_loader_bench.ipynb).

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Run folders
 #
-# > What a training run keeps in its folder, and how it keeps it safe: checkpoints written atomically and complete enough to resume bit for bit, one run per folder under a lock, and the log of every step.
+# > What a training run keeps in its folder, and how it keeps it safe: checkpoints written atomically and complete enough to resume bit for bit, one run per folder under a lock, and the log of every step, read back from the device every few steps.
 
 # %%
 #| default_exp runfolder
@@ -13,12 +13,13 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import errno, json, os, pickle, random, re, socket, sys, time
+import errno, json, math, os, pickle, random, re, socket, sys, time
 from pathlib import Path
 import numpy as np
 import torch
 from clip_annotated.core import atomic_write, one_line
 from clip_annotated.checkpoints import CheckpointError
+from clip_annotated.loss import mean_over_ranks
 
 # %%
 #| hide
@@ -280,3 +281,50 @@ with open(log, 'a') as f: f.write('{"step": 4, "lo')                   # a kill 
 test_eq([r['step'] for r in read_metrics(log)], [1, 2, 3])
 truncate_metrics(log, 2)
 test_eq(read_metrics(log), [dict(step=1, loss=2.0), dict(step=2, loss=1.5)])
+
+
+# %% [markdown]
+# ### Read back every few steps
+#
+# The training loop never waits for the GPU between log steps (see [the loop](06_train.ipynb#the-loop)):
+# `StepLog` keeps each step's loss, temperature and gradient norm on the device, as tensors, and `flush`
+# reads all of them back at once, the losses averaged over ranks (`mean_over_ranks` of the loss chapter),
+# then appends one record per step to `metrics.jsonl`. It stops at the first step whose loss is NaN or
+# infinite and returns that step's record apart: the steps from there on are not logged, so the log never
+# holds a step the checkpoint on disk has not survived.
+
+# %%
+#| exports
+class StepLog:
+    "The loop's per-step values, kept on the device until `flush` reads them all back at once (one host sync) and logs them."
+    def __init__(self, path: Path | None = None):
+        self.path, self.pending = path, []                             # path None: keep nothing on disk (ranks > 0)
+    def add(self, record: dict, loss: torch.Tensor, logit_scale: torch.Tensor, grad_norm: torch.Tensor | None = None):
+        "Note one step: host values in `record`, device values as tensors (nothing is read back)."
+        self.pending.append((record, loss.detach().float(), logit_scale.detach().float().exp(),
+                             None if grad_norm is None else grad_norm.detach().float()))
+    def flush(self, last: dict | None = None) -> tuple[list[dict], dict | None]:
+        "(records of the pending steps up to the first non-finite loss, that step's record or None); writes the good ones, `last` added to the final one."
+        if not self.pending: return [], None
+        recs, losses, scales, norms = zip(*self.pending)
+        self.pending = []
+        values = torch.stack([mean_over_ranks(torch.stack(losses)), torch.stack(scales),
+                              torch.stack([n if n is not None else torch.zeros_like(l) for n, l in zip(norms, losses)])])
+        out, bad = [], None
+        for rec, (loss, scale, norm), has_norm in zip(recs, values.T.tolist(), (n is not None for n in norms)):   # the one sync
+            rec = dict(rec, loss=loss, logit_scale=scale, temperature=1 / scale, **({'grad_norm': norm} if has_norm else {}))
+            if not math.isfinite(loss): bad = rec; break
+            out.append(rec)
+        if out and last: out[-1].update(last)
+        if self.path is not None and out: append_records(self.path, out)
+        return out, bad
+
+
+# %%
+log_path = scratch / 'log-check.jsonl'
+slog = StepLog(log_path)
+for k, v in enumerate([2.0, 1.5, math.nan, 1.0]): slog.add(dict(step=k + 1), torch.tensor(v), torch.tensor(0.0))
+recs, bad = slog.flush(last=dict(samples_per_s=10.0))
+test_eq([r['step'] for r in recs], [1, 2]); test_eq(bad['step'], 3); test_eq(recs[-1]['samples_per_s'], 10.0)
+test_eq([r['step'] for r in read_metrics(log_path)], [1, 2])          # the NaN step and what follows are not logged
+test_eq(recs[0]['temperature'], 1.0)

@@ -13,28 +13,25 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import itertools, json, math, os, sys, time
+import json, math, os, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import IterableDataset
 from tqdm import tqdm
-from clip_annotated.core import (atomic_write, autocast, autocast_dtype, get_device, one_line, seed_everything,
-                                  show_progress)
+from clip_annotated.core import autocast, autocast_dtype, one_line, seed_everything, show_progress
 from clip_annotated.model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
-from clip_annotated.tokenizer import VOCAB_SIZE, tokenize
-from clip_annotated.loss import MAX_LOGIT_SCALE, all_have, clip_loss, mean_over_ranks, min_over_ranks, setup_distributed, world_info
+from clip_annotated.tokenizer import VOCAB_SIZE
+from clip_annotated.loss import MAX_LOGIT_SCALE, all_have, clip_loss, min_over_ranks, setup_distributed, world_info
 from clip_annotated.readers import DATASET_TYPES
 from clip_annotated.pretrained import TRAIN_ZOOM
-from clip_annotated.data import collate
 from clip_annotated.loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
-from clip_annotated.runfolder import (RunInUseError, RunLock, append_record, append_records, load_checkpoint, rng_state,
+from clip_annotated.runfolder import (RunInUseError, RunLock, StepLog, append_record, load_checkpoint, rng_state,
                                       save_checkpoint, set_rng_state, truncate_metrics)
+from clip_annotated.retrieval import evaluate_retrieval
 
 # %%
 #| hide
@@ -42,6 +39,7 @@ import shutil, tempfile
 from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
 from clip_annotated.core import footer
+from clip_annotated.tokenizer import tokenize
 from clip_annotated.data import EmojiDataset
 from clip_annotated.runfolder import read_metrics
 from clip_annotated.scenes import SceneDataset
@@ -407,134 +405,15 @@ optimizer_step(small, opt, sched, grad_clip=1.0)
 test_close(small.logit_scale.exp().item(), 100.0, eps=1e-3)
 test_close(opt.param_groups[0]['lr'], 1e-3)                 # step 1 of a 2-step warm-up reaches the peak
 
-
 # %% [markdown]
 # ## Retrieval: did it learn anything?
 #
 # The training loss says how well the model tells apart the pairs of a batch it was trained on. The
-# question that matters is whether it matches pictures and captions it has never seen. For the emoji
-# set the answer is a retrieval test on the held-out test split: every test picture is compared with
-# the names of *all* test emoji at once (image → text), and every name with all pictures
-# (text → image). Recall at $k$ (R@$k$) is the fraction of queries whose right answer is among the
-# $k$ best-scoring candidates. With $N$ candidates and one right answer, guessing gives $k/N$; we
-# report that chance level next to every number. Ties count against the model (a model that scores
-# everything alike gets chance, not a perfect score).
-#
-# When several pictures share one caption (a scene set with repeated captions), pass
-# `image_to_text`: text → image then counts a hit when *any* of the text's pictures is among the top
-# $k$, and its chance level is $1 - \binom{N-m}{k} / \binom{N}{k}$ for a text with $m$ pictures. The
-# zero-shot chapter re-uses this function.
-
-# %%
-#| exports
-def retrieval_metrics(image_features: torch.Tensor, text_features: torch.Tensor, ks=(1, 5, 10),
-                      image_to_text: torch.Tensor | None = None) -> dict:
-    "Image→text and text→image recall@k (fractions) of paired features, with their chance levels."
-    for name, f in (('image', image_features), ('text', text_features)):
-        if not torch.isfinite(f).all():                              # NaN compares false: it would rank first
-            raise ValueError(f"the {name} features hold NaN or infinite values (a diverged model?): recall cannot be measured")
-    S = F.normalize(image_features.float(), dim=-1) @ F.normalize(text_features.float(), dim=-1).T  # [n_img, n_txt]
-    n_img, n_txt = S.shape
-    if image_to_text is None:
-        if n_img != n_txt: raise ValueError(f"{n_img} images and {n_txt} texts: pass image_to_text to pair them")
-        image_to_text = torch.arange(n_img)
-    image_to_text = image_to_text.to(S.device)
-    rows = torch.arange(n_img, device=S.device)
-    right = S[rows, image_to_text]                                           # [n_img] score of the right text
-    rank_i2t = (S >= right[:, None]).sum(1) - 1                              # others scoring at least as high
-    is_pair = torch.zeros(n_txt, n_img, dtype=torch.bool, device=S.device)
-    is_pair[image_to_text, rows] = True                                      # [n_txt, n_img]
-    best_right = S.T.masked_fill(~is_pair, -math.inf).max(1).values          # [n_txt] best right picture
-    rank_t2i = ((S.T >= best_right[:, None]) & ~is_pair).sum(1)              # wrong pictures at least as high
-    has = is_pair.any(1)
-    m = is_pair.sum(1)[has].tolist()
-    out = dict(n_images=n_img, n_texts=n_txt)
-    for k in ks:
-        out[f'i2t_R@{k}'] = (rank_i2t < k).float().mean().item()
-        out[f't2i_R@{k}'] = (rank_t2i[has] < k).float().mean().item()
-        out[f'i2t_chance@{k}'] = min(k, n_txt) / n_txt
-        kk = min(k, n_img)
-        out[f't2i_chance@{k}'] = sum(1 - math.comb(n_img - mi, kk) / math.comb(n_img, kk) for mi in m) / len(m)
-    return out
-
-
-# %% [markdown]
-# Hand-made features, where the answers can be read off the printed similarity matrix: four pictures
-# and four captions in two dimensions, arranged so that every picture finds its caption first but
-# caption 1 finds picture 0 before its own picture.
-
-# %%
-img = torch.tensor([[1., 0.], [0., 1.], [-1., 0.1], [-1., -0.1]])    # [4, 2] pictures
-txt = torch.tensor([[1., 0.], [0.8, 0.6], [-1., 0.2], [-1., -0.3]])    # [4, 2] captions, text i belongs to picture i
-print((F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T).round(decimals=3))   # cosine similarities
-r = retrieval_metrics(img, txt, ks=(1, 2))
-test_eq(r['i2t_R@1'], 1.0)       # each row's largest entry is on the diagonal
-test_eq(r['t2i_R@1'], 0.75)      # column 1: picture 0 (0.8) beats picture 1 (0.6), the right one
-test_eq(r['t2i_R@2'], 1.0)       # ... but picture 1 is second
-test_eq(r['i2t_chance@1'], 0.25); test_eq(r['t2i_chance@2'], 0.5)
-# ties count against: identical features for everything give R@1 = 0, not 1
-test_eq(retrieval_metrics(torch.ones(5, 3), torch.ones(5, 3))['i2t_R@1'], 0.0)
-# a diverged model's NaN features are an error, not R@1 = 100%
-test_fail(lambda: retrieval_metrics(torch.full((5, 3), math.nan), torch.ones(5, 3)), contains='NaN')
-# random features sit near chance; a caption shared by two pictures doubles text→image chance
-g = torch.Generator().manual_seed(0)
-rr = retrieval_metrics(torch.randn(2000, 64, generator=g), torch.randn(2000, 64, generator=g))
-assert abs(rr['i2t_R@10'] - 10 / 2000) < 0.006
-shared = retrieval_metrics(torch.randn(4, 8), torch.randn(2, 8), ks=(1,), image_to_text=torch.tensor([0, 0, 1, 1]))
-test_close(shared['t2i_chance@1'], 0.5)
-print({k: round(v, 4) for k, v in r.items()})
-
-
-# %% [markdown]
-# `evaluate_retrieval` produces those features for a data set: it encodes every picture and every distinct
-# caption once (batches, no gradients, the model in eval mode) and pairs each picture with its caption.
-# Given `loss_batch`, it also reports the held-out loss: `clip_loss` over consecutive groups of that many
-# pairs (the training batch, so that each picture has as many wrong captions to rule out as in training;
-# a last, smaller group is left out, as training leaves out a last, smaller batch), averaged. Set beside
-# the training loss, it shows when the model starts to learn its training pairs rather than pictures and
-# captions in general.
-
-# %%
-#| exports
-@torch.no_grad()
-def evaluate_retrieval(model: CLIP, dataset, batch_size: int = 256, device=None, ks=(1, 5, 10),
-                       loss_batch: int | None = None) -> dict:
-    "Retrieval metrics of `model` on `dataset` ((image, caption) items, map-style or iterable): all pictures against all distinct captions; with `loss_batch`, the held-out loss too."
-    device = get_device(device)
-    was_training = model.training; model.eval()
-    ctx = model.context_length
-    captions, images = [], []
-    items = iter(dataset) if isinstance(dataset, IterableDataset) else (dataset[i] for i in range(len(dataset)))
-    while raw := list(itertools.islice(items, batch_size)):
-        if not (chunk := [it for it in raw if it is not None]): continue                   # bad samples are None
-        x, _ = collate(chunk, context_length=ctx)
-        images.append(model.encode_image(x.to(device)).float().cpu())
-        captions += [c for _, c in chunk]
-    if not captions: raise ValueError(f"the held-out set ({type(dataset).__name__}) has no usable (image, caption) pair")
-    texts = list(dict.fromkeys(captions))                                 # distinct, in order of appearance
-    index = {c: j for j, c in enumerate(texts)}
-    tokens = tokenize(texts, context_length=ctx, truncate=True)
-    T_f = torch.cat([model.encode_text(tokens[s:s + batch_size].to(device)).float().cpu()
-                     for s in range(0, len(texts), batch_size)])
-    model.train(was_training)
-    I_f, pairs = torch.cat(images), torch.tensor([index[c] for c in captions])
-    metrics = retrieval_metrics(I_f, T_f, ks, pairs)
-    if loss_batch:
-        g = min(loss_batch, len(I_f))                                         # at least one group
-        metrics['loss'] = float(np.mean([clip_loss(I_f[s:s + g], T_f[pairs[s:s + g]], model.logit_scale.float().cpu(),
-                                                   gather=False).item()   # rank 0 alone evaluates
-                                         for s in range(0, len(I_f) - g + 1, g)]))
-    return metrics
-
-
-# %%
-held = [EmojiDataset('test', train=False)[i] for i in range(24)]
-m_eval = evaluate_retrieval(small, held, loss_batch=8)
-x_h, t_h = collate(held, context_length=small.context_length)
-with torch.no_grad(): f_i, f_t = small.encode_image(x_h), small.encode_text(t_h)
-test_close(m_eval['loss'], np.mean([clip_loss(f_i[s:s + 8], f_t[s:s + 8], small.logit_scale).item() for s in (0, 8, 16)]), eps=1e-5)
-assert 'loss' not in evaluate_retrieval(small, held)          # only when asked for
-print(f"held-out loss in groups of 8, untrained: {m_eval['loss']:.3f} (ln 8 = {math.log(8):.3f})")
+# question that matters is whether it matches pictures and captions it has never seen: a retrieval test
+# on held-out pairs, recall at $k$ of image → text and text → image, each beside its chance level.
+# `retrieval_metrics` and `evaluate_retrieval` of [Retrieval](05f_retrieval.ipynb) compute it, with the
+# held-out loss beside the training loss; the loop below calls `evaluate_retrieval` every `eval_every`
+# steps and at the end.
 
 # %% [markdown]
 # ## Checkpoints you can kill
@@ -792,7 +671,7 @@ for change, says in [(dict(batch_size=-4), '--batch-size -4: must be a whole num
 # steps back (every `log_every` steps and before every checkpoint: see the loop below) and the weights
 # before every checkpoint. When either is not finite it stops with `TrainingDiverged`, naming the
 # first bad step, before a checkpoint overwrites the last good one (the weights in memory have taken
-# the bad steps by then; the file on disk has not); and `retrieval_metrics` above refuses NaN features
+# the bad steps by then; the file on disk has not); and `retrieval_metrics` of [Retrieval](05f_retrieval.ipynb) refuses NaN features
 # outright.
 
 # %%
@@ -844,50 +723,14 @@ test_fail(lambda: check_finite(math.nan, None, 7, TrainConfig(lr=1e30, out='runs
 # step queues while Python prepares the next step; reading a value back (`loss.item()`, a gradient
 # norm, the temperature) makes Python wait until the GPU has caught up, and the GPU then idles while
 # Python logs. So the loss, the temperature and the gradient norm of each step stay on the device, and
-# every `log_every` steps (and at every evaluation and checkpoint) `StepLog.flush` reads them all back
+# every `log_every` steps (and at every evaluation and checkpoint) `StepLog.flush` (of [the run-folder
+# appendix](05e_run_folder.ipynb)) reads them all back
 # at once, averaged over ranks, and writes one `metrics.jsonl` record per step. A loss that became NaN
 # or infinite is found there, before any checkpoint is written, and the run stops naming the first
 # bad step; the checkpoint on disk is the last good one. nanoGPT and open_clip read values back on
 # their log steps only, for the same reason. (A killed run may have logged steps after its last
 # checkpoint; on resume those lines are dropped, so `metrics.jsonl` always describes the run that
 # produced the weights.)
-
-# %%
-#| exports
-class StepLog:
-    "The loop's per-step values, kept on the device until `flush` reads them all back at once (one host sync) and logs them."
-    def __init__(self, path: Path | None = None):
-        self.path, self.pending = path, []                             # path None: keep nothing on disk (ranks > 0)
-    def add(self, record: dict, loss: torch.Tensor, logit_scale: torch.Tensor, grad_norm: torch.Tensor | None = None):
-        "Note one step: host values in `record`, device values as tensors (nothing is read back)."
-        self.pending.append((record, loss.detach().float(), logit_scale.detach().float().exp(),
-                             None if grad_norm is None else grad_norm.detach().float()))
-    def flush(self, last: dict | None = None) -> tuple[list[dict], dict | None]:
-        "(records of the pending steps up to the first non-finite loss, that step's record or None); writes the good ones, `last` added to the final one."
-        if not self.pending: return [], None
-        recs, losses, scales, norms = zip(*self.pending)
-        self.pending = []
-        values = torch.stack([mean_over_ranks(torch.stack(losses)), torch.stack(scales),
-                              torch.stack([n if n is not None else torch.zeros_like(l) for n, l in zip(norms, losses)])])
-        out, bad = [], None
-        for rec, (loss, scale, norm), has_norm in zip(recs, values.T.tolist(), (n is not None for n in norms)):   # the one sync
-            rec = dict(rec, loss=loss, logit_scale=scale, temperature=1 / scale, **({'grad_norm': norm} if has_norm else {}))
-            if not math.isfinite(loss): bad = rec; break
-            out.append(rec)
-        if out and last: out[-1].update(last)
-        if self.path is not None and out: append_records(self.path, out)
-        return out, bad
-
-
-# %%
-log_path = scratch / 'log-check.jsonl'
-slog = StepLog(log_path)
-for k, v in enumerate([2.0, 1.5, math.nan, 1.0]): slog.add(dict(step=k + 1), torch.tensor(v), torch.tensor(0.0))
-recs, bad = slog.flush(last=dict(samples_per_s=10.0))
-test_eq([r['step'] for r in recs], [1, 2]); test_eq(bad['step'], 3); test_eq(recs[-1]['samples_per_s'], 10.0)
-test_eq([r['step'] for r in read_metrics(log_path)], [1, 2])          # the NaN step and what follows are not logged
-test_eq(recs[0]['temperature'], 1.0)
-
 
 # %%
 #| exports

@@ -35,7 +35,7 @@ from clip_annotated.core import footer, pick, seed_everything
 from clip_annotated.data import EmojiDataset
 from clip_annotated.model import count_parameters
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.train import evaluate_retrieval
+from clip_annotated.retrieval import evaluate_retrieval
 
 # %%
 _ = seed_everything(0)

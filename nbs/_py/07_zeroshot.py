@@ -138,7 +138,7 @@ print("classifier == the naive per-template computation;", W.shape, "columns of 
 # number of classes present, which is why that metric suits unbalanced sets).
 #
 # A reader that cannot open a picture may return `None` for it instead of stopping the run (the
-# readers of your own folders and CSV files in [Evaluation data sets](07b_evalsets.ipynb) do, and count
+# readers of your own folders and CSV files in [Your own pictures](07c_pictures.ipynb) do, and count
 # what they skipped); `encode_images` leaves such items out, and the labels it returns are those of
 # the pictures it encoded.
 

@@ -33,7 +33,7 @@ from clip_annotated.data import EmojiDataset
 from clip_annotated.model import capture_attention, create_model
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.run import book_model
-from clip_annotated.train import retrieval_metrics
+from clip_annotated.retrieval import retrieval_metrics
 from clip_annotated.tasks import CATEGORY_NAMES, confusion, emoji_task
 
 # %%

@@ -26,7 +26,8 @@ from clip_annotated.tokenizer import VOCAB_SIZE, tokenize
 from clip_annotated.model import HEAD_WIDTH, CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
 from clip_annotated.loss import MAX_LOGIT_SCALE, clip_loss
 from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
-from clip_annotated.train import decays, evaluate_retrieval, lr_lambda
+from clip_annotated.train import decays, lr_lambda
+from clip_annotated.retrieval import evaluate_retrieval
 from clip_annotated.loader import TrainBatches
 from clip_annotated.zeroshot import fill_template, percentile_interval
 from clip_annotated.tasks import Task
@@ -975,7 +976,7 @@ display(Markdown(
 # ## Our trainer against open_clip's, one difference at a time
 #
 # Every run of this chapter uses our trainer. Does it train as well as open_clip's own training
-# script? `make bench-e2e` (the [benchmarks appendix](99_bench.ipynb)) trains both on the same pairs
+# script? `make bench-e2e` (the [end-to-end appendix](99b_e2e.ipynb)) trains both on the same pairs
 # and judges both alike. The figures below were measured that way, outside this chapter's runs and at
 # an earlier commit (named under the table), with our trainer also run with one or more of open_clip's
 # choices patched in, one difference at a time. Held equal in every arm: the model (MiniCLIP with

@@ -42,7 +42,7 @@ import shutil
 # | `train [--preset NAME] [--field VALUE ...]` | trains CLIP (`python -m clip_annotated.run`, also under `torchrun`) | [A training run](06a_run.ipynb) |
 # | `reproduce [--out DIR] [--no-bias]` | the book's main run: `mini-cpu` on the emoji set, its captions-skewed twin, then the report (`make reproduce`); any `train` option too | [Training](06_train.ipynb), [Bias](11_bias.ipynb) |
 # | `eval --model M --dataset NAME [--root DIR]` | zero-shot top-1/top-5/mean per-class recall on an embedded task or one of the paper's data sets; `fairface`: the paper's bias probes | [Zero-shot](07_zeroshot.ipynb), [Evaluation data sets](07b_evalsets.ipynb), [Bias](11_bias.ipynb) |
-# | `eval --model M --data DIR_OR_CSV [--template T ...] [--classnames FILE]` | the same on your pictures: a folder per class, or a CSV of paths and labels | [Evaluation data sets](07b_evalsets.ipynb) |
+# | `eval --model M --data DIR_OR_CSV [--template T ...] [--classnames FILE]` | the same on your pictures: a folder per class, or a CSV of paths and labels | [Your own pictures](07c_pictures.ipynb) |
 # | `eval --model M --retrieval PAIRS_CSV` | image→text and text→image recall@1/5/10 on your (image, caption) pairs | [A training run](06a_run.ipynb) |
 # | `predict PICTURE LABEL [LABEL ...]` | ranks the labels for one picture, with probabilities | [Zero-shot](07_zeroshot.ipynb) |
 # | `embed --model M --images DIR_OR_CSV [--texts FILE] --out DIR` | unit image (and text) features as `.npy`, with the list of files embedded | [Zero-shot](07_zeroshot.ipynb) |
@@ -269,7 +269,7 @@ MODEL_HELP = ("released name (ViT-B/32, ..., or open_clip's ViT-B-32, ...), chec
 # become prompts through `--template` (repeatable; the embeddings of a class's prompts are averaged, the
 # paper's ensembling), `'{}'` (the bare class name) by default; `--classnames` replaces the folder or
 # label names when those are codes (`n01440764`, `3`). The readers are those of
-# [Evaluation data sets](07b_evalsets.ipynb); everything is read and checked before the model is loaded.
+# [Your own pictures](07c_pictures.ipynb); everything is read and checked before the model is loaded.
 # `--retrieval` embeds every picture and every distinct caption, and scores as the training chapter's
 # held-out retrieval does (`retrieval_metrics`): a picture listed in two rows counts as two pictures.
 
@@ -295,7 +295,7 @@ def _print_classification(m: dict, title: str):
 
 def _eval_data(a, templates: list[str]) -> dict:
     "eval --data: zero-shot metrics on a class-per-folder tree or a labelled CSV."
-    from clip_annotated.evalsets import LabelledCsv, SafeImageFolder
+    from clip_annotated.pictures import LabelledCsv, SafeImageFolder
     from clip_annotated.zeroshot import evaluate
     try:
         ds = (SafeImageFolder(a.data) if Path(a.data).is_dir() else
@@ -326,8 +326,8 @@ def _eval_retrieval(a) -> dict:
     "eval --retrieval: recall@1/5/10 both ways on a CSV of (image, caption) pairs."
     import torch
     from clip_annotated.data import SkipCounter
-    from clip_annotated.evalsets import caption_pairs
-    from clip_annotated.train import retrieval_metrics
+    from clip_annotated.pictures import caption_pairs
+    from clip_annotated.retrieval import retrieval_metrics
     no_caption = SkipCounter()                                             # rows without a usable caption, by reason
     try: paths, captions = caption_pairs(a.retrieval, a.csv_img_key, a.csv_caption_key, a.csv_separator, skips=no_caption)
     except ValueError as e: _fail('eval', str(e))
@@ -447,7 +447,7 @@ def eval_command(argv: list[str] | None = None) -> dict:
 def _embed_files(model, preprocess, paths: list, batch_size: int = 256, device=None, num_workers: int = 0,
                  progress: bool | None = True):
     "(unit features [n, d] float32 on CPU, indices of the files kept, SkipCounter) for image files, in order."
-    from clip_annotated.evalsets import ImageFiles
+    from clip_annotated.pictures import ImageFiles
     from clip_annotated.zeroshot import encode_images
     files = ImageFiles(paths, preprocess)
     feats, index = encode_images(model, files, batch_size, device, num_workers, progress)
@@ -497,7 +497,7 @@ def embed_command(argv: list[str] | None = None) -> dict:
         if path and not Path(path).exists(): _fail('embed', f"{flag} {path}: no such file or folder")
     names, paths, texts = [], [], []
     if a.images:
-        from clip_annotated.evalsets import image_paths
+        from clip_annotated.pictures import image_paths
         try: names, paths = image_paths(a.images, a.csv_img_key, a.csv_separator)
         except ValueError as e: _fail('embed', str(e))
         if not paths: _fail('embed', f"--images {a.images}: no image files found")

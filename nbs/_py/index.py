@@ -90,6 +90,7 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 1 | [The tokenizer](01_tokenizer.ipynb) | `tokenizer` | byte-level BPE, `tokenize`, `decode` |
 # | 2 | [The model](02_model.ipynb) | `model` | ViT, modified ResNet, text Transformer, `CLIP`, `build_model`, the released configurations |
 # | 2b | [Checkpoints](02b_checkpoints.ipynb) (appendix) | `checkpoints` | `download` checked against SHA256, checkpoint files read without running their code (TorchScript, `torch.save`, safetensors), Hugging Face and open_clip folders mapped to OpenAI's names |
+# | 2c | [TorchScript archives](02c_torchscript.ipynb) (appendix) | `torchscript` | OpenAI's released archives read without running their code, zip bombs refused unread, `read_checkpoint` for every kind of file |
 # | 3 | [Pretrained weights](03_pretrained.ipynb) | `pretrained` | `available_models`, `load` (OpenAI, Hugging Face, open_clip, our runs), `preprocess`, the QuickGELU trap, `get_tokenizer`, `export_model` |
 # | 4 | [The contrastive loss](04_loss.ipynb) | `loss` | Figure 3's symmetric cross entropy, the temperature, the distributed gather with exact gradients |
 # | 5 | [Data](05_data.ipynb) | `data` | the emoji set with its attributes and held-out split, the image transforms, bad samples counted, `collate`; your own pairs in one paragraph (appendix 5c) |
@@ -97,12 +98,14 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 5c | [Readers](05c_readers.ipynb) (appendix) | `readers` | your image-caption pairs from a CSV file or webdataset shards (through the `webdataset` library), bad samples skipped and counted, `open_data` |
 # | 5d | [The input pipeline](05d_loader.ipynb) (appendix) | `loader` | every kind of pairs decoded, augmented, tokenized and batched in `DataLoader` workers, the same batches with any number of them, `TrainBatches`, `make_datasets` |
 # | 5e | [Run folders](05e_run_folder.ipynb) (appendix) | `runfolder` | checkpoints written atomically and complete enough to resume bit for bit, one run per folder under a lock (links and other people's folders refused), the metrics log |
+# | 5f | [Retrieval](05f_retrieval.ipynb) | `retrieval` | held-out recall at k, image → text and text → image, beside chance; the held-out loss |
 # | 6 | [Training](06_train.ipynb) | `train` | AdamW, warm-up and cosine, mixed precision, exact accumulation, held-out retrieval, kill-and-resume checkpoints, DDP; your own pairs, fine-tuning, locked towers, refused mixed resumes |
 # | 6a | [A training run](06a_run.ipynb) | `run` | a toy run on scenes, the book's run on the emoji set, curves and `report.md`, the command line alone or under `torchrun`, `book_model` |
 # | 6b | [Your own data](06b_own_data.ipynb) (appendix) | – | a walk-through: digits and photos as CSV and shards, train, fine-tune, zero-shot, embed, export, `torchrun` |
 # | 7 | [Zero-shot classification](07_zeroshot.ipynb) | `zeroshot` | class names as a classifier, prompt ensembling, top-k and per-class recall, chance and the majority class, paired intervals |
 # | 7a | [Zero-shot on the book's tasks](07a_tasks.ipynb) | `tasks` | held-out emoji (skin tone, gender, kind) and scenes (colour, shape, count) on the book's model; one template against the ensemble |
 # | 7b | [Evaluation data sets](07b_evalsets.ipynb) (appendix) | `evalsets` | CIFAR, STL-10, Pets, Caltech-101, Food-101, ImageNet and its shifted copies, with OpenAI's class names and templates; the paper's figures |
+# | 7c | [Your own pictures](07c_pictures.ipynb) (appendix) | `pictures` | a folder per class or a CSV of paths and labels, unlabelled pictures and caption pairs; broken files skipped and counted |
 # | 8 | [Linear probes](08_linear_probe.ipynb) | `probe` | logistic regression on frozen features, k-shot probes against zero-shot |
 # | 9 | [Prompt engineering](09_prompt_engineering.ipynb) | `prompts` | which sentence carries a class name, ensembling in embedding or probability space |
 # | 10 | [Robustness](10_robustness.ipynb) | `robustness` | distribution shifts, a supervised baseline, effective robustness |
@@ -113,8 +116,10 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 15 | [Broader impacts](15_ethics.ipynb) | `ethics` | the paper's bias and surveillance discussion, `safety_notice`, a model card |
 # | 16 | [Experiments: why contrastive, and how it scales](16_experiments.ipynb) | `objectives` | Figure 2 rerun: captioning, bag of words and contrastive on one encoder, pictures needed for the same zero-shot accuracy; CLIP against `BaselineCLIP`; learning rate, batch size and negatives; training against held-out loss; accuracy against compute |
 # | 98 | [The command line](98_cli.ipynb) (appendix) | `cli` | `clip-annotated train / reproduce / eval / predict` |
-# | 99 | [Benchmarks](99_bench.ipynb) (appendix) | `bench` | our speed against open_clip's, in one process run; our trainer against open_clip's, end to end |
+# | 99 | [Benchmarks](99_bench.ipynb) (appendix) | `bench` | our speed against open_clip's, in one process run: tokenizer, encoders, a training step, zero-shot evaluation |
 # | 99a | [The GPU check](99a_gpucheck.ipynb) (appendix) | `gpucheck` | `make gpu-check`: the CUDA tests, training and zero-shot encoding against open_clip in bfloat16, a killed-and-resumed run, under one deadline |
+# | 99b | [End to end](99b_e2e.ipynb) (appendix) | `e2e` | our trainer against open_clip's on the same shards and recipe, judged alike (`make bench-e2e`) |
+# | 99c | [The input pipeline against open_clip's](99c_loader_bench.ipynb) (appendix) | `loaderbench` | pictures per second and main-process CPU against open_clip's data loader (`make bench-loader`) |
 #
 # ## Results: the paper beside this book
 #
