@@ -262,7 +262,7 @@ def bench_e2e(seeds=(0, 1, 2, 3), steps: int = 250, arms=E2E_ARMS, folder=None, 
                       commit=_commit(), hardware=hardware(), python=platform.python_version(), torch=torch.__version__,
                       open_clip=_open_clip_version(python) if python else None,
                       judge="held-out image→name R@1: clip_annotated.retrieval.evaluate_retrieval on EmojiDataset('test', train=False)",
-                      wall_note="process wall time (start-up included), one run at a time; not a speed comparison")
+                      wall_note="process wall time (start-up and evaluation included), one run at a time, the arms alternating within each seed: a speed comparison only on an otherwise idle machine")
     for name, a in res['arms'].items():
         r1 = [100 * r['i2t_R1'] for r in a['runs'].values()]
         print(f"{name:24} image→name R@1 over {len(r1)} seed(s): mean {sum(r1) / len(r1):.1f}%, per seed " + ', '.join(f"{x:.1f}" for x in r1))
