@@ -37,10 +37,12 @@ def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
     return (raw, None) if raw else (None, f'empty {what}')
 
 def open_image(src) -> Image.Image:
-    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file."
-    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-        im.load()
-        return to_rgb(fix_mode(im))                            # 16-bit and premultiplied modes as in chapter 3
+    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file, or one beyond PIL's decompression-bomb limit."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)   # large, under PIL's hard limit: decoded quietly
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            im.load()
+            return to_rgb(fix_mode(im))                        # 16-bit and premultiplied modes as in chapter 3
 
 # %% ../nbs/05c_readers.ipynb #1252331d
 _FIELD_LIMIT = 2**31 - 1         # csv's default is 131,072 characters; a C long holds this on every platform
@@ -51,7 +53,8 @@ def _not_text(raw: bytes, path: Path, encoding: str) -> str:
     except UnicodeDecodeError as e:
         line, name = raw.count(b'\n', 0, e.start) + 1, 'UTF-8' if codecs.lookup(encoding).name == 'utf-8' else encoding
         return (f"{path} is not {name} text: line {line} has the byte {raw[e.start]:#04x}, which is not {name}; "
-                f"save the file again as UTF-8, or pass the encoding it was written in (encoding='latin-1', say)")
+                f"save the file again as UTF-8 (iconv -f latin1 -t utf-8 < old > new, say; from Python, CsvDataset(..., "
+                f"encoding='latin-1') reads it as it is)")
 
 def _swallowed(fields: list[str], width: int, sep: str) -> int | None:
     "The index of a field with a later line that reads alone as a whole row (`width` fields, none empty), else None."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import itertools, json, math, os, sys, time
+import itertools, json, math, os, string, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -309,11 +309,14 @@ def lock_towers(model: CLIP, image: bool = False, text: bool = False) -> CLIP:
 
 # %% ../nbs/06_train.ipynb #72df44e8
 def check_template(t) -> str:
-    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it."
-    try: ok = isinstance(t, str) and '{}' in t and t.format('x') != t
-    except (IndexError, KeyError, ValueError): ok = False
-    if not ok: raise ValueError(f"template {t!r} has no '{{}}' for the name (write e.g. 'a photo of a {{}}.')")
-    return t
+    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it and what is wrong."
+    try: fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None] if isinstance(t, str) else None
+    except ValueError: fields = None                                       # a brace never closed, or never opened
+    if fields == ['']: return t
+    why = ("is not text" if not isinstance(t, str) else "has no '{}' for the name" if fields == [] else
+           f"has {len(fields)} '{{}}' and there is one name to put in: keep one" if fields and set(fields) == {''} else
+           "has braces other than one '{}' (write {{ and }} for a brace of its own)")
+    raise ValueError(f"template {t!r} {why} (write e.g. 'a photo of a {{}}.')")
 
 def check_device(device: str | None) -> str | None:
     "`device` if this machine has it (None: the default), else a ValueError naming it."

@@ -69,6 +69,9 @@ from clip_annotated.pretrained import normalize
 #
 # Two small readers decide what is bad: `parse_caption` gives the caption or the reason to skip it, and
 # `open_image` decodes a picture fully (so a truncated file fails here, not in the middle of a batch).
+# A picture larger than PIL's warning limit (about 89 million pixels) is decoded without the warning,
+# which would otherwise repeat for every such file; one beyond twice that is refused, as PIL refuses
+# a decompression bomb.
 # A dataset returns `None` for a bad sample after counting it, and `collate` drops the `None`s.
 
 # %%
@@ -84,10 +87,12 @@ def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
     return (raw, None) if raw else (None, f'empty {what}')
 
 def open_image(src) -> Image.Image:
-    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file."
-    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-        im.load()
-        return to_rgb(fix_mode(im))                            # 16-bit and premultiplied modes as in chapter 3
+    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file, or one beyond PIL's decompression-bomb limit."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)   # large, under PIL's hard limit: decoded quietly
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            im.load()
+            return to_rgb(fix_mode(im))                        # 16-bit and premultiplied modes as in chapter 3
 
 
 # %%
@@ -127,7 +132,8 @@ test_fail(lambda: open_image(png[:len(png) // 2]), contains='truncated')   # a c
 #
 # A file saved in another encoding (Latin-1, Windows-1252: what old spreadsheet programs write) is
 # mostly "bad rows" of this kind, so the reader warns once, naming the file and the first line that is
-# not UTF-8, and says what to do: save it again as UTF-8, or pass the `encoding` it was written in.
+# not UTF-8, and says what to do: save it again as UTF-8 (the command line reads UTF-8 only), or, from
+# Python, pass the `encoding` it was written in.
 # A caption may be long: Python's `csv` module refuses fields over 131,072 characters, a limit the
 # reader lifts while it reads (the tokenizer cuts every caption at 77 tokens anyway).
 # <!-- fixed: 131,072 -->
@@ -142,7 +148,8 @@ def _not_text(raw: bytes, path: Path, encoding: str) -> str:
     except UnicodeDecodeError as e:
         line, name = raw.count(b'\n', 0, e.start) + 1, 'UTF-8' if codecs.lookup(encoding).name == 'utf-8' else encoding
         return (f"{path} is not {name} text: line {line} has the byte {raw[e.start]:#04x}, which is not {name}; "
-                f"save the file again as UTF-8, or pass the encoding it was written in (encoding='latin-1', say)")
+                f"save the file again as UTF-8 (iconv -f latin1 -t utf-8 < old > new, say; from Python, CsvDataset(..., "
+                f"encoding='latin-1') reads it as it is)")
 
 def _swallowed(fields: list[str], width: int, sep: str) -> int | None:
     "The index of a field with a later line that reads alone as a whole row (`width` fields, none empty), else None."

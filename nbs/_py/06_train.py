@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import itertools, json, math, os, sys, time
+import itertools, json, math, os, string, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -692,11 +692,14 @@ assert not any(p is q for g in opt.param_groups for p in g['params'] for q in m.
 # %%
 #| exports
 def check_template(t) -> str:
-    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it."
-    try: ok = isinstance(t, str) and '{}' in t and t.format('x') != t
-    except (IndexError, KeyError, ValueError): ok = False
-    if not ok: raise ValueError(f"template {t!r} has no '{{}}' for the name (write e.g. 'a photo of a {{}}.')")
-    return t
+    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it and what is wrong."
+    try: fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None] if isinstance(t, str) else None
+    except ValueError: fields = None                                       # a brace never closed, or never opened
+    if fields == ['']: return t
+    why = ("is not text" if not isinstance(t, str) else "has no '{}' for the name" if fields == [] else
+           f"has {len(fields)} '{{}}' and there is one name to put in: keep one" if fields and set(fields) == {''} else
+           "has braces other than one '{}' (write {{ and }} for a brace of its own)")
+    raise ValueError(f"template {t!r} {why} (write e.g. 'a photo of a {{}}.')")
 
 def check_device(device: str | None) -> str | None:
     "`device` if this machine has it (None: the default), else a ValueError naming it."
@@ -783,7 +786,9 @@ for change, says in [(dict(batch_size=-4), '--batch-size -4: must be a whole num
                      (dict(device='banana'), '--device'), (dict(model_overrides={'nope': 1}), "unknown field(s) ['nope']"),
                      (dict(model_overrides={'transformer_heads': 7}), 'one head per 64 channels'),
                      (dict(model_overrides={'patch_size': 7}), "unknown field(s) ['patch_size']"),
-                     (dict(templates=['{x}']), "template '{x}'"), (dict(templates=['an emoji']), "template 'an emoji'"),
+                     (dict(templates=['{x}']), "template '{x}' has braces other than one '{}'"),
+                     (dict(templates=['an emoji']), "template 'an emoji' has no '{}'"),
+                     (dict(templates=['a {} of a {}']), "template 'a {} of a {}' has 2 '{}'"),
                      (dict(model_overrides={'vocab_size': 1000}), "smaller than the tokenizer's 49,408 tokens"),
                      (dict(model_overrides={'context_length': 2}), "no room for a word between [SOS] and [EOS]")]:
     test_fail(lambda: check_config(replace(PRESETS['mini-cpu'], **change)), contains=says)

@@ -296,9 +296,10 @@ def _ensure(es: EvalSet, root: Path, check: Callable[[], str | None], download: 
                 f"{es.url} by hand and unpack it so that {root} holds {es.layout}.") from e
         missing = check()
     if not missing: return
-    if fetch is None: how = by_hand + ("; download=True cannot fetch it" if download else "")
+    if fetch is None: how = by_hand + ("; it cannot be downloaded for you" if download else "")
     elif download: how = f"the download from {es.url} did not produce it: unpack the archive into {root} by hand"
-    else: how = f"pass download=True to fetch it from {es.url}, or unpack that archive into {root} yourself"
+    else: how = (f"download it (--download on the command line, download=True in Python) from {es.url}, or unpack "
+                 f"that archive into {root} yourself")
     raise FileNotFoundError(f"{es.name} not found in {root}: expected {es.layout}; {missing}. To get it, {how}.")
 
 
@@ -949,6 +950,13 @@ def _read_or_skip(path, transform: Callable | None, skips: SkipCounter):
     skips.add(None)
     return image if transform is None else transform(image)
 
+def _is_folder(entry: os.DirEntry) -> bool:
+    "Whether a folder's entry is a folder (following links); a ValueError naming a link that loops or cannot be followed."
+    try: return entry.is_dir()
+    except OSError as e:
+        raise ValueError(f"{entry.path} is a symbolic link that cannot be followed ({e.strerror.lower()}): remove it, "
+                         f"or give a folder without it") from None
+
 class SafeImageFolder(ImageFolder):
     "torchvision's ImageFolder (root/class_name/picture): class names with '_' as spaces; unreadable pictures give None, counted in `.skips`."
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None):
@@ -957,7 +965,7 @@ class SafeImageFolder(ImageFolder):
         self.skips = SkipCounter()
 
     def find_classes(self, directory):
-        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith('.'))
+        classes = sorted(e.name for e in os.scandir(directory) if _is_folder(e) and not e.name.startswith('.'))
         if not classes:
             raise FileNotFoundError(f"{directory} has no class folders: expected one folder per class, "
                                     f"{Path(directory) / 'CLASS_NAME' / 'picture.jpg'} …")
