@@ -390,7 +390,7 @@ def embed_command(argv: list[str] | None = None) -> dict:
     summary = dict(model=a.model or _default_model(), out=str(out))
     if paths:
         try: feats, kept, skips = _embed_files(model, preprocess, paths, a.batch_size, None, a.workers, show_progress())
-        except ValueError as e: _fail('embed', f"--images {a.images}: {e}")
+        except ValueError as e: _fail('embed', f"--images {a.images}: {e} ({', '.join(map(str, names[:3]))}{' …' if len(names) > 3 else ''})")
         np.save(out / 'image_features.npy', feats.numpy().astype(np.float32))
         (out / 'image_files.txt').write_text(''.join(f'{names[i]}\n' for i in kept), encoding='utf-8')
         if skips.skipped:

@@ -494,3 +494,11 @@ def test_counts_are_whole_numbers_refused_by_name(tmp_path, argv, says):
     assert r.returncode == 2 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
     assert 'clip-annotated train' not in r.stderr or argv[0] == 'train', r.stderr       # the command's own name
     assert list(tmp_path.iterdir()) == []
+
+
+def test_embed_of_only_bad_pictures_names_them(run_dir, bad_pictures, tmp_path):
+    (tmp_path / 'list.csv').write_text('filepath\n' + ''.join(f'{p}\n' for p in bad_pictures.values()))
+    r = _cli('embed', '--model', run_dir, '--images', tmp_path / 'list.csv', '--out', tmp_path / 'o', '--device', 'cpu', cwd=tmp_path)
+    last = r.stderr.splitlines()[-1]                                             # after the progress bar, if one was drawn
+    assert r.returncode == 2 and last.startswith('clip-annotated embed: --images '), r.stderr
+    assert str(bad_pictures['cut.jpg']) in last and 'Warning' not in r.stderr, r.stderr

@@ -440,6 +440,11 @@ def eval_command(argv: list[str] | None = None) -> dict:
 # there, as OpenAI's `clip.tokenize(..., truncate=True)` does. Since the rows are unit vectors, the
 # cosine similarity of picture `i` and text `j` is `image_features[i] @ text_features[j]`.
 # `embed_images` and `embed_texts` are the same for a Python caller.
+#
+# `export` writes the folder through the pretrained-weights chapter's `export_model`, with a
+# `README.md` that says what the model is, where it came from and how to load it with transformers,
+# open_clip and this package (what the command prints as well). It refuses a training run's folder as
+# `--out`: `--model RUN` would read the export from then on, not the run's checkpoint.
 
 # %%
 #| exports
@@ -511,7 +516,7 @@ def embed_command(argv: list[str] | None = None) -> dict:
     summary = dict(model=a.model or _default_model(), out=str(out))
     if paths:
         try: feats, kept, skips = _embed_files(model, preprocess, paths, a.batch_size, None, a.workers, show_progress())
-        except ValueError as e: _fail('embed', f"--images {a.images}: {e}")
+        except ValueError as e: _fail('embed', f"--images {a.images}: {e} ({', '.join(map(str, names[:3]))}{' …' if len(names) > 3 else ''})")
         np.save(out / 'image_features.npy', feats.numpy().astype(np.float32))
         (out / 'image_files.txt').write_text(''.join(f'{names[i]}\n' for i in kept), encoding='utf-8')
         if skips.skipped:
