@@ -450,10 +450,11 @@ def _no_batch(cfg: TrainConfig, ds, epoch: int, empty: list[int], world: int, wo
     why = ("too little data" if not shards else
            f"fewer shards ({shards}) than ranks × workers ({world} × {max(1, workers)})" if shards < world * max(1, workers) else
            f"its shards this epoch hold too few samples ({rank_shares(ds, world, shard_sizes(ds.shards))}), as shards of unequal size can")
-    bad = f"; bad samples: {skips.report('training data')}" if skips is not None and skips.skipped else ''
+    bad = f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''
     kept = f"the checkpoint of step {saved} in {cfg.out} is kept" if saved else "no checkpoint was written"
-    return (f"epoch {epoch} gave rank {', '.join(map(str, empty))} of {world} no full batch of {local_bs}: {why}{bad}; {kept}. "
-            f"Use --dataset-resampled with --train-num-samples, more shards or shards of about equal size")
+    who = f"rank {', '.join(map(str, empty))}" if empty else "a rank"         # none empty-handed: bad samples only there
+    do = ". Use --dataset-resampled with --train-num-samples, more shards or shards of about equal size" if shards else ''
+    return f"epoch {epoch} gave no full batch of {local_bs} to {who} of {world}: {why}{bad}; {kept}{do}"
 
 def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
@@ -560,7 +561,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
 
     was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
     epoch_steps = []                                   # batches this process read in each epoch it finished
-    images = tokens = None
+    probe = None                                       # the last batch stepped on: checks the weights before a checkpoint
     model.train()
     while step < cfg.steps:
         it, done, stepped = batches.epoch(epoch, start), start, 0
@@ -577,6 +578,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             lr = optimizer.param_groups[0]['lr']
             loss = forward_backward(towers, images, tokens, cfg.accum, amp, scaler)
             norm = optimizer_step(model, optimizer, scheduler, scaler, cfg.grad_clip)
+            probe = (images[:8], tokens[:8])
             step, stepped, timer['steps'] = step + 1, stepped + 1, timer['steps'] + 1
             log.add(dict(step=step, epoch=epoch, lr=lr, wall_s=wall_before + time.perf_counter() - t_loop),
                     loss, model.logit_scale, norm)
@@ -588,12 +590,12 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                 append_record(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and save:
-                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8], tokens[:8]))
+                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), probe)
             if ends_epoch: break
         if stepped == 0 and start == 0:                   # an epoch without a step: stop, keeping the steps done
             empty = [r for r, had in enumerate(min_over_ranks([mine if r == rank else 1 for r in range(world)])) if not had]
             flush()
-            if rank == 0 and images is not None and last_ckpt != step: checkpoint(step, epoch, 0, (images[:8], tokens[:8]))
+            if rank == 0 and probe is not None and last_ckpt != step: checkpoint(step, epoch, 0, probe)
             raise ValueError(_no_batch(cfg, train_ds, epoch, empty, world, workers, local_bs, step or None, skips))
         if step < cfg.steps or (per_epoch is not None and done == per_epoch):
             epoch_steps.append(done); epoch, start = epoch + 1, 0

@@ -155,7 +155,7 @@ def test_rank_without_a_batch_stops_with_a_checkpoint_naming_each_rank(tmp_path,
     assert len(warned) == 1 and 'epoch 1 would leave rank 1 without a full batch of 8' in warned[0] and shares in warned[0], r.stderr
     said = [l for l in r.stderr.splitlines() if l.startswith('clip-annotated train: ')]
     assert len(said) == 1, r.stderr[-3000:]                                         # rank 0's line only, not one per rank
-    assert said[0].startswith(f'clip-annotated train: epoch 1 gave rank 1 of 2 no full batch of 8: its shards this epoch '
+    assert said[0].startswith(f'clip-annotated train: epoch 1 gave no full batch of 8 to rank 1 of 2: its shards this epoch '
                               f'hold too few samples ({shares})'), said
     assert 'fewer shards than ranks' not in said[0] and 'the checkpoint of step 5' in said[0], said
     ck = load_checkpoint(out / 'checkpoint.pt')                                      # the steps done are kept
