@@ -4,8 +4,9 @@
 
 # %% ../nbs/02b_checkpoints.ipynb #4cef27e2
 from __future__ import annotations
-import hashlib, http.client, json, math, os, pickle, re, struct, sys, time, urllib.error, urllib.parse, urllib.request
-import warnings
+import hashlib, http.client, json, math, os, pickle, re, signal, struct, sys, threading, time, urllib.error, urllib.parse
+import urllib.request, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import torch
 from tqdm import tqdm
@@ -48,15 +49,30 @@ def _remove_stale_parts(dest: Path, older_than: float):
                 if time.time() - part.stat().st_mtime > older_than: part.unlink()
             except OSError: pass                                        # gone already, or not ours to remove
 
+@contextmanager
+def _terminate_cleanly():
+    "Within: a SIGTERM (`kill`) raises KeyboardInterrupt, so that what is half written is removed as on Ctrl-C (main thread, default handler only)."
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield; return
+    def stop(signum, frame): raise KeyboardInterrupt(f"terminated by signal {signum}")
+    signal.signal(signal.SIGTERM, stop)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
 def download(url: str, root: str | os.PathLike | None = None, sha256: str | None = None,
              progress: bool = True, timeout: float = 30.0, deadline: float = 3600.0) -> str:
     """Fetch `url` into `root` (default `cache_root()`) unless a file with the right SHA256 is there; returns its path.
 
     `timeout` bounds each wait for the server, `deadline` the whole transfer (seconds)."""
+    if sha256 is not None and not re.fullmatch(r'[0-9a-fA-F]{64}', str(sha256)):
+        raise ValueError(f"sha256={sha256!r} for {url} is not a SHA256: expected 64 hexadecimal digits")
     sha256 = (sha256 or sha_from_url(url) or '').lower()
-    if not re.fullmatch(r'[0-9a-f]{64}', sha256):
+    if not sha256:
         raise ValueError(f"no SHA256 for {url}: its path does not carry one (OpenAI's layout); pass sha256=")
-    dest = cache_root(root) / os.path.basename(urllib.parse.urlparse(url).path)
+    name = os.path.basename(urllib.parse.urlparse(url).path)
+    if not name or name in ('.', '..'):
+        raise ValueError(f"{url} names no file (its path ends in {'/' if not name else name!r}): give the address of the file itself")
+    dest = cache_root(root) / name
     if dest.is_file():
         if sha256sum(dest) == sha256: return str(dest)             # the cache: no request at all
         warnings.warn(f"{dest} does not have SHA256 {sha256}; downloading {url} again")
@@ -64,7 +80,7 @@ def download(url: str, root: str | os.PathLike | None = None, sha256: str | None
     failed = lambda why: DownloadError(f"{why}.\n{_by_hand(dest, sha256)}")
     stale, stop = max(timeout, 60.0), time.monotonic() + deadline
     try:
-        with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response:
+        with _terminate_cleanly(), urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response:
             total = (response.headers.get('Content-Length') or '').strip()
             total = int(total) if re.fullmatch(r'[0-9]+', total) else None   # absent or malformed: size unknown
             _remove_stale_parts(dest, stale)                                 # leftovers of killed downloads

@@ -18,12 +18,10 @@ def _fail(command: str, message: str, status: int = 2):
     from clip_annotated.core import CommandError
     raise CommandError(f"{f'clip-annotated {command}'.strip()}: {message}", status)
 
-def _at_least(least: int):
-    "An argparse type: a whole number ≥ `least`."
-    def whole(text: str) -> int:
-        if not text.lstrip('-').isdigit() or int(text) < least: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ {least}")
-        return int(text)
-    return whole
+def _no_path(flag: str, path: str) -> str:
+    "Why `path`, given as `flag`, cannot be read: missing, or a symbolic link that leads nowhere or loops."
+    if os.path.islink(path): return f"{flag} {path} is a symbolic link to nothing that can be read (a loop, or a target that is gone)"
+    return f"{flag} {path}: no such file or folder"
 
 def _device(text: str) -> str:
     "An argparse type: a device this machine has (the training chapter's `check_device`)."
@@ -54,7 +52,7 @@ def reproduce(argv: list[str] | None = None) -> dict:
     from clip_annotated.tasks import zero_shot_section
     from clip_annotated.bias import bias_run, bias_section
     from clip_annotated.ethics import model_card
-    cfg = parse_args(rest)                                 # train's parser: it refuses options it does not know
+    cfg = parse_args(rest, prog='clip-annotated reproduce')   # train's parser: it refuses options it does not know
     cfg = replace(cfg, out=a.out or str(runs_dir() / Path(PRESETS['mini-cpu'].out).name))
     summary = train_and_report(cfg)                        # resumes a finished run at once: no training twice
     model, _ = load_run(cfg.out)
@@ -250,6 +248,7 @@ def _eval_retrieval(a) -> dict:
 def eval_command(argv: list[str] | None = None) -> dict:
     "`clip-annotated eval`: zero-shot metrics on a named data set or your own pictures, or retrieval on your own pairs."
     from clip_annotated.evalsets import EVALSETS, load_evalset
+    from clip_annotated.run import whole_number
     p = argparse.ArgumentParser(
         prog='clip-annotated eval',
         description="Zero-shot classification (top-1, top-5, mean per-class recall, beside chance and the majority class) "
@@ -280,8 +279,8 @@ def eval_command(argv: list[str] | None = None) -> dict:
     g.add_argument('--csv-label-key', default='label', help="CSV column of class labels, names or numbers (default label)")
     g.add_argument('--csv-caption-key', default='title', help="CSV column of captions, for --retrieval (default title)")
     g.add_argument('--csv-separator', help="CSV separator (default: tab for .tsv/.tab, else comma)")
-    p.add_argument('--batch-size', type=_at_least(1), default=256)
-    p.add_argument('--workers', type=_at_least(0), default=0, help="DataLoader worker processes decoding pictures (default 0)")
+    p.add_argument('--batch-size', type=whole_number(1), default=256)
+    p.add_argument('--workers', type=whole_number(0, 256), default=0, help="DataLoader worker processes decoding pictures (default 0)")
     p.add_argument('--device', type=_device, help="cpu, cuda, cuda:1 (default: CUDA if available)")
     p.add_argument('--json', action='store_true', help="print the metrics as JSON")
     p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
@@ -289,7 +288,7 @@ def eval_command(argv: list[str] | None = None) -> dict:
     templates = _check_templates(a.template, 'eval') if a.template else None
     if a.classnames and not a.data: _fail('eval', "--classnames goes with --data")
     for flag, path in (('--data', a.data), ('--retrieval', a.retrieval), ('--classnames', a.classnames)):
-        if path and not Path(path).exists(): _fail('eval', f"{flag} {path}: no such file or folder")
+        if path and not Path(path).exists(): _fail('eval', _no_path(flag, path))
     if a.retrieval and Path(a.retrieval).is_dir(): _fail('eval', f"--retrieval {a.retrieval} is a folder; give a CSV/TSV of image,caption pairs")
     if a.data: return _eval_data(a, templates or ['{}'])
     if a.retrieval: return _eval_retrieval(a)
@@ -352,6 +351,7 @@ def embed_texts(model, texts: list[str], batch_size: int = 256, device=None, pro
 
 def embed_command(argv: list[str] | None = None) -> dict:
     "`clip-annotated embed`: unit image (and text) features of your files as .npy, with the list of what was embedded."
+    from clip_annotated.run import whole_number
     p = argparse.ArgumentParser(
         prog='clip-annotated embed',
         description="Write L2-normalised float32 features: image_features.npy with image_files.txt (one path per line, "
@@ -366,14 +366,14 @@ def embed_command(argv: list[str] | None = None) -> dict:
     p.add_argument('--out', required=True, metavar='DIR', help="output folder, created if missing")
     p.add_argument('--csv-img-key', default='filepath', help="CSV column of image paths, relative to the CSV's folder (default filepath)")
     p.add_argument('--csv-separator', help="CSV separator (default: tab for .tsv/.tab, else comma)")
-    p.add_argument('--batch-size', type=_at_least(1), default=256)
-    p.add_argument('--workers', type=_at_least(0), default=0, help="DataLoader worker processes decoding pictures (default 0)")
+    p.add_argument('--batch-size', type=whole_number(1), default=256)
+    p.add_argument('--workers', type=whole_number(0, 256), default=0, help="DataLoader worker processes decoding pictures (default 0)")
     p.add_argument('--device', type=_device, help="cpu, cuda, cuda:1 (default: CUDA if available)")
     p.add_argument('--debug', action='store_true', help=DEBUG_HELP)
     a = p.parse_args(argv)
     if not (a.images or a.texts): _fail('embed', "nothing to embed: give --images, --texts or both")
     for flag, path in (('--images', a.images), ('--texts', a.texts)):
-        if path and not Path(path).exists(): _fail('embed', f"{flag} {path}: no such file or folder")
+        if path and not Path(path).exists(): _fail('embed', _no_path(flag, path))
     names, paths, texts = [], [], []
     if a.images:
         from clip_annotated.pictures import image_paths
@@ -390,7 +390,7 @@ def embed_command(argv: list[str] | None = None) -> dict:
     summary = dict(model=a.model or _default_model(), out=str(out))
     if paths:
         try: feats, kept, skips = _embed_files(model, preprocess, paths, a.batch_size, None, a.workers, show_progress())
-        except ValueError as e: _fail('embed', f"--images {a.images}: {e}")
+        except ValueError as e: _fail('embed', f"--images {a.images}: {e} ({', '.join(map(str, names[:3]))}{' …' if len(names) > 3 else ''})")
         np.save(out / 'image_features.npy', feats.numpy().astype(np.float32))
         (out / 'image_files.txt').write_text(''.join(f'{names[i]}\n' for i in kept), encoding='utf-8')
         if skips.skipped:
@@ -443,20 +443,9 @@ def export_command(argv: list[str] | None = None) -> Path:
     if not hasattr(pretrained, 'export_model'): _fail('export', "this version of clip_annotated has no pretrained.export_model")
     try: written = Path(pretrained.export_model(a.source, a.out, format=a.format))
     except (FileNotFoundError, ValueError) as e: _fail('export', str(e))
-    files = sorted(f for f in written.rglob('*') if f.is_file()) if written.is_dir() else [written]
     print(f"wrote {written} ({a.format}):")
-    for f in files: print(f"  {f.relative_to(written) if written.is_dir() else f.name}  {f.stat().st_size:,} bytes")
-    d = written if written.is_dir() else written.parent
-    if a.format == 'hf':
-        print(f"load it with:\n  from transformers import CLIPModel, CLIPProcessor\n"
-              f"  model = CLIPModel.from_pretrained({str(d)!r})\n"
-              + (f"  processor = CLIPProcessor.from_pretrained({str(d)!r})\n" if (d / 'preprocessor_config.json').exists() else ''))
-    elif (d / 'open_clip_config.json').exists():
-        print(f"load it with:\n  import open_clip\n  model, preprocess = open_clip.create_model_from_pretrained('local-dir:{d}')\n"
-              f"  tokenizer = open_clip.get_tokenizer('local-dir:{d}')\n")
-    else:
-        print(f"load it with open_clip.create_model_and_transforms(<architecture>, pretrained={str(written)!r})\n")
-    print(f"or with this package:\n  model, preprocess = clip_annotated.load({str(d)!r})")
+    for f in sorted(f for f in written.rglob('*') if f.is_file()): print(f"  {f.relative_to(written)}  {f.stat().st_size:,} bytes")
+    print("load it with:\n" + ''.join(f"  {line}\n" for line in pretrained.how_to_load(written).splitlines()))
     return written
 
 def _offline_use(name: str, path: Path) -> str:

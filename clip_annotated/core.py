@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_prelims.ipynb #d05cacf0
 from __future__ import annotations
-import os, platform, random, re, sys, tempfile, time
+import json, os, platform, random, re, sys, tempfile, time, warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Sequence
@@ -14,7 +14,7 @@ import torch
 # %% auto #0
 __all__ = ['BAD_INPUT', 'get_device', 'autocast_dtype', 'autocast', 'in_test', 'show_progress', 'pick', 'seed_everything',
            'cache_root', 'atomic_write', 'markdown_table', 'no_headings', 'CommandError', 'one_line', 'wants_debug',
-           'run_command', 'hardware', 'footer']
+           'tell_torchrun', 'run_command', 'hardware', 'footer']
 
 # %% ../nbs/00_prelims.ipynb #faf0b45a
 _t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports us
@@ -117,20 +117,31 @@ def wants_debug(argv: list[str]) -> tuple[list[str], bool]:
     debug = '--debug' in argv or os.environ.get('CLIP_ANNOTATED_DEBUG', '0') not in ('', '0')
     return [a for a in argv if a != '--debug'], debug
 
+def tell_torchrun(message: str) -> bool:
+    "Under torchrun, write `message` where its closing summary of failures shows it (TORCHELASTIC_ERROR_FILE); whether this process should print it too (rank 0, or no torchrun)."
+    path = os.environ.get('TORCHELASTIC_ERROR_FILE')
+    if path:
+        try: Path(path).write_text(json.dumps(dict(message=message, timestamp=int(time.time()))))
+        except OSError: pass
+    return not path or os.environ.get('RANK', '0') == '0'
+
 def run_command(prog: str, fn, argv: list[str], from_shell: bool = False, debug: bool = False):
     "`fn(argv)`, with any error as a one-line `CommandError` naming `prog` (status 2: bad input, 1: failure); from the shell, printed and exited."
     try:
-        try: return fn(argv)
-        except CommandError: raise
-        except KeyboardInterrupt:
-            if debug: raise
-            raise CommandError(f"{prog}: interrupted", 130) from None
-        except Exception as e:
-            if debug: raise
-            raise CommandError(f"{prog}: {one_line(e)}", 2 if isinstance(e, BAD_INPUT) else 1) from None
+        with warnings.catch_warnings():
+            if from_shell and not debug:                  # a warning is one line naming the command, not a source line
+                warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {one_line(message)}", file=sys.stderr)
+            try: return fn(argv)
+            except CommandError: raise
+            except KeyboardInterrupt:
+                if debug: raise
+                raise CommandError(f"{prog}: interrupted", 130) from None
+            except Exception as e:
+                if debug: raise
+                raise CommandError(f"{prog}: {one_line(e)}", 2 if isinstance(e, BAD_INPUT) else 1) from None
     except CommandError as e:
         if not from_shell: raise
-        print(e, file=sys.stderr)
+        if tell_torchrun(str(e)): print(e, file=sys.stderr)
         raise SystemExit(e.status) from None
 
 # %% ../nbs/00_prelims.ipynb #3101092e

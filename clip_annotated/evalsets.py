@@ -143,9 +143,10 @@ def _ensure(es: EvalSet, root: Path, check: Callable[[], str | None], download: 
                 f"{es.url} by hand and unpack it so that {root} holds {es.layout}.") from e
         missing = check()
     if not missing: return
-    if fetch is None: how = by_hand + ("; download=True cannot fetch it" if download else "")
+    if fetch is None: how = by_hand + ("; it cannot be downloaded for you" if download else "")
     elif download: how = f"the download from {es.url} did not produce it: unpack the archive into {root} by hand"
-    else: how = f"pass download=True to fetch it from {es.url}, or unpack that archive into {root} yourself"
+    else: how = (f"download it (--download on the command line, download=True in Python) from {es.url}, or unpack "
+                 f"that archive into {root} yourself")
     raise FileNotFoundError(f"{es.name} not found in {root}: expected {es.layout}; {missing}. To get it, {how}.")
 
 # %% ../nbs/07b_evalsets.ipynb #4c388a84

@@ -12,11 +12,12 @@ from torch.utils.data.distributed import DistributedSampler
 from .tokenizer import tokenize
 from .data import EmojiDataset
 from .scenes import SceneDataset
-from .readers import open_data
+from .readers import open_data, shard_sizes
 
 # %% auto #0
-__all__ = ['TokenCache', 'PairCollate', 'EpochItems', 'EpochBatches', 'StreamBatches', 'default_workers', 'TrainBatches',
-           'make_datasets', 'data_size', 'describe_data']
+__all__ = ['TokenCache', 'PairCollate', 'EpochItems', 'EpochBatches', 'StreamBatches', 'local_world_size', 'cores_per_process',
+           'default_workers', 'TrainBatches', 'epoch_batches', 'rank_shares', 'uneven_shards', 'make_datasets',
+           'data_size', 'describe_data']
 
 # %% ../nbs/05d_loader.ipynb #e9522662
 class TokenCache:
@@ -74,10 +75,18 @@ class StreamBatches(IterableDataset):
         return iter(wds.batched(self.batch_size, collation_fn=self.collate, partial=False)(good))
 
 # %% ../nbs/05d_loader.ipynb #71b00163
+def local_world_size(world: int = 1) -> int:
+    "The run's processes on this machine: torchrun's LOCAL_WORLD_SIZE, else `world` (all of them)."
+    return max(1, int(os.environ.get('LOCAL_WORLD_SIZE') or world))
+
+def cores_per_process(world: int = 1) -> int:
+    "This machine's CPU cores shared among the run's processes on this machine (not those of all machines), at least 1."
+    return max(1, (os.cpu_count() or 1) // local_world_size(world))
+
 def default_workers(device: torch.device | str = 'cpu', world: int = 1) -> int:
     "DataLoader workers per process when --workers is not given: CUDA, the process's cores less one (at most 8); CPU, none."
     if torch.device(device).type != 'cuda': return 0
-    return max(1, min(8, (os.cpu_count() or 1) // max(1, world) - 1))
+    return max(1, min(8, cores_per_process(world) - 1))
 
 class TrainBatches:
     "This rank's training batches, epoch by epoch: `epoch(e, start)` yields (batch index, images, tokens), made by `workers` DataLoader processes."
@@ -109,6 +118,42 @@ class TrainBatches:
         for b, batch in enumerate(loader):
             if self.limit is not None and b >= self.limit: return
             if b >= start: yield b, *batch
+
+# %% ../nbs/05d_loader.ipynb #b4a622d0
+def epoch_batches(sizes: dict[str, int], shares: list[list[str]], workers: int, batch_size: int) -> list[int]:
+    "Full batches of `batch_size` each rank gets in an epoch where rank r reads shards `shares[r]` split among `workers` (all samples good)."
+    w = max(1, workers)
+    return [sum(sum(sizes[u] for u in share[k::w]) // batch_size for k in range(w)) for share in shares]
+
+def rank_shares(dataset, world: int, sizes: dict[str, int] | None = None) -> str:
+    "Each rank's shards of the dataset's current epoch, and their samples when `sizes` knows them: 'rank 0: 2 shards (100 samples), …'."
+    parts = []
+    for r in range(world):
+        share = dataset.shards_for(r, world)
+        n = f", {sum(sizes[u] for u in share):,} samples" if sizes else ''
+        parts.append(f"rank {r}: {len(share)} shard{'s' * (len(share) != 1)}{n}")
+    return '; '.join(parts)
+
+def uneven_shards(dataset, world: int, workers: int, batch_size: int, steps: int, epoch: int = 0,
+                  sizes: dict[str, int] | None = None, most_epochs: int = 1000) -> str | None:
+    "A warning naming the first epoch (of those `steps` need) whose shards leave a rank without a full batch; None if none does or sizes are unknown."
+    if not hasattr(dataset, 'shards_for') or dataset.resampled or not dataset.split: return None
+    sizes = sizes or shard_sizes(dataset.shards)
+    if sizes is None: return None
+    was = dataset.epoch
+    try:
+        for e in range(epoch, epoch + most_epochs):
+            dataset.set_epoch(e)
+            got = epoch_batches(sizes, [dataset.shards_for(r, world) for r in range(world)], workers, batch_size)
+            if min(got) == 0:
+                return (f"the {len(sizes)} shards hold {min(sizes.values()):,} to {max(sizes.values()):,} samples, and epoch {e} "
+                        f"would leave rank {got.index(0)} without a full batch of {batch_size} ({rank_shares(dataset, world, sizes)}"
+                        f"{f', each split among {workers} workers' if workers > 1 else ''}): the run would stop there. Use "
+                        f"--dataset-resampled with --train-num-samples, or shards of about equal size")
+            steps -= min(got)
+            if steps <= 0: return None
+    finally: dataset.set_epoch(was)
+    return None
 
 # %% ../nbs/05d_loader.ipynb #1fccc87e
 def make_datasets(cfg, image_size: int):

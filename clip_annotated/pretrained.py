@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from .core import get_device
+from .core import atomic_write, get_device
 from .model import (HEAD_WIDTH, CONFIGS, OPEN_CLIP_NAMES, CLIP, CLIPConfig, build_model, config_from_state_dict,
                                   config_name, convert_weights, create_model, uses_quick_gelu)
 from .tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
@@ -23,7 +23,7 @@ from .torchscript import checkpoint_format, read_file
 __all__ = ['MODEL_URLS', 'OPENAI_MEAN', 'OPENAI_STD', 'MAX_RESIZED_PIXELS', 'TRAIN_ZOOM', 'available_models', 'released_name',
            'released_names', 'fix_mode', 'to_rgb', 'normalize', 'unnormalize', 'ImageTransform', 'image_transform',
            'load', 'Tokenizer', 'get_tokenizer', 'to_tensor', 'random_square_crop', 'TrainTransform',
-           'create_model_and_transforms', 'export_model']
+           'create_model_and_transforms', 'export_model', 'how_to_load']
 
 # %% ../nbs/03_pretrained.ipynb #59e7bb6f
 _OPENAI_BASE = 'https://openaipublic.azureedge.net/clip/models'
@@ -349,11 +349,17 @@ def export_model(model_or_source, out: str | os.PathLike, format: str = 'hf') ->
     if format == 'hf' and not isinstance(cfg.vision_layers, int):
         raise ValueError(f"{name} is a ResNet CLIP (vision_layers={cfg.vision_layers}); transformers has no ResNet CLIP "
                          f"class, so it cannot be exported with format='hf'. Use format='open_clip'.")
-    try: from safetensors.torch import save_file as write_safetensors
+    out = Path(out)
+    if run := [f for f in ('checkpoint.pt', 'metrics.jsonl') if (out / f).exists()]:
+        raise ValueError(f"{out} is a training run's folder (it holds {' and '.join(run)}): load({str(out)!r}) would read the "
+                         f"export instead of the run's checkpoint from then on; export into another folder, e.g. {out}-{format}")
+    try: from safetensors.torch import save as safetensors_bytes
     except ImportError: raise ImportError("export_model writes .safetensors files with the safetensors package: "
                                           "pip install safetensors") from None
+    def write_safetensors(tensors, path, metadata=None):            # whole or not at all, with the mode of any new file
+        atomic_write(path, lambda f: f.write(safetensors_bytes(tensors, metadata=metadata)))
     sd = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     if format == 'hf':
         write_safetensors({k: v.contiguous().clone() for k, v in openai_to_hf(sd).items()}, out / 'model.safetensors',
                           metadata={'format': 'pt'})                      # transformers checks this field
@@ -368,4 +374,28 @@ def export_model(model_or_source, out: str | os.PathLike, format: str = 'hf') ->
         files = _open_clip_files(model, cfg, quick_gelu)
     for file, content in files.items():
         (out / file).write_text(json.dumps(content, indent=2) + '\n', encoding='utf-8')
+    kind = f"ViT-{cfg.vision_patch_size}" if isinstance(cfg.vision_layers, int) else "ResNet"
+    source = model_or_source if not isinstance(model_or_source, torch.nn.Module) else None
+    (out / 'README.md').write_text(
+        f"# {name.strip(chr(39)) if len(name) < 80 else 'A CLIP'}, exported by clip_annotated\n\n"
+        f"- model: a CLIP with a {kind} image tower, {cfg.image_resolution}-pixel pictures, a {cfg.transformer_layers}-layer "
+        f"text tower of context {cfg.context_length}, {cfg.embed_dim}-dimensional embeddings, "
+        f"{'QuickGELU' if quick_gelu else 'GELU'}\n"
+        f"- from: {Path(source).resolve() if source is not None and Path(source).exists() else source or 'a model in memory'}"
+        f"{' (a training run of this book: its checkpoint.pt)' if source is not None and Path(source, 'checkpoint.pt').is_file() else ''}\n"
+        f"- files: {', '.join(sorted(f.name for f in out.iterdir() if f.name != 'README.md'))}\n\n"
+        f"## Loading it (from the folder that holds `{out.name}`)\n\n```python\n{how_to_load(out, shown=out.name)}```\n",
+        encoding='utf-8')
     return out
+
+def how_to_load(folder: str | os.PathLike, shown: str | None = None) -> str:
+    "Python that loads an exported folder with transformers, open_clip (for the formats it holds) and this package; the path written as `shown`."
+    folder = Path(folder); d = str(folder) if shown is None else shown
+    ways = []
+    if (folder / 'config.json').is_file():
+        ways.append(f"# transformers\nfrom transformers import CLIPModel, CLIPProcessor\nmodel = CLIPModel.from_pretrained({d!r})\n"
+                    + (f"processor = CLIPProcessor.from_pretrained({d!r})\n" if (folder / 'preprocessor_config.json').is_file() else ''))
+    if (folder / 'open_clip_config.json').is_file():
+        ways.append(f"# open_clip\nimport open_clip\nmodel, preprocess = open_clip.create_model_from_pretrained('local-dir:{d}')\n"
+                    f"tokenizer = open_clip.get_tokenizer('local-dir:{d}')\n")
+    return '\n'.join([*ways, f"# this package\nimport clip_annotated\nmodel, preprocess = clip_annotated.load({d!r})\n"])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05c_readers.ipynb #67e7d803
 from __future__ import annotations
-import codecs, csv, http.client, io, itertools, os, random, re, tarfile, urllib.error, urllib.request, warnings
+import codecs, csv, http.client, io, itertools, json, os, random, re, tarfile, urllib.error, urllib.request, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,7 +23,7 @@ from .data import SkipCounter
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'SHUFFLE_BUFFER', 'SHUFFLE_INITIAL', 'DATASET_TYPES', 'parse_caption', 'open_image', 'read_csv',
            'csv_cell_path', 'CsvDataset', 'expand_shards', 'split_by_rank', 'StreamError', 'ShardDataset',
-           'write_webdataset', 'write_csv', 'open_data']
+           'write_webdataset', 'write_csv', 'open_data', 'shard_sizes']
 
 # %% ../nbs/05c_readers.ipynb #87d8faec
 def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
@@ -37,10 +37,12 @@ def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
     return (raw, None) if raw else (None, f'empty {what}')
 
 def open_image(src) -> Image.Image:
-    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file."
-    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-        im.load()
-        return to_rgb(fix_mode(im))                            # 16-bit and premultiplied modes as in chapter 3
+    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file, or one beyond PIL's decompression-bomb limit."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)   # large, under PIL's hard limit: decoded quietly
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            im.load()
+            return to_rgb(fix_mode(im))                        # 16-bit and premultiplied modes as in chapter 3
 
 # %% ../nbs/05c_readers.ipynb #1252331d
 _FIELD_LIMIT = 2**31 - 1         # csv's default is 131,072 characters; a C long holds this on every platform
@@ -51,7 +53,8 @@ def _not_text(raw: bytes, path: Path, encoding: str) -> str:
     except UnicodeDecodeError as e:
         line, name = raw.count(b'\n', 0, e.start) + 1, 'UTF-8' if codecs.lookup(encoding).name == 'utf-8' else encoding
         return (f"{path} is not {name} text: line {line} has the byte {raw[e.start]:#04x}, which is not {name}; "
-                f"save the file again as UTF-8, or pass the encoding it was written in (encoding='latin-1', say)")
+                f"save the file again as UTF-8 (iconv -f latin1 -t utf-8 < old > new, say; from Python, CsvDataset(..., "
+                f"encoding='latin-1') reads it as it is)")
 
 def _swallowed(fields: list[str], width: int, sep: str) -> int | None:
     "The index of a field with a later line that reads alone as a whole row (`width` fields, none empty), else None."
@@ -318,6 +321,12 @@ class ShardDataset(torch.utils.data.IterableDataset):
         by_rank = [partial(split_by_rank, rank=rank, world=world)] if self.split else []
         return [wds.SimpleShardList(self.shards, seed=order_seed), *by_rank, wds.split_by_worker]
 
+    def shards_for(self, rank: int, world: int) -> list[str]:
+        "The shards `rank` of `world` reads in this epoch, in order, before they are split among its workers (no resampling)."
+        if self.resampled: raise ValueError("resampled shards are drawn with replacement: no rank has a fixed share")
+        order, by_rank = self._shard_stages(rank, world, 0)[:2] if self.split else (self._shard_stages(rank, world, 0)[0], iter)
+        return [d['url'] for d in by_rank(iter(order))]
+
     def _follow(self, src, seen: _Pass):
         "Pass the shards on, noting which one is being read; give up on an endless stream that yields nothing good."
         for d in src:
@@ -433,3 +442,23 @@ def open_data(spec, dataset_type: str = 'auto', image_size: int = 48, train: boo
         return CsvDataset(spec, csv_img_key, csv_caption_key, csv_separator, image_size=image_size, train=train, seed=seed, zoom=zoom)
     return ShardDataset(spec, image_size, train, seed, shuffle_buffer=shuffle_buffer, resampled=resampled, zoom=zoom, split=split,
                         read_timeout=read_timeout)
+
+# %% ../nbs/05c_readers.ipynb #8277fc34
+def shard_sizes(shards: list[str], most: int = 1000) -> dict[str, int] | None:
+    "Samples per shard: from a sizes.json beside them (open_clip's), else counted in local tar headers (up to `most` shards); None if not known cheaply."
+    if not shards or any(_is_stream(u) for u in shards): return None
+    folders = {os.path.dirname(u) for u in shards}
+    listed = Path(folders.pop(), 'sizes.json') if len(folders) == 1 else None
+    if listed is not None and listed.is_file():
+        try: table = json.loads(listed.read_text(encoding='utf-8'))
+        except (OSError, ValueError): table = None
+        if isinstance(table, dict) and all(isinstance(table.get(os.path.basename(u)), int) for u in shards):
+            return {u: table[os.path.basename(u)] for u in shards}
+    if len(shards) > most: return None
+    sizes = {}
+    for u in shards:
+        try:
+            with tarfile.open(u) as tf:                                   # headers only: no picture is decoded
+                sizes[u] = len({k for m in tf if m.isfile() and (k := wds.tariterators.base_plus_ext(m.name)[0])})
+        except (OSError, tarfile.TarError): return None
+    return sizes

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_run.ipynb #9f866e2f
 from __future__ import annotations
-import argparse, gc, json, os, sys
+import argparse, gc, json, os, re, sys
 from dataclasses import fields, replace
 from pathlib import Path
 import torch
@@ -16,9 +16,9 @@ from .runfolder import load_checkpoint, read_metrics
 from .train import PRESETS, SAVED_BEFORE, TrainConfig, model_from_checkpoint, train
 
 # %% auto #0
-__all__ = ['OPEN_CLIP_SAME', 'OPEN_CLIP_PRECISION', 'OPEN_CLIP_REFUSED', 'OPEN_CLIP_ALWAYS', 'runs_dir', 'plot_curves',
-           'retrieval_table', 'write_report', 'train_and_report', 'load_run', 'book_model', 'from_open_clip',
-           'parse_args', 'main']
+__all__ = ['MAX_WHOLE', 'OPEN_CLIP_SAME', 'OPEN_CLIP_PRECISION', 'OPEN_CLIP_REFUSED', 'OPEN_CLIP_ALWAYS', 'runs_dir',
+           'plot_curves', 'retrieval_table', 'write_report', 'train_and_report', 'load_run', 'book_model',
+           'whole_number', 'from_open_clip', 'parse_args', 'main']
 
 # %% ../nbs/06a_run.ipynb #8b87ee68
 def runs_dir() -> Path:
@@ -134,6 +134,19 @@ def _json_object(text: str):
     try: return json.loads(text)
     except (ValueError, RecursionError) as e: raise argparse.ArgumentTypeError(f"not JSON ({one_line(e)[:80]})") from None
 
+MAX_WHOLE = 2**31 - 1                               # the largest count an option takes (batch, steps, workers, ...)
+
+def whole_number(least: int | None = None, most: int = MAX_WHOLE):
+    "An argparse type: a whole number written in digits, at least `least` (when given) and at most `most`."
+    at_least = f" ≥ {least}" if least is not None else ''
+    def whole(text: str) -> int:
+        t = text.strip()
+        if not re.fullmatch(r'[+-]?[0-9]{1,30}', t): raise argparse.ArgumentTypeError(f"{text!r} is not a whole number{at_least}")
+        if least is not None and int(t) < least: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number{at_least}")
+        if int(t) > most: raise argparse.ArgumentTypeError(f"{text!r} is more than {most:,}")
+        return int(t)
+    return whole
+
 OPEN_CLIP_SAME = {'--wd': '--weight-decay', '--log-every-n-steps': '--log-every', '--grad-clip-norm': '--grad-clip'}
 OPEN_CLIP_PRECISION = {'amp': 'fp16', 'amp_bf16': 'bf16', 'amp_bfloat16': 'bf16', 'fp32': 'fp32', 'bf16': 'bf16', 'fp16': 'fp16'}
 OPEN_CLIP_REFUSED = {
@@ -173,9 +186,9 @@ def from_open_clip(argv: list[str]) -> list[str]:
         out += ['--out', str(Path(logs or runs_dir()) / (name or 'run'))]
     return out
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE`."
-    p = argparse.ArgumentParser(prog='clip-annotated train', description="Train CLIP (Radford et al. 2021) on the "
+def parse_args(argv: list[str] | None = None, prog: str = 'clip-annotated train') -> TrainConfig:
+    "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE` (`prog`: the command, in errors)."
+    p = argparse.ArgumentParser(prog=prog, description="Train CLIP (Radford et al. 2021) on the "
                                 "built-in pairs or your own (--train-data), from scratch or from weights (--pretrained).")
     p.add_argument('--preset', default='mini-cpu', choices=list(PRESETS), help="starting configuration (default mini-cpu)")
     for f in fields(TrainConfig):
@@ -185,7 +198,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None, help=h)
         elif f.name == 'templates': p.add_argument(opt, nargs='+', default=None, help=h)
         elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
-        elif f.name in ('prefetch', 'train_num_samples', 'workers'): p.add_argument(opt, type=int, default=None, help=h)
+        elif f.name in ('prefetch', 'train_num_samples', 'workers') or type(default) is int:   # the checks name the range
+            p.add_argument(opt, type=whole_number(), default=None, help=h)
         else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
     p.add_argument('--debug', action='store_true', help="on an error, show the full traceback (default: one line)")
     args = vars(p.parse_args(from_open_clip(list(argv if argv is not None else sys.argv[1:]))))

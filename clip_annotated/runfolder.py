@@ -4,7 +4,7 @@
 
 # %% ../nbs/05e_run_folder.ipynb #7a0526e8
 from __future__ import annotations
-import errno, json, math, os, pickle, random, re, socket, sys, time
+import errno, json, math, os, pickle, random, re, socket, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,8 +13,9 @@ from .checkpoints import CheckpointError
 from .loss import mean_over_ranks
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_run_folder', 'RunInUseError',
-           'RunLock', 'append_records', 'append_record', 'read_metrics', 'truncate_metrics', 'StepLog']
+__all__ = ['RUN_FILES', 'PREVIOUS', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'check_run_folder',
+           'RunInUseError', 'RunLock', 'append_records', 'append_record', 'read_metrics', 'truncate_metrics',
+           'keep_previous', 'forget_previous', 'StepLog']
 
 # %% ../nbs/05e_run_folder.ipynb #0da3cb1f
 def rng_state() -> dict:
@@ -33,7 +34,13 @@ def set_rng_state(s: dict) -> None:
     n = s['numpy']
     np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian']))
     torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+    if s['cuda'] and torch.cuda.is_available():
+        here = torch.cuda.device_count()
+        if len(s['cuda']) != here:                    # another machine: the devices both have get their state back
+            warnings.warn(f"the checkpoint holds the CUDA generators of {len(s['cuda'])} device(s) and this machine has "
+                          f"{here}: restored those of the first {min(here, len(s['cuda']))}; random draws on the others "
+                          f"start afresh, so the resumed run is not bit-identical to an uninterrupted one")
+        for i, state in enumerate(s['cuda'][:here]): torch.cuda.set_rng_state(state, i)
 
 class _Sink:
     "A file for torch.save that keeps the OSError of a failed write (torch itself reports only 'file write failed')."
@@ -99,6 +106,17 @@ def _holder(text: str) -> str:
 class RunInUseError(RuntimeError):
     "Another process is training in this run folder."
 
+_HELD: set[int] = set()                             # file descriptors of the run locks this process holds
+
+def _close_held():
+    "In a forked child (a DataLoader worker): close the copies of the run locks, so they end with the run that holds them."
+    for fd in _HELD:
+        try: os.close(fd)
+        except OSError: pass
+    _HELD.clear()
+
+if hasattr(os, 'register_at_fork'): os.register_at_fork(after_in_child=_close_held)
+
 class RunLock:
     "Hold run folder `out` for this process (a lock on out/.lock); refuses with `RunInUseError` while another holds it."
     def __init__(self, out: str | Path): self.path, self.file, self.stale, self.made = Path(out)/'.lock', None, None, False
@@ -126,6 +144,7 @@ class RunLock:
         f.seek(0); f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
         self.file, self.cleared = f, [t.name for t in folder.glob('.*.tmp')]
+        _HELD.add(f.fileno())
         for t in folder.glob('.*.tmp'): t.unlink(missing_ok=True)         # cut-short checkpoint writes
         if self.stale:
             print(f"{folder}: the run before ({_holder(self.stale)}) ended without releasing its lock (killed?); "
@@ -133,6 +152,7 @@ class RunLock:
         return self
     def __exit__(self, error_type=None, *exc):
         if self.file is None: return
+        _HELD.discard(self.file.fileno())
         self.file.seek(0); self.file.truncate(); self.file.close(); self.file = None   # empty: ended cleanly
         folder = self.path.parent
         if error_type is not None and self.made and [q.name for q in folder.iterdir()] == ['.lock']:   # failed before writing
@@ -160,6 +180,26 @@ def truncate_metrics(path: str | Path, step: int) -> None:
     "Keep only the records of steps up to `step` (those the resumed weights have seen)."
     keep = [r for r in read_metrics(path) if r.get('step', 0) <= step]
     Path(path).write_text(''.join(json.dumps(r) + '\n' for r in keep))
+
+PREVIOUS = '.previous-'                             # the files of a run that --no-resume replaces, until the new one's first checkpoint
+
+def keep_previous(out: str | Path) -> list[str]:
+    "Before a fresh run in `out`: move the last run's checkpoint.pt and metrics.jsonl aside (PREVIOUS + name); the names moved."
+    out = Path(out); ckpt, log = out/'checkpoint.pt', out/'metrics.jsonl'
+    aside = lambda f: out/(PREVIOUS + f.name)
+    if not ckpt.exists():                           # nothing trained to keep: the log of a fresh run that stopped early
+        if log.exists() and aside(ckpt).exists() and not aside(log).exists(): os.replace(log, aside(log))   # cut between the moves
+        else: log.unlink(missing_ok=True)
+        return []
+    forget_previous(out)                            # older ones: the run now replaced wrote its first checkpoint
+    moved = [f.name for f in (ckpt, log) if f.exists()]
+    for f in (ckpt, log):                           # the checkpoint first: without it the next run starts afresh too
+        if f.exists(): os.replace(f, aside(f))
+    return moved
+
+def forget_previous(out: str | Path) -> None:
+    "Remove the files `keep_previous` set aside (once the new run has written its first checkpoint)."
+    for name in ('checkpoint.pt', 'metrics.jsonl'): (Path(out)/(PREVIOUS + name)).unlink(missing_ok=True)
 
 # %% ../nbs/05e_run_folder.ipynb #e9e543c8
 class StepLog:

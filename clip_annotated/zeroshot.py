@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 from PIL import Image
-from .core import autocast, get_device
+from .core import autocast, get_device, one_line
 from .tokenizer import tokenize
+from .readers import open_image
 
 # %% auto #0
 __all__ = ['fill_template', 'encode_texts', 'zero_shot_classifier', 'encode_images', 'classification_metrics', 'zero_shot_logits',
@@ -118,7 +119,8 @@ def predict(model, preprocess, image, labels: list[str], templates=('{}',), devi
     if not labels: raise ValueError("predict needs at least one label")
     if isinstance(image, (str, os.PathLike)):
         if not Path(image).is_file(): raise FileNotFoundError(f"no picture at {image}")
-        image = Image.open(image)
+        try: image = open_image(image)
+        except Exception as e: raise ValueError(f"{image} is not a picture that can be read ({one_line(e)})") from None
     device = get_device(device) if device is not None else next(model.parameters()).device
     x = preprocess(image).unsqueeze(0).to(device)
     with autocast(device): e = F.normalize(model.encode_image(x).float(), dim=-1).cpu()

@@ -370,3 +370,135 @@ def test_download_bad_input_is_exit_status_2(tmp_path):
     assert status == 2 and f'--to {tmp_path / "file"} is not a folder' in message
     r = _cli('download', 'ViT-B-31', '--to', tmp_path / 'to', cwd=tmp_path)                 # from the shell
     assert r.returncode == 2 and r.stderr.strip().count('\n') == 0 and 'ViT-B-31' in r.stderr and not (tmp_path / 'to').exists()
+
+
+# ------------------------------------------------------------------ #26 item 7: export beside a run
+def _tree(folder: Path) -> dict:
+    "Every file under `folder` with its bytes and mode: what must not change."
+    return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mode) for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+def test_export_into_a_run_folder_is_refused(run_dir, tmp_path):
+    "Exporting into a run folder would make `--model RUN` load the export from then on: refused, one line, the run untouched."
+    before = _tree(run_dir)
+    r = _cli('export', run_dir, '--format', 'hf', '--out', run_dir, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
+    assert r.stderr.startswith(f"clip-annotated export: {run_dir} is a training run's folder (it holds checkpoint.pt"), r.stderr
+    assert _tree(run_dir) == before
+
+
+def test_export_folder_has_a_readme_and_ordinary_modes(run_dir, tmp_path):
+    out = tmp_path / 'exported'
+    _run('export', run_dir, '--format', 'hf', '--out', out)
+    _run('export', run_dir, '--format', 'open_clip', '--out', out)
+    readme = (out / 'README.md').read_text()
+    assert str(run_dir) in readme and 'a training run of this book' in readme
+    for how in ("CLIPModel.from_pretrained('exported')", "create_model_from_pretrained('local-dir:exported')",
+                "clip_annotated.load('exported')"):
+        assert how in readme, readme
+    umask = os.umask(0); os.umask(umask)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes                   # the safetensors files too, not 0o600
+
+
+# ------------------------------------------------------------------ #26 item 11: the error contract of the edges
+def _bad_pictures(folder: Path) -> dict:
+    "Pictures no reader should take: cut short, a decompression bomb, not a picture at all."
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO(); Image.new('RGB', (64, 64), 'red').save(buf, format='JPEG')
+    (folder / 'cut.jpg').write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])
+    Image.new('1', (20000, 20000)).save(folder / 'bomb.png')                  # 4e8 pixels: past PIL's hard limit
+    (folder / 'text.png').write_text('not a picture')
+    return {name: folder / name for name in ('cut.jpg', 'bomb.png', 'text.png')}
+
+
+@pytest.fixture(scope='module')
+def bad_pictures(tmp_path_factory):
+    return _bad_pictures(tmp_path_factory.mktemp('bad'))
+
+
+@pytest.mark.parametrize('name', ['cut.jpg', 'bomb.png', 'text.png'])
+def test_predict_bad_picture_is_exit_2_naming_it(run_dir, bad_pictures, tmp_path, name):
+    r = _cli('predict', bad_pictures[name], 'a cat', 'a dog', '--model', run_dir, '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith(f'clip-annotated predict: {bad_pictures[name]} is not a picture that can be read ('), r.stderr
+    assert 'Traceback' not in r.stderr and 'Warning:' not in r.stderr and r.stdout == '', r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root reads a file without read permission')
+def test_predict_unreadable_picture_is_exit_2_naming_it(run_dir, tmp_path):
+    p = tmp_path / 'secret.png'; _picture(p, 0); p.chmod(0)
+    r = _cli('predict', p, 'a cat', '--model', run_dir, '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.splitlines()[-1].startswith(f'clip-annotated predict: {p} is not a picture'), r.stderr
+
+
+def test_large_pictures_print_no_python_warning(run_dir, tmp_path):
+    "Over PIL's warning limit but under its hard limit: decoded, and no two-line DecompressionBombWarning on the way."
+    Image.new('1', (12000, 12000)).save(tmp_path / 'big.png')                  # 1.44e8 pixels
+    r = _cli('predict', tmp_path / 'big.png', 'a cat', 'a dog', '--model', run_dir, '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 0 and 'Warning' not in r.stderr and 'warnings.warn' not in r.stderr, r.stderr
+
+
+def test_a_warning_is_one_line_naming_the_command(run_dir, tmp_path):
+    (tmp_path / 'pairs.csv').write_bytes('filepath,title\na.png,caf\u00e9\n'.encode('latin-1'))
+    _picture(tmp_path / 'a.png', 1)
+    r = _cli('eval', '--model', run_dir, '--retrieval', tmp_path / 'pairs.csv', '--device', 'cpu', cwd=tmp_path)
+    said = [l for l in r.stderr.splitlines() if 'is not UTF-8 text' in l]
+    assert len(said) == 1 and said[0].startswith('clip-annotated eval: warning: '), r.stderr
+    assert 'UserWarning' not in r.stderr and "encoding='latin-1')" in said[0] and 'CsvDataset' in said[0], said  # no CLI option it lacks
+
+
+def test_embed_and_eval_skip_bad_pictures_quietly(run_dir, bad_pictures, tmp_path):
+    for name, p in bad_pictures.items(): (tmp_path / 'cls' / 'x').mkdir(parents=True, exist_ok=True); (tmp_path / 'cls' / 'x' / name).write_bytes(p.read_bytes())
+    _picture(tmp_path / 'cls' / 'y' / 'good.png', 2)
+    r = _cli('eval', '--model', run_dir, '--data', tmp_path / 'cls', '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 0 and 'skipped 3 of 4 pictures (3 corrupt image)' in r.stdout and 'Warning' not in r.stderr, r.stdout + r.stderr
+
+
+def test_symlink_loop_in_a_class_folder_is_exit_2_naming_it(run_dir, tmp_path):
+    _picture(tmp_path / 'data' / 'cat' / 'a.png', 3); _picture(tmp_path / 'data' / 'dog' / 'b.png', 4)
+    (tmp_path / 'data' / 'loop').symlink_to(tmp_path / 'data' / 'loop')
+    outside = _tree(tmp_path / 'data')
+    r = _cli('eval', '--model', run_dir, '--data', tmp_path / 'data', '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
+    assert r.stderr.startswith(f"clip-annotated eval: {tmp_path / 'data' / 'loop'} is a symbolic link that cannot be followed"), r.stderr
+    (tmp_path / 'top').symlink_to(tmp_path / 'top')                            # the --data path itself
+    r = _cli('eval', '--model', run_dir, '--data', tmp_path / 'top', '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 2 and 'top is a symbolic link to nothing that can be read' in r.stderr, r.stderr
+    assert _tree(tmp_path / 'data') == outside
+
+
+def test_symlink_loop_as_train_data_is_exit_2_naming_it(tmp_path):
+    (tmp_path / 'loop').symlink_to(tmp_path / 'loop')
+    r = _cli('train', '--train-data', tmp_path / 'loop', '--steps', '1', '--out', tmp_path / 'run', cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and str(tmp_path / 'loop') in r.stderr, r.stderr
+    assert not (tmp_path / 'run').exists()
+
+
+def test_template_with_two_slots_says_so(no_model, tmp_path):
+    with pytest.raises(SystemExit) as e: main(['eval', '--model', 'm', '--data', str(tmp_path), '--template', 'a {} of a {}'])
+    assert "template 'a {} of a {}' has 2 '{}'" in str(e.value) and e.value.status == 2, e.value
+
+
+@pytest.mark.parametrize('argv, says', [
+    (['eval', '--model', 'm', '--dataset', 'scenes-color', '--batch-size', '1' + '0' * 20], "argument --batch-size: '100000000000000000000' is more than 2,147,483,647"),
+    (['eval', '--model', 'm', '--dataset', 'scenes-color', '--batch-size', '1e20'], "argument --batch-size: '1e20' is not a whole number ≥ 1"),
+    (['embed', '--model', 'm', '--texts', 'x', '--out', 'o', '--workers', '100000'], "argument --workers: '100000' is more than 256"),
+    (['train', '--batch-size', '1' + '0' * 20], "argument --batch-size: '100000000000000000000' is more than 2,147,483,647"),
+    (['train', '--steps', '1e3'], "argument --steps: '1e3' is not a whole number"),
+    (['reproduce', '--bogus'], "clip-annotated reproduce: error: unrecognized arguments: --bogus"),
+])
+def test_counts_are_whole_numbers_refused_by_name(tmp_path, argv, says):
+    r = _cli(*argv, cwd=tmp_path)
+    assert r.returncode == 2 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert 'clip-annotated train' not in r.stderr or argv[0] == 'train', r.stderr       # the command's own name
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_embed_of_only_bad_pictures_names_them(run_dir, bad_pictures, tmp_path):
+    (tmp_path / 'list.csv').write_text('filepath\n' + ''.join(f'{p}\n' for p in bad_pictures.values()))
+    r = _cli('embed', '--model', run_dir, '--images', tmp_path / 'list.csv', '--out', tmp_path / 'o', '--device', 'cpu', cwd=tmp_path)
+    last = r.stderr.splitlines()[-1]                                             # after the progress bar, if one was drawn
+    assert r.returncode == 2 and last.startswith('clip-annotated embed: --images '), r.stderr
+    assert str(bad_pictures['cut.jpg']) in last and 'Warning' not in r.stderr, r.stderr

@@ -207,7 +207,7 @@ def test_download_offline_is_a_clear_error(key, tmp_path):
 
 @pytest.mark.parametrize('key', BY_HAND)
 def test_download_impossible_says_how(key, tmp_path):
-    with offline() as urlopen, pytest.raises(FileNotFoundError, match='download=True cannot fetch it'):
+    with offline() as urlopen, pytest.raises(FileNotFoundError, match='it cannot be downloaded for you'):
         E.load_evalset(key, tmp_path, download=True)
     assert not urlopen.called
 

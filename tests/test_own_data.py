@@ -130,3 +130,37 @@ def test_data_option_names_train_data(capsys):
     with pytest.raises(SystemExit):
         parse_args(['--data', 'data/train.csv'])
     assert "invalid choice: 'data/train.csv'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ #26 items 15, 16: a rank left without a batch, under torchrun
+
+@pytest.fixture(scope='module')
+def lopsided_shards(tmp_path_factory):
+    "Shards of 40, 40 and 3 pairs: with seed 0, epoch 1 deals rank 1 only the shard of 3, less than its batch of 8."
+    folder = tmp_path_factory.mktemp('lopsided')
+    for k, n in enumerate((40, 40, 3)):
+        R.write_webdataset(_pairs(n, start=1000 * k), folder / f'part{k}', samples_per_shard=n)[0].rename(folder / f'{k:05d}.tar')
+    return str(folder / '{00000..00002}.tar')
+
+
+def test_rank_without_a_batch_stops_with_a_checkpoint_naming_each_rank(tmp_path, lopsided_shards):
+    out = tmp_path / 'run'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nnodes=1', '--nproc_per_node=2',
+           '-m', 'clip_annotated.run', *OPTS, '--train-data', lopsided_shards, '--batch-size', '16', '--steps', '60',
+           '--out', str(out)]
+    r = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0, r.stderr[-3000:]
+    shares = 'rank 0: 2 shards, 80 samples; rank 1: 1 shard, 3 samples'
+    warned = [l for l in r.stderr.splitlines() if l.startswith('--train-data ')]        # before training: the shard sizes say so
+    assert len(warned) == 1 and 'epoch 1 would leave rank 1 without a full batch of 8' in warned[0] and shares in warned[0], r.stderr
+    said = [l for l in r.stderr.splitlines() if l.startswith('clip-annotated train: ')]
+    assert len(said) == 1, r.stderr[-3000:]                                         # rank 0's line only, not one per rank
+    assert said[0].startswith(f'clip-annotated train: epoch 1 gave no full batch of 8 to rank 1 of 2: its shards this epoch '
+                              f'hold too few samples ({shares})'), said
+    assert 'fewer shards than ranks' not in said[0] and 'the checkpoint of step 5' in said[0], said
+    ck = load_checkpoint(out / 'checkpoint.pt')                                      # the steps done are kept
+    steps = [rec['step'] for rec in read_metrics(out / 'metrics.jsonl') if 'loss' in rec]
+    assert ck['data']['step'] == 5 and (ck['data']['epoch'], ck['data']['step_in_epoch']) == (1, 0) and steps == [1, 2, 3, 4, 5]
+    tail = r.stderr[r.stderr.rindex('Root Cause'):]                                   # torchrun's summary, the last lines
+    assert f'traceback : {said[0]}' in tail, tail                                    # the one line, last on the screen
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['run']

@@ -386,3 +386,55 @@ def test_file_system_without_locks_warns_and_trains(tmp_path, monkeypatch):
     monkeypatch.setattr(fcntl, 'flock', no_locks)
     summary, err = _quiet(train, replace(TINY, out=str(tmp_path / 'run')))
     assert summary['steps'] == 3 and 'cannot lock the run folder (No locks available)' in err
+
+
+# ------------------------------------------------------------------ #26 item 8: --no-resume keeps the old run until it has a checkpoint
+
+def test_interrupted_no_resume_keeps_the_old_run(tmp_path):
+    out = tmp_path / 'run'
+    old, _ = _quiet(train, replace(TINY, out=str(out), steps=3))
+    old_ckpt, old_log = (out / 'checkpoint.pt').read_bytes(), (out / 'metrics.jsonl').read_text()
+    fresh = replace(TINY, out=str(out), steps=6, ckpt_every=4, resume=False)
+    ds = SceneDataset(64, seed=0, image_size=48, train=True)
+    class Stop(torch.utils.data.Dataset):                       # stops after 2 steps of the fresh run (before its checkpoint at 4)
+        def __init__(self): self.n = 0
+        def __len__(self): return len(ds)
+        def set_epoch(self, e): ds.set_epoch(e)
+        def __getitem__(self, i):
+            self.n += 1
+            if self.n > 2 * fresh.batch_size: raise KeyboardInterrupt('killed')
+            return ds[i]
+    with pytest.raises(KeyboardInterrupt): _quiet(train, fresh, datasets=(Stop(), None))
+    assert not (out / 'checkpoint.pt').exists()                                  # nothing to resume by mistake
+    assert (out / '.previous-checkpoint.pt').read_bytes() == old_ckpt           # the old run, whole
+    assert (out / '.previous-metrics.jsonl').read_text() == old_log
+    again, err = _quiet(train, replace(TINY, out=str(out), steps=5, ckpt_every=2))   # a plain run: starts afresh
+    assert again['steps'] == 5 and load_checkpoint(out / 'checkpoint.pt')['data']['step'] == 5
+    assert [r['step'] for r in read_metrics(out / 'metrics.jsonl') if 'loss' in r] == [1, 2, 3, 4, 5]
+    assert not list(out.glob('.previous-*'))                                    # gone with the new run's first checkpoint
+    assert [p.name for p in tmp_path.iterdir()] == ['run']                      # nothing written outside the run folder
+
+
+def test_no_resume_says_what_it_kept(tmp_path):
+    out = tmp_path / 'run'
+    _quiet(train, replace(TINY, out=str(out)))
+    _, err = _quiet(train, replace(TINY, out=str(out), resume=False))
+    assert f"{out}: the previous run's checkpoint.pt and metrics.jsonl are kept as .previous-* until" in err
+    assert sorted(p.name for p in out.iterdir()) == ['.lock', 'checkpoint.pt', 'metrics.jsonl']
+
+
+# ------------------------------------------------------------------ review (a): the lock goes with the trainer, not its workers
+
+def test_killed_trainer_with_workers_releases_the_lock_at_once(tmp_path):
+    out = tmp_path / 'run'
+    argv = [*TINY_ARGV, '--steps', '2000', '--ckpt-every', '1000', '--workers', '2', '--out', str(out)]
+    first = subprocess.Popen([CLI, 'train', *argv], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / 'metrics.jsonl').exists():                              # training, with its workers started
+            assert first.poll() is None and time.time() < deadline, first.stderr.read() if first.poll() is not None else 'slow'
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL); first.wait()
+        with RunLock(out) as lock: assert lock.stale is not None              # free at once: the workers hold no copy
+    finally:
+        if first.poll() is None: first.kill()

@@ -619,3 +619,52 @@ def test_cache_root_honours_the_environment(server, tmp_path, monkeypatch):
     assert cache_root() == Path('~/.cache/clip_annotated').expanduser()
     monkeypatch.delenv('CLIP_ANNOTATED_CACHE')
     assert cache_root() == Path('~/.cache/clip_annotated').expanduser()
+
+
+# ------------------------------------------------------------------ #26 item 12: what a download is told, and a kill
+
+def test_sha256_that_is_not_one_is_refused_up_front(server, tmp_path):
+    base, files = server
+    _publish(files, 'model.pt', b'x' * 100)
+    for bad in ('xyz', 'ab' * 31, 'g' * 64, ''):
+        with pytest.raises(ValueError) as e:
+            download(f'{base}/plain-model.pt', tmp_path / 'cache', sha256=bad, progress=False)
+        assert f"sha256={bad!r} for {base}/plain-model.pt is not a SHA256: expected 64 hexadecimal digits" in str(e.value)
+    assert not (tmp_path / 'cache').exists()                                   # refused before anything was made
+
+
+@pytest.mark.parametrize('tail', ['/', '/.', '/..'])
+def test_url_without_a_file_name_is_refused(server, tmp_path, tail):
+    "Without the check the cache folder itself became the downloaded file."
+    base, _ = server
+    root = tmp_path / 'cache'
+    with pytest.raises(ValueError, match=r'names no file \(its path ends in'):
+        download(f'{base}/{"ab" * 32}{tail}', root, progress=False)
+    assert not root.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['served']
+
+
+@pytest.mark.parametrize('how', ['SIGINT', 'SIGTERM'])
+def test_killed_download_removes_its_part_file_at_once(server, tmp_path, how):
+    "Ctrl-C or a plain kill in the middle of a transfer: no .part file is left for a later download to find."
+    import signal, subprocess, sys
+    from conftest import child_env
+    base, files = server
+    sha = _publish(files, 'model.pt', b'n' * 1000)
+    root = tmp_path / 'cache'
+    code = ("import sys; from clip_annotated.checkpoints import download\n"
+            "try: download(sys.argv[1], sys.argv[2], progress=False)\n"
+            "except KeyboardInterrupt: sys.exit(130)\n")
+    p = subprocess.Popen([sys.executable, '-c', code, f'{base}/{sha}/trickle-model.pt', str(root)], env=child_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (root.exists() and any(q.name.endswith('.part') for q in root.iterdir())):
+            assert p.poll() is None and time.time() < deadline, p.communicate()
+            time.sleep(0.05)
+        p.send_signal(getattr(signal, how))
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None: p.kill()
+    assert p.returncode == 130, err
+    _no_parts(root)
+    assert list(root.iterdir()) == []

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import os, platform, random, re, sys, tempfile, time
+import json, os, platform, random, re, sys, tempfile, time, warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Sequence
@@ -264,7 +264,11 @@ test_eq(no_headings('# Model card: `mini`\n\ntext with a # inside\n## Data ##\n'
 # bad option; a failure while working (the loss became NaN, the disk filled up, a download stopped) is
 # one line with exit status 1. The traceback, which helps us more than you, is kept behind `--debug`.
 # Library code raises ordinary exceptions (`ValueError`, `FileNotFoundError`, ...); `run_command` is
-# the one place that turns them into that line.
+# the one place that turns them into that line. A warning on the way is one line too, naming the
+# command, rather than Python's two lines with a source file. Under `torchrun`, whose own report of a
+# failed process is a long traceback printed after everything the processes printed, rank 0 prints
+# the line, every rank writes it to the file torchrun reads (`TORCHELASTIC_ERROR_FILE`), and torchrun's
+# closing summary shows it as the failure's `traceback`: the last lines on the screen name the error.
 
 # %%
 #| exports
@@ -286,20 +290,31 @@ def wants_debug(argv: list[str]) -> tuple[list[str], bool]:
     debug = '--debug' in argv or os.environ.get('CLIP_ANNOTATED_DEBUG', '0') not in ('', '0')
     return [a for a in argv if a != '--debug'], debug
 
+def tell_torchrun(message: str) -> bool:
+    "Under torchrun, write `message` where its closing summary of failures shows it (TORCHELASTIC_ERROR_FILE); whether this process should print it too (rank 0, or no torchrun)."
+    path = os.environ.get('TORCHELASTIC_ERROR_FILE')
+    if path:
+        try: Path(path).write_text(json.dumps(dict(message=message, timestamp=int(time.time()))))
+        except OSError: pass
+    return not path or os.environ.get('RANK', '0') == '0'
+
 def run_command(prog: str, fn, argv: list[str], from_shell: bool = False, debug: bool = False):
     "`fn(argv)`, with any error as a one-line `CommandError` naming `prog` (status 2: bad input, 1: failure); from the shell, printed and exited."
     try:
-        try: return fn(argv)
-        except CommandError: raise
-        except KeyboardInterrupt:
-            if debug: raise
-            raise CommandError(f"{prog}: interrupted", 130) from None
-        except Exception as e:
-            if debug: raise
-            raise CommandError(f"{prog}: {one_line(e)}", 2 if isinstance(e, BAD_INPUT) else 1) from None
+        with warnings.catch_warnings():
+            if from_shell and not debug:                  # a warning is one line naming the command, not a source line
+                warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {one_line(message)}", file=sys.stderr)
+            try: return fn(argv)
+            except CommandError: raise
+            except KeyboardInterrupt:
+                if debug: raise
+                raise CommandError(f"{prog}: interrupted", 130) from None
+            except Exception as e:
+                if debug: raise
+                raise CommandError(f"{prog}: {one_line(e)}", 2 if isinstance(e, BAD_INPUT) else 1) from None
     except CommandError as e:
         if not from_shell: raise
-        print(e, file=sys.stderr)
+        if tell_torchrun(str(e)): print(e, file=sys.stderr)
         raise SystemExit(e.status) from None
 
 
@@ -309,6 +324,9 @@ def _broken(argv): raise RuntimeError("the loss is nan at step 3")
 for fn, status in ((_bad, 2), (_broken, 1)):
     try: run_command('demo', fn, ['x.csv'])
     except CommandError as e: print(f"exit {e.status}: {e}"); test_eq(e.status, status)
+with tempfile.TemporaryDirectory() as d, mock.patch.dict(os.environ, {'TORCHELASTIC_ERROR_FILE': f'{d}/error.json', 'RANK': '1'}):
+    assert not tell_torchrun('demo: the loss is nan at step 3')             # rank 1: torchrun's summary says it
+    test_eq(json.loads(Path(d, 'error.json').read_text())['message'], 'demo: the loss is nan at step 3')
 test_eq(one_line(KeyError('no column "title"')), 'no column "title"')
 test_eq(wants_debug(['--steps', '3', '--debug'])[0], ['--steps', '3'])
 

@@ -13,8 +13,9 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import hashlib, http.client, json, math, os, pickle, re, struct, sys, time, urllib.error, urllib.parse, urllib.request
-import warnings
+import hashlib, http.client, json, math, os, pickle, re, signal, struct, sys, threading, time, urllib.error, urllib.parse
+import urllib.request, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import torch
 from tqdm import tqdm
@@ -77,7 +78,9 @@ def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages
 #
 # 1. **Nothing half-written is ever at the destination.** Bytes go to a temporary file in the same
 #    folder; only a complete transfer whose SHA256 matches is renamed into place, by the preliminaries'
-#    `atomic_write` (`os.replace`, which is atomic). On any failure the temporary file is removed. A download killed outright (the
+#    `atomic_write` (`os.replace`, which is atomic). On any failure the temporary file is removed, and
+#    so it is on Ctrl-C and on a plain `kill` (SIGTERM, which a download turns into the same interrupt
+#    while it runs). A download killed outright (SIGKILL, the
 #    power, the OOM killer) cannot remove its own, so the next download of the same file removes
 #    temporary files of it that nobody has written to for longer than the timeout: a live transfer
 #    writes more often than that, or times out and cleans up after itself.
@@ -125,15 +128,30 @@ def _remove_stale_parts(dest: Path, older_than: float):
                 if time.time() - part.stat().st_mtime > older_than: part.unlink()
             except OSError: pass                                        # gone already, or not ours to remove
 
+@contextmanager
+def _terminate_cleanly():
+    "Within: a SIGTERM (`kill`) raises KeyboardInterrupt, so that what is half written is removed as on Ctrl-C (main thread, default handler only)."
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield; return
+    def stop(signum, frame): raise KeyboardInterrupt(f"terminated by signal {signum}")
+    signal.signal(signal.SIGTERM, stop)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
 def download(url: str, root: str | os.PathLike | None = None, sha256: str | None = None,
              progress: bool = True, timeout: float = 30.0, deadline: float = 3600.0) -> str:
     """Fetch `url` into `root` (default `cache_root()`) unless a file with the right SHA256 is there; returns its path.
 
     `timeout` bounds each wait for the server, `deadline` the whole transfer (seconds)."""
+    if sha256 is not None and not re.fullmatch(r'[0-9a-fA-F]{64}', str(sha256)):
+        raise ValueError(f"sha256={sha256!r} for {url} is not a SHA256: expected 64 hexadecimal digits")
     sha256 = (sha256 or sha_from_url(url) or '').lower()
-    if not re.fullmatch(r'[0-9a-f]{64}', sha256):
+    if not sha256:
         raise ValueError(f"no SHA256 for {url}: its path does not carry one (OpenAI's layout); pass sha256=")
-    dest = cache_root(root) / os.path.basename(urllib.parse.urlparse(url).path)
+    name = os.path.basename(urllib.parse.urlparse(url).path)
+    if not name or name in ('.', '..'):
+        raise ValueError(f"{url} names no file (its path ends in {'/' if not name else name!r}): give the address of the file itself")
+    dest = cache_root(root) / name
     if dest.is_file():
         if sha256sum(dest) == sha256: return str(dest)             # the cache: no request at all
         warnings.warn(f"{dest} does not have SHA256 {sha256}; downloading {url} again")
@@ -141,7 +159,7 @@ def download(url: str, root: str | os.PathLike | None = None, sha256: str | None
     failed = lambda why: DownloadError(f"{why}.\n{_by_hand(dest, sha256)}")
     stale, stop = max(timeout, 60.0), time.monotonic() + deadline
     try:
-        with urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response:
+        with _terminate_cleanly(), urllib.request.urlopen(url, timeout=min(timeout, deadline)) as response:
             total = (response.headers.get('Content-Length') or '').strip()
             total = int(total) if re.fullmatch(r'[0-9]+', total) else None   # absent or malformed: size unknown
             _remove_stale_parts(dest, stale)                                 # leftovers of killed downloads
@@ -203,6 +221,16 @@ try: download((bad / 'toy.pt').as_uri(), cache2, progress=False)
 except DownloadError as e: show(e); err = e
 assert 'expected 0000' in str(err) and 'place it at' in str(err)
 test_eq(sorted(os.listdir(cache2)), [])                                  # no file, no leftover .part
+
+# %% [markdown]
+# Asked for something that cannot be right, `download` says so before it makes a request: a `sha256`
+# that is not 64 hexadecimal digits, or an address that names no file (it ends in `/`; the cache
+# folder itself would become the file).
+
+# %%
+test_fail(lambda: download(url, cache2, sha256='xyz'), contains="sha256='xyz' for file://")
+test_fail(lambda: download(url.rsplit('/', 1)[0] + '/', cache2, sha256=sha), contains="names no file (its path ends in '/')")
+assert cache2.is_dir()
 
 # %% [markdown]
 # The temporary file of a download that was killed (made by hand here, and dated an hour back) goes

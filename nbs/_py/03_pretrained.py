@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from clip_annotated.core import get_device
+from clip_annotated.core import atomic_write, get_device
 from clip_annotated.model import (HEAD_WIDTH, CONFIGS, OPEN_CLIP_NAMES, CLIP, CLIPConfig, build_model, config_from_state_dict,
                                   config_name, convert_weights, create_model, uses_quick_gelu)
 from clip_annotated.tokenizer import EOT, SOT, decode, default_tokenizer, tokenize
@@ -850,7 +850,11 @@ test_fail(lambda: load('ViT-B-31'), contains='ViT-B-32, ViT-B-16')
 #   `open_clip.get_tokenizer('local-dir:' + str(folder))` gives its tokenizer at the right context length.
 #
 # Weights keep the dtype the model holds; a source is loaded on the CPU in float32 first. The
-# activation travels with the folder, so `load(folder)` gives back the same model.
+# activation travels with the folder, so `load(folder)` gives back the same model. Each folder gets a
+# `README.md` saying what model it holds, where it came from and how to load it (`how_to_load`), and
+# its files get the permissions of any new file. A training run's folder is refused as a destination:
+# `load` reads a folder's `config.json` before its `checkpoint.pt`, so the run would from then on load
+# as the export.
 # <!-- fixed: 4× -->
 
 # %%
@@ -923,11 +927,17 @@ def export_model(model_or_source, out: str | os.PathLike, format: str = 'hf') ->
     if format == 'hf' and not isinstance(cfg.vision_layers, int):
         raise ValueError(f"{name} is a ResNet CLIP (vision_layers={cfg.vision_layers}); transformers has no ResNet CLIP "
                          f"class, so it cannot be exported with format='hf'. Use format='open_clip'.")
-    try: from safetensors.torch import save_file as write_safetensors
+    out = Path(out)
+    if run := [f for f in ('checkpoint.pt', 'metrics.jsonl') if (out / f).exists()]:
+        raise ValueError(f"{out} is a training run's folder (it holds {' and '.join(run)}): load({str(out)!r}) would read the "
+                         f"export instead of the run's checkpoint from then on; export into another folder, e.g. {out}-{format}")
+    try: from safetensors.torch import save as safetensors_bytes
     except ImportError: raise ImportError("export_model writes .safetensors files with the safetensors package: "
                                           "pip install safetensors") from None
+    def write_safetensors(tensors, path, metadata=None):            # whole or not at all, with the mode of any new file
+        atomic_write(path, lambda f: f.write(safetensors_bytes(tensors, metadata=metadata)))
     sd = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     if format == 'hf':
         write_safetensors({k: v.contiguous().clone() for k, v in openai_to_hf(sd).items()}, out / 'model.safetensors',
                           metadata={'format': 'pt'})                      # transformers checks this field
@@ -942,7 +952,31 @@ def export_model(model_or_source, out: str | os.PathLike, format: str = 'hf') ->
         files = _open_clip_files(model, cfg, quick_gelu)
     for file, content in files.items():
         (out / file).write_text(json.dumps(content, indent=2) + '\n', encoding='utf-8')
+    kind = f"ViT-{cfg.vision_patch_size}" if isinstance(cfg.vision_layers, int) else "ResNet"
+    source = model_or_source if not isinstance(model_or_source, torch.nn.Module) else None
+    (out / 'README.md').write_text(
+        f"# {name.strip(chr(39)) if len(name) < 80 else 'A CLIP'}, exported by clip_annotated\n\n"
+        f"- model: a CLIP with a {kind} image tower, {cfg.image_resolution}-pixel pictures, a {cfg.transformer_layers}-layer "
+        f"text tower of context {cfg.context_length}, {cfg.embed_dim}-dimensional embeddings, "
+        f"{'QuickGELU' if quick_gelu else 'GELU'}\n"
+        f"- from: {Path(source).resolve() if source is not None and Path(source).exists() else source or 'a model in memory'}"
+        f"{' (a training run of this book: its checkpoint.pt)' if source is not None and Path(source, 'checkpoint.pt').is_file() else ''}\n"
+        f"- files: {', '.join(sorted(f.name for f in out.iterdir() if f.name != 'README.md'))}\n\n"
+        f"## Loading it (from the folder that holds `{out.name}`)\n\n```python\n{how_to_load(out, shown=out.name)}```\n",
+        encoding='utf-8')
     return out
+
+def how_to_load(folder: str | os.PathLike, shown: str | None = None) -> str:
+    "Python that loads an exported folder with transformers, open_clip (for the formats it holds) and this package; the path written as `shown`."
+    folder = Path(folder); d = str(folder) if shown is None else shown
+    ways = []
+    if (folder / 'config.json').is_file():
+        ways.append(f"# transformers\nfrom transformers import CLIPModel, CLIPProcessor\nmodel = CLIPModel.from_pretrained({d!r})\n"
+                    + (f"processor = CLIPProcessor.from_pretrained({d!r})\n" if (folder / 'preprocessor_config.json').is_file() else ''))
+    if (folder / 'open_clip_config.json').is_file():
+        ways.append(f"# open_clip\nimport open_clip\nmodel, preprocess = open_clip.create_model_from_pretrained('local-dir:{d}')\n"
+                    f"tokenizer = open_clip.get_tokenizer('local-dir:{d}')\n")
+    return '\n'.join([*ways, f"# this package\nimport clip_annotated\nmodel, preprocess = clip_annotated.load({d!r})\n"])
 
 
 # %% [markdown]
@@ -968,6 +1002,11 @@ for quick_gelu in (True, False):
             test_close(back.encode_text(texts), want_txt, eps=1e-6)
 print(sorted(p.name for p in (scratch / 'export-hf-True').iterdir()))
 print(sorted(p.name for p in (scratch / 'export-open_clip-True').iterdir()))
+umask = os.umask(0); os.umask(umask)
+assert all(f.stat().st_mode & 0o777 == 0o666 & ~umask for f in (scratch / 'export-hf-True').iterdir())   # as any new file
+print((scratch / 'export-open_clip-True' / 'README.md').read_text())
+test_fail(lambda: export_model(mini, scratch / 'run'), contains="run's folder (it holds checkpoint.pt)")   # load would read the export
+test_eq(sorted(p.name for p in (scratch / 'run').iterdir()), ['checkpoint.pt'])
 rn = create_model('MiniCLIP-RN').eval()
 back, _ = load(export_model(rn, scratch / 'export-rn', format='open_clip'), device='cpu')
 assert all(torch.equal(back.state_dict()[k], v) for k, v in rn.state_dict().items())

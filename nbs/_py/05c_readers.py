@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import codecs, csv, http.client, io, itertools, os, random, re, tarfile, urllib.error, urllib.request, warnings
+import codecs, csv, http.client, io, itertools, json, os, random, re, tarfile, urllib.error, urllib.request, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -69,6 +69,9 @@ from clip_annotated.pretrained import normalize
 #
 # Two small readers decide what is bad: `parse_caption` gives the caption or the reason to skip it, and
 # `open_image` decodes a picture fully (so a truncated file fails here, not in the middle of a batch).
+# A picture larger than PIL's warning limit (about 89 million pixels) is decoded without the warning,
+# which would otherwise repeat for every such file; one beyond twice that is refused, as PIL refuses
+# a decompression bomb.
 # A dataset returns `None` for a bad sample after counting it, and `collate` drops the `None`s.
 
 # %%
@@ -84,10 +87,12 @@ def parse_caption(raw, what: str = 'caption') -> tuple[str | None, str | None]:
     return (raw, None) if raw else (None, f'empty {what}')
 
 def open_image(src) -> Image.Image:
-    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file."
-    with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-        im.load()
-        return to_rgb(fix_mode(im))                            # 16-bit and premultiplied modes as in chapter 3
+    "Decode a picture fully (a path or bytes) as RGB; raises on a missing or corrupt file, or one beyond PIL's decompression-bomb limit."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)   # large, under PIL's hard limit: decoded quietly
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            im.load()
+            return to_rgb(fix_mode(im))                        # 16-bit and premultiplied modes as in chapter 3
 
 
 # %%
@@ -127,7 +132,8 @@ test_fail(lambda: open_image(png[:len(png) // 2]), contains='truncated')   # a c
 #
 # A file saved in another encoding (Latin-1, Windows-1252: what old spreadsheet programs write) is
 # mostly "bad rows" of this kind, so the reader warns once, naming the file and the first line that is
-# not UTF-8, and says what to do: save it again as UTF-8, or pass the `encoding` it was written in.
+# not UTF-8, and says what to do: save it again as UTF-8 (the command line reads UTF-8 only), or, from
+# Python, pass the `encoding` it was written in.
 # A caption may be long: Python's `csv` module refuses fields over 131,072 characters, a limit the
 # reader lifts while it reads (the tokenizer cuts every caption at 77 tokens anyway).
 # <!-- fixed: 131,072 -->
@@ -142,7 +148,8 @@ def _not_text(raw: bytes, path: Path, encoding: str) -> str:
     except UnicodeDecodeError as e:
         line, name = raw.count(b'\n', 0, e.start) + 1, 'UTF-8' if codecs.lookup(encoding).name == 'utf-8' else encoding
         return (f"{path} is not {name} text: line {line} has the byte {raw[e.start]:#04x}, which is not {name}; "
-                f"save the file again as UTF-8, or pass the encoding it was written in (encoding='latin-1', say)")
+                f"save the file again as UTF-8 (iconv -f latin1 -t utf-8 < old > new, say; from Python, CsvDataset(..., "
+                f"encoding='latin-1') reads it as it is)")
 
 def _swallowed(fields: list[str], width: int, sep: str) -> int | None:
     "The index of a field with a later line that reads alone as a whole row (`width` fields, none empty), else None."
@@ -506,6 +513,12 @@ class ShardDataset(torch.utils.data.IterableDataset):
         by_rank = [partial(split_by_rank, rank=rank, world=world)] if self.split else []
         return [wds.SimpleShardList(self.shards, seed=order_seed), *by_rank, wds.split_by_worker]
 
+    def shards_for(self, rank: int, world: int) -> list[str]:
+        "The shards `rank` of `world` reads in this epoch, in order, before they are split among its workers (no resampling)."
+        if self.resampled: raise ValueError("resampled shards are drawn with replacement: no rank has a fixed share")
+        order, by_rank = self._shard_stages(rank, world, 0)[:2] if self.split else (self._shard_stages(rank, world, 0)[0], iter)
+        return [d['url'] for d in by_rank(iter(order))]
+
     def _follow(self, src, seen: _Pass):
         "Pass the shards on, noting which one is being read; give up on an endless stream that yields nothing good."
         for d in src:
@@ -823,6 +836,45 @@ for rank in range(2):
     got[rank] = [c for _, c in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)]
     print(f"rank {rank}: shards {[Path(u).name for u in split_by_rank(ds.shards, rank, 2)]}, {len(got[rank])} samples")
 test_eq(sorted(got[0] + got[1]), sorted(c for _, c in pairs[:12]))           # every sample exactly once
+
+
+# %% [markdown]
+# Which shards a rank reads in an epoch is known before it reads them (`shards_for`: the epoch's order,
+# dealt by rank), and often so is how many samples each shard holds (`shard_sizes`): open_clip's
+# `sizes.json` beside the shards says it, or, for up to a thousand local files, the tar headers do,
+# read without decoding a picture. The training loop uses both to warn, before it starts, when shards
+# of very unequal size would leave a rank without a full batch in some epoch, and to name each rank's
+# share when that happens ([the input pipeline](05d_loader.ipynb)).
+
+# %%
+#| exports
+def shard_sizes(shards: list[str], most: int = 1000) -> dict[str, int] | None:
+    "Samples per shard: from a sizes.json beside them (open_clip's), else counted in local tar headers (up to `most` shards); None if not known cheaply."
+    if not shards or any(_is_stream(u) for u in shards): return None
+    folders = {os.path.dirname(u) for u in shards}
+    listed = Path(folders.pop(), 'sizes.json') if len(folders) == 1 else None
+    if listed is not None and listed.is_file():
+        try: table = json.loads(listed.read_text(encoding='utf-8'))
+        except (OSError, ValueError): table = None
+        if isinstance(table, dict) and all(isinstance(table.get(os.path.basename(u)), int) for u in shards):
+            return {u: table[os.path.basename(u)] for u in shards}
+    if len(shards) > most: return None
+    sizes = {}
+    for u in shards:
+        try:
+            with tarfile.open(u) as tf:                                   # headers only: no picture is decoded
+                sizes[u] = len({k for m in tf if m.isfile() and (k := wds.tariterators.base_plus_ext(m.name)[0])})
+        except (OSError, tarfile.TarError): return None
+    return sizes
+
+
+# %%
+test_eq([Path(u).name for u in ShardDataset(tmp / 'six', rank=1, world=2).shards_for(1, 2)], ['00001.tar', '00003.tar', '00005.tar'])
+uneven = write_webdataset(pairs[:5], tmp / 'uneven' / 'a', samples_per_shard=4) + write_webdataset(pairs[:3], tmp / 'uneven' / 'b', samples_per_shard=3)
+test_eq(list(shard_sizes([str(u) for u in uneven]).values()), [4, 1, 3])
+(tmp / 'uneven' / 'a' / 'sizes.json').write_text(json.dumps({'00000.tar': 40, '00001.tar': 10}))   # open_clip's file wins
+test_eq(list(shard_sizes([str(u) for u in uneven[:2]]).values()), [40, 10])
+test_eq(shard_sizes(['https://example.com/00000.tar']), None)               # a stream is not opened to count it
 
 
 # %% [markdown]

@@ -21,11 +21,12 @@ from torch.utils.data.distributed import DistributedSampler
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.data import EmojiDataset
 from clip_annotated.scenes import SceneDataset
-from clip_annotated.readers import open_data
+from clip_annotated.readers import open_data, shard_sizes
 
 # %%
 #| hide
 import time
+from unittest import mock
 from fastcore.test import test_eq, test_fail
 from clip_annotated.data import collate
 
@@ -186,14 +187,24 @@ class StreamBatches(IterableDataset):
 # default: `default_workers` gives each process, on CUDA, one worker per CPU core it has beyond the one
 # that drives the GPU, at most 8; on a CPU none, because the model's own matrix products already use
 # every core and a worker would only compete with them (the book's emoji batches cost a few
-# milliseconds against a step of a few hundred).
+# milliseconds against a step of a few hundred). A process's cores are the machine's divided among the
+# run's processes *on that machine* (torchrun's `LOCAL_WORLD_SIZE`), not among all of them: eight GPUs
+# on each of four machines leave each process an eighth of its machine, not a thirty-second.
 
 # %%
 #| export
+def local_world_size(world: int = 1) -> int:
+    "The run's processes on this machine: torchrun's LOCAL_WORLD_SIZE, else `world` (all of them)."
+    return max(1, int(os.environ.get('LOCAL_WORLD_SIZE') or world))
+
+def cores_per_process(world: int = 1) -> int:
+    "This machine's CPU cores shared among the run's processes on this machine (not those of all machines), at least 1."
+    return max(1, (os.cpu_count() or 1) // local_world_size(world))
+
 def default_workers(device: torch.device | str = 'cpu', world: int = 1) -> int:
     "DataLoader workers per process when --workers is not given: CUDA, the process's cores less one (at most 8); CPU, none."
     if torch.device(device).type != 'cuda': return 0
-    return max(1, min(8, (os.cpu_count() or 1) // max(1, world) - 1))
+    return max(1, min(8, cores_per_process(world) - 1))
 
 class TrainBatches:
     "This rank's training batches, epoch by epoch: `epoch(e, start)` yields (batch index, images, tokens), made by `workers` DataLoader processes."
@@ -227,6 +238,11 @@ class TrainBatches:
             if b >= start: yield b, *batch
 
 
+# %%
+with mock.patch.dict(os.environ, {'LOCAL_WORLD_SIZE': '2', 'WORLD_SIZE': '8'}), mock.patch('os.cpu_count', return_value=16):
+    test_eq(default_workers('cuda', world=8), 7)          # 2 processes on this machine of 16 cores, of 8 in all
+    test_eq(cores_per_process(world=8), 8); test_eq(default_workers('cpu', world=8), 0)
+
 # %% [markdown]
 # The checks: the batches are the ones `collate` makes from the sampler's items, identical with two
 # workers and with none, and a run that resumes at batch 1 gets batch 1.
@@ -257,6 +273,76 @@ test_eq([b for b, *_ in got], [0, 1, 2, 3]); test_eq(got[0][1].shape, (8, 3, 48,
 test_eq([b for b, *_ in stream.epoch(0, start=2)], [2, 3])
 test_eq(len(list(TrainBatches(_Stream(40), 8, context_length=32, limit=1).epoch(0))), 1)
 
+
+# %% [markdown]
+# ### Shards of unequal size
+#
+# Without `--dataset-resampled`, each rank reads whole shards, a different share every epoch, and the
+# ranks agree before every step to go on only while every rank has a batch (the training chapter's
+# loop). A rank whose shards of an epoch hold fewer samples than one batch therefore ends the epoch at
+# once for everybody, and an epoch without a single step ends the run. When the shard sizes are known
+# (`shard_sizes` of the readers appendix), `epoch_batches` counts the full batches each rank will get
+# in an epoch (each worker drops its own short tail), and `uneven_shards` looks ahead over the epochs
+# a run will need and says, before training, which epoch would leave which rank without a batch;
+# `rank_shares` names each rank's shards when it happens.
+
+# %%
+#| export
+def epoch_batches(sizes: dict[str, int], shares: list[list[str]], workers: int, batch_size: int) -> list[int]:
+    "Full batches of `batch_size` each rank gets in an epoch where rank r reads shards `shares[r]` split among `workers` (all samples good)."
+    w = max(1, workers)
+    return [sum(sum(sizes[u] for u in share[k::w]) // batch_size for k in range(w)) for share in shares]
+
+def rank_shares(dataset, world: int, sizes: dict[str, int] | None = None) -> str:
+    "Each rank's shards of the dataset's current epoch, and their samples when `sizes` knows them: 'rank 0: 2 shards (100 samples), …'."
+    parts = []
+    for r in range(world):
+        share = dataset.shards_for(r, world)
+        n = f", {sum(sizes[u] for u in share):,} samples" if sizes else ''
+        parts.append(f"rank {r}: {len(share)} shard{'s' * (len(share) != 1)}{n}")
+    return '; '.join(parts)
+
+def uneven_shards(dataset, world: int, workers: int, batch_size: int, steps: int, epoch: int = 0,
+                  sizes: dict[str, int] | None = None, most_epochs: int = 1000) -> str | None:
+    "A warning naming the first epoch (of those `steps` need) whose shards leave a rank without a full batch; None if none does or sizes are unknown."
+    if not hasattr(dataset, 'shards_for') or dataset.resampled or not dataset.split: return None
+    sizes = sizes or shard_sizes(dataset.shards)
+    if sizes is None: return None
+    was = dataset.epoch
+    try:
+        for e in range(epoch, epoch + most_epochs):
+            dataset.set_epoch(e)
+            got = epoch_batches(sizes, [dataset.shards_for(r, world) for r in range(world)], workers, batch_size)
+            if min(got) == 0:
+                return (f"the {len(sizes)} shards hold {min(sizes.values()):,} to {max(sizes.values()):,} samples, and epoch {e} "
+                        f"would leave rank {got.index(0)} without a full batch of {batch_size} ({rank_shares(dataset, world, sizes)}"
+                        f"{f', each split among {workers} workers' if workers > 1 else ''}): the run would stop there. Use "
+                        f"--dataset-resampled with --train-num-samples, or shards of about equal size")
+            steps -= min(got)
+            if steps <= 0: return None
+    finally: dataset.set_epoch(was)
+    return None
+
+
+# %% [markdown]
+# Three shards of 50, 50 and 7 samples on two ranks with batches of 8: an epoch that deals one rank
+# only the shard of 7 has no full batch for it.
+
+# %%
+class _Shards:                                           # what uneven_shards needs of a ShardDataset, without files
+    resampled, split, epoch = False, True, 0
+    def __init__(self, shards, order): self.shards, self.order = shards, order
+    def set_epoch(self, e): self.epoch = e
+    def shards_for(self, rank, world): return self.order[self.epoch % len(self.order)][rank::world]
+sizes = {'a': 50, 'b': 50, 'c': 7}
+test_eq(epoch_batches(sizes, [['a', 'b'], ['c']], workers=0, batch_size=8), [12, 0])
+test_eq(epoch_batches(sizes, [['a', 'c'], ['b']], workers=2, batch_size=8), [6, 6])   # each worker drops its own tail
+plan = _Shards(list(sizes), [['a', 'b', 'c'], ['a', 'c', 'b']])             # rank 1 gets b, then c alone
+test_eq(uneven_shards(plan, world=2, workers=0, batch_size=8, steps=6, sizes=sizes), None)   # epoch 0 is enough
+warning = uneven_shards(plan, world=2, workers=0, batch_size=8, steps=100, sizes=sizes)
+assert warning.startswith('the 3 shards hold 7 to 50 samples, and epoch 1 would leave rank 1 without a full batch of 8 '
+                          '(rank 0: 2 shards, 100 samples; rank 1: 1 shard, 7 samples)'), warning
+test_eq(plan.epoch, 0)                                                          # the data set is left at its epoch
 
 # %% [markdown]
 # ## Which data: `make_datasets`

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import errno, json, math, os, pickle, random, re, socket, sys, time
+import errno, json, math, os, pickle, random, re, socket, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from clip_annotated.loss import mean_over_ranks
 # %%
 #| hide
 import shutil, tempfile
+from unittest import mock
 from fastcore.test import test_eq, test_fail
 from clip_annotated.model import CONFIGS, create_model
 
@@ -54,7 +55,9 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_05e_'))
 #
 # Everything is stored as tensors, numbers, strings, lists and dicts, so the file loads with
 # `torch.load(weights_only=True)`, which refuses to unpickle code (keep torch current: older versions
-# had a way around it). The random generators' states are converted accordingly.
+# had a way around it). The random generators' states are converted accordingly. A checkpoint resumed
+# on a machine with another number of GPUs gets back the CUDA generators of the devices both have,
+# with a warning that the run is then no longer bit-identical.
 
 # %%
 #| exports
@@ -74,7 +77,13 @@ def set_rng_state(s: dict) -> None:
     n = s['numpy']
     np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached_gaussian']))
     torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+    if s['cuda'] and torch.cuda.is_available():
+        here = torch.cuda.device_count()
+        if len(s['cuda']) != here:                    # another machine: the devices both have get their state back
+            warnings.warn(f"the checkpoint holds the CUDA generators of {len(s['cuda'])} device(s) and this machine has "
+                          f"{here}: restored those of the first {min(here, len(s['cuda']))}; random draws on the others "
+                          f"start afresh, so the resumed run is not bit-identical to an uninterrupted one")
+        for i, state in enumerate(s['cuda'][:here]): torch.cuda.set_rng_state(state, i)
 
 class _Sink:
     "A file for torch.save that keeps the OSError of a failed write (torch itself reports only 'file write failed')."
@@ -124,6 +133,11 @@ p = save_checkpoint(dict(rng=s0, model=create_model(CONFIGS['MiniCLIP']).state_d
 back = load_checkpoint(p)                                                     # weights_only: plain data
 set_rng_state(back['rng'])
 test_eq((random.random(), np.random.rand(), torch.rand(1).item()), a)
+with mock.patch('torch.cuda.is_available', return_value=True), mock.patch('torch.cuda.device_count', return_value=1), \
+     mock.patch('torch.cuda.set_rng_state') as restored, warnings.catch_warnings(record=True) as said:
+    warnings.simplefilter('always')
+    set_rng_state({**s0, 'cuda': [torch.get_rng_state()] * 2})             # saved on two GPUs, resumed on one
+test_eq(restored.call_count, 1); assert 'of 2 device(s) and this machine has 1' in str(said[0].message)
 test_eq(sorted(q.name for q in scratch.iterdir()), ['ckpt.pt'])               # no temp file left behind
 (scratch/'cut.pt').write_bytes(p.read_bytes()[:1000])                        # a checkpoint cut short
 test_fail(lambda: load_checkpoint(scratch/'cut.pt'), contains='cut.pt is not a readable checkpoint')
@@ -135,7 +149,10 @@ test_fail(lambda: load_checkpoint(scratch/'cut.pt'), contains='cut.pt is not a r
 # Two runs writing to one `--out` would interleave their `metrics.jsonl` and overwrite each other's
 # checkpoints, and both would report success. So a run holds a lock on its folder, `out/.lock` (an
 # operating-system lock through `fcntl.flock`, which the kernel releases when the process ends,
-# however it ends), and a second run refuses while the first holds it. A run that was killed leaves
+# however it ends), and a second run refuses while the first holds it. A process forked from the run
+# (a `DataLoader` worker) would share the lock and keep it after the run is killed, until it noticed
+# its parent had gone; so a forked child closes its copy of the lock file first thing (`os.register_at_fork`),
+# and the lock goes with the run itself. A run that was killed leaves
 # the file behind with its process id in it, but not the lock: the next run notices, says so, clears
 # the temporary files of the checkpoint write that was cut short, and goes on. (On a network file
 # system `flock` may not reach other machines; one folder per run is then up to you.)
@@ -175,6 +192,17 @@ def _holder(text: str) -> str:
 class RunInUseError(RuntimeError):
     "Another process is training in this run folder."
 
+_HELD: set[int] = set()                             # file descriptors of the run locks this process holds
+
+def _close_held():
+    "In a forked child (a DataLoader worker): close the copies of the run locks, so they end with the run that holds them."
+    for fd in _HELD:
+        try: os.close(fd)
+        except OSError: pass
+    _HELD.clear()
+
+if hasattr(os, 'register_at_fork'): os.register_at_fork(after_in_child=_close_held)
+
 class RunLock:
     "Hold run folder `out` for this process (a lock on out/.lock); refuses with `RunInUseError` while another holds it."
     def __init__(self, out: str | Path): self.path, self.file, self.stale, self.made = Path(out)/'.lock', None, None, False
@@ -202,6 +230,7 @@ class RunLock:
         f.seek(0); f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"); f.flush()
         self.file, self.cleared = f, [t.name for t in folder.glob('.*.tmp')]
+        _HELD.add(f.fileno())
         for t in folder.glob('.*.tmp'): t.unlink(missing_ok=True)         # cut-short checkpoint writes
         if self.stale:
             print(f"{folder}: the run before ({_holder(self.stale)}) ended without releasing its lock (killed?); "
@@ -209,6 +238,7 @@ class RunLock:
         return self
     def __exit__(self, error_type=None, *exc):
         if self.file is None: return
+        _HELD.discard(self.file.fileno())
         self.file.seek(0); self.file.truncate(); self.file.close(); self.file = None   # empty: ended cleanly
         folder = self.path.parent
         if error_type is not None and self.made and [q.name for q in folder.iterdir()] == ['.lock']:   # failed before writing
@@ -224,6 +254,12 @@ try:
     with RunLock(scratch/'made'): raise ValueError('no data')               # a run that fails before it writes anything
 except ValueError: pass
 assert not (scratch/'made').exists()                                        # the folder it made is removed again
+with RunLock(scratch/'forked') as held:
+    fd = held.file.fileno()
+    if (pid := os.fork()) == 0:                                             # a forked child (a DataLoader worker)
+        try: os.fstat(fd); os._exit(1)                                      # still has the lock file open: wrong
+        except OSError: os._exit(0)                                         # closed at the fork: the lock is the run's
+    test_eq(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), 0)
 
 # %% [markdown]
 # What a run refuses: a folder of someone else's files, a lock file that is a link (the file it points
@@ -272,6 +308,26 @@ def truncate_metrics(path: str | Path, step: int) -> None:
     "Keep only the records of steps up to `step` (those the resumed weights have seen)."
     keep = [r for r in read_metrics(path) if r.get('step', 0) <= step]
     Path(path).write_text(''.join(json.dumps(r) + '\n' for r in keep))
+
+PREVIOUS = '.previous-'                             # the files of a run that --no-resume replaces, until the new one's first checkpoint
+
+def keep_previous(out: str | Path) -> list[str]:
+    "Before a fresh run in `out`: move the last run's checkpoint.pt and metrics.jsonl aside (PREVIOUS + name); the names moved."
+    out = Path(out); ckpt, log = out/'checkpoint.pt', out/'metrics.jsonl'
+    aside = lambda f: out/(PREVIOUS + f.name)
+    if not ckpt.exists():                           # nothing trained to keep: the log of a fresh run that stopped early
+        if log.exists() and aside(ckpt).exists() and not aside(log).exists(): os.replace(log, aside(log))   # cut between the moves
+        else: log.unlink(missing_ok=True)
+        return []
+    forget_previous(out)                            # older ones: the run now replaced wrote its first checkpoint
+    moved = [f.name for f in (ckpt, log) if f.exists()]
+    for f in (ckpt, log):                           # the checkpoint first: without it the next run starts afresh too
+        if f.exists(): os.replace(f, aside(f))
+    return moved
+
+def forget_previous(out: str | Path) -> None:
+    "Remove the files `keep_previous` set aside (once the new run has written its first checkpoint)."
+    for name in ('checkpoint.pt', 'metrics.jsonl'): (Path(out)/(PREVIOUS + name)).unlink(missing_ok=True)
 
 
 # %%
@@ -328,3 +384,23 @@ recs, bad = slog.flush(last=dict(samples_per_s=10.0))
 test_eq([r['step'] for r in recs], [1, 2]); test_eq(bad['step'], 3); test_eq(recs[-1]['samples_per_s'], 10.0)
 test_eq([r['step'] for r in read_metrics(log_path)], [1, 2])          # the NaN step and what follows are not logged
 test_eq(recs[0]['temperature'], 1.0)
+# %% [markdown]
+# A fresh run (`--no-resume`) in a folder that holds a finished or interrupted run must not destroy that
+# run before it has something to put in its place: a fresh run stopped in its first steps would
+# otherwise leave the old checkpoint beside a log of its own few steps, and the next plain run would
+# resume the old weights over the wrong log. So `keep_previous` moves the old `checkpoint.pt` and
+# `metrics.jsonl` aside, to `.previous-checkpoint.pt` and `.previous-metrics.jsonl` (names with a dot,
+# which a run folder may hold), and the training loop calls `forget_previous` once its own first
+# checkpoint is on disk. A fresh run that stops before then leaves the folder without a checkpoint,
+# so the next run starts afresh as well, and the old run's two files are still there to move back.
+
+# %%
+old_run = scratch/'again'; old_run.mkdir()
+(old_run/'checkpoint.pt').write_bytes(b'old weights'); append_record(old_run/'metrics.jsonl', dict(step=500, loss=0.5))
+test_eq(keep_previous(old_run), ['checkpoint.pt', 'metrics.jsonl'])
+append_record(old_run/'metrics.jsonl', dict(step=1, loss=4.0))             # the fresh run's first step, then a kill
+test_eq(keep_previous(old_run), [])                                          # the next fresh run: nothing new to keep
+test_eq(sorted(q.name for q in old_run.iterdir()), ['.previous-checkpoint.pt', '.previous-metrics.jsonl'])
+test_eq(read_metrics(old_run/'.previous-metrics.jsonl'), [dict(step=500, loss=0.5)])   # the old log, whole
+(old_run/'checkpoint.pt').write_bytes(b'new weights'); forget_previous(old_run)         # its first checkpoint
+test_eq(sorted(q.name for q in old_run.iterdir()), ['checkpoint.pt'])

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import json, math, os, sys, time
+import itertools, json, math, os, string, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -24,13 +24,14 @@ from torch.utils.data import IterableDataset
 from tqdm import tqdm
 from clip_annotated.core import autocast, autocast_dtype, one_line, seed_everything, show_progress
 from clip_annotated.model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
-from clip_annotated.tokenizer import VOCAB_SIZE
-from clip_annotated.loss import MAX_LOGIT_SCALE, all_have, clip_loss, min_over_ranks, setup_distributed, world_info
-from clip_annotated.readers import DATASET_TYPES
+from clip_annotated.tokenizer import VOCAB_SIZE, tokenize
+from clip_annotated.loss import MAX_LOGIT_SCALE, all_have, clip_loss, mean_over_ranks, min_over_ranks, setup_distributed, world_info
+from clip_annotated.readers import DATASET_TYPES, shard_sizes
 from clip_annotated.pretrained import TRAIN_ZOOM
-from clip_annotated.loader import TrainBatches, data_size, default_workers, describe_data, make_datasets
-from clip_annotated.runfolder import (RunInUseError, RunLock, StepLog, append_record, load_checkpoint, rng_state,
-                                      save_checkpoint, set_rng_state, truncate_metrics)
+from clip_annotated.loader import (TrainBatches, cores_per_process, data_size, default_workers, describe_data, make_datasets,
+                                   rank_shares, uneven_shards)
+from clip_annotated.runfolder import (RunInUseError, RunLock, StepLog, append_record, append_records, forget_previous, keep_previous,
+                                      load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics)
 from clip_annotated.retrieval import evaluate_retrieval
 
 # %%
@@ -117,7 +118,7 @@ class TrainConfig:
     ckpt_every: int = option(250, "checkpoint every N steps (and at the end)")
     eval_every: int = option(0, "held-out retrieval every N steps (0: only at the end)")
     resume: bool = option(True, "continue the run in --out if it has a checkpoint (default: yes)")
-    threads: int = option(0, "CPU threads per process (0: cores / processes)")
+    threads: int = option(0, "CPU threads per process (0: the cores of this machine / its processes of the run)")
     workers: int | None = option(None, "DataLoader worker processes per process, decoding and batching (default: on CUDA the process's cores less one, at most 8; on CPU 0)")
     prefetch: int | None = option(None, "batches each worker prepares ahead (default 2)")
     log_every: int = option(100, "read the loss, temperature and gradient norm back from the device and log them every N steps")
@@ -495,6 +496,10 @@ test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3)), [])
 # agreement is between the CPUs (over gloo, even when the gradients go over NCCL), so it never makes the
 # host wait for the GPU. With `--dataset-resampled`, shards are drawn with replacement, the stream never
 # ends, and an epoch is simply `--train-num-samples` divided by the batch size, the same on every rank.
+# Without it, shards of very unequal size can deal a rank less than one batch in some epoch, and an
+# epoch without a step ends the run: the loop then writes a checkpoint of the steps done and names
+# each rank's share of shards, and when the shard sizes are known it warns before training which epoch
+# would do so (`uneven_shards` of the input pipeline appendix).
 
 # %% [markdown]
 # ## Fine-tuning: starting from weights
@@ -566,11 +571,14 @@ assert not any(p is q for g in opt.param_groups for p in g['params'] for q in m.
 # %%
 #| exports
 def check_template(t) -> str:
-    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it."
-    try: ok = isinstance(t, str) and '{}' in t and t.format('x') != t
-    except (IndexError, KeyError, ValueError): ok = False
-    if not ok: raise ValueError(f"template {t!r} has no '{{}}' for the name (write e.g. 'a photo of a {{}}.')")
-    return t
+    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it and what is wrong."
+    try: fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None] if isinstance(t, str) else None
+    except ValueError: fields = None                                       # a brace never closed, or never opened
+    if fields == ['']: return t
+    why = ("is not text" if not isinstance(t, str) else "has no '{}' for the name" if fields == [] else
+           f"has {len(fields)} '{{}}' and there is one name to put in: keep one" if fields and set(fields) == {''} else
+           "has braces other than one '{}' (write {{ and }} for a brace of its own)")
+    raise ValueError(f"template {t!r} {why} (write e.g. 'a photo of a {{}}.')")
 
 def check_device(device: str | None) -> str | None:
     "`device` if this machine has it (None: the default), else a ValueError naming it."
@@ -657,7 +665,9 @@ for change, says in [(dict(batch_size=-4), '--batch-size -4: must be a whole num
                      (dict(device='banana'), '--device'), (dict(model_overrides={'nope': 1}), "unknown field(s) ['nope']"),
                      (dict(model_overrides={'transformer_heads': 7}), 'one head per 64 channels'),
                      (dict(model_overrides={'patch_size': 7}), "unknown field(s) ['patch_size']"),
-                     (dict(templates=['{x}']), "template '{x}'"), (dict(templates=['an emoji']), "template 'an emoji'"),
+                     (dict(templates=['{x}']), "template '{x}' has braces other than one '{}'"),
+                     (dict(templates=['an emoji']), "template 'an emoji' has no '{}'"),
+                     (dict(templates=['a {} of a {}']), "template 'a {} of a {}' has 2 '{}'"),
                      (dict(model_overrides={'vocab_size': 1000}), "smaller than the tokenizer's 49,408 tokens"),
                      (dict(model_overrides={'context_length': 2}), "no room for a word between [SOS] and [EOS]")]:
     test_fail(lambda: check_config(replace(PRESETS['mini-cpu'], **change)), contains=says)
@@ -730,10 +740,24 @@ test_fail(lambda: check_finite(math.nan, None, 7, TrainConfig(lr=1e30, out='runs
 # bad step; the checkpoint on disk is the last good one. nanoGPT and open_clip read values back on
 # their log steps only, for the same reason. (A killed run may have logged steps after its last
 # checkpoint; on resume those lines are dropped, so `metrics.jsonl` always describes the run that
-# produced the weights.)
+# produced the weights. A fresh run, `--no-resume`, in the folder of an earlier one sets that run's
+# checkpoint and log aside until its own first checkpoint is written: see [Run folders](05e_run_folder.ipynb).)
 
 # %%
 #| exports
+def _no_batch(cfg: TrainConfig, ds, epoch: int, empty: list[int], world: int, workers: int, local_bs: int,
+              saved: int | None, skips) -> str:
+    "Why epoch `epoch` gave ranks `empty` no full batch, and what to do: the stop of a run whose data ran dry."
+    shards = len(ds.shards) if hasattr(ds, 'shards_for') and not ds.resampled else 0
+    why = ("too little data" if not shards else
+           f"fewer shards ({shards}) than ranks × workers ({world} × {max(1, workers)})" if shards < world * max(1, workers) else
+           f"its shards this epoch hold too few samples ({rank_shares(ds, world, shard_sizes(ds.shards))}), as shards of unequal size can")
+    bad = f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''
+    kept = f"the checkpoint of step {saved} in {cfg.out} is kept" if saved else "no checkpoint was written"
+    who = f"rank {', '.join(map(str, empty))}" if empty else "a rank"         # none empty-handed: bad samples only there
+    do = ". Use --dataset-resampled with --train-num-samples, more shards or shards of about equal size" if shards else ''
+    return f"epoch {epoch} gave no full batch of {local_bs} to {who} of {world}: {why}{bad}; {kept}{do}"
+
 def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
     check_config(cfg)
@@ -749,7 +773,7 @@ def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
 
 def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device) -> dict:
     "The body of `train`, in a run folder this process holds."
-    if device.type == 'cpu': torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
+    if device.type == 'cpu': torch.set_num_threads(cfg.threads or cores_per_process(world))
     if cfg.batch_size % (world * cfg.accum):
         raise ValueError(f"batch_size {cfg.batch_size} must divide into {world} ranks × {cfg.accum} chunks")
     local_bs = cfg.batch_size // world
@@ -796,7 +820,11 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
         step, wall_before = ck['data']['step'], ck['wall_s']
         epoch, start = ck['data']['epoch'], ck['data']['step_in_epoch']
         if rank == 0: truncate_metrics(metrics_path, step)
-    elif rank == 0 and metrics_path.exists(): metrics_path.unlink()           # a fresh run starts a fresh log
+    elif rank == 0 and (kept := keep_previous(out)):                         # a fresh run: the old one's files set aside
+        print(f"{out}: the previous run's {' and '.join(kept)} are kept as .previous-* until this run writes its first "
+              f"checkpoint", file=sys.stderr)
+    if rank == 0 and streaming and (risk := uneven_shards(train_ds, world, workers, local_bs, cfg.steps - step, epoch)):
+        print(f"--train-data {cfg.train_data or '(given)'}: {risk}", file=sys.stderr)
     last_ckpt = step or None                                               # the step of the checkpoint on disk
 
     def checkpoint(step, epoch, done, probe):
@@ -808,6 +836,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                              data=dict(step=step, epoch=epoch, step_in_epoch=done, sampler_seed=cfg.seed,
                                        steps_per_epoch=per_epoch, world_size=world, workers=workers),
                              wall_s=wall_before + time.perf_counter() - t_loop), ckpt_path)
+        if last_ckpt is None: forget_previous(out)                       # this run's first checkpoint: the old one's files go
         last_ckpt = step
 
     amp = autocast(device, amp_dtype)
@@ -834,6 +863,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
 
     was_finished = step >= cfg.steps                   # resuming a finished run: its final eval is logged already
     epoch_steps = []                                   # batches this process read in each epoch it finished
+    probe = None                                       # the last batch stepped on: checks the weights before a checkpoint
     model.train()
     while step < cfg.steps:
         it, done, stepped = batches.epoch(epoch, start), start, 0
@@ -842,7 +872,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             batch = next(it, None)
             waited += time.perf_counter() - t0
             has, n = min_over_ranks([batch is not None, 0 if batch is None else len(batch[1])])   # equal batches on every rank
-            if not has: break
+            if not has: mine = batch is not None; break
             b, images, tokens = batch
             done = b + 1                                              # position in the epoch: the next batch to read
             if n == 0: continue                                       # a batch of bad samples only (on some rank)
@@ -850,6 +880,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             lr = optimizer.param_groups[0]['lr']
             loss = forward_backward(towers, images, tokens, cfg.accum, amp, scaler)
             norm = optimizer_step(model, optimizer, scheduler, scaler, cfg.grad_clip)
+            probe = (images[:8], tokens[:8])
             step, stepped, timer['steps'] = step + 1, stepped + 1, timer['steps'] + 1
             log.add(dict(step=step, epoch=epoch, lr=lr, wall_s=wall_before + time.perf_counter() - t_loop),
                     loss, model.logit_scale, norm)
@@ -861,12 +892,13 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
                 append_record(metrics_path, dict(step=step, eval=evaluate_retrieval(model, test_ds, device=device, loss_batch=cfg.batch_size)))
             ends_epoch = per_epoch is not None and done == per_epoch
             if rank == 0 and save:
-                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), (images[:8], tokens[:8]))
+                checkpoint(step, *((epoch + 1, 0) if ends_epoch else (epoch, done)), probe)
             if ends_epoch: break
-        if stepped == 0 and start == 0:
-            raise ValueError(f"epoch {epoch} gave no full batch of {local_bs} on some rank of {world}: too little data, "
-                             f"fewer shards than ranks × workers (use more shards or --dataset-resampled)"
-                             + (f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''))
+        if stepped == 0 and start == 0:                   # an epoch without a step: stop, keeping the steps done
+            empty = [r for r, had in enumerate(min_over_ranks([mine if r == rank else 1 for r in range(world)])) if not had]
+            flush()
+            if rank == 0 and probe is not None and last_ckpt != step: checkpoint(step, epoch, 0, probe)
+            raise ValueError(_no_batch(cfg, train_ds, epoch, empty, world, workers, local_bs, step or None, skips))
         if step < cfg.steps or (per_epoch is not None and done == per_epoch):
             epoch_steps.append(done); epoch, start = epoch + 1, 0
     flush()

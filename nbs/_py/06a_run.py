@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import argparse, gc, json, os, sys
+import argparse, gc, json, os, re, sys
 from dataclasses import fields, replace
 from pathlib import Path
 import torch
@@ -26,7 +26,7 @@ from clip_annotated.train import PRESETS, SAVED_BEFORE, TrainConfig, model_from_
 
 # %%
 #| hide
-import math, shutil, tempfile
+import contextlib, io, math, shutil, tempfile
 import numpy as np
 from IPython.display import Image, Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
@@ -269,6 +269,12 @@ print(f"book_model(): {book_cfg.model} {book_cfg.model_overrides} from runs/{Pat
 # torchrun --nproc_per_node=4 -m clip_annotated.run --preset vit-b32-gpu --out runs/b32
 # ```
 #
+# When a run under `torchrun` fails, torchrun ends with its own report: a traceback of its launcher
+# and a summary of the processes that failed. The error itself is the summary's `traceback :` line,
+# which reads `clip-annotated train: …` like any error of this book (each process writes it where
+# torchrun looks, `TORCHELASTIC_ERROR_FILE`); above torchrun's report, rank 0 prints the same line
+# and the other ranks print nothing of their own.
+#
 # Your own pairs use open_clip's option names: `--train-data` and `--val-data` take a CSV/TSV file
 # (columns `filepath` and `title` unless `--csv-img-key`/`--csv-caption-key` say otherwise) or
 # webdataset shards, and `--pretrained` starts from weights:
@@ -298,6 +304,19 @@ def _json_object(text: str):
     "An argparse type: JSON text (refused, not a traceback, when it is not)."
     try: return json.loads(text)
     except (ValueError, RecursionError) as e: raise argparse.ArgumentTypeError(f"not JSON ({one_line(e)[:80]})") from None
+
+MAX_WHOLE = 2**31 - 1                               # the largest count an option takes (batch, steps, workers, ...)
+
+def whole_number(least: int | None = None, most: int = MAX_WHOLE):
+    "An argparse type: a whole number written in digits, at least `least` (when given) and at most `most`."
+    at_least = f" ≥ {least}" if least is not None else ''
+    def whole(text: str) -> int:
+        t = text.strip()
+        if not re.fullmatch(r'[+-]?[0-9]{1,30}', t): raise argparse.ArgumentTypeError(f"{text!r} is not a whole number{at_least}")
+        if least is not None and int(t) < least: raise argparse.ArgumentTypeError(f"{text!r} is not a whole number{at_least}")
+        if int(t) > most: raise argparse.ArgumentTypeError(f"{text!r} is more than {most:,}")
+        return int(t)
+    return whole
 
 OPEN_CLIP_SAME = {'--wd': '--weight-decay', '--log-every-n-steps': '--log-every', '--grad-clip-norm': '--grad-clip'}
 OPEN_CLIP_PRECISION = {'amp': 'fp16', 'amp_bf16': 'bf16', 'amp_bfloat16': 'bf16', 'fp32': 'fp32', 'bf16': 'bf16', 'fp16': 'fp16'}
@@ -338,9 +357,9 @@ def from_open_clip(argv: list[str]) -> list[str]:
         out += ['--out', str(Path(logs or runs_dir()) / (name or 'run'))]
     return out
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE`."
-    p = argparse.ArgumentParser(prog='clip-annotated train', description="Train CLIP (Radford et al. 2021) on the "
+def parse_args(argv: list[str] | None = None, prog: str = 'clip-annotated train') -> TrainConfig:
+    "A `TrainConfig` from the command line: `--preset NAME` plus any field as `--field-name VALUE` (`prog`: the command, in errors)."
+    p = argparse.ArgumentParser(prog=prog, description="Train CLIP (Radford et al. 2021) on the "
                                 "built-in pairs or your own (--train-data), from scratch or from weights (--pretrained).")
     p.add_argument('--preset', default='mini-cpu', choices=list(PRESETS), help="starting configuration (default mini-cpu)")
     for f in fields(TrainConfig):
@@ -350,7 +369,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         elif isinstance(default, tuple): p.add_argument(opt, type=float, nargs=2, default=None, help=h)
         elif f.name == 'templates': p.add_argument(opt, nargs='+', default=None, help=h)
         elif f.name == 'data': p.add_argument(opt, choices=('emoji', 'scenes'), default=None, help=h)
-        elif f.name in ('prefetch', 'train_num_samples', 'workers'): p.add_argument(opt, type=int, default=None, help=h)
+        elif f.name in ('prefetch', 'train_num_samples', 'workers') or type(default) is int:   # the checks name the range
+            p.add_argument(opt, type=whole_number(), default=None, help=h)
         else: p.add_argument(opt, type=str if default is None else type(default), default=None, help=h)
     p.add_argument('--debug', action='store_true', help="on an error, show the full traceback (default: one line)")
     args = vars(p.parse_args(from_open_clip(list(argv if argv is not None else sys.argv[1:]))))
@@ -389,6 +409,12 @@ c = parse_args(['--wd', '0.1', '--precision', 'amp_bf16', '--local-loss', '--gat
                 '--logs', 'logs', '--name', 'try1', '--log-every-n-steps', '10'])   # open_clip's spellings
 test_eq((c.weight_decay, c.precision, c.out, c.log_every), (0.1, 'bf16', 'logs/try1', 10))
 test_fail(lambda: parse_args(['--epochs', '3']), contains='use --steps ≈ epochs × training pairs / --batch-size')
+for bad, says in (('1e20', "argument --batch-size: '1e20' is not a whole number"), ('2' * 20, 'is more than 2,147,483,647')):
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        try: parse_args(['--batch-size', bad]); raise AssertionError(f'--batch-size {bad} was taken')
+        except SystemExit as e: test_eq(e.code, 2)                               # argparse's exit, its message first
+    assert says in err.getvalue(), err.getvalue()
+test_eq(parse_args(['--batch-size', '-4']).batch_size, -4)                   # the range is check_config's to name
 
 # %% [markdown]
 # ## What we measured

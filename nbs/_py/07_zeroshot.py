@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 from PIL import Image
-from clip_annotated.core import autocast, get_device
+from clip_annotated.core import autocast, get_device, one_line
 from clip_annotated.tokenizer import tokenize
+from clip_annotated.readers import open_image
 
 # %%
 #| hide
@@ -253,7 +254,8 @@ test_fail(lambda: paired_bootstrap([1, 0], [1]), contains='same non-zero length'
 # %% [markdown]
 # `evaluate` puts the pieces together for a dataset of (image, label) pairs and its class names;
 # `predict` ranks labels for one picture, as `clip.load` users do in OpenAI's README, with CLIP's own
-# learned scale in the softmax.
+# learned scale in the softmax; a file that does not decode as a picture (cut short, unreadable, a
+# decompression bomb) is a `ValueError` that names it.
 
 # %%
 #| exports
@@ -271,7 +273,8 @@ def predict(model, preprocess, image, labels: list[str], templates=('{}',), devi
     if not labels: raise ValueError("predict needs at least one label")
     if isinstance(image, (str, os.PathLike)):
         if not Path(image).is_file(): raise FileNotFoundError(f"no picture at {image}")
-        image = Image.open(image)
+        try: image = open_image(image)
+        except Exception as e: raise ValueError(f"{image} is not a picture that can be read ({one_line(e)})") from None
     device = get_device(device) if device is not None else next(model.parameters()).device
     x = preprocess(image).unsqueeze(0).to(device)
     with autocast(device): e = F.normalize(model.encode_image(x).float(), dim=-1).cpu()
@@ -301,6 +304,10 @@ with torch.no_grad(): test_close(feats[2], F.normalize(m.encode_image(toy.x[3:4]
 r = evaluate(m, toy, ['a', 'b', 'c'])
 test_eq((r['n'], r['majority_top1'], r['majority_class_name']), (4, 0.5, 'a'))
 test_fail(lambda: encode_images(m, [None, None]), contains='all 2 items')
+import io, tempfile
+buf = io.BytesIO(); Image.new('RGB', (32, 32), 'red').save(buf, format='JPEG')
+cut = Path(tempfile.mkdtemp()) / 'cut.jpg'; cut.write_bytes(buf.getvalue()[:200])      # a picture cut short
+test_fail(lambda: predict(m, lambda im: torch.zeros(3, 8, 8), cut, ['a']), contains='cut.jpg is not a picture that can be read')
 print({k: r[k] for k in ('n', 'top1', 'chance_top1', 'majority_top1', 'majority_class_name')})
 
 # %% [markdown]

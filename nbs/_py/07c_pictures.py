@@ -59,6 +59,13 @@ def _read_or_skip(path, transform: Callable | None, skips: SkipCounter):
     skips.add(None)
     return image if transform is None else transform(image)
 
+def _is_folder(entry: os.DirEntry) -> bool:
+    "Whether a folder's entry is a folder (following links); a ValueError naming a link that loops or cannot be followed."
+    try: return entry.is_dir()
+    except OSError as e:
+        raise ValueError(f"{entry.path} is a symbolic link that cannot be followed ({e.strerror.lower()}): remove it, "
+                         f"or give a folder without it") from None
+
 class SafeImageFolder(ImageFolder):
     "torchvision's ImageFolder (root/class_name/picture): class names with '_' as spaces; unreadable pictures give None, counted in `.skips`."
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None):
@@ -67,7 +74,7 @@ class SafeImageFolder(ImageFolder):
         self.skips = SkipCounter()
 
     def find_classes(self, directory):
-        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith('.'))
+        classes = sorted(e.name for e in os.scandir(directory) if _is_folder(e) and not e.name.startswith('.'))
         if not classes:
             raise FileNotFoundError(f"{directory} has no class folders: expected one folder per class, "
                                     f"{Path(directory) / 'CLASS_NAME' / 'picture.jpg'} …")
