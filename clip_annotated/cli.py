@@ -95,7 +95,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
              f"of {res['train_items']:,} emoji), {res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
              'quoted; trained here'),
             *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji, chance {chance(test[f'{k}_chance@1'])})",
-               f"checked in kind ({link('Training', '06_train')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
+               f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
     if (tone := zs.get('emoji skin_tone')):
         rows.append(('zero-shot classification', paper['zs'], f"{pct(tone['ensemble_top1'])} (skin tone of held-out emoji, "
                      f"{tone['classes']} classes, chance {chance(tone['chance'])}, majority class {pct(tone['majority'])})",

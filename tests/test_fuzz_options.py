@@ -233,6 +233,12 @@ def betas_option() -> st.SearchStrategy:
     return good_or_wild(good, wild).map(lambda bs: ['--betas', *bs])
 
 
+def zoom_option() -> st.SearchStrategy:
+    good = st.lists(st.floats(1, 1.3).map(repr), min_size=2, max_size=2).map(lambda zs: sorted(zs, key=float))
+    wild = st.lists(st.one_of(FLOAT_GOOD, FLOAT_WILD), min_size=0, max_size=3)
+    return good_or_wild(good, wild).map(lambda zs: ['--zoom', *zs])
+
+
 INT_OPTIONS = ['n_scenes', 'batch_size', 'steps', 'warmup', 'accum', 'seed', 'ckpt_every', 'eval_every', 'threads',
                'prefetch', 'train_num_samples', 'workers', 'log_every']
 FLOAT_OPTIONS = ['lr', 'weight_decay', 'eps', 'grad_clip']
@@ -247,6 +253,7 @@ GRAMMAR: dict[str, st.SearchStrategy] = {
     'data': choice('data', ['emoji', 'scenes'], ['', 'Scenes', 'cifar10', 'none']),
     'templates': templates_option(),
     'betas': betas_option(),
+    'zoom': zoom_option(),
     'precision': choice('precision', ['auto', 'fp32', 'bf16', 'fp16'], ['', 'FP32', 'fp8', 'float16', 'amp']),
     'out': text('out', ['run-a', 'sub/run', '.', '', ' ']),
     'device': choice('device', ['cpu', 'cuda', 'cuda:0', 'cuda:7', 'meta', 'banana', 'cpu:0', ''],
@@ -334,6 +341,8 @@ def test_fuzz_train_options(argv):
     pytest.param(['--model-overrides', '{"vision_width": 100000000000000000000}'], id='huge-width'),
     pytest.param(['--templates', '{} {.real}', '{0}{}'], id='format-tricks'),
     pytest.param(['--betas', 'nan', '0.5'], id='nan-beta'),
+    pytest.param(['--zoom', '1.2', '1.0'], id='zoom-reversed'),
+    pytest.param(['--zoom', 'inf', 'inf'], id='zoom-infinite'),
     pytest.param(['--lr=-inf', '--eps=-0.0'], id='negative-inf'),
 ])
 def test_train_options_edge_cases(argv):

@@ -43,7 +43,7 @@ _ = seed_everything(0)
 # and the majority-class baseline, and a paired interval for the difference of two classifiers on the
 # same pictures. [Zero-shot on the book's tasks](07a_tasks.ipynb) applies it to the book's model on
 # held-out emoji and procedural scenes; [Evaluation data sets](07b_evalsets.ipynb) reads the paper's
-# benchmarks wherever their files are at hand. The training chapter's retrieval metrics
+# benchmarks wherever their files are at hand. The retrieval metrics of [Retrieval](05f_retrieval.ipynb)
 # (`retrieval_metrics`, the function the training report uses) belong to the same family.
 #
 # ## The idea

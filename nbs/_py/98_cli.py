@@ -162,7 +162,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
              f"of {res['train_items']:,} emoji), {res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
              'quoted; trained here'),
             *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji, chance {chance(test[f'{k}_chance@1'])})",
-               f"checked in kind ({link('Training', '06_train')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
+               f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
     if (tone := zs.get('emoji skin_tone')):
         rows.append(('zero-shot classification', paper['zs'], f"{pct(tone['ensemble_top1'])} (skin tone of held-out emoji, "
                      f"{tone['classes']} classes, chance {chance(tone['chance'])}, majority class {pct(tone['majority'])})",
@@ -268,8 +268,8 @@ MODEL_HELP = ("released name (ViT-B/32, ..., or open_clip's ViT-B-32, ...), chec
 # paper's ensembling), `'{}'` (the bare class name) by default; `--classnames` replaces the folder or
 # label names when those are codes (`n01440764`, `3`). The readers are those of
 # [Your own pictures](07c_pictures.ipynb); everything is read and checked before the model is loaded.
-# `--retrieval` embeds every picture and every distinct caption, and scores as the training chapter's
-# held-out retrieval does (`retrieval_metrics`): a picture listed in two rows counts as two pictures.
+# `--retrieval` embeds every picture and every distinct caption, and scores as the held-out retrieval
+# of [Retrieval](05f_retrieval.ipynb) does (`retrieval_metrics`): a picture listed in two rows counts as two pictures.
 
 # %%
 #| exports

@@ -29,9 +29,9 @@ from clip_annotated.core import footer
 # The [benchmarks appendix](99_bench.ipynb) times pieces. This one asks whether the two *trainers*
 # reach the same place: our `clip-annotated train` and open_clip's training script
 # (`open_clip_train.main`) train the same model on the same pairs with the same settings, and one
-# function judges both. It does not time
-# anything that matters (the wall times it keeps are of a whole process, start included); what it
-# compares is held-out accuracy. Chapter 16 shows its results and what they changed in the book.
+# function judges both. What it compares is held-out accuracy; the wall times it keeps are of a whole
+# process (start-up, training, the trainer's own evaluation), the time a user waits for the command,
+# comparable only on an otherwise idle machine, and no substitute for timing a training step. Chapter 16 shows its results and what they changed in the book.
 #
 # What both trainers are given, held equal:
 #

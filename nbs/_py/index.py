@@ -89,7 +89,7 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 0 | [Preliminaries](00_prelims.ipynb) | `core` | notation of the paper, device and precision, reproducibility |
 # | 1 | [The tokenizer](01_tokenizer.ipynb) | `tokenizer` | byte-level BPE, `tokenize`, `decode` |
 # | 2 | [The model](02_model.ipynb) | `model` | ViT, modified ResNet, text Transformer, `CLIP`, `build_model`, the released configurations |
-# | 2b | [Checkpoints](02b_checkpoints.ipynb) (appendix) | `checkpoints` | `download` checked against SHA256, checkpoint files read without running their code (TorchScript, `torch.save`, safetensors), Hugging Face and open_clip folders mapped to OpenAI's names |
+# | 2b | [Checkpoints](02b_checkpoints.ipynb) (appendix) | `checkpoints` | `download` checked against SHA256, `torch.save` and safetensors files read without running their code, Hugging Face and open_clip folders mapped to OpenAI's names |
 # | 2c | [TorchScript archives](02c_torchscript.ipynb) (appendix) | `torchscript` | OpenAI's released archives read without running their code, zip bombs refused unread, `read_checkpoint` for every kind of file |
 # | 3 | [Pretrained weights](03_pretrained.ipynb) | `pretrained` | `available_models`, `load` (OpenAI, Hugging Face, open_clip, our runs), `preprocess`, the QuickGELU trap, `get_tokenizer`, `export_model` |
 # | 4 | [The contrastive loss](04_loss.ipynb) | `loss` | Figure 3's symmetric cross entropy, the temperature, the distributed gather with exact gradients |
