@@ -16,8 +16,8 @@ from .readers import open_data, shard_sizes
 
 # %% auto #0
 __all__ = ['TokenCache', 'PairCollate', 'EpochItems', 'EpochBatches', 'StreamBatches', 'local_world_size', 'cores_per_process',
-           'default_workers', 'TrainBatches', 'epoch_batches', 'rank_shares', 'uneven_shards', 'make_datasets',
-           'data_size', 'describe_data']
+           'default_workers', 'TrainBatches', 'epoch_batches', 'rank_shares', 'no_batch_reason', 'uneven_shards',
+           'make_datasets', 'data_size', 'describe_data']
 
 # %% ../nbs/05d_loader.ipynb #e9522662
 class TokenCache:
@@ -133,6 +133,19 @@ def rank_shares(dataset, world: int, sizes: dict[str, int] | None = None) -> str
         n = f", {sum(sizes[u] for u in share):,} samples" if sizes else ''
         parts.append(f"rank {r}: {len(share)} shard{'s' * (len(share) != 1)}{n}")
     return '; '.join(parts)
+
+def no_batch_reason(out, ds, epoch: int, empty: list[int], world: int, workers: int, local_bs: int,
+              saved: int | None, skips) -> str:
+    "Why epoch `epoch` gave ranks `empty` no full batch, and what to do: the message that stops a run whose data ran dry (run folder `out`)."
+    shards = len(ds.shards) if hasattr(ds, 'shards_for') and not ds.resampled else 0
+    why = ("too little data" if not shards else
+           f"fewer shards ({shards}) than ranks × workers ({world} × {max(1, workers)})" if shards < world * max(1, workers) else
+           f"its shards this epoch hold too few samples ({rank_shares(ds, world, shard_sizes(ds.shards))}), as shards of unequal size can")
+    bad = f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''
+    kept = f"the checkpoint of step {saved} in {out} is kept" if saved else "no checkpoint was written"
+    who = f"rank {', '.join(map(str, empty))}" if empty else "a rank"         # none empty-handed: bad samples only there
+    do = ". Use --dataset-resampled with --train-num-samples, more shards or shards of about equal size" if shards else ''
+    return f"epoch {epoch} gave no full batch of {local_bs} to {who} of {world}: {why}{bad}; {kept}{do}"
 
 def uneven_shards(dataset, world: int, workers: int, batch_size: int, steps: int, epoch: int = 0,
                   sizes: dict[str, int] | None = None, most_epochs: int = 1000) -> str | None:

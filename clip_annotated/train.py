@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #7e227d7b
 from __future__ import annotations
-import itertools, json, math, os, string, sys, time
+import json, math, os, string, sys, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,13 +15,13 @@ from torch.utils.data import IterableDataset
 from tqdm import tqdm
 from .core import autocast, autocast_dtype, one_line, seed_everything, show_progress
 from .model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
-from .tokenizer import VOCAB_SIZE, tokenize
-from .loss import MAX_LOGIT_SCALE, all_have, clip_loss, mean_over_ranks, min_over_ranks, setup_distributed, world_info
-from .readers import DATASET_TYPES, shard_sizes
+from .tokenizer import VOCAB_SIZE
+from .loss import MAX_LOGIT_SCALE, all_have, clip_loss, min_over_ranks, setup_distributed, world_info
+from .readers import DATASET_TYPES
 from .pretrained import TRAIN_ZOOM
 from .loader import (TrainBatches, cores_per_process, data_size, default_workers, describe_data, make_datasets,
-                                   rank_shares, uneven_shards)
-from .runfolder import (RunInUseError, RunLock, StepLog, append_record, append_records, forget_previous, keep_previous,
+                                   no_batch_reason, uneven_shards)
+from .runfolder import (RunInUseError, RunLock, StepLog, append_record, forget_previous, keep_previous,
                                       load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics)
 from .retrieval import evaluate_retrieval
 
@@ -352,19 +352,6 @@ def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConf
                            f"--grad-clip 1.0, or use --precision fp32, and train again with --no-resume")
 
 # %% ../nbs/06_train.ipynb #c6d63f07
-def _no_batch(cfg: TrainConfig, ds, epoch: int, empty: list[int], world: int, workers: int, local_bs: int,
-              saved: int | None, skips) -> str:
-    "Why epoch `epoch` gave ranks `empty` no full batch, and what to do: the stop of a run whose data ran dry."
-    shards = len(ds.shards) if hasattr(ds, 'shards_for') and not ds.resampled else 0
-    why = ("too little data" if not shards else
-           f"fewer shards ({shards}) than ranks × workers ({world} × {max(1, workers)})" if shards < world * max(1, workers) else
-           f"its shards this epoch hold too few samples ({rank_shares(ds, world, shard_sizes(ds.shards))}), as shards of unequal size can")
-    bad = f", or bad samples ({skips.report('training data')})" if skips is not None and skips.skipped else ''
-    kept = f"the checkpoint of step {saved} in {cfg.out} is kept" if saved else "no checkpoint was written"
-    who = f"rank {', '.join(map(str, empty))}" if empty else "a rank"         # none empty-handed: bad samples only there
-    do = ". Use --dataset-resampled with --train-num-samples, more shards or shards of about equal size" if shards else ''
-    return f"epoch {epoch} gave no full batch of {local_bs} to {who} of {world}: {why}{bad}; {kept}{do}"
-
 def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
     "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
     check_config(cfg)
@@ -505,7 +492,7 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
             empty = [r for r, had in enumerate(min_over_ranks([mine if r == rank else 1 for r in range(world)])) if not had]
             flush()
             if rank == 0 and probe is not None and last_ckpt != step: checkpoint(step, epoch, 0, probe)
-            raise ValueError(_no_batch(cfg, train_ds, epoch, empty, world, workers, local_bs, step or None, skips))
+            raise ValueError(no_batch_reason(cfg.out, train_ds, epoch, empty, world, workers, local_bs, step or None, skips))
         if step < cfg.steps or (per_epoch is not None and done == per_epoch):
             epoch_steps.append(done); epoch, start = epoch + 1, 0
     flush()
