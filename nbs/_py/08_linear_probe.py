@@ -479,7 +479,7 @@ def per_class(w: float, c: KShotCurve, short: bool = False) -> str:
 
 for c in curves:
     print(f"{c.name}: {c.n}, ks {c.ks}; chance {c.chance:.1%}, majority class {c.majority:.1%}; zero-shot {c.zero_shot:.1%}, "
-          f"full probe {c.full['acc']:.1%} (C={c.full['C']:g})")
+          f"full probe {c.full['acc']:.1%} (C={c.full['C']:.3g})")
 print(f"{sum(c.accs.size for c in curves)} k-shot probes and {n_boot} bootstrap replicates per task in {time.perf_counter() - t0:.0f} s")
 
 # %% [markdown]
@@ -536,8 +536,10 @@ def worth_sentence(c: KShotCurve, iv: dict) -> str:
     out = (f"**{c.name}** ({c.n['test']} probe-test pictures; chance {c.chance:.1%}, majority class {c.majority:.1%}): "
            f"zero-shot gets {c.zero_shot:.1%}. ")
     if w == 0: out += f"That is below even the {c.ks[0]}-shot probe ({c.mean[0]:.1%}): worth {per_class(w, c)} labeled examples per class ({ci})."
-    elif w == math.inf: out += (f"That beats every probe, the full-data one ({c.full['acc']:.1%}, {c.full_k:.0f} per class) "
-                                f"included ({ci}).")
+    elif w == math.inf:
+        tied = iv.get('full_minus_zero_shot') and iv['full_minus_zero_shot'][1] <= 0 <= iv['full_minus_zero_shot'][2]
+        out += (f"That is above every probe's accuracy, the full-data one ({c.full['acc']:.1%}, {c.full_k:.0f} per class) "
+                f"included ({ci})" + (", though not beyond luck against the full-data probe (below)." if tied else "."))
     elif lo == 0 or hi == math.inf:
         out += (f"The curves cross at {w:.1f} labeled examples per class, but the {ci} is open at one end: "
                 f"the data do not pin the worth down, and that figure should not be quoted alone.")
@@ -593,7 +595,7 @@ def probe_table(curves: list[KShotCurve], intervals: dict | None = None) -> str:
     for c in curves:
         iv = (intervals or {}).get(c.name) or (worth_interval(c) if c.zero_shot_correct is not None else None)
         rows.append((c.name, c.n.get('test', ''), f'{c.chance:.1%}', '' if c.majority is None else f'{c.majority:.1%}',
-                     f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}", f"{c.full['C']:g}", f'{c.full_k:.0f}', short(c.worth(), c),
+                     f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}", f"{c.full['C']:.3g}", f'{c.full_k:.0f}', short(c.worth(), c),
                      '' if iv is None else f"{short(iv['lo'], c)} to {short(iv['hi'], c)}"))
     level = next((iv['level'] for iv in (intervals or {}).values()), 0.95)
     return markdown_table(['task', 'probe-test pictures', 'chance', 'majority class', 'zero-shot', 'linear probe (all data)',

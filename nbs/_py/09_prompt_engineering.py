@@ -399,12 +399,11 @@ b2 = (head + 'The paper\'s advice, "specify the text is about the content of the
                            f"is not borne out on {names(cap_loses)}: there the training captions' words make the worse prompt. "
                            if cap_loses else 'gets no test from these intervals, which all hold zero. ')
       + f"Against the bare name it gains {interval('skin_tone', CAPTIONS, 'bare')} on the skin tone"
-      + (', beyond luck, because the bare tone word is our polysemous "boxer"' if beyond('skin_tone', CAPTIONS, 'bare') > 0 else
+      + (', beyond luck, as fits the bare tone word being our polysemous "boxer"' if beyond('skin_tone', CAPTIONS, 'bare') > 0 else
          ', within luck') + '; for gender the class words "man", "woman", "person" already open the training captions ("man '
-      'cook, dark skin tone"), so there is little ambiguity to remove, and '
+      'cook, dark skin tone"), so the bare word carries little ambiguity to remove, and '
       + ('none of the paired differences there is beyond luck.' if gender_luck else
-         f"{sum(beyond('gender', x, y) != 0 for x, y in COMPARISONS)} of the {len(COMPARISONS)} paired differences there are "
-         "beyond luck all the same."))
+         "beyond luck there: " + ', '.join(f"{x} − {y} {interval('gender', x, y)}" for x, y in COMPARISONS if beyond('gender', x, y) != 0) + "."))
 ctx = {a: beyond(a, 'photo + context', 'photo') for a in ('skin_tone', 'category')}
 verb = {1: 'beats the photo default beyond luck', 0: 'does not beat the photo default beyond luck',
         -1: 'loses to the photo default beyond luck'}
@@ -417,7 +416,7 @@ b3 = (('* **Context helps when it is said in words the model learned.** ' if ctx
       f"({interval('category', 'photo + context', 'photo')}). ")
 cost = min(FAMILIES, key=lambda a: paired[(a, 'mismatched', CAPTIONS)]['diff'])
 gain = max(FAMILIES, key=lambda a: paired[(a, CAPTIONS, 'photo')]['diff'])
-b3 += (f"Templates from another domain cost most {'where the right phrasing helps most, ' if cost == gain else ''}on "
+b3 += (f"Templates from another domain cost most on "
        f"{tasks[cost].name} ({interval(cost, 'mismatched', CAPTIONS)} against the captions' phrasing).")
 display(Markdown('\n'.join([b1, b2, b3])))
 
@@ -739,7 +738,7 @@ text = (f"Measured in this run: the two spaces land at most {gap:.1f} points apa
 sk = next((r for r in space_rows if r['task'] == tasks['skin_tone'].name and r['pool'] == 'caption forms'), None)
 if sk and sk['nearest'] > max(sk['emb'], sk['prob']):
     text += (f"Neither average reaches the nearest-prompt rule on the caption forms of the skin tone ({pct(sk['emb'])} and "
-             f"{pct(sk['prob'])} against {pct(sk['nearest'])}), because both assume what the zero-shot chapter found false "
+             f"{pct(sk['prob'])} against {pct(sk['nearest'])}), as expected if both assume what the zero-shot chapter found false "
              "for this model: that the prompts are noisy views of one concept, not different concepts (a health worker's "
              "tone, a cook's tone) that share a word.")
 elif sk:
