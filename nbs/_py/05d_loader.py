@@ -357,6 +357,7 @@ assert warning.startswith('the 3 shards hold 7 to 50 samples, and epoch 1 would 
                           '(rank 0: 2 shards, 100 samples; rank 1: 1 shard, 7 samples)'), warning
 test_eq(plan.epoch, 0)                                                          # the data set is left at its epoch
 
+
 # %% [markdown]
 # ## Which data: `make_datasets`
 #

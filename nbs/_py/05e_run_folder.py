@@ -384,6 +384,7 @@ recs, bad = slog.flush(last=dict(samples_per_s=10.0))
 test_eq([r['step'] for r in recs], [1, 2]); test_eq(bad['step'], 3); test_eq(recs[-1]['samples_per_s'], 10.0)
 test_eq([r['step'] for r in read_metrics(log_path)], [1, 2])          # the NaN step and what follows are not logged
 test_eq(recs[0]['temperature'], 1.0)
+
 # %% [markdown]
 # A fresh run (`--no-resume`) in a folder that holds a finished or interrupted run must not destroy that
 # run before it has something to put in its place: a fresh run stopped in its first steps would
