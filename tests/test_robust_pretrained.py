@@ -651,7 +651,8 @@ def test_killed_download_removes_its_part_file_at_once(server, tmp_path, how):
     base, files = server
     sha = _publish(files, 'model.pt', b'n' * 1000)
     root = tmp_path / 'cache'
-    code = ("import sys; from clip_annotated.checkpoints import download\n"
+    code = ("import signal, sys; from clip_annotated.checkpoints import download\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"   # as in a terminal: a shell's background job ignores it
             "try: download(sys.argv[1], sys.argv[2], progress=False)\n"
             "except KeyboardInterrupt: sys.exit(130)\n")
     p = subprocess.Popen([sys.executable, '-c', code, f'{base}/{sha}/trickle-model.pt', str(root)], env=child_env(),
