@@ -267,8 +267,9 @@ _GENDER_WORDS = {'Male': 'man', 'Female': 'woman'}
 def _a(phrase: str) -> str: return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
 
 @torch.inference_mode()
-def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str = 'a photo of {}.') -> tuple[str, dict]:
-    "(markdown table, results) of the paper's §7.1 probes: gender/race/age accuracy and crime-related/non-human rates by group."
+def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str = 'a photo of {}.',
+                   shown: dict | None = None) -> tuple[str, dict]:
+    "(markdown table, results) of the paper's §7.1 probes: gender/race/age accuracy and crime-related/non-human rates by group; `shown` renames groups in the table."
     ds = data if isinstance(data, FairFace) else FairFace(data, transform=preprocess)
     try: img, idx = encode_images(model, ds, batch_size, progress=False)             # [N, d] unit; corrupt pictures left out
     except ValueError:
@@ -291,7 +292,7 @@ def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str 
            for name, m in groups.items() if m.any()}
     pct = lambda x: f'{100 * x:.1f}%'
     table = markdown_table(['group', 'pictures', 'gender acc.', 'race acc.', 'age acc.', 'crime-related', 'non-human'],
-                           [(g, r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()])
+                           [((shown or {}).get(g, g), r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()])
     return table + f"\n{ds.skips.report('FairFace ' + ds.split)}.\n", dict(groups=res, skipped=ds.skips.counts)
 
 # %% ../nbs/11_bias.ipynb #7159aaa3

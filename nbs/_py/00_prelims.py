@@ -65,7 +65,7 @@ logit_scale = torch.tensor(1 / 0.07).log()     # log(1/tau) with tau = 0.07
 logits = logit_scale.exp() * S
 test_close(S.diagonal(), torch.ones(3))        # a pair matches itself perfectly
 assert (S <= 1 + 1e-6).all() and (S >= -1 - 1e-6).all()
-print(f"1/tau = {logit_scale.exp().item():.2f}; logits on the diagonal = {logits.diagonal().tolist()}")
+print(f"1/tau = {logit_scale.exp().item():.2f}; logits on the diagonal = {[round(x, 2) for x in logits.diagonal().tolist()]}")
 
 
 # %% [markdown]

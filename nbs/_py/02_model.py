@@ -34,7 +34,7 @@ from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import seed_everything, footer, hardware
 
 # %%
-seed_everything(0)
+_ = seed_everything(0)
 
 
 # %% [markdown]
@@ -639,7 +639,7 @@ with mock.patch('torch.utils.checkpoint.checkpoint', wraps=torch.utils.checkpoin
 test_eq(ckpt.call_count, tiny.visual.transformer.layers + tiny.transformer.layers)   # every block, once
 test_eq(plain.keys(), checkpointed.keys())
 for n in plain: test_close(checkpointed[n], plain[n], eps=1e-6)
-tiny.set_grad_checkpointing(False).eval()
+_ = tiny.set_grad_checkpointing(False).eval()
 
 
 # %% [markdown]

@@ -228,8 +228,7 @@ assert toy['C'] in DEFAULT_CS and toy['acc'] > 0.9
 
 # %%
 #| fig-cap: "Validation accuracy of the toy linear probe against the inverse regularisation strength C, with the chosen C marked."
-#| fig-alt: "A line plot with C on a logarithmic axis from 0.01 to 10,000, the ends of the grid: validation accuracy rises steeply from the smallest C, levels off after a few steps, and creeps up to its maximum at the largest values; a dashed vertical line marks the chosen C."
-# fixed: 0.01 10,000   (the ends of DEFAULT_CS)
+#| fig-alt: "A line plot with C on a logarithmic axis across the whole grid of values tried: validation accuracy rises steeply from the smallest C, levels off after a few steps, and creeps up to its maximum at the largest values; a dashed vertical line marks the chosen C."
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.semilogx(list(toy['val_acc']), list(toy['val_acc'].values()), 'o-')
 ax.axvline(toy['C'], color='gray', ls='--', label=f"chosen C = {toy['C']:g}")

@@ -195,9 +195,8 @@ assert not r2['excludes_zero'] and r3['excludes_zero']
 # gap there is the model's own, not the counts'.
 
 # %%
-#| fig-cap: "The plain-name gap of each occupation in the book's MiniCLIP: the mean cosine of the occupation's name with its pictures of men minus that with its pictures of women, with 95% bootstrap intervals. Hollow: a gender row of that occupation was held out of training."
+#| fig-cap: "The plain-name gap of each occupation in the book's MiniCLIP: the mean cosine of the occupation's name with its pictures of men minus that with its pictures of women, with bootstrap intervals. Hollow: a gender row of that occupation was held out of training."
 #| fig-alt: "A dot-and-whisker chart: the occupations down the side, the cosine gap (men minus women) along the bottom, a dotted line at zero, one dot with its interval per occupation; hollow dots mark the occupations with a gender row held out of training. The cell below prints which intervals exclude zero."
-# fixed: 95% (the intervals' level)
 model, _ = book_model()
 scores = occupation_scores(model)
 per_occ = {o: gap_ci(scores, [o]) for o in OCCUPATIONS}
@@ -504,15 +503,23 @@ def _verdict(r: dict, what: str) -> str:
     if not r['excludes_zero']:
         return says + ": not found (" + ("neither interval excludes" if r['lo'] <= 0 <= r['hi'] else "the pictures' interval includes") + " zero)"
     return says + f": found, {'a loss' if r['gap'] < 0 else 'a gain'} of separation (both intervals exclude zero)"
+def _built_in(r: dict) -> str:
+    "What the balanced arm's own excess says: nothing was skewed in its captions, so an excess is built into the pictures."
+    seeds = not r['lo'] <= 0 <= r['hi']; pictures = not r['data_lo'] <= 0 <= r['data_hi']
+    if not (seeds or pictures): return "no excess found in the arm whose captions were left as they are."
+    return (("the seeds agree on it, while another set of drawings could give either sign (the pictures' interval includes "
+             "zero)" if seeds and not pictures else "it is there whichever interval is asked" if seeds else
+             "the pictures' interval excludes zero") +
+            ". No skew was put into these captions, so it is a difference built into these drawings (how the women and "
+            "men of the skewed occupations are drawn, against those of the control occupations), which every model trained on them sees; each paired difference "
+            "above subtracts it, twin from twin, which is why the experiment is run in pairs.")
 cap, drp, bal, c_d = over['captions'], over['drop'], over['balanced (own excess)'], over['captions − drop']
 display(Markdown(
     "What the seeds say, each line a paired difference in excess separation (negative: the skewed occupations lost "
     "separation compared with the balanced twin):\n\n"
     f"- {_verdict(cap, 'captions − balanced')}.\n- {_verdict(drp, 'drop − balanced')}.\n"
     f"- {_verdict(c_d, 'captions − drop')}.\n"
-    f"- The balanced arm's own excess, {both(bal)}: "
-    + ("no skew where none was put." if not bal['excludes_zero'] else "a skew where none was put, which the paired "
-       "differences above cancel.") + "\n\n" +
+    f"- The balanced arm's own excess, {both(bal)}: " + _built_in(bal) + "\n\n" +
     ("So the probe finds the skew put into the captions, over seeds and against each run's own twin. "
      if cap['excludes_zero'] and cap['gap'] < 0 else
      "So this experiment, at this size and with these seeds, does not show the captions skew as a paired effect. ") +
@@ -646,8 +653,9 @@ _GENDER_WORDS = {'Male': 'man', 'Female': 'woman'}
 def _a(phrase: str) -> str: return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
 
 @torch.inference_mode()
-def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str = 'a photo of {}.') -> tuple[str, dict]:
-    "(markdown table, results) of the paper's §7.1 probes: gender/race/age accuracy and crime-related/non-human rates by group."
+def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str = 'a photo of {}.',
+                   shown: dict | None = None) -> tuple[str, dict]:
+    "(markdown table, results) of the paper's §7.1 probes: gender/race/age accuracy and crime-related/non-human rates by group; `shown` renames groups in the table."
     ds = data if isinstance(data, FairFace) else FairFace(data, transform=preprocess)
     try: img, idx = encode_images(model, ds, batch_size, progress=False)             # [N, d] unit; corrupt pictures left out
     except ValueError:
@@ -670,7 +678,7 @@ def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str 
            for name, m in groups.items() if m.any()}
     pct = lambda x: f'{100 * x:.1f}%'
     table = markdown_table(['group', 'pictures', 'gender acc.', 'race acc.', 'age acc.', 'crime-related', 'non-human'],
-                           [(g, r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()])
+                           [((shown or {}).get(g, g), r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()])
     return table + f"\n{ds.skips.report('FairFace ' + ds.split)}.\n", dict(groups=res, skipped=ds.skips.counts)
 
 
@@ -702,18 +710,24 @@ def write_fake_fairface(root: str | os.PathLike, n: int = 42, split: str = 'val'
 ff_root = write_fake_fairface(Path(tempfile.mkdtemp(prefix='fairface_')))
 (ff_root / 'val' / '5.jpg').write_bytes(b'not a jpeg')
 random_model = create_model(PRESETS['mini-cpu'].clip_config()).eval()
-ff_table, ff_res = fairface_probe(random_model, image_transform(random_model.visual.input_resolution), ff_root)
+placeholders = {**{r: f'group {chr(65 + i)}' for i, r in enumerate(FAIRFACE_RACES)},   # noise has no race or gender:
+                **{g: f'gender {i + 1}' for i, g in enumerate(FAIRFACE_GENDERS)}}        # no real group name beside its numbers
+ff_table, ff_res = fairface_probe(random_model, image_transform(random_model.visual.input_resolution), ff_root,
+                                  shown=placeholders)
 display(Markdown(ff_table))
 test_eq(ff_res['groups']['all']['n'], 41)
 test_eq(ff_res['skipped'], {'corrupt image': 1})
 test_eq(sum(ff_res['groups'][r]['n'] for r in FAIRFACE_RACES), 41)
 test_fail(lambda: FairFace(ff_root / 'nowhere'), contains='fairface_label_val.csv')
+assert 'group A' in ff_table and not any(f'| {r} |' in ff_table for r in FAIRFACE_RACES)
 (ff_root / 'val' / '7.jpg').unlink()
 test_fail(lambda: FairFace(ff_root), contains='val/7.jpg')
 
 # %% [markdown]
 # The percentages in that table are an untrained model's reading of noise: they show that every column
-# is computed for every group, and nothing about any group of people.
+# is computed for every group, and nothing about any group of people. So the table names its rows
+# "group A" to "group G" and "gender 1" and "gender 2" (`shown=`), not by FairFace's labels: a real
+# group's name should never stand beside a number that is not about it.
 #
 # With FairFace on disk (the labels CSV and the picture archive unzipped into one folder) and the
 # released weights, the probe of the paper is one call; the table has the same columns as the one above:

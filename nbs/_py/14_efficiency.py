@@ -135,7 +135,7 @@ tiny = replace(CONFIGS['MiniCLIP'], vision_layers=1, transformer_layers=1)
 r = time_steps(tiny, batch_size=4, steps=2, warmup=1, device='cpu')
 assert r['step_s'] > 0 and r['pairs_per_s'] == 4 / r['step_s'] and (r['memory_mib'] is None or r['memory_mib'] >= 0)
 test_fail(lambda: time_steps(tiny, batch_size=4, precision='fp8'), contains="precision 'fp8'")
-{k: r[k] for k in ('step_s', 'pairs_per_s', 'memory_mib')}
+print(f"{r['step_s'] * 1000:.1f} ms a step, {r['pairs_per_s']:.0f} pairs/s, peak memory {r['memory_mib'] if r['memory_mib'] is None else round(r['memory_mib'], 1)} MiB")
 
 
 # %% [markdown]
@@ -174,7 +174,7 @@ def _child(kw: dict):
 r = measure(tiny, batch_size=4, steps=2, warmup=1, device='cpu')
 assert r['memory_mib'] is not None and r['memory_mib'] > 0, r      # the fresh process sees its own peak
 test_fail(lambda: measure(tiny, batch_size=0, steps=1, warmup=0), contains="failed in its process")
-{k: r[k] for k in ('step_s', 'pairs_per_s', 'memory_mib')}
+print(f"{r['step_s'] * 1000:.1f} ms a step, {r['pairs_per_s']:.0f} pairs/s, peak memory {r['memory_mib'] if r['memory_mib'] is None else round(r['memory_mib'], 1)} MiB")
 
 # %% [markdown]
 # ## Throughput and memory against batch size

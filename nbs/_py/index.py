@@ -4,6 +4,21 @@
 # > CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision") as a literate program: the paper, the code that implements it, and checks of its claims at a small scale, side by side.
 
 # %% [markdown]
+# ## What CLIP is
+#
+# > "We demonstrate that the simple pre-training task of predicting which caption goes with which image
+# > is an efficient and scalable way to learn SOTA image representations from scratch on a dataset of
+# > 400 million (image, text) pairs collected from the internet." (Abstract)
+#
+# CLIP trains two encoders side by side, one for pictures and one for text, so that a picture and its
+# caption land close together in one shared space and a picture and someone else's caption land far
+# apart. Nothing in that task names a fixed list of classes, so the trained model can classify into
+# classes it was never trained on: write each class as a sentence ("a photo of a dog."), encode the
+# sentences, and pick the one nearest the picture. The paper calls this zero-shot transfer, and most
+# of its claims are about how well it works, how it scales, and where it fails.
+#
+# ## What this book reproduces
+#
 # This site is a set of notebooks that read like chapters. Each one quotes a short passage of the paper,
 # says what it means in plain words, implements it in plain PyTorch, and then, where a laptop can,
 # checks the claim with code that runs: an assert, a comparison with a reference implementation, a
@@ -12,52 +27,60 @@
 # marks which is which for the paper's headline claims. The same notebooks are
 # exported into the `clip_annotated` package, which you can use the way you would use OpenAI's `clip`.
 #
+# ## Results: the paper beside this book
+#
+# The paper trained on 400 million pairs with hundreds of GPUs; this book trains a MiniCLIP on a few
+# thousand emoji on whatever machine it runs on. The numbers cannot be equal; what a small run can
+# check is whether an effect the paper reports appears at all, and with what uncertainty. The first
+# column of figures is the paper's (with where it says so); the second is read from
+# `runs/mini/results.json`, which `make reproduce` writes, and names the machine it ran on; the last
+# says whether the claim is only quoted here or checked in kind, and where.
+
+# %%
+#| hide
+import json
+from IPython.display import Markdown, display
+from clip_annotated.core import footer
+from clip_annotated.run import load_run, runs_dir
+from clip_annotated.cli import paper_table
+
+# %%
+#| echo: false
+path = runs_dir() / 'mini' / 'results.json'
+if path.exists():
+    res = json.loads(path.read_text())
+    hw = res.get('hardware', 'a machine not recorded in this results.json (run `make reproduce` again)')
+    seeds_path = runs_dir() / 'bias-seeds.json'                 # written by the bias chapter when it runs
+    seeds = json.loads(seeds_path.read_text()) if seeds_path.exists() else None
+    table = paper_table(res, load_run(path.parent)[1].batch_size, seeds)
+    display(Markdown(table + f"\n\nOurs measured on {hw}."))
+else:
+    display(Markdown(f"No run at `{path}` on this machine: `make reproduce` writes it, and this table then fills in."))
+
+# %% [markdown]
 # ## Quick start
 #
 # Two commands, each of which sets up a local virtual environment (`.venv`) on first use:
 #
 # ```sh
-# make reproduce   # the main job: train MiniCLIP on the emoji set (and its bias twin), measure them, write runs/mini/report.md
-# make test        # run every notebook (nbdev_test), then the test suite (pytest)
+# make reproduce   # train MiniCLIP on the emoji set, write runs/mini/report.md
+# make test        # every notebook (nbdev_test), then the tests
 # ```
 #
-# Nothing is downloaded at run time: the default data is rendered from packages (emoji pictures and
-# procedurally drawn scenes), and the code that would download (OpenAI's weights, public data sets)
-# says so clearly when you are offline.
+# `make reproduce` also trains the run's bias twin (chapter 11) and writes a model card beside the
+# report. Nothing is downloaded at run time: the default data is rendered from packages (emoji
+# pictures and procedurally drawn scenes), and the code that would download (OpenAI's weights, public
+# data sets) says so clearly when you are offline.
 #
 # ## Use it like `clip`
 
 # %%
-#| default_exp __init__
-
-# %%
-#| exports
-# `import clip_annotated` stays light (the command line answers `--help` without loading PyTorch): each public
-# name is imported from its chapter's module the first time it is used.
-_PUBLIC = {'tokenizer': ('tokenize', 'decode'),
-           'model': ('CLIP', 'CLIPConfig', 'CONFIGS', 'build_model', 'create_model', 'count_parameters', 'uses_quick_gelu'),
-           'checkpoints': ('download',),
-           'pretrained': ('available_models', 'load', 'image_transform', 'export_model', 'get_tokenizer',
-                          'create_model_and_transforms')}
-_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
-
-def __getattr__(name: str):
-    "Import a public name (`clip_annotated.load`, ...) from its module on first use."
-    if name not in _WHERE: raise AttributeError(f"module 'clip_annotated' has no attribute {name!r}")
-    import importlib
-    value = getattr(importlib.import_module(f'clip_annotated.{_WHERE[name]}'), name)
-    globals()[name] = value
-    return value
-
-def __dir__(): return sorted([*globals(), *_WHERE])
-
-
-# %%
 #| hide
 import torch
-import clip_annotated as clip
 
 # %%
+import clip_annotated as clip
+
 model = clip.create_model('MiniCLIP').eval()          # random weights: the shapes are the point here
 text = clip.tokenize(["a photo of a cat", "a photo of a dog"])
 image = torch.randn(1, 3, 48, 48)
@@ -75,6 +98,8 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # `clip.tokenize` gives the same tokens as OpenAI's tokenizer, `clip.build_model(state_dict)` reads
 # any of OpenAI's released checkpoints, and `CLIP` has OpenAI's constructor, parameter names and
 # outputs. The tests in `tests/` hold us to that against open_clip and Hugging Face `transformers`.
+# How `import clip_annotated` stays light while offering these names is the
+# [package appendix](98a_package.ipynb).
 #
 # ## Chapters
 #
@@ -116,40 +141,12 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 15 | [Broader impacts](15_ethics.ipynb) | `ethics` | the paper's bias and surveillance discussion, `safety_notice`, a model card |
 # | 16 | [Experiments: why contrastive, and how it scales](16_experiments.ipynb) | `objectives` | Figure 2 rerun: captioning, bag of words and contrastive on one encoder, pictures needed for the same zero-shot accuracy; CLIP against `BaselineCLIP`; learning rate, batch size and negatives; training against held-out loss; accuracy against compute |
 # | 98 | [The command line](98_cli.ipynb) (appendix) | `cli` | `clip-annotated train / reproduce / eval / predict` |
+# | 98a | [The package](98a_package.ipynb) (appendix) | `__init__` | `import clip_annotated as clip`: OpenAI's names, each imported from its chapter on first use |
 # | 99 | [Benchmarks](99_bench.ipynb) (appendix) | `bench` | our speed against open_clip's, in one process run: tokenizer, encoders, a training step, zero-shot evaluation |
 # | 99a | [The GPU check](99a_gpucheck.ipynb) (appendix) | `gpucheck` | `make gpu-check`: the CUDA tests, training and zero-shot encoding against open_clip in bfloat16, a killed-and-resumed run, under one deadline |
 # | 99b | [End to end](99b_e2e.ipynb) (appendix) | `e2e` | our trainer against open_clip's on the same shards and recipe, judged alike (`make bench-e2e`) |
 # | 99c | [The input pipeline against open_clip's](99c_loader_bench.ipynb) (appendix) | `loaderbench` | pictures per second and main-process CPU against open_clip's data loader (`make bench-loader`) |
 #
-# ## Results: the paper beside this book
-#
-# The paper trained on 400 million pairs with hundreds of GPUs; this book trains a MiniCLIP on a few
-# thousand emoji on whatever machine it runs on. The numbers cannot be equal; what a small run can
-# check is whether an effect the paper reports appears at all, and with what uncertainty. The first
-# column of figures is the paper's (with where it says so); the second is read from
-# `runs/mini/results.json`, which `make reproduce` writes, and names the machine it ran on; the last
-# says whether the claim is only quoted here or checked in kind, and where.
-
-# %%
-#| hide
-import json
-from IPython.display import Markdown, display
-from clip_annotated.core import footer
-from clip_annotated.run import load_run, runs_dir
-from clip_annotated.cli import paper_table
-
-# %%
-#| echo: false
-path = runs_dir() / 'mini' / 'results.json'
-if path.exists():
-    res = json.loads(path.read_text())
-    hw = res.get('hardware', 'a machine not recorded in this results.json (run `make reproduce` again)')
-    seeds_path = runs_dir() / 'bias-seeds.json'                 # written by the bias chapter when it runs
-    seeds = json.loads(seeds_path.read_text()) if seeds_path.exists() else None
-    table = paper_table(res, load_run(path.parent)[1].batch_size, seeds)
-    display(Markdown(table + f"\n\nOurs measured on {hw}."))
-else:
-    display(Markdown(f"No run at `{path}` on this machine: `make reproduce` writes it, and this table then fills in."))
 
 # %% [markdown]
 # ## How the site is built
