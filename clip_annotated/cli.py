@@ -96,10 +96,17 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
              'quoted; trained here'),
             *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji, chance {chance(test[f'{k}_chance@1'])})",
                f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
-    if (tone := zs.get('emoji skin_tone')):
-        rows.append(('zero-shot classification', paper['zs'], f"{pct(tone['ensemble_top1'])} (skin tone of held-out emoji, "
-                     f"{tone['classes']} classes, chance {chance(tone['chance'])}, majority class {pct(tone['majority'])})",
-                     f"checked in kind ({link('Zero-shot', '07_zeroshot')})"))
+    if zs:
+        name = lambda z: {'emoji skin_tone': 'skin tone', 'emoji gender': 'gender', 'emoji category': 'kind of emoji'}.get(z['task'], z['task'])
+        reading = lambda z: z['vs_majority']['reading'] if 'vs_majority' in z else (
+            'above the majority class' if z['ensemble_top1'] > max(z['chance'], z['majority']) else 'not above the majority class')
+        rows.append(('zero-shot classification', paper['zs'],
+                     '; '.join(f"{name(z)} {pct(z['ensemble_top1'])} ({z['classes']} classes, chance {chance(z['chance'])}, "
+                               f"majority class {pct(z['majority'])}: {reading(z)})" for z in zs.values())
+                     + " (held-out emoji, the paper's averaged prompt ensemble)",
+                     'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
+                                                     for r in dict.fromkeys(map(reading, zs.values())))
+                     + f" ({link('Zero-shot', '07a_tasks')})"))
     if (ens := [z for z in zs.values() if 'ensembling' in z]):
         gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
         rows.append(('prompt ensembling over one template', paper['ens'],

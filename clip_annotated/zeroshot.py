@@ -19,7 +19,8 @@ from .readers import open_image
 
 # %% auto #0
 __all__ = ['fill_template', 'encode_texts', 'zero_shot_classifier', 'encode_images', 'classification_metrics', 'zero_shot_logits',
-           'percentile_interval', 'paired_bootstrap', 'evaluate', 'predict']
+           'percentile_interval', 'paired_bootstrap', 'baseline', 'majority_hits', 'majority_reading',
+           'against_majority', 'evaluate', 'predict']
 
 # %% ../nbs/07_zeroshot.ipynb #05fefa8c
 def fill_template(template: str | Callable[[str], str], name: str) -> str:
@@ -103,6 +104,26 @@ def paired_bootstrap(correct_a, correct_b, n_boot: int = 2000, seed: int = 0, le
     d = a[idx].mean(1) - b[idx].mean(1)                                                           # [n_boot]
     lo, hi = percentile_interval(d.numpy(), level)
     return dict(diff=(a.mean() - b.mean()).item(), lo=lo, hi=hi, excludes_zero=lo > 0 or hi < 0, n=len(a))
+
+# %% ../nbs/07_zeroshot.ipynb #799ed9d3
+def baseline(chance: float, majority: float) -> float:
+    "The accuracy a classifier must beat to know more than the class frequencies: the larger of chance and the majority class."
+    return max(chance, majority)
+
+def majority_hits(labels: torch.Tensor) -> torch.Tensor:
+    "Per-picture correctness [N] (float) of always answering the most frequent class of `labels`."
+    labels = torch.as_tensor(labels)
+    return (labels == torch.bincount(labels).argmax()).double()
+
+def majority_reading(d: dict) -> str:
+    "In words, what a paired interval of accuracy − majority class (from `against_majority`) shows."
+    return ('above the majority class' if d['lo'] > 0 else 'below the majority class' if d['hi'] < 0
+            else 'not distinguishable from the majority class')
+
+def against_majority(correct, labels, n_boot: int = 2000, seed: int = 0) -> dict:
+    "Accuracy − majority-class baseline on the same pictures, with a paired bootstrap interval and its reading in words."
+    d = paired_bootstrap(torch.as_tensor(correct).double(), majority_hits(labels), n_boot=n_boot, seed=seed)
+    return {**d, 'reading': majority_reading(d)}
 
 # %% ../nbs/07_zeroshot.ipynb #8bdf0194
 def evaluate(model, dataset: Dataset, classnames: list[str], templates=('{}',), batch_size: int = 256,

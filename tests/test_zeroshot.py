@@ -53,7 +53,8 @@ def test_reproduce_writes_report_with_zero_shot(run_dir):
     res = json.loads((run_dir / 'results.json').read_text())
     assert res['steps'] == 4 and {r['task'] for r in res['zeroshot']} == {'emoji skin_tone', 'emoji gender', 'emoji category'}
     tone = next(r for r in res['zeroshot'] if r['task'] == 'emoji skin_tone')
-    assert tone['chance'] == 0.2 and set(tone['prompts']) == {'single', 'ensemble', 'captions_mean', 'captions_nearest'}
+    assert tone['chance'] == 0.2 and set(tone['prompts']) == {'single', 'ensemble', 'captions_mean', 'captions_nearest', 'unseen_nearest'}
+    assert tone['own_captions']['unseen_nearest'] == 0 and tone['vs_majority']['reading'].endswith('majority class')
 
 
 def test_classifier_equals_naive_loop(run_dir):

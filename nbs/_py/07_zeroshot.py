@@ -200,7 +200,9 @@ test_close(r['mean_per_class_recall'], (1 + 1 / 3 + 1) / 3)       # class 1 has 
 test_eq((r['chance_top1'], r['chance_top2'], r['n'], r['classes']), (1 / 3, 2 / 3, 5, 3))
 test_eq((r['majority_class'], r['majority_top1']), (1, 3 / 5))    # class 1 holds 3 of the 5 pictures
 test_fail(lambda: classification_metrics(torch.full((2, 3), float('nan')), torch.tensor([0, 1])), contains='NaN')  # never a score
-r
+print(f"top-1 {r['top1']:.0%}, top-2 {r['top2']:.0%}, mean per-class recall {r['mean_per_class_recall']:.1%}; "
+      f"chance {r['chance_top1']:.1%} (top-2 {r['chance_top2']:.1%}); majority class {r['majority_top1']:.0%} "
+      f"(always answering class {r['majority_class']})")
 
 
 # %% [markdown]
@@ -208,15 +210,14 @@ r
 # few points on a few hundred pictures is a handful of pictures, and it may be luck: which pictures
 # happened to be in the test set. `paired_bootstrap` puts an interval on it: it resamples the pictures
 # with replacement, the same resample for both ways, recomputes the difference of their accuracies,
-# and takes the middle 95% of 2,000 such differences. An interval that includes zero means the test
-# set cannot tell the two apart.
+# and takes the middle `level=0.95` of `n_boot=2000` such differences. An interval that includes zero
+# means the test set cannot tell the two apart.
 #
-# "The middle 95%" needs a rule, and every bootstrap interval in this book uses this one,
-# `percentile_interval`: of the sorted replicates it takes the smallest one at or above the 2.5%
-# mark and the smallest at or above the 97.5% mark (NumPy's `inverted_cdf`), with no interpolation
-# between replicates, so an interval's ends are always values some replicate took, and a replicate
-# may be infinite.
-# <!-- fixed: 95% 2,000 2.5% 97.5% -->
+# "The middle" needs a rule, and every bootstrap interval in this book uses this one,
+# `percentile_interval`: of the sorted replicates it takes the smallest one at or above the `(1 - level) / 2`
+# mark and the smallest at or above the `(1 + level) / 2` mark (NumPy's `inverted_cdf`), with no
+# interpolation between replicates, so an interval's ends are always values some replicate took, and a
+# replicate may be infinite.
 
 # %%
 #| exports
@@ -249,6 +250,56 @@ assert three['diff'] < 0 and three['hi'] <= 0 and three['lo'] < three['diff'], t
 big = paired_bootstrap((np.arange(400) < 100).astype(float), np.zeros(400))                      # 100 of 400 gained
 assert big['excludes_zero'] and big['lo'] > 0.2, big
 test_fail(lambda: paired_bootstrap([1, 0], [1]), contains='same non-zero length')
+
+
+# %% [markdown]
+# ## The bar an accuracy must clear
+#
+# Chance (one over the number of classes) is the score of a uniform guess; the majority-class
+# baseline is the score of a classifier that knows only the class frequencies. The second is never
+# below the first (the most frequent of `C` classes holds at least a `C`-th of the pictures), so the
+# bar a zero-shot classifier must clear is the majority class, and on an unbalanced task it can be far
+# above chance. `baseline` names that bar; `against_majority` compares a classifier with it on the same
+# pictures, a paired bootstrap of its per-picture correctness against that of always answering the
+# most frequent class, and says the result in words. Every verdict in the book's zero-shot chapters
+# goes through these two, so a task below its majority class is said to be so, never counted as a
+# success for beating chance.
+
+# %%
+#| exports
+def baseline(chance: float, majority: float) -> float:
+    "The accuracy a classifier must beat to know more than the class frequencies: the larger of chance and the majority class."
+    return max(chance, majority)
+
+def majority_hits(labels: torch.Tensor) -> torch.Tensor:
+    "Per-picture correctness [N] (float) of always answering the most frequent class of `labels`."
+    labels = torch.as_tensor(labels)
+    return (labels == torch.bincount(labels).argmax()).double()
+
+def majority_reading(d: dict) -> str:
+    "In words, what a paired interval of accuracy − majority class (from `against_majority`) shows."
+    return ('above the majority class' if d['lo'] > 0 else 'below the majority class' if d['hi'] < 0
+            else 'not distinguishable from the majority class')
+
+def against_majority(correct, labels, n_boot: int = 2000, seed: int = 0) -> dict:
+    "Accuracy − majority-class baseline on the same pictures, with a paired bootstrap interval and its reading in words."
+    d = paired_bootstrap(torch.as_tensor(correct).double(), majority_hits(labels), n_boot=n_boot, seed=seed)
+    return {**d, 'reading': majority_reading(d)}
+
+
+# %% [markdown]
+# The checks: on the five hand-made pictures above (three of class 1), always answering class 1 scores
+# the majority baseline; a classifier right on every picture is above it, one that is right only on
+# the two minority pictures is below it, and one that copies the majority class cannot be told from it.
+
+# %%
+test_eq(majority_hits(labels).mean().item(), r['majority_top1'])
+test_eq(baseline(r['chance_top1'], r['majority_top1']), r['majority_top1'])
+many = labels.repeat(40)                                        # 200 pictures with the same class frequencies
+test_eq(against_majority(torch.ones(200), many)['reading'], 'above the majority class')
+test_eq(against_majority((many != 1).double(), many)['reading'], 'below the majority class')
+test_eq(against_majority(majority_hits(many), many)['reading'], 'not distinguishable from the majority class')
+assert r['top1'] <= baseline(r['chance_top1'], r['majority_top1'])   # the hand-made classifier does not beat the bar
 
 
 # %% [markdown]
@@ -308,7 +359,8 @@ import io, tempfile
 buf = io.BytesIO(); Image.new('RGB', (32, 32), 'red').save(buf, format='JPEG')
 cut = Path(tempfile.mkdtemp()) / 'cut.jpg'; cut.write_bytes(buf.getvalue()[:200])      # a picture cut short
 test_fail(lambda: predict(m, lambda im: torch.zeros(3, 8, 8), cut, ['a']), contains='cut.jpg is not a picture that can be read')
-print({k: r[k] for k in ('n', 'top1', 'chance_top1', 'majority_top1', 'majority_class_name')})
+print(f"{r['n']} pictures kept: top-1 {r['top1']:.0%}, chance {r['chance_top1']:.1%}, majority class {r['majority_top1']:.0%} "
+      f"(always answering {r['majority_class_name']!r})")
 
 # %% [markdown]
 # ## The paper's benchmarks

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 import torch
 from clip_annotated.core import hardware
+from clip_annotated.tasks import METHODS
 
 # %%
 #| hide
@@ -119,6 +120,21 @@ test_eq(trained_on('ViT-B/32'), 'ViT-B/32 was trained on data this book has not 
 #| exports
 def _pct(x: float) -> str: return f"{100 * x:.1f}%"
 
+def zero_shot_line(z: dict) -> str:
+    "One task's zero-shot result for a model card: the paper's averaged ensemble beside chance and the majority class, then the other rules, labelled."
+    v = z.get('vs_majority')
+    text = (f"{_pct(z['ensemble_top1'])} top-1 with the paper's averaged prompt ensemble ({z['n']} pictures, {z['classes']} classes); "
+            f"chance {_pct(z['chance'])}, majority class {_pct(z['majority'])}"
+            + (f" (always answering {z['majority_class']!r})" if 'majority_class' in z else '')
+            + (f": {v['reading']}, {100 * v['diff']:+.1f} points [{100 * v['lo']:+.1f}, {100 * v['hi']:+.1f}] (paired bootstrap)" if v else '')
+            + '.')
+    own = z.get('own_captions', {})
+    others = [f"{METHODS.get(k, k)} {_pct(z[f'{k}_top1'])}"
+              + (f" ({own[k]} of {z['n']} pictures have their own caption among its prompts"
+                 + (": caption retrieval, not zero-shot)" if 'nearest' in k else ")") if own.get(k) else '')
+              for k in z['prompts'] if k != 'ensemble']
+    return text + (f" Other prompt rules, for reference (none chosen on these pictures): {'; '.join(others)}." if others else '')
+
 def model_card(run: str | Path) -> str:
     "Markdown model card of the run in folder `run`, built from its checkpoint and results.json (written to model_card.md)."
     run = Path(run)
@@ -158,9 +174,7 @@ def model_card(run: str | Path) -> str:
                   f"- Retrieval, all {t['n_images']} pictures against all captions: image→text R@1 {_pct(t['i2t_R@1'])}, "
                   f"R@5 {_pct(t['i2t_R@5'])}; text→image R@1 {_pct(t['t2i_R@1'])} (chance {_pct(t['i2t_chance@1'])})."]
         for z in res.get('zeroshot', []):
-            best = max(z['prompts'], key=lambda k: z[f'{k}_top1'])
-            lines.append(f"- Zero-shot {z['task']}: {_pct(z['ensemble_top1'])} with the averaged prompt ensemble, "
-                         f"{_pct(z[f'{best}_top1'])} with the best rule ({best}); chance {_pct(z['chance'])}.")
+            lines.append(f"- Zero-shot {z['task']}: " + zero_shot_line(z))
         lines.append("")
     if own: lines += ["## Limits and biases", "- Not measured here beyond held-out retrieval: a model inherits the "
                       "biases of its pictures and captions, and of the weights it started from (`--pretrained`).", "",
