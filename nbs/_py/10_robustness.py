@@ -42,7 +42,7 @@ from clip_annotated.data import EmojiDataset
 from clip_annotated.run import book_model
 from clip_annotated.tasks import emoji_task
 from clip_annotated.zeroshot import evaluate, zero_shot_classifier, zero_shot_logits
-from clip_annotated.zeroshot import percentile_interval
+from clip_annotated.zeroshot import baseline, percentile_interval
 from clip_annotated.probe import (extract_features, fit_linear_probe, sample_k_shot, stratified_split,
                                   train_linear_probe)
 
@@ -651,7 +651,7 @@ display(Markdown('\n'.join(lines)))
 # %%
 if not in_test():
     for t, res in results.items():
-        for m in main: assert res[m]['in distribution'] > chance[t], (t, m)
+        for m in main: assert res[m]['in distribution'] > baseline(chance[t], majority[t]), (t, m)
     for t, m, i, o, e in er_rows:                       # every point estimate inside its own interval
         lo, hi = percentile_interval(boot[t][m]['er']); assert lo <= e <= hi, (t, m, e, lo, hi)
 
