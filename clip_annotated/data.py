@@ -312,11 +312,11 @@ def emoji_records(image_size: int = 48, cache_dir: str | os.PathLike | None = No
     return list(_records(tuple(data['chars']), tuple(data['digests'])))
 
 # %% ../nbs/05_data.ipynb #148ecb14
-def show_grid(pictures, captions, ncols=8, size=1.5, fontsize=8):
-    "Pictures (uint8 [n, 3, H, W] or PIL images) in a grid with a caption under each."
+def show_grid(pictures, captions, ncols=6, size=1.6, fontsize=9):
+    "Pictures (uint8 [n, 3, H, W] or PIL images) in a grid with a caption under each (legible at a page's width with up to 6 columns)."
     import matplotlib.pyplot as plt
     n = len(pictures); nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.45)), dpi=64)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.5)), dpi=100)
     for ax in np.ravel(axes): ax.axis('off')
     for ax, p, cap in zip(np.ravel(axes), pictures, captions):
         ax.imshow(p.permute(1, 2, 0).numpy() if isinstance(p, torch.Tensor) else p)

@@ -649,7 +649,7 @@ test_eq(decode(tokenize("a " * 100, truncate=True)[0]), ' '.join(['a'] * 75))
 # points from many Unicode planes, HTML entities, mojibake, emoji with skin tones and ZWJ sequences,
 # contractions in any case, control characters, empty and whitespace-only strings, long texts
 # truncated) plus a hypothesis fuzz test, and checks the errors and the round trip. The cells below
-# need open_clip and are skipped under `nbdev_test`.
+# need open_clip. <!-- They are skipped under nbdev_test. -->
 #
 # One difference is deliberate. open_clip renamed the special tokens to `<start_of_text>` and
 # `<end_of_text>`, and its split pattern recognises *those* strings when they are typed into a

@@ -1017,7 +1017,7 @@ print(f"BaselineCLIP: {count_parameters(base):,} parameters against MiniCLIP's {
 # has exactly the parameter count of open_clip's `-quickgelu` model of the same name.
 #
 # Speed, measured by `python -m clip_annotated.bench`, which times our encoders and open_clip's in the
-# same process on ViT-B/32, float32, CPU, batch 8 (cell skipped under `nbdev_test`):
+# same process on ViT-B/32, float32, CPU, batch 8: <!-- the cell is skipped under nbdev_test -->
 
 # %%
 #| bench

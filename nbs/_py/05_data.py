@@ -539,11 +539,11 @@ assert on_border <= 0.01 * len(records)
 
 # %%
 #| exports
-def show_grid(pictures, captions, ncols=8, size=1.5, fontsize=8):
-    "Pictures (uint8 [n, 3, H, W] or PIL images) in a grid with a caption under each."
+def show_grid(pictures, captions, ncols=6, size=1.6, fontsize=9):
+    "Pictures (uint8 [n, 3, H, W] or PIL images) in a grid with a caption under each (legible at a page's width with up to 6 columns)."
     import matplotlib.pyplot as plt
     n = len(pictures); nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.45)), dpi=64)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.5)), dpi=100)
     for ax in np.ravel(axes): ax.axis('off')
     for ax, p, cap in zip(np.ravel(axes), pictures, captions):
         ax.imshow(p.permute(1, 2, 0).numpy() if isinstance(p, torch.Tensor) else p)
@@ -560,7 +560,7 @@ def _wrap(text, width):
 
 # %%
 #| fig-cap: "Twenty-four emoji of the data set, each with the caption the model reads: eight chosen for skin tone, gender, hair, couples and flags, then sixteen at random."
-#| fig-alt: "A grid of 24 colour emoji drawings in three rows of eight, each titled with its name, such as 'health worker, dark skin tone', 'woman astronaut, medium-light skin tone', 'rainbow flag', 'flag of japan', 'shooting star', 'kimono' and 'post office'; the names spell out skin tone and gender wherever the drawing shows them."
+#| fig-alt: "A grid of 24 colour emoji drawings in four rows of six, each titled with its name, such as 'health worker, dark skin tone', 'woman astronaut, medium-light skin tone', 'rainbow flag', 'flag of japan', 'shooting star', 'kimono' and 'post office'; the names spell out skin tone and gender wherever the drawing shows them."
 by_char = {r.char: k for k, r in enumerate(records)}
 featured = ['🧑🏿‍⚕️', '👩🏼‍🚀', '👨‍🦰', '🏃🏽‍♀️', '👨🏻‍🤝‍👨🏿', '👍🏾', '🏳️‍🌈', '🇯🇵']
 picks = [by_char[c] for c in featured] + random.Random(1).sample(range(len(records)), 16)
@@ -786,7 +786,7 @@ for e in range(8):
     train_ds.set_epoch(e); v, _ = train_ds[k]
     views.append((unnormalize(v) * 255).round().byte())
 train_ds.set_epoch(0)
-show_grid(torch.stack(views), [f'epoch {e}' for e in range(8)], ncols=8)
+show_grid(torch.stack(views), [f'epoch {e}' for e in range(8)], ncols=8, size=1.2, fontsize=11)
 
 
 # %% [markdown]

@@ -158,9 +158,9 @@ class SceneDataset(torch.utils.data.Dataset):
 
 # %%
 #| fig-cap: "The first sixteen procedural scenes of a seed-0 set, each with its generated caption."
-#| fig-alt: "Sixteen small pictures of coloured shapes on white in two rows, each titled with its caption, such as 'two small green triangles', 'three small black diamonds', 'two large black triangles above a large blue star' and 'four small red stars'; each caption states the count, size, colour and shape of what is drawn, and the position of one group relative to the other."
+#| fig-alt: "Sixteen small pictures of coloured shapes on white in three rows of six (the last with four), each titled with its caption, such as 'two small green triangles', 'three small black diamonds', 'two large black triangles above a large blue star' and 'four small red stars'; each caption states the count, size, colour and shape of what is drawn, and the position of one group relative to the other."
 scenes = SceneDataset(1000, seed=0)
-show_grid([scenes.image(i) for i in range(16)], [scenes.describe(i).caption for i in range(16)], ncols=8)
+show_grid([scenes.image(i) for i in range(16)], [scenes.describe(i).caption for i in range(16)])
 
 # %%
 d = scenes.describe(3)

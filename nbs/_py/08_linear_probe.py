@@ -437,8 +437,8 @@ assert toy_iv['lo'] <= toy_iv['worth'] <= toy_iv['hi']
 # %% [markdown]
 # ## Measured: the book's MiniCLIP on held-out emoji
 #
-# The model is the book's `mini-cpu` run (`book_model()`; under `nbdev_test` a 3-step stand-in, so no
-# number below means anything there). The pictures are the *test* split of the emoji set, none of
+# The model is the book's `mini-cpu` run (`book_model()`). <!-- Under nbdev_test a 3-step stand-in, so no
+# number below means anything there. --> The pictures are the *test* split of the emoji set, none of
 # which CLIP saw in training, cut 50/20/30 per class into probe-train, probe-val and probe-test. Two
 # tasks of the zero-shot chapter have enough pictures per class for k up to 32: the five skin tones,
 # and gender presentation (man / woman / gender-neutral person). (The kind-of-emoji task has a class

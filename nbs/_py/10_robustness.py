@@ -418,8 +418,8 @@ print(f"slope {line[0]:.2f}, intercept {line[1]:.2f}")
 # gender-neutral person). They react differently to the shifts by construction: the skin tone *is* a
 # colour, so grayscale keeps only its lightness and the sketch keeps almost nothing of it, while gender
 # presentation is drawn in shapes (hair, beards, clothes) that survive both. The book's model is the
-# `mini-cpu` run (`book_model()`; under `nbdev_test` a 3-step stand-in, so no number below means
-# anything there).
+# `mini-cpu` run (`book_model()`). <!-- Under nbdev_test a 3-step stand-in, so no number below means
+# anything there. -->
 #
 # For each task, everything is computed once: the zero-shot classifier (the task's template ensemble),
 # the probe and the CNN family from the training split, CLIP features of the test pictures in each of

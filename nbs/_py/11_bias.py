@@ -341,8 +341,8 @@ test_fail(lambda: bias_run('shuffle'), contains='balanced, drop, captions')
 assert relabelled[i][1] != base[i][1] and (relabelled[i][0] == base[i][0]).all()
 
 # %% [markdown]
-# Each run takes as long as the book's run (minutes on a CPU; a few steps under `nbdev_test`, with two
-# seeds instead of three). A finished run is only loaded, so the chapter trains each of them once:
+# Each run takes as long as the book's run (minutes on a CPU). <!-- A few steps under nbdev_test, with two
+# seeds instead of three. --> A finished run is only loaded, so the chapter trains each of them once:
 
 # %%
 SEEDS = (0, 1) if in_test() else (0, 1, 2)

@@ -49,8 +49,8 @@ from clip_annotated.train import PRESETS
 # compilation, read its memory, and turn that into the epoch time of a data set.
 #
 # Every figure below was measured by the cells of this chapter on the machine named in its footer.
-# With a GPU the same cells pick GPU settings (larger batches, ViT-B/32, float16 as well); under
-# `nbdev_test` they shrink to a few tiny steps that prove the machinery.
+# With a GPU the same cells pick GPU settings (larger batches, ViT-B/32, float16 as well).
+# <!-- Under nbdev_test they shrink to a few tiny steps that prove the machinery. -->
 #
 # ## One training step, measured
 #
@@ -264,8 +264,8 @@ print(f"fastest: {max(by_precision, key=lambda r: r['pairs_per_s'])['precision']
 # has Inductor generate fused kernels for them: C++ with OpenMP on a CPU, Triton on a GPU. The text
 # encoder cuts its sequence at the batch's last end-of-text token, a length read from the data, so
 # the graph breaks there and each new length can recompile (after the second, Dynamo marks it dynamic).
-# Compilation is paid once, in the first step, which we report separately. Compiling makes this cell
-# slow, so `nbdev_test` skips it (`#| slow`).
+# Compilation is paid once, in the first step, which we report separately.
+# <!-- Compiling makes this cell slow, so nbdev_test skips it (#| slow). -->
 
 # %%
 #| slow
