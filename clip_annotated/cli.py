@@ -93,7 +93,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
     test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
     rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] // res['steps_per_epoch']} epochs "
              f"of {res['train_items']:,} emoji), {res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
-             'quoted; trained here'),
+             f"quoted; trained here ({link('A training run', '06a_run')})"),
             *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji, chance {chance(test[f'{k}_chance@1'])})",
                f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
     if zs:
@@ -113,7 +113,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
                      '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
                      " (ensemble − single template, 95% paired bootstrap over the held-out pictures)",
                      (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
-                     + f" ({link('Zero-shot', '07_zeroshot')})"))
+                     + f" ({link('Zero-shot', '07a_tasks')})"))
     if (b := res.get('bias')) and 'paired' in b:
         rows.append(('bias probe', paper['bias'], b['summary'], f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
     if seeds:
@@ -218,7 +218,7 @@ def _eval_data(a, templates: list[str]) -> dict:
     m.update(model=a.model or _default_model(), data=a.data, templates=len(templates), chance=m['chance_top1'],
              skipped=ds.skips.skipped, skipped_reasons=ds.skips.counts)
     if a.json: print(json.dumps(m))
-    else: _print_classification(m, f"{a.data} ({m['n']} pictures, {m['classes']} classes, {m['templates']} templates), model {m['model']}:")
+    else: _print_classification(m, f"{a.data} ({m['n']} pictures, {m['classes']} classes, {m['templates']} template{'s' * (m['templates'] != 1)}), model {m['model']}:")
     return m
 
 def _eval_retrieval(a) -> dict:
@@ -325,7 +325,7 @@ def eval_command(argv: list[str] | None = None) -> dict:
                  num_workers=a.workers)
     m.update(model=a.model or _default_model(), dataset=a.dataset, templates=len(templates), chance=m['chance_top1'])
     if a.json: print(json.dumps(m))
-    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} templates), model {m['model']}:")
+    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} template{'s' * (m['templates'] != 1)}), model {m['model']}:")
     return m
 
 # %% ../nbs/98_cli.ipynb #24d594d5

@@ -126,7 +126,7 @@ def test_cli_eval_fake_cifar_and_missing_root(run_dir, tmp_path):
     r = _cli('eval', '--model', run_dir / 'checkpoint.pt', '--dataset', 'cifar10', '--root', root, '--templates', 'single',
              '--device', 'cpu', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert 'cifar10 (20 pictures, 10 classes, 1 templates)' in r.stdout and 'top1' in r.stdout
+    assert 'cifar10 (20 pictures, 10 classes, 1 template)' in r.stdout and 'top1' in r.stdout
     missing = tmp_path / 'nowhere'
     r = _cli('eval', '--model', run_dir, '--dataset', 'cifar100', '--root', missing, cwd=tmp_path)
     assert r.returncode != 0 and f'--root {missing}: no such folder' in r.stderr and 'Traceback' not in r.stderr

@@ -37,10 +37,9 @@ _t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports 
 #
 # ## The notation of the paper
 #
-# > "Given a batch of N (image, text) pairs, CLIP is trained to predict which of the N × N possible
-# > (image, text) pairings across a batch actually occurred." (Radford et al. 2021, §2.3)
-#
-# The paper's Figure 3 writes the whole method in a dozen lines of pseudocode. We keep its names
+# CLIP is trained to tell, within a batch of pairs, which picture goes with which caption (§2.3; the
+# [loss chapter](04_loss.ipynb) quotes it and takes it apart). The paper's Figure 3 writes the whole
+# method in a dozen lines of pseudocode. We keep its names
 # throughout, so that code, paper and OpenAI's checkpoints can be read side by side:
 #
 # | symbol | in the code | meaning |

@@ -440,8 +440,9 @@ test_eq(rn(torch.randn(2, 3, 64, 64)).shape, (2, 16))
 # module, and so they do here. Pooling takes the output at the [EOS] token. Since [EOS] has the largest
 # id in the vocabulary (49407), `text.argmax(-1)` finds its position in every row.
 #
-# > "The learnable temperature parameter τ was initialized to the equivalent of 0.07 from (Wu et al.,
-# > 2018) and clipped to prevent scaling the logits by more than 100." (Radford et al. 2021, §2.5)
+# The model also holds the learnable temperature of §2.5, as the log of its inverse (`logit_scale`),
+# initialised to the equivalent of 0.07; [the loss chapter](04_loss.ipynb) quotes the paper on it and
+# explains it.
 #
 # `CLIP` takes OpenAI's constructor arguments, in OpenAI's order. `vision_layers` decides the image
 # encoder: a tuple of four block counts builds the ResNet, an integer builds the ViT. The image

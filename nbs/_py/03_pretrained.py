@@ -60,16 +60,12 @@ def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages
 #
 # ## The released models
 #
-# > "We train a series of 5 ResNets and 3 Vision Transformers. … They are denoted as RN50x4, RN50x16,
-# > and RN50x64 respectively. For the Vision Transformers we train a ViT-B/32, a ViT-B/16, and a
-# > ViT-L/14." (Radford et al. 2021, §2.5)
+# > "They are denoted as RN50x4, RN50x16, and RN50x64 respectively. For the Vision Transformers we
+# > train a ViT-B/32, a ViT-B/16, and a ViT-L/14." (Radford et al. 2021, §2.5)
 #
 # > "For the ViT-L/14 we also pre-train at a higher 336 pixel resolution for one additional epoch to
 # > boost performance similar to FixRes (Touvron et al., 2019). We denote this model as ViT-L/14@336px."
 # > (Radford et al. 2021, §2.5)
-#
-# > "The largest ResNet model, RN50x64, took 18 days to train on 592 V100 GPUs while the largest Vision
-# > Transformer took 12 days on 256 V100 GPUs." (Radford et al. 2021, §2.5)
 #
 # OpenAI published all nine as files under one URL each, and the URL carries its own checksum: the
 # second-to-last path segment is the SHA256 of the file. The addresses below are facts from OpenAI's
@@ -229,7 +225,7 @@ del exact
 # > "A random square crop from resized images is the only data augmentation used during training."
 # > (Radford et al. 2021, §2.3)
 #
-# At inference time the crop is the centre one. OpenAI's transform, which every number reported for the
+# That is training; at inference time the crop is the centre one. OpenAI's transform, which every number reported for the
 # released models went through, is: resize the **short side** to `n_px` with **bicubic** interpolation
 # (the long side scaled in proportion and rounded down), crop the centre `n_px × n_px` square (offsets
 # rounded half to even, as Python's `round` does), convert to RGB, scale to [0, 1], and normalise each
@@ -519,9 +515,8 @@ test_eq(uses_quick_gelu(load(scratch / 'gelu.pt', device='cpu', quick_gelu=True)
 # %% [markdown]
 # ## Which caption fits this picture?
 #
-# > "For each dataset, we use the names of all the classes in the dataset as the set of potential text
-# > pairings and predict the most probable (image, text) pair according to CLIP." (Radford et al. 2021,
-# > §3.1.2)
+# Zero-shot classification, the subject of [its own chapter](07_zeroshot.ipynb), writes every class as
+# a caption and picks the caption the model finds most probable for the picture (§3.1.2).
 #
 # Everything is in place for an example in the spirit of OpenAI's README: two pictures shipped with scikit-learn (a
 # Chinese temple and a flower), four captions, and the probabilities over captions for each picture.
@@ -648,10 +643,8 @@ test_eq(tok32.decode(tok32('A red circle')), ['a red circle'])
 # %% [markdown]
 # ## A model and its two transforms: `create_model_and_transforms`
 #
-# > "A random square crop from resized images is the only data augmentation used during training."
-# > (Radford et al. 2021, §2.3)
-#
-# open_clip hands out a model with two transforms: one for training, with the paper's augmentation,
+# open_clip hands out a model with two transforms: one for training, with the paper's augmentation
+# (the random square crop of resized images quoted under Preprocessing above),
 # and the deterministic one for evaluation (`image_transform` above). The paper does not say how much
 # it resizes. For a square crop of side `n_px` we resize the short side to `n_px · z`, with a zoom `z`
 # drawn uniformly from `TRAIN_ZOOM` each time, and crop an `n_px` square at a random place: at

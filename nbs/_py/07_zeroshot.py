@@ -63,8 +63,8 @@ _ = seed_everything(0)
 # trained. The class names must be words the text tower knows in the sense the pictures have them,
 # which is where prompts come in.
 #
-# > "we found that using the prompt template 'A photo of a {label}.' to be a good default that helps
-# > specify the text is about the content of the image." (§3.1.4)
+# The paper's default sentence is "A photo of a {label}." (§3.1.4; [prompt engineering](09_prompt_engineering.ipynb)
+# quotes why and measures the choice), and it averages several:
 #
 # > "We construct the ensemble over the embedding space instead of probability space. This allows us
 # > to cache a single set of averaged text embeddings so that the compute cost of the ensemble is the

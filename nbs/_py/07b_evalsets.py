@@ -65,8 +65,8 @@ def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages
 #   W["write_fake(name, root)"] -.-> F
 # ```
 #
-# > "we found that using the prompt template “A photo of a {label}.” to be a good default that helps
-# > specify the text is about the content of the image." (Radford et al. 2021, §3.1.4)
+# The sentences matter: the paper's default is "A photo of a {label}." ([prompt
+# engineering](09_prompt_engineering.ipynb) quotes the paper on it), and
 #
 # > "We found on several fine-grained image classification datasets that it helped to specify the
 # > category. For example on Oxford-IIIT Pets, using “A photo of a {label}, a type of pet.” to help
@@ -121,10 +121,8 @@ print([f"{i}: {IMAGENET_CLASSNAMES[i]}" for i, n in enumerate(IMAGENET_CLASSNAME
 # by rounding. That is the list behind the paper's numbers, so we keep it as it is.
 #
 # The templates. For ImageNet (and the four shifted sets, which share its classes) OpenAI ensembles 80
-# of them:
-#
-# > "On ImageNet, we ensemble 80 different context prompts and this improves performance by an
-# > additional 3.5% over the single default prompt discussed above." (§3.1.4)
+# of them, the ensemble of context prompts that [prompt engineering](09_prompt_engineering.ipynb)
+# quotes the paper on (§3.1.4).
 
 # %%
 #| exports

@@ -520,7 +520,8 @@ if not in_test():
 # %% [markdown]
 # ## Ensembling: how many templates?
 #
-# > "We construct the ensemble over the embedding space instead of probability space." (§3.1.4)
+# The paper averages in embedding space, for the reason [the zero-shot chapter](07_zeroshot.ipynb)
+# quotes (one cached vector per class), and so do we here; the last section compares the other space.
 #
 # Two pools per task, each ensembled in random orders, a prefix at a time:
 #

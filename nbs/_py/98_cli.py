@@ -62,7 +62,7 @@ import shutil
 #
 # | section of report.md | key in results.json | what | cost |
 # |---|---|---|---|
-# | Zero-shot classification of held-out emoji | `zeroshot` | skin tone, gender, category by prompts ([Zero-shot](07_zeroshot.ipynb)) | seconds |
+# | Zero-shot classification of held-out emoji | `zeroshot` | skin tone, gender, category by prompts ([Zero-shot on the book's tasks](07a_tasks.ipynb)) | seconds |
 # | Bias: does the probe find a skew put into the captions? | `bias` | a second run, same configuration, women of six occupations captioned as men, in `bias-captions` next to `--out`; the man-or-woman probe on both ([Bias](11_bias.ipynb)) | as long as the main run; `--no-bias` skips it |
 #
 # `results.json` also names the machine (`hardware`). `predict` prints the broader-impacts chapter's
@@ -160,7 +160,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
     test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
     rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] // res['steps_per_epoch']} epochs "
              f"of {res['train_items']:,} emoji), {res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
-             'quoted; trained here'),
+             f"quoted; trained here ({link('A training run', '06a_run')})"),
             *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji, chance {chance(test[f'{k}_chance@1'])})",
                f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
     if zs:
@@ -180,7 +180,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
                      '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
                      " (ensemble − single template, 95% paired bootstrap over the held-out pictures)",
                      (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
-                     + f" ({link('Zero-shot', '07_zeroshot')})"))
+                     + f" ({link('Zero-shot', '07a_tasks')})"))
     if (b := res.get('bias')) and 'paired' in b:
         rows.append(('bias probe', paper['bias'], b['summary'], f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
     if seeds:
@@ -223,7 +223,7 @@ t = paper_table(fake, 128, nbs='nbs/')
 assert '| retrieval R@1, image → text | 88.0%' in t and '50.0%' in t and 'majority class 25.0%' in t, t
 assert 'kind of emoji 16.0% (11 classes, chance 9.1%, majority class 63.0%: below the majority class)' in t, t
 assert 'below the majority class on kind of emoji' in t, t
-assert '+1.0 [-2.0, +4.0] points' in t and 'no gain shown' in t and '(nbs/07_zeroshot.ipynb)' in t, t
+assert '+1.0 [-2.0, +4.0] points' in t and 'no gain shown' in t and '(nbs/07a_tasks.ipynb)' in t and '(nbs/06a_run.ipynb)' in t, t
 readme_dir = Path(tempfile.mkdtemp()); (readme_dir / 'mini').mkdir()
 (readme_dir / 'mini' / 'results.json').write_text(json.dumps(fake))
 from clip_annotated.train import PRESETS
@@ -330,7 +330,7 @@ def _eval_data(a, templates: list[str]) -> dict:
     m.update(model=a.model or _default_model(), data=a.data, templates=len(templates), chance=m['chance_top1'],
              skipped=ds.skips.skipped, skipped_reasons=ds.skips.counts)
     if a.json: print(json.dumps(m))
-    else: _print_classification(m, f"{a.data} ({m['n']} pictures, {m['classes']} classes, {m['templates']} templates), model {m['model']}:")
+    else: _print_classification(m, f"{a.data} ({m['n']} pictures, {m['classes']} classes, {m['templates']} template{'s' * (m['templates'] != 1)}), model {m['model']}:")
     return m
 
 def _eval_retrieval(a) -> dict:
@@ -437,7 +437,7 @@ def eval_command(argv: list[str] | None = None) -> dict:
                  num_workers=a.workers)
     m.update(model=a.model or _default_model(), dataset=a.dataset, templates=len(templates), chance=m['chance_top1'])
     if a.json: print(json.dumps(m))
-    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} templates), model {m['model']}:")
+    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} template{'s' * (m['templates'] != 1)}), model {m['model']}:")
     return m
 
 
