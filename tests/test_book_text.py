@@ -123,3 +123,27 @@ def test_the_output_scan(tmp_path):
     nb.write_text(json.dumps({'cells': [{'cell_type': 'code', 'source': [], 'outputs': [o]} for o in outs]}))
     got = output_problems(nb)
     assert [g.split(':')[0] for g in got] == ['cell 0', 'cell 1', 'cell 2', 'cell 3'], got
+
+
+def _quoted_sentences(nb: Path) -> set[str]:
+    "Sentences (50+ characters) of the paper quoted in a notebook's markdown blockquotes (`> \"...\"`), normalised."
+    out = set()
+    for c in _cells(nb):
+        if c['cell_type'] != 'markdown': continue
+        for block in re.findall(r'(?m)((?:^>.*\n?)+)', ''.join(c['source'])):
+            text = ' '.join(l.lstrip('> ').strip() for l in block.splitlines())
+            if not text.startswith(('"', '“')): continue                       # a chapter's summary, not a quote
+            for s in re.split(r'(?<=[.!?])\s+', text):
+                s = re.sub(r'\W+', ' ', s).strip().lower()
+                if len(s) >= 50: out.add(s[:80])
+    return out
+
+
+def test_a_paper_quote_appears_once():
+    "Issue #27 item 11: a passage of the paper is quoted in one chapter; the others point to it."
+    seen, twice = {}, []
+    for nb in NOTEBOOKS:
+        for s in _quoted_sentences(nb) - {''}:
+            if s in seen and seen[s] != nb.stem: twice.append(f"{seen[s]} and {nb.stem}: {s!r}")
+            seen.setdefault(s, nb.stem)
+    assert not twice, "quoted in two chapters:\n" + '\n'.join(twice)

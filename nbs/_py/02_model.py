@@ -429,11 +429,10 @@ test_eq(rn(torch.randn(2, 3, 64, 64)).shape, (2, 16))
 # ## The text encoder and the joint space
 #
 # > "The text encoder is a Transformer … As a base size we use a 63M-parameter 12-layer 512-wide model
-# > with 8 attention heads. … The text sequence is bracketed with [SOS] and [EOS] tokens and the
-# > activations of the highest layer of the transformer at the [EOS] token are treated as the feature
-# > representation of the text which is layer normalized and then linearly projected into the
-# > multi-modal embedding space. Masked self-attention was used in the text encoder …" (Radford et al.
-# > 2021, §2.4)
+# > with 8 attention heads. … [the feature representation of the text] is layer normalized and then
+# > linearly projected into the multi-modal embedding space. Masked self-attention was used in the text
+# > encoder …" (Radford et al. 2021, §2.4; the sentence on [SOS] and [EOS], left out here, is quoted in
+# > [the tokenizer chapter](01_tokenizer.ipynb))
 #
 # The text side has no module of its own in OpenAI's checkpoints: its parts (`token_embedding`,
 # `positional_embedding`, `transformer`, `ln_final`, `text_projection`) sit directly on the `CLIP`

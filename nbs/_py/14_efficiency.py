@@ -36,11 +36,8 @@ from clip_annotated.train import PRESETS
 # > "The largest ResNet model, RN50x64, took 18 days to train on 592 V100 GPUs while the largest Vision
 # > Transformer took 12 days on 256 V100 GPUs." (Radford et al. 2021, §2.5)
 #
-# > "Mixed-precision (Micikevicius et al., 2017) was used to accelerate training and save memory."
-# > (§2.5)
-#
-# CLIP's results were bought with compute, and the paper spends a paragraph on how it saved some:
-# mixed precision, gradient checkpointing, half-precision optimiser statistics. Whether a trick pays
+# CLIP's results were bought with compute, and the paper spends a paragraph on how it saved some
+# (§2.5, quoted in [the training chapter](06_train.ipynb)): mixed precision, gradient checkpointing, half-precision optimiser statistics. Whether a trick pays
 # depends on the hardware: bfloat16 halves the bytes everywhere, but only runs faster where there are
 # units that multiply bfloat16 (recent GPUs, CPUs with AMX or AVX-512 BF16); `torch.compile` fuses the
 # small element-wise operations between matrix products, which matters most where those operations,
