@@ -15,7 +15,8 @@ from .train import TrainConfig, Towers, forward_backward, make_optimizer, make_s
 from .run import runs_dir
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'GPU_CHECK', 'emoji_batch', 'time_steps', 'measure', 'gpu_check_results', 'gpu_check_table']
+__all__ = ['PRECISIONS', 'GPU_CHECK', 'emoji_batch', 'time_steps', 'measure', 'bf16_instructions', 'bf16_reading',
+           'gpu_check_results', 'gpu_check_table']
 
 # %% ../nbs/14_efficiency.ipynb #e5b8e5a2
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -95,6 +96,27 @@ def _child(kw: dict):
     torch.set_num_threads(torch.get_num_threads())
     if isinstance(kw['model'], dict): kw['model'] = CLIPConfig(**kw['model'])
     print(json.dumps(time_steps(**kw)))
+
+# %% ../nbs/14_efficiency.ipynb #67c3bc2a
+def bf16_instructions() -> list[str]:
+    "The CPU's bfloat16 instruction sets named in /proc/cpuinfo (AVX-512 BF16, AMX BF16); empty where none or no such file."
+    try: info = Path('/proc/cpuinfo').read_text()
+    except OSError: return []
+    flags = next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), [])
+    return [f for f in ('avx512_bf16', 'amx_bf16') if f in flags]
+
+def bf16_reading(by_precision: list[dict]) -> str:
+    "One sentence: how fast bfloat16 ran against float32 in `by_precision`, beside the bfloat16 instructions this machine has."
+    fp32 = next(r for r in by_precision if r['precision'] == 'fp32')
+    bf16 = next((r for r in by_precision if r['precision'] == 'bf16'), None)
+    if bf16 is None: return "bfloat16 was not measured here."
+    speed = fp32['step_s'] / bf16['step_s']
+    where = (f"on {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else
+             f"on this CPU, which has bfloat16 instructions ({', '.join(bf16_instructions())})" if bf16_instructions() else
+             "on this CPU, which has no bfloat16 instructions")
+    return (f"bfloat16 ran at {speed:.2f}x the speed of float32 {where}: " +
+            ("faster, so here half precision pays in time as well as memory." if speed > 1 else
+             "not faster, so here half precision pays in memory only."))
 
 # %% ../nbs/14_efficiency.ipynb #2f9d31ab
 GPU_CHECK = 'gpu-check/gpu_check.json'    # where `make gpu-check` writes, under runs_dir()

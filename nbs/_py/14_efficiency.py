@@ -226,6 +226,33 @@ if not in_test(): assert sweep[-1]['memory_mib'] > sweep[0]['memory_mib']     # 
 # training loop refuses float16 on a CPU; here we time it anyway, without a scaler, to show why.)
 
 # %%
+#| exports
+def bf16_instructions() -> list[str]:
+    "The CPU's bfloat16 instruction sets named in /proc/cpuinfo (AVX-512 BF16, AMX BF16); empty where none or no such file."
+    try: info = Path('/proc/cpuinfo').read_text()
+    except OSError: return []
+    flags = next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), [])
+    return [f for f in ('avx512_bf16', 'amx_bf16') if f in flags]
+
+def bf16_reading(by_precision: list[dict]) -> str:
+    "One sentence: how fast bfloat16 ran against float32 in `by_precision`, beside the bfloat16 instructions this machine has."
+    fp32 = next(r for r in by_precision if r['precision'] == 'fp32')
+    bf16 = next((r for r in by_precision if r['precision'] == 'bf16'), None)
+    if bf16 is None: return "bfloat16 was not measured here."
+    speed = fp32['step_s'] / bf16['step_s']
+    where = (f"on {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else
+             f"on this CPU, which has bfloat16 instructions ({', '.join(bf16_instructions())})" if bf16_instructions() else
+             "on this CPU, which has no bfloat16 instructions")
+    return (f"bfloat16 ran at {speed:.2f}x the speed of float32 {where}: " +
+            ("faster, so here half precision pays in time as well as memory." if speed > 1 else
+             "not faster, so here half precision pays in memory only."))
+
+# %%
+slow_bf16 = [dict(precision='fp32', step_s=1.0), dict(precision='bf16', step_s=2.0)]
+assert bf16_reading(slow_bf16).startswith('bfloat16 ran at 0.50x') and 'memory only' in bf16_reading(slow_bf16)
+assert 'in time as well' in bf16_reading([dict(precision='fp32', step_s=1.0), dict(precision='bf16', step_s=0.5)])
+
+# %%
 prec_batch = pick(gpu=256, cpu=128, test=4)
 prec_model = model_for_sweep
 precisions = pick(gpu=['fp32', 'bf16', 'fp16'], cpu=['fp32', 'bf16', 'fp16'], test=['fp32', 'bf16'])
@@ -243,17 +270,20 @@ if again: print(f"the same float32 setting, measured twice in this run: {again['
 slowest = min(by_precision, key=lambda r: fp32['step_s'] / r['step_s'])
 print(f"fastest: {max(by_precision, key=lambda r: r['pairs_per_s'])['precision']}; slowest: {slowest['precision']}, "
       f"{slowest['step_s'] / fp32['step_s']:.1f}x the time of float32 for {slowest['memory_mib'] / fp32['memory_mib']:.2f}x its memory")
+print(bf16_reading(by_precision))
 
 # %% [markdown]
 # The first line printed above is a measure of the noise: on a shared machine two measurements of the
 # same setting differ, so read the sweep's shape (a rise, then a plateau), not the zigzag of single
 # points. Half precision always saves memory: the activations kept for backward are half the size. Whether it
-# saves time is the hardware's answer. A CPU without bfloat16 instructions (AVX2, or AVX-512 without its
-# BF16 extension) has no instruction that multiplies bfloat16 or float16: each product is converted to
-# float32 and back, element by element, and the kernels for it are far slower than the tuned float32
-# ones. With AVX-512 BF16 or AMX (recent Xeons) bfloat16 runs natively on a CPU; on a GPU with tensor
-# cores it is the fast path. That is why the training chapter's `precision='auto'` means float32 on a
-# CPU and bfloat16 or float16 on a GPU.
+# saves time is the hardware's answer, and the last line above gives this machine's. A CPU without
+# bfloat16 instructions (AVX2, or AVX-512 without its BF16 extension) has no instruction that multiplies
+# bfloat16 or float16: each product is converted to float32 and back, and the kernels for it are far
+# slower than the tuned float32 ones. A CPU with AVX-512 BF16 or AMX can multiply bfloat16 directly,
+# but having the instructions does not make a given model's step faster: the line above says whether
+# it did here, for this model at this batch. On a GPU with tensor cores half precision is the fast path. That
+# is why the training chapter's `precision='auto'` means float32 on a CPU and bfloat16 or float16 on
+# a GPU.
 #
 # ## `torch.compile`
 #
