@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 from .core import atomic_write, get_device, hardware, seed_everything
 from .tokenizer import VOCAB_SIZE, tokenize
 from .model import HEAD_WIDTH, CONFIGS, BaselineCLIP, CLIPConfig, LayerNorm, Transformer, VisionTransformer, create_model
@@ -28,7 +29,7 @@ from .bias import seed_ci
 __all__ = ['OBJECTIVES', 'BASELINE_WIDTH', 'HEADS', 'EXPERIMENT_ZOOM', 'EVAL_TASKS', 'caption_vocab', 'local_ids',
            'training_captions', 'image_encoder', 'Contrastive', 'BagOfWords', 'Captioner', 'baseline_contrastive',
            'RunSpec', 'zero_shot_right', 'fit', 'run_spec', 'mean_accuracy', 'pictures_to_reach', 'ratio_over_seeds',
-           'block_flops', 'clip_forward_flops', 'training_flops', 'loglog_fit', 'fit_over_seeds']
+           'step_flops', 'block_flops', 'clip_forward_flops', 'training_flops', 'loglog_fit', 'fit_over_seeds']
 
 # %% ../nbs/16_experiments.ipynb #ef7369ed
 def caption_vocab(captions) -> torch.Tensor:
@@ -266,6 +267,18 @@ def ratio_over_seeds(slow: list[float | None], fast: list[float | None], level: 
     logs = seed_ci(np.log([a / b for a, b in zip(slow, fast)]), level)       # the interval on the log scale
     return dict(ratio=math.exp(logs['gap']), lo=math.exp(logs['lo']), hi=math.exp(logs['hi']), censored=None,
                 per_seed=[a / b for a, b in zip(slow, fast)])
+
+# %% ../nbs/16_experiments.ipynb #6e9e5240
+def step_flops(head: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> float:
+    "FLOPs per pair of one training step of `head` (`head.loss`, forward and backward) on a batch, as `FlopCounterMode` counts them; attention as two products."
+    layers = [m for m in head.modules() if hasattr(m, 'record')]
+    for m in layers: m.record = True                               # attention written out, so that it is counted
+    try:
+        with FlopCounterMode(display=False) as fc: head.loss(images, tokens).backward()
+    finally:
+        for m in layers: m.record = False
+        head.zero_grad(set_to_none=True)
+    return fc.get_total_flops() / len(images)
 
 # %% ../nbs/16_experiments.ipynb #0c20d198
 def block_flops(width: int, tokens: int) -> int:
