@@ -119,15 +119,15 @@ def _thumb(ax, image: torch.Tensor, xy, xybox=(0, -18), zoom=0.45, frame=None):
 def similarity_heatmap(sim: torch.Tensor, images: torch.Tensor, prompts: list[str], ax=None, title: str = ''):
     "Heatmap of cosines `sim` [n_prompts, n_pictures] with the pictures (uint8 [n, 3, S, S]) as thumbnails under it."
     n_p, n_i = sim.shape
-    ax = ax or plt.subplots(figsize=(0.5 * n_i + 3.4, 0.45 * n_p + 1.6))[1]     # about 9 inches wide for 12 pictures
+    ax = ax or plt.subplots(figsize=(0.5 * n_i + 3.0, 0.5 * n_p + 1.6))[1]      # about 9 inches wide for 12 pictures
     im = ax.imshow(sim.numpy(), cmap='viridis', aspect='auto')
     bright = sim.min() + 0.6 * (sim.max() - sim.min())                          # dark text on the yellow end of viridis
     for i in range(n_p):
-        for j in range(n_i): ax.text(j, i, f"{sim[i, j]:.2f}", ha='center', va='center', fontsize=8,
+        for j in range(n_i): ax.text(j, i, f"{sim[i, j]:.2f}", ha='center', va='center', fontsize=9,
                                      color='k' if sim[i, j] > bright else 'w')
-    ax.set_yticks(range(n_p), prompts, fontsize=9); ax.set_xticks(range(n_i), [''] * n_i)
-    for j in range(n_i): _thumb(ax, images[j], (j, n_p - 0.5), xybox=(0, -17), zoom=0.5)
-    ax.set_xlabel('picture', labelpad=32, fontsize=10); ax.set_ylabel('prompt', fontsize=10); ax.set_title(title, fontsize=11)
+    ax.set_yticks(range(n_p), prompts, fontsize=10); ax.set_xticks(range(n_i), [''] * n_i)
+    for j in range(n_i): _thumb(ax, images[j], (j, n_p - 0.5), xybox=(0, -19), zoom=0.6)
+    ax.set_xlabel('picture', labelpad=36, fontsize=10); ax.set_ylabel('prompt', fontsize=10); ax.set_title(title, fontsize=11)
     plt.colorbar(im, ax=ax, label='cosine similarity', fraction=0.04, pad=0.02)
     return ax
 

@@ -68,7 +68,7 @@ _ = seed_everything(0)
 
 # %%
 t_start = time.perf_counter()
-model_s, cfg_s = book_model(preset='scenes-tiny')          # random weights under nbdev_test
+model_s, cfg_s = book_model(preset='scenes-tiny')          # runs/scenes, trained first if missing
 px = model_s.visual.input_resolution
 N = pick(gpu=400, cpu=400, test=24)                          # held-out scenes per measurement
 print(f"scenes model: {cfg_s.model} {cfg_s.model_overrides}, {cfg_s.steps} steps on {cfg_s.n_scenes} scenes; {N} held-out scenes per test")
@@ -350,7 +350,6 @@ test_eq(binding_reading(coin, torch.rand(400, generator=g) < 0.5)['verdict'], 'u
 test_eq(binding_reading(torch.ones(400), torch.ones(400))['verdict'], 'no binding cost')
 test_eq(binding_reading(torch.ones(400), torch.ones(400), blind=1.0)['verdict'], 'uninformative')   # the text alone wins it
 
-
 # %%
 #| fig-cap: "Four held-out two-group scenes with the true caption and the colour-swapped rival the model must rank below it."
 #| fig-alt: "Four square pictures of coloured shapes, each titled with its true caption and the swapped one, for example 'two small yellow circles left of a large purple triangle' against 'two small purple circles left of a large yellow triangle': the rival uses exactly the same words."
@@ -393,6 +392,7 @@ ax.set(ylim=(0, 105), ylabel='true caption preferred (%)', xlabel='how the rival
        title='Controls and swaps on the same two-group scenes')
 ax.legend(loc='upper right', fontsize=8)
 fig.tight_layout(); plt.show()
+
 
 # %%
 #| echo: false
@@ -536,8 +536,7 @@ print(ShuffledCaptions(Toy(), 0.25))
 # Five runs of the training chapter's `scenes-tiny` preset, identical but for the fraction shuffled:
 # 0, 25, 50, 75 and 100%. <!-- fixed: 100% --> Each lives in `runs/noise/p{fraction}`; a finished run is read back, not
 # retrained. Every run is measured on the same clean held-out scenes: retrieval R@1 of each picture's
-# caption among all of them, and zero-shot colour accuracy. Under `nbdev_test` two fractions run for
-# three steps into a temporary folder, so only the mechanics are checked.
+# caption among all of them, and zero-shot colour accuracy.
 
 # %%
 fractions = pick(gpu=(0.0, 0.25, 0.5, 0.75, 1.0), cpu=(0.0, 0.25, 0.5, 0.75, 1.0), test=(0.0, 1.0))
@@ -607,6 +606,7 @@ if last['p'] == 1:
                 f"{last['color_majority']:.1%} majority class."))
 display(Markdown(text))
 
+
 # %% [markdown]
 # What the five runs hold equal is the work, not the clock: each run's saved configuration against the
 # `scenes-tiny` preset, which is also the configuration of the toy run in [the run chapter](06a_run.ipynb)
@@ -626,6 +626,7 @@ diffs = {r['p']: config_differences(c, preset) for r, c in zip(noise, noise_cfgs
 print("fields in which each noise run's configuration differs from PRESETS['scenes-tiny']:",
       '; '.join(f"{p:.0%}: {', '.join(d) or 'none'}" for p, d in diffs.items()))
 print(f"the book's scenes model (above): differs in {', '.join(config_differences(cfg_s, preset)) or 'none'}")
+print("(out is the folder a run is saved in, progress whether a progress bar is drawn: neither changes what is trained)")
 book_eval = [r['eval'] for r in read_metrics(Path(cfg_s.out)/'metrics.jsonl') if 'eval' in r]
 if book_eval and noise[0]['p'] == 0:
     same = book_eval[-1]['i2t_R@1'] == noise[0]['r1']

@@ -240,8 +240,9 @@ rows = [(what, *(ci3(gap_ci[n][key], '+.3f' if 'minus' in key else '.3f') for n 
          ('within captions − between', 'text_minus_between')]]
 rows.append(('own-modality share of 10 nearest neighbours', *(ci3(share[n], '.1%') for n in share)))
 display(Markdown(markdown_table(['95% intervals', *gap_ci], rows, align='lrr')))
-print("own-category share of 10 nearest neighbours (trained): "
-      + ', '.join(f"{n} {ci3(v, '.1%')}" for n, v in cat_share.items()))
+print("own-category share of 10 nearest neighbours, trained model:")
+for n, v in cat_share.items(): print(f"  {n:9} {ci3(v, '.1%')}")
+
 
 # %%
 #| echo: false
@@ -388,15 +389,15 @@ def _thumb(ax, image: torch.Tensor, xy, xybox=(0, -18), zoom=0.45, frame=None):
 def similarity_heatmap(sim: torch.Tensor, images: torch.Tensor, prompts: list[str], ax=None, title: str = ''):
     "Heatmap of cosines `sim` [n_prompts, n_pictures] with the pictures (uint8 [n, 3, S, S]) as thumbnails under it."
     n_p, n_i = sim.shape
-    ax = ax or plt.subplots(figsize=(0.5 * n_i + 3.4, 0.45 * n_p + 1.6))[1]     # about 9 inches wide for 12 pictures
+    ax = ax or plt.subplots(figsize=(0.5 * n_i + 3.0, 0.5 * n_p + 1.6))[1]      # about 9 inches wide for 12 pictures
     im = ax.imshow(sim.numpy(), cmap='viridis', aspect='auto')
     bright = sim.min() + 0.6 * (sim.max() - sim.min())                          # dark text on the yellow end of viridis
     for i in range(n_p):
-        for j in range(n_i): ax.text(j, i, f"{sim[i, j]:.2f}", ha='center', va='center', fontsize=8,
+        for j in range(n_i): ax.text(j, i, f"{sim[i, j]:.2f}", ha='center', va='center', fontsize=9,
                                      color='k' if sim[i, j] > bright else 'w')
-    ax.set_yticks(range(n_p), prompts, fontsize=9); ax.set_xticks(range(n_i), [''] * n_i)
-    for j in range(n_i): _thumb(ax, images[j], (j, n_p - 0.5), xybox=(0, -17), zoom=0.5)
-    ax.set_xlabel('picture', labelpad=32, fontsize=10); ax.set_ylabel('prompt', fontsize=10); ax.set_title(title, fontsize=11)
+    ax.set_yticks(range(n_p), prompts, fontsize=10); ax.set_xticks(range(n_i), [''] * n_i)
+    for j in range(n_i): _thumb(ax, images[j], (j, n_p - 0.5), xybox=(0, -19), zoom=0.6)
+    ax.set_xlabel('picture', labelpad=36, fontsize=10); ax.set_ylabel('prompt', fontsize=10); ax.set_title(title, fontsize=11)
     plt.colorbar(im, ax=ax, label='cosine similarity', fraction=0.04, pad=0.02)
     return ax
 
@@ -408,7 +409,7 @@ order = list(dict.fromkeys(cats))                                    # categorie
 pick_idx = [cats.index(c) for c in order][:12]
 pick_idx += [i for i in range(len(keep)) if i not in pick_idx][:12 - len(pick_idx)]   # 12 pictures in any case
 sub = S[pick_idx][:, pick_idx].T                                     # [prompts, pictures]
-ax = similarity_heatmap(sub, images[pick_idx], [textwrap.shorten(captions[i], 30, placeholder='…') for i in pick_idx],
+ax = similarity_heatmap(sub, images[pick_idx], [textwrap.shorten(captions[i], 26, placeholder='…') for i in pick_idx],
                         title='Cosine similarity of held-out emoji pictures and their names')
 plt.tight_layout(); plt.show()
 print(f"diagonal is its column's maximum in {(sub.argmax(0) == torch.arange(len(pick_idx))).sum()} of {len(pick_idx)} columns")
@@ -448,14 +449,14 @@ def retrieval_grid(sim: torch.Tensor, images: torch.Tensor, captions: list[str],
 
 # %%
 #| fig-cap: "Text-to-image retrieval on held-out emoji: for six captions, the five closest pictures, the right one framed in green."
-#| fig-alt: "A grid of six rows, each a caption (keycap 7, keyboard, comet, index pointing up, man bouncing ball, flag of ascension island) followed by its five closest pictures with rank and cosine. The right picture comes first for keycap 7 and index pointing up, second for man bouncing ball and third for the flag; keyboard and comet miss it. The near misses look alike: other keycaps, other raised hands, other blue flags with a Union Jack."
+#| fig-alt: "A grid of six rows, each a caption (keycap 7, keyboard, comet, index pointing up, man bouncing ball, flag of ascension island) followed by its five closest pictures with rank and cosine, the right picture framed in green where it is among them. The near misses look alike: another keycap, other raised hands, other ball players, other blue flags with a Union Jack."
 qs = pick_idx[:6]
 _ = retrieval_grid(S, images, captions, qs, direction='t2i', title='Caption → top-5 held-out pictures (green: the right one)')
 plt.show()
 
 # %%
 #| fig-cap: "Image-to-text retrieval for the same six emoji: the five closest held-out captions to each picture, its own framed in green."
-#| fig-alt: "A grid of six rows, each a picture followed by its five closest captions with rank and cosine. The picture's own caption is first for index pointing up, second for keycap 7 (after keycap 10) and for man bouncing ball, fourth for the flag of ascension island, and absent from the top five for the keyboard and the comet."
+#| fig-alt: "A grid of six rows, each a picture (keycap 7, keyboard, comet, index pointing up, man bouncing ball, flag of ascension island) followed by its five closest captions with rank and cosine, the picture's own caption framed in green where it is among them. The rivals are mostly names of similar emoji: another keycap, other skin-toned people, other flags."
 _ = retrieval_grid(S, images, captions, qs, direction='i2t', title='Picture → top-5 held-out captions (green: its own)')
 plt.show()
 
@@ -486,9 +487,10 @@ plt.colorbar(im, ax=ax, label='fraction of the row', fraction=0.04); plt.tight_l
 n_cat, n_all = len(cm), int(cm.sum())
 cat_acc, cat_chance, cat_major = (cm.diagonal().sum() / cm.sum()).item(), 1 / n_cat, (cm.sum(1).max() / cm.sum()).item()
 print(f"accuracy {cat_acc:.1%} on {n_all} pictures; chance {cat_chance:.1%}; majority class {cat_major:.1%} "
-      f"(always '{task.labels[int(cm.sum(1).argmax())]}'); mean per-class recall {recall.mean():.1%} (chance and the "
-      f"majority rule: {cat_chance:.1%})")
-print("recall by category:", ", ".join(f"{l} {r:.0%}" for l, r in zip(task.labels, recall)))
+      f"(always '{task.labels[int(cm.sum(1).argmax())]}')")
+print(f"mean per-class recall {recall.mean():.1%} (chance and the majority rule: {cat_chance:.1%})")
+print("recall by category:")
+for l, r, n in zip(task.labels, recall, cm.sum(1)): print(f"  {l:20} {r:4.0%} of {int(n)}")
 
 # %%
 #| echo: false
@@ -522,20 +524,20 @@ rank_t2i = (S.T > S.diagonal()[:, None]).sum(1)                   # pictures sco
 print(f"{novel.float().mean():.1%} of these {len(captions)} captions have a token unseen in training")
 for name, m in [('with an unseen token', novel), ('all tokens seen', ~novel)]:
     if m.any():
-        print(f"{name:22} n={int(m.sum()):4}  image→text R@5 {(rank_i2t[m] < 5).float().mean():6.1%}  "
-              f"text→image R@5 {(rank_t2i[m] < 5).float().mean():6.1%}  median rank {rank_i2t[m].median().item():4}")
+        print(f"{name:20} n={int(m.sum()):3}  R@5 i→t {(rank_i2t[m] < 5).float().mean():5.1%}, "
+              f"t→i {(rank_t2i[m] < 5).float().mean():5.1%}; median rank {rank_i2t[m].median().item()}")
 m = retrieval_metrics(I_e, T_e, ks=(1, 5))
 print(f"all: image→text R@1 {m['i2t_R@1']:.1%} (chance {m['i2t_chance@1']:.2%}), R@5 {m['i2t_R@5']:.1%} (chance {m['i2t_chance@5']:.1%})")
 
 # %% [markdown]
-# The worst-retrieved pictures, what the model retrieves for them instead, and the category of each:
+# The worst-retrieved pictures (the rank of their own caption; a star marks a caption with a token unseen
+# in training), what the model retrieves for them instead, and the category of each:
 
 # %%
 worst = rank_i2t.argsort(descending=True)[:12].tolist()
 for i in worst:
     j = S[i].argmax().item()
-    print(f"rank {rank_i2t[i].item():4}  {captions[i][:42]:42} [{cats[i]:8}] {'unseen token' if novel[i] else '':12}"
-          f" → {captions[j][:40]:40} [{cats[j]}]")
+    print(f"{rank_i2t[i].item():4} {'*' if novel[i] else ' '} {captions[i][:24]:24} [{cats[i]:7}] → {captions[j][:24]:24} [{cats[j]}]")
 w10 = rank_i2t.argsort(descending=True)[:max(1, len(keep) // 10)]
 print(f"share with an unseen token: 10% worst-retrieved {novel[w10].float().mean():.0%}, all {novel.float().mean():.0%}")
 print("categories of the 10% worst:", ', '.join(f"{c} {n}" for c, n in Counter(cats[i] for i in w10.tolist()).most_common()))
