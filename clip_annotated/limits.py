@@ -8,17 +8,19 @@ from dataclasses import replace
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
-from .scenes import COLORS, Scene, SceneDataset, scene_caption
+from .scenes import COLORS, SHAPES, Scene, SceneDataset, scene_caption
 from .train import PRESETS, train
 from .loader import make_datasets
 from .run import runs_dir
 from .tasks import SCENE_SEED, Labelled
-from .zeroshot import encode_images, encode_texts
+from .zeroshot import encode_images, encode_texts, paired_bootstrap
 
 # %% auto #0
-__all__ = ['OPPOSITE', 'CAPTION_EDITS', 'per_class_accuracy', 'swap_colors', 'swap_shapes', 'reverse_relation', 'replace_color',
-           'binding_scenes', 'caption_preference', 'ShuffledCaptions', 'noise_run_dir', 'noise_run']
+__all__ = ['OPPOSITE', 'TURNED', 'CAPTION_EDITS', 'BINDING_TESTS', 'per_class_accuracy', 'swap_colors', 'swap_shapes',
+           'reverse_relation', 'replace_color', 'replace_shape', 'turn_relation', 'binding_scenes',
+           'caption_preference', 'binding_reading', 'ShuffledCaptions', 'noise_run_dir', 'noise_run']
 
 # %% ../nbs/12_limitations.ipynb #9c6012b0
 def per_class_accuracy(confusion) -> torch.Tensor:
@@ -28,6 +30,7 @@ def per_class_accuracy(confusion) -> torch.Tensor:
 
 # %% ../nbs/12_limitations.ipynb #442a3884
 OPPOSITE = {'above': 'below', 'below': 'above', 'left of': 'right of', 'right of': 'left of'}
+TURNED = {'above': 'left of', 'below': 'right of', 'left of': 'above', 'right of': 'below'}   # the other axis
 
 def swap_colors(scene: Scene) -> str:
     "Caption of a two-group scene with the groups' colours exchanged ('a red circle above a blue square' → 'a blue circle above a red square')."
@@ -50,8 +53,23 @@ def replace_color(scene: Scene) -> str:
     new = next(c for c in COLORS if c not in (a.color, b.color))
     return scene_caption([replace(a, color=new), b])
 
-CAPTION_EDITS = {'colours swapped': swap_colors, 'shapes swapped': swap_shapes,
-                 'relation reversed': reverse_relation, 'one colour replaced (control)': replace_color}
+def replace_shape(scene: Scene) -> str:
+    "Control: the first group's shape replaced by the first shape (in SHAPES order) that the scene does not use."
+    a, b = scene.objects
+    new = next(s for s in SHAPES if s not in (a.shape, b.shape))
+    return scene_caption([replace(a, shape=new), b])
+
+def turn_relation(scene: Scene) -> str:
+    "Control: the relation moved to the other axis ('above' → 'left of', 'left of' → 'above', ...): a layout the scene does not have."
+    a, b = scene.objects
+    return scene_caption([replace(a, relation=TURNED[a.relation]), b])
+
+CAPTION_EDITS = {'colours swapped': swap_colors, 'shapes swapped': swap_shapes, 'relation reversed': reverse_relation,
+                 'one colour replaced (control)': replace_color, 'one shape replaced (control)': replace_shape,
+                 'relation turned (control)': turn_relation}
+BINDING_TESTS = {'colour': ('colours swapped', 'one colour replaced (control)'),     # attribute: (swap, its control)
+                 'shape': ('shapes swapped', 'one shape replaced (control)'),
+                 'position': ('relation reversed', 'relation turned (control)')}
 
 # %% ../nbs/12_limitations.ipynb #36ac3e3e
 def binding_scenes(n: int = 400, image_size: int = 48, seed: int = SCENE_SEED) -> tuple[SceneDataset, list[int]]:
@@ -61,15 +79,29 @@ def binding_scenes(n: int = 400, image_size: int = 48, seed: int = SCENE_SEED) -
     return ds, keep
 
 @torch.inference_mode()
-def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int = SCENE_SEED, device=None) -> dict:
+def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int = SCENE_SEED, device=None,
+                       blind: bool = False) -> dict:
     "Per edit of CAPTION_EDITS: a bool [n] per scene, True where the image is closer to its true caption than to the edited one."
     edits = CAPTION_EDITS if edits is None else edits
     ds, keep = binding_scenes(n, model.visual.input_resolution, seed)
     feats, _ = encode_images(model, Labelled(ds, keep, keep), device=device, progress=False)     # [n, d] unit
+    if blind: feats = F.normalize(feats.mean(0, keepdim=True), dim=-1).expand_as(feats)       # the mean picture, for every scene
     scenes = [ds.describe(i) for i in keep]
     s_true = (feats * encode_texts(model, [s.caption for s in scenes], device=device)).sum(-1)    # [n] cosine
     return {name: s_true > (feats * encode_texts(model, [edit(s) for s in scenes], device=device)).sum(-1)
             for name, edit in edits.items()}
+
+# %% ../nbs/12_limitations.ipynb #90ebd7b2
+def binding_reading(swap, control, blind: float = 0.5, seed: int = 0) -> dict:
+    "One attribute's verdict from per-scene wins [n] of the true caption over its swap and over its control: 'uninformative', 'binding cost' or 'no binding cost'."
+    swap, control = torch.as_tensor(swap).double(), torch.as_tensor(control).double()
+    half = lambda p: 1.96 * (p * (1 - p) / len(control)) ** 0.5                  # 95% normal-approximation half-width
+    c, s = control.mean().item(), swap.mean().item()
+    bar = max(0.5, blind)                                      # the coin, or what the captions alone win, if more
+    seen = c - half(c) > bar                                   # the attribute alone is told apart beyond luck
+    gap = paired_bootstrap(control, swap, seed=seed)           # control − swap on the same scenes
+    verdict = 'uninformative' if not seen else 'binding cost' if gap['lo'] > 0 else 'no binding cost'
+    return dict(control=c, control_half=half(c), swap=s, swap_half=half(s), bar=bar, seen=seen, gap=gap, verdict=verdict)
 
 # %% ../nbs/12_limitations.ipynb #920a067e
 class ShuffledCaptions(Dataset):

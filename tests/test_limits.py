@@ -3,7 +3,10 @@
 * `ShuffledCaptions` moves exactly round(fraction·n) captions (none to itself), keeps every image in
   place and in order, loses no caption, is deterministic for a seed and differs between seeds.
 * `noise_run` trains (two steps here) on the preset's data with shuffled training captions, clean held-out set.
-* The caption edits swap colours, shapes and the relation correctly on hand-made scenes.
+* The caption edits swap colours, shapes and the relation correctly on hand-made scenes, and the controls
+  replace a colour or a shape with an absent one, or turn the relation to the other axis.
+* `binding_reading` calls a swap uninformative where its control is not won beyond luck (above the coin
+  and the answer without the picture), a binding cost where the control beats the swap on the same scenes.
 * The counting task's labels are the counts of the scenes' own descriptions.
 """
 from __future__ import annotations
@@ -12,8 +15,10 @@ import pytest
 from torch.utils.data import Dataset
 
 from clip_annotated.scenes import Scene, SceneObject, scene_caption
-from clip_annotated.limits import (ShuffledCaptions, per_class_accuracy, replace_color, reverse_relation, swap_colors,
-                                   swap_shapes)
+import torch
+
+from clip_annotated.limits import (BINDING_TESTS, CAPTION_EDITS, ShuffledCaptions, binding_reading, per_class_accuracy,
+                                   replace_color, replace_shape, reverse_relation, swap_colors, swap_shapes, turn_relation)
 from clip_annotated.tasks import scene_task
 
 
@@ -80,6 +85,8 @@ def test_caption_edits():
     assert swap_shapes(s) == 'three large yellow stars left of a small black triangle'
     assert reverse_relation(s) == 'three large yellow triangles right of a small black star'
     assert replace_color(s) == 'three large red triangles left of a small black star'
+    assert replace_shape(s) == 'three large yellow circles left of a small black star'
+    assert turn_relation(s) == 'three large yellow triangles above a small black star'
     same = Scene((SceneObject('circle', 'red', 'small', 1, 'above'), SceneObject('square', 'blue', 'small', 1)), '')
     assert swap_colors(same) == 'a small blue circle above a small red square'
 
@@ -95,3 +102,19 @@ def test_count_labels_match_descriptions():
 
 def test_per_class_accuracy():
     assert per_class_accuracy([[1, 1], [0, 4]]).tolist() == [0.5, 1.0]
+
+
+def test_every_binding_test_pairs_a_swap_with_its_control():
+    for swap, control in BINDING_TESTS.values():
+        assert swap in CAPTION_EDITS and control in CAPTION_EDITS and 'control' in control and 'control' not in swap
+
+
+def test_binding_reading():
+    g = torch.Generator().manual_seed(1)
+    coin = torch.rand(500, generator=g) < 0.5
+    seen = torch.ones(500, dtype=torch.bool)
+    r = binding_reading(coin, seen)
+    assert r['verdict'] == 'binding cost' and r['seen'] and r['gap']['lo'] > 0
+    assert binding_reading(coin, torch.rand(500, generator=g) < 0.5)['verdict'] == 'uninformative'
+    assert binding_reading(seen, seen)['verdict'] == 'no binding cost'
+    assert binding_reading(seen, torch.rand(500, generator=g) < 0.8, blind=0.85)['verdict'] == 'uninformative'   # text alone wins more

@@ -2,7 +2,8 @@
 
 * Attention rollout: rows sum to 1; identity maps roll out to the identity; uniform maps to ((U + I) / 2)^L.
 * `cls_attention` shapes and that it reads row 0 (the [class] token) without the [class] column.
-* `modality_gap` on hand-made vectors (two orthogonal cones, one shared cloud).
+* `modality_gap` on hand-made vectors (two orthogonal cones, one shared cloud); `neighbour_share` on two
+  far-apart clouds and on one randomly labelled cloud; the bootstrap intervals contain their estimates.
 * `project_2d` is deterministic for a seed and rejects an unknown method.
 * Recording attention with `capture_attention` does not change `encode_image`; the maps are probabilities.
 """
@@ -98,3 +99,23 @@ def test_recording_attention_does_not_change_encode_image():
     torch.testing.assert_close(maps[0].sum(-1), torch.ones(maps[0].shape[:-1]))
     grid = m.visual.input_resolution // m.visual.conv1.kernel_size[0]
     assert cls_attention(maps, grid).shape == (len(maps), 3, maps[0].shape[1], grid, grid)
+
+
+def test_neighbour_share_apart_and_mixed():
+    from clip_annotated.viz import neighbour_share
+    g = torch.Generator().manual_seed(0)
+    apart = torch.cat([torch.randn(30, 6, generator=g) * 0.1 + 4, torch.randn(30, 6, generator=g) * 0.1 - 4])
+    assert neighbour_share(apart, ['a'] * 30 + ['b'] * 30, k=5).tolist() == [1.0] * 60
+    mixed = torch.randn(500, 6, generator=g)
+    assert abs(neighbour_share(mixed, torch.randint(2, (500,), generator=g).tolist()).mean() - 0.5) < 0.05
+
+
+def test_bootstrap_mean_and_gap_bootstrap():
+    from clip_annotated.viz import bootstrap_mean, gap_bootstrap
+    mu, lo, hi = bootstrap_mean([0.0] * 40 + [1.0] * 60)
+    assert mu == pytest.approx(0.6) and lo < 0.6 < hi
+    e = torch.eye(4)
+    b = gap_bootstrap(e[[0] * 10] + 0.01 * torch.randn(10, 4), e[[1] * 10] + 0.01 * torch.randn(10, 4), n_boot=30)
+    assert set(b) == {'centroid_distance', 'image_minus_between', 'text_minus_between'}
+    assert b['centroid_distance'][0] == pytest.approx(2 ** 0.5, abs=0.05)
+    assert all(lo <= v <= hi for v, lo, hi in b.values()) and b['image_minus_between'][1] > 0.9
