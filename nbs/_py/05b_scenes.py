@@ -35,11 +35,9 @@ from clip_annotated.data import show_grid
 # The second embedded source of pairs, after [the emoji set](05_data.ipynb): pictures drawn from a
 # description, so that the caption is exactly true, and a false caption can be made by changing one word.
 #
-# > "CLIP also struggles with more abstract and systematic tasks such as counting the number of
-# > objects in an image." (Radford et al. 2021, §6)
-#
-# Emoji teach names. Scenes of simple shapes test counting, and binding each attribute to the right
-# object, a weakness of CLIP that later work documented. Each scene has one or two groups of identical shapes; a
+# Emoji teach names. Scenes of simple shapes test counting, which the paper names as a weakness of
+# CLIP (§6; [the limitations chapter](12_limitations.ipynb) quotes it and measures it), and binding
+# each attribute to the right object, a weakness of CLIP that later work documented. Each scene has one or two groups of identical shapes; a
 # group has a shape, a colour, a size and a count (1 to 4 objects in all); two groups stand in a
 # spatial relation, and differ in both shape and colour so that swapping their colours gives a
 # caption that is false for the picture ("a red circle above a blue square" against "a blue circle
