@@ -105,7 +105,7 @@ execute: $(STAMP)
 	$(BIN)/jupytext --sync $(foreach n,$(NB),nbs/_py/$(n).py)
 	$(BIN)/nbdev_export
 	for nb in $(foreach n,$(NB),nbs/$(n).ipynb); do \
-	  (cd nbs && CLIP_ANNOTATED_PROGRESS=0 ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  (cd nbs && CLIP_ANNOTATED_PROGRESS=0 $(abspath $(BIN))/jupyter nbconvert --to notebook --execute --inplace \
 	     --ExecutePreprocessor.timeout=3600 $$(basename $$nb)) || exit 1; done
 	for nb in $(foreach n,$(NB),nbs/$(n).ipynb); do $(BIN)/nbdev_clean --fname $$nb || exit 1; done
 	$(BIN)/nbdev_export
