@@ -22,6 +22,7 @@ from scipy.stats import t as student_t
 from clip_annotated.core import footer, hardware, in_test, markdown_table, pick
 from clip_annotated.runfolder import read_metrics
 from clip_annotated.run import runs_dir
+from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
 from clip_annotated.zeroshot import paired_bootstrap, percentile_interval   # the zero-shot chapter's intervals
 import torch
 
@@ -251,8 +252,10 @@ test_close(right.mean(), zs['digits']['top1'], eps=1e-6)
 # to pair with these pictures. Here that is a wording of the digits that none of the training captions used: the label
 # alone (`3`), the word alone (`three`), and a sentence in other words (`a scan of the numeral 3`). The
 # cell checks that none of these prompts is a training caption, and lists the words of each that no
-# training caption contains. The same wordings go to the book's emoji model, `runs/mini`, which never
-# saw a digit picture or a digit caption: for it even the training captions' wording is new. Each
+# training caption contains. The same wordings go to the book's emoji model, `runs/mini`, which never saw
+# a handwritten digit and none of whose training captions is one of these prompts (the cell checks this
+# too; its emoji names do include keycaps, such as `keycap 3`): for it even the digits' training wording
+# is new. Each
 # wording is compared with the training caption's on the same pictures, with the zero-shot chapter's
 # paired bootstrap.
 
@@ -269,6 +272,8 @@ for k, (name, w) in enumerate(WORDINGS.items()):
     new = sorted({word for p in mine for word in p.split()} - caption_words)
     print(f"{name} ({w!r}): {sum(p in seen for p in mine)} of 10 prompts are training captions; "
           f"words no caption has: {', '.join(new) if new else 'none'}")
+emoji_captions = {t.format(r.name) for r in EmojiDataset('train', train=False).records for t in DEFAULT_TEMPLATES}
+assert not set(prompts) & emoji_captions                   # runs/mini trained on none of the prompts
 
 for run in ('digits', 'digits-ft', 'mini'):
     sh(f"clip-annotated embed --model runs/{run} --images runs/digits-data/heldout --texts runs/digits-data/prompts.txt "
@@ -344,6 +349,17 @@ display(Markdown(markdown_table(
     + f"\n\n{len(seeds)} seeds a side, {eq_steps} steps of 128 at learning rate 5e-4 each; top-1 on the held-out digits, "
       f"chance {100 * zs['digits']['chance_top1']:.0f}%, majority class {100 * zs['digits']['majority_top1']:.1f}%."))
 
+def loss_ends(arm: str) -> tuple[float, float]:
+    "Mean over seeds of an arm's training loss at its first step and over its last ten steps."
+    logs = [[r['loss'] for r in read_metrics(top / f'runs/digits-{arm}-s{seed}/metrics.jsonl') if 'loss' in r] for seed in seeds]
+    return float(np.mean([l[0] for l in logs])), float(np.mean([np.mean(l[-10:]) for l in logs]))
+(s0, s1), (f0, f1) = loss_ends('scratch'), loss_ends('ft')
+display(Markdown(f"Training loss, mean over seeds, at the first step and over the last ten: from scratch {s0:.2f} → {s1:.2f}, "
+                 f"fine-tuned {f0:.2f} → {f1:.2f}, against ln 128 = {np.log(128):.2f}, the loss of ranking a batch's captions "
+                 f"at random. The comparison says which start is ahead after {eq_steps} steps, not after more: the chapter's "
+                 f"own runs above, longer and unequal in steps, learning rate and crop, end at {100 * zs['digits']['top1']:.1f}% "
+                 f"(from scratch) and {100 * zs['digits-ft']['top1']:.1f}% (fine-tuned) with the training caption."))
+
 # %% [markdown]
 # ## Sharing the model
 #
@@ -405,8 +421,8 @@ display(Markdown(
     f"{100 * d0['top1']:.1f}% for the run from scratch ({scratch_log[-1]['step']} steps) and {100 * ft['top1']:.1f}% for the "
     f"fine-tuned one, against chance {100 * d0['chance_top1']:.0f}% and the majority class {100 * d0['majority_top1']:.1f}%. "
     f"Zero-shot, with the label alone as the prompt, a wording no caption used: {zero_shot} (the table above gives the other "
-    f"wordings, each against the training caption with its interval). At equal steps over {len(seeds)} seeds, from scratch "
-    f"minus fine-tuned is {100 * g['mean']:+.1f} points [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}] with the training caption: "
+    f"wordings, each against the training caption with its interval). At equal steps ({eq_steps}) over {len(seeds)} seeds, "
+    f"from scratch minus fine-tuned is {100 * g['mean']:+.1f} points [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}] with the training caption: "
     f"{verdict(g)}. Held-out retrieval of the run from scratch, image→text R@1 {100 * held_out['i2t_R@1']:.1f}% and "
     f"text→image {100 * held_out['t2i_R@1']:.1f}% (chance {100 * held_out['i2t_chance@1']:.0f}%). Two processes streaming "
     f"shards ran {len(ddp_log)} steps at {len(ddp_log) / ddp_log[-1]['wall_s']:.2f} steps/s."))
