@@ -47,7 +47,8 @@ from clip_annotated.core import footer
 # untrained model, a template without `{}` would give every class the same caption. `check_config`
 # refuses each with one line naming the option, before any data is read or weights are built (it builds
 # the model on PyTorch's `meta` device, which allocates nothing, to check `--model-overrides`).
-# `check_template` and `check_device` also serve the command line's `eval` and `predict`.
+# `check_template` and `check_device` also check the prompts and devices that the other commands of the
+# command line are given.
 
 # %%
 #| exports

@@ -42,9 +42,6 @@ from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
 from clip_annotated.core import footer, markdown_table
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.data import EmojiDataset
-from clip_annotated.runfolder import read_metrics
-from clip_annotated.scenes import SceneDataset
 
 # %%
 _ = seed_everything(0)
