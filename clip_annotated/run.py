@@ -13,7 +13,8 @@ from .core import get_device, hardware, in_test, markdown_table, one_line, run_c
 from .model import CLIP, create_model
 from .loss import world_info
 from .runfolder import load_checkpoint, read_metrics
-from .train import PRESETS, SAVED_BEFORE, TrainConfig, model_from_checkpoint, train
+from .options import SAVED_BEFORE
+from .train import PRESETS, TrainConfig, model_from_checkpoint, train
 
 # %% auto #0
 __all__ = ['MAX_WHOLE', 'OPEN_CLIP_SAME', 'OPEN_CLIP_PRECISION', 'OPEN_CLIP_REFUSED', 'OPEN_CLIP_ALWAYS', 'runs_dir',
@@ -117,7 +118,7 @@ def _finished(out: Path, steps: int) -> bool:
     return (out/'checkpoint.pt').is_file() and load_checkpoint(out/'checkpoint.pt')['data']['step'] >= steps
 
 def book_model(device=None, preset: str = 'mini-cpu', out: str | Path | None = None) -> tuple[CLIP, TrainConfig]:
-    "(model, config) of the run the later chapters study: `preset` in runs_dir(), trained first if unfinished; random weights under nbdev_test."
+    "(model, config) of the run the later chapters study: `preset` in runs_dir(), trained first if unfinished (random weights when `in_test()`)."
     cfg = PRESETS[preset]
     if in_test(): return create_model(cfg.clip_config()).to(get_device(device)).eval(), cfg   # mechanics only
     cfg = replace(cfg, out=str(out or runs_dir()/Path(cfg.out).name))

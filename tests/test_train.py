@@ -8,6 +8,8 @@
   runs a few steps, finishes, and only rank 0 writes: one checkpoint, one log line per step, a report.
 * `retrieval_metrics` on hand-made features whose ranks are known.
 * Checkpoints load with `torch.load(weights_only=True)`.
+* The option checks and the resume policy live in their appendix (`options`, issue #27 item 10); `train` still
+  answers for them, and a saved configuration that predates a field resumes at that field's default.
 """
 from __future__ import annotations
 
@@ -217,3 +219,14 @@ def test_no_cuda_sync_between_log_steps(tmp_path):
         finally: torch.cuda.set_sync_debug_mode('default')
         return [x for x in w if 'synchroniz' in str(x.message)]
     assert len(syncs(12, 6)) == len(syncs(6, 3))
+
+
+def test_option_checks_live_in_their_appendix():
+    from dataclasses import asdict, replace
+    import clip_annotated.options as options, clip_annotated.train as train
+    for name in ('check_config', 'check_resume', 'config_changes', 'check_device', 'check_template', 'FREE_ON_RESUME', 'SAVED_BEFORE'):
+        assert getattr(train, name) is getattr(options, name), name            # older imports from train keep working
+    saved = asdict(replace(train.TrainConfig(), lr=1e-3))
+    del saved['lock_text']                                                     # a checkpoint from before the field existed
+    assert train.config_changes(saved, replace(train.TrainConfig(), lr=1e-3)) == []
+    assert train.config_changes(saved, train.TrainConfig()) == ["lr: 0.001 in the run, 0.0005 now"]

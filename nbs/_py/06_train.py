@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Training
 #
-# > The paper's training recipe as a loop you can kill and resume: AdamW with decoupled weight decay, warmup and cosine decay, mixed precision, exact gradient accumulation, data-parallel training, and held-out retrieval to say whether it worked.
+# > The paper's training recipe as code: AdamW with decoupled weight decay, warm-up and cosine decay, mixed precision, the symmetric loss with its clipped temperature, one exact training step, and the loop that repeats it, can be killed and resumed, and says on held-out pairs whether it worked.
 
 # %%
 #| default_exp train
@@ -13,60 +13,61 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import json, math, os, string, sys, time
+import math, os, sys, time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import IterableDataset
 from tqdm import tqdm
-from clip_annotated.core import autocast, autocast_dtype, one_line, seed_everything, show_progress
-from clip_annotated.model import HEAD_WIDTH, CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
-from clip_annotated.tokenizer import VOCAB_SIZE
-from clip_annotated.loss import MAX_LOGIT_SCALE, all_have, clip_loss, min_over_ranks, setup_distributed, world_info
-from clip_annotated.readers import DATASET_TYPES
+from clip_annotated.core import autocast, autocast_dtype, seed_everything, show_progress
+from clip_annotated.model import CONFIGS, CLIP, CLIPConfig, config_from_state_dict, count_parameters, create_model, uses_quick_gelu
+from clip_annotated.loss import MAX_LOGIT_SCALE, all_have, clip_loss, min_over_ranks, setup_distributed
 from clip_annotated.pretrained import TRAIN_ZOOM
 from clip_annotated.loader import (TrainBatches, cores_per_process, data_size, default_workers, describe_data, make_datasets,
                                    no_batch_reason, uneven_shards)
 from clip_annotated.runfolder import (RunInUseError, RunLock, StepLog, append_record, forget_previous, keep_previous,
                                       load_checkpoint, rng_state, save_checkpoint, set_rng_state, truncate_metrics)
 from clip_annotated.retrieval import evaluate_retrieval
+from clip_annotated.options import check_config, check_resume
+from clip_annotated.options import FREE_ON_RESUME, SAVED_BEFORE, check_device, check_template, config_changes  # read from here by older code
 
 # %%
 #| hide
-import shutil, tempfile
+from types import SimpleNamespace
+from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
-from clip_annotated.core import footer
+from clip_annotated.core import footer, markdown_table
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.data import EmojiDataset
-from clip_annotated.runfolder import read_metrics
-from clip_annotated.scenes import SceneDataset
 
 # %%
 _ = seed_everything(0)
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_06_'))   # small runs of this chapter write here
-
 
 # %% [markdown]
-# At the end of this chapter you know the paper's training recipe as code: the optimiser, the schedule,
-# mixed precision, exact gradient accumulation, held-out retrieval, checkpoints that let a run be killed
-# at any moment and continued bit for bit, and one loop that runs alone or on several GPUs or processes
-# under `torchrun`. The next chapter, [A training run](06a_run.ipynb), runs it: one command,
+# At the end of this chapter you know the paper's training recipe as code and can check each piece of it:
+# the optimiser, the schedule, mixed precision, one training step with the symmetric loss of
+# [chapter 4](04_loss.ipynb), and the loop that repeats it, alone or on several GPUs or processes under
+# `torchrun`, kills and resumes bit for bit, and measures held-out retrieval. Only then comes the
+# configuration that names a run. The machinery the loop leans on sits in appendices, each summarised
+# here in a paragraph: [the input pipeline](05d_loader.ipynb) (batches), [run folders](05e_run_folder.ipynb)
+# (checkpoints, the lock on a folder, the log) and [training options](05g_options.ipynb) (the checks of a
+# configuration, and the refusal to resume a run with other settings). The next chapter,
+# [A training run](06a_run.ipynb), runs it: one command,
 # `python -m clip_annotated.run --preset mini-cpu --out runs/mini`, trains the model the rest of the
 # book studies and writes `runs/mini/report.md`, which says how well it retrieves the captions of
 # pictures it has never seen.
 #
 # ```{mermaid}
 # flowchart LR
-#   C[TrainConfig] --> M[create_model] --> L
-#   D["data: shard per rank<br/>order = f(seed, epoch)"] --> L["train_step<br/>encode → clip_loss → backward"]
-#   L --> O["AdamW · warmup+cosine<br/>clamp logit_scale"] --> L
+#   D["data: shard per rank<br/>order = f(seed, epoch)"] --> L["one step<br/>encode → clip_loss → backward"]
+#   L --> O["AdamW · warm-up + cosine<br/>clamp logit_scale"] --> L
 #   O --> K["checkpoint.pt<br/>(atomic)"]
-#   O --> J[metrics.jsonl] --> P[curves.png]
-#   K --> E["held-out retrieval"] --> R[report.md]
+#   O --> J[metrics.jsonl]
+#   K --> E["held-out retrieval"] --> R[summary]
+#   C[TrainConfig] -.-> L
 # ```
 #
 # ## The recipe
@@ -82,94 +83,19 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_06_'))   # small runs of 
 # The numbers the paper does not put in its prose are in its Table 18, the hyperparameters common to
 # every model: weight decay 0.2, 2,000 warm-up iterations, Adam $\beta_1 = 0.9$, and for the Vision
 # Transformers $\beta_2 = 0.98$ and $\epsilon = 10^{-6}$ (the ResNets used 0.999 and $10^{-8}$), and a
-# maximum temperature (logit scale) of 100; Tables 19 and 20 give each model's own, such as the learning
-# rate of $5 \times 10^{-4}$ for ViT-B/32. Everything a run needs goes into one plain
-# dataclass, with presets for the runs this book makes:
+# maximum temperature (logit scale) of 100. Tables 19 and 20 give each model's own settings (the
+# ResNets' and the Vision Transformers'), such as the learning rate of $5 \times 10^{-4}$ for ViT-B/32
+# (Table 20).
+#
+# The sections below take the recipe a piece at a time, each with a check: the optimiser and which
+# weights it decays, the schedule, mixed precision, then one training step (the loss of chapter 4, the
+# update, the temperature clipped at 100), then the loop. The functions read their settings from a run's
+# configuration, `cfg`: `make_optimizer` its `lr`, `weight_decay`, `betas` and `eps`, `make_scheduler` its
+# `warmup` and `steps`. Until the configuration is introduced, the checks pass these six as a plain
+# namespace:
 
 # %%
-#| exports
-def option(default, help: str):
-    "A `TrainConfig` field: its default and the one line `--help` shows for it."
-    if isinstance(default, (dict, list)): return field(default_factory=lambda: type(default)(default), metadata=dict(help=help))
-    return field(default=default, metadata=dict(help=help))
-
-@dataclass
-class TrainConfig:
-    "Everything that defines a training run; `PRESETS` holds the named ones. Each field's help is what `--help` shows."
-    model: str = option('MiniCLIP', "architecture, a name in CONFIGS (MiniCLIP, ViT-B/32, RN50, ...)")
-    model_overrides: dict = option({}, 'JSON object of CLIPConfig fields to change, e.g. \'{"vision_layers": 6}\'')
-    data: str = option('emoji', "built-in pairs: emoji (test split held out) or scenes (for your own pairs use --train-data)")
-    n_scenes: int = option(4096, "training pictures with --data scenes (and a quarter as many held out)")
-    templates: list | None = option(None, "caption templates for the emoji set, e.g. '{}' 'an emoji of {}.' (default: the data chapter's)")
-    zoom: tuple = option(TRAIN_ZOOM, "the training crop's zoom range LOW HIGH: short side resized to size×z, z ~ U(LOW, HIGH), a square cut at random (chapter 3)")
-    batch_size: int = option(128, "global batch: over all processes and accumulation chunks (open_clip's --batch-size is per GPU)")
-    steps: int = option(1000, "optimiser steps")
-    lr: float = option(5e-4, "peak learning rate (ViT-B/32: 5e-4, Table 20)")
-    warmup: int = option(100, "linear warm-up steps (paper: 2,000 at batch 32,768, Table 18)")
-    weight_decay: float = option(0.2, "AdamW weight decay, Table 18 (not on gains, biases, embeddings, logit_scale)")
-    betas: tuple = option((0.9, 0.98), "Adam betas, Table 18 for ViTs (ResNets: β2 0.999)")
-    eps: float = option(1e-6, "Adam epsilon, Table 18 for ViTs (ResNets: 1e-8)")
-    precision: str = option('auto', "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
-    grad_clip: float = option(0.0, "max gradient norm (0: no clipping)")
-    accum: int = option(1, "split every batch into this many chunks: the same loss and gradients in less memory")
-    grad_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory, more time")
-    seed: int = option(0, "random seed (weights, data order, augmentation)")
-    out: str = option('runs/mini', "run folder: checkpoint, metrics, curves, report (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)")
-    ckpt_every: int = option(250, "checkpoint every N steps (and at the end)")
-    eval_every: int = option(0, "held-out retrieval every N steps (0: only at the end)")
-    resume: bool = option(True, "continue the run in --out if it has a checkpoint (default: yes)")
-    threads: int = option(0, "CPU threads per process (0: the cores of this machine / its processes of the run)")
-    workers: int | None = option(None, "DataLoader worker processes per process, decoding and batching (default: on CUDA the process's cores less one, at most 8; on CPU 0)")
-    prefetch: int | None = option(None, "batches each worker prepares ahead (default 2)")
-    log_every: int = option(100, "read the loss, temperature and gradient norm back from the device and log them every N steps")
-    device: str | None = option(None, "cpu, cuda or cuda:N (default: CUDA if available)")
-    progress: bool = option(True, "progress bar (default: yes)")
-    # your own pairs (open_clip's option names): used instead of `data` when train_data is set
-    train_data: str | None = option(None, "your training pairs: a CSV/TSV file, or webdataset shards (list, {000..009} range, glob, folder, pipe:, URL)")
-    val_data: str | None = option(None, "held-out pairs for retrieval, in the same forms (default: none)")
-    dataset_type: str = option('auto', "auto (.csv/.tsv/.tab: csv, else webdataset), csv or webdataset")
-    csv_img_key: str = option('filepath', "CSV column of image paths, relative to the CSV's folder")
-    csv_caption_key: str = option('title', "CSV column of captions")
-    csv_separator: str | None = option(None, "CSV separator (default: tab for .tsv/.tab, else comma)")
-    train_num_samples: int | None = option(None, "shards: samples in one epoch (needed with --dataset-resampled)")
-    dataset_resampled: bool = option(False, "shards: draw them with replacement, so every process runs the same steps")
-    # fine-tuning
-    pretrained: str | None = option(None, "start from these weights: a released name (ViT-B/32), a checkpoint, a Hugging Face or open_clip folder, or a run folder")
-    lock_image: bool = option(False, "freeze the image tower (LiT-style fine-tuning)")
-    lock_text: bool = option(False, "freeze the text tower")
-
-    def clip_config(self) -> CLIPConfig:
-        "The model's `CLIPConfig`: `CONFIGS[model]` with `model_overrides` applied."
-        if self.model not in CONFIGS: raise KeyError(f"unknown model {self.model!r}; choose one of {list(CONFIGS)}")
-        return replace(CONFIGS[self.model], **self.model_overrides)
-
-
-# %% [markdown]
-# The presets. `mini-cpu` is the run this book reports: MiniCLIP on the emoji pictures of the data
-# chapter, sized to finish within ten minutes on two CPU cores (the cell that trains it checks this).
-# It cuts the 48-pixel pictures into 12-pixel patches instead of MiniCLIP's 8, so the image tower
-# reads 16 patches instead of 36: a cheaper step, which buys the steps that held-out accuracy needs
-# (the efficiency chapter times this step on the machine at hand). `vit-b32-gpu` is the paper's
-# smallest ViT with the paper's optimiser settings, for a GPU. `scenes-tiny` is the toy of the next
-# sections.
-
-# %%
-#| exports
-PRESETS: dict[str, TrainConfig] = {
-    'mini-cpu': TrainConfig(model='MiniCLIP', model_overrides=dict(vision_patch_size=12), data='emoji', batch_size=128,
-                            steps=1000, lr=1e-3, warmup=100, ckpt_every=250, eval_every=250, out='runs/mini'),
-    'vit-b32-gpu': TrainConfig(model='ViT-B/32', data='emoji',
-                               batch_size=512, steps=3000, lr=5e-4, warmup=300, precision='auto', grad_clip=1.0,
-                               ckpt_every=500, eval_every=500, out='runs/vit-b32'),
-    'scenes-tiny': TrainConfig(model='MiniCLIP', model_overrides=dict(vision_layers=2, transformer_layers=2),
-                               data='scenes', n_scenes=2048, batch_size=64, steps=150, lr=1e-3, warmup=20,
-                               ckpt_every=50, out='runs/scenes'),
-}
-
-# %%
-test_eq(PRESETS['mini-cpu'].clip_config(), replace(CONFIGS['MiniCLIP'], vision_patch_size=12))
-test_eq(PRESETS['scenes-tiny'].clip_config().vision_layers, 2)
-test_fail(lambda: TrainConfig(model='ViT-Z/99').clip_config(), contains='unknown model')
+recipe = SimpleNamespace(lr=1e-3, weight_decay=0.2, betas=(0.9, 0.98), eps=1e-6, warmup=2, steps=10)   # six fields of a TrainConfig
 
 
 # %% [markdown]
@@ -245,20 +171,20 @@ def make_scheduler(optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.Lamb
 
 
 # %%
-#| fig-cap: "The learning rate of the mini-cpu preset at every step: linear warm-up, then cosine decay to zero."
+#| fig-cap: "The learning rate at every step of the book's run: linear warm-up, then cosine decay to zero."
 #| fig-alt: "A line plot of learning rate against step from 0 to 1000: it rises in a straight line to the peak learning rate over the first 100 steps, then falls along a half cosine to zero at the last step."
 f = lr_lambda(warmup=10, steps=100)
 test_close(f(0), 0.1); test_close(f(9), 1.0); test_close(f(10), 1.0); test_close(f(55), 0.5); test_close(f(100), 0.0)
 assert all(f(s) >= f(s + 1) for s in range(10, 100))
 
 fig, ax = plt.subplots(figsize=(5, 2.2))
-cfg_plot = PRESETS['mini-cpu']
+cfg_plot = SimpleNamespace(lr=1e-3, warmup=100, steps=1000)        # the book's run (its preset is below)
 ax.plot([cfg_plot.lr * lr_lambda(cfg_plot.warmup, cfg_plot.steps)(s) for s in range(cfg_plot.steps)])
-ax.set(xlabel='step', ylabel='learning rate', title="mini-cpu: warm-up, then cosine decay"); plt.tight_layout(); plt.show()
+ax.set(xlabel='step', ylabel='learning rate', title=f"warm-up over {cfg_plot.warmup} steps, then cosine to step {cfg_plot.steps}"); plt.tight_layout(); plt.show()
 
 
 # %% [markdown]
-# ## Precision
+# ## Mixed precision
 #
 # On a GPU the forward and backward passes run under `torch.autocast` in bfloat16 where the GPU has it
 # and float16 otherwise; float16's narrow exponent range needs a `GradScaler`, which multiplies the
@@ -290,7 +216,7 @@ test_fail(lambda: resolve_precision('fp16', torch.device('cpu')), contains="need
 # %% [markdown]
 # ## One training step
 #
-# A step encodes the batch, computes `clip_loss` (which, with several processes, gathers the
+# A step encodes the batch, computes `clip_loss`, the symmetric cross entropy of [chapter 4](04_loss.ipynb) (which, with several processes, gathers the
 # embeddings of every rank, so each rank's samples meet the whole global batch), back-propagates, and
 # updates. The encoders are called through a small wrapper module, `Towers`, whose `forward` returns
 # both embeddings and the temperature: `DistributedDataParallel` synchronises gradients only for work
@@ -351,7 +277,10 @@ def forward_backward(towers: nn.Module, images, texts, accum: int = 1, amp=None,
 
 
 # %% [markdown]
-# The check: two and four chunks give the loss and the gradients of the whole batch at once.
+# The check: two and four chunks give the loss and the gradients of the whole batch at once. The model is
+# untrained and its temperature is the initial one, so its loss on eight pairs sits near $\ln 8$, the loss
+# of a model that ranks the eight captions at random (chapter 4's lesson; a larger scale would spread the
+# random similarities further and raise it).
 
 # %%
 def grads_after(accum, model, images, texts):
@@ -359,7 +288,8 @@ def grads_after(accum, model, images, texts):
     loss = forward_backward(Towers(model), images, texts, accum=accum)
     return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
-small = create_model(PRESETS['scenes-tiny'].clip_config())
+small_cfg = replace(CONFIGS['MiniCLIP'], vision_layers=2, transformer_layers=2)   # two layers a tower
+small = create_model(small_cfg)
 imgs = torch.randn(8, 3, 48, 48)
 txts = tokenize([f"a photo of {w}" for w in "a cat;a dog;two cats;a red car;the sea;a tree;my hat;snow".split(';')],
                 context_length=32)
@@ -370,10 +300,12 @@ for accum in (2, 4):
     worst = max(((g_k[n] - g1[n]).abs().max() / g1[n].abs().max().clamp(min=1e-12)).item() for n in g1)
     assert worst < 1e-4, worst
     print(f"accum={accum}: loss {loss_k.item():.6f} (whole batch {loss1.item():.6f}), worst relative gradient difference {worst:.1e}")
+print(f"untrained, at the initial scale exp(logit_scale) = {small.logit_scale.exp().item():.1f}: loss {loss1.item():.3f}, "
+      f"ln 8 = {math.log(8):.3f}")
 
 
 # %% [markdown]
-# The optimiser step that follows: unscale (for float16), clip the gradient norm if asked, step,
+# The update that follows: unscale (for float16), clip the gradient norm if asked, step,
 # advance the schedule, and clamp the temperature.
 #
 # > "The learnable temperature parameter τ was initialized to the equivalent of 0.07 … and clipped to
@@ -400,324 +332,34 @@ def optimizer_step(model: CLIP, optimizer, scheduler, scaler=None, grad_clip: fl
 
 # %%
 with torch.no_grad(): small.logit_scale.fill_(math.log(500.0))
-opt = make_optimizer(small, TrainConfig(lr=1e-3)); sched = make_scheduler(opt, TrainConfig(warmup=2, steps=10))
+opt = make_optimizer(small, recipe); sched = make_scheduler(opt, recipe)
 forward_backward(Towers(small), imgs, txts)
 optimizer_step(small, opt, sched, grad_clip=1.0)
 test_close(small.logit_scale.exp().item(), 100.0, eps=1e-3)
 test_close(opt.param_groups[0]['lr'], 1e-3)                 # step 1 of a 2-step warm-up reaches the peak
 
 # %% [markdown]
-# ## Retrieval: did it learn anything?
-#
-# The training loss says how well the model tells apart the pairs of a batch it was trained on. The
-# question that matters is whether it matches pictures and captions it has never seen: a retrieval test
-# on held-out pairs, recall at $k$ of image → text and text → image, each beside its chance level.
-# `retrieval_metrics` and `evaluate_retrieval` of [Retrieval](05f_retrieval.ipynb) compute it, with the
-# held-out loss beside the training loss; the loop below calls `evaluate_retrieval` every `eval_every`
-# steps and at the end.
-
-# %% [markdown]
-# ## Checkpoints you can kill
-#
-# A long run will be interrupted: a preempted job, a full disk, a Ctrl-C. The run folder appendix,
-# [Run folders](05e_run_folder.ipynb), makes that harmless: `save_checkpoint` writes **atomically**
-# (a temporary file, flushed to disk, renamed over the old one, so a kill leaves the old checkpoint or
-# the new one, never half of one), and a checkpoint is **complete**: the model, AdamW's moments, the
-# schedule's position, the float16 loss scaler, every random generator (`rng_state`) and the position
-# in the data. Resuming then continues the very same run: the test suite kills a run with SIGKILL in
-# the middle of an epoch, resumes it, and requires weights bit-identical to a run that was never
-# interrupted. The file holds plain data only, so `load_checkpoint` reads it with
-# `torch.load(weights_only=True)`, which runs no code. The same appendix keeps one run per folder
-# (`RunLock`) and the log, `metrics.jsonl`.
-
-# %% [markdown]
-# Resuming continues *the same run*: the weights, the optimiser's moments, the schedule's position and
-# the data order all come from the checkpoint. A command line that asks for something else (another
-# learning rate, batch size, data set or model) cannot be honoured by a resume, and carrying on
-# silently with the old settings would make the report lie about what was trained. So a resume first
-# compares the saved configuration with the new one and refuses, naming each difference; to train on
-# from a run's weights with new settings, start a new run from it with `--pretrained`. Settings that do
-# not change what is trained (where logs go, threads, how often to evaluate or checkpoint, whether
-# activations are recomputed) may differ.
+# Steps in a row, on one batch: the eight pairs above, forty times. A model that can be trained at all must
+# learn to tell eight pairs apart, so the loss has to fall far below $\ln 8$; this is the smallest check that
+# the loss, the gradients, the update and the schedule fit together.
 
 # %%
-#| exports
-FREE_ON_RESUME = {'out', 'resume', 'threads', 'prefetch', 'device', 'progress', 'eval_every', 'ckpt_every', 'workers',
-                  'grad_checkpointing', 'log_every'}
-
-SAVED_BEFORE = {'zoom': (1.0, 1.2)}     # options that older runs do not record, with the value they trained with
-
-def config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
-    "The fields (outside `FREE_ON_RESUME`) where `cfg` differs from a run's saved configuration, as readable lines."
-    plain = lambda v: json.loads(json.dumps(v, default=str))              # tuples and lists compare alike
-    defaults = {**asdict(TrainConfig()), **SAVED_BEFORE}
-    return [f"{k.replace('_', '-')}: {saved.get(k, defaults[k])!r} in the run, {v!r} now"
-            for k, v in asdict(cfg).items()
-            if k not in FREE_ON_RESUME and plain(saved.get(k, defaults[k])) != plain(v)]
-
-def check_resume(ck: dict, cfg: TrainConfig, path: str | Path) -> None:
-    "Refuse to resume checkpoint `ck` (at `path`) with a configuration or process count other than its own."
-    changes = config_changes(ck['config'], cfg)
-    if changes:
-        raise ValueError(f"{path} was trained with other settings ({'; '.join(changes)}). Resume with the run's "
-                         f"settings, use another --out (or --no-resume) for a new run, or fine-tune from it: "
-                         f"--pretrained {Path(path).parent} --out {Path(path).parent}-finetuned")
-    if ck['data']['world_size'] != world_info()[1]:   # the data order depends on how the epoch is dealt out
-        raise ValueError(f"{path} was written by {ck['data']['world_size']} process(es), this run has {world_info()[1]}: "
-                         "resume with the same number, or start afresh with --no-resume")
-
-
-# %%
-saved = asdict(replace(TrainConfig(), lr=1e-3))
-test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3, out='elsewhere', eval_every=5)), [])
-older = {k: v for k, v in saved.items() if k != 'zoom'}                  # a run from before --zoom trained at SAVED_BEFORE's
-test_eq(config_changes(older, replace(TrainConfig(), lr=1e-3)), [f"zoom: (1.0, 1.2) in the run, {TRAIN_ZOOM!r} now"])
-test_eq(config_changes(saved, TrainConfig()), ["lr: 0.001 in the run, 0.0005 now"])
-test_fail(lambda: check_resume(dict(config=saved, data=dict(world_size=1)), TrainConfig(), Path('runs/x/checkpoint.pt')),
-          contains='--pretrained runs/x --out runs/x-finetuned')
-del saved['lock_text']                                # a checkpoint from before a field existed: its default
-test_eq(config_changes(saved, replace(TrainConfig(), lr=1e-3)), [])
-
-# %% [markdown]
-# ## The data, rank by rank
-#
-# Making batches is [the input pipeline appendix](05d_loader.ipynb)'s job. `TrainBatches` deals a
-# map-style set (the emoji set, scenes, your CSV) out to the ranks with a `DistributedSampler`, each
-# pair to one rank once per epoch, and streams tar shards by rank and by worker; `DataLoader` worker
-# processes decode, augment, tokenize and stack whole batches, so the GPU need not wait for Python while the
-# workers keep up (on a CPU the default is no workers: the model's threads use every core). Since
-# the order is a function of (seed, epoch) and an item's augmentation a function of (seed, epoch,
-# index), the position in the data is just (epoch, batches done), and resuming needs no saved iterator.
-#
-# A stream has no length, and shards differ in size, so the ranks cannot know in advance how many
-# batches each will get; if one rank stopped while another waited in the gradient all-reduce, the run
-# would hang. So before each step the ranks agree: each says whether it has a batch and how many good
-# samples it holds, and all go on with the smallest (`min_over_ranks` of [the loss chapter](04_loss.ipynb)). The
-# agreement is between the CPUs (over gloo, even when the gradients go over NCCL), so it never makes the
-# host wait for the GPU. With `--dataset-resampled`, shards are drawn with replacement, the stream never
-# ends, and an epoch is simply `--train-num-samples` divided by the batch size, the same on every rank.
-# Without it, shards of very unequal size can deal a rank less than one batch in some epoch, and an
-# epoch without a step ends the run: the loop then writes a checkpoint of the steps done and names
-# each rank's share of shards, and when the shard sizes are known it warns before training which epoch
-# would do so (`uneven_shards` of the input pipeline appendix).
-
-# %% [markdown]
-# ## Fine-tuning: starting from weights
-#
-# A run need not start from random weights. `--pretrained` takes anything the
-# [released weights](03_pretrained.ipynb) chapter's `load` reads (a released model's name, an OpenAI,
-# Hugging Face or open_clip checkpoint, or one of our run folders), and the architecture follows the
-# checkpoint, not `--model`. Everything else is fresh: the optimiser state, the warm-up and cosine
-# schedule, and the learning rate given on the command line, which is what fine-tuning means.
-# Locking a tower freezes it: LiT (Zhai et al. 2022) showed that a frozen, well-trained image tower
-# with a text tower trained to match it is a strong recipe. A frozen parameter gets no gradient and is
-# left out of the optimiser, so weight decay cannot move it either.
-
-# %%
-#| exports
-TEXT_TOWER = ('token_embedding', 'positional_embedding', 'transformer', 'ln_final', 'text_projection')
-
-def model_from_checkpoint(ck: dict, weights: bool = True) -> tuple[CLIP, CLIPConfig]:
-    "(model, CLIPConfig) that a training checkpoint describes, with its weights (or only its shape)."
-    mcfg = CLIPConfig(**ck['model_config'])
-    model = create_model(mcfg, quick_gelu=ck.get('quick_gelu', True))
-    if weights: model.load_state_dict(ck['model'])
-    return model, mcfg
-
-def initial_model(cfg: TrainConfig, ck: dict | None = None) -> tuple[CLIP, CLIPConfig]:
-    "(model, its CLIPConfig) to start from: resumed checkpoint `ck`'s shape, `cfg.pretrained`'s weights, or `cfg.model` at random."
-    if ck is not None: return model_from_checkpoint(ck, weights=False)       # resuming: its weights are loaded later
-    if cfg.pretrained and Path(cfg.pretrained, 'checkpoint.pt').is_file():   # one of our runs: its exact configuration
-        return model_from_checkpoint(load_checkpoint(Path(cfg.pretrained, 'checkpoint.pt')))
-    if cfg.pretrained:
-        from clip_annotated.pretrained import load
-        model, _ = load(cfg.pretrained, device='cpu', dtype=torch.float32)
-        return model.train(), config_from_state_dict(model.state_dict())
-    mcfg = cfg.clip_config()
-    return create_model(mcfg), mcfg
-
-def lock_towers(model: CLIP, image: bool = False, text: bool = False) -> CLIP:
-    "Freeze the image tower (`visual`) and/or the text tower (`TEXT_TOWER`); `logit_scale` stays trainable."
-    for name, p in model.named_parameters():
-        top = name.split('.')[0]
-        if (image and top == 'visual') or (text and top in TEXT_TOWER): p.requires_grad_(False)
-    return model
-
-
-# %%
-m = lock_towers(create_model('MiniCLIP'), image=True)
-frozen = {n.split('.')[0] for n, p in m.named_parameters() if not p.requires_grad}
-test_eq(frozen, {'visual'})
-test_eq({n.split('.')[0] for n, p in lock_towers(create_model('MiniCLIP'), text=True).named_parameters()
-         if not p.requires_grad}, set(TEXT_TOWER))
-opt = make_optimizer(m, TrainConfig())
-assert not any(p is q for g in opt.param_groups for p in g['params'] for q in m.visual.parameters())   # not optimised
-
-
-# %% [markdown]
-# ## Refusing what would go wrong
-#
-# A training run is long, and the worst outcome is not a crash but a wrong result reported as a good
-# one, or an hour lost to a mistake a check could have caught in a second. So `train` checks its
-# configuration before it trains and its numbers while it trains (the run folder's own checks are in
-# [Run folders](05e_run_folder.ipynb)).
-#
-# **It checks the configuration first.** A negative batch size would loop forever, a zero one divide
-# by zero after a wasted step, `--steps 0` would write a report for an untrained model, a template
-# without `{}` would give every class the same caption. `check_config` refuses each with one line
-# naming the option, before any data is read or weights are built (it builds the model on PyTorch's
-# `meta` device, which allocates nothing, to check `--model-overrides`).
-
-# %%
-#| exports
-def check_template(t) -> str:
-    "`t` if it is a caption template with one `{}` for the name (and no other braces), else a ValueError naming it and what is wrong."
-    try: fields = [f for _, f, _, _ in string.Formatter().parse(t) if f is not None] if isinstance(t, str) else None
-    except ValueError: fields = None                                       # a brace never closed, or never opened
-    if fields == ['']: return t
-    why = ("is not text" if not isinstance(t, str) else "has no '{}' for the name" if fields == [] else
-           f"has {len(fields)} '{{}}' and there is one name to put in: keep one" if fields and set(fields) == {''} else
-           "has braces other than one '{}' (write {{ and }} for a brace of its own)")
-    raise ValueError(f"template {t!r} {why} (write e.g. 'a photo of a {{}}.')")
-
-def check_device(device: str | None) -> str | None:
-    "`device` if this machine has it (None: the default), else a ValueError naming it."
-    if device is None: return None
-    try: d = torch.device(device)
-    except (RuntimeError, TypeError): raise ValueError(f"--device {device!r}: not a device; use cpu, cuda or cuda:N") from None
-    if d.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"--device {device}: no CUDA device here")
-    if d.type == 'cuda' and (d.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if d.type not in ('cpu', 'cuda', 'mps', 'xpu'): raise ValueError(f"--device {device}: not a device to train on; use cpu or cuda")
-    if d.type in ('mps', 'xpu'):
-        try: torch.zeros(1, device=d).cpu()
-        except Exception: raise ValueError(f"--device {device}: not usable here; use cpu or cuda") from None
-    return device
-
-def check_config(cfg: TrainConfig) -> TrainConfig:
-    "`cfg`, after refusing (ValueError, naming the option) any setting that cannot train as asked."
-    def bad(name, why): raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}: {why}")
-    def is_int(v): return isinstance(v, int) and not isinstance(v, bool)
-    def is_num(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    for name, (least, most) in dict(batch_size=(1, None), steps=(1, None), accum=(1, None), ckpt_every=(1, None),
-                                    eval_every=(0, None), warmup=(0, None), seed=(0, 2**31 - 1), threads=(0, 1024),
-                                    workers=(0, 256), n_scenes=(4, 10**7), log_every=(1, None)).items():   # scenes: a quarter is held out
-        v = getattr(cfg, name)
-        if name == 'workers' and v is None: continue                      # None: default_workers
-        if not is_int(v) or v < least or (most is not None and v > most):
-            bad(name, f"must be a whole number ≥ {least}" + (f" and ≤ {most:,}" if most is not None else ''))
-    for name in ('prefetch', 'train_num_samples'):
-        if getattr(cfg, name) is not None and (not is_int(getattr(cfg, name)) or getattr(cfg, name) < 1):
-            bad(name, "must be a whole number ≥ 1")
-    if cfg.accum > cfg.batch_size: bad('accum', f"cannot split a batch of {cfg.batch_size} into more chunks than samples")
-    if not is_num(cfg.lr) or cfg.lr <= 0: bad('lr', "must be a positive number")
-    if not is_num(cfg.eps) or cfg.eps <= 0: bad('eps', "must be a positive number")
-    for name in ('weight_decay', 'grad_clip'):
-        if not is_num(getattr(cfg, name)) or getattr(cfg, name) < 0: bad(name, "must be a number ≥ 0")
-    if len(cfg.betas) != 2 or not all(is_num(b) and 0 <= b < 1 for b in cfg.betas): bad('betas', "must be two numbers in [0, 1)")
-    if len(cfg.zoom) != 2 or not all(is_num(z) for z in cfg.zoom) or not 0 < cfg.zoom[0] <= cfg.zoom[1] <= 4:
-        bad('zoom', "must be two numbers LOW HIGH with 0 < LOW <= HIGH <= 4")
-    if cfg.precision not in ('auto', 'fp32', 'bf16', 'fp16'): bad('precision', "choose auto, fp32, bf16 or fp16")
-    if cfg.data not in ('emoji', 'scenes'): bad('data', "the built-in sets are emoji and scenes (your own pairs: --train-data)")
-    if cfg.dataset_type not in DATASET_TYPES: bad('dataset_type', f"choose one of {', '.join(DATASET_TYPES)}")
-    if cfg.csv_separator is not None and len(cfg.csv_separator) != 1: bad('csv_separator', "must be one character")
-    if not str(cfg.out).strip(): bad('out', "give a folder for the run")
-    if cfg.templates is not None:
-        if isinstance(cfg.templates, str) or not cfg.templates: bad('templates', "give one or more templates")
-        for t in cfg.templates:
-            try: check_template(t)
-            except ValueError as e: raise ValueError(f"--templates: {e}") from None
-    check_device(cfg.device)
-    if cfg.model not in CONFIGS: bad('model', f"choose one of {', '.join(CONFIGS)}")
-    if not isinstance(cfg.model_overrides, dict): bad('model_overrides', 'must be a JSON object, e.g. {"vision_layers": 6}')
-    unknown = set(cfg.model_overrides) - {f.name for f in fields(CLIPConfig)}
-    if unknown: bad('model_overrides', f"unknown field(s) {sorted(unknown)}; CLIPConfig has {[f.name for f in fields(CLIPConfig)]}")
-    for k, v in cfg.model_overrides.items():
-        ok = (is_int(v) and v > 0) or (k == 'vision_layers' and isinstance(v, (list, tuple)) and len(v) == 4
-                                        and all(is_int(x) and x > 0 for x in v)) or (k == 'vision_patch_size' and v is None)
-        if not ok: bad('model_overrides', f"{k} must be a positive whole number, not {v!r}")
-        if (k.endswith('layers') and (v if is_int(v) else max(v)) > 1000) or (is_int(v) and v > 1_000_000):
-            bad('model_overrides', f"{k} {v} is beyond any CLIP (at most 1,000 layers and 1,000,000 of anything else)")
-    m = replace(CONFIGS[cfg.model], **cfg.model_overrides)
-    if m.vocab_size < VOCAB_SIZE:
-        bad('model_overrides', f"vocab_size {m.vocab_size} is smaller than the tokenizer's {VOCAB_SIZE:,} tokens: captions would "
-                               f"hold ids the model has no embedding for")
-    if m.context_length < 3:
-        bad('model_overrides', f"context_length {m.context_length} leaves no room for a word between [SOS] and [EOS]: every "
-                               f"caption would be the same; use 3 or more (OpenAI's models: 77)")
-    if m.transformer_width % HEAD_WIDTH or m.transformer_heads != m.transformer_width // HEAD_WIDTH:   # as OpenAI's models, and load(), have it
-        bad('model_overrides', f"transformer_width {m.transformer_width} with transformer_heads {m.transformer_heads}: "
-                               f"use a multiple of 64 and one head per 64 channels (checkpoints do not record heads, so "
-                               f"load, eval and export read them back that way)")
-    if isinstance(m.vision_layers, int) and m.vision_width < HEAD_WIDTH:
-        bad('model_overrides', f"vision_width {m.vision_width} leaves the ViT no attention head (one per 64 channels): use 64 or more")
-    try:                  # shapes only, on the meta device (no memory), one block per stack: the others are alike
-        shallow = replace(m, transformer_layers=1, vision_layers=1 if isinstance(m.vision_layers, int) else (1, 1, 1, 1))
-        with torch.device('meta'): create_model(shallow)
-    except Exception as e: bad('model_overrides', f"gives no valid model ({one_line(e)})")
-    return cfg
-
-
-# %%
-test_eq(check_config(PRESETS['mini-cpu']), PRESETS['mini-cpu'])
-for change, says in [(dict(batch_size=-4), '--batch-size -4: must be a whole number ≥ 1'), (dict(accum=0), '--accum 0'),
-                     (dict(steps=0), '--steps 0'), (dict(weight_decay=-1.0), '--weight-decay -1.0'),
-                     (dict(device='banana'), '--device'), (dict(model_overrides={'nope': 1}), "unknown field(s) ['nope']"),
-                     (dict(model_overrides={'transformer_heads': 7}), 'one head per 64 channels'),
-                     (dict(model_overrides={'patch_size': 7}), "unknown field(s) ['patch_size']"),
-                     (dict(templates=['{x}']), "template '{x}' has braces other than one '{}'"),
-                     (dict(templates=['an emoji']), "template 'an emoji' has no '{}'"),
-                     (dict(templates=['a {} of a {}']), "template 'a {} of a {}' has 2 '{}'"),
-                     (dict(model_overrides={'vocab_size': 1000}), "smaller than the tokenizer's 49,408 tokens"),
-                     (dict(model_overrides={'context_length': 2}), "no room for a word between [SOS] and [EOS]")]:
-    test_fail(lambda: check_config(replace(PRESETS['mini-cpu'], **change)), contains=says)
-
-
-# %% [markdown]
-# **It stops when training diverges.** A learning rate far too high turns the loss into `inf` and
-# then `NaN` within a few steps, and NaN is treacherous downstream: every comparison with NaN is
-# false, so a ranking that counts "how many captions score higher than the right one" counts none, and
-# a model of NaNs retrieves perfectly. So the loop checks the loss of every step when it reads the
-# steps back (every `log_every` steps and before every checkpoint: see the loop below) and the weights
-# before every checkpoint. When either is not finite it stops with `TrainingDiverged`, naming the
-# first bad step, before a checkpoint overwrites the last good one (the weights in memory have taken
-# the bad steps by then; the file on disk has not); and `retrieval_metrics` of [Retrieval](05f_retrieval.ipynb) refuses NaN features
-# outright.
-
-# %%
-#| exports
-class TrainingDiverged(RuntimeError):
-    "The loss or the weights became NaN or infinite; the last good checkpoint is kept."
-
-def _features_finite(model: CLIP, batch) -> bool:
-    was_training = model.training; model.eval()                          # a ResNet's BatchNorm statistics stay as they are
-    try:
-        with torch.no_grad():
-            return bool(torch.isfinite(model.encode_image(batch[0])).all() and torch.isfinite(model.encode_text(batch[1])).all())
-    finally: model.train(was_training)
-
-def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConfig, last_ckpt: int | None, batch=None):
-    "Raise `TrainingDiverged` when `loss`, a weight of `model`, or its features of `batch` (images, tokens) are NaN or infinite."
-    what = (f"the loss is {loss}" if not math.isfinite(loss) else None if model is None else
-            "the weights hold NaN or infinite values" if not all(torch.isfinite(p).all() for p in model.parameters()) else
-            "the features of the last batch are NaN or infinite" if batch is not None and not _features_finite(model, batch)
-            else None)
-    if what is None: return
-    kept = f"the checkpoint of step {last_ckpt} in {cfg.out} is kept" if last_ckpt else "no checkpoint was written"
-    raise TrainingDiverged(f"training diverged: {what} at step {step} (lr {cfg.lr:g}); {kept}. Lower --lr, set "
-                           f"--grad-clip 1.0, or use --precision fp32, and train again with --no-resume")
-
-
-# %%
-check_finite(2.3, small, step=5, cfg=TrainConfig(), last_ckpt=None)                       # all finite: nothing
-test_fail(lambda: check_finite(math.nan, None, 7, TrainConfig(lr=1e30, out='runs/x'), 5),
-          contains='the loss is nan at step 7 (lr 1e+30); the checkpoint of step 5 in runs/x is kept')
+torch.manual_seed(0)
+tiny = create_model(small_cfg)
+opt = make_optimizer(tiny, recipe); sched = make_scheduler(opt, SimpleNamespace(warmup=5, steps=40))
+losses = []
+for s in range(40):
+    losses.append(forward_backward(Towers(tiny), imgs, txts).item())
+    optimizer_step(tiny, opt, sched)
+print(f"40 steps on the same 8 pairs: loss {losses[0]:.3f} at the first step (ln 8 = {math.log(8):.3f}), "
+      f"{losses[-1]:.3f} at the last")
+assert losses[-1] < 0.5 * math.log(8), losses
 
 
 # %% [markdown]
 # ## The loop
 #
-# `train` puts the pieces together. It sets up the process group when `torchrun` started it (gloo on
+# `train` repeats the step over a data set. It sets up the process group when `torchrun` started it (gloo on
 # CPUs, NCCL on GPUs), builds the model with the run's seed on every rank and wraps it in
 # `DistributedDataParallel`, restores the last checkpoint of the run directory if there is one, and
 # then loops over steps; every `ckpt_every` steps and at the end rank 0 writes the checkpoint. When the
@@ -742,6 +384,33 @@ test_fail(lambda: check_finite(math.nan, None, 7, TrainConfig(lr=1e30, out='runs
 # checkpoint; on resume those lines are dropped, so `metrics.jsonl` always describes the run that
 # produced the weights. A fresh run, `--no-resume`, in the folder of an earlier one sets that run's
 # checkpoint and log aside until its own first checkpoint is written: see [Run folders](05e_run_folder.ipynb).)
+
+# %% [markdown]
+# What the loop leans on, in one paragraph each:
+#
+# - **Batches, rank by rank** ([the input pipeline](05d_loader.ipynb)). `TrainBatches` deals a map-style set
+#   out to the ranks, each pair to one rank once per epoch, or streams tar shards by rank and by worker;
+#   `DataLoader` workers decode, augment, tokenize and stack whole batches. The order is a function of
+#   (seed, epoch) and an item's augmentation of (seed, epoch, index), so the position in the data is just
+#   (epoch, batches done) and resuming needs no saved iterator. Before each step the ranks agree, over the
+#   CPUs, on whether every one has a batch and how many good samples the smallest holds
+#   (`min_over_ranks` of [the loss chapter](04_loss.ipynb)), so a rank whose shards ran out never leaves
+#   another waiting in the gradient all-reduce; an epoch in which some rank has no batch ends the run with a
+#   checkpoint and a message naming each rank's share of shards.
+# - **Checkpoints you can kill** ([run folders](05e_run_folder.ipynb)). `save_checkpoint` writes atomically
+#   (a kill leaves the old checkpoint or the new one, never half of one), and a checkpoint is complete: the
+#   model, AdamW's moments, the schedule's position, the float16 loss scaler, every random generator and
+#   the position in the data. The test suite kills a run with SIGKILL in the middle of an epoch, resumes it,
+#   and requires weights bit-identical to a run that was never interrupted. `RunLock` keeps one run per
+#   folder.
+# - **Resuming only the same run** ([training options](05g_options.ipynb)). `check_config` refuses, with
+#   one line naming the option, a configuration that cannot train as asked, before any data is read;
+#   `check_resume` refuses to continue a run with settings other than its own (a new learning rate is a new
+#   run: `--pretrained` starts one from the old run's weights).
+# - **Did it learn anything?** ([retrieval](05f_retrieval.ipynb)). The training loss says how well the
+#   model tells apart the pairs of a batch it trained on; `evaluate_retrieval` asks whether it matches
+#   pictures and captions it has never seen, recall at $k$ in both directions beside chance, with the
+#   held-out loss. The loop calls it every `eval_every` steps and at the end.
 
 # %%
 #| exports
@@ -906,6 +575,228 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
 
 
 # %% [markdown]
+# ## The configuration
+#
+# A run is named by one plain dataclass, `TrainConfig`: the recipe's numbers above, the model, the data,
+# and the machinery's settings (where the run lives, threads, workers, how often to log, evaluate and
+# checkpoint, your own pairs, fine-tuning). Each field carries the one line of help that the command line's
+# `--help` shows. The presets name the runs this book makes:
+
+# %%
+#| export
+#| hide
+def option(default, help: str):
+    "A `TrainConfig` field: its default and the one line `--help` shows for it."
+    if isinstance(default, (dict, list)): return field(default_factory=lambda: type(default)(default), metadata=dict(help=help))
+    return field(default=default, metadata=dict(help=help))
+
+@dataclass
+class TrainConfig:
+    "Everything that defines a training run; `PRESETS` holds the named ones. Each field's help is what `--help` shows."
+    model: str = option('MiniCLIP', "architecture, a name in CONFIGS (MiniCLIP, ViT-B/32, RN50, ...)")
+    model_overrides: dict = option({}, 'JSON object of CLIPConfig fields to change, e.g. \'{"vision_layers": 6}\'')
+    data: str = option('emoji', "built-in pairs: emoji (test split held out) or scenes (for your own pairs use --train-data)")
+    n_scenes: int = option(4096, "training pictures with --data scenes (and a quarter as many held out)")
+    templates: list | None = option(None, "caption templates for the emoji set, e.g. '{}' 'an emoji of {}.' (default: the data chapter's)")
+    zoom: tuple = option(TRAIN_ZOOM, "the training crop's zoom range LOW HIGH: short side resized to size×z, z ~ U(LOW, HIGH), a square cut at random (chapter 3)")
+    batch_size: int = option(128, "global batch: over all processes and accumulation chunks (open_clip's --batch-size is per GPU)")
+    steps: int = option(1000, "optimiser steps")
+    lr: float = option(5e-4, "peak learning rate (ViT-B/32: 5e-4, Table 20)")
+    warmup: int = option(100, "linear warm-up steps (paper: 2,000 at batch 32,768, Table 18)")
+    weight_decay: float = option(0.2, "AdamW weight decay, Table 18 (not on gains, biases, embeddings, logit_scale)")
+    betas: tuple = option((0.9, 0.98), "Adam betas, Table 18 for ViTs (ResNets: β2 0.999)")
+    eps: float = option(1e-6, "Adam epsilon, Table 18 for ViTs (ResNets: 1e-8)")
+    precision: str = option('auto', "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
+    grad_clip: float = option(0.0, "max gradient norm (0: no clipping)")
+    accum: int = option(1, "split every batch into this many chunks: the same loss and gradients in less memory")
+    grad_checkpointing: bool = option(False, "recompute activations in the backward pass: less memory, more time")
+    seed: int = option(0, "random seed (weights, data order, augmentation)")
+    out: str = option('runs/mini', "run folder: checkpoint, metrics, curves, report (default: the preset's name under $CLIP_ANNOTATED_RUNS or runs/)")
+    ckpt_every: int = option(250, "checkpoint every N steps (and at the end)")
+    eval_every: int = option(0, "held-out retrieval every N steps (0: only at the end)")
+    resume: bool = option(True, "continue the run in --out if it has a checkpoint (default: yes)")
+    threads: int = option(0, "CPU threads per process (0: the cores of this machine / its processes of the run)")
+    workers: int | None = option(None, "DataLoader worker processes per process, decoding and batching (default: on CUDA the process's cores less one, at most 8; on CPU 0)")
+    prefetch: int | None = option(None, "batches each worker prepares ahead (default 2)")
+    log_every: int = option(100, "read the loss, temperature and gradient norm back from the device and log them every N steps")
+    device: str | None = option(None, "cpu, cuda or cuda:N (default: CUDA if available)")
+    progress: bool = option(True, "progress bar (default: yes)")
+    # your own pairs (open_clip's option names): used instead of `data` when train_data is set
+    train_data: str | None = option(None, "your training pairs: a CSV/TSV file, or webdataset shards (list, {000..009} range, glob, folder, pipe:, URL)")
+    val_data: str | None = option(None, "held-out pairs for retrieval, in the same forms (default: none)")
+    dataset_type: str = option('auto', "auto (.csv/.tsv/.tab: csv, else webdataset), csv or webdataset")
+    csv_img_key: str = option('filepath', "CSV column of image paths, relative to the CSV's folder")
+    csv_caption_key: str = option('title', "CSV column of captions")
+    csv_separator: str | None = option(None, "CSV separator (default: tab for .tsv/.tab, else comma)")
+    train_num_samples: int | None = option(None, "shards: samples in one epoch (needed with --dataset-resampled)")
+    dataset_resampled: bool = option(False, "shards: draw them with replacement, so every process runs the same steps")
+    # fine-tuning
+    pretrained: str | None = option(None, "start from these weights: a released name (ViT-B/32), a checkpoint, a Hugging Face or open_clip folder, or a run folder")
+    lock_image: bool = option(False, "freeze the image tower (LiT-style fine-tuning)")
+    lock_text: bool = option(False, "freeze the text tower")
+
+    def clip_config(self) -> CLIPConfig:
+        "The model's `CLIPConfig`: `CONFIGS[model]` with `model_overrides` applied."
+        if self.model not in CONFIGS: raise KeyError(f"unknown model {self.model!r}; choose one of {list(CONFIGS)}")
+        return replace(CONFIGS[self.model], **self.model_overrides)
+
+
+# %% [markdown]
+# `mini-cpu` is the run this book reports: MiniCLIP on the emoji pictures of the data
+# chapter, sized to finish within ten minutes on two CPU cores (the cell that trains it checks this).
+# It cuts the 48-pixel pictures into 12-pixel patches instead of MiniCLIP's 8, so the image tower
+# reads 16 patches instead of 36: a cheaper step, which buys the steps that held-out accuracy needs
+# (the efficiency chapter times this step on the machine at hand). `vit-b32-gpu` is the paper's
+# smallest ViT with the paper's optimiser settings, for a GPU. `scenes-tiny` is the toy of the next
+# chapter.
+
+# %%
+#| exports
+PRESETS: dict[str, TrainConfig] = {
+    'mini-cpu': TrainConfig(model='MiniCLIP', model_overrides=dict(vision_patch_size=12), data='emoji', batch_size=128,
+                            steps=1000, lr=1e-3, warmup=100, ckpt_every=250, eval_every=250, out='runs/mini'),
+    'vit-b32-gpu': TrainConfig(model='ViT-B/32', data='emoji',
+                               batch_size=512, steps=3000, lr=5e-4, warmup=300, precision='auto', grad_clip=1.0,
+                               ckpt_every=500, eval_every=500, out='runs/vit-b32'),
+    'scenes-tiny': TrainConfig(model='MiniCLIP', model_overrides=dict(vision_layers=2, transformer_layers=2),
+                               data='scenes', n_scenes=2048, batch_size=64, steps=150, lr=1e-3, warmup=20,
+                               ckpt_every=50, out='runs/scenes'),
+}
+
+# %% [markdown]
+# The fields this chapter uses, with the values of the book's run:
+
+# %%
+#| echo: false
+from dataclasses import fields as dataclass_fields
+RECIPE_FIELDS = ('model', 'model_overrides', 'data', 'batch_size', 'steps', 'lr', 'warmup', 'weight_decay', 'betas', 'eps',
+                 'precision', 'accum', 'seed', 'out')
+shown = [f for f in dataclass_fields(TrainConfig) if f.name in RECIPE_FIELDS]
+display(Markdown(markdown_table(['field', 'mini-cpu', 'what it sets'],
+                                [(f'`{f.name}`', f'`{getattr(PRESETS["mini-cpu"], f.name)!r}`', f.metadata['help']) for f in shown],
+                                align='lll')))
+display(Markdown(f"The other {len(dataclass_fields(TrainConfig)) - len(shown)} fields are listed with their help in "
+                 f"[A training run](06a_run.ipynb#every-option)."))
+
+# %%
+test_eq(PRESETS['mini-cpu'].clip_config(), replace(CONFIGS['MiniCLIP'], vision_patch_size=12))
+test_eq(PRESETS['scenes-tiny'].clip_config(), small_cfg)                       # the model of the checks above
+test_eq((PRESETS['mini-cpu'].lr, PRESETS['mini-cpu'].warmup, PRESETS['mini-cpu'].steps), (cfg_plot.lr, cfg_plot.warmup, cfg_plot.steps))
+test_fail(lambda: TrainConfig(model='ViT-Z/99').clip_config(), contains='unknown model')
+
+# %% [markdown]
+# `check_config` of [training options](05g_options.ipynb) passes the presets and refuses broken settings, each
+# with one line that names the option:
+
+# %%
+test_eq(check_config(PRESETS['mini-cpu']), PRESETS['mini-cpu'])
+for change, says in [(dict(batch_size=-4), '--batch-size -4: must be a whole number ≥ 1'), (dict(accum=0), '--accum 0'),
+                     (dict(steps=0), '--steps 0'), (dict(weight_decay=-1.0), '--weight-decay -1.0'),
+                     (dict(device='banana'), '--device'), (dict(model_overrides={'nope': 1}), "unknown field(s) ['nope']"),
+                     (dict(model_overrides={'transformer_heads': 7}), 'one head per 64 channels'),
+                     (dict(model_overrides={'patch_size': 7}), "unknown field(s) ['patch_size']"),
+                     (dict(templates=['{x}']), "template '{x}' has braces other than one '{}'"),
+                     (dict(templates=['an emoji']), "template 'an emoji' has no '{}'"),
+                     (dict(templates=['a {} of a {}']), "template 'a {} of a {}' has 2 '{}'"),
+                     (dict(model_overrides={'vocab_size': 1000}), "smaller than the tokenizer's 49,408 tokens"),
+                     (dict(model_overrides={'context_length': 2}), "no room for a word between [SOS] and [EOS]")]:
+    test_fail(lambda: check_config(replace(PRESETS['mini-cpu'], **change)), contains=says)
+
+
+# %% [markdown]
+# ## When training diverges
+#
+# A learning rate far too high turns the loss into `inf` and then `NaN` within a few steps, and NaN is treacherous downstream: every comparison with NaN is
+# false, so a ranking that counts "how many captions score higher than the right one" counts none, and
+# a model of NaNs retrieves perfectly. So the loop checks the loss of every step when it reads the
+# steps back (every `log_every` steps and before every checkpoint: see the loop above) and the weights
+# before every checkpoint. When either is not finite it stops with `TrainingDiverged`, naming the
+# first bad step, before a checkpoint overwrites the last good one (the weights in memory have taken
+# the bad steps by then; the file on disk has not); and `retrieval_metrics` of [Retrieval](05f_retrieval.ipynb) refuses NaN features
+# outright.
+
+# %%
+#| exports
+class TrainingDiverged(RuntimeError):
+    "The loss or the weights became NaN or infinite; the last good checkpoint is kept."
+
+def _features_finite(model: CLIP, batch) -> bool:
+    was_training = model.training; model.eval()                          # a ResNet's BatchNorm statistics stay as they are
+    try:
+        with torch.no_grad():
+            return bool(torch.isfinite(model.encode_image(batch[0])).all() and torch.isfinite(model.encode_text(batch[1])).all())
+    finally: model.train(was_training)
+
+def check_finite(loss: float, model: nn.Module | None, step: int, cfg: TrainConfig, last_ckpt: int | None, batch=None):
+    "Raise `TrainingDiverged` when `loss`, a weight of `model`, or its features of `batch` (images, tokens) are NaN or infinite."
+    what = (f"the loss is {loss}" if not math.isfinite(loss) else None if model is None else
+            "the weights hold NaN or infinite values" if not all(torch.isfinite(p).all() for p in model.parameters()) else
+            "the features of the last batch are NaN or infinite" if batch is not None and not _features_finite(model, batch)
+            else None)
+    if what is None: return
+    kept = f"the checkpoint of step {last_ckpt} in {cfg.out} is kept" if last_ckpt else "no checkpoint was written"
+    raise TrainingDiverged(f"training diverged: {what} at step {step} (lr {cfg.lr:g}); {kept}. Lower --lr, set "
+                           f"--grad-clip 1.0, or use --precision fp32, and train again with --no-resume")
+
+
+# %%
+check_finite(2.3, small, step=5, cfg=TrainConfig(), last_ckpt=None)                       # all finite: nothing
+test_fail(lambda: check_finite(math.nan, None, 7, TrainConfig(lr=1e30, out='runs/x'), 5),
+          contains='the loss is nan at step 7 (lr 1e+30); the checkpoint of step 5 in runs/x is kept')
+
+# %% [markdown]
+# ## Fine-tuning: starting from weights
+#
+# A run need not start from random weights. `--pretrained` takes anything the
+# [released weights](03_pretrained.ipynb) chapter's `load` reads (a released model's name, an OpenAI,
+# Hugging Face or open_clip checkpoint, or one of our run folders), and the architecture follows the
+# checkpoint, not `--model`. Everything else is fresh: the optimiser state, the warm-up and cosine
+# schedule, and the learning rate given on the command line, which is what fine-tuning means.
+# Locking a tower freezes it: LiT (Zhai et al. 2022) showed that a frozen, well-trained image tower
+# with a text tower trained to match it is a strong recipe. A frozen parameter gets no gradient and is
+# left out of the optimiser, so weight decay cannot move it either.
+
+# %%
+#| exports
+TEXT_TOWER = ('token_embedding', 'positional_embedding', 'transformer', 'ln_final', 'text_projection')
+
+def model_from_checkpoint(ck: dict, weights: bool = True) -> tuple[CLIP, CLIPConfig]:
+    "(model, CLIPConfig) that a training checkpoint describes, with its weights (or only its shape)."
+    mcfg = CLIPConfig(**ck['model_config'])
+    model = create_model(mcfg, quick_gelu=ck.get('quick_gelu', True))
+    if weights: model.load_state_dict(ck['model'])
+    return model, mcfg
+
+def initial_model(cfg: TrainConfig, ck: dict | None = None) -> tuple[CLIP, CLIPConfig]:
+    "(model, its CLIPConfig) to start from: resumed checkpoint `ck`'s shape, `cfg.pretrained`'s weights, or `cfg.model` at random."
+    if ck is not None: return model_from_checkpoint(ck, weights=False)       # resuming: its weights are loaded later
+    if cfg.pretrained and Path(cfg.pretrained, 'checkpoint.pt').is_file():   # one of our runs: its exact configuration
+        return model_from_checkpoint(load_checkpoint(Path(cfg.pretrained, 'checkpoint.pt')))
+    if cfg.pretrained:
+        from clip_annotated.pretrained import load
+        model, _ = load(cfg.pretrained, device='cpu', dtype=torch.float32)
+        return model.train(), config_from_state_dict(model.state_dict())
+    mcfg = cfg.clip_config()
+    return create_model(mcfg), mcfg
+
+def lock_towers(model: CLIP, image: bool = False, text: bool = False) -> CLIP:
+    "Freeze the image tower (`visual`) and/or the text tower (`TEXT_TOWER`); `logit_scale` stays trainable."
+    for name, p in model.named_parameters():
+        top = name.split('.')[0]
+        if (image and top == 'visual') or (text and top in TEXT_TOWER): p.requires_grad_(False)
+    return model
+
+
+# %%
+m = lock_towers(create_model('MiniCLIP'), image=True)
+frozen = {n.split('.')[0] for n, p in m.named_parameters() if not p.requires_grad}
+test_eq(frozen, {'visual'})
+test_eq({n.split('.')[0] for n, p in lock_towers(create_model('MiniCLIP'), text=True).named_parameters()
+         if not p.requires_grad}, set(TEXT_TOWER))
+opt = make_optimizer(m, recipe)
+assert not any(p is q for g in opt.param_groups for p in g['params'] for q in m.visual.parameters())   # not optimised
+
+# %% [markdown]
 # ## What comes next
 #
 # That is the recipe and the loop: `train` leaves a checkpoint and `metrics.jsonl` in its run folder,
@@ -914,5 +805,4 @@ def _run(cfg: TrainConfig, datasets, rank: int, world: int, device: torch.device
 # report a person reads, and the command line, alone or under `torchrun`.
 
 # %%
-shutil.rmtree(scratch, ignore_errors=True)
 _ = footer()

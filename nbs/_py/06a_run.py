@@ -22,7 +22,8 @@ from clip_annotated.core import get_device, hardware, in_test, markdown_table, o
 from clip_annotated.model import CLIP, create_model
 from clip_annotated.loss import world_info
 from clip_annotated.runfolder import load_checkpoint, read_metrics
-from clip_annotated.train import PRESETS, SAVED_BEFORE, TrainConfig, model_from_checkpoint, train
+from clip_annotated.options import SAVED_BEFORE
+from clip_annotated.train import PRESETS, TrainConfig, model_from_checkpoint, train
 
 # %%
 #| hide
@@ -30,7 +31,6 @@ import contextlib, io, math, shutil, tempfile
 import numpy as np
 from IPython.display import Image, Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
-from IPython.display import Image, Markdown, display
 from clip_annotated.core import footer, pick, seed_everything
 from clip_annotated.data import EmojiDataset
 from clip_annotated.model import count_parameters
@@ -149,8 +149,7 @@ def train_and_report(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
 # Annotated Transformer proves its model on copying sequences. The [procedural scenes](05b_scenes.ipynb) are
 # coloured shapes drawn on the fly with captions that say what they are; a small MiniCLIP (two layers
 # per tower) trained for a short while must bring the loss down from about $\ln 64$ and retrieve
-# held-out scenes' captions far above chance. (Under `nbdev_test` the run shrinks to a few steps, and
-# only the mechanics are checked.)
+# held-out scenes' captions far above chance.
 
 # %%
 #| fig-cap: "Training curves of the toy run on procedural scenes: loss, learning rate, temperature and held-out recall at 1."
@@ -174,8 +173,7 @@ display(Image(filename=toy_res['curves']))
 # Now the run this book reports: the `mini-cpu` preset, MiniCLIP on the emoji training split, then
 # retrieval on the held-out test split. Run as a script it is
 # `python -m clip_annotated.run --preset mini-cpu --out runs/mini` (or `make reproduce`); here it
-# runs in the notebook, into the same `runs/mini` (a few steps under `nbdev_test`, into a scratch
-# directory). Like the script, the cell resumes: if `runs/mini` already holds the finished run, it
+# runs in the notebook, into the same `runs/mini`. Like the script, the cell resumes: if `runs/mini` already holds the finished run, it
 # reads the checkpoint, evaluates it, and reports the wall time the training took when it ran.
 
 # %%
@@ -218,9 +216,7 @@ print(f"{len(unseen)} of {len(test_names)} test captions ({len(unseen) / len(tes
 # The chapters after this one measure a trained model: zero-shot accuracy, linear probes, robustness,
 # bias. They all study the same one, the `mini-cpu` run in `runs/mini` at the top of the checkout
 # (`make reproduce` writes it, and so does the cell above). `book_model` returns it, training it first
-# when the run is missing or unfinished (resuming where it stopped); under `nbdev_test` it returns a
-# model with random weights, so that the later chapters' mechanics are tested in seconds. Any
-# run folder loads with `load_run`, or with `clip_annotated.load(folder)` like a released model.
+# when the run is missing or unfinished (resuming where it stopped). Any run folder loads with `load_run`, or with `clip_annotated.load(folder)` like a released model.
 
 # %%
 #| exports
@@ -239,7 +235,7 @@ def _finished(out: Path, steps: int) -> bool:
     return (out/'checkpoint.pt').is_file() and load_checkpoint(out/'checkpoint.pt')['data']['step'] >= steps
 
 def book_model(device=None, preset: str = 'mini-cpu', out: str | Path | None = None) -> tuple[CLIP, TrainConfig]:
-    "(model, config) of the run the later chapters study: `preset` in runs_dir(), trained first if unfinished; random weights under nbdev_test."
+    "(model, config) of the run the later chapters study: `preset` in runs_dir(), trained first if unfinished (random weights when `in_test()`)."
     cfg = PRESETS[preset]
     if in_test(): return create_model(cfg.clip_config()).to(get_device(device)).eval(), cfg   # mechanics only
     cfg = replace(cfg, out=str(out or runs_dir()/Path(cfg.out).name))
@@ -417,10 +413,22 @@ for bad, says in (('1e20', "argument --batch-size: '1e20' is not a whole number"
 test_eq(parse_args(['--batch-size', '-4']).batch_size, -4)                   # the range is check_config's to name
 
 # %% [markdown]
+# ## Every option
+#
+# Every field of `TrainConfig` is an option; the training chapter introduces the ones its recipe needs.
+# Here are all of them, with the value `--preset mini-cpu` gives and the help line `--help` prints (the
+# checks each one passes are in [training options](05g_options.ipynb)):
+
+# %%
+#| echo: false
+display(Markdown(markdown_table(['option', 'mini-cpu', 'what it sets'],
+                                [(f"`--{f.name.replace('_', '-')}`", f"`{getattr(PRESETS['mini-cpu'], f.name)!r}`", f.metadata['help'])
+                                 for f in fields(TrainConfig)], align='lll')))
+
+# %% [markdown]
 # ## What we measured
 #
-# Exact accumulation reproduces the whole-batch loss and gradients (to float32 rounding); the toy
-# run's loss falls and its held-out retrieval is far above chance; and the `mini-cpu` run, on the
+# The toy run's loss falls and its held-out retrieval is far above chance; and the `mini-cpu` run, on the
 # hardware named below, gives the held-out retrieval and wall time summarised here (all printed by
 # this run; the benchmark chapter compares our training step with open_clip's):
 

@@ -124,8 +124,9 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 5d | [The input pipeline](05d_loader.ipynb) (appendix) | `loader` | every kind of pairs decoded, augmented, tokenized and batched in `DataLoader` workers, the same batches with any number of them, `TrainBatches`, `make_datasets` |
 # | 5e | [Run folders](05e_run_folder.ipynb) (appendix) | `runfolder` | checkpoints written atomically and complete enough to resume bit for bit, one run per folder under a lock (links and other people's folders refused), the metrics log |
 # | 5f | [Retrieval](05f_retrieval.ipynb) | `retrieval` | held-out recall at k, image → text and text → image, beside chance; the held-out loss |
-# | 6 | [Training](06_train.ipynb) | `train` | AdamW, warm-up and cosine, mixed precision, exact accumulation, held-out retrieval, kill-and-resume checkpoints, DDP; your own pairs, fine-tuning, locked towers, refused mixed resumes |
-# | 6a | [A training run](06a_run.ipynb) | `run` | a toy run on scenes, the book's run on the emoji set, curves and `report.md`, the command line alone or under `torchrun`, `book_model` |
+# | 5g | [Training options](05g_options.ipynb) (appendix) | `options` | every training option checked before a run starts, refused with one line naming it; a resume refused when its settings differ from the run's |
+# | 6 | [Training](06_train.ipynb) | `train` | AdamW, warm-up and cosine, mixed precision, one exact step (accumulation included), the loop that repeats it (DDP, kill-and-resume, held-out retrieval), `TrainConfig` and its presets, fine-tuning and locked towers |
+# | 6a | [A training run](06a_run.ipynb) | `run` | a toy run on scenes, the book's run on the emoji set, curves and `report.md`, the command line alone or under `torchrun` and every option, `book_model` |
 # | 6b | [Your own data](06b_own_data.ipynb) (appendix) | – | a walk-through: digits and photos as CSV and shards, train, fine-tune, zero-shot, embed, export, `torchrun` |
 # | 7 | [Zero-shot classification](07_zeroshot.ipynb) | `zeroshot` | class names as a classifier, prompt ensembling, top-k and per-class recall, chance and the majority class, paired intervals |
 # | 7a | [Zero-shot on the book's tasks](07a_tasks.ipynb) | `tasks` | held-out emoji (skin tone, gender, kind) and scenes (colour, shape, count) on the book's model; one template against the ensemble |
