@@ -306,10 +306,8 @@ print(f"untrained, at the initial scale exp(logit_scale) = {small.logit_scale.ex
 
 # %% [markdown]
 # The update that follows: unscale (for float16), clip the gradient norm if asked, step,
-# advance the schedule, and clamp the temperature.
-#
-# > "The learnable temperature parameter τ was initialized to the equivalent of 0.07 … and clipped to
-# > prevent scaling the logits by more than 100" (§2.5)
+# advance the schedule, and clamp the temperature: the paper clips it so that the logits are never
+# scaled by more than 100 (§2.5, quoted in [the loss chapter](04_loss.ipynb)).
 #
 # The loss already never *uses* a scale above 100; clamping the parameter as well keeps it from
 # drifting upwards unseen, so that it can come back down as soon as the gradient asks.

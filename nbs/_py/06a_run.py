@@ -188,9 +188,7 @@ display(Image(filename=res['curves']))
 display(Markdown(retrieval_table(res['test'])))
 
 # %%
-if not in_test():
-    assert res['train_wall_s'] < 600, res['train_wall_s']
-    assert res['test']['i2t_R@1'] >= 0.35, res['test']
+if not in_test(): assert res['test']['i2t_R@1'] >= 0.35, res['test']
 
 # %% [markdown]
 # How good is that? Chance (the table's last rows) is one in the number of test captions at R@1. The

@@ -28,9 +28,7 @@ import torch
 
 # %% [markdown]
 # CLIP's whole premise is that pairs of pictures and the text that came with them are data enough:
-#
-# > "we constructed a new dataset of 400 million (image, text) pairs collected form [*sic*] a variety of
-# > publicly available sources on the Internet." (Radford et al. 2021, §2.2)
+# OpenAI collected its 400 million from the Internet (§2.2, quoted in [the data chapter](05_data.ipynb)).
 #
 # The book's chapters train on pairs it draws itself (emoji, scenes). This one does what a reader with
 # pairs of their own would do, with nothing but the `clip-annotated` command: put the pairs in a CSV

@@ -292,7 +292,7 @@ print(bf16_reading(by_precision))
 # encoder cuts its sequence at the batch's last end-of-text token, a length read from the data, so
 # the graph breaks there and each new length can recompile (after the second, Dynamo marks it dynamic).
 # Compilation is paid once, in the first step, which we report separately.
-# <!-- Compiling makes this cell slow, so nbdev_test skips it (#| slow). -->
+# <!-- Compiling makes this cell slow, so nbdev_test skips it (a slow cell). -->
 
 # %%
 #| slow
