@@ -274,7 +274,7 @@ text = ("**Liang et al. ask** whether the two modalities sit apart. **We measure
         "pairs: retrieval reads that difference, not closeness to one. ")
 before, after = verdict(share['random init']).split(':')[0], verdict(share['trained']).split(':')[0]
 if before.startswith('apart') and not after.startswith('apart'):
-    text += ("So in this book the gap is a property of the random start that training removed, not the gap Liang et al. "
+    text += ("So in this book the gap is mostly a property of the random start, which training nearly removed; it is not the gap Liang et al. "
              f"report in the released CLIP models; this model's learned logit scale ended at {scale:.1f} (from "
              f"{scale0:.1f}), well short of the 100 at which CLIP's is capped (Radford et al. 2021, §2.5), and their "
              "account ties the surviving gap to a low temperature; this chapter does not test that part.")
@@ -506,7 +506,8 @@ text = (f"In the matrix, numbers are counts and colour is the row fraction. The 
         f"called right on {recall[big]:.0%} of its {int(cm[big].sum())} pictures; its most common wrong answer is "
         f"'{task.labels[int(wrong.argmax())]}' ({wrong.max() / cm[big].sum():.0%} of the row).")
 display(Markdown(text))
-#
+
+# %% [markdown]
 # ## Which held-out emoji are retrieved worst, and why
 #
 # For every held-out picture, the rank of its own caption among all held-out captions (0 is a hit at
@@ -564,7 +565,8 @@ if novel.any() and (~novel).any():
     else:
         text += "The intervals do not single out unseen words as the main cause of the failures in this run."
     display(Markdown(text))
-#
+
+# %% [markdown]
 # ## Inside the ViT: attention over the patch grid
 #
 # The image embedding is read from the [class] token after the last layer; what the picture
@@ -699,10 +701,6 @@ print(f"mean per-picture correlation of [class] attention with ink per patch ove
 # A positive correlation says the [class] token reads the patches where the emoji is drawn rather than
 # the white margin; a value near zero says its attention does not follow the ink. At 16 patches that
 # is about as detailed a question as the maps can answer.
-#
-# `tests/test_viz.py` checks the rollout on hand-built maps, the shapes of `cls_attention`,
-# `modality_gap` on hand-made vectors, that `project_2d` is deterministic for a seed, and that recording
-# attention leaves `encode_image` unchanged, all on a random-weight MiniCLIP.
 #
 # ## What we measured
 #
