@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Limitations
 #
-# > The paper's own list of what CLIP does badly (counting, sensitivity to wording, learning from noisy captions) and one weakness later work found (binding attributes to objects): counting, binding and noise measured on the book's small models, wording left to the prompt-engineering chapter that measures it.
+# > Weak spots of CLIP, from the paper (counting, phrasing a task in words) and from later work (binding attributes to objects), plus a question of ours (what mismatched captions cost): counting, binding and noise measured on the book's small models, wording left to the prompt-engineering chapter that measures it.
 
 # %%
 #| default_exp limits
@@ -64,7 +64,7 @@ _ = seed_everything(0)
 # | struggles with systematic tasks such as counting | Counting | scenes MiniCLIP |
 # | (follow-up work) attributes bound to the wrong object | Attribute binding | scenes MiniCLIP |
 # | zero-shot accuracy depends on prompt wording | Prompt sensitivity (a pointer to [chapter 09](09_prompt_engineering.ipynb)) | emoji MiniCLIP, in chapter 09 |
-# | trained on unfiltered, noisy image–text pairs | Noisy supervision | five scenes runs |
+# | (our question) what do captions that belong to another picture cost? The paper calls its pairs unfiltered and uncurated (§6) | Noisy supervision | five scenes runs |
 
 # %%
 t_start = time.perf_counter()
@@ -443,9 +443,8 @@ display(Markdown(text))
 # measures this in one place, [Prompt engineering](09_prompt_engineering.ipynb), on the same emoji
 # MiniCLIP: the paper's comparisons with paired intervals, the spread over a dozen paraphrases of one
 # template on each held-out emoji task, ensembles of growing size, and the scene tasks where a prompt
-# must invent details. What it finds, and checks on every run, is that this model's best wording is
-# its training captions' own, not the paper's "a photo of a {}.", which no caption ever used. The
-# numbers live there, and are not repeated here.
+# must invent details. What it finds there is read from its own intervals, task by task; the numbers
+# live there, and are not repeated here.
 #
 # ## Noisy supervision
 #
