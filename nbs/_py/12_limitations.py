@@ -517,6 +517,7 @@ def noise_run(fraction: float, root: str | Path | None = None, seed: int = 0, **
 
 # %%
 class Toy(Dataset):
+    def __repr__(self): return 'Toy(100 numbered captions)'
     def __len__(self): return 100
     def __getitem__(self, i): return i, f'caption {i}'
 
