@@ -641,7 +641,7 @@ class TrainConfig:
 
 # %% [markdown]
 # `mini-cpu` is the run this book reports: MiniCLIP on the emoji pictures of the data
-# chapter, sized to finish within ten minutes on two CPU cores (the cell that trains it checks this).
+# chapter, sized to finish within minutes on two CPU cores (the run appendix prints how long it took).
 # It cuts the 48-pixel pictures into 12-pixel patches instead of MiniCLIP's 8, so the image tower
 # reads 16 patches instead of 36: a cheaper step, which buys the steps that held-out accuracy needs
 # (the efficiency chapter times this step on the machine at hand). `vit-b32-gpu` is the paper's

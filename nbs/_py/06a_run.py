@@ -197,8 +197,9 @@ if not in_test(): assert res['test']['i2t_R@1'] >= 0.35, res['test']
 # compose. But it also holds out a random part of the other emoji, and some of their names contain a
 # word that no training caption has (a country's flag, a zodiac sign). The embedding of a token that
 # never occurs in training never receives a gradient, so for such a caption the text tower has nothing
-# learned to go on. Counting them gives a ceiling on what any model trained on this split can do from
-# the words alone:
+# learned to go on beyond the caption's other words. Such captions are harder, not hopeless (retrieval
+# among the test captions can still go by a seen word such as "flag"); [chapter 13](13_visualize.ipynb)
+# measures how much harder. How many there are:
 
 # %%
 seen = set(tokenize([r.name for r in EmojiDataset('train', train=False).records], context_length=77, truncate=True).unique().tolist())

@@ -245,9 +245,12 @@ test_close(right.mean(), zs['digits']['top1'], eps=1e-6)
 # %% [markdown]
 # ## Zero-shot: wordings no caption used
 #
-# Zero-shot, in the paper's sense (§3.1.2; the [zero-shot chapter](07_zeroshot.ipynb) builds it), means
-# that the classifier is written by the text tower from class names in words the model was never trained
-# to pair with these pictures. Here that is a wording of the digits that none of the training captions used: the label
+# Zero-shot, as this book uses the word, means that the classifier is written by the text tower from
+# class names in prompts none of which is a training caption (the [zero-shot chapter](07_zeroshot.ipynb)
+# builds it). The two digits models did train on this data set, with the labels inside their captions,
+# so for them this is zero-shot only in that narrow sense, a new prompt; the paper's sense, transfer to
+# a data set never trained on (§3.1), holds only for `runs/mini`, which never saw a digit. The new
+# prompts are wordings of the digits that none of the training captions used: the label
 # alone (`3`), the word alone (`three`), and a sentence in other words (`a scan of the numeral 3`). The
 # cell checks that none of these prompts is a training caption, and lists the words of each that no
 # training caption contains. The same wordings go to the book's emoji model, `runs/mini`, which never saw
