@@ -700,8 +700,7 @@ display(Markdown(f"**Reading.** {arch_eq_reading} "
 # %% [markdown]
 # ## Learning rate, batch size and the number of negatives
 #
-# > "We use a very large minibatch size of 32,768." (Radford et al. 2021, §2.5)
-#
+# The paper trains with a very large batch, 32,768 pairs (§2.5, quoted in [the training chapter](06_train.ipynb)).
 # In a contrastive batch of B pairs every picture has B − 1 wrong captions to rule out, so the batch
 # size is also the number of negatives, and the paper's batch is enormous. On a laptop three sweeps of
 # the contrastive objective, with the race's seeds, take this apart:
