@@ -126,7 +126,7 @@ def test_the_output_scan(tmp_path):
 
 
 def _quoted_sentences(nb: Path) -> set[str]:
-    "Sentences (50+ characters) of the paper quoted in a notebook's markdown blockquotes (`> \"...\"`), normalised."
+    "Sentences (40+ characters) of the paper quoted in a notebook's markdown blockquotes (`> \"...\"`), normalised."
     out = set()
     for c in _cells(nb):
         if c['cell_type'] != 'markdown': continue
@@ -135,7 +135,7 @@ def _quoted_sentences(nb: Path) -> set[str]:
             if not text.startswith(('"', '“')): continue                       # a chapter's summary, not a quote
             for s in re.split(r'(?<=[.!?])\s+', text):
                 s = re.sub(r'\W+', ' ', s).strip().lower()
-                if len(s) >= 50: out.add(s[:80])
+                if len(s) >= 40: out.add(s[:80])
     return out
 
 
