@@ -24,4 +24,6 @@ def __getattr__(name: str):
     globals()[name] = value
     return value
 
-def __dir__(): return sorted([*globals(), *_WHERE])
+def __dir__():
+    "The names `dir(clip_annotated)` lists, tab completion's among them: the module's own and every public name."
+    return sorted([*globals(), *_WHERE])

@@ -149,8 +149,8 @@ test_fail(lambda: check_device('banana'), contains="--device 'banana': not a dev
 
 # %% [markdown]
 # The training chapter runs `check_config` on its presets and on broken settings, each refused with the
-# option's name; `tests/test_fuzz_options.py` feeds it generated command lines and requires that every
-# setting it accepts trains.
+# option's name. <!-- tests/test_fuzz_options.py feeds it generated command lines and requires that every
+# setting it accepts trains. -->
 #
 # ## Resuming only the same run
 #
@@ -208,9 +208,6 @@ test_fail(lambda: check_resume(dict(config=saved, data=dict(world_size=1)), Cfg(
           contains='--pretrained runs/x --out runs/x-finetuned')
 test_fail(lambda: check_resume(dict(config=saved, data=dict(world_size=2)), Cfg(lr=1e-3), Path('runs/x/checkpoint.pt')),
           contains='written by 2 process(es), this run has 1')
-
-# %% [markdown]
-# `tests/test_own_data.py` resumes a real run with another learning rate and requires the refusal.
 
 # %%
 _ = footer()

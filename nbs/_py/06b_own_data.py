@@ -366,7 +366,7 @@ display(Markdown(f"Training loss, mean over seeds, at the first step and over th
 #
 # `export` writes a run in the layouts the field's tools read: `--format hf` a folder that
 # `transformers.CLIPModel.from_pretrained` loads, `--format open_clip` a configuration and weights for
-# open_clip. `tests/test_export.py` checks that both give our embeddings to within $10^{-5}$; here a
+# open_clip, both giving our embeddings to within $10^{-5}$ <!-- tests/test_export.py -->; here a
 # spot check with `transformers`.
 
 # %%

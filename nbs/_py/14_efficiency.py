@@ -215,6 +215,7 @@ print(f"peak throughput {best['pairs_per_s']:.0f} pairs/s at batch {best['batch_
       f"memory x{sweep[-1]['memory_mib'] / sweep[0]['memory_mib']:.1f} ({grow * 1024:.0f} KiB per extra pair)")
 if not in_test(): assert sweep[-1]['memory_mib'] > sweep[0]['memory_mib']     # activations grow with the batch
 
+
 # %% [markdown]
 # ## Precision: float32, bfloat16 and float16 autocast
 #
@@ -246,6 +247,7 @@ def bf16_reading(by_precision: list[dict]) -> str:
     return (f"bfloat16 ran at {speed:.2f}x the speed of float32 {where}: " +
             ("faster, so here half precision pays in time as well as memory." if speed > 1 else
              "not faster, so here half precision pays in memory only."))
+
 
 # %%
 slow_bf16 = [dict(precision='fp32', step_s=1.0), dict(precision='bf16', step_s=2.0)]

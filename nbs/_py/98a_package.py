@@ -1,5 +1,5 @@
 # %% [markdown]
-# # The package: `import clip_annotated as clip`
+# # The package: import clip_annotated as clip
 #
 # > How the package's top level gives OpenAI's names (`clip.load`, `clip.tokenize`, ...) while staying light to import: each public name is imported from its chapter's module the first time it is used.
 
@@ -34,7 +34,9 @@ def __getattr__(name: str):
     globals()[name] = value
     return value
 
-def __dir__(): return sorted([*globals(), *_WHERE])
+def __dir__():
+    "The names `dir(clip_annotated)` lists, tab completion's among them: the module's own and every public name."
+    return sorted([*globals(), *_WHERE])
 
 
 # %% [markdown]
