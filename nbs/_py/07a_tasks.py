@@ -239,6 +239,7 @@ def zero_shot_templates(task: Task) -> list:
         raise ValueError(f"{task.name}: no template fills to no training caption; give the task new_templates that do not")
     return keep
 
+
 # %%
 test_eq(len(training_captions('scenes')), 3 * len(SHAPES) * len(COLORS) * 2 * 4)
 assert 'an emoji of man.' in training_captions('emoji') and 'a small red circle' in training_captions('scenes')
