@@ -17,7 +17,7 @@ from .zeroshot import (against_majority, baseline, classification_metrics, encod
 
 # %% auto #0
 __all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'NEAREST', 'Task', 'Labelled', 'emoji_task',
-           'caption_templates', 'scene_task', 'training_captions', 'caption_prompts', 'zero_shot_templates',
+           'caption_templates', 'scene_task', 'training_caption_set', 'caption_prompts', 'zero_shot_templates',
            'nearest_prompt_logits', 'rule_prompts', 'task_rules', 'own_captions', 'rule_logits', 'run_task',
            'training_caption_note', 'task_table', 'majority_table', 'ensembling_table', 'zero_shot_section',
            'confusion']
@@ -34,7 +34,7 @@ class Task:
     caption_templates: list = field(default_factory=list)   # prompts in the training captions' own form (optional)
     unseen_caption_templates: list = field(default_factory=list)   # those of them no held-out caption is written in
     captions: list = field(default_factory=list)   # per picture, the set of its own held-out captions (optional)
-    trained_on: str = ''       # 'emoji' or 'scenes': whose training captions `training_captions` checks the prompts against
+    trained_on: str = ''       # 'emoji' or 'scenes': whose training captions `training_caption_set` checks the prompts against
     new_templates: list = field(default_factory=list)   # zero-shot templates for when every template fills to a training caption
 
     @property
@@ -132,7 +132,7 @@ def scene_task(attribute: str, n: int = 400, image_size: int = 48, seed: int = S
 
 # %% ../nbs/07a_tasks.ipynb #16600360
 @functools.lru_cache(maxsize=None)
-def training_captions(kind: str) -> frozenset[str]:
+def training_caption_set(kind: str) -> frozenset[str]:
     "Every caption the training data of `kind` ('emoji': the training split; 'scenes': the scene grammar, one group) can show."
     if kind == 'emoji':
         return frozenset(t.format(r.name) for r in EmojiDataset('train', train=False).records for t in DEFAULT_TEMPLATES)
@@ -143,7 +143,7 @@ def training_captions(kind: str) -> frozenset[str]:
 
 def caption_prompts(task: Task, templates=None) -> int:
     "How many of the prompts `templates` (default: the task's) fill in for the task's classes are training captions."
-    captions = training_captions(task.trained_on)
+    captions = training_caption_set(task.trained_on)
     return sum(fill_template(t, c) in captions for t in (task.templates if templates is None else templates) for c in task.classnames)
 
 def zero_shot_templates(task: Task) -> list:

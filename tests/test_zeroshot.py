@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.zeroshot import classification_metrics, encode_texts, fill_template, zero_shot_classifier
-from clip_annotated.tasks import (caption_prompts, emoji_task, nearest_prompt_logits, scene_task, training_captions,
+from clip_annotated.tasks import (caption_prompts, emoji_task, nearest_prompt_logits, scene_task, training_caption_set,
                                   zero_shot_templates)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_cli_predict(run_dir, tmp_path):
 def test_zero_shot_templates_fill_to_no_training_caption(make, attribute):
     "What the book calls zero-shot (issue #27): no prompt of the zero-shot templates is a training caption of its model."
     task = make(attribute) if make is emoji_task else make(attribute, n=20)
-    captions = training_captions(task.trained_on)
+    captions = training_caption_set(task.trained_on)
     temps = zero_shot_templates(task)
     prompts = [fill_template(t, c) for t in temps for c in task.classnames]
     assert temps and not set(prompts) & captions, set(prompts) & captions
@@ -165,9 +165,9 @@ def test_zero_shot_templates_fill_to_no_training_caption(make, attribute):
 def test_training_captions_hold_the_training_data():
     from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
     from clip_annotated.scenes import SceneDataset
-    emoji = training_captions('emoji')
+    emoji = training_caption_set('emoji')
     rec = EmojiDataset('train', train=False).records[0]
     assert {t.format(rec.name) for t in DEFAULT_TEMPLATES} <= emoji and 'an emoji of man.' in emoji
     ds = SceneDataset(200, seed=0, train=True)            # the scenes model's training data (seed 0)
     single = [ds[i][1] for i in range(len(ds)) if len(ds.describe(i).objects) == 1]
-    assert single and set(single) <= training_captions('scenes')
+    assert single and set(single) <= training_caption_set('scenes')

@@ -76,7 +76,7 @@ class Task:
     caption_templates: list = field(default_factory=list)   # prompts in the training captions' own form (optional)
     unseen_caption_templates: list = field(default_factory=list)   # those of them no held-out caption is written in
     captions: list = field(default_factory=list)   # per picture, the set of its own held-out captions (optional)
-    trained_on: str = ''       # 'emoji' or 'scenes': whose training captions `training_captions` checks the prompts against
+    trained_on: str = ''       # 'emoji' or 'scenes': whose training captions `training_caption_set` checks the prompts against
     new_templates: list = field(default_factory=list)   # zero-shot templates for when every template fills to a training caption
 
     @property
@@ -206,7 +206,7 @@ test_fail(lambda: emoji_task('age'), contains="'age'")
 # The paper's zero-shot classifier meets class names it was not trained to label; this book holds its
 # own model to a literal version of that: a classifier is called **zero-shot** only if no prompt it fills in is, word for word, a caption of its model's
 # training data. A prompt that is a training caption asks the model to recall a pairing it was trained
-# on, not to transfer. `training_captions` gives the set of training captions a prompt is checked
+# on, not to transfer. `training_caption_set` gives the set of training captions a prompt is checked
 # against: for the emoji model, every training name in each of the six caption templates; for the
 # scenes model, every single-group caption the scene grammar can write ("a small red circle", "three
 # large blue stars"), in each of the three templates the scenes are trained with (a two-group caption
@@ -217,7 +217,7 @@ test_fail(lambda: emoji_task('age'), contains="'age'")
 # %%
 #| exports
 @functools.lru_cache(maxsize=None)
-def training_captions(kind: str) -> frozenset[str]:
+def training_caption_set(kind: str) -> frozenset[str]:
     "Every caption the training data of `kind` ('emoji': the training split; 'scenes': the scene grammar, one group) can show."
     if kind == 'emoji':
         return frozenset(t.format(r.name) for r in EmojiDataset('train', train=False).records for t in DEFAULT_TEMPLATES)
@@ -228,7 +228,7 @@ def training_captions(kind: str) -> frozenset[str]:
 
 def caption_prompts(task: Task, templates=None) -> int:
     "How many of the prompts `templates` (default: the task's) fill in for the task's classes are training captions."
-    captions = training_captions(task.trained_on)
+    captions = training_caption_set(task.trained_on)
     return sum(fill_template(t, c) in captions for t in (task.templates if templates is None else templates) for c in task.classnames)
 
 def zero_shot_templates(task: Task) -> list:
@@ -241,13 +241,13 @@ def zero_shot_templates(task: Task) -> list:
 
 
 # %%
-test_eq(len(training_captions('scenes')), 3 * len(SHAPES) * len(COLORS) * 2 * 4)
-assert 'an emoji of man.' in training_captions('emoji') and 'a small red circle' in training_captions('scenes')
+test_eq(len(training_caption_set('scenes')), 3 * len(SHAPES) * len(COLORS) * 2 * 4)
+assert 'an emoji of man.' in training_caption_set('emoji') and 'a small red circle' in training_caption_set('scenes')
 gender = emoji_task('gender')
 print('gender:', caption_prompts(gender), 'of', len(gender.templates) * len(gender.classnames),
       'prompts are training captions; zero-shot templates:', zero_shot_templates(gender))
 test_eq(caption_prompts(cnt), 280); test_eq(caption_prompts(cnt, zero_shot_templates(cnt)), 0)
-test_fail(lambda: training_captions('photos'), contains="'photos'")
+test_fail(lambda: training_caption_set('photos'), contains="'photos'")
 
 
 # %% [markdown]

@@ -154,10 +154,8 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
     from clip_annotated.core import markdown_table
     from clip_annotated.evalsets import PAPER_ZERO_SHOT
     paper = {**PAPER_CLAIMS, 'zs': PAPER_CLAIMS['zs'].format(imagenet=PAPER_ZERO_SHOT['ViT-L/14@336px']['imagenet'])}
-    pct = lambda x: f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"     # one format: 20.0%, 9.1%, 0.16%
-    chance = pct
-    ci = lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
-    link = lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)"
+    pct = chance = lambda x: f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"     # one format: 20.0%, 0.16%
+    ci, link = (lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"), (lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)")
     test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
     rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] * batch_size / res['train_items']:.0f} "
              f"passes over {res['train_items']:,} training emoji; the run's epoch is {res['steps_per_epoch']:,} batches), "
@@ -167,16 +165,14 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
                f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
     if zs:
         name = lambda z: {'emoji skin_tone': 'skin tone', 'emoji gender': 'gender', 'emoji category': 'kind of emoji'}.get(z['task'], z['task'])
-        top1 = lambda z: z.get('zero_shot_top1', z['ensemble_top1'])
+        top1, vs = (lambda z: z.get('zero_shot_top1', z['ensemble_top1'])), (lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else '')
         reading = lambda z: z['vs_majority']['reading'] if 'vs_majority' in z else (
             'above the majority class' if top1(z) > max(z['chance'], z['majority']) else 'not above the majority class')
-        vs = lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else ''
         rows.append(('zero-shot classification', paper['zs'],
                      '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
                                f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
-                     + (" (held-out emoji; the paper's averaged prompt ensemble over the templates that are no training "
-                        "caption; vs the majority class: difference and 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values())
-                        else " (held-out emoji, the paper's averaged prompt ensemble)"),
+                     + (" (held-out emoji; the paper's averaged prompt ensemble over the templates that are no training caption; "
+                        "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
                      'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
                                                      for r in dict.fromkeys(map(reading, zs.values())))
                      + f" ({link('Zero-shot', '07a_tasks')})"))
