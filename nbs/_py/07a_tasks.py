@@ -415,8 +415,8 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
             "spell no test caption, but every one of their prompts is a training caption: a nearest-training-caption "
             "rule, not zero-shot.\n\n"
             + task_table(results) +
-            "\nWhat ensembling changes, on the same pictures: all templates against the first one (both prompted with "
-            "training captions), the difference of the two top-1 accuracies with a 95% interval from a paired bootstrap "
+            "\nWhat ensembling changes, on the same pictures: all templates against the first one (the table above counts "
+            "the training captions among the prompts of each), the difference of the two top-1 accuracies with a 95% interval from a paired bootstrap "
             "over the pictures; 'pictures net' is the difference in pictures.\n\n"
             + ensembling_table(results))
     return text, results

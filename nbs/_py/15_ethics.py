@@ -120,13 +120,13 @@ test_eq(trained_on('ViT-B/32'), 'ViT-B/32 was trained on data this book has not 
 
 # %%
 #| exports
-def _pct(x: float) -> str: return f"{100 * x:.1f}%"
+def _pct(x: float) -> str: return f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"   # 20.0%, 0.16%
 
 def _other_rule(z: dict, k: str) -> str:
     "One non-headline rule of a zero-shot result, with how many of its prompts are training captions and what that makes it."
     own, cp = z.get('own_captions', {}), z.get('caption_prompts', {})
     notes = ([f"{training_caption_note(z, k)} prompts are training captions"] if cp.get(k) is not None else []) \
-            + ([f"{own[k]} of {z['n']} pictures {'has' if own[k] == 1 else 'have'} their own caption among them"] if own.get(k) else [])
+            + ([f"{own[k]} of {z['n']} pictures {'has its' if own[k] == 1 else 'have their'} own caption among them"] if own.get(k) else [])
     kind = ('caption retrieval, not zero-shot' if k == 'captions_nearest' else
             'nearest training caption, not zero-shot' if k == 'unseen_nearest' else
             'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else '')
