@@ -113,7 +113,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
         gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
         rows.append(('prompt ensembling over one template', paper['ens'],
                      '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
-                     " (all templates − the first; the full lists hold training captions, counted in the chapter; 95% paired "
+                     " (all templates − the first; the full lists include training captions, counted in the chapter; 95% paired "
                      "bootstrap over the held-out pictures)",
                      (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
                      + f" ({link('Zero-shot', '07a_tasks')})"))
