@@ -91,8 +91,9 @@ def test_readme_results_block_carries_the_majority():
 def _fake_results() -> dict:
     z = lambda task, classes, chance, majority, acc, reading, lo, hi: dict(
         task=task, n=400, classes=classes, chance=chance, majority=majority, majority_class='person', ensemble_top1=acc,
-        single_top1=acc, prompts={'single': 1, 'ensemble': 6, 'captions_mean': 300, 'captions_nearest': 300},
-        captions_mean_top1=0.6, captions_nearest_top1=0.8, own_captions={'single': 1, 'ensemble': 1, 'captions_mean': 290, 'captions_nearest': 290},
+        zero_shot_top1=acc, single_top1=acc, prompts={'zero_shot': 3, 'single': 1, 'ensemble': 6, 'captions_mean': 300, 'captions_nearest': 300},
+        captions_mean_top1=0.6, captions_nearest_top1=0.8, own_captions={'zero_shot': 0, 'single': 1, 'ensemble': 1, 'captions_mean': 290, 'captions_nearest': 290},
+        caption_prompts={'zero_shot': 0, 'single': classes, 'ensemble': 2 * classes, 'captions_mean': 300 * classes, 'captions_nearest': 300 * classes},
         ensembling=dict(diff=0.0, lo=-0.01, hi=0.01, excludes_zero=False),
         vs_majority=dict(diff=acc - majority, lo=lo, hi=hi, reading=reading))
     return dict(steps=10, steps_per_epoch=5, train_items=40, parameters=8e6, train_wall_s=60.0, hardware='a test machine',
@@ -106,7 +107,8 @@ def test_paper_table_reports_every_task_with_its_majority():
     from clip_annotated.cli import paper_table
     t = paper_table(_fake_results(), 128)
     assert not missing_majority(t, strict=True), t
-    assert 'kind of emoji 16.0% (11 classes, chance 9.1%, majority class 63.0%: below the majority class)' in t, t
+    assert 'kind of emoji 16.0% (11 classes, chance 9.1%, majority class 63.0%: below the majority class -47.0 [-50.0, -44.0] points)' in t, t
+    assert "templates that are no training caption" in t, t
 
 
 def test_model_card_reports_every_task_with_its_majority(tmp_path):

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.zeroshot import classification_metrics, encode_texts, zero_shot_classifier
-from clip_annotated.tasks import emoji_task, nearest_prompt_logits
+from clip_annotated.zeroshot import classification_metrics, encode_texts, fill_template, zero_shot_classifier
+from clip_annotated.tasks import (caption_prompts, emoji_task, nearest_prompt_logits, scene_task, training_caption_set,
+                                  zero_shot_templates)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ['--model-overrides', json.dumps(dict(vision_layers=1, transformer_layers=1, vision_patch_size=12)),
@@ -53,7 +54,7 @@ def test_reproduce_writes_report_with_zero_shot(run_dir):
     res = json.loads((run_dir / 'results.json').read_text())
     assert res['steps'] == 4 and {r['task'] for r in res['zeroshot']} == {'emoji skin_tone', 'emoji gender', 'emoji category'}
     tone = next(r for r in res['zeroshot'] if r['task'] == 'emoji skin_tone')
-    assert tone['chance'] == 0.2 and set(tone['prompts']) == {'single', 'ensemble', 'captions_mean', 'captions_nearest', 'unseen_nearest'}
+    assert tone['chance'] == 0.2 and set(tone['prompts']) == {'zero_shot', 'single', 'ensemble', 'captions_mean', 'captions_nearest', 'unseen_nearest'}
     assert tone['own_captions']['unseen_nearest'] == 0 and tone['vs_majority']['reading'].endswith('majority class')
 
 
@@ -147,3 +148,26 @@ def test_cli_predict(run_dir, tmp_path):
     assert len(lines) == 3 and abs(sum(float(l.split('%')[0]) for l in lines) - 100) < 0.1
     r = _cli('predict', tmp_path / 'missing.png', 'a cat', '--model', run_dir, cwd=tmp_path)
     assert r.returncode != 0 and 'missing.png' in r.stderr
+
+
+@pytest.mark.parametrize('make,attribute', [(emoji_task, 'skin_tone'), (emoji_task, 'gender'), (emoji_task, 'category'),
+                                            (scene_task, 'color'), (scene_task, 'shape'), (scene_task, 'count')])
+def test_zero_shot_templates_fill_to_no_training_caption(make, attribute):
+    "What the book calls zero-shot (issue #27): no prompt of the zero-shot templates is a training caption of its model."
+    task = make(attribute) if make is emoji_task else make(attribute, n=20)
+    captions = training_caption_set(task.trained_on)
+    temps = zero_shot_templates(task)
+    prompts = [fill_template(t, c) for t in temps for c in task.classnames]
+    assert temps and not set(prompts) & captions, set(prompts) & captions
+    assert caption_prompts(task, temps) == 0 and caption_prompts(task) > 0      # the full template list has some
+
+
+def test_training_captions_hold_the_training_data():
+    from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
+    from clip_annotated.scenes import SceneDataset
+    emoji = training_caption_set('emoji')
+    rec = EmojiDataset('train', train=False).records[0]
+    assert {t.format(rec.name) for t in DEFAULT_TEMPLATES} <= emoji and 'an emoji of man.' in emoji
+    ds = SceneDataset(200, seed=0, train=True)            # the scenes model's training data (seed 0)
+    single = [ds[i][1] for i in range(len(ds)) if len(ds.describe(i).objects) == 1]
+    assert single and set(single) <= training_caption_set('scenes')

@@ -117,7 +117,8 @@ with torch.no_grad():
 test_close(W, torch.stack(naive, dim=1), eps=1e-5)
 test_eq(W.shape, (m.text_projection.shape[1], 3))
 test_close(zero_shot_classifier(m, classes, ['{}']), encode_texts(m, classes).T, eps=1e-6)
-print("classifier == the naive per-template computation;", W.shape, "columns of unit length:", W.norm(dim=0))
+print("classifier == the naive per-template computation;", tuple(W.shape), "column norms:",
+      ', '.join(f"{v:.3f}" for v in W.norm(dim=0).tolist()))
 
 
 # %% [markdown]

@@ -17,7 +17,9 @@ import json
 from pathlib import Path
 import torch
 from clip_annotated.core import hardware
-from clip_annotated.tasks import METHODS
+from clip_annotated.data import EmojiDataset
+from clip_annotated.tokenizer import tokenize
+from clip_annotated.tasks import METHODS, training_caption_note
 
 # %%
 #| hide
@@ -32,11 +34,11 @@ from clip_annotated.core import footer, in_test, no_headings
 from clip_annotated.run import book_model, runs_dir
 
 # %% [markdown]
-# > "CLIP allows people to design their own classifiers and removes the need for task-specific
-# > training data." (Radford et al. 2021, §7)
+# > "CLIP makes it possible to easily create your own classes for categorization ('roll your own
+# > classifier') without a need for re-training." (Radford et al. 2021, §7)
 #
-# The same paragraph goes on to say that how those classes are written shapes both accuracy and bias.
-# The paper's §7 makes two points that matter for anyone who uses a model trained with this book's
+# That freedom is the zero-shot classifier of chapter 7, and it is also the problem: whoever writes the
+# classes decides what the model is asked about people. The paper's §7 makes two points that matter for anyone who uses a model trained with this book's
 # code. First, zero-shot classification hands the choice of classes to the user, and with it the
 # responsibility for what those classes say about people: the paper shows that adding or removing a
 # label (its "crime-related" and "non-human" categories on FairFace) changes how often pictures of
@@ -118,22 +120,39 @@ test_eq(trained_on('ViT-B/32'), 'ViT-B/32 was trained on data this book has not 
 
 # %%
 #| exports
-def _pct(x: float) -> str: return f"{100 * x:.1f}%"
+def _pct(x: float) -> str: return f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"   # 20.0%, 0.16%
+
+def _other_rule(z: dict, k: str) -> str:
+    "One non-headline rule of a zero-shot result, with how many of its prompts are training captions and what that makes it."
+    own, cp = z.get('own_captions', {}), z.get('caption_prompts', {})
+    notes = ([f"{training_caption_note(z, k)} prompts are training captions"] if cp.get(k) is not None else []) \
+            + ([f"{own[k]} of {z['n']} pictures {'has its' if own[k] == 1 else 'have their'} own caption among them"] if own.get(k) else [])
+    kind = ('caption retrieval, not zero-shot' if k == 'captions_nearest' else
+            'nearest training caption, not zero-shot' if k == 'unseen_nearest' else
+            'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else '')
+    inner = '; '.join(notes) + (f": {kind}" if kind else '')
+    return f"{METHODS.get(k, k)} {_pct(z[f'{k}_top1'])}" + (f" ({inner})" if inner else '')
 
 def zero_shot_line(z: dict) -> str:
-    "One task's zero-shot result for a model card: the paper's averaged ensemble beside chance and the majority class, then the other rules, labelled."
+    "One task's zero-shot result for a model card: the zero-shot classifier beside chance and the majority class, then the other rules, labelled."
     v = z.get('vs_majority')
-    text = (f"{_pct(z['ensemble_top1'])} top-1 with the paper's averaged prompt ensemble ({z['n']} pictures, {z['classes']} classes); "
+    head = 'zero_shot' if 'zero_shot_top1' in z else 'ensemble'     # results written before the zero-shot templates
+    text = (f"{_pct(z[f'{head}_top1'])} top-1 with the paper's averaged prompt ensemble"
+            + (" over the templates that fill to no training caption" if head == 'zero_shot' else '')
+            + f" ({z['n']} pictures, {z['classes']} classes); "
             f"chance {_pct(z['chance'])}, majority class {_pct(z['majority'])}"
             + (f" (always answering {z['majority_class']!r})" if 'majority_class' in z else '')
             + (f": {v['reading']}, {100 * v['diff']:+.1f} points [{100 * v['lo']:+.1f}, {100 * v['hi']:+.1f}] (paired bootstrap)" if v else '')
             + '.')
-    own = z.get('own_captions', {})
-    others = [f"{METHODS.get(k, k)} {_pct(z[f'{k}_top1'])}"
-              + (f" ({own[k]} of {z['n']} pictures have their own caption among its prompts"
-                 + (": caption retrieval, not zero-shot)" if 'nearest' in k else ")") if own.get(k) else '')
-              for k in z['prompts'] if k != 'ensemble']
+    others = [_other_rule(z, k) for k in z['prompts'] if k != head]
     return text + (f" Other prompt rules, for reference (none chosen on these pictures): {'; '.join(others)}." if others else '')
+
+def unseen_token_captions() -> tuple[int, int]:
+    "(k, n): k of the n held-out emoji captions contain a token that no training caption has (as in the training chapter)."
+    seen = set(tokenize([r.name for r in EmojiDataset('train', train=False).records], context_length=77, truncate=True).unique().tolist())
+    names = [r.name for r in EmojiDataset('test', train=False).records]
+    rows = tokenize(names, context_length=77, truncate=True)
+    return sum(not set(row.tolist()) <= seen for row in rows), len(names)
 
 def model_card(run: str | Path) -> str:
     "Markdown model card of the run in folder `run`, built from its checkpoint and results.json (written to model_card.md)."
@@ -154,7 +173,8 @@ def model_card(run: str | Path) -> str:
              f"{cfg['lr']:g}, weight decay {cfg['weight_decay']}, seed {cfg['seed']}, {ck['wall_s']:.0f} s of training.", "",
              "## Intended use",
              "- Teaching and research on how contrastive language-image pre-training works: retrieval and zero-shot "
-             + ("classification on the data described below." if own else "classification of emoji-like drawings and procedural scenes."),
+             + ("classification on the data described below." if own else "classification of procedural scenes of shapes."
+                if cfg.get('data') == 'scenes' else "classification of emoji-like drawings."),
              "- Not intended for decisions about people or for any deployed system" + ("." if own else ", nor for photographs."), "",
              "## Training data"]
     if own:                                # the user's pairs: what the run's own record says of them
@@ -163,6 +183,9 @@ def model_card(run: str | Path) -> str:
         lines += [f"- {own['source']}: {count(own['train_items'], 'training pairs')}{skipped('train_skipped')}.",
                   f"- Held out: {own['held_out']}, {count(own['held_out_items'], 'pairs')}{skipped('held_out_skipped')}." if own['held_out']
                   else "- Held out: none (no --val-data), so nothing below measures generalisation.", ""]
+    elif cfg.get('data') == 'scenes':
+        lines += ["- Procedural scenes of coloured shapes on white with generated captions (scenes chapter). No photographs "
+                  "and no real people.", ""]
     else:
         held = f"{res['test']['n_images']:,}" if 'test' in res else 'some'
         lines += ["- OpenMoji drawings of Unicode emoji (CC BY-SA 4.0) with captions from their Unicode names; a fixed split "
@@ -170,7 +193,7 @@ def model_card(run: str | Path) -> str:
                   "never appeared with). No photographs and no real people.", ""]
     if 'test' in res:
         t = res['test']
-        lines += [f"## Measured (held-out {'pairs' if own else 'emoji'})",
+        lines += [f"## Measured (held-out {'pairs' if own else 'scenes' if cfg.get('data') == 'scenes' else 'emoji'})",
                   f"- Retrieval, all {t['n_images']} pictures against all captions: image→text R@1 {_pct(t['i2t_R@1'])}, "
                   f"R@5 {_pct(t['i2t_R@5'])}; text→image R@1 {_pct(t['t2i_R@1'])} (chance {_pct(t['i2t_chance@1'])})."]
         for z in res.get('zeroshot', []):
@@ -179,14 +202,18 @@ def model_card(run: str | Path) -> str:
     if own: lines += ["## Limits and biases", "- Not measured here beyond held-out retrieval: a model inherits the "
                       "biases of its pictures and captions, and of the weights it started from (`--pretrained`).", "",
                       f"Hardware of this card's writing: {hardware()}.", ""]
-    else: lines += ["## Limits and biases",
-              "- About a fifth of the held-out captions contain a word no training caption has; the text tower has "
-              "nothing learned for such words (training chapter).",
-              "- The gender-neutral drawings of an occupation resemble the men's more than the women's, so a probe of an "
-              "occupation's plain name measures that design as well as the model, and must control for it (bias chapter).",
+    else:
+        k, n = unseen_token_captions() if cfg.get('data') != 'scenes' else (0, 0)
+        lines += ["## Limits and biases",
+              *([f"- {k} of the {n:,} held-out captions ({k / n:.0%}) contain a token no training caption has; the text "
+                 "tower has nothing learned for such tokens (training chapter)."] if n else []),
+              *(["- The gender-neutral drawings of an occupation resemble the men's more than the women's, so a probe of an "
+                 "occupation's plain name measures that design as well as the model, and must control for it (bias chapter)."]
+                if cfg.get('data') != 'scenes' else []),
               *([f"- Bias probe with a controlled skew (bias chapter, run by `make reproduce`): {res['bias']['summary']}."]
                 if 'bias' in res else []),
-              "- Weak at counting and at binding attributes to objects (limitations chapter, on the scenes model).",
+              "- Counting and binding attributes to objects are not measured on this model; the limitations chapter "
+              "finds them weak on a different model, the book's scenes model.",
               "- Measured on drawings only: nothing here predicts behaviour on photographs of people.", "",
               f"Hardware of this card's writing: {hardware()}.", ""]
     text = '\n'.join(lines)
