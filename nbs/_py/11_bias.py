@@ -501,7 +501,9 @@ if not in_test():                                  # for the landing page: the e
 def _verdict(r: dict, what: str) -> str:
     says = f"{what}: {both(r)}"
     if not r['excludes_zero']:
-        return says + ": not found (" + ("neither interval excludes" if r['lo'] <= 0 <= r['hi'] else "the pictures' interval includes") + " zero)"
+        seeds_in, pictures_in = r['lo'] <= 0 <= r['hi'], r['data_lo'] <= 0 <= r['data_hi']
+        return says + ": not found (" + ("neither interval excludes zero" if seeds_in and pictures_in else
+                                         "the seeds' interval includes zero" if seeds_in else "the pictures' interval includes zero") + ")"
     return says + f": found, {'a loss' if r['gap'] < 0 else 'a gain'} of separation (both intervals exclude zero)"
 def _built_in(r: dict) -> str:
     "What the balanced arm's own excess says: nothing was skewed in its captions, so an excess is built into the pictures."

@@ -82,8 +82,9 @@ print(f"scenes model: {cfg_s.model} {cfg_s.model_overrides}, {cfg_s.steps} steps
 # A count is not a thing in the picture the way a colour is: to say "three" the image tower has to
 # keep a tally across positions, and the caption only rewards it when the other words do not already
 # single out the picture. The zero-shot chapter's `scene_task('count')` asks exactly this of held-out
-# scenes with one group of 1 to 4 identical shapes, with prompts that spell out the rest of the group
-# ("three small red circles"), averaged over every size, colour and shape. We compare it with the colour
+# scenes with one group of 1 to 4 identical shapes. Its zero-shot classifier averages prompts that spell
+# out the rest of the group without the size word every training caption has ("three red circles"), so
+# that no prompt is a training caption (the zero-shot chapter checks this). We compare it with the colour
 # and shape questions on the same kind of scenes, and break counting down by the true count.
 #
 # First the check that the task asks what we think: every label is the count in the scene's own
@@ -111,10 +112,10 @@ test_close(per_class_accuracy(torch.tensor([[3, 1], [0, 2]])), torch.tensor([0.7
 
 # %%
 task_res = {a: run_task(model_s, t, progress=False) for a, t in tasks.items()}
-C_count = confusion(model_s, tasks['count'])
+C_count = confusion(model_s, tasks['count'], 'zero_shot')
 count_acc = per_class_accuracy(C_count)
 for a, r in task_res.items():
-    print(f"{a:6} top-1 {r['ensemble_top1']:6.1%}   chance {r['chance']:5.1%}   majority class {r['majority']:5.1%}   ({r['n']} scenes)")
+    print(f"{a:6} top-1 {r['zero_shot_top1']:6.1%}   chance {r['chance']:5.1%}   majority class {r['majority']:5.1%}   ({r['n']} scenes)")
 print('count accuracy by true count:', ', '.join(f'{k + 1}: {v:.1%}' for k, v in enumerate(count_acc.tolist())))
 print('confusion (rows: true 1..4, columns: predicted 1..4):')
 print(C_count.numpy())
@@ -125,7 +126,7 @@ print(C_count.numpy())
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 ax = axes[0]
 names = list(task_res)
-ax.bar(names, [100 * task_res[a]['ensemble_top1'] for a in names], color=['tab:red', 'tab:blue', 'tab:gray'])
+ax.bar(names, [100 * task_res[a]['zero_shot_top1'] for a in names], color=['tab:red', 'tab:blue', 'tab:gray'])
 for j, a in enumerate(names):
     ax.hlines(100 * task_res[a]['chance'], j - 0.4, j + 0.4, colors='k', linestyles='--', label='chance' if j == 0 else None)
     ax.hlines(100 * task_res[a]['majority'], j - 0.4, j + 0.4, colors='tab:orange', linestyles=':', lw=2,
@@ -152,7 +153,7 @@ def skill(acc: float, chance: float) -> float:
 
 def listing(xs: list[str]) -> str: return xs[0] if len(xs) == 1 else ', '.join(xs[:-1]) + ' and ' + xs[-1]
 
-acc = {a: r['ensemble_top1'] for a, r in task_res.items()}
+acc = {a: r['zero_shot_top1'] for a, r in task_res.items()}
 ch = {a: r['chance'] for a, r in task_res.items()}
 maj = {a: r['majority'] for a, r in task_res.items()}
 hard = [a for a in acc if skill(acc[a], ch[a]) < 0.5]          # less than halfway from chance to always right
@@ -549,7 +550,7 @@ for p in fractions:
     noise_cfgs.append(run_cfg)
     color = run_task(m, scene_task('color', n=N, image_size=m.visual.input_resolution), progress=False)
     noise.append(dict(p=p, r1=summary['test']['i2t_R@1'], r1_chance=summary['test']['i2t_chance@1'], steps=summary['steps'],
-                      color=color['ensemble_top1'], color_chance=color['chance'], color_majority=color['majority'],
+                      color=color['zero_shot_top1'], color_chance=color['chance'], color_majority=color['majority'],
                       n=color['n']))
     print(f"shuffled {p:4.0%}: {summary['steps']} steps of {run_cfg.batch_size}; held-out i2t R@1 {noise[-1]['r1']:6.1%} "
           f"(chance {noise[-1]['r1_chance']:.1%}), zero-shot colour {noise[-1]['color']:6.1%} "

@@ -463,14 +463,14 @@ plt.show()
 # %% [markdown]
 # ## Where it fails: the category confusion matrix
 #
-# The zero-shot category task of the zero-shot chapter (11 kinds of emoji, prompt ensemble) as counts of
+# The zero-shot category task of the zero-shot chapter (11 kinds of emoji; the mean of its templates that are no training caption) as counts of
 # (true, predicted), normalised by row so that the diagonal is each category's recall.
 
 # %%
 #| fig-cap: "Row-normalised confusion matrix of the zero-shot category task on held-out emoji, with counts in the cells."
 #| fig-alt: "An 11 by 11 heat map of true category, with its count, against predicted category, each non-empty cell printed with its count and shaded by its share of the row. The diagonal is dark only in a few rows; the largest row, person, is spread over many predicted categories. The lines under the figure give accuracy, chance, the majority class and each category's recall."
 task = emoji_task('category')
-cm = confusion(model, task, 'ensemble').float()
+cm = confusion(model, task, 'zero_shot').float()
 recall = cm.diagonal() / cm.sum(1).clamp(min=1)
 frac = cm / cm.sum(1, keepdim=True).clamp(min=1)
 fig, ax = plt.subplots(figsize=(8, 6.8))
