@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import Dataset
 from .core import markdown_table
-from .tasks import Task
+from .tasks import Task, zero_shot_templates
 from .zeroshot import encode_images, percentile_interval, zero_shot_classifier, zero_shot_logits
 
 # %% auto #0
@@ -187,7 +187,8 @@ def probe_task(model, task: Task, fractions=(0.5, 0.2, 0.3), ks=None, draws: int
     "Zero-shot vs k-shot and full-data linear probes on `task`'s pictures, split per class by `fractions` with `seed`."
     X, y = extract_features(model, task.dataset, device=device)
     tr, va, te = stratified_split(y, fractions, seed)
-    W = zero_shot_classifier(model, task.classnames, task.templates, device=device)
+    templates = zero_shot_templates(task) if task.trained_on else task.templates    # no prompt a training caption
+    W = zero_shot_classifier(model, task.classnames, templates, device=device)
     zs_right = zero_shot_logits(torch.from_numpy(X[te]), W).argmax(1).numpy() == y[te]     # [N_test] bool
     curve = k_shot_curve(X[tr], y[tr], X[va], y[va], X[te], y[te], ks=ks, draws=draws, Cs=Cs, seed=seed,
                          zero_shot_correct=zs_right, chance=task.chance, name=task.name)

@@ -40,7 +40,7 @@ from clip_annotated.evalsets import EVALSETS, PAPER_ROBUSTNESS, load_evalset
 from clip_annotated.core import footer, in_test, pick, seed_everything
 from clip_annotated.data import EmojiDataset
 from clip_annotated.run import book_model
-from clip_annotated.tasks import emoji_task
+from clip_annotated.tasks import emoji_task, zero_shot_templates
 from clip_annotated.zeroshot import evaluate, zero_shot_classifier, zero_shot_logits
 from clip_annotated.zeroshot import baseline, percentile_interval
 from clip_annotated.probe import (extract_features, fit_linear_probe, sample_k_shot, stratified_split,
@@ -421,7 +421,7 @@ print(f"slope {line[0]:.2f}, intercept {line[1]:.2f}")
 # `mini-cpu` run (`book_model()`). <!-- Under nbdev_test a 3-step stand-in, so no number below means
 # anything there. -->
 #
-# For each task, everything is computed once: the zero-shot classifier (the task's template ensemble),
+# For each task, everything is computed once: the zero-shot classifier (the mean of the task's templates that fill to no training caption),
 # the probe and the CNN family from the training split, CLIP features of the test pictures in each of
 # the six conditions (as drawn, and five shifts), and every model's accuracy in every condition.
 # Probes on 1, 4, 16 and 64 labeled training pictures per class are measured too, the analogue of the
@@ -461,8 +461,8 @@ for a in task_names:
     inputs = shifted_inputs(x_test)
     feats = {c: extract_features(model, torch.utils.data.TensorDataset(v, y_test))[0] for c, v in inputs.items()}
     res = {}                  # model name -> {condition -> right answers [N]}
-    # zero-shot: class names only
-    W = zero_shot_classifier(model, test_task.classnames, test_task.templates)
+    # zero-shot: class names only, in templates that fill to no training caption (the zero-shot chapter's rule)
+    W = zero_shot_classifier(model, test_task.classnames, zero_shot_templates(test_task))
     res['zero-shot CLIP'] = {c: right_answers(zero_shot_logits(torch.from_numpy(f), W).argmax(1), y_test) for c, f in feats.items()}
     # linear probes on CLIP features of the training split
     Xtr, ytr = extract_features(model, PixelDataset(x_train, y_train))
