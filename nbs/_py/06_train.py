@@ -189,9 +189,11 @@ ax.set(xlabel='step', ylabel='learning rate', title=f"warm-up over {cfg_plot.war
 # On a GPU the forward and backward passes run under `torch.autocast` in bfloat16 where the GPU has it
 # and float16 otherwise; float16's narrow exponent range needs a `GradScaler`, which multiplies the
 # loss before the backward pass so that small gradients do not underflow and divides them again before
-# the step (skipping steps whose gradients overflowed). The weights and Adam's statistics stay float32.
+# the step (skipping steps whose gradients overflowed). The weights and Adam's statistics stay float32
+# (the paper also kept Adam's statistics in half precision to save memory, §2.5; we do not).
 # On a CPU we train in float32 by default: bfloat16 autocast is available (`precision='bf16'`) and
-# saves memory, but on CPUs without bfloat16 matrix units it is not faster. The loss itself is always
+# saves memory, but whether it is faster depends on the CPU, which [the efficiency
+# chapter](14_efficiency.ipynb) measures. The loss itself is always
 # computed in float32 (see the loss chapter). `resolve_precision` turns the `precision` option into a
 # dtype, and the preliminaries' `autocast(device, dtype)` makes the context the training step runs in.
 

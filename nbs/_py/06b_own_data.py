@@ -362,6 +362,11 @@ display(Markdown(f"Training loss, mean over seeds, at the first step and over th
                  f"(from scratch) and {100 * zs['digits-ft']['top1']:.1f}% (fine-tuned) with the training caption."))
 
 # %% [markdown]
+# Why the fine-tuned runs trail here: the emoji model starts confident and wrong on handwritten digits
+# (its first loss, printed above, is far above an untrained model's, the logarithm of the batch size),
+# and a hundred steps go into undoing that before they can teach digits. The verdict is about this short
+# budget on this small set, not about fine-tuning in general.
+#
 # ## Sharing the model
 #
 # `export` writes a run in the layouts the field's tools read: `--format hf` a folder that

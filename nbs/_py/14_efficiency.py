@@ -37,7 +37,7 @@ from clip_annotated.train import PRESETS
 # > Transformer took 12 days on 256 V100 GPUs." (Radford et al. 2021, §2.5)
 #
 # CLIP's results were bought with compute, and the paper spends a paragraph on how it saved some
-# (§2.5, quoted in [the training chapter](06_train.ipynb)): mixed precision, gradient checkpointing, half-precision optimiser statistics. Whether a trick pays
+# (§2.5; [the training chapter](06_train.ipynb) quotes its first sentence): mixed precision, gradient checkpointing, half-precision optimiser statistics. Whether a trick pays
 # depends on the hardware: bfloat16 halves the bytes everywhere, but only runs faster where there are
 # units that multiply bfloat16 (recent GPUs, CPUs with AMX or AVX-512 BF16); `torch.compile` fuses the
 # small element-wise operations between matrix products, which matters most where those operations,

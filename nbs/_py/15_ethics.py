@@ -40,9 +40,10 @@ from clip_annotated.run import book_model, runs_dir
 # That freedom is the zero-shot classifier of chapter 7, and it is also the problem: whoever writes the
 # classes decides what the model is asked about people. The paper's §7 makes two points that matter for anyone who uses a model trained with this book's
 # code. First, zero-shot classification hands the choice of classes to the user, and with it the
-# responsibility for what those classes say about people: the paper shows that adding or removing a
-# label (its "crime-related" and "non-human" categories on FairFace) changes how often pictures of
-# people from different groups land in them. The [bias chapter](11_bias.ipynb) probes the mechanism
+# responsibility for what those classes say about people: the paper shows that, with "crime-related"
+# and "non-human" categories among the classes, pictures of people from some groups of FairFace land in
+# them more often than others, and that adding a "child" category sharply reduced how many pictures of
+# people under 20 landed there (§7.1). The [bias chapter](11_bias.ipynb) probes the mechanism
 # on our data, with a skew we put in ourselves, and says with intervals whether the probe can tell the
 # skewed runs from their balanced twins.
 #
