@@ -8,11 +8,12 @@ import argparse, math, platform, random, time, warnings
 import torch
 from .core import hardware
 from .tokenizer import SimpleTokenizer, tokenize
+from .run import in_ipython
 
 # %% auto #0
 __all__ = ['BENCHES', 'best_time', 'report', 'import_open_clip', 'make_captions', 'bench_tokenizer', 'bench_encoders',
            'open_clip_config', 'train_sides', 'check_train_step', 'bench_train', 'open_clip_twin', 'bench_zeroshot',
-           'main', 'in_ipython']
+           'main']
 
 # %% ../nbs/99_bench.ipynb #11e059ff
 def best_time(fn, repeats: int = 3, setup=None) -> float:
@@ -338,9 +339,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return [BENCHES[name](repeats=args.repeats) for name in (args.only or BENCHES)]
 
 # %% ../nbs/99_bench.ipynb #32a841cb
-def in_ipython() -> bool:
-    "True inside an IPython shell (Jupyter, nbdev_test), where `__name__ == '__main__'` as well."
-    import builtins
-    return hasattr(builtins, 'get_ipython')
-
 if __name__ == '__main__' and not in_ipython(): main()

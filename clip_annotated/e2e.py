@@ -8,7 +8,8 @@ import argparse, contextlib, json, os, platform, re, time
 from pathlib import Path
 import torch
 from .core import hardware
-from .bench import in_ipython, open_clip_config
+from .bench import open_clip_config
+from .run import in_ipython
 
 # %% auto #0
 __all__ = ['E2E_SETTINGS', 'E2E_MODEL_NAME', 'E2E_ARMS', 'E2E_CHANGES', 'e2e_config', 'e2e_warmup', 'parse_e2e_arm',

@@ -4,7 +4,7 @@
 
 # %% ../nbs/99a_gpucheck.ipynb #d97dcbb0
 from __future__ import annotations
-import argparse, builtins, gc, json, os, platform, re, shutil, signal, statistics, subprocess, sys, time
+import argparse, gc, json, os, platform, re, shutil, signal, statistics, subprocess, sys, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import torch
@@ -14,7 +14,7 @@ from .tokenizer import tokenize
 from .model import CONFIGS, CLIPConfig, create_model
 from .runfolder import read_metrics
 from .train import resolve_precision
-from .run import parse_args, runs_dir
+from .run import in_ipython, parse_args, runs_dir
 from .efficiency import GPU_CHECK, gpu_check_table
 from .objectives import clip_forward_flops, training_flops
 from .bench import check_train_step, make_captions, open_clip_twin, train_sides
@@ -392,4 +392,4 @@ def main(argv: list[str] | None = None) -> dict:
     argv, debug = wants_debug(sys.argv[1:] if from_shell else list(argv))
     return run_command('gpu-check', _main, argv, from_shell=from_shell, debug=debug)
 
-if __name__ == '__main__' and not hasattr(builtins, 'get_ipython'): main()
+if __name__ == '__main__' and not in_ipython(): main()

@@ -8,7 +8,8 @@ import argparse, json, os, platform, tempfile
 from pathlib import Path
 import torch
 from .core import hardware, markdown_table
-from .bench import in_ipython, make_captions
+from .bench import make_captions
+from .run import in_ipython
 
 # %% auto #0
 __all__ = ['LOADER_KINDS', 'loader_photos', 'write_loader_files', 'time_batches', 'ours_loader_speed', 'OpenClipLoader',

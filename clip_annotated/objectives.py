@@ -28,8 +28,9 @@ from .bias import seed_ci
 # %% auto #0
 __all__ = ['OBJECTIVES', 'BASELINE_WIDTH', 'HEADS', 'EXPERIMENT_ZOOM', 'EVAL_TASKS', 'caption_vocab', 'local_ids',
            'training_captions', 'image_encoder', 'Contrastive', 'BagOfWords', 'Captioner', 'baseline_contrastive',
-           'RunSpec', 'zero_shot_right', 'fit', 'run_spec', 'mean_accuracy', 'pictures_to_reach', 'ratio_over_seeds',
-           'step_flops', 'block_flops', 'clip_forward_flops', 'training_flops', 'loglog_fit', 'fit_over_seeds']
+           'RunSpec', 'zero_shot_right', 'task_templates', 'fit', 'run_spec', 'mean_accuracy', 'pictures_to_reach',
+           'ratio_over_seeds', 'step_flops', 'block_flops', 'clip_forward_flops', 'training_flops', 'loglog_fit',
+           'fit_over_seeds']
 
 # %% ../nbs/16_experiments.ipynb #ef7369ed
 def caption_vocab(captions) -> torch.Tensor:
@@ -201,6 +202,10 @@ def zero_shot_right(head: nn.Module, task: Task, batch_size: int = 256) -> np.nd
     head.train()
     return np.concatenate(right)
 
+def task_templates(tasks: dict[str, Task] | None) -> dict:
+    "The prompt templates of each task, as a run's record keeps them: a run measured with other prompts is trained again."
+    return {k: [str(x) for x in t.templates] for k, t in (tasks or {}).items()}
+
 def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dict:
     "Train `spec` on the emoji training split; zero-shot accuracy on `tasks` at `spec.eval_steps()`; the curve, the final right answers, the machine."
     seed_everything(spec.seed)
@@ -230,16 +235,16 @@ def fit(spec: RunSpec, tasks: dict[str, Task] | None = None, device=None) -> dic
     wall_s = time.perf_counter() - t0
     retrieval = (evaluate_retrieval(head.clip, EmojiDataset('test', image_size=spec.clip.image_resolution, train=False), device=device)
                  if isinstance(head, Contrastive) else None)        # the others have no text embedding to rank by
-    return dict(spec=asdict(spec), curve=curve, right={k: r.tolist() for k, r in right.items()} if tasks else {},
+    return dict(spec=asdict(spec), templates=task_templates(tasks), curve=curve, right={k: r.tolist() for k, r in right.items()} if tasks else {},
                 retrieval=retrieval, wall_s=wall_s, parameters=sum(p.numel() for p in head.parameters()), hardware=hardware())
 
 # %% ../nbs/16_experiments.ipynb #a74fe209
 def run_spec(spec: RunSpec, out: str | Path, tasks: dict[str, Task] | None = None, device=None) -> dict:
-    "`fit(spec)`, or its saved result in `out/<spec.name()>.json` when a run of the same spec finished before."
+    "`fit(spec)`, or its saved result in `out/<spec.name()>.json` when a run of the same spec, measured with the same prompts, finished before."
     path = Path(out) / f"{spec.name()}.json"
     if path.is_file():
         saved = json.loads(path.read_text())
-        if saved['spec'] == json.loads(json.dumps(asdict(spec), default=str)): return saved
+        if saved['spec'] == json.loads(json.dumps(asdict(spec), default=str)) and saved.get('templates') == task_templates(tasks): return saved
     res = fit(spec, tasks, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(json.dumps(res, default=str).encode()))

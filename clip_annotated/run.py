@@ -18,7 +18,7 @@ from .train import PRESETS, TrainConfig, model_from_checkpoint, train
 
 # %% auto #0
 __all__ = ['MAX_WHOLE', 'OPEN_CLIP_SAME', 'OPEN_CLIP_PRECISION', 'OPEN_CLIP_REFUSED', 'OPEN_CLIP_ALWAYS', 'runs_dir',
-           'plot_curves', 'retrieval_table', 'write_report', 'train_and_report', 'load_run', 'book_model',
+           'plot_curves', 'retrieval_table', 'write_report', 'train_and_report', 'load_run', 'book_model', 'in_ipython',
            'whole_number', 'from_open_clip', 'parse_args', 'main']
 
 # %% ../nbs/06a_run.ipynb #8b87ee68
@@ -126,7 +126,8 @@ def book_model(device=None, preset: str = 'mini-cpu', out: str | Path | None = N
     return load_run(cfg.out, device)
 
 # %% ../nbs/06a_run.ipynb #21027aa6
-def _in_ipython() -> bool:
+def in_ipython() -> bool:
+    "True inside an IPython shell (Jupyter, nbdev_test), where `__name__ == '__main__'` as well: the guard of every `python -m` entry point."
     import builtins
     return hasattr(builtins, 'get_ipython')
 
@@ -223,4 +224,4 @@ def _main(argv: list[str]) -> dict:
         gc.collect(); dist.barrier(); dist.destroy_process_group()
     return summary
 
-if __name__ == '__main__' and not _in_ipython(): main()
+if __name__ == '__main__' and not in_ipython(): main()

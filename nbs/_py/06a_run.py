@@ -291,7 +291,8 @@ print(f"book_model(): {book_cfg.model} {book_cfg.model_overrides} from runs/{Pat
 
 # %%
 #| exports
-def _in_ipython() -> bool:
+def in_ipython() -> bool:
+    "True inside an IPython shell (Jupyter, nbdev_test), where `__name__ == '__main__'` as well: the guard of every `python -m` entry point."
     import builtins
     return hasattr(builtins, 'get_ipython')
 
@@ -388,7 +389,7 @@ def _main(argv: list[str]) -> dict:
         gc.collect(); dist.barrier(); dist.destroy_process_group()
     return summary
 
-if __name__ == '__main__' and not _in_ipython(): main()
+if __name__ == '__main__' and not in_ipython(): main()
 
 # %%
 c = parse_args(['--preset', 'scenes-tiny', '--out', 'runs/x', '--batch-size', '32', '--no-resume',

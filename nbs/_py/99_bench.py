@@ -17,6 +17,7 @@ import argparse, math, platform, random, time, warnings
 import torch
 from clip_annotated.core import hardware
 from clip_annotated.tokenizer import SimpleTokenizer, tokenize
+from clip_annotated.run import in_ipython
 
 # %%
 #| hide
@@ -500,7 +501,7 @@ else: print("No GPU figures have been measured yet: `make gpu-check` on a machin
 # `BENCHES` maps a name to its function; `main` parses the command line and runs the selected ones.
 # The last cell calls `main` only when the module runs as a script: inside Jupyter or `nbdev_test`,
 # `__name__` is `'__main__'` too, so the guard also checks that no IPython shell is active
-# (`in_ipython`, which the appendices after this one use for the same guard).
+# (`in_ipython`, from the [run appendix](06a_run.ipynb), which every `python -m` entry point of the book uses).
 
 # %%
 #| exports
@@ -520,11 +521,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 # %%
 #| exports
-def in_ipython() -> bool:
-    "True inside an IPython shell (Jupyter, nbdev_test), where `__name__ == '__main__'` as well."
-    import builtins
-    return hasattr(builtins, 'get_ipython')
-
 if __name__ == '__main__' and not in_ipython(): main()
 
 # %%

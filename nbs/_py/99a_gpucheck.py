@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import argparse, builtins, gc, json, os, platform, re, shutil, signal, statistics, subprocess, sys, time
+import argparse, gc, json, os, platform, re, shutil, signal, statistics, subprocess, sys, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import torch
@@ -23,7 +23,7 @@ from clip_annotated.tokenizer import tokenize
 from clip_annotated.model import CONFIGS, CLIPConfig, create_model
 from clip_annotated.runfolder import read_metrics
 from clip_annotated.train import resolve_precision
-from clip_annotated.run import parse_args, runs_dir
+from clip_annotated.run import in_ipython, parse_args, runs_dir
 from clip_annotated.efficiency import GPU_CHECK, gpu_check_table
 from clip_annotated.objectives import clip_forward_flops, training_flops
 from clip_annotated.bench import check_train_step, make_captions, open_clip_twin, train_sides
@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv, debug = wants_debug(sys.argv[1:] if from_shell else list(argv))
     return run_command('gpu-check', _main, argv, from_shell=from_shell, debug=debug)
 
-if __name__ == '__main__' and not hasattr(builtins, 'get_ipython'): main()
+if __name__ == '__main__' and not in_ipython(): main()
 
 # %% [markdown]
 # ## What the last check measured

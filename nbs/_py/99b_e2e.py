@@ -17,7 +17,8 @@ import argparse, contextlib, json, os, platform, re, time
 from pathlib import Path
 import torch
 from clip_annotated.core import hardware
-from clip_annotated.bench import in_ipython, open_clip_config
+from clip_annotated.bench import open_clip_config
+from clip_annotated.run import in_ipython
 
 # %%
 #| hide

@@ -17,7 +17,8 @@ import argparse, json, os, platform, tempfile
 from pathlib import Path
 import torch
 from clip_annotated.core import hardware, markdown_table
-from clip_annotated.bench import in_ipython, make_captions
+from clip_annotated.bench import make_captions
+from clip_annotated.run import in_ipython
 
 # %%
 #| hide
