@@ -134,11 +134,19 @@ assert decays('text_projection', m.text_projection) and decays('visual.proj', m.
 n_dec = sum(p.numel() for n, p in m.named_parameters() if decays(n, p))
 print(f"MiniCLIP: {n_dec:,} of {count_parameters(m):,} parameters decayed; not decayed: "
       f"{len(no_decay)} tensors, e.g. {no_decay[:4]}")
+vocab, width = m.token_embedding.weight.shape
+print(f"the token embedding alone: {vocab:,} × {width} = {vocab * width:,} parameters, "
+      f"{100 * vocab * width / count_parameters(m):.0f}% of the model, not decayed")
 
 
 # %% [markdown]
-# The token embedding is most of MiniCLIP's parameters (49,408 × 128: OpenAI's full vocabulary, the
-# paper's Table 18, so that one tokenizer serves every model) and is not decayed.
+# The token embedding is the largest tensor of MiniCLIP (its share is printed above): it keeps OpenAI's
+# full vocabulary (Table 18 of the paper), so that one tokenizer serves every model. Here the embedding
+# rule matters: the emoji captions use a few thousand of its rows, and decay would shrink the other rows
+# towards zero at every step, without any gradient to hold them. Leaving the embeddings out departs from
+# the paper's rule, which decays every weight that is not a gain or a bias; open_clip decays them too.
+# The comparison with open_clip's trainer at the end of the [experiments chapter](16_experiments.ipynb) swaps open_clip's rule
+# into our trainer and cannot tell the two apart (its interval includes zero).
 #
 # PyTorch has three implementations of AdamW: a loop over parameters, a `foreach` version that
 # updates lists of tensors at once (the default), and a `fused` kernel that does the whole update in
