@@ -170,6 +170,7 @@ pre { background: #f7f7f9; padding: .6rem .8rem; overflow-x: auto; font-size: 13
 .output_area pre, .output_subarea pre { background: #fff; border-left: 3px solid #dde2e6; }
 .output_stderr pre { background: #fff6f6; }
 div.input_area pre { border-left: 3px solid #7a8ca3; white-space: pre-wrap; }   /* _quarto.yml: code-overflow: wrap */
+.output_stdout pre { white-space: pre-wrap; overflow-wrap: anywhere; }   /* styles.css: .cell-output-stdout pre */
 a.source-link { float: right; font-size: smaller; }
 table { border-collapse: collapse; margin: .6rem 0; font-size: 14px; display: block; overflow-x: auto; }
 th, td { border: 1px solid #dde2e6; padding: .25rem .55rem; text-align: left; }

@@ -25,6 +25,7 @@ from clip_annotated.readers import DATASET_TYPES
 
 # %%
 #| hide
+import textwrap
 from dataclasses import dataclass
 from fastcore.test import test_eq, test_fail
 from clip_annotated.core import footer
@@ -208,6 +209,16 @@ test_fail(lambda: check_resume(dict(config=saved, data=dict(world_size=1)), Cfg(
           contains='--pretrained runs/x --out runs/x-finetuned')
 test_fail(lambda: check_resume(dict(config=saved, data=dict(world_size=2)), Cfg(lr=1e-3), Path('runs/x/checkpoint.pt')),
           contains='written by 2 process(es), this run has 1')
+
+# %% [markdown]
+# What a user sees: the one line each refusal prints (from the shell, `clip-annotated train` adds the
+# command's name and exits with status 2).
+
+# %%
+for refused in (lambda: check_device('banana'), lambda: check_template('an emoji'),
+                lambda: check_resume(dict(config=saved, data=dict(world_size=1)), Cfg(), Path('runs/x/checkpoint.pt'))):
+    try: refused()
+    except ValueError as e: print(textwrap.fill(str(e), 100, subsequent_indent='    '))   # wrapped for the page
 
 # %%
 _ = footer()
