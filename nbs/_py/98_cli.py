@@ -601,6 +601,7 @@ def main(argv: list[str] | None = None):
                          from_shell=from_shell, debug=debug)
     return None if from_shell else result
 
+
 # %% [markdown]
 # `python -m clip_annotated.cli` is the same command, for a Python whose scripts folder is not on the
 # path. Its guard is `in_ipython` from [A training run](06a_run.ipynb), the one every `python -m` entry
@@ -618,7 +619,6 @@ version = subprocess.run([sys.executable, '-m', 'clip_annotated.cli', '--version
 from clip_annotated import __version__
 test_eq(version.strip(), f"clip-annotated {__version__}")
 print(version.strip())
-
 
 # %% [markdown]
 # A tiny run through the command line, as a user would type it, into a scratch folder (the real

@@ -108,6 +108,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
                       'not found: an interval includes zero') + f" ({link('Bias', '11_bias')})"))
     return markdown_table(['', 'the paper', 'this book: MiniCLIP from `make reproduce`', 'the claim here'], rows, align='llll')
 
+
 # %% [markdown]
 # The check: made-up results with two tasks, skin tone above its majority class and the kind of emoji
 # below it, and a prompt ensemble whose interval includes zero. Each row carries chance and the
@@ -156,6 +157,7 @@ def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLi
     head, rest = text.split(README_BEGIN); _, tail = rest.split(README_END)
     readme.write_text(head + README_BEGIN + '\n' + block + README_END + tail)
     return block
+
 
 # %% [markdown]
 # The check, in a scratch folder: a `runs/mini` holding the made-up `results.json` above and a
