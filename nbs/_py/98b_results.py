@@ -37,16 +37,14 @@ from pathlib import Path
 # %% [markdown]
 # ## The table
 #
-# > "The largest ResNet model, RN50x64, took 18 days to train on 592 V100 GPUs while the largest Vision
-# > Transformer took 12 days on 256 V100 GPUs." (Radford et al. 2021, §2.5)
-#
-# The scale of the paper's runs is the first row, because it is why the two columns cannot be equal:
-# what a run of minutes on a few thousand emoji can check is whether an effect appears at all, and with
-# what uncertainty. The paper's column is quoted, each figure with the section or table it comes from
+# The first row is the scale of the paper's largest run (§2.5, quoted in the
+# [efficiency chapter](14_efficiency.ipynb)), because it is why the two columns cannot be equal: what a
+# run of minutes on a few thousand emoji can check is whether an effect appears at all, and with what
+# uncertainty. The paper's column is quoted, each figure with the section or table it comes from
 # (`PAPER_CLAIMS`; the ImageNet zero-shot figure is read from the paper figures of
 # [Evaluation data sets](07b_evalsets.ipynb), `PAPER_ZERO_SHOT`, so it is written down once). Ours is
 # read from a run's `results.json`, each accuracy beside chance and the majority class and each
-# difference beside its 95% paired interval, as the chapters print them. The last column's verdict is
+# difference beside its paired bootstrap interval, as the chapters print them. The last column's verdict is
 # the one those intervals support ("above the majority class", "no gain shown"), and a claim that needs
 # data a laptop does not have (Flickr30k, ImageNet, FairFace) is marked "quoted".
 
