@@ -41,9 +41,9 @@ reproduce: $(STAMP)
 	$(BIN)/clip-annotated reproduce
 
 # The README's results block, rewritten from runs/mini/results.json (and runs/bias-seeds.json, which the bias
-# chapter writes) with the machine they ran on: run after `make reproduce` and `make execute`.
+# chapter writes) with the machine they ran on (appendix 98b): run after `make reproduce` and `make execute`.
 readme: $(STAMP)
-	$(PY) -c "from clip_annotated.cli import update_readme; update_readme('README.md')"
+	$(PY) -c "from clip_annotated.results import update_readme; update_readme('README.md')"
 
 sync: $(STAMP)
 	$(BIN)/jupytext --sync nbs/*.ipynb nbs/_py/*.py

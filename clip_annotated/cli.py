@@ -8,9 +8,8 @@ import argparse, json, os, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DEBUG_HELP', 'PAPER_CLAIMS', 'README_BEGIN', 'README_END', 'EMBEDDED', 'MODEL_HELP', 'COMMANDS', 'COMMAND_HELP',
-           'reproduce', 'paper_table', 'update_readme', 'eval_command', 'embed_images', 'embed_texts', 'embed_command',
-           'predict_command', 'export_command', 'download_command', 'usage', 'main']
+__all__ = ['DEBUG_HELP', 'EMBEDDED', 'MODEL_HELP', 'COMMANDS', 'COMMAND_HELP', 'reproduce', 'eval_command', 'embed_images',
+           'embed_texts', 'embed_command', 'predict_command', 'export_command', 'download_command', 'usage', 'main']
 
 # %% ../nbs/98_cli.ipynb #6eebedf1
 def _fail(command: str, message: str, status: int = 2):
@@ -72,81 +71,7 @@ def reproduce(argv: list[str] | None = None) -> dict:
     print(Path(cfg.out, 'report.md').read_text())
     return summary
 
-# %% ../nbs/98_cli.ipynb #52f99241
-PAPER_CLAIMS = {  # Radford et al. 2021: the section or table each figure comes from
-    'train': "ViT-L/14: 12 days on 256 V100 GPUs; 32 epochs of 400 M pairs, batch 32,768 (§2.5)",
-    'i2t': "88.0% (Flickr30k, zero-shot, Table 13)",
-    't2i': "68.7% (Flickr30k, zero-shot, Table 13)",
-    'zs': "{imagenet}% top-1 (ImageNet, ViT-L/14@336px, Table 11)",
-    'ens': "+3.5 points (ImageNet, 80 prompts, §3.1.4)",
-    'bias': "FairFace probes: results differ by race and gender, depending on the classes offered (§7.1)",
-}
-
-def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
-    "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
-    from clip_annotated.core import markdown_table
-    from clip_annotated.evalsets import PAPER_ZERO_SHOT
-    paper = {**PAPER_CLAIMS, 'zs': PAPER_CLAIMS['zs'].format(imagenet=PAPER_ZERO_SHOT['ViT-L/14@336px']['imagenet'])}
-    pct = chance = lambda x: f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"     # one format: 20.0%, 0.16%
-    ci, link = (lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"), (lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)")
-    test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
-    rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] * batch_size / res['train_items']:.0f} "
-             f"passes over {res['train_items']:,} training emoji; the run's epoch is {res['steps_per_epoch']:,} batches), "
-             f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
-             f"quoted; trained here ({link('A training run', '06a_run')})"),
-            *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji of the training distribution, not transfer; chance {chance(test[f'{k}_chance@1'])})",
-               f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
-    if zs:
-        name = lambda z: {'emoji skin_tone': 'skin tone', 'emoji gender': 'gender', 'emoji category': 'kind of emoji'}.get(z['task'], z['task'])
-        top1, vs = (lambda z: z.get('zero_shot_top1', z['ensemble_top1'])), (lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else '')
-        reading = lambda z: z['vs_majority']['reading'] if 'vs_majority' in z else (
-            'above the majority class' if top1(z) > max(z['chance'], z['majority']) else 'not above the majority class')
-        rows.append(('zero-shot classification', paper['zs'],
-                     '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
-                               f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
-                     + (" (held-out emoji; the paper's averaged prompt ensemble over the templates that are no training caption; "
-                        "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
-                     'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
-                                                     for r in dict.fromkeys(map(reading, zs.values())))
-                     + f" ({link('Zero-shot', '07a_tasks')})"))
-    if (ens := [z for z in zs.values() if 'ensembling' in z]):
-        gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
-        rows.append(('prompt ensembling over one template', paper['ens'],
-                     '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
-                     " (all templates − the first; the full lists include training captions, counted in the chapter; 95% paired "
-                     "bootstrap over the held-out pictures)",
-                     (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
-                     + f" ({link('Zero-shot', '07a_tasks')})"))
-    if (b := res.get('bias')) and 'paired' in b:
-        rows.append(('bias probe', paper['bias'], b['summary'], f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
-    if seeds:
-        o = seeds['over_seeds']['captions']
-        rows.append((f"bias probe, {len(seeds['seeds'])} seeds per arm", '–', "excess man-or-woman separation, twin with women "
-                     f"captioned as men − balanced twin, mean over seeds: {o['gap']:+.3f}; 95% interval over seeds "
-                     f"[{o['lo']:+.3f}, {o['hi']:+.3f}], over occupations and pictures [{o['data_lo']:+.3f}, {o['data_hi']:+.3f}]"
-                     + (" (negative: the women of the skewed occupations moved toward 'man', as injected)" if o['gap'] < 0 else ''),
-                     ('found: both intervals exclude zero' if o['excludes_zero'] and o['gap'] < 0 else
-                      'not found: an interval includes zero') + f" ({link('Bias', '11_bias')})"))
-    return markdown_table(['', 'the paper', 'this book: MiniCLIP from `make reproduce`', 'the claim here'], rows, align='llll')
-
-README_BEGIN, README_END = '<!-- results: written by `make readme` from runs/ -->', '<!-- /results -->'
-
-def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLike | None = None) -> str:
-    "Rewrite the block of `readme` between README_BEGIN and README_END from the runs of `make reproduce` (and the bias chapter's seeds)."
-    from clip_annotated.run import load_run, runs_dir
-    runs, readme = Path(runs or runs_dir()), Path(readme)
-    res = json.loads((runs / 'mini' / 'results.json').read_text())
-    seeds = json.loads((runs / 'bias-seeds.json').read_text()) if (runs / 'bias-seeds.json').exists() else None
-    text = readme.read_text()
-    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
-        raise ValueError(f"{readme}: expected one {README_BEGIN} line and one {README_END} line around the results")
-    block = (f"Measured on {res.get('hardware', 'a machine not recorded')}: {res['train_wall_s']:.0f} s training the main run; held-out figures are on the {res['test']['n_images']:,} held-out emoji, all captions at once.\n\n"
-             + paper_table(res, load_run(runs / 'mini')[1].batch_size, seeds, nbs='nbs/'))
-    head, rest = text.split(README_BEGIN); _, tail = rest.split(README_END)
-    readme.write_text(head + README_BEGIN + '\n' + block + README_END + tail)
-    return block
-
-# %% ../nbs/98_cli.ipynb #a93d2fb8
+# %% ../nbs/98_cli.ipynb #4cd52183
 def _train(argv: list[str] | None = None) -> dict:
     "`clip-annotated train`: `clip_annotated.run.main(argv)`, whose --help lists every option."
     from clip_annotated.run import main as train_main
@@ -161,6 +86,12 @@ def _embedded_task(name: str, n_px: int):
     from clip_annotated.tasks import emoji_task, scene_task
     kind, attribute = EMBEDDED[name]
     return (emoji_task if kind == 'emoji' else scene_task)(attribute, image_size=n_px)
+
+def _embedded_templates(task, which: str = 'ensemble') -> list:
+    "The templates of an embedded task that fill to no training caption (chapter 7a's `zero_shot_templates`): all, or the first for 'single'."
+    from clip_annotated.tasks import zero_shot_templates
+    keep = zero_shot_templates(task)
+    return keep[:1] if which == 'single' else keep
 
 def _default_model() -> str:
     from clip_annotated.run import runs_dir
@@ -177,7 +108,7 @@ def _load_model(name: str | None, device: str | None):
 MODEL_HELP = ("released name (ViT-B/32, ..., or open_clip's ViT-B-32, ...), checkpoint file, run folder or Hugging Face "
               "folder (default: runs/mini)")
 
-# %% ../nbs/98_cli.ipynb #397752dc
+# %% ../nbs/98_cli.ipynb #52f99241
 def _check_templates(templates: list[str], command: str) -> list[str]:
     "The templates, after checking that each has one '{}' and nothing else in braces (the training chapter's `check_template`)."
     from clip_annotated.train import check_template
@@ -280,7 +211,9 @@ def eval_command(argv: list[str] | None = None) -> dict:
     g = p.add_argument_group('named data sets (--dataset)')
     g.add_argument('--root', help="folder of the data set's files")
     g.add_argument('--download', action='store_true', help="download the data set into --root if it is missing")
-    g.add_argument('--templates', choices=['ensemble', 'single'], default='ensemble', help="all of the set's templates (default) or the first")
+    g.add_argument('--templates', choices=['ensemble', 'single'], default='ensemble',
+                   help="all of the set's templates (default) or the first; for the book's sets (emoji-*, scenes-*), only "
+                        "those that fill to no training caption, so the score is zero-shot (chapter 7a's zero_shot_templates)")
     g = p.add_argument_group('your data (--data, --retrieval)')
     g.add_argument('--template', action='append', metavar='T', help="prompt with {} for the class name; repeat to "
                    "average several (default: '{}', the bare name; with --dataset it replaces the set's templates)")
@@ -317,7 +250,8 @@ def eval_command(argv: list[str] | None = None) -> dict:
     if a.dataset in EMBEDDED:
         model, preprocess = _load_model(a.model, a.device)
         task = _embedded_task(a.dataset, model.visual.input_resolution)
-        dataset, classnames, all_templates, single = task.dataset, task.classnames, task.templates, task.templates[:1]
+        dataset, classnames = task.dataset, task.classnames
+        all_templates, single = _embedded_templates(task), _embedded_templates(task, 'single')   # zero-shot: no training caption
     else:
         try: dataset = load_evalset(a.dataset, a.root, download=a.download)     # read (and checked) before the model
         except (FileNotFoundError, ValueError) as e: _fail('eval', str(e))
@@ -328,8 +262,13 @@ def eval_command(argv: list[str] | None = None) -> dict:
     m = evaluate(model, dataset, classnames, templates, batch_size=a.batch_size, device=model.logit_scale.device,
                  num_workers=a.workers)
     m.update(model=a.model or _default_model(), dataset=a.dataset, templates=len(templates), chance=m['chance_top1'])
+    if a.dataset in EMBEDDED:                              # how many prompts are captions the book's models trained on
+        from clip_annotated.tasks import caption_prompts
+        m['caption_prompts'] = caption_prompts(task, templates)
+    k = m.get('caption_prompts')
+    said = '' if k is None else ', no prompt a training caption' if k == 0 else f", {k} prompts that are training captions: not zero-shot"
     if a.json: print(json.dumps(m))
-    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} template{'s' * (m['templates'] != 1)}), model {m['model']}:")
+    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} template{'s' * (m['templates'] != 1)}{said}), model {m['model']}:")
     return m
 
 # %% ../nbs/98_cli.ipynb #24d594d5
@@ -539,3 +478,8 @@ def main(argv: list[str] | None = None):
     result = run_command(f"clip-annotated {command}" if command in COMMANDS else 'clip-annotated', run, argv[1:],
                          from_shell=from_shell, debug=debug)
     return None if from_shell else result
+
+# %% ../nbs/98_cli.ipynb #efadd0e5
+if __name__ == '__main__':                      # `python -m clip_annotated.cli`; not when a notebook runs this cell
+    from clip_annotated.run import in_ipython   # here, not at the top: `clip-annotated --help` loads no torch
+    if not in_ipython(): main()

@@ -81,6 +81,14 @@ def test_help_lists_every_command(tmp_path):
     assert set(COMMANDS) == {'train', 'reproduce', 'eval', 'predict', 'embed', 'export', 'download'}
 
 
+def test_python_m_runs_the_command(tmp_path):
+    "`python -m clip_annotated.cli` is the console script (its __main__ guard uses run.in_ipython)."
+    from clip_annotated import __version__
+    r = subprocess.run([sys.executable, '-m', 'clip_annotated.cli', '--version'], env=_env(), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip() == f"clip-annotated {__version__}", (r.stdout, r.stderr[-2000:])
+
+
 @pytest.mark.parametrize('command, options', [
     ('reproduce', ['--out', '--no-bias', 'clip-annotated train']),
     ('eval', ['--data', '--retrieval', '--template', '--classnames', '--csv-img-key', '--csv-label-key', '--json']),
@@ -94,6 +102,32 @@ def test_each_command_has_its_own_help(command, options):
     text = ' '.join(out.getvalue().split())                       # argparse wraps lines
     assert text.startswith(f'usage: clip-annotated {command}')
     for o in options: assert o in text, (command, o)
+
+
+# ------------------------------------------------------------------ eval on the book's own tasks
+
+@pytest.mark.parametrize('name', ['emoji-skin-tone', 'emoji-gender', 'emoji-category', 'scenes-color', 'scenes-shape', 'scenes-count'])
+def test_embedded_sets_prompt_with_no_training_caption(name):
+    "`eval --dataset` on the book's own sets is zero-shot: no prompt of 'ensemble' or 'single' is a training caption."
+    from clip_annotated.cli import EMBEDDED, _embedded_task, _embedded_templates
+    from clip_annotated.tasks import caption_prompts
+    assert name in EMBEDDED
+    task = _embedded_task(name, 48)
+    ensemble, single = _embedded_templates(task), _embedded_templates(task, 'single')
+    assert ensemble and single == ensemble[:1]
+    assert caption_prompts(task, ensemble) == 0 and caption_prompts(task, single) == 0, name
+    assert set(ensemble) <= set(task.templates) | set(task.new_templates or [])
+
+
+def test_eval_embedded_set_reports_its_caption_prompts(run_dir):
+    from clip_annotated.tasks import emoji_task, zero_shot_templates
+    for which in ('ensemble', 'single'):
+        m, out, _ = _run('eval', '--model', run_dir, '--dataset', 'emoji-skin-tone', '--templates', which, '--device', 'cpu')
+        want = zero_shot_templates(emoji_task('skin_tone'))
+        assert m['caption_prompts'] == 0 and m['templates'] == (len(want) if which == 'ensemble' else 1), m
+        assert 'no prompt a training caption' in out, out
+    m, out, _ = _run('eval', '--model', run_dir, '--dataset', 'emoji-skin-tone', '--template', 'person, {} skin tone', '--device', 'cpu')
+    assert m['caption_prompts'] > 0 and 'not zero-shot' in out, out            # a training caption the user asked for is counted
 
 
 # ------------------------------------------------------------------ embed

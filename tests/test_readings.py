@@ -80,7 +80,7 @@ def test_committed_outputs_carry_the_majority(nb):
 
 
 def test_readme_results_block_carries_the_majority():
-    from clip_annotated.cli import README_BEGIN, README_END
+    from clip_annotated.results import README_BEGIN, README_END
     text = (REPO / 'README.md').read_text()
     block = text.split(README_BEGIN)[1].split(README_END)[0]
     assert not missing_majority(block, strict=True), missing_majority(block, strict=True)
@@ -104,7 +104,7 @@ def _fake_results() -> dict:
 
 
 def test_paper_table_reports_every_task_with_its_majority():
-    from clip_annotated.cli import paper_table
+    from clip_annotated.results import paper_table
     t = paper_table(_fake_results(), 128)
     assert not missing_majority(t, strict=True), t
     assert 'kind of emoji 16.0% (11 classes, chance 9.1%, majority class 63.0%: below the majority class -47.0 [-50.0, -44.0] points)' in t, t

@@ -18,13 +18,13 @@ from pathlib import Path
 
 # %%
 #| hide
-import contextlib, functools, http.server, io, tempfile, threading
+import contextlib, functools, http.server, io, subprocess, tempfile, threading
 from unittest import mock
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from fastcore.test import test_eq, test_fail, test_close
+from fastcore.test import test_eq, test_close
 from clip_annotated.core import footer
 from clip_annotated.scenes import SceneDataset, COLORS
 from clip_annotated.checkpoints import sha256sum
@@ -69,6 +69,10 @@ import shutil
 # safety notice (on standard error) before its ranking.
 # Running `reproduce` again does not train again: both runs resume from their checkpoints, find them
 # finished, and the report is rewritten.
+#
+# The landing page and the README set the paper's headline claims beside this run: the table is built
+# from `results.json` by the [results table](98b_results.ipynb) appendix, whose `update_readme`
+# (`make readme`) writes it into the README.
 
 # %%
 #| exports
@@ -132,118 +136,6 @@ def reproduce(argv: list[str] | None = None) -> dict:
     return summary
 
 
-# %% [markdown]
-# The landing page and the README set the paper's headline claims beside the run `make reproduce`
-# wrote: `paper_table` builds that table from `results.json` (and, once the bias chapter has run, its
-# `bias-seeds.json`), and `update_readme` (`make readme`) writes it into the README between two marker
-# lines, with the machine it ran on. So the README's figures are a run's, never typed.
-
-# %%
-#| exports
-PAPER_CLAIMS = {  # Radford et al. 2021: the section or table each figure comes from
-    'train': "ViT-L/14: 12 days on 256 V100 GPUs; 32 epochs of 400 M pairs, batch 32,768 (§2.5)",
-    'i2t': "88.0% (Flickr30k, zero-shot, Table 13)",
-    't2i': "68.7% (Flickr30k, zero-shot, Table 13)",
-    'zs': "{imagenet}% top-1 (ImageNet, ViT-L/14@336px, Table 11)",
-    'ens': "+3.5 points (ImageNet, 80 prompts, §3.1.4)",
-    'bias': "FairFace probes: results differ by race and gender, depending on the classes offered (§7.1)",
-}
-
-def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
-    "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
-    from clip_annotated.core import markdown_table
-    from clip_annotated.evalsets import PAPER_ZERO_SHOT
-    paper = {**PAPER_CLAIMS, 'zs': PAPER_CLAIMS['zs'].format(imagenet=PAPER_ZERO_SHOT['ViT-L/14@336px']['imagenet'])}
-    pct = chance = lambda x: f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"     # one format: 20.0%, 0.16%
-    ci, link = (lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"), (lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)")
-    test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
-    rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] * batch_size / res['train_items']:.0f} "
-             f"passes over {res['train_items']:,} training emoji; the run's epoch is {res['steps_per_epoch']:,} batches), "
-             f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
-             f"quoted; trained here ({link('A training run', '06a_run')})"),
-            *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji of the training distribution, not transfer; chance {chance(test[f'{k}_chance@1'])})",
-               f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
-    if zs:
-        name = lambda z: {'emoji skin_tone': 'skin tone', 'emoji gender': 'gender', 'emoji category': 'kind of emoji'}.get(z['task'], z['task'])
-        top1, vs = (lambda z: z.get('zero_shot_top1', z['ensemble_top1'])), (lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else '')
-        reading = lambda z: z['vs_majority']['reading'] if 'vs_majority' in z else (
-            'above the majority class' if top1(z) > max(z['chance'], z['majority']) else 'not above the majority class')
-        rows.append(('zero-shot classification', paper['zs'],
-                     '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
-                               f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
-                     + (" (held-out emoji; the paper's averaged prompt ensemble over the templates that are no training caption; "
-                        "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
-                     'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
-                                                     for r in dict.fromkeys(map(reading, zs.values())))
-                     + f" ({link('Zero-shot', '07a_tasks')})"))
-    if (ens := [z for z in zs.values() if 'ensembling' in z]):
-        gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
-        rows.append(('prompt ensembling over one template', paper['ens'],
-                     '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
-                     " (all templates − the first; the full lists include training captions, counted in the chapter; 95% paired "
-                     "bootstrap over the held-out pictures)",
-                     (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
-                     + f" ({link('Zero-shot', '07a_tasks')})"))
-    if (b := res.get('bias')) and 'paired' in b:
-        rows.append(('bias probe', paper['bias'], b['summary'], f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
-    if seeds:
-        o = seeds['over_seeds']['captions']
-        rows.append((f"bias probe, {len(seeds['seeds'])} seeds per arm", '–', "excess man-or-woman separation, twin with women "
-                     f"captioned as men − balanced twin, mean over seeds: {o['gap']:+.3f}; 95% interval over seeds "
-                     f"[{o['lo']:+.3f}, {o['hi']:+.3f}], over occupations and pictures [{o['data_lo']:+.3f}, {o['data_hi']:+.3f}]"
-                     + (" (negative: the women of the skewed occupations moved toward 'man', as injected)" if o['gap'] < 0 else ''),
-                     ('found: both intervals exclude zero' if o['excludes_zero'] and o['gap'] < 0 else
-                      'not found: an interval includes zero') + f" ({link('Bias', '11_bias')})"))
-    return markdown_table(['', 'the paper', 'this book: MiniCLIP from `make reproduce`', 'the claim here'], rows, align='llll')
-
-README_BEGIN, README_END = '<!-- results: written by `make readme` from runs/ -->', '<!-- /results -->'
-
-def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLike | None = None) -> str:
-    "Rewrite the block of `readme` between README_BEGIN and README_END from the runs of `make reproduce` (and the bias chapter's seeds)."
-    from clip_annotated.run import load_run, runs_dir
-    runs, readme = Path(runs or runs_dir()), Path(readme)
-    res = json.loads((runs / 'mini' / 'results.json').read_text())
-    seeds = json.loads((runs / 'bias-seeds.json').read_text()) if (runs / 'bias-seeds.json').exists() else None
-    text = readme.read_text()
-    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
-        raise ValueError(f"{readme}: expected one {README_BEGIN} line and one {README_END} line around the results")
-    block = (f"Measured on {res.get('hardware', 'a machine not recorded')}: {res['train_wall_s']:.0f} s training the main run; held-out figures are on the {res['test']['n_images']:,} held-out emoji, all captions at once.\n\n"
-             + paper_table(res, load_run(runs / 'mini')[1].batch_size, seeds, nbs='nbs/'))
-    head, rest = text.split(README_BEGIN); _, tail = rest.split(README_END)
-    readme.write_text(head + README_BEGIN + '\n' + block + README_END + tail)
-    return block
-
-
-# %%
-fake = dict(steps=10, steps_per_epoch=5, train_items=40, parameters=8e6, train_wall_s=60.0, hardware='a test machine',
-            test={'n_images': 8, 'i2t_R@1': 0.5, 't2i_R@1': 0.25, 'i2t_chance@1': 0.125, 't2i_chance@1': 0.125},
-            zeroshot=[dict(task='emoji skin_tone', classes=5, chance=0.2, majority=0.25, ensemble_top1=0.6, zero_shot_top1=0.6,
-                           ensembling=dict(diff=0.01, lo=-0.02, hi=0.04, excludes_zero=False),
-                           vs_majority=dict(diff=0.35, lo=0.3, hi=0.4, reading='above the majority class')),
-                      dict(task='emoji category', classes=11, chance=1 / 11, majority=0.63, ensemble_top1=0.16, zero_shot_top1=0.16,
-                           ensembling=dict(diff=0.0, lo=-0.01, hi=0.01, excludes_zero=False),
-                           vs_majority=dict(diff=-0.47, lo=-0.5, hi=-0.44, reading='below the majority class'))])
-t = paper_table(fake, 128, nbs='nbs/')
-assert '| retrieval R@1, image → text | 88.0%' in t and '50.0%' in t and 'majority class 25.0%' in t, t
-assert 'kind of emoji 16.0% (11 classes, chance 9.1%, majority class 63.0%: below the majority class -47.0 [-50.0, -44.0] points)' in t, t
-assert 'no training caption' in t and 'chance 12.5%' in t and 'majority class 25.0%' in t, t
-assert 'below the majority class on kind of emoji' in t, t
-assert '+1.0 [-2.0, +4.0] points' in t and 'no gain shown' in t and '(nbs/07a_tasks.ipynb)' in t and '(nbs/06a_run.ipynb)' in t, t
-readme_dir = Path(tempfile.mkdtemp()); (readme_dir / 'mini').mkdir()
-(readme_dir / 'mini' / 'results.json').write_text(json.dumps(fake))
-from clip_annotated.train import PRESETS
-from clip_annotated.model import create_model
-from dataclasses import asdict
-torch.save(dict(config=asdict(PRESETS['mini-cpu']), model_config=asdict(PRESETS['mini-cpu'].clip_config()),
-                model=create_model(PRESETS['mini-cpu'].clip_config()).state_dict(), data=dict(step=0), wall_s=0.0),
-           readme_dir / 'mini' / 'checkpoint.pt')
-(readme_dir / 'README.md').write_text(f"# x\n{README_BEGIN}\nold\n{README_END}\nafter\n")
-update_readme(readme_dir / 'README.md', readme_dir)
-r = (readme_dir / 'README.md').read_text()
-assert r.startswith('# x\n') and r.endswith(f'{README_END}\nafter\n') and 'old' not in r and 'a test machine' in r, r
-test_fail(lambda: update_readme(readme_dir / 'mini' / 'results.json', readme_dir), contains='expected one')
-
-
 # %%
 #| exports
 def _train(argv: list[str] | None = None) -> dict:
@@ -260,6 +152,12 @@ def _embedded_task(name: str, n_px: int):
     from clip_annotated.tasks import emoji_task, scene_task
     kind, attribute = EMBEDDED[name]
     return (emoji_task if kind == 'emoji' else scene_task)(attribute, image_size=n_px)
+
+def _embedded_templates(task, which: str = 'ensemble') -> list:
+    "The templates of an embedded task that fill to no training caption (chapter 7a's `zero_shot_templates`): all, or the first for 'single'."
+    from clip_annotated.tasks import zero_shot_templates
+    keep = zero_shot_templates(task)
+    return keep[:1] if which == 'single' else keep
 
 def _default_model() -> str:
     from clip_annotated.run import runs_dir
@@ -288,6 +186,16 @@ MODEL_HELP = ("released name (ViT-B/32, ..., or open_clip's ViT-B-32, ...), chec
 # [Your own pictures](07c_pictures.ipynb); everything is read and checked before the model is loaded.
 # `--retrieval` embeds every picture and every distinct caption, and scores as the held-out retrieval
 # of [Retrieval](05f_retrieval.ipynb) does (`retrieval_metrics`): a picture listed in two rows counts as two pictures.
+#
+# The named sets are the paper's ([Evaluation data sets](07b_evalsets.ipynb), with OpenAI's templates)
+# and the book's own tasks, embedded in the package (`EMBEDDED`: held-out emoji by skin tone, gender or
+# kind; single-group scenes by colour, shape or count). The book's models were trained on captions that
+# some of those tasks' templates spell out (a small red circle, say), and a prompt that is a training
+# caption measures recall of the training data, not zero-shot transfer. So on an embedded set `eval`
+# prompts only with the templates that fill to no training caption for any class, chapter 7a's
+# `zero_shot_templates` ([Zero-shot on the book's tasks](07a_tasks.ipynb)): all of them by default,
+# the first with `--templates single`. The printed title says how many prompts are training captions
+# (none, unless `--template` brings some in), and `--json` carries the count as `caption_prompts`.
 
 # %%
 #| exports
@@ -393,7 +301,9 @@ def eval_command(argv: list[str] | None = None) -> dict:
     g = p.add_argument_group('named data sets (--dataset)')
     g.add_argument('--root', help="folder of the data set's files")
     g.add_argument('--download', action='store_true', help="download the data set into --root if it is missing")
-    g.add_argument('--templates', choices=['ensemble', 'single'], default='ensemble', help="all of the set's templates (default) or the first")
+    g.add_argument('--templates', choices=['ensemble', 'single'], default='ensemble',
+                   help="all of the set's templates (default) or the first; for the book's sets (emoji-*, scenes-*), only "
+                        "those that fill to no training caption, so the score is zero-shot (chapter 7a's zero_shot_templates)")
     g = p.add_argument_group('your data (--data, --retrieval)')
     g.add_argument('--template', action='append', metavar='T', help="prompt with {} for the class name; repeat to "
                    "average several (default: '{}', the bare name; with --dataset it replaces the set's templates)")
@@ -430,7 +340,8 @@ def eval_command(argv: list[str] | None = None) -> dict:
     if a.dataset in EMBEDDED:
         model, preprocess = _load_model(a.model, a.device)
         task = _embedded_task(a.dataset, model.visual.input_resolution)
-        dataset, classnames, all_templates, single = task.dataset, task.classnames, task.templates, task.templates[:1]
+        dataset, classnames = task.dataset, task.classnames
+        all_templates, single = _embedded_templates(task), _embedded_templates(task, 'single')   # zero-shot: no training caption
     else:
         try: dataset = load_evalset(a.dataset, a.root, download=a.download)     # read (and checked) before the model
         except (FileNotFoundError, ValueError) as e: _fail('eval', str(e))
@@ -441,8 +352,13 @@ def eval_command(argv: list[str] | None = None) -> dict:
     m = evaluate(model, dataset, classnames, templates, batch_size=a.batch_size, device=model.logit_scale.device,
                  num_workers=a.workers)
     m.update(model=a.model or _default_model(), dataset=a.dataset, templates=len(templates), chance=m['chance_top1'])
+    if a.dataset in EMBEDDED:                              # how many prompts are captions the book's models trained on
+        from clip_annotated.tasks import caption_prompts
+        m['caption_prompts'] = caption_prompts(task, templates)
+    k = m.get('caption_prompts')
+    said = '' if k is None else ', no prompt a training caption' if k == 0 else f", {k} prompts that are training captions: not zero-shot"
     if a.json: print(json.dumps(m))
-    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} template{'s' * (m['templates'] != 1)}), model {m['model']}:")
+    else: _print_classification(m, f"{m['dataset']} ({m['n']} pictures, {m['classes']} classes, {m['templates']} template{'s' * (m['templates'] != 1)}{said}), model {m['model']}:")
     return m
 
 
@@ -687,6 +603,24 @@ def main(argv: list[str] | None = None):
 
 
 # %% [markdown]
+# `python -m clip_annotated.cli` is the same command, for a Python whose scripts folder is not on the
+# path. Its guard is `in_ipython` from [A training run](06a_run.ipynb), the one every `python -m` entry
+# point of the book uses: a notebook also runs its cells as `__main__`, and running this chapter must
+# not start the command.
+
+# %%
+#| exports
+if __name__ == '__main__':                      # `python -m clip_annotated.cli`; not when a notebook runs this cell
+    from clip_annotated.run import in_ipython   # here, not at the top: `clip-annotated --help` loads no torch
+    if not in_ipython(): main()
+
+# %%
+version = subprocess.run([sys.executable, '-m', 'clip_annotated.cli', '--version'], capture_output=True, text=True, check=True).stdout
+from clip_annotated import __version__
+test_eq(version.strip(), f"clip-annotated {__version__}")
+print(version.strip())
+
+# %% [markdown]
 # A tiny run through the command line, as a user would type it, into a scratch folder (the real
 # `reproduce` is what `make reproduce` runs; the training chapter shows its results):
 
@@ -733,13 +667,14 @@ with contextlib.redirect_stdout(io.StringIO()) as printed:
 assert 'bias' not in s4 and '## Bias' not in printed.getvalue() and 'hardware' in s4
 
 # %% [markdown]
-# `eval` and `predict` on that run's folder, offline: an embedded task, and one picture written to disk.
+# `eval` and `predict` on that run's folder, offline: an embedded task (prompted only with the
+# templates that fill to no training caption), and one picture written to disk.
 
 # %%
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     m = main(['eval', '--model', str(scratch / 'cli'), '--dataset', 'scenes-color', '--device', 'cpu'])
 print(printed.getvalue().replace(str(scratch), '<scratch>'))
-test_eq((m['classes'], m['n']), (7, 400))
+test_eq((m['classes'], m['n'], m['caption_prompts']), (7, 400, 0))          # zero-shot: no prompt a training caption
 SceneDataset(4, seed=5).image(0).save(scratch / 'scene.png')
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     ranked = main(['predict', str(scratch / 'scene.png'), 'a red circle', 'a blue square', 'two green stars',

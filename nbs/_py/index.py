@@ -34,7 +34,8 @@
 # check is whether an effect the paper reports appears at all, and with what uncertainty. The first
 # column of figures is the paper's (with where it says so); the second is read from
 # `runs/mini/results.json`, which `make reproduce` writes, and names the machine it ran on; the last
-# says whether the claim is only quoted here or checked in kind, and where.
+# says whether the claim is only quoted here or checked in kind, and where. The
+# [results table](98b_results.ipynb) appendix builds it, and writes the same table into the README.
 
 # %%
 #| hide
@@ -42,7 +43,7 @@ import json
 from IPython.display import Markdown, display
 from clip_annotated.core import footer
 from clip_annotated.run import load_run, runs_dir
-from clip_annotated.cli import paper_table
+from clip_annotated.results import paper_table
 
 # %%
 #| echo: false
@@ -143,6 +144,7 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # | 16 | [Experiments: why contrastive, and how it scales](16_experiments.ipynb) | `objectives` | Figure 2 rerun: captioning, bag of words and contrastive on one encoder, pictures needed for the same zero-shot accuracy; CLIP against `BaselineCLIP`; learning rate, batch size and negatives; training against held-out loss; accuracy against compute |
 # | 98 | [The command line](98_cli.ipynb) (appendix) | `cli` | `clip-annotated train / reproduce / eval / predict` |
 # | 98a | [The package](98a_package.ipynb) (appendix) | `__init__` | `import clip_annotated as clip`: OpenAI's names, each imported from its chapter on first use |
+# | 98b | [The results table](98b_results.ipynb) (appendix) | `results` | `paper_table`: the paper's headline claims beside `make reproduce`'s run, on this page and in the README (`make readme`, `update_readme`) |
 # | 99 | [Benchmarks](99_bench.ipynb) (appendix) | `bench` | our speed against open_clip's, in one process run: tokenizer, encoders, a training step, zero-shot evaluation |
 # | 99a | [The GPU check](99a_gpucheck.ipynb) (appendix) | `gpucheck` | `make gpu-check`: the CUDA tests, training and zero-shot encoding against open_clip in bfloat16, a killed-and-resumed run, under one deadline |
 # | 99b | [End to end](99b_e2e.ipynb) (appendix) | `e2e` | our trainer against open_clip's on the same shards and recipe, judged alike (`make bench-e2e`) |

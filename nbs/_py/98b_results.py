@@ -1,0 +1,181 @@
+# %% [markdown]
+# # The results table
+#
+# > The paper's headline claims beside what `make reproduce` measured, in one Markdown table: `paper_table` builds it, the landing page shows it, and `make readme` writes it into the README.
+
+# %%
+#| default_exp results
+
+# %%
+#| hide
+import json, tempfile
+from dataclasses import asdict
+from pathlib import Path
+import torch
+from fastcore.test import test_fail
+from clip_annotated.core import footer
+from clip_annotated.train import PRESETS
+from clip_annotated.model import create_model
+
+# %% [markdown]
+# Two places set the paper beside this book: the results section of the [landing page](index.ipynb) and
+# the README's results block. Both hold the same table: the paper's headline figures in one column,
+# this book's MiniCLIP in the next, and a last column that says whether the claim is only quoted here
+# or checked in kind at this scale, and in which chapter. The landing page builds it when the page is
+# executed; the README keeps a copy between two marker lines, which `make readme` rewrites. Both read
+# the files that `make reproduce` leaves in `runs/mini` (`results.json`: training, held-out retrieval,
+# zero-shot, the one-seed bias probe) and, once the [bias chapter](11_bias.ipynb) has run, its
+# `runs/bias-seeds.json`, so no figure in either is typed by hand. This appendix is the machinery
+# behind the two; a reader of the chapters needs only the table.
+
+# %%
+#| export
+from __future__ import annotations
+import json, os
+from pathlib import Path
+
+# %% [markdown]
+# ## The table
+#
+# The first row is the scale of the paper's largest run (§2.5, quoted in the
+# [efficiency chapter](14_efficiency.ipynb)), because it is why the two columns cannot be equal: what a
+# run of minutes on a few thousand emoji can check is whether an effect appears at all, and with what
+# uncertainty. The paper's column is quoted, each figure with the section or table it comes from
+# (`PAPER_CLAIMS`; the ImageNet zero-shot figure is read from the paper figures of
+# [Evaluation data sets](07b_evalsets.ipynb), `PAPER_ZERO_SHOT`, so it is written down once). Ours is
+# read from a run's `results.json`, each accuracy beside chance and the majority class and each
+# difference beside its paired bootstrap interval, as the chapters print them. The last column's verdict is
+# the one those intervals support ("above the majority class", "no gain shown"), and a claim that needs
+# data a laptop does not have (Flickr30k, ImageNet, FairFace) is marked "quoted".
+
+# %%
+#| exports
+PAPER_CLAIMS = {  # Radford et al. 2021: the section or table each figure comes from
+    'train': "ViT-L/14: 12 days on 256 V100 GPUs; 32 epochs of 400 M pairs, batch 32,768 (§2.5)",
+    'i2t': "88.0% (Flickr30k, zero-shot, Table 13)",
+    't2i': "68.7% (Flickr30k, zero-shot, Table 13)",
+    'zs': "{imagenet}% top-1 (ImageNet, ViT-L/14@336px, Table 11)",
+    'ens': "+3.5 points (ImageNet, 80 prompts, §3.1.4)",
+    'bias': "FairFace probes: results differ by race and gender, depending on the classes offered (§7.1)",
+}
+
+def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
+    "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
+    from clip_annotated.core import markdown_table
+    from clip_annotated.evalsets import PAPER_ZERO_SHOT
+    paper = {**PAPER_CLAIMS, 'zs': PAPER_CLAIMS['zs'].format(imagenet=PAPER_ZERO_SHOT['ViT-L/14@336px']['imagenet'])}
+    pct = chance = lambda x: f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"     # one format: 20.0%, 0.16%
+    ci, link = (lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"), (lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)")
+    test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
+    rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] * batch_size / res['train_items']:.0f} "
+             f"passes over {res['train_items']:,} training emoji; the run's epoch is {res['steps_per_epoch']:,} batches), "
+             f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
+             f"quoted; trained here ({link('A training run', '06a_run')})"),
+            *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji of the training distribution, not transfer; chance {chance(test[f'{k}_chance@1'])})",
+               f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
+    if zs:
+        name = lambda z: {'emoji skin_tone': 'skin tone', 'emoji gender': 'gender', 'emoji category': 'kind of emoji'}.get(z['task'], z['task'])
+        top1, vs = (lambda z: z.get('zero_shot_top1', z['ensemble_top1'])), (lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else '')
+        reading = lambda z: z['vs_majority']['reading'] if 'vs_majority' in z else (
+            'above the majority class' if top1(z) > max(z['chance'], z['majority']) else 'not above the majority class')
+        rows.append(('zero-shot classification', paper['zs'],
+                     '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
+                               f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
+                     + (" (held-out emoji; the paper's averaged prompt ensemble over the templates that are no training caption; "
+                        "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
+                     'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
+                                                     for r in dict.fromkeys(map(reading, zs.values())))
+                     + f" ({link('Zero-shot', '07a_tasks')})"))
+    if (ens := [z for z in zs.values() if 'ensembling' in z]):
+        gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
+        rows.append(('prompt ensembling over one template', paper['ens'],
+                     '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
+                     " (all templates − the first; the full lists include training captions, counted in the chapter; 95% paired "
+                     "bootstrap over the held-out pictures)",
+                     (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
+                     + f" ({link('Zero-shot', '07a_tasks')})"))
+    if (b := res.get('bias')) and 'paired' in b:
+        rows.append(('bias probe', paper['bias'], b['summary'], f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
+    if seeds:
+        o = seeds['over_seeds']['captions']
+        rows.append((f"bias probe, {len(seeds['seeds'])} seeds per arm", '–', "excess man-or-woman separation, twin with women "
+                     f"captioned as men − balanced twin, mean over seeds: {o['gap']:+.3f}; 95% interval over seeds "
+                     f"[{o['lo']:+.3f}, {o['hi']:+.3f}], over occupations and pictures [{o['data_lo']:+.3f}, {o['data_hi']:+.3f}]"
+                     + (" (negative: the women of the skewed occupations moved toward 'man', as injected)" if o['gap'] < 0 else ''),
+                     ('found: both intervals exclude zero' if o['excludes_zero'] and o['gap'] < 0 else
+                      'not found: an interval includes zero') + f" ({link('Bias', '11_bias')})"))
+    return markdown_table(['', 'the paper', 'this book: MiniCLIP from `make reproduce`', 'the claim here'], rows, align='llll')
+
+
+# %% [markdown]
+# The check: made-up results with two tasks, skin tone above its majority class and the kind of emoji
+# below it, and a prompt ensemble whose interval includes zero. Each row carries chance and the
+# majority class, each verdict follows its interval, and the chapter links start with the prefix given.
+
+# %%
+fake = dict(steps=10, steps_per_epoch=5, train_items=40, parameters=8e6, train_wall_s=60.0, hardware='a test machine',
+            test={'n_images': 8, 'i2t_R@1': 0.5, 't2i_R@1': 0.25, 'i2t_chance@1': 0.125, 't2i_chance@1': 0.125},
+            zeroshot=[dict(task='emoji skin_tone', classes=5, chance=0.2, majority=0.25, ensemble_top1=0.6, zero_shot_top1=0.6,
+                           ensembling=dict(diff=0.01, lo=-0.02, hi=0.04, excludes_zero=False),
+                           vs_majority=dict(diff=0.35, lo=0.3, hi=0.4, reading='above the majority class')),
+                      dict(task='emoji category', classes=11, chance=1 / 11, majority=0.63, ensemble_top1=0.16, zero_shot_top1=0.16,
+                           ensembling=dict(diff=0.0, lo=-0.01, hi=0.01, excludes_zero=False),
+                           vs_majority=dict(diff=-0.47, lo=-0.5, hi=-0.44, reading='below the majority class'))])
+t = paper_table(fake, 128, nbs='nbs/')
+assert '| retrieval R@1, image → text | 88.0%' in t and '50.0%' in t and 'majority class 25.0%' in t, t
+assert 'kind of emoji 16.0% (11 classes, chance 9.1%, majority class 63.0%: below the majority class -47.0 [-50.0, -44.0] points)' in t, t
+assert 'no training caption' in t and 'chance 12.5%' in t and 'majority class 25.0%' in t, t
+assert 'below the majority class on kind of emoji' in t, t
+assert '+1.0 [-2.0, +4.0] points' in t and 'no gain shown' in t and '(nbs/07a_tasks.ipynb)' in t and '(nbs/06a_run.ipynb)' in t, t
+
+# %% [markdown]
+# ## The README's block
+#
+# `update_readme` (`make readme`) rewrites what lies between `README_BEGIN` and `README_END` in the
+# README: a line naming the machine the run was measured on, the training wall time and the number of
+# held-out emoji, then the table, its chapter links prefixed with `nbs/` since the README sits at the
+# top of the repository. A file without exactly one of each marker is refused, naming the file, rather
+# than written half. Run it after `make reproduce` and the bias chapter.
+
+# %%
+#| exports
+README_BEGIN, README_END = '<!-- results: written by `make readme` from runs/ -->', '<!-- /results -->'
+
+def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLike | None = None) -> str:
+    "Rewrite the block of `readme` between README_BEGIN and README_END from the runs of `make reproduce` (and the bias chapter's seeds)."
+    from clip_annotated.run import load_run, runs_dir
+    runs, readme = Path(runs or runs_dir()), Path(readme)
+    res = json.loads((runs / 'mini' / 'results.json').read_text())
+    seeds = json.loads((runs / 'bias-seeds.json').read_text()) if (runs / 'bias-seeds.json').exists() else None
+    text = readme.read_text()
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
+        raise ValueError(f"{readme}: expected one {README_BEGIN} line and one {README_END} line around the results")
+    block = (f"Measured on {res.get('hardware', 'a machine not recorded')}: {res['train_wall_s']:.0f} s training the main run; held-out figures are on the {res['test']['n_images']:,} held-out emoji, all captions at once.\n\n"
+             + paper_table(res, load_run(runs / 'mini')[1].batch_size, seeds, nbs='nbs/'))
+    head, rest = text.split(README_BEGIN); _, tail = rest.split(README_END)
+    readme.write_text(head + README_BEGIN + '\n' + block + README_END + tail)
+    return block
+
+
+# %% [markdown]
+# The check, in a scratch folder: a `runs/mini` holding the made-up `results.json` above and a
+# checkpoint of the `mini-cpu` preset (its batch size goes into the training row), and a README with
+# text around the markers. The block is replaced and the text around it kept; a file without the
+# markers is refused. `tests/test_readings.py` checks the README's committed block the same way as the
+# chapters' outputs: every accuracy beside its majority-class baseline, all three emoji tasks present.
+
+# %%
+readme_dir = Path(tempfile.mkdtemp()); (readme_dir / 'mini').mkdir()
+(readme_dir / 'mini' / 'results.json').write_text(json.dumps(fake))
+torch.save(dict(config=asdict(PRESETS['mini-cpu']), model_config=asdict(PRESETS['mini-cpu'].clip_config()),
+                model=create_model(PRESETS['mini-cpu'].clip_config()).state_dict(), data=dict(step=0), wall_s=0.0),
+           readme_dir / 'mini' / 'checkpoint.pt')
+(readme_dir / 'README.md').write_text(f"# x\n{README_BEGIN}\nold\n{README_END}\nafter\n")
+update_readme(readme_dir / 'README.md', readme_dir)
+r = (readme_dir / 'README.md').read_text()
+assert r.startswith('# x\n') and r.endswith(f'{README_END}\nafter\n') and 'old' not in r and 'a test machine' in r, r
+test_fail(lambda: update_readme(readme_dir / 'mini' / 'results.json', readme_dir), contains='expected one')
+
+# %%
+#| echo: false
+_ = footer()
