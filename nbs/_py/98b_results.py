@@ -72,7 +72,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
              f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
              f"quoted; trained here ({link('A training run', '06a_run')})"),
             *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji of the training distribution, not transfer; chance {chance(test[f'{k}_chance@1'])})",
-               f"checked in kind ({link('Retrieval', '05f_retrieval')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
+               f"checked in kind ({link('A training run', '06a_run')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
     if zs:
         name = lambda z: {'emoji skin_tone': 'skin tone', 'emoji gender': 'gender', 'emoji category': 'kind of emoji'}.get(z['task'], z['task'])
         top1, vs = (lambda z: z.get('zero_shot_top1', z['ensemble_top1'])), (lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else '')
@@ -81,7 +81,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
         rows.append(('zero-shot classification', paper['zs'],
                      '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
                                f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
-                     + (" (held-out emoji; the paper's averaged prompt ensemble over the templates that are no training caption; "
+                     + (" (held-out emoji of the training distribution, not transfer; the paper's averaged prompt ensemble over the templates that fill to no training caption; "
                         "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
                      'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
                                                      for r in dict.fromkeys(map(reading, zs.values())))
@@ -90,7 +90,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
         gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
         rows.append(('prompt ensembling over one template', paper['ens'],
                      '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
-                     " (all templates − the first; the full lists include training captions, counted in the chapter; 95% paired "
+                     " (all templates − the first; both arms include prompts that are training captions, counted in the chapter, so neither is zero-shot; 95% paired "
                      "bootstrap over the held-out pictures)",
                      (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
                      + f" ({link('Zero-shot', '07a_tasks')})"))

@@ -19,7 +19,7 @@
 #
 # ## What this book reproduces
 #
-# This site is a set of notebooks that read like chapters. Each one quotes a short passage of the paper,
+# This site is a set of notebooks that read like chapters. A chapter quotes a short passage of the paper,
 # says what it means in plain words, implements it in plain PyTorch, and then, where a laptop can,
 # checks the claim with code that runs: an assert, a comparison with a reference implementation, a
 # figure. Where it cannot (a result on ImageNet, FairFace or 400 million pairs), the chapter quotes the
@@ -157,8 +157,8 @@ assert text.shape == (2, 77) and logits_per_image.shape == (1, 2)
 # The notebooks in `nbs/` are the source of truth. `nbdev_export` writes the package, `nbdev_test` runs
 # every notebook, and the site's configuration is the top-level `_quarto.yml` (`nbs/_quarto.yml` is a
 # link to it, where nbdev 2 looks for it). With [Quarto](https://quarto.org) installed, `nbdev_docs`
-# builds the site; the docs build never executes notebooks, so the pages show the outputs committed
-# from a real run. Every chapter also has a plain-text twin in `nbs/_py/` (jupytext, `py:percent`) for
+# builds the site; the docs build does not re-run the chapters (nbdev executes only their import and
+# `show_doc` cells, to render the API blocks), so the pages show the outputs committed from a real run. Every chapter also has a plain-text twin in `nbs/_py/` (jupytext, `py:percent`) for
 # reading and reviewing diffs.
 
 # %%
