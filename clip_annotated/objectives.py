@@ -29,8 +29,8 @@ from .bias import seed_ci
 __all__ = ['OBJECTIVES', 'BASELINE_WIDTH', 'HEADS', 'EXPERIMENT_ZOOM', 'EVAL_TASKS', 'caption_vocab', 'local_ids',
            'training_captions', 'image_encoder', 'Contrastive', 'BagOfWords', 'Captioner', 'baseline_contrastive',
            'RunSpec', 'zero_shot_right', 'task_templates', 'fit', 'run_spec', 'mean_accuracy', 'pictures_to_reach',
-           'ratio_over_seeds', 'step_flops', 'block_flops', 'clip_forward_flops', 'training_flops', 'loglog_fit',
-           'fit_over_seeds']
+           'reached_at_first', 'ratio_over_seeds', 'step_flops', 'block_flops', 'clip_forward_flops', 'training_flops',
+           'loglog_fit', 'fit_over_seeds']
 
 # %% ../nbs/16_experiments.ipynb #ef7369ed
 def caption_vocab(captions) -> torch.Tensor:
@@ -261,17 +261,24 @@ def pictures_to_reach(curve: list[dict], target: float, keys=EVAL_TASKS) -> floa
     xs, ys = [math.log(p['images']) for p in curve], [mean_accuracy(p, keys) for p in curve]
     if ys[-1] < target: return None
     below = [i for i, y in enumerate(ys) if y < target]
-    if not below: return float(curve[0]['images'])
+    if not below: return float(curve[0]['images'])            # past it at the first measurement: see `reached_at_first`
     i = below[-1]                                            # the last measurement below: the crossing follows it
     return float(math.exp(xs[i] + (target - ys[i]) / (ys[i + 1] - ys[i]) * (xs[i + 1] - xs[i])))
 
-def ratio_over_seeds(slow: list[float | None], fast: list[float | None], level: float = 0.95) -> dict:
-    "Geometric mean of the per-seed ratios slow/fast with a Student-t interval on their logarithms; `censored` if a run never arrived."
+def reached_at_first(curve: list[dict], target: float, keys=EVAL_TASKS) -> bool:
+    "Whether the curve is at `target` or above from its first measurement on: it crossed earlier, so `pictures_to_reach` overstates it."
+    return all(mean_accuracy(p, keys) >= target for p in curve)
+
+def ratio_over_seeds(slow: list[float | None], fast: list[float | None], level: float = 0.95,
+                     early_slow: bool = False, early_fast: bool = False) -> dict:
+    """Geometric mean of the per-seed ratios slow/fast with a Student-t interval on their logarithms; `censored` if a run never arrived.
+    `early_*`: some run of that side was past the target at its first measurement, so the ratio is only a bound (`bound`)."""
     if any(b is None for b in fast): return dict(ratio=None, lo=None, hi=None, censored='fast')
     if any(a is None for a in slow): return dict(ratio=None, lo=None, hi=None, censored='slow')
+    if early_slow and early_fast: return dict(ratio=None, lo=None, hi=None, censored='both, before the first measurement')
     logs = seed_ci(np.log([a / b for a, b in zip(slow, fast)]), level)       # the interval on the log scale
     return dict(ratio=math.exp(logs['gap']), lo=math.exp(logs['lo']), hi=math.exp(logs['hi']), censored=None,
-                per_seed=[a / b for a, b in zip(slow, fast)])
+                bound='at least' if early_fast else 'at most' if early_slow else None, per_seed=[a / b for a, b in zip(slow, fast)])
 
 # %% ../nbs/16_experiments.ipynb #6e9e5240
 def step_flops(head: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> float:

@@ -114,7 +114,7 @@ lookup = local_ids(vocab)
 sot, eot = tokenize([''])[0, :2].tolist()
 test_eq(lookup[tokenize(['dark skin tone'])[0, :5]].tolist()[:1], [int((vocab == sot).nonzero()) + 1])
 assert sot in vocab.tolist() and eot in vocab.tolist() and lookup[0] == 0
-print(f"{len(vocab)} of the tokenizer's 49,408 tokens occur in the training captions")
+print(f"{len(vocab)} of the tokenizer's {VOCAB_SIZE:,} tokens occur in the training captions")
 
 
 # %% [markdown]
@@ -463,8 +463,12 @@ t_start = time.perf_counter()
 runs = {(o, s): run_spec(replace(base, objective=o, seed=s), out, tasks) for o in OBJECTIVES for s in SEEDS}
 train_s = sum(r['wall_s'] for r in runs.values())
 def ran_on(results) -> str: return '; '.join(sorted({r['hardware'] for r in results}))   # the machines the runs trained on
+def this_execution(t0: float) -> str:
+    "What this execution of a cell spent on its runs: trained them, or read back their saved results."
+    dt = time.perf_counter() - t0
+    return f"trained in this execution, {dt / 60:.1f} min" if dt > 60 else "read back from their saved results in this execution"
 print(f"{len(runs)} runs ({len(OBJECTIVES)} objectives × {len(SEEDS)} seeds) of {base.steps} steps of {base.batch_size}: "
-      f"{train_s / 60:.1f} min of training when they ran on {ran_on(runs.values())} ({time.perf_counter() - t_start:.0f} s in this execution)")
+      f"{train_s / 60:.1f} min of training when they ran on {ran_on(runs.values())} ({this_execution(t_start)})")
 
 
 # %%
@@ -504,17 +508,24 @@ def pictures_to_reach(curve: list[dict], target: float, keys=EVAL_TASKS) -> floa
     xs, ys = [math.log(p['images']) for p in curve], [mean_accuracy(p, keys) for p in curve]
     if ys[-1] < target: return None
     below = [i for i, y in enumerate(ys) if y < target]
-    if not below: return float(curve[0]['images'])
+    if not below: return float(curve[0]['images'])            # past it at the first measurement: see `reached_at_first`
     i = below[-1]                                            # the last measurement below: the crossing follows it
     return float(math.exp(xs[i] + (target - ys[i]) / (ys[i + 1] - ys[i]) * (xs[i + 1] - xs[i])))
 
-def ratio_over_seeds(slow: list[float | None], fast: list[float | None], level: float = 0.95) -> dict:
-    "Geometric mean of the per-seed ratios slow/fast with a Student-t interval on their logarithms; `censored` if a run never arrived."
+def reached_at_first(curve: list[dict], target: float, keys=EVAL_TASKS) -> bool:
+    "Whether the curve is at `target` or above from its first measurement on: it crossed earlier, so `pictures_to_reach` overstates it."
+    return all(mean_accuracy(p, keys) >= target for p in curve)
+
+def ratio_over_seeds(slow: list[float | None], fast: list[float | None], level: float = 0.95,
+                     early_slow: bool = False, early_fast: bool = False) -> dict:
+    """Geometric mean of the per-seed ratios slow/fast with a Student-t interval on their logarithms; `censored` if a run never arrived.
+    `early_*`: some run of that side was past the target at its first measurement, so the ratio is only a bound (`bound`)."""
     if any(b is None for b in fast): return dict(ratio=None, lo=None, hi=None, censored='fast')
     if any(a is None for a in slow): return dict(ratio=None, lo=None, hi=None, censored='slow')
+    if early_slow and early_fast: return dict(ratio=None, lo=None, hi=None, censored='both, before the first measurement')
     logs = seed_ci(np.log([a / b for a, b in zip(slow, fast)]), level)       # the interval on the log scale
     return dict(ratio=math.exp(logs['gap']), lo=math.exp(logs['lo']), hi=math.exp(logs['hi']), censored=None,
-                per_seed=[a / b for a, b in zip(slow, fast)])
+                bound='at least' if early_fast else 'at most' if early_slow else None, per_seed=[a / b for a, b in zip(slow, fast)])
 
 
 # %%
@@ -527,6 +538,9 @@ test_close(pictures_to_reach(dip, 0.4), 200 * 2 ** 0.5, eps=1e-6)   # an early l
 r = ratio_over_seeds([400, 800, 1600], [100, 200, 400])
 test_close(r['ratio'], 4.0, eps=1e-9); test_close(r['lo'], 4.0, eps=1e-9)
 test_eq(ratio_over_seeds([None, 800], [100, 200])['censored'], 'slow')
+assert reached_at_first(curve, 0.1) and not reached_at_first(curve, 0.4) and not reached_at_first(dip, 0.4)
+test_eq(ratio_over_seeds([400, 800], [100, 200], early_fast=True)['bound'], 'at least')   # the fast side crossed earlier still
+test_eq(ratio_over_seeds([400, 800], [100, 200])['bound'], None)
 
 # %% [markdown]
 # The accuracy to reach: the slowest objective's final accuracy (mean over seeds) would leave it no room,
@@ -542,9 +556,9 @@ slowest = min(final, key=final.get)
 target = majority + 0.5 * (final[slowest] - majority)
 assert in_test() or final[slowest] > majority, "the slowest objective never beat the majority class: no ratio to read"
 reach = {o: [pictures_to_reach(runs[o, s]['curve'], target) for s in SEEDS] for o in OBJECTIVES}
-ratios = {('captioning', 'bag of words'): ratio_over_seeds(reach['captioning'], reach['bag of words']),
-          ('bag of words', 'contrastive'): ratio_over_seeds(reach['bag of words'], reach['contrastive']),
-          ('captioning', 'contrastive'): ratio_over_seeds(reach['captioning'], reach['contrastive'])}
+early = {o: any(reached_at_first(runs[o, s]['curve'], target) for s in SEEDS) for o in OBJECTIVES}
+ratios = {(a, b): ratio_over_seeds(reach[a], reach[b], early_slow=early[a], early_fast=early[b])
+          for a, b in (('captioning', 'bag of words'), ('bag of words', 'contrastive'), ('captioning', 'contrastive'))}
 PAPER_RATIOS = {('captioning', 'bag of words'): 3.0, ('bag of words', 'contrastive'): 4.0}   # §2.3: "three times slower", "a further 4x"
 def paper_ratio(a, b) -> float:
     "The paper's ratio for `a` against `b`; captioning against contrastive is our product of its two, a number the paper does not state."
@@ -553,8 +567,9 @@ def paper_text(a, b) -> str:
     if (a, b) in PAPER_RATIOS: return f"{PAPER_RATIOS[a, b]:g}×"
     return (f"{PAPER_RATIOS['captioning', 'bag of words']:g} × {PAPER_RATIOS['bag of words', 'contrastive']:g} = "
             f"{paper_ratio(a, b):g}×: our product, not stated by the paper")
-fmt = lambda r: ('never reached by ' + r['censored'] + 'er objective' if r['censored']
-                 else f"{r['ratio']:.2f}× [{r['lo']:.2f}, {r['hi']:.2f}]")
+fmt = lambda r: (('reached ' + r['censored'] if r['censored'].startswith('both') else 'never reached by ' + r['censored'] + 'er objective')
+                 if r['censored'] else (f"{r['bound']} " if r.get('bound') else '') + f"{r['ratio']:.2f}× [{r['lo']:.2f}, {r['hi']:.2f}]"
+                 + (" (a run was past the target at its first measurement: a bound)" if r.get('bound') else ''))
 rows = [(f"{a} / {b}", fmt(r), paper_text(a, b)) for (a, b), r in ratios.items()]
 print("final accuracy (mean over seeds): " + ', '.join(f"{o} {100 * v:.1f}%" for o, v in final.items())
       + f"; chance {100 * chance:.1f}%, majority class {100 * majority:.1f}%; target {100 * target:.1f}%")
@@ -744,10 +759,10 @@ sweeps = {'peak learning rate': (LRS, base.lr, {(x, s): sweep_run(s, lr=x) for x
           'pairs per group (negatives + 1)': (GROUPS, base.batch_size, {(x, s): sweep_run(s, group=x) for x in GROUPS for s in SEEDS})}
 sweep_s = sum(r['wall_s'] for _, _, rs in sweeps.values() for (x, s), r in rs.items() if r is not runs['contrastive', s])
 print(f"{sum(len(rs) for _, _, rs in sweeps.values())} sweep runs ({len(SEEDS)} seeds per setting): {sweep_s / 60:.1f} min of training when they ran "
-      f"({time.perf_counter() - t_sweep:.0f} s in this execution)")
+      f"({this_execution(t_sweep)})")
 
 # %%
-#| fig-cap: "Held-out zero-shot accuracy and image-to-text R@1 of the contrastive MiniCLIP against the peak learning rate (left), the batch size at a fixed number of pictures (middle), and the number of pairs each loss group holds (right); each dot is a seed, the line their mean, the star the book's setting."
+#| fig-cap: "Held-out zero-shot accuracy and image-to-text R@1 of the contrastive MiniCLIP against the peak learning rate (left), the batch size at a fixed number of pictures (middle), and the number of pairs each loss group holds (right); each dot is a seed, the line their mean, the star the book's setting; the dashed green line is the zero-shot tasks' majority class."
 #| fig-alt: "Three panels with a logarithmic horizontal axis: learning rate, batch size, pairs per group. Each shows two metrics, zero-shot accuracy and R@1, with a dot per seed and setting and a line through the means, and a star at the book's setting; the panels show where each metric peaks and how far apart the seeds are."
 SWEEP_METRICS = (('zero-shot', lambda r: mean_accuracy(r['curve'][-1]), 'tab:green'),
                  ('image→text R@1', lambda r: r['retrieval']['i2t_R@1'], 'tab:purple'))
@@ -758,8 +773,9 @@ for ax, (label, (grid, ref, rs)) in zip(axes, sweeps.items()):
         for j in range(len(SEEDS)): ax.scatter(grid, vals[:, j], color=color, s=10, alpha=0.6)
         ax.plot(grid, vals.mean(1), '-', color=color, label=metric)
         if ref in grid: ax.plot([ref], [vals[list(grid).index(ref)].mean()], '*', color=color, ms=12)
+    ax.axhline(100 * majority, color='tab:green', ls='--', lw=0.8, label='zero-shot: majority class')
     ax.set(xscale='log', xlabel=label, ylabel='%'); ax.set_xticks(grid, [f"{x:g}" for x in grid]); ax.minorticks_off()
-axes[0].legend(fontsize=8); plt.tight_layout(); plt.show()
+axes[0].legend(fontsize=9); plt.tight_layout(); plt.show()
 
 
 # %% [markdown]
@@ -955,7 +971,7 @@ grid = {(w, l, n, s): scale_run(w, l, n, s) for w, l in SIZES for n in BUDGETS f
 longest = int((tokenize(training_captions(), base.clip.context_length, truncate=True) != 0).sum(1).max())
 flops = {(w, l, n): training_flops(sized(w, l), n, base.batch_size, longest) for w, l in SIZES for n in BUDGETS}
 print(f"{len(grid)} runs ({len(SIZES)} sizes × {len(BUDGETS)} budgets × {len(SEEDS)} seeds): "
-      f"{sum(r['wall_s'] for r in grid.values()) / 60:.1f} min of training when they ran ({time.perf_counter() - t_scale:.0f} s in this execution); "
+      f"{sum(r['wall_s'] for r in grid.values()) / 60:.1f} min of training when they ran ({this_execution(t_scale)}); "
       f"compute from {min(flops.values()) / 1e12:.2f} to {max(flops.values()) / 1e12:.1f} TFLOPs")
 display(Markdown(markdown_table(['width, depth', 'parameters', 'forward MFLOPs per pair'],
                                 [(f"{w}, {l}", f"{count_parameters(create_model(sized(w, l))):,}", f"{sum(clip_forward_flops(sized(w, l), longest)) / 1e6:.1f}")
@@ -997,7 +1013,7 @@ display(Markdown(markdown_table(['steps', *(f"slope of {k} (95%)" for k in error
                                  for n in BUDGETS])))
 
 # %%
-#| fig-cap: "Zero-shot error (left) and held-out image-to-text R@1 error (right) against training compute, both on logarithmic axes: the model sizes at each step budget; the sizes trained for the same number of steps are joined by a line with its log-log fit (dashed), and small dots are seeds."
+#| fig-cap: "Zero-shot error (left) and held-out image-to-text R@1 error (right) against training compute, both on logarithmic axes: the model sizes at each step budget; the sizes trained for the same number of steps are joined by a line with its log-log fit (dashed), and small dots are seeds; the grey dashed line (left) is the error of always answering the majority class."
 #| fig-alt: "Two log-log scatter plots of error against training FLOPs. For each step budget, the model sizes form a row of points from left (small) to right (large) with a dashed fitted line; small dots show seeds. The rows for more steps lie lower, and along each row error falls as the model grows."
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for ax, (k, e) in zip(axes, errors.items()):
@@ -1008,7 +1024,8 @@ for ax, (k, e) in zip(axes, errors.items()):
         ax.plot(cs, 100 * 10 ** (fits[k, n]['a'] + fits[k, n]['b'] * np.log10(cs)), '--', lw=1, color=line.get_color())
     ax.set(xscale='log', yscale='log', xlabel='training FLOPs', ylabel=f"{k} (%)")
     for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter): axis(FuncFormatter(lambda v, _: f"{v:.0f}"))
-axes[0].legend(fontsize=8); plt.tight_layout(); plt.show()
+axes[0].axhline(100 * (1 - majority), color='gray', ls='--', lw=0.8, label='majority class')   # the error of always one class
+axes[0].legend(fontsize=9); plt.tight_layout(); plt.show()
 
 # %% [markdown]
 # The same grid read the other way: two runs of about the same compute, one a smaller model trained for
@@ -1154,11 +1171,10 @@ def e2e_label(arm) -> str:
     return 'our trainer' if not a['changes'] else 'ours + ' + ' + '.join(e2e['changes'][c] for c in a['changes'])
 def welch_ci(a, b, level: float = 0.95) -> dict:
     "mean(a) − mean(b) of two independent samples with Welch's t interval."
-    from scipy.stats import t
     a, b = np.asarray(a, float), np.asarray(b, float)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    gap, half = a.mean() - b.mean(), t.ppf((1 + level) / 2, df) * np.sqrt(va + vb)
+    gap, half = a.mean() - b.mean(), student_t.ppf((1 + level) / 2, df) * np.sqrt(va + vb)
     return dict(gap=float(gap), lo=float(gap - half), hi=float(gap + half), excludes_zero=bool(abs(gap) > half), n_seeds=(len(a), len(b)))
 def e2e_gap(arm, ref) -> dict | None:
     "arm − ref in points of R@1: two of our arms paired by seed (seed_ci), against open_clip's unpaired (welch_ci); None for ref itself."
@@ -1261,7 +1277,7 @@ display(Markdown(
 # ## What we measured
 
 # %%
-every = {json.dumps(r['spec'], sort_keys=True): r for r in [*runs.values(), *arch.values(), *grid.values(),
+every = {json.dumps(r['spec'], sort_keys=True): r for r in [*runs.values(), *arch.values(), *arch_eq.values(), *grid.values(),
                                                                            *(r for _, _, rs in sweeps.values() for r in rs.values())]}
 feed_s = sum(r['train_wall_s'] for r in feed.values())                  # the book's run again is the book arm's first seed
 print(f"the whole chapter: {len(every) + len(feed)} runs, {(sum(r['wall_s'] for r in every.values()) + feed_s) / 3600:.1f} "
