@@ -9,8 +9,14 @@
 * `template_predictions` agrees with the sweep; `paired_bootstrap` gives 0 for a template against
   itself and an interval around the observed difference.
 * `probability_ensemble` of one template, or of copies of one template, is that template's softmax.
+* The chapter's committed readings label training-caption prompts (issue #27): every table of an accuracy
+  says how many of its prompts are training captions, a † is explained where it is used, and no figure
+  caption calls a set of templates that includes training captions zero-shot.
 """
 from __future__ import annotations
+
+import json, re
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +121,20 @@ def test_predictions_and_paired_bootstrap(model, task):
     a, b = torch.rand(400, generator=g) < 0.7, torch.rand(400, generator=g) < 0.5
     r = paired_bootstrap(a, b, n_boot=500)
     assert r['lo'] < r['diff'] < r['hi'] and r['diff'] == pytest.approx(a.double().mean().item() - b.double().mean().item())
+
+
+CHAPTER = Path(__file__).resolve().parents[1] / 'nbs' / '09_prompt_engineering.ipynb'
+
+
+def test_chapter_labels_training_caption_prompts():
+    cells = json.loads(CHAPTER.read_text(encoding='utf-8'))['cells']
+    for c in cells:
+        if c['cell_type'] != 'code': continue
+        for cap in re.findall(r"(?m)^#\|\s*fig-cap:\s*(.*)$", ''.join(c['source'])):
+            assert not cap.strip('"').lower().startswith('zero-shot'), cap
+        for o in c.get('outputs', []):
+            md = ''.join(o.get('data', {}).get('text/markdown', ''))
+            if not md.lstrip().startswith('|'): continue
+            if re.search(r'majority', md) and '%' in md:                        # a table of accuracies
+                assert re.search(r'training[ -]caption', md), md[:300]
+            if '†' in md: assert re.search(r'† the \w+ fills to a training caption', md), md[:300]

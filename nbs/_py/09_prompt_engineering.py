@@ -32,7 +32,7 @@ from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset, TONES
 from clip_annotated.model import create_model
 from clip_annotated.train import PRESETS
 from clip_annotated.run import book_model
-from clip_annotated.tasks import emoji_task, own_captions, scene_task
+from clip_annotated.tasks import caption_prompts, emoji_task, own_captions, scene_task, training_caption_set
 from clip_annotated.zeroshot import against_majority, baseline, evaluate, majority_hits, paired_bootstrap, zero_shot_classifier
 
 # %%
@@ -47,12 +47,11 @@ _ = seed_everything(0)
 # embeddings and averaging probabilities knowing what each costs.
 #
 # ```{mermaid}
-# flowchart LR
-#   C["class names [C]"] --> S["T templates × C names<br/>= T·C sentences"]
-#   S --> TT["text tower, once"] --> E["E [T, C, d]"]
-#   E -->|"one template: E[t]"| W1["W [d, C]"]
-#   E -->|"mean over t, renormalise"| WE["W [d, C]<br/>(embedding space)"]
-#   E -->|"T classifiers, mean of softmaxes"| P["p [N, C]<br/>(probability space)"]
+# flowchart TD
+#   S["C class names × T templates<br/>= T·C sentences"] --> E["text tower, once:<br/>E [T, C, d]"]
+#   E --> W1["one template t:<br/>W [d, C] from E[t]"]
+#   E --> WE["mean over t,<br/>renormalise:<br/>W [d, C]<br/>(embedding space)"]
+#   E --> P["T classifiers,<br/>mean of softmaxes:<br/>p [N, C]<br/>(probability space)"]
 # ```
 #
 # ## What the paper says
@@ -226,11 +225,13 @@ for row in sweep: print(f"{row['template']:18} top-1 {row['top1']:.1%}, mean per
 # nothing else.
 
 # %%
-print('training caption templates:', DEFAULT_TEMPLATES)
+print('training caption templates:')
+for i in range(0, len(DEFAULT_TEMPLATES), 3): print('  ' + ', '.join(map(repr, DEFAULT_TEMPLATES[i:i + 3])))
 train_set = EmojiDataset('train', train=True)
+print('four training captions:')
 for i in (5, 400, 1200, 2000): print(f'  {train_set[i][1]!r}')
-print('templates that mention a photo:', sum('photo' in t for t in DEFAULT_TEMPLATES), 'of', len(DEFAULT_TEMPLATES),
-      '| training emoji names that do:', sum('photo' in r.name for r in train_set.records), 'of', len(train_set))
+print('templates that mention a photo:', sum('photo' in t for t in DEFAULT_TEMPLATES), 'of', len(DEFAULT_TEMPLATES))
+print('training emoji names that do:', sum('photo' in r.name for r in train_set.records), 'of', len(train_set))
 
 # %% [markdown]
 # Three consequences follow, before any measurement.
@@ -238,11 +239,20 @@ print('templates that mention a photo:', sum('photo' in t for t in DEFAULT_TEMPL
 # * A skin tone appears in a caption only as "..., *X* skin tone" after a person or a body part, so
 #   the bare word "dark" was never paired with a dark-skinned emoji. It is our polysemy case, as
 #   ambiguous to this text tower as "boxer" is to CLIP's: a colour, a mood, or a tone?
-# * "An emoji of X." and "X emoji" are, word for word, training captions. "A photo of a X." is not:
-#   "photo" is a token of the tokenizer's vocabulary whose embedding no caption ever trained.
-# * The kind-of-emoji names ("animal", "food or drink") are in no caption at all; the category task
-#   asks the model to get from "an emoji of dog." to the word "animal" through whatever similarity of
-#   words it picked up, which is little. Expect that task to be hard for every prompt.
+# * "An emoji of X." and "X emoji" are, word for word, training captions whenever X is a training
+#   emoji's name, and so is the bare "X": "an emoji of man.", "man emoji" and "man" were all trained on.
+#   "A photo of a X." is not: "photo" is a token of the tokenizer's vocabulary whose embedding no
+#   caption ever trained.
+# * The kind-of-emoji names ("animal", "food or drink") are in no caption, "person" excepted; the
+#   category task asks the model to get from "an emoji of dog." to the word "animal" through whatever
+#   similarity of words it picked up, which is little. Expect that task to be hard for every prompt.
+#
+# So a prompt can *be* a training caption. Scoring one is not zero-shot transfer in the paper's sense,
+# where the class names come in sentences the model never had to match; it is closer to looking up a
+# caption the model was trained on. This chapter studies wording, so it keeps such templates, but marks
+# them: every table counts, per template, how many of the prompts it fills in for the `C` classes are
+# training captions (`caption_prompts` of the [tasks chapter](07a_tasks.ipynb)), the figures mark those
+# templates with †, and "zero-shot" is said only of templates whose count is zero.
 #
 # ## Measured: one template at a time on held-out emoji
 #
@@ -258,11 +268,15 @@ print('templates that mention a photo:', sum('photo' in t for t in DEFAULT_TEMPL
 # | mismatched | fitted to another domain | `a satellite photo of a {}.` |
 #
 # The first template of each kind is fixed before looking at any result; the comparisons further down
-# use those, so that no template is chosen for having scored well on the test pictures.
+# use those, so that no template is chosen for having scored well on the test pictures. Because the
+# first captions'-language template fills to training captions on the skin tone and on gender, the
+# comparisons also use a second one fixed by a rule rather than by a score: the first template of that
+# kind with no training-caption prompt ("captions' words, no caption").
 
 # %%
 PROMPT_KINDS = ('bare', 'photo', 'photo + context', "captions' language", 'mismatched')
 CAPTIONS = PROMPT_KINDS[3]
+CLEAN = "captions' words, no caption"   # the first captions'-language template that fills to no training caption
 MISMATCHED = ['a satellite photo of a {}.', 'a photo of a {}, a type of food.']
 FAMILIES = {   # task -> [(template, kind)]; the first of each kind is the one compared below
     'skin_tone': [('{}', 'bare'), ('a photo of a {}.', 'photo'), ('a photo of a person with {} skin.', 'photo + context'),
@@ -270,7 +284,8 @@ FAMILIES = {   # task -> [(template, kind)]; the first of each kind is the one c
                   ('{} skin tone', CAPTIONS), ('hand, {} skin tone', CAPTIONS)]
                  + [(t, 'mismatched') for t in MISMATCHED],
     'gender':    [('{}', 'bare'), ('a photo of a {}.', 'photo'), ('a photo of a {}, a type of person.', 'photo + context'),
-                  ('an emoji of {}.', CAPTIONS), ('{} emoji', CAPTIONS), ('a picture of {}.', CAPTIONS), ('an icon of {}.', CAPTIONS)]
+                  ('an emoji of {}.', CAPTIONS), ('{} emoji', CAPTIONS), ('a picture of {}.', CAPTIONS), ('an icon of {}.', CAPTIONS),
+                  ('an emoji of a {}.', CAPTIONS), ('a picture of a {}.', CAPTIONS)]
                  + [(t, 'mismatched') for t in MISMATCHED],
     'category':  [('{}', 'bare'), ('a photo of a {}.', 'photo'), ('a photo of a {}, a type of emoji.', 'photo + context'),
                   ('an emoji of a {}.', CAPTIONS), ('{} emoji', CAPTIONS), ('a picture of a {}.', CAPTIONS), ('an icon of a {}.', CAPTIONS)]
@@ -278,6 +293,7 @@ FAMILIES = {   # task -> [(template, kind)]; the first of each kind is the one c
 }
 KIND_COLORS = dict(zip(PROMPT_KINDS, ('#9e9e9e', '#4c72b0', '#8fb8e8', '#55a868', '#c44e52')))
 def pct(x): return f'{100 * x:.1f}%'
+def ci(d): return f"{100 * d['diff']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
 
 
 # %%
@@ -289,74 +305,94 @@ model = chapter_model()
 tasks = {a: emoji_task(a, image_size=model.visual.input_resolution) for a in FAMILIES}
 if in_test():   # the mechanics on the first 96 pictures of each task
     for t in tasks.values(): t.dataset = Subset(t.dataset, range(min(96, len(t.dataset))))
+
+def n_caps(a: str, templates) -> int:
+    "How many of the prompts `templates` fill in for task `a`'s classes are training captions."
+    return caption_prompts(tasks[a], list(templates))
+def caps_of(a: str, templates) -> str:
+    "The same count as 'k of T·C', for a table."
+    return f"{n_caps(a, templates)} of {len(templates) * len(tasks[a].classnames)}"
+def dagger(a: str, template) -> str:
+    "A template as text, with † when it fills to a training caption for some class of task `a`."
+    return template_text(template) + (' †' if n_caps(a, [template]) else '')
+
 features = {a: task_features(model, t) for a, t in tasks.items()}
 majority = {a: majority_hits(features[a][1]).mean().item() for a in tasks}       # always the most frequent class
 bar = {a: baseline(tasks[a].chance, majority[a]) for a in tasks}
 rows, correct = [], {}
 for a, fam in FAMILIES.items():
     temps = [t for t, _ in fam]
-    for row, (_, kind) in zip(template_sweep(model, tasks[a], temps, features=features[a]), fam):
-        rows.append(dict(row, kind=kind, chance=tasks[a].chance, majority=majority[a]))
+    for row, (t, kind) in zip(template_sweep(model, tasks[a], temps, features=features[a]), fam):
+        rows.append(dict(row, attr=a, kind=kind, chance=tasks[a].chance, majority=majority[a], caps=caps_of(a, [t]),
+                         shown=dagger(a, t)))
     feats, labels = features[a]   # per-picture correctness of each template, for the paired comparisons
     correct[a] = dict(zip(temps, template_predictions(feats, template_embeddings(model, tasks[a].classnames, temps)) == labels))
 
-display(Markdown('| task | chance | majority class | kind | template | top-1 | mean per-class recall |\n|---|---:|---:|---|---|---:|---:|\n' +
-                 '\n'.join(f"| {r['task']} | {pct(r['chance'])} | {pct(r['majority'])} | {r['kind']} | `{r['template']}` | "
+display(Markdown('| task | chance | majority class | kind | template | prompts that are training captions | top-1 | mean per-class recall |\n'
+                 '|---|---:|---:|---|---|---:|---:|---:|\n' +
+                 '\n'.join(f"| {r['task']} | {pct(r['chance'])} | {pct(r['majority'])} | {r['kind']} | `{r['template']}` | {r['caps']} | "
                            f"{pct(r['top1'])} | {pct(r['recall'])} |" for r in rows)))
 
 # %% [markdown]
-# The same numbers as a figure: one bar per template, one panel per task, coloured by kind; the dashed
-# line is chance (one over the number of classes), the dotted line the majority class.
+# The same numbers as a figure: one bar per template, one panel per task, coloured by kind, with † on
+# the templates that fill to a training caption for at least one class (their scores are top-1
+# accuracies, not zero-shot ones); the dashed line is chance (one over the number of classes), the
+# dotted line the majority class.
 
 # %%
-#| fig-cap: "Zero-shot top-1 accuracy of the book model with one prompt template at a time, for the skin-tone, gender and category tasks, coloured by kind of template."
-#| fig-alt: "Three horizontal bar charts, one per task, with nine templates each, coloured by kind: the bare class name, the photo default, the photo default with context, templates in the captions' language, and mismatched ones such as 'a satellite photo of a {}.'. Each bar is labelled with its accuracy; a dashed line marks chance and a dotted line the majority class, which on the category task lies far to the right of every bar. The table above gives the values."
-fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), sharex=True)
+#| fig-cap: "Top-1 accuracy of the book model with one prompt template at a time, for the skin-tone, gender and category tasks, coloured by kind of template; a dagger marks a template that fills to a training caption for some class, so its bar is not a zero-shot score."
+#| fig-alt: "Three horizontal bar charts stacked one above the other, one per task, with about ten templates each, coloured by kind: the bare class name, the photo default, the photo default with context, templates in the captions' language, and mismatched ones such as 'a satellite photo of a {}.'. Templates that fill to a training caption carry a dagger in their label. Each bar is labelled with its accuracy; a dashed line marks chance and a dotted line the majority class, which on the category task lies far to the right of every bar. The table above gives the values."
+fig, axes = plt.subplots(3, 1, figsize=(8, 11), sharex=True)
 for ax, a in zip(axes, FAMILIES):
-    rs = [r for r in rows if r['task'] == tasks[a].name]
+    rs = [r for r in rows if r['attr'] == a]
     y = np.arange(len(rs))[::-1]
     ax.barh(y, [100 * r['top1'] for r in rs], color=[KIND_COLORS[r['kind']] for r in rs])
-    for yi, r in zip(y, rs): ax.text(100 * r['top1'] + 1, yi, f"{100 * r['top1']:.0f}", va='center', fontsize=7)
+    for yi, r in zip(y, rs): ax.text(100 * r['top1'] + 1, yi, f"{100 * r['top1']:.0f}", va='center', fontsize=9)
     ax.axvline(100 * tasks[a].chance, ls='--', c='k', lw=1)
     ax.axvline(100 * majority[a], ls=':', c='k', lw=1.2)
-    ax.set(yticks=y, yticklabels=[r['template'] for r in rs], xlim=(0, 100), xlabel='top-1 accuracy (%)',
-           title=f"{tasks[a].name}: chance {100 * tasks[a].chance:.0f}%, majority {100 * majority[a]:.0f}%")
-    ax.title.set_fontsize(10); ax.tick_params(axis='y', labelsize=7.5)
+    ax.set(yticks=y, xlim=(0, 100), title=f"{tasks[a].name}: chance {100 * tasks[a].chance:.0f}%, majority class {100 * majority[a]:.0f}%")
+    ax.set_yticklabels([r['shown'] for r in rs], fontsize=10)
+    ax.title.set_fontsize(11)
+axes[-1].set_xlabel('top-1 accuracy (%)', fontsize=10)
 handles = [plt.Rectangle((0, 0), 1, 1, color=KIND_COLORS[k]) for k in PROMPT_KINDS] + [plt.Line2D([], [], ls='--', c='k'),
                                                                                      plt.Line2D([], [], ls=':', c='k')]
-fig.legend(handles, list(PROMPT_KINDS) + ['chance', 'majority class'], loc='lower center', ncol=7, fontsize=8, frameon=False)
-fig.suptitle('Zero-shot top-1 accuracy of the book MiniCLIP, one template at a time (held-out emoji)')
-fig.tight_layout(rect=(0, 0.06, 1, 1)); plt.show()
+fig.legend(handles, list(PROMPT_KINDS) + ['chance', 'majority class'], loc='lower center', bbox_to_anchor=(0.5, 0.03),
+           ncol=4, fontsize=10, frameon=False)
+fig.text(0.5, 0.01, '† the template fills to a training caption for some class: a top-1 accuracy, not a zero-shot one',
+         ha='center', fontsize=10)
+fig.suptitle('Top-1 accuracy of the book MiniCLIP, one template at a time (held-out emoji)', fontsize=12)
+fig.tight_layout(rect=(0, 0.09, 1, 1)); plt.show()
 
 # %% [markdown]
 # ### The paper's comparisons, paired
 #
 # The paper reports its default against the bare name (+1.3 points on ImageNet, §3.1.4) and fitted
 # prompts against the default. Here are the same differences on our tasks, with the first template of
-# each kind (listed under the table), and paired bootstrap intervals at the book's one level (an
-# interval that contains 0 is a difference the test set cannot tell from luck):
+# each kind (listed in the second table), and paired bootstrap intervals at the book's one level (an
+# interval that contains 0 is a difference the test set cannot tell from luck). A column gives, for
+# each side, how many of its prompts are training captions: only a row with 0 on both sides compares
+# two zero-shot prompts.
 
 # %%
 first = {a: {k: next(t for t, kk in fam if kk == k) for k in PROMPT_KINDS} for a, fam in FAMILIES.items()}
-COMPARISONS = [('photo', 'bare'), (CAPTIONS, 'photo'), (CAPTIONS, 'bare'), ('photo + context', 'photo'), ('mismatched', CAPTIONS)]
+for a, fam in FAMILIES.items(): first[a][CLEAN] = next(t for t, k in fam if k == CAPTIONS and not n_caps(a, [t]))
+assert n_caps('skin_tone', [first['skin_tone'][CAPTIONS]]) and n_caps('gender', [first['gender'][CAPTIONS]])   # the text above
+COMPARISONS = [('photo', 'bare'), (CLEAN, 'photo'), (CAPTIONS, 'photo'), (CAPTIONS, 'bare'), ('photo + context', 'photo'),
+               ('mismatched', CLEAN)]
 paired = {(a, x, y): paired_bootstrap(correct[a][first[a][x]], correct[a][first[a][y]], n_boot=pick(2000, 2000, test=200))
           for a in FAMILIES for x, y in COMPARISONS}
-display(Markdown('| comparison | ' + ' | '.join(tasks[a].name for a in FAMILIES) + ' |\n|---|' + '---:|' * len(FAMILIES) + '\n' +
-                 '\n'.join(f"| {x} − {y} | " + ' | '.join(f"{100 * paired[(a, x, y)]['diff']:+.1f} [{100 * paired[(a, x, y)]['lo']:+.1f}, "
-                                                          f"{100 * paired[(a, x, y)]['hi']:+.1f}]" for a in FAMILIES) + ' |'
-                           for x, y in COMPARISONS)))
-display(Markdown('| templates compared | ' + ' | '.join(tasks[a].name for a in FAMILIES) + ' |\n|---|' + '---|' * len(FAMILIES) + '\n'
-                 + '\n'.join(f"| {k} | " + ' | '.join(f"`{first[a][k]}`" for a in FAMILIES) + ' |' for k in PROMPT_KINDS)))
-
-
-# %%
-def interval(a, x, y):
-    d = paired[(a, x, y)]; return f"{100 * d['diff']:+.1f} points [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
-display(Markdown(
-    f"Measured in this run: the paper's default against the bare name is "
-    + ', '.join(f"{interval(a, 'photo', 'bare')} on {tasks[a].name}" for a in FAMILIES)
-    + f"; the captions' phrasing against the default is "
-    + ', '.join(f"{interval(a, CAPTIONS, 'photo')} on {tasks[a].name}" for a in FAMILIES) + '.'))
+def caps_pair(a, x, y) -> str:
+    "Training-caption prompts of the two templates compared, 'k vs k of C'."
+    return f"{n_caps(a, [first[a][x]])} vs {n_caps(a, [first[a][y]])} of {len(tasks[a].classnames)}"
+display(Markdown('| comparison | task | prompts that are training captions, each side | difference (points, 95% paired) |\n'
+                 '|---|---|---:|---:|\n' +
+                 '\n'.join(f"| {x} − {y} | {tasks[a].name} | {caps_pair(a, x, y)} | {100 * paired[(a, x, y)]['diff']:+.1f} "
+                           f"[{100 * paired[(a, x, y)]['lo']:+.1f}, {100 * paired[(a, x, y)]['hi']:+.1f}] |"
+                           for x, y in COMPARISONS for a in FAMILIES)))
+display(Markdown('| templates compared (training-caption prompts) | ' + ' | '.join(tasks[a].name for a in FAMILIES) + ' |\n|---|'
+                 + '---|' * len(FAMILIES) + '\n'
+                 + '\n'.join(f"| {k} | " + ' | '.join(f"`{first[a][k]}` ({caps_of(a, [first[a][k]])})" for a in FAMILIES) + ' |'
+                             for k in PROMPT_KINDS + (CLEAN,))))
 
 
 # %% [markdown]
@@ -364,49 +400,73 @@ display(Markdown(
 
 # %%
 #| echo: false
+def interval(a, x, y):
+    d = paired[(a, x, y)]; return f"{100 * d['diff']:+.1f} points [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
 def beyond(a, x, y) -> int:
     "+1 if template kind x beats kind y on task a beyond luck, -1 if it loses beyond luck, 0 if the interval holds 0."
     d = paired[(a, x, y)]; return 1 if d['lo'] > 0 else -1 if d['hi'] < 0 else 0
-def names(keys) -> str: return ' and '.join(tasks[a].name for a in keys)
+def names(keys) -> str:
+    n = [tasks[a].name for a in keys]; return ' and '.join(n) if len(n) < 3 else ', '.join(n[:-1]) + ' and ' + n[-1]
+def k_of(a, kind) -> str: return f"{n_caps(a, [first[a][kind]])} of {len(tasks[a].classnames)}"
+LUCK = {1: 'beyond luck', -1: 'beyond luck', 0: 'within luck'}
 
 helps = [a for a in FAMILIES if beyond(a, 'photo', 'bare') > 0]
 hurts = [a for a in FAMILIES if beyond(a, 'photo', 'bare') < 0]
+bare_caps = [a for a in FAMILIES if n_caps(a, [first[a]['bare']])]
+bare_words = list(dict.fromkeys(c for a in bare_caps for c in tasks[a].classnames if c in training_caption_set('emoji')))
 b1 = ('* **"A photo of a {}." is not our default.** The paper chose it because alt-text describes photos; ours describes '
       'emoji, and the token "photo" was never trained. ')
 if helps:
     b1 += (f"Added to the bare name it helps beyond luck on {names(helps)} all the same: an untrained token moves the sentence "
-           "embedding, and here the move happens to help.")
+           "embedding, and here the move happens to help. ")
 else:
     b1 += ("Added to the bare name it brings no gain beyond luck on any task, where the paper saw +1.3 points on ImageNet"
            + (f", and it costs accuracy beyond luck on {names(hurts)}" if hurts else '')
            + "; whatever it changes, it changes by moving the sentence embedding with an untrained token, not by telling "
-             "the model what kind of picture this is.")
-gender_luck = all(beyond('gender', x, y) == 0 for x, y in COMPARISONS)
-cap_wins = [a for a in FAMILIES if beyond(a, CAPTIONS, 'photo') > 0]
-cap_loses = [a for a in FAMILIES if beyond(a, CAPTIONS, 'photo') < 0]
-vs_photo = ', '.join(f"{interval(a, CAPTIONS, 'photo')} on {tasks[a].name}" for a in FAMILIES)
-if cap_wins and not cap_loses:
-    head = (f"* **The captions' phrasing is the one to use**: against the photo default it beats it beyond luck on "
-            f"{names(cap_wins)} and loses beyond luck on no task ({vs_photo}). ")
-elif cap_wins:
-    head = (f"* **Neither phrasing wins everywhere**: against the photo default the captions' phrasing wins beyond luck on "
-            f"{names(cap_wins)} and loses beyond luck on {names(cap_loses)} ({vs_photo}). ")
-elif cap_loses:
-    head = (f"* **The photo default beats the captions' phrasing on {names(cap_loses)}**, beyond luck, and loses to it on "
-            f"no task ({vs_photo}). ")
+             "the model what kind of picture this is. ")
+if bare_caps:
+    b1 += ("Only where the bare name fills to no training caption is this a comparison of two zero-shot prompts"
+           + (f" ({names([a for a in FAMILIES if a not in bare_caps])})" if len(bare_caps) < len(FAMILIES) else ', which is on no task')
+           + "; elsewhere the bare name is itself a training caption, for "
+           + ' and '.join(f"{k_of(a, 'bare')} classes on {tasks[a].name}" for a in bare_caps)
+           + f" ({', '.join(repr(c) for c in bare_words)} are captions)"
+           + ', so there the photo default, a zero-shot prompt, is set against looked-up captions.')
+
+clean_wins = [a for a in FAMILIES if beyond(a, CLEAN, 'photo') > 0]
+clean_loses = [a for a in FAMILIES if beyond(a, CLEAN, 'photo') < 0]
+vs_photo = ', '.join(f"{interval(a, CLEAN, 'photo')} on {tasks[a].name} (`{first[a][CLEAN]}`)" for a in FAMILIES)
+if clean_wins and not clean_loses:
+    head = (f"* **Zero-shot, the captions' words are the ones to use**: in a template that fills to no training caption, they "
+            f"beat the photo default beyond luck on {names(clean_wins)} and lose to it beyond luck on no task ({vs_photo}). ")
+elif clean_wins:
+    head = (f"* **Zero-shot, neither phrasing wins everywhere**: in a template that fills to no training caption, the captions' "
+            f"words beat the photo default beyond luck on {names(clean_wins)} and lose to it beyond luck on "
+            f"{names(clean_loses)} ({vs_photo}). ")
+elif clean_loses:
+    head = (f"* **Zero-shot, the photo default beats the captions' words on {names(clean_loses)}**, beyond luck, and loses to "
+            f"them on no task; the captions' words here are in a template that fills to no training caption ({vs_photo}). ")
 else:
-    head = f"* **The captions' phrasing and the photo default cannot be told apart** on any task ({vs_photo}). "
+    head = ("* **Zero-shot, the captions' words and the photo default cannot be told apart** on any task, with the captions' "
+            f"words in a template that fills to no training caption ({vs_photo}). ")
 b2 = (head + 'The paper\'s advice, "specify the text is about the content of the image", read as "say it as the training '
-      'text said it", ' + ('holds here on every task where the two differ. ' if cap_wins and not cap_loses else
-                           f"is not borne out on {names(cap_loses)}: there the training captions' words make the worse prompt. "
-                           if cap_loses else 'gets no test from these intervals, which all hold zero. ')
-      + f"Against the bare name it gains {interval('skin_tone', CAPTIONS, 'bare')} on the skin tone"
-      + (', beyond luck, as fits the bare tone word being our polysemous "boxer"' if beyond('skin_tone', CAPTIONS, 'bare') > 0 else
-         ', within luck') + '. For gender the class words "man", "woman", "person" already open many training captions ("man '
-      'cook, dark skin tone"), so the bare word is itself caption-like; '
-      + ('none of the paired differences there is beyond luck.' if gender_luck else
-         "even so, these paired differences there are beyond luck: "
-         + ', '.join(f"{x} − {y} {interval('gender', x, y)}" for x, y in COMPARISONS if beyond('gender', x, y) != 0) + "."))
+      'text said it", ' + ('holds here on every task where the two differ. ' if clean_wins and not clean_loses else
+                           f"is not borne out on {names(clean_loses)}. " if clean_loses else
+                           'gets no test from these intervals, which all hold zero. '))
+cap_tasks = [a for a in FAMILIES if n_caps(a, [first[a][CAPTIONS]])]
+if cap_tasks:
+    b2 += (f"The first captions'-language template is itself a training caption on {names(cap_tasks)} ("
+           + ', '.join(f"`{first[a][CAPTIONS]}`, {k_of(a, CAPTIONS)} prompts" for a in cap_tasks)
+           + "), so there it measures prompting with training captions against the zero-shot photo default: "
+           + ', '.join(f"{interval(a, CAPTIONS, 'photo')} on {tasks[a].name}, {LUCK[beyond(a, CAPTIONS, 'photo')]}"
+                       for a in cap_tasks) + '. ')
+b2 += (f"Against the bare tone word, `{first['skin_tone'][CAPTIONS]}` gains {interval('skin_tone', CAPTIONS, 'bare')} on the "
+       f"skin tone, {LUCK[beyond('skin_tone', CAPTIONS, 'bare')]}; with {k_of('skin_tone', CAPTIONS)} of its prompts training "
+       "captions and none of the bare word's, that gain mixes context for our polysemous \"boxer\" with recall of trained "
+       "captions (the specificity ladder below takes the two apart). ")
+if n_caps('gender', [first['gender']['bare']]) and n_caps('gender', [first['gender'][CAPTIONS]]):
+    b2 += (f"On gender the bare word is a training caption (\"man\", filled into `{{}}`), and so is `{first['gender'][CAPTIONS]}` "
+           f"(\"an emoji of man.\"), so captions' language − bare there compares two training-caption prompts, "
+           f"{k_of('gender', 'bare')} each: {interval('gender', CAPTIONS, 'bare')}, {LUCK[beyond('gender', CAPTIONS, 'bare')]}.")
 ctx = {a: beyond(a, 'photo + context', 'photo') for a in ('skin_tone', 'category')}
 verb = {1: 'beats the photo default beyond luck', 0: 'does not beat the photo default beyond luck',
         -1: 'loses to the photo default beyond luck'}
@@ -416,11 +476,11 @@ b3 = (('* **Context helps when it is said in words the model learned.** ' if ctx
       f"`{first['skin_tone']['photo + context']}` adds \"person\" and \"skin\", both caption words, and {verb[ctx['skin_tone']]} "
       f"on the skin tone ({interval('skin_tone', 'photo + context', 'photo')}); `{first['category']['photo + context']}` adds "
       f"\"a type of\", which no caption had, and {verb[ctx['category']]} on the category "
-      f"({interval('category', 'photo + context', 'photo')}). ")
-cost = min(FAMILIES, key=lambda a: paired[(a, 'mismatched', CAPTIONS)]['diff'])
-gain = max(FAMILIES, key=lambda a: paired[(a, CAPTIONS, 'photo')]['diff'])
-b3 += (f"Templates from another domain cost most on "
-       f"{tasks[cost].name} ({interval(cost, 'mismatched', CAPTIONS)} against the captions' phrasing).")
+      f"({interval('category', 'photo + context', 'photo')}); both sides are zero-shot prompts. ")
+cost = min(FAMILIES, key=lambda a: paired[(a, 'mismatched', CLEAN)]['diff'])
+b3 += (f"Templates from another domain cost most on {tasks[cost].name} ({interval(cost, 'mismatched', CLEAN)} against "
+       f"`{first[cost][CLEAN]}`, both zero-shot).")
+assert all(not n_caps(a, [first[a][k]]) for a in FAMILIES for k in ('photo', 'photo + context', 'mismatched', CLEAN))
 display(Markdown('\n'.join([b1, b2, b3])))
 
 # %% [markdown]
@@ -428,7 +488,10 @@ display(Markdown('\n'.join([b1, b2, b3])))
 #
 # If accuracy moved only with *what* a prompt says, paraphrases would score alike. Each task gets a
 # dozen rewordings of its captions'-language template, saying the same thing; the spread of their
-# accuracies is what wording alone is worth.
+# accuracies is what wording alone is worth. Two of each dozen fill to training captions for some
+# class (`an emoji of {}.` and `{} emoji` with "man" or "person"; `person, {} skin tone` and its emoji
+# sentence for four of the five tones), so the table gives the spread twice: over all twelve, and
+# over those whose prompts are no training caption, the zero-shot ones.
 
 # %%
 EMOJI_PARAPHRASES = ['an emoji of {}.', 'an emoji of a {}.', 'an emoji of the {}.', 'an emoji of {}', 'emoji of a {}',
@@ -442,41 +505,63 @@ PARAPHRASES = {
     'gender': EMOJI_PARAPHRASES, 'category': EMOJI_PARAPHRASES,
 }
 para = {a: template_sweep(model, tasks[a], PARAPHRASES[a], features=features[a]) for a in PARAPHRASES}
-spread = {}
+n_boot = pick(2000, 2000, test=200)
+spread, para_sets = {}, []
 for a, rs in para.items():
     acc = np.array([r['top1'] for r in rs])
+    clean = np.array([not n_caps(a, [t]) for t in PARAPHRASES[a]])           # fills to no training caption
     hits = template_predictions(features[a][0], template_embeddings(model, tasks[a].classnames, PARAPHRASES[a])) == features[a][1]
-    spread[a] = dict(min=acc.min(), median=np.median(acc), max=acc.max(), worst=rs[int(acc.argmin())]['template'],
-                     best=rs[int(acc.argmax())]['template'], below_chance=int((acc < tasks[a].chance).sum()),
-                     below_chance_beyond=sum(paired_bootstrap(h, torch.full(h.shape, tasks[a].chance), n_boot=pick(2000, 2000, test=200))['hi'] < 0
-                                             for h in hits),
-                     below_bar=int((acc <= bar[a]).sum()),
-                     gap=paired_bootstrap(hits[int(acc.argmax())], hits[int(acc.argmin())], n_boot=pick(2000, 2000, test=200)))
-display(Markdown('| task | paraphrases | chance | majority class | min | median | max | best − worst (points, 95% paired) | worst | best |\n'
-                 '|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n' +
-                 '\n'.join(f"| {tasks[a].name} | {len(para[a])} | {pct(tasks[a].chance)} | {pct(majority[a])} | {pct(s['min'])} | "
-                           f"{pct(s['median'])} | {pct(s['max'])} | {100 * s['gap']['diff']:+.1f} [{100 * s['gap']['lo']:+.1f}, "
-                           f"{100 * s['gap']['hi']:+.1f}] | `{s['worst']}` | `{s['best']}` |" for a, s in spread.items())))
+    below = [i for i in range(len(acc)) if acc[i] < tasks[a].chance]
+    spread[a] = dict(min=acc.min(), median=np.median(acc), max=acc.max(), worst=dagger(a, PARAPHRASES[a][int(acc.argmin())]),
+                     best=dagger(a, PARAPHRASES[a][int(acc.argmax())]), below_chance=len(below),
+                     below_chance_beyond=sum(paired_bootstrap(hits[i], torch.full(hits[i].shape, tasks[a].chance), n_boot=n_boot)['hi'] < 0
+                                             for i in below),
+                     below_bar=int((acc <= bar[a]).sum()), n_clean=int(clean.sum()),
+                     clean_min=acc[clean].min(), clean_median=np.median(acc[clean]), clean_max=acc[clean].max(),
+                     gap=paired_bootstrap(hits[int(acc.argmax())], hits[int(acc.argmin())], n_boot=n_boot))
+    for label, keep in (('all', np.ones_like(clean)), ('no training caption', clean)):
+        temps = [t for t, k in zip(PARAPHRASES[a], keep) if k]
+        para_sets.append(dict(attr=a, set=label, n=len(temps), caps=caps_of(a, temps), min=acc[keep].min(),
+                              median=np.median(acc[keep]), max=acc[keep].max()))
+assert all(len(PARAPHRASES[a]) - s['n_clean'] == 2 for a, s in spread.items())   # "two of each dozen"
+assert n_caps('skin_tone', ['person, {} skin tone']) == n_caps('skin_tone', ['an emoji of person, {} skin tone.']) == 4
+display(Markdown('| task | paraphrases | count | prompts that are training captions | chance | majority class | min | median | max |\n'
+                 '|---|---|---:|---:|---:|---:|---:|---:|---:|\n' +
+                 '\n'.join(f"| {tasks[r['attr']].name} | {r['set']} | {r['n']} | {r['caps']} | {pct(tasks[r['attr']].chance)} | "
+                           f"{pct(majority[r['attr']])} | {pct(r['min'])} | {pct(r['median'])} | {pct(r['max'])} |" for r in para_sets)))
+display(Markdown('| task | worst paraphrase | best paraphrase | best − worst (points, 95% paired) |\n|---|---|---|---:|\n' +
+                 '\n'.join(f"| {tasks[a].name} | `{s['worst']}` | `{s['best']}` | {100 * s['gap']['diff']:+.1f} "
+                           f"[{100 * s['gap']['lo']:+.1f}, {100 * s['gap']['hi']:+.1f}] |" for a, s in spread.items())
+                 + '\n\n† the paraphrase fills to a training caption for some class.'))
 
 # %%
-#| fig-cap: "Zero-shot top-1 accuracy of each of a dozen paraphrased caption-form templates, per task, with their range, median and chance marked."
-#| fig-alt: "A dot plot with one row per task and one dot per paraphrase, against top-1 accuracy. Under each row a bar spans worst to best with a tick at the median; a dashed tick marks chance and a dotted tick the majority class. The table above and the paragraph below give the values."
-fig, ax = plt.subplots(figsize=(7.5, 3.2))
+#| fig-cap: "Top-1 accuracy of each of a dozen paraphrased caption-form templates, per task, with their range, median, chance and majority class marked; hollow dots are paraphrases that fill to a training caption for some class, so only the filled dots are zero-shot scores."
+#| fig-alt: "A dot plot with one row per task and one dot per paraphrase, against top-1 accuracy; filled dots for paraphrases that fill to no training caption, hollow dots for those that do. Under each row a bar spans worst to best with a tick at the median; a dashed tick marks chance and a dotted tick the majority class. The tables above and the paragraph below give the values."
+fig, ax = plt.subplots(figsize=(8, 4.2))
 for j, (a, rs) in enumerate(para.items()):
     acc = 100 * np.array([r['top1'] for r in rs])
-    ax.scatter(acc, np.full(len(acc), j) + np.linspace(-0.15, 0.15, len(acc)), s=18, alpha=0.8, color=KIND_COLORS[CAPTIONS])
+    yj = np.full(len(acc), j) + np.linspace(-0.15, 0.15, len(acc))
+    caught = np.array([bool(n_caps(a, [t])) for t in PARAPHRASES[a]])
+    ax.scatter(acc[~caught], yj[~caught], s=22, alpha=0.85, color=KIND_COLORS[CAPTIONS],
+               label='no training caption (zero-shot)' if j == 0 else None)
+    ax.scatter(acc[caught], yj[caught], s=30, facecolors='none', edgecolors=KIND_COLORS[CAPTIONS], linewidths=1.4,
+               label='fills to a training caption' if j == 0 else None)
     s = spread[a]
     ax.plot([100 * s['min'], 100 * s['max']], [j - 0.3, j - 0.3], c='k', lw=1)
     ax.plot([100 * s['median']] * 2, [j - 0.38, j - 0.22], c='k', lw=2)
-    ax.plot([100 * tasks[a].chance] * 2, [j - 0.45, j + 0.45], c='k', ls='--', lw=1)
-    ax.plot([100 * majority[a]] * 2, [j - 0.45, j + 0.45], c='k', ls=':', lw=1.2)
-ax.set(yticks=range(len(para)), yticklabels=[tasks[a].name for a in para], xlabel='top-1 accuracy (%)', ylim=(-0.6, len(para) - 0.4),
-       xlim=(0, 100), title='Same meaning, different words: one dot per paraphrase')
-fig.tight_layout(); plt.show()
+    ax.plot([100 * tasks[a].chance] * 2, [j - 0.45, j + 0.45], c='k', ls='--', lw=1, label='chance' if j == 0 else None)
+    ax.plot([100 * majority[a]] * 2, [j - 0.45, j + 0.45], c='k', ls=':', lw=1.2, label='majority class' if j == 0 else None)
+ax.set(yticks=range(len(para)), ylim=(-0.6, len(para) - 0.4), xlim=(0, 100))
+ax.set_yticklabels([tasks[a].name for a in para], fontsize=10)
+ax.set_xlabel('top-1 accuracy (%)', fontsize=10)
+ax.set_title('Same meaning, different words: one dot per paraphrase', fontsize=11)
+fig.legend(*ax.get_legend_handles_labels(), loc='lower center', ncol=2, fontsize=9, frameon=False)
+fig.tight_layout(rect=(0, 0.12, 1, 1)); plt.show()
 
 # %% [markdown]
-# Each dot is one paraphrase; the bar under the dots runs from the worst to the best, with a tick at
-# the median; the dashed tick is chance, the dotted one the majority class.
+# Each dot is one paraphrase, hollow where it fills to a training caption; the bar under the dots runs
+# from the worst to the best, with a tick at the median; the dashed tick is chance, the dotted one the
+# majority class.
 
 # %%
 #| echo: false
@@ -486,24 +571,31 @@ text = ("Measured in this run, the best paraphrase against the worst on the same
         + ". This is a description, not a test: the two were picked as the extremes of twelve after seeing their scores, "
           "and the largest of many differences is larger than a difference fixed in advance, so even an interval that "
           "leaves out zero overstates how much one wording, chosen beforehand, would differ from another. ")
-under = [a for a, s in spread.items() if s['below_chance']]
-text += (f"On {', '.join(tasks[a].name for a in under)}, {', '.join(str(spread[a]['below_chance']) for a in under)} of the "
-         "twelve paraphrases score below chance as point estimates; of those, "
-         f"{', '.join(str(spread[a]['below_chance_beyond']) for a in under)} (same order) are below it beyond luck (95% "
-         "bootstrap over the pictures against chance), the rest within luck of chance. "
-         if under else "No paraphrase scores below chance. ")
+caught_best = [a for a, s in spread.items() if s['best'].endswith('†')]
+if caught_best:
+    text += (f"On {names(caught_best)} the best paraphrase fills to training captions; among the paraphrases that do not, "
+             + ', '.join(f"{tasks[a].name} spans {pct(spread[a]['clean_min'])} to {pct(spread[a]['clean_max'])}" for a in caught_best)
+             + ". ")
+for a in [a for a, s in spread.items() if s['below_chance']]:
+    s = spread[a]
+    text += (f"On {tasks[a].name}, {s['below_chance']} of the twelve paraphrases score below chance as point estimates, and "
+             f"{s['below_chance_beyond']} of those {s['below_chance']} {'is' if s['below_chance_beyond'] == 1 else 'are'} "
+             "below it beyond luck (95% bootstrap over the pictures "
+             "against chance); the rest are within luck of chance. ")
+if not any(s['below_chance'] for s in spread.values()): text += "No paraphrase scores below chance. "
 low = [a for a, s in spread.items() if s['below_bar'] == len(para[a])]
 text += (f"On {', '.join(tasks[a].name for a in low)} every paraphrase scores at or below the majority class "
          f"({', '.join(pct(majority[a]) for a in low)}): wording does not lift that task over the class frequencies."
          if low else "Every task has a paraphrase above its majority class.")
 display(Markdown(text))
 
-# %% [markdown]
 # ### Specificity
 #
 # For the skin tone the class name needs a noun to hang on. A ladder from the bare word to a full
 # caption, with two rungs that are specific in the wrong way ("hand" names a body part that only some
-# test pictures show, "woman" a gender that only some have):
+# test pictures show, "woman" a gender that only some have). Three rungs are training captions for
+# most tones ("person, dark skin tone" and "woman, dark skin tone" are emoji names), so each rung's
+# count of training-caption prompts stands beside its score and its difference from the bare word.
 
 # %%
 LADDER = ['{}', '{} skin', '{} skin tone', 'person, {} skin tone', 'an emoji of person, {} skin tone.',
@@ -511,17 +603,37 @@ LADDER = ['{}', '{} skin', '{} skin tone', 'person, {} skin tone', 'an emoji of 
 ladder = template_sweep(model, tasks['skin_tone'], LADDER, features=features['skin_tone'])
 ladder_hits = dict(zip(LADDER, template_predictions(features['skin_tone'][0],
                                                    template_embeddings(model, tasks['skin_tone'].classnames, LADDER)) == features['skin_tone'][1]))
-noun = paired_bootstrap(ladder_hits['person, {} skin tone'], ladder_hits['{}'], n_boot=pick(2000, 2000, test=200))
-display(Markdown(f'| template | chance | majority class | top-1 | mean per-class recall |\n|---|---:|---:|---:|---:|\n' +
-                 '\n'.join(f"| `{r['template']}` | {pct(tasks['skin_tone'].chance)} | {pct(majority['skin_tone'])} | "
-                           f"{pct(r['top1'])} | {pct(r['recall'])} |" for r in ladder)))
-display(Markdown(f"`person, {{}} skin tone` against the bare tone word `{{}}`, same pictures: {100 * noun['diff']:+.1f} points "
-                 f"[{100 * noun['lo']:+.1f}, {100 * noun['hi']:+.1f}] ("
-                 + ('beyond luck)' if noun['excludes_zero'] else 'not distinguishable from luck)') + '.'))
+vs_bare = {t: paired_bootstrap(ladder_hits[t], ladder_hits['{}'], n_boot=n_boot) for t in LADDER[1:]}
+noun = vs_bare['person, {} skin tone']
+display(Markdown('| template | prompts that are training captions | chance | majority class | top-1 | mean per-class recall | '
+                 'rung − `{}` (points, 95% paired) |\n|---|---:|---:|---:|---:|---:|---:|\n' +
+                 '\n'.join(f"| `{r['template']}` | {caps_of('skin_tone', [t])} | {pct(tasks['skin_tone'].chance)} | "
+                           f"{pct(majority['skin_tone'])} | {pct(r['top1'])} | {pct(r['recall'])} | "
+                           + (ci(vs_bare[t]) if t in vs_bare else '') + ' |' for r, t in zip(ladder, LADDER))))
+
+# %%
+#| echo: false
+clean_rungs = [t for t in LADDER[1:] if not n_caps('skin_tone', [t])]
+up = [t for t in clean_rungs if vs_bare[t]['lo'] > 0]
+gains = [t for t in LADDER[1:] if vs_bare[t]['lo'] > 0]
+display(Markdown(
+    f"`person, {{}} skin tone` against the bare tone word `{{}}`, same pictures: {ci(noun)} points ("
+    + ('beyond luck' if noun['excludes_zero'] else 'not distinguishable from luck')
+    + f"), but {caps_of('skin_tone', ['person, {} skin tone'])} of its prompts are training captions. The rungs that fill "
+      f"to no training caption ({', '.join(f'`{t}`' for t in clean_rungs)}) measure the noun alone: "
+    + (f"{', '.join(f'`{t}`' for t in up)} beat{'s' if len(up) == 1 else ''} the bare word beyond luck"
+       if up else "none of them beats the bare word beyond luck")
+    + f" ({', '.join(f'`{t}` {ci(vs_bare[t])}' for t in clean_rungs)} points). "
+    + (f"So on this model every rung that beats the bare word beyond luck ({', '.join(f'`{t}`' for t in gains)}) fills to "
+       "training captions, and the noun alone shows no gain the test set can tell from luck."
+       if gains and not up and all(n_caps('skin_tone', [t]) for t in gains) else
+       "So a noun helps even where no prompt is a training caption." if up else
+       "No rung beats the bare word beyond luck.")))
 
 # %%
 if not in_test():
     assert noun['diff'] > 0 and all(r['top1'] > bar['skin_tone'] for r in ladder), noun   # every rung clears the majority class
+    assert all(n_caps('skin_tone', [t]) == 4 for t in LADDER[3:5] + LADDER[6:]), LADDER   # "training captions for most tones"
 
 # %% [markdown]
 # ## Ensembling: how many templates?
@@ -532,17 +644,19 @@ if not in_test():
 # Two pools per task, each ensembled in random orders, a prefix at a time:
 #
 # * the dozen **paraphrases** above, all in the captions' language: the ensemble averages wording
-#   among prompts that each fit;
+#   among prompts that each fit; two of each dozen fill to training captions, so this ensemble is not
+#   zero-shot (the table below adds the ensemble of the other ten, which is);
 # * a dozen **generic photo templates** in the style of the paper's ImageNet ensemble ("a blurry
-#   photo of a {}.", "a photo of a big {}.", ...), none of which fits emoji: the paper's recipe
-#   carried over unchanged.
+#   photo of a {}.", "a photo of a big {}.", ...), none of which fits emoji, and none of which fills
+#   to a training caption: the paper's recipe carried over unchanged, zero-shot.
 
 # %%
-#| fig-cap: "Accuracy of prompt ensembles growing from 1 to 12 templates, for caption-style paraphrases and for generic photo templates, over random orders of adding them."
-#| fig-alt: "Three line plots, one per task, of top-1 accuracy against the number of templates in the ensemble, a green curve for the paraphrases and a blue one for the photo templates, each with shaded bands for the spread over random orders that narrow to a single point at 12 templates, where every order ends in the same ensemble; a dashed line marks chance. The table below compares the single templates with the ensemble of all 12."
+#| fig-cap: "Accuracy of prompt ensembles growing from 1 to 12 templates, for caption-style paraphrases (two of which fill to training captions) and for generic photo templates (none), over random orders of adding them; the dotted line is the majority class, which on the category task lies above the axis, above every point of both curves."
+#| fig-alt: "Three line plots stacked one above the other, one per task, of top-1 accuracy against the number of templates in the ensemble, a green curve for the paraphrases and a blue one for the photo templates, each with shaded bands for the spread over random orders that narrow to a single point at 12 templates, where every order ends in the same ensemble; a dashed line marks chance and a dotted line the majority class. On the category task the majority class is far above the plotted range, which a note at the top of that panel says; both curves stay well below it. The tables below compare the single templates with the ensemble of all 12."
 PHOTO_POOL = ['a photo of a {}.', 'a blurry photo of a {}.', 'a close-up photo of a {}.', 'a photo of a big {}.',
               'a photo of a small {}.', 'a cropped photo of a {}.', 'a low resolution photo of a {}.', 'a good photo of a {}.',
               'a photo of the {}.', 'a photo of my {}.', 'a photo of a nice {}.', 'an old photo of a {}.']
+assert all(n_caps(a, PHOTO_POOL) == 0 for a in FAMILIES)                        # the photo pool is zero-shot on every task
 POOLS = {'paraphrases': PARAPHRASES, 'photo templates': {a: PHOTO_POOL for a in FAMILIES}}
 ORDERS = pick(gpu=50, cpu=50, test=3)
 curves = {(a, pool): ensemble_curve(model, tasks[a], POOLS[pool][a], orders=ORDERS, features=features[a])
@@ -552,7 +666,7 @@ def summary(c: torch.Tensor) -> dict:
     "mean, std, min, max over orders of a curve [orders, T], per ensemble size."
     return dict(mean=c.mean(0).numpy(), std=c.std(0).numpy(), lo=c.min(0).values.numpy(), hi=c.max(0).values.numpy())
 
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+fig, axes = plt.subplots(3, 1, figsize=(8, 9.5), sharex=True)
 for ax, a in zip(axes, FAMILIES):
     for pool, col in (('paraphrases', KIND_COLORS[CAPTIONS]), ('photo templates', KIND_COLORS['photo'])):
         s, k = summary(100 * curves[(a, pool)]), np.arange(1, curves[(a, pool)].shape[1] + 1)
@@ -560,38 +674,58 @@ for ax, a in zip(axes, FAMILIES):
         ax.fill_between(k, s['mean'] - s['std'], s['mean'] + s['std'], color=col, alpha=0.3, lw=0)
         ax.plot(k, s['mean'], c=col, marker='o', ms=3, label=pool)
     ax.axhline(100 * tasks[a].chance, ls='--', c='k', lw=1, label='chance')
-    ax.set(xlabel='templates in the ensemble', ylabel='top-1 accuracy (%)', title=tasks[a].name, xticks=k)
-axes[0].legend(fontsize=8)
-fig.suptitle(f'Ensembles of growing size: mean over {ORDERS} random orders, ±1 sd (dark band), min–max (light band)', fontsize=11)
-fig.tight_layout(); plt.show()
+    lo, hi = ax.get_ylim()
+    if 100 * majority[a] <= hi:
+        ax.axhline(100 * majority[a], ls=':', c='k', lw=1.2, label='majority class'); ax.set_title(tasks[a].name, fontsize=11)
+    else: ax.set_title(f"{tasks[a].name}\n(majority class {100 * majority[a]:.0f}%, above the axis)", fontsize=10)
+    ax.set_xticks(k); ax.set_ylabel('top-1 accuracy (%)', fontsize=10); ax.tick_params(labelsize=10)
+axes[-1].set_xlabel('templates in the ensemble', fontsize=10)
+handles, labels = axes[1].get_legend_handles_labels()
+fig.legend(handles, labels, loc='lower center', ncol=4, fontsize=10, frameon=False)
+fig.suptitle(f'Ensembles of growing size: mean over {ORDERS} random orders,\n±1 sd (dark band), min–max (light band)', fontsize=11)
+fig.tight_layout(rect=(0, 0.04, 1, 1)); plt.show()
+above = [a for a in FAMILIES if all(100 * majority[a] > summary(100 * curves[(a, p)])['hi'].max() for p in POOLS)]
+if not in_test(): assert 'category' in above, above           # the caption's "above every point of both curves"
 
 # %% [markdown]
 # The first point of a curve is the average single template and its band the luck of the draw; moving
 # right the bands narrow, because every order ends in the same full ensemble. Where a curve rises, the
-# ensemble beats the *typical* template. Whether it beats the *best* one is a different question: the
-# paper's 80 prompts were compared with its single default, not with the best of the 80 chosen on
-# the test set.
+# ensemble beats the *typical* template; on the category task every point of both curves lies below the
+# majority class, so whatever a curve does there, it shows no skill at that task. Whether an ensemble
+# beats the *best* template is a different question: the paper's 80 prompts were compared with its single default, not
+# with the best of the 80 chosen on the test set.
 
 # %%
+POOLS_TABLE = {**{p: {a: POOLS[p][a] for a in FAMILIES} for p in POOLS},
+               'paraphrases, no training caption': {a: [t for t in PARAPHRASES[a] if not n_caps(a, [t])] for a in FAMILIES}}
 ens_rows = []
-for (a, pool), c in curves.items():
-    temps = POOLS[pool][a]
-    singles = [r['top1'] for r in template_sweep(model, tasks[a], temps, features=features[a])]
-    feats, labels = features[a]
-    E_pool = template_embeddings(model, tasks[a].classnames, temps)
-    ens_hits = zero_shot_logits(feats, ensemble_weights(E_pool)).argmax(1) == labels
-    first_hits = template_predictions(feats, E_pool[:1])[0] == labels      # the pool's first template, fixed beforehand
-    ens_rows.append(dict(task=tasks[a].name, attr=a, pool=pool, median=float(np.median(singles)), best=max(singles),
-                         first_template=template_text(temps[0]), ensemble=float(c[0, -1]),
-                         vs_first=paired_bootstrap(ens_hits, first_hits, n_boot=pick(2000, 2000, test=200)),
-                         vs_majority=against_majority(ens_hits, labels, n_boot=pick(2000, 2000, test=200))))
-def ci(d): return f"{100 * d['diff']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
-display(Markdown('| task | pool | chance | majority class | median single template | best single template | ensemble of all 12 | '
-                 'ensemble − first template (points, 95% paired) | ensemble against the majority class |\n'
-                 '|---|---|---:|---:|---:|---:|---:|---:|---|\n' +
-                 '\n'.join(f"| {r['task']} | {r['pool']} | {pct(tasks[r['attr']].chance)} | {pct(majority[r['attr']])} | "
-                           f"{pct(r['median'])} | {pct(r['best'])} | {pct(r['ensemble'])} | {ci(r['vs_first'])} (`{r['first_template']}`) | "
-                           f"{r['vs_majority']['reading']} |" for r in ens_rows)))
+for pool, by_task in POOLS_TABLE.items():
+    for a, temps in by_task.items():
+        singles = [r['top1'] for r in template_sweep(model, tasks[a], temps, features=features[a])]
+        feats, labels = features[a]
+        E_pool = template_embeddings(model, tasks[a].classnames, temps)
+        ens_hits = zero_shot_logits(feats, ensemble_weights(E_pool)).argmax(1) == labels
+        first_hits = template_predictions(feats, E_pool[:1])[0] == labels      # the pool's first template, fixed beforehand
+        ens_rows.append(dict(task=tasks[a].name, attr=a, pool=pool, T=len(temps), caps=caps_of(a, temps),
+                             median=float(np.median(singles)), best=max(singles), ensemble=ens_hits.double().mean().item(),
+                             first_template=dagger(a, temps[0]), first_caps=caps_of(a, temps[:1]),
+                             vs_first=paired_bootstrap(ens_hits, first_hits, n_boot=n_boot),
+                             vs_majority=against_majority(ens_hits, labels, n_boot=n_boot)))
+for r in ens_rows:
+    if (r['attr'], r['pool']) in curves:   # the table's ensemble is the curve's last point
+        test_close(r['ensemble'], float(curves[(r['attr'], r['pool'])][0, -1]), eps=1e-9)
+def versus(r) -> str: return r['vs_majority']['reading'].removesuffix(' the majority class').removesuffix(' from')
+display(Markdown('| task, pool (templates) | prompts that are training captions | chance / majority class | median single template | '
+                 'best single template | ensemble of all | ensemble vs majority class |\n'
+                 '|---|---:|---:|---:|---:|---:|---|\n' +
+                 '\n'.join(f"| {r['task']}, {r['pool']} ({r['T']}) | {r['caps']} | {pct(tasks[r['attr']].chance)} / "
+                           f"{pct(majority[r['attr']])} | {pct(r['median'])} | {pct(r['best'])} | {pct(r['ensemble'])} | "
+                           f"{versus(r)} |" for r in ens_rows)))
+display(Markdown('| task, pool | first template | its prompts that are training captions | ensemble − first template (points, 95% paired) |\n'
+                 '|---|---|---:|---:|\n' +
+                 '\n'.join(f"| {r['task']}, {r['pool']} | `{r['first_template']}` | {r['first_caps']} | {ci(r['vs_first'])} |"
+                           for r in ens_rows)
+                 + '\n\n† the template fills to a training caption for some class.'))
 
 # %%
 if not in_test():
@@ -599,19 +733,28 @@ if not in_test():
         assert (r['vs_majority']['lo'] > 0) <= (r['ensemble'] > baseline(tasks[r['attr']].chance, majority[r['attr']])), r
         if r['attr'] == 'category': assert r['vs_majority']['reading'] == 'below the majority class', r
 
+
 # %%
-vs_first = {p: [r for r in ens_rows if r['pool'] == p] for p in POOLS}
+#| echo: false
+def pool_rows(p): return [r for r in ens_rows if r['pool'] == p]
+def zs(r) -> bool: return r['caps'].startswith('0 of')                       # no prompt of the pool is a training caption
 beats = [f"{r['task']} ({r['pool']})" for r in ens_rows if r['vs_first']['lo'] > 0]
 loses = [f"{r['task']} ({r['pool']}, {ci(r['vs_first'])} points)" for r in ens_rows if r['vs_first']['hi'] < 0]
+caught_first = [r for r in pool_rows('paraphrases') if r['first_template'].endswith('†')]
 display(Markdown(
     "Measured in this run, each ensemble against its pool's first template on the same pictures (the paper's comparison: "
-    "its ensemble against its single default): the paraphrases "
-    + ', '.join(f"{ci(r['vs_first'])} points on {r['task']}" for r in vs_first['paraphrases'])
-    + "; the photo templates " + ', '.join(f"{ci(r['vs_first'])} points on {r['task']}" for r in vs_first['photo templates'])
+    "its ensemble against its single default): "
+    + '; '.join(f"{p} " + ', '.join(f"{ci(r['vs_first'])} points on {r['task']}" for r in pool_rows(p)) for p in POOLS_TABLE)
     + ". " + (f"The ensemble beats its first template beyond luck on {', '.join(beats)}. " if beats else
               "No ensemble beats its first template beyond luck. ")
     + (f"It loses to its first template beyond luck on {', '.join(loses)}. " if loses else
        "No ensemble loses to its first template beyond luck. ")
+    + (f"The paraphrases' first template is itself a training caption on {names([r['attr'] for r in caught_first])} ("
+       + ', '.join(f"{r['first_caps']} prompts" for r in caught_first)
+       + "), so those rows compare an ensemble with prompts that are training captions, not with a zero-shot default; "
+       if caught_first else '')
+    + "the zero-shot comparisons, where neither side has a training-caption prompt, are the rows of the pools "
+    + ' and '.join(f'"{p}"' for p in sorted({r['pool'] for r in ens_rows if zs(r) and r['first_caps'].startswith('0 of')})) + '. '
     + "The paper's ImageNet ensemble gained 3.5 points over its default."))
 
 # %% [markdown]
@@ -648,13 +791,15 @@ for a, t in scene_tasks.items():
     base = template_sweep(scene_model, t, ['{}', 'a photo of a {}.'], features=f)
     ens = _scores(*f, ensemble_weights(template_embeddings(scene_model, t.classnames, t.templates)))['top1']
     scene_rows.append(dict(task=t.name, chance=t.chance, majority=majority_hits(f[1]).mean().item(), bare=base[0]['top1'],
-                           photo=base[1]['top1'], n=len(own),
+                           photo=base[1]['top1'], n=len(own), C=len(t.classnames),
+                           caps=[caption_prompts(t, x) for x in (['{}'], ['a photo of a {}.'], t.templates)],
                            example=template_text(t.templates[0]), lo=own.min(), med=float(np.median(own)), hi=own.max(), ensemble=ens,
                            vs_majority=against_majority(ens_hits, f[1], n_boot=pick(2000, 2000, test=200)),
                            gap=paired_bootstrap(each[int(own.argmax())], each[int(own.argmin())], n_boot=pick(2000, 2000, test=200))))
-display(Markdown('| task | chance | majority class | `{}` | `a photo of a {}.` | detailed templates (first) | single detailed template: min / median / max | ensemble of all |\n'
-                 '|---|---:|---:|---:|---:|---|---:|---:|\n' +
+display(Markdown('| task | chance | majority class | `{}` | `a photo of a {}.` | detailed templates (first) | prompts that are training captions: `{}` / photo / detailed | single detailed template: min / median / max | ensemble of all |\n'
+                 '|---|---:|---:|---:|---:|---|---:|---:|---:|\n' +
                  '\n'.join(f"| {r['task']} | {pct(r['chance'])} | {pct(r['majority'])} | {pct(r['bare'])} | {pct(r['photo'])} | {r['n']} (`{r['example']}`) | "
+                           f"{r['caps'][0]} / {r['caps'][1]} of {r['C']}; {r['caps'][2]} of {r['n'] * r['C']} | "
                            f"{pct(r['lo'])} / {pct(r['med'])} / {pct(r['hi'])} | {pct(r['ensemble'])} |" for r in scene_rows)))
 
 # %%
@@ -737,7 +882,10 @@ test_close(probability_ensemble(feats_toy, E).sum(-1), torch.ones(6), eps=1e-5)
 # rule, the nearest prompt (each class scored by its best-matching prompt, `nearest_prompt_logits`), is
 # listed for reference; it costs what the probability ensemble costs. On the skin tone's caption forms
 # it is close to caption retrieval, as the zero-shot chapter found: filled in, those prompts spell many
-# test pictures' own captions, and the last column counts them.
+# test pictures' own captions, and the second table's last column counts them. Neither pool is
+# zero-shot (the caption forms are made of training captions, and two paraphrases of each dozen fill
+# to one; the first table counts the prompts that are): each row compares two ways of combining the
+# same prompts, which it holds equal, not zero-shot accuracies.
 
 # %%
 learned_scale = model.logit_scale.detach().exp().item()
@@ -753,21 +901,23 @@ for a in FAMILIES:
         acc = lambda logits: (logits.argmax(1) == labels).double().mean().item()
         emb, prob = zero_shot_logits(feats, ensemble_weights(E_a)), probability_ensemble(feats, E_a)
         own = own_captions(Task(tasks[a].name, None, tasks[a].classnames, temps, captions=tasks[a].captions), 'ensemble')
-        space_rows.append(dict(task=tasks[a].name, attr=a, pool=pool, T=T_, emb=acc(emb), prob=acc(prob), own=own,
+        space_rows.append(dict(task=tasks[a].name, attr=a, pool=pool, T=T_, emb=acc(emb), prob=acc(prob), own=own, caps=caps_of(a, temps),
                                emb_prob=paired_bootstrap(emb.argmax(1) == labels, prob.argmax(1) == labels,
                                                          n_boot=pick(2000, 2000, test=200)),
                                prob_learned=acc(probability_ensemble(feats, E_a, scale=learned_scale)),
                                nearest=acc(torch.einsum('nd,tcd->nct', feats, E_a).amax(-1)),   # = nearest_prompt_logits
                                agree=(emb.argmax(1) == prob.argmax(1)).double().mean().item(),
                                n_emb=d_ * C_, n_prob=T_ * d_ * C_))
-display(Markdown(f'| task | pool | T | chance | majority class | embedding space | probability space, scale 100 | '
-                 f'embedding − probability (points, 95% paired) | probability space, learned scale {learned_scale:.1f} | '
-                 'nearest prompt | embedding = probability (pictures) | numbers in the classifier, embedding vs probability | '
-                 "pictures whose own caption is a prompt |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" +
-                 '\n'.join(f"| {r['task']} | {r['pool']} | {r['T']} | {pct(tasks[r['attr']].chance)} | {pct(majority[r['attr']])} | "
-                           f"{pct(r['emb'])} | {pct(r['prob'])} | {ci(r['emb_prob'])} | {pct(r['prob_learned'])} | "
-                           f"{pct(r['nearest'])} | {pct(r['agree'])} | {r['n_emb']:,} vs {r['n_prob']:,} | {r['own']} of {len(labels_of[r['attr']])} |"
-                           for r in space_rows)))
+display(Markdown(f'| task, pool | prompts that are training captions | chance / majority class | embedding space | '
+                 f'probability space, scale 100 | probability space, learned scale {learned_scale:.1f} | nearest prompt |\n'
+                 '|---|---:|---:|---:|---:|---:|---:|\n' +
+                 '\n'.join(f"| {r['task']}, {r['pool']} | {r['caps']} | {pct(tasks[r['attr']].chance)} / {pct(majority[r['attr']])} | "
+                           f"{pct(r['emb'])} | {pct(r['prob'])} | {pct(r['prob_learned'])} | {pct(r['nearest'])} |" for r in space_rows)))
+display(Markdown('| task, pool | T | embedding − probability (points, 95% paired) | same answer (pictures) | '
+                 'numbers in the classifier, embedding vs probability | pictures whose own caption is a prompt |\n'
+                 '|---|---:|---:|---:|---:|---:|\n' +
+                 '\n'.join(f"| {r['task']}, {r['pool']} | {r['T']} | {ci(r['emb_prob'])} | {pct(r['agree'])} | "
+                           f"{r['n_emb']:,} vs {r['n_prob']:,} | {r['own']} of {len(labels_of[r['attr']])} |" for r in space_rows)))
 
 # %% [markdown]
 # Per picture, the embedding ensemble costs `d·C` multiply-adds and the probability ensemble `T·d·C`
@@ -784,7 +934,7 @@ def best_of(f, reps=pick(20, 20, test=3)):
     return min(times)
 t_emb, t_prob = best_of(lambda: zero_shot_logits(feats_c, W_c).argmax(1)), best_of(lambda: probability_ensemble(feats_c, E_c).argmax(1))
 print(f"{len(feats_c)} pictures, {E_c.shape[0]} templates: embedding space {1e3 * t_emb:.2f} ms, probability space {1e3 * t_prob:.2f} ms "
-      f"({t_prob / t_emb:.0f}×)")
+      f"(ratio {t_prob / t_emb:.1f})")
 
 # %%
 #| echo: false
@@ -809,6 +959,7 @@ if below:
              f"({', '.join(sorted({pct(majority[r['attr']]) for r in below}))}).")
 display(Markdown(text))
 
+
 # %% [markdown]
 # `tests/test_prompts.py` checks the exported helpers on a random-weight MiniCLIP: a one-template
 # ensemble is the single-template classifier, the sweep matches `evaluate` template by template, the
@@ -819,23 +970,33 @@ display(Markdown(text))
 #
 # Printed by the cells above, in this run: the template kinds against each other, with paired
 # intervals; the spread over paraphrases; the ensemble against its typical and best member; the
-# scenes; and embedding- against probability-space ensembles. Summary:
+# scenes; and embedding- against probability-space ensembles. Summary, where a † or a nonzero count
+# marks prompts that are training captions, and only the rest are zero-shot scores:
 
 # %%
-for a in FAMILIES:
-    r = {k: next(x['top1'] for x in rows if x['task'] == tasks[a].name and x['template'] == first[a][k]) for k in PROMPT_KINDS}
-    print(f"{tasks[a].name:16} bare {pct(r['bare']):>6}  photo {pct(r['photo']):>6}  captions' language {pct(r[CAPTIONS]):>6}  "
-          f"mismatched {pct(r['mismatched']):>6}  chance {pct(tasks[a].chance)}, majority class {pct(majority[a])}")
-for a, s in spread.items():
-    print(f"{tasks[a].name:16} paraphrases: min {pct(s['min'])}, median {pct(s['median'])}, max {pct(s['max'])}; "
-          f"chance {pct(tasks[a].chance)}, majority class {pct(majority[a])}")
-for r in ens_rows:
-    print(f"{r['task']:16} {r['pool']:15} median single {pct(r['median']):>6}  best single {pct(r['best']):>6}  ensemble {pct(r['ensemble']):>6}  "
-          f"{r['vs_majority']['reading']} ({pct(majority[r['attr']])})")
-for r in scene_rows:
-    print(f"{r['task']:16} bare {pct(r['bare']):>6}  median detailed template {pct(r['med']):>6}  ensemble {pct(r['ensemble']):>6}  "
-          f"chance {pct(r['chance'])}, majority class {pct(r['majority'])}")
-for r in space_rows:
-    print(f"{r['task']:16} {r['pool']:13} embedding space {pct(r['emb']):>6}  probability space {pct(r['prob']):>6}  "
-          f"nearest prompt {pct(r['nearest']):>6}  ({r['T']}× the classifier); majority class {pct(majority[r['attr']])}")
+def cell(a, kind) -> str:
+    "Top-1 of the first template of `kind` on task `a`, with † when it fills to a training caption."
+    t = first[a][kind]
+    return pct(next(x['top1'] for x in rows if x['attr'] == a and x['template'] == template_text(t))) + (' †' if n_caps(a, [t]) else '')
+SUMMARY_KINDS = ('bare', 'photo', CAPTIONS, CLEAN, 'mismatched')
+display(Markdown('| task | chance | majority class | ' + ' | '.join(SUMMARY_KINDS) + ' |\n|---|' + '---:|' * (2 + len(SUMMARY_KINDS)) + '\n'
+                 + '\n'.join(f"| {tasks[a].name} | {pct(tasks[a].chance)} | {pct(majority[a])} | "
+                              + ' | '.join(cell(a, k) for k in SUMMARY_KINDS) + ' |' for a in FAMILIES)
+                 + '\n\n† the template fills to a training caption for some class: a top-1 accuracy, not a zero-shot one.'))
+display(Markdown('| task | paraphrases | chance | majority class | min | median | max |\n|---|---|---:|---:|---:|---:|---:|\n'
+                 + '\n'.join(f"| {tasks[r['attr']].name} | {r['set']} ({r['caps']} training-caption prompts) | {pct(tasks[r['attr']].chance)} | "
+                              f"{pct(majority[r['attr']])} | {pct(r['min'])} | {pct(r['median'])} | {pct(r['max'])} |" for r in para_sets)))
+display(Markdown('| task, pool (training-caption prompts) | chance / majority class | median single | best single | ensemble | '
+                 'ensemble vs majority class |\n|---|---:|---:|---:|---:|---|\n'
+                 + '\n'.join(f"| {r['task']}, {r['pool']} ({r['caps']}) | {pct(tasks[r['attr']].chance)} / {pct(majority[r['attr']])} | "
+                              f"{pct(r['median'])} | {pct(r['best'])} | {pct(r['ensemble'])} | {versus(r)} |"
+                              for r in ens_rows)))
+display(Markdown('| task | chance | majority class | bare | median detailed template | ensemble | detailed prompts that are training captions |\n'
+                 '|---|---:|---:|---:|---:|---:|---:|\n'
+                 + '\n'.join(f"| {r['task']} | {pct(r['chance'])} | {pct(r['majority'])} | {pct(r['bare'])} | {pct(r['med'])} | "
+                              f"{pct(r['ensemble'])} | {r['caps'][2]} of {r['n'] * r['C']} |" for r in scene_rows)))
+display(Markdown('| task, pool (training-caption prompts) | chance / majority class | embedding space | probability space | nearest prompt |\n'
+                 '|---|---:|---:|---:|---:|\n'
+                 + '\n'.join(f"| {r['task']}, {r['pool']} ({r['caps']}) | {pct(tasks[r['attr']].chance)} / {pct(majority[r['attr']])} | "
+                              f"{pct(r['emb'])} | {pct(r['prob'])} | {pct(r['nearest'])} |" for r in space_rows)))
 _ = footer()
