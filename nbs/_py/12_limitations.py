@@ -364,9 +364,9 @@ test_eq(binding_reading(torch.ones(400), torch.ones(400), blind=1.0)['verdict'],
 
 # %%
 #| fig-cap: "Four held-out two-group scenes with the true caption and the colour-swapped rival the model must rank below it."
-#| fig-alt: "Four square pictures of coloured shapes, each titled with its true caption and the swapped one, for example 'two small yellow circles left of a large purple triangle' against 'two small purple circles left of a large yellow triangle': the rival uses exactly the same words."
+#| fig-alt: "Four square pictures of coloured shapes in a two-by-two grid, each titled with its true caption and the swapped one, for example 'two small yellow circles left of a large purple triangle' against 'two small purple circles left of a large yellow triangle': the rival uses exactly the same words."
 ds_b, keep_b = binding_scenes(4, px)
-fig, axes = plt.subplots(2, 2, figsize=(8, 9))
+fig, axes = plt.subplots(2, 2, figsize=(8, 9.8))
 for ax, i in zip(axes.flat, keep_b):
     s = ds_b.describe(i)
     ax.imshow(ds_b.image(i)); ax.set_xticks([]); ax.set_yticks([])

@@ -156,8 +156,8 @@ display(Markdown(markdown_table(['', 'random initialisation', 'trained'],
 
 
 # %%
-#| fig-cap: "Histograms of cosine similarities between pictures, between captions, and between pictures and captions, at random initialisation (left) and after training (right)."
-#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near the top of the scale, caption-caption ones lower and wider, and picture-caption similarities, paired or not, sit together just below zero: the two modalities occupy separate narrow cones. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, while each picture's similarity to its own caption peaks near the top. The table above gives the means."
+#| fig-cap: "Histograms of cosine similarities between pictures, between captions, and between pictures and captions, at random initialisation (left) and after training (right). In the trained panel the picture–picture (thick), caption–caption (dashed) and unpaired picture–caption (dotted) curves lie on top of one another."
+#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones lower and wider, around 0.6, and picture-caption similarities, paired or not, sit together near zero: the two modalities occupy separate narrow cones. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, their three curves drawn over each other, while each picture's similarity to its own caption peaks near 0.9 with a long tail towards zero. The table above gives the means."
 def offdiag(M): return M[~torch.eye(M.shape[0], dtype=torch.bool)]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
 for ax, (I_, T_, name) in zip(axes, [(I_0, T_0, 'random initialisation'), (I_e, T_e, 'book MiniCLIP, trained')]):
@@ -375,7 +375,7 @@ def plot_projection(xy: np.ndarray, modality: list[str], groups: list[str], titl
 
 # %%
 #| fig-cap: "t-SNE of the trained model's held-out pictures and captions together, coloured by modality (left) and by category (right)."
-#| fig-alt: "Two scatter plots of the same two-dimensional layout. Left: blue picture dots and orange caption triangles are thoroughly mixed, pictures beside captions. Right: the same points coloured by category: green person points fill most of the right and the top, flags form a light green cluster at the bottom left, faces a small brown cluster, and the smaller categories mingle at the lower left."
+#| fig-alt: "Two scatter plots of the same two-dimensional layout. Left: blue picture dots and orange caption triangles are thoroughly mixed, pictures beside captions. Right: the same points coloured by category, the largest, person, in grey: grey points fill most of the right half and the bottom, flags form a green cluster at the left, faces a small yellow cluster in the middle, symbols a pink group at the top, and the smaller categories mingle in the upper left."
 xy_tsne = project_2d(both, 'tsne', seed=0, max_iter=pick(gpu=1000, cpu=1000, test=250))
 _ = plot_projection(xy_tsne, modality, cats * 2, 't-SNE of held-out emoji pictures and their captions')
 plt.show()
@@ -387,14 +387,14 @@ plt.show()
 
 # %%
 #| fig-cap: "t-SNE of the same pictures and captions embedded by a randomly initialised MiniCLIP, coloured by modality (left) and by category (right)."
-#| fig-alt: "Two scatter plots of the same layout. Left: orange caption triangles form one island on the left and blue picture dots another on the right, with no mixing between them. Right: inside each island the categories are only loosely grouped."
+#| fig-alt: "Two scatter plots of the same layout. Left: orange caption triangles form one island on the left and blue picture dots another on the right, with no mixing between them. Right: inside each island the categories are only loosely grouped, grey person points in both and a green group of flag captions at the bottom of the caption island."
 xy_init = project_2d(torch.cat([I_0, T_0]), 'tsne', seed=0, max_iter=pick(gpu=1000, cpu=1000, test=250))
 _ = plot_projection(xy_init, modality, cats * 2, 't-SNE of the same pairs embedded by a randomly initialised MiniCLIP')
 plt.show()
 
 # %%
 #| fig-cap: "UMAP of the trained model's held-out pictures and captions, coloured by modality (left) and by category (right)."
-#| fig-alt: "Two scatter plots of the same layout. Left: picture dots and caption triangles are interleaved along many small strands. Right: green person points fill the upper half and the left, flags form a light green group at the bottom, and the other categories mingle in a band across the lower middle."
+#| fig-alt: "Two scatter plots of the same layout. Left: picture dots and caption triangles are interleaved along many small strands. Right: grey person points, the largest category, fill the upper half and the rim, flags form a green group at the lower left, faces a small yellow group at the left, and the other categories mingle in a band across the middle."
 #| slow
 xy_umap = project_2d(both, 'umap', seed=0)
 _ = plot_projection(xy_umap, modality, cats * 2, 'UMAP of held-out emoji pictures and their captions')
