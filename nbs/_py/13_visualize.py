@@ -157,7 +157,7 @@ display(Markdown(markdown_table(['', 'random initialisation', 'trained'],
 
 # %%
 #| fig-cap: "Histograms of cosine similarities between pictures, between captions, and between pictures and captions, at random initialisation (left) and after training (right). In the trained panel the picture–picture (thick), caption–caption (dashed) and unpaired picture–caption (dotted) curves lie on top of one another."
-#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones lower and wider, around 0.6, and picture-caption similarities, paired or not, sit together near zero: the two modalities occupy separate narrow cones. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, their three curves drawn over each other, while each picture's similarity to its own caption peaks near 0.9 with a long tail towards zero. The table above gives the means."
+#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones lower and wider, in the upper half of the positive range, and picture-caption similarities, paired or not, sit together near zero: the two modalities occupy separate narrow cones. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, their three curves drawn over each other, while each picture's similarity to its own caption peaks near the top of the scale with a long tail towards zero. The table above gives the means."
 def offdiag(M): return M[~torch.eye(M.shape[0], dtype=torch.bool)]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
 for ax, (I_, T_, name) in zip(axes, [(I_0, T_0, 'random initialisation'), (I_e, T_e, 'book MiniCLIP, trained')]):
@@ -758,7 +758,7 @@ plt.tight_layout(); plt.show()
 # correlation per picture, averaged over the held-out pictures with a 95% interval by resampling them,
 # and the same for the first and last layers' head-mean [CLS] maps. The same measure on the randomly
 # initialised model says how much of it training put there: an untrained ViT's attention can already
-# follow the ink, since white patches all embed alike.
+# follow the ink, since white patches all embed alike. <!-- fixed: 95% -->
 
 # %%
 #| exports
