@@ -20,7 +20,8 @@ from .zeroshot import encode_images, encode_texts, paired_bootstrap
 # %% auto #0
 __all__ = ['OPPOSITE', 'TURNED', 'CAPTION_EDITS', 'BINDING_TESTS', 'per_class_accuracy', 'swap_colors', 'swap_shapes',
            'reverse_relation', 'replace_color', 'replace_shape', 'turn_relation', 'binding_scenes',
-           'caption_preference', 'binding_reading', 'ShuffledCaptions', 'noise_run_dir', 'noise_run']
+           'caption_preference', 'binding_reading', 'ShuffledCaptions', 'noise_run_dir', 'noise_run', 'i2t_hits',
+           'kept_margin']
 
 # %% ../nbs/12_limitations.ipynb #9c6012b0
 def per_class_accuracy(confusion) -> torch.Tensor:
@@ -60,7 +61,7 @@ def replace_shape(scene: Scene) -> str:
     return scene_caption([replace(a, shape=new), b])
 
 def turn_relation(scene: Scene) -> str:
-    "Control: the relation moved to the other axis ('above' → 'left of', 'left of' → 'above', ...): a layout the scene does not have."
+    "Control: the relation moved to the other axis ('above' → 'left of', 'left of' → 'above', ...): the layout the caption does not claim."
     a, b = scene.objects
     return scene_caption([replace(a, relation=TURNED[a.relation]), b])
 
@@ -137,3 +138,22 @@ def noise_run(fraction: float, root: str | Path | None = None, seed: int = 0, **
     cfg = replace(PRESETS['scenes-tiny'], out=str(noise_run_dir(fraction, root)), progress=False, **overrides)
     train_ds, test_ds = make_datasets(cfg, cfg.clip_config().image_resolution)
     return train(cfg, datasets=(ShuffledCaptions(train_ds, fraction, seed), test_ds))
+
+# %% ../nbs/12_limitations.ipynb #29b3b145
+@torch.inference_mode()
+def i2t_hits(model, dataset: Dataset, k: int = 1, device=None) -> torch.Tensor:
+    "Per picture of `dataset` ((image, caption) items): True where its own caption is among the k best of all distinct captions (ties count against it, as in `retrieval_metrics`)."
+    feats, _ = encode_images(model, Labelled(dataset, range(len(dataset))), device=device, progress=False)   # [n, d] unit
+    captions = [dataset[i][1] for i in range(len(dataset))]
+    texts = list(dict.fromkeys(captions))                                            # distinct, in order
+    S = feats @ encode_texts(model, texts, device=device).T                           # [n, distinct captions]
+    right = S[torch.arange(len(captions)), torch.tensor([texts.index(c) for c in captions])]
+    return (S >= right[:, None]).sum(1) - 1 < k                                      # [n] captions at least as high
+
+def kept_margin(hits, clean_hits, chance: float, n_boot: int = 2000, seed: int = 0) -> tuple[float, np.ndarray]:
+    "(share of the clean run's margin over chance that a run keeps, its [n_boot] bootstrap replicates): per-item hits [N] of both runs on the same items, resampled together."
+    a, b = torch.as_tensor(hits).double(), torch.as_tensor(clean_hits).double()
+    if a.shape != b.shape: raise ValueError(f"kept_margin needs both runs' hits on the same items, got {tuple(a.shape)} and {tuple(b.shape)}")
+    idx = torch.randint(len(a), (n_boot, len(a)), generator=torch.Generator().manual_seed(seed))
+    reps = (a[idx].mean(1) - chance) / (b[idx].mean(1) - chance)                      # [n_boot]
+    return ((a.mean() - chance) / (b.mean() - chance)).item(), reps.numpy()

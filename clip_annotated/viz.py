@@ -15,8 +15,9 @@ from .tasks import Labelled
 from .zeroshot import encode_images, encode_texts, percentile_interval
 
 # %% auto #0
-__all__ = ['embed_pairs', 'modality_gap', 'neighbour_share', 'bootstrap_mean', 'gap_bootstrap', 'project_2d', 'plot_projection',
-           'similarity_heatmap', 'retrieval_grid', 'cls_attention', 'attention_rollout', 'overlay']
+__all__ = ['DISTINCT', 'embed_pairs', 'modality_gap', 'neighbour_share', 'bootstrap_mean', 'gap_bootstrap', 'centroid_null',
+           'project_2d', 'plot_projection', 'similarity_heatmap', 'retrieval_grid', 'group_difference', 'cls_attention',
+           'attention_rollout', 'overlay', 'patch_correlation']
 
 # %% ../nbs/13_visualize.ipynb #8f6c140c
 def embed_pairs(model, dataset: Dataset, indices=None, device=None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -71,6 +72,16 @@ def gap_bootstrap(img: torch.Tensor, txt: torch.Tensor, n_boot: int = 200, seed:
     return {name: (v, *percentile_interval(reps[:, j], level)) for j, (name, v) in
             enumerate(zip(('centroid_distance', 'image_minus_between', 'text_minus_between'), point))}
 
+def centroid_null(img: torch.Tensor, txt: torch.Tensor, n_perm: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    "Central `level` range of the centroid distance with the modality labels shuffled among the pooled unit rows: a fully mixed cloud of these same vectors."
+    x = F.normalize(torch.cat([img.float(), txt.float()]), dim=-1)                  # [N + M, d] pooled
+    g, n = torch.Generator().manual_seed(seed), len(img)
+    reps = []
+    for _ in range(n_perm):
+        p = torch.randperm(len(x), generator=g)                                      # which rows count as pictures
+        reps.append((x[p[:n]].mean(0) - x[p[n:]].mean(0)).norm().item())
+    return percentile_interval(reps, level)
+
 # %% ../nbs/13_visualize.ipynb #35e45a12
 def project_2d(x: torch.Tensor | np.ndarray, method: str = 'tsne', seed: int = 0, **kwargs) -> np.ndarray:
     "[N, 2] t-SNE ('tsne', scikit-learn) or UMAP ('umap', umap-learn) coordinates of the rows of `x`, cosine metric."
@@ -88,19 +99,22 @@ def project_2d(x: torch.Tensor | np.ndarray, method: str = 'tsne', seed: int = 0
     raise ValueError(f"method {method!r}: choose 'tsne' or 'umap'")
 
 # %% ../nbs/13_visualize.ipynb #01a8cf2e
+DISTINCT = ('#BBBBBB', '#0072B2', '#E69F00', '#009E73', '#CC79A7', '#D55E00', '#56B4E9', '#000000', '#F0E442',
+            '#8C564B', '#9467BD', '#17BECF')    # grey for the largest group, then Okabe-Ito's eight hues and three more
+
 def plot_projection(xy: np.ndarray, modality: list[str], groups: list[str], title: str):
-    "Two panels of the same 2-D points: coloured by modality, and by group (markers still say the modality)."
+    "Two panels of the same 2-D points: coloured by modality, and by group (markers still say the modality; largest group grey)."
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.6))
     modality, groups = np.asarray(modality), np.asarray(groups)
     marks = {m: mk for m, mk in zip(dict.fromkeys(modality), 'o^sD')}
     for m in marks:
         s = modality == m
         axes[0].scatter(*xy[s].T, s=9, alpha=0.6, marker=marks[m], label=m)
-    cmap = plt.get_cmap('tab20')
-    for j, g in enumerate(dict.fromkeys(groups)):
+    sizes = {g: int((groups == g).sum()) for g in dict.fromkeys(groups)}
+    for j, g in enumerate(sorted(sizes, key=lambda g: -sizes[g])):           # largest first: grey, drawn underneath
         for m in marks:
             s = (groups == g) & (modality == m)
-            axes[1].scatter(*xy[s].T, s=9, alpha=0.7, marker=marks[m], color=cmap(j % 20),
+            axes[1].scatter(*xy[s].T, s=9, alpha=0.7, marker=marks[m], color=DISTINCT[j % len(DISTINCT)],
                             label=g if m == next(iter(marks)) else None)
     axes[0].set_title('coloured by modality', fontsize=10); axes[1].set_title('by category (o picture, ^ caption)', fontsize=10)
     for ax in axes: ax.set_xticks([]); ax.set_yticks([]); ax.set(xlabel='dimension 1', ylabel='dimension 2')
@@ -155,6 +169,16 @@ def retrieval_grid(sim: torch.Tensor, images: torch.Tensor, captions: list[str],
     fig.suptitle(title, fontsize=11); plt.tight_layout()
     return fig
 
+# %% ../nbs/13_visualize.ipynb #bfba4621
+def group_difference(values, in_a, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    "(mean of group a − mean of group b, lo, hi): `values` [N] split by the bool mask `in_a` [N], each group resampled separately."
+    v, a = torch.as_tensor(np.asarray(values), dtype=torch.float64), torch.as_tensor(np.asarray(in_a), dtype=torch.bool)
+    if a.all() or not a.any(): raise ValueError(f"group_difference needs both groups non-empty, got {int(a.sum())} of {len(a)} in a")
+    va, vb, g = v[a], v[~a], torch.Generator().manual_seed(seed)
+    d = (va[torch.randint(len(va), (n_boot, len(va)), generator=g)].mean(1)
+         - vb[torch.randint(len(vb), (n_boot, len(vb)), generator=g)].mean(1))       # [n_boot]
+    return ((va.mean() - vb.mean()).item(), *percentile_interval(d.numpy(), level))
+
 # %% ../nbs/13_visualize.ipynb #927581bc
 def cls_attention(maps: list[torch.Tensor], grid: int) -> torch.Tensor:
     "The [class] token's attention to the patches, [layers, batch, heads, grid, grid], from `capture_attention` maps."
@@ -182,3 +206,11 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, ax=None, alpha: float = 0.5
     ax.imshow(image.permute(1, 2, 0).numpy()); ax.imshow(h.numpy(), cmap=cmap, alpha=alpha)
     ax.set_xticks([]); ax.set_yticks([])
     return ax
+
+# %% ../nbs/13_visualize.ipynb #3c82af9d
+def patch_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    "Per row, the Pearson correlation of `a` [N, P] with `b` [N, P] over the P patches; NaN where either row is constant."
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    na, nb = a.norm(dim=1), b.norm(dim=1)
+    c = (a * b).sum(1) / (na * nb).clamp(min=1e-12)
+    return c.masked_fill((na == 0) | (nb == 0), float('nan'))                        # [N]
