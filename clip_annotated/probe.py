@@ -41,6 +41,7 @@ def stratified_split(labels, fractions=(0.5, 0.2, 0.3), seed: int = 0) -> list[n
         for p, ch in zip(parts, chunks): p.append(ch)
     return [np.sort(np.concatenate(p)) for p in parts]
 
+# %% ../nbs/08_linear_probe.ipynb #92585bac
 def sample_k_shot(labels, k: int, seed=0) -> np.ndarray:
     "Sorted indices of exactly `k` examples of every class present in `labels`, drawn without replacement."
     labels, rng = np.asarray(labels), np.random.default_rng(seed)
@@ -69,6 +70,7 @@ def fit_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=None,
         if best is None or val_acc[C] > val_acc[best[1]]: best = (copy.deepcopy(clf).set_params(warm_start=False), C)
     return best[0], best[1], val_acc
 
+# %% ../nbs/08_linear_probe.ipynb #42c724e2
 def train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=None,
                        max_iter: int = 1000) -> tuple[LogisticRegression, float, dict[float, float]]:
     "Appendix A.3's recipe: C chosen on validation, then (classifier refit on train + validation, C, {C: validation accuracy})."
@@ -79,6 +81,7 @@ def train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=None
         clf.fit(np.concatenate([train_feats, val_feats]), np.concatenate([train_labels, val_labels]))
     return clf.set_params(warm_start=False), C, val_acc
 
+# %% ../nbs/08_linear_probe.ipynb #41c93e8f
 def linear_probe_accuracy(train_feats, train_labels, val_feats, val_labels, test_feats, test_labels,
                           Cs=None, max_iter: int = 1000) -> dict:
     "The whole protocol: `train_linear_probe`, then the accuracy on test (with the C, the sweep, the classifier and its right answers)."
@@ -99,6 +102,7 @@ def zero_shot_worth(ks, accs, zero_shot: float) -> float:
     t = (zero_shot - accs[j - 1]) / (accs[j] - accs[j - 1])
     return float(math.exp(math.log(ks[j - 1]) + t * (math.log(ks[j]) - math.log(ks[j - 1]))))
 
+# %% ../nbs/08_linear_probe.ipynb #fd357d6b
 @dataclass
 class KShotCurve:
     "Test accuracies of k-shot probes (several draws per k), with the zero-shot and full-data probe accuracies beside them."
@@ -166,6 +170,7 @@ def resample_accuracies(correct, n_boot: int = 2000, seed: int = 0) -> np.ndarra
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)   # [n_boot, N] copies of each picture
     return correct @ counts.T / n
 
+# %% ../nbs/08_linear_probe.ipynb #3ebab00d
 def worth_interval(curve: KShotCurve, n_boot: int = 2000, level: float = 0.95, seed: int = 0, draws: bool = True) -> dict:
     "`curve.worth()` with a percentile interval: a paired bootstrap over probe-test pictures (and, with `draws`, each k's draws)."
     if curve.correct is None or curve.zero_shot_correct is None:

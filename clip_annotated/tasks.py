@@ -313,11 +313,11 @@ def majority_table(results: list[dict]) -> str:
     "Markdown table of the zero-shot classifier against chance and the majority class, with the paired 95% interval and its reading."
     pct, pts = (lambda x: f'{100 * x:.1f}%'), (lambda x: f'{100 * x:+.1f}')
     return markdown_table(['task', 'pictures', 'chance', 'majority class', 'zero-shot top-1 (templates; training captions)',
-                           '− majority, points [95%]', 'reading'],
+                           '− majority, points [95%]', 'against majority'],
                           [(r['task'], r['n'], pct(r['chance']), f"{pct(r['majority'])} ('{r['majority_class']}')",
                             f"{pct(r['zero_shot_top1'])} ({r['prompts']['zero_shot']}; {training_caption_note(r, 'zero_shot')})",
                             f"{pts(r['vs_majority']['diff'])} [{pts(r['vs_majority']['lo'])}, {pts(r['vs_majority']['hi'])}]",
-                            r['vs_majority']['reading'].replace(' the majority class', ''))
+                            r['vs_majority']['reading'].replace(' from the majority class', '').replace(' the majority class', ''))
                            for r in results], align='lrrrrrl')
 
 # %% ../nbs/07a_tasks.ipynb #d9bf62e1

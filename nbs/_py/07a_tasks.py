@@ -350,16 +350,18 @@ display(Markdown(markdown_table(['task', 'zero-shot template', 'prompts equal to
                                  'closest pair (prompt → training caption)', 'words apart'], near_rows, align='llrlr')))
 n_same = sum(int(r[2].split(' of ')[0]) for r in near_rows)
 n_all = sum(len(zero_shot_templates(t)) * len(t.classnames) for t in emoji_tasks.values())
+apart_all = [nearest_training_caption(fill_template(tpl, c), 'emoji')[1] for t in emoji_tasks.values()
+             for tpl in zero_shot_templates(t) for c in t.classnames]
 display(Markdown(f"{n_same} of the {n_all} zero-shot prompts of the emoji tasks are a training caption once articles and "
-                 "punctuation are set aside, and every other one is a few words from one."))
+                 f"punctuation are set aside; {sum(a <= 2 for a in apart_all)} of the {n_all} are at most two words from one, "
+                 f"and the farthest is {max(apart_all)} words from its nearest training caption."))
 
 
 # %% [markdown]
 # So this book's **zero-shot** means exactly what the rule checks: *no prompt is a training caption*,
 # word for word. It does not mean that the model transfers to new wording, let alone to new
-# concepts: the prompts it is scored with are close paraphrases of what it was trained on, and the
-# classes (a tone, a gender, a kind of emoji) are words its captions used. Transfer to wording no
-# caption used is measured in [Your own data](06b_own_data.ipynb#zero-shot-wordings-no-caption-used)
+# concepts: many of the prompts it is scored with are a word or two from what it was trained on (the
+# table above). Transfer to wording no caption used is measured in [Your own data](06b_own_data.ipynb#zero-shot-wordings-no-caption-used)
 # and in the [prompt chapter's paraphrases](09_prompt_engineering.ipynb#wording-paraphrases-of-one-template).
 
 # %% [markdown]
@@ -576,11 +578,11 @@ def majority_table(results: list[dict]) -> str:
     "Markdown table of the zero-shot classifier against chance and the majority class, with the paired 95% interval and its reading."
     pct, pts = (lambda x: f'{100 * x:.1f}%'), (lambda x: f'{100 * x:+.1f}')
     return markdown_table(['task', 'pictures', 'chance', 'majority class', 'zero-shot top-1 (templates; training captions)',
-                           '− majority, points [95%]', 'reading'],
+                           '− majority, points [95%]', 'against majority'],
                           [(r['task'], r['n'], pct(r['chance']), f"{pct(r['majority'])} ('{r['majority_class']}')",
                             f"{pct(r['zero_shot_top1'])} ({r['prompts']['zero_shot']}; {training_caption_note(r, 'zero_shot')})",
                             f"{pts(r['vs_majority']['diff'])} [{pts(r['vs_majority']['lo'])}, {pts(r['vs_majority']['hi'])}]",
-                            r['vs_majority']['reading'].replace(' the majority class', ''))
+                            r['vs_majority']['reading'].replace(' from the majority class', '').replace(' the majority class', ''))
                            for r in results], align='lrrrrrl')
 
 
@@ -716,14 +718,15 @@ short = {'zero_shot': 'the zero-shot classifier', 'single': 'the single template
 n, T = tone_res['n'], len(tone.caption_templates)
 all_above = all(d['lo'] > 0 for d in vs_avg.values())
 display(Markdown('\n\n'.join([
-    f"**The nearest caption form against the averaged rules.** It scores {pct(tone_res['captions_nearest_top1'])}, with "
+    f"**The nearest caption form against the averaged rules.** It scores {pct(tone_res['captions_nearest_top1'])} (chance "
+    f"{pct(tone_res['chance'])}, majority class {pct(tone_res['majority'])}), with "
     f"{tone_res['own_captions']['captions_nearest']} of {n} pictures' own captions among its {T} prompts per class: "
     + '; '.join(f"{pts(d)} against {short[k]}" for k, d in vs_avg.items())
     + (". It is above every averaged rule beyond luck." if all_above else ". It is not above every averaged rule beyond luck.")
     + " These comparisons change both the kind of prompt and their number.",
     f"**Without the picture's own caption.** Removing, for each picture, the caption forms that spell its own caption "
     f"({int(own_mask.any(1).sum())} of {n} pictures lose one form; {T - 1} forms per class left for those, the same for every "
-    f"class) scores {pct(no_own_hits.mean())}: the own caption is worth {pts(own_gain)} ({side(own_gain, 'a gain beyond luck', 'a loss beyond luck', 'not distinguishable from no change')}). "
+    f"class) scores {pct(no_own_hits.mean())} (majority class {pct(tone_res['majority'])}): the own caption is worth {pts(own_gain)} ({side(own_gain, 'a gain beyond luck', 'a loss beyond luck', 'not distinguishable from no change')}). "
     f"Without it the nearest caption form is {side(no_own_vs_zs)} the zero-shot classifier: {pts(no_own_vs_zs)}. "
     + ("So the nearest caption form wins by retrieving the picture's own caption: without it, it does not beat the "
        "zero-shot classifier." if own_gain['lo'] > 0 and no_own_vs_zs['lo'] <= 0 else
@@ -824,7 +827,8 @@ fig.tight_layout(); plt.show()
 # %%
 #| echo: false
 def neighbour_line(rule: str, a: dict) -> str:
-    return (f"* {rule_label(tone_res, rule)}: {a['errors']} errors, {100 * a['share']:.1f}% of them on a neighbouring tone "
+    return (f"* {rule_label(tone_res, rule)} ({100 * tone_res[f'{rule}_top1']:.1f}% top-1; chance {100 * tone_res['chance']:.1f}%, "
+            f"majority class {100 * tone_res['majority']:.1f}%): {a['errors']} errors, {100 * a['share']:.1f}% of them on a neighbouring tone "
             f"against {100 * a['expected']:.1f}% if spread evenly over the wrong tones: {100 * a['diff']:+.1f} points "
             f"[{100 * a['lo']:+.1f}, {100 * a['hi']:+.1f}], "
             + ('more often a neighbour than an even spread, beyond luck.' if a['lo'] > 0 else

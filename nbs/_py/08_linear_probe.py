@@ -127,6 +127,9 @@ def stratified_split(labels, fractions=(0.5, 0.2, 0.3), seed: int = 0) -> list[n
         for p, ch in zip(parts, chunks): p.append(ch)
     return [np.sort(np.concatenate(p)) for p in parts]
 
+
+# %%
+#| exports
 def sample_k_shot(labels, k: int, seed=0) -> np.ndarray:
     "Sorted indices of exactly `k` examples of every class present in `labels`, drawn without replacement."
     labels, rng = np.asarray(labels), np.random.default_rng(seed)
@@ -185,6 +188,9 @@ def fit_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=None,
         if best is None or val_acc[C] > val_acc[best[1]]: best = (copy.deepcopy(clf).set_params(warm_start=False), C)
     return best[0], best[1], val_acc
 
+
+# %%
+#| exports
 def train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=None,
                        max_iter: int = 1000) -> tuple[LogisticRegression, float, dict[float, float]]:
     "Appendix A.3's recipe: C chosen on validation, then (classifier refit on train + validation, C, {C: validation accuracy})."
@@ -195,6 +201,9 @@ def train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=None
         clf.fit(np.concatenate([train_feats, val_feats]), np.concatenate([train_labels, val_labels]))
     return clf.set_params(warm_start=False), C, val_acc
 
+
+# %%
+#| exports
 def linear_probe_accuracy(train_feats, train_labels, val_feats, val_labels, test_feats, test_labels,
                           Cs=None, max_iter: int = 1000) -> dict:
     "The whole protocol: `train_linear_probe`, then the accuracy on test (with the C, the sweep, the classifier and its right answers)."
@@ -289,6 +298,9 @@ def zero_shot_worth(ks, accs, zero_shot: float) -> float:
     t = (zero_shot - accs[j - 1]) / (accs[j] - accs[j - 1])
     return float(math.exp(math.log(ks[j - 1]) + t * (math.log(ks[j]) - math.log(ks[j - 1]))))
 
+
+# %%
+#| exports
 @dataclass
 class KShotCurve:
     "Test accuracies of k-shot probes (several draws per k), with the zero-shot and full-data probe accuracies beside them."
@@ -418,6 +430,9 @@ def resample_accuracies(correct, n_boot: int = 2000, seed: int = 0) -> np.ndarra
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)   # [n_boot, N] copies of each picture
     return correct @ counts.T / n
 
+
+# %%
+#| exports
 def worth_interval(curve: KShotCurve, n_boot: int = 2000, level: float = 0.95, seed: int = 0, draws: bool = True) -> dict:
     "`curve.worth()` with a percentile interval: a paired bootstrap over probe-test pictures (and, with `draws`, each k's draws)."
     if curve.correct is None or curve.zero_shot_correct is None:
