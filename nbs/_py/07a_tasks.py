@@ -866,7 +866,7 @@ if not in_test():
 
 # %%
 #| fig-cap: "The held-out emoji picture scored below, as the model sees it (enlarged)."
-#| fig-alt: "A small emoji drawing of a woman with dark skin running to the right, enlarged with visible pixels."
+#| fig-alt: "A small emoji drawing of a woman with dark skin running to the right, enlarged."
 test_ds = EmojiDataset('test', train=False)
 rec = next(r for r in test_ds.records if r.skin_tone == 'dark' and r.gender == 'woman')
 img = Image.fromarray(test_ds.images[test_ds.records.index(rec)].permute(1, 2, 0).numpy())
