@@ -13,14 +13,15 @@ from .core import markdown_table
 from .data import CATEGORIES, DEFAULT_TEMPLATES, TONES, EmojiDataset
 from .scenes import COLORS, NUMBERS, SHAPES, SceneDataset, SceneObject
 from .zeroshot import (against_majority, baseline, classification_metrics, encode_images, encode_texts,
-                                     fill_template, paired_bootstrap, zero_shot_classifier, zero_shot_logits)
+                                     fill_template, paired_bootstrap, percentile_interval, zero_shot_classifier, zero_shot_logits)
 
 # %% auto #0
-__all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'NEAREST', 'Task', 'Labelled', 'emoji_task',
-           'caption_templates', 'scene_task', 'training_caption_set', 'caption_prompts', 'zero_shot_templates',
-           'nearest_prompt_logits', 'rule_prompts', 'task_rules', 'own_captions', 'rule_logits', 'run_task',
-           'training_caption_note', 'task_table', 'majority_table', 'ensembling_table', 'zero_shot_section',
-           'confusion']
+__all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'NEAREST', 'N_BOOT', 'Task', 'Labelled', 'Article',
+           'caption_templates', 'emoji_task', 'scene_task', 'training_caption_set', 'caption_prompts',
+           'zero_shot_templates', 'normalise_caption', 'nearest_training_caption', 'nearest_prompt_logits',
+           'own_form_mask', 'rule_label', 'rule_prompts', 'task_rules', 'own_captions', 'rule_logits',
+           'recall_interval', 'run_task', 'training_caption_note', 'task_table', 'majority_table', 'ensembling_table',
+           'zero_shot_section', 'confusion', 'adjacent_errors']
 
 # %% ../nbs/07a_tasks.ipynb #0f875a5b
 @dataclass
@@ -40,6 +41,7 @@ class Task:
     @property
     def chance(self) -> float: return 1 / len(self.classnames)
 
+# %% ../nbs/07a_tasks.ipynb #c0c50922
 class Labelled(Dataset):
     "(picture, label) items: the pictures of a caption dataset at `indices`, each with its label (default: its position)."
     def __init__(self, base, indices, labels=None):
@@ -47,6 +49,11 @@ class Labelled(Dataset):
         self.labels = list(range(len(self.indices))) if labels is None else list(labels)
     def __len__(self): return len(self.indices)
     def __getitem__(self, i): return self.base[self.indices[i]][0], self.labels[i]
+
+# %% ../nbs/07a_tasks.ipynb #3d9df90a
+class Article(str):
+    "A template whose '{a}' becomes 'a' or 'an' for the class name it is filled with (a str, so it prints as its text)."
+    def __call__(self, name: str) -> str: return self.format(name, a='an' if name[:1].lower() in 'aeiou' else 'a')
 
 CATEGORY_NAMES = {'face': 'face', 'person': 'person', 'body': 'hand or body part', 'animal': 'animal',
                   'plant': 'plant or flower', 'food': 'food or drink', 'place': 'place or building',
@@ -56,9 +63,29 @@ EMOJI_TEMPLATES = {
     'skin_tone': ['person, {} skin tone', 'a person, {} skin tone.', 'an emoji of person, {} skin tone.',
                   'a picture of a person with {} skin tone.', 'hand, {} skin tone', '{} skin tone'],
     'gender':    ['{}', 'an emoji of {}.', 'a picture of a {}.', 'a {}.', '{} emoji', 'an icon of a {}.'],
-    'category':  ['an emoji of a {}.', '{}', 'a picture of a {}.', '{} emoji', 'an icon of a {}.', 'a drawing of a {}.'],
+    'category':  [Article('an emoji of {a} {}.'), '{}', Article('a picture of {a} {}.'), '{} emoji',
+                  Article('an icon of {a} {}.'), Article('a drawing of {a} {}.')],
 }
 
+# %% ../nbs/07a_tasks.ipynb #495ca40c
+_TONE_PHRASE = re.compile(r'\b(light|medium-light|medium|medium-dark|dark) skin tone\b')
+
+def _by_gender(forms: dict[str, str]):
+    return lambda g: forms[g]
+
+def caption_templates(attribute: str, image_size: int = 48) -> list:
+    "Prompts written the way the *training* captions are, one per training emoji name, with the attribute left open."
+    recs = EmojiDataset('train', image_size=image_size, train=False).records
+    if attribute == 'skin_tone':       # 'woman health worker, dark skin tone' -> 'woman health worker, {} skin tone'
+        return sorted({_TONE_PHRASE.sub('{} skin tone', r.name) for r in recs if r.skin_tone and len(set(r.skin_tones)) == 1})
+    if attribute == 'gender':          # a base seen in all three forms: 'man judge' / 'woman judge' / 'judge'
+        forms: dict[str, dict[str, str]] = {}
+        for r in recs:
+            if r.gender and not r.skin_tones: forms.setdefault(r.base, {})[r.gender] = r.name
+        return [_by_gender(f) for b, f in sorted(forms.items()) if len(f) == 3]
+    return []
+
+# %% ../nbs/07a_tasks.ipynb #5f207c81
 def emoji_task(attribute: str, split: str = 'test', image_size: int = 48) -> Task:
     "The zero-shot task on `split`'s emoji for 'skin_tone' (5 classes), 'gender' (man/woman/person) or 'category'."
     ds = EmojiDataset(split, image_size=image_size, train=False)
@@ -81,23 +108,6 @@ def emoji_task(attribute: str, split: str = 'test', image_size: int = 48) -> Tas
                 caption_templates=forms,
                 unseen_caption_templates=[f for f in forms if attribute == 'skin_tone' and f not in held_out],
                 captions=[{fill_template(t, recs[i].name) for t in DEFAULT_TEMPLATES} for i in keep], trained_on='emoji')
-
-_TONE_PHRASE = re.compile(r'\b(light|medium-light|medium|medium-dark|dark) skin tone\b')
-
-def _by_gender(forms: dict[str, str]):
-    return lambda g: forms[g]
-
-def caption_templates(attribute: str, image_size: int = 48) -> list:
-    "Prompts written the way the *training* captions are, one per training emoji name, with the attribute left open."
-    recs = EmojiDataset('train', image_size=image_size, train=False).records
-    if attribute == 'skin_tone':       # 'woman health worker, dark skin tone' -> 'woman health worker, {} skin tone'
-        return sorted({_TONE_PHRASE.sub('{} skin tone', r.name) for r in recs if r.skin_tone and len(set(r.skin_tones)) == 1})
-    if attribute == 'gender':          # a base seen in all three forms: 'man judge' / 'woman judge' / 'judge'
-        forms: dict[str, dict[str, str]] = {}
-        for r in recs:
-            if r.gender and not r.skin_tones: forms.setdefault(r.base, {})[r.gender] = r.name
-        return [_by_gender(f) for b, f in sorted(forms.items()) if len(f) == 3]
-    return []
 
 # %% ../nbs/07a_tasks.ipynb #5e4f6257
 SCENE_SEED = 7_777_777   # held-out scenes: no training run of this book draws from this seed
@@ -141,11 +151,13 @@ def training_caption_set(kind: str) -> frozenset[str]:
         return frozenset(t.format(p) for p in phrases for t in DEFAULT_TEMPLATES[:3])   # SceneDataset's training templates
     raise ValueError(f"training captions of {kind!r}: choose 'emoji' or 'scenes'")
 
+# %% ../nbs/07a_tasks.ipynb #aa9b027f
 def caption_prompts(task: Task, templates=None) -> int:
     "How many of the prompts `templates` (default: the task's) fill in for the task's classes are training captions."
     captions = training_caption_set(task.trained_on)
     return sum(fill_template(t, c) in captions for t in (task.templates if templates is None else templates) for c in task.classnames)
 
+# %% ../nbs/07a_tasks.ipynb #47c62771
 def zero_shot_templates(task: Task) -> list:
     "The task's templates that fill to no training caption for any class (or, if none is left, its `new_templates`)."
     keep = [t for t in task.templates if not caption_prompts(task, [t])]
@@ -154,44 +166,105 @@ def zero_shot_templates(task: Task) -> list:
         raise ValueError(f"{task.name}: no template fills to no training caption; give the task new_templates that do not")
     return keep
 
+# %% ../nbs/07a_tasks.ipynb #74d19d24
+_ARTICLES = frozenset({'a', 'an', 'the'})
+
+def normalise_caption(text: str) -> str:
+    "`text` lower-cased, without punctuation and without the articles a, an, the: 'A picture of a man.' -> 'picture of man'."
+    return ' '.join(w for w in re.sub(r"[^\w\s-]", ' ', text.lower()).split() if w not in _ARTICLES)
+
+@functools.lru_cache(maxsize=None)
+def _normalised_captions(kind: str) -> tuple[dict, list]:
+    by_text, by_words = {}, {}
+    for c in sorted(training_caption_set(kind)):
+        by_text.setdefault(normalise_caption(c), c)
+        by_words.setdefault(frozenset(normalise_caption(c).split()), c)
+    return by_text, list(by_words.items())
+
+# %% ../nbs/07a_tasks.ipynb #6bee6a62
+def nearest_training_caption(prompt: str, kind: str) -> tuple[str, int]:
+    "(training caption of `kind`, words apart): one that normalises to the prompt's words (0), else the one fewest words away."
+    by_text, by_words = _normalised_captions(kind)
+    if (hit := by_text.get(normalise_caption(prompt))) is not None: return hit, 0
+    words = frozenset(normalise_caption(prompt).split())
+    apart, caption = min((len(words ^ w), c) for w, c in by_words)     # words in one and not the other
+    return caption, apart
+
 # %% ../nbs/07a_tasks.ipynb #bedde15f
 def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[str], templates, device=None,
-                          scale: float = 100.0) -> torch.Tensor:
-    "Logits [N, C]: each class scored by its best-matching prompt (max cosine over templates), not their mean."
+                          scale: float = 100.0, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    "Logits [N, C]: each class scored by its best-matching prompt (max cosine over templates), not their mean; `exclude` [N, T] drops templates per picture."
     texts = [fill_template(t, c) for c in classnames for t in templates]
     E = encode_texts(model, texts, device=device).view(len(classnames), len(templates), -1)      # [C, T, d]
-    return scale * torch.einsum('nd,ctd->nct', image_features.float(), E).amax(dim=2)           # [N, C]
+    sims = torch.einsum('nd,ctd->nct', image_features.float(), E)                                # [N, C, T]
+    if exclude is not None: sims = sims.masked_fill(exclude[:, None, :], -torch.inf)             # the same templates for every class
+    return scale * sims.amax(dim=2)                                                              # [N, C]
 
 # %% ../nbs/07a_tasks.ipynb #fa7fdeaa
-METHODS = {'zero_shot': 'zero-shot: templates that fill to no training caption, mean embedding',
-           'single': 'single template', 'ensemble': 'all templates, mean embedding (prompted with training captions)',
-           'captions_mean': 'caption-form prompts, mean embedding', 'captions_nearest': 'caption-form prompts, nearest prompt',
-           'unseen_nearest': 'caption forms of people absent from the test split, nearest training caption'}
+def own_form_mask(task: Task, templates) -> torch.Tensor:
+    "Bool [N, T]: template t, filled with some class name, is one of picture n's own captions."
+    if not task.captions: raise ValueError(f"{task.name}: the task has no captions per picture to mask")
+    filled = [{fill_template(t, c) for c in task.classnames} for t in templates]
+    return torch.tensor([[bool(caps & f) for f in filled] for caps in task.captions], dtype=torch.bool)
+
+# %% ../nbs/07a_tasks.ipynb #f87c3b7c
+METHODS = {'zero_shot': 'zero-shot: templates that are no training caption, mean',
+           'single': 'single template', 'ensemble': 'all templates, mean (training captions among them)',
+           'captions_mean': 'caption forms, mean (training captions)',
+           'captions_nearest': 'caption forms, nearest prompt (training captions)',
+           'unseen_nearest': 'caption forms of people not in the test split, nearest training caption'}
 NEAREST = ('captions_nearest', 'unseen_nearest')     # the rules that score a class by its best prompt
 
+def rule_label(r: dict, rule: str) -> str:
+    "The name of `rule` for one `run_task` result: the caption forms' nearest prompt is caption retrieval where own captions are among its prompts."
+    if rule != 'captions_nearest' or r.get('own_captions', {}).get(rule) is None: return METHODS[rule]
+    return ('caption forms, nearest prompt (training captions; caption retrieval)' if r['own_captions'][rule]
+            else 'caption forms, nearest training caption')
+
+# %% ../nbs/07a_tasks.ipynb #ee0becbe
 def rule_prompts(task: Task, rule: str) -> list:
     "The templates one rule of `METHODS` fills with the class names."
     if rule == 'zero_shot': return zero_shot_templates(task)
     return {'single': task.templates[:1], 'ensemble': task.templates,
             'unseen_nearest': task.unseen_caption_templates}.get(rule, task.caption_templates)
 
+# %% ../nbs/07a_tasks.ipynb #05cdfa06
 def task_rules(task: Task) -> list[str]:
     "The rules of `METHODS` that `task` supports."
     return ['zero_shot', 'single', 'ensemble'] + (['captions_mean', 'captions_nearest'] if task.caption_templates else []) \
            + (['unseen_nearest'] if task.unseen_caption_templates else [])
 
+# %% ../nbs/07a_tasks.ipynb #8690e0ff
 def own_captions(task: Task, rule: str) -> int | None:
     "How many of the task's pictures have one of their own captions among the prompts of `rule` (None: captions unknown)."
     if not task.captions: return None
     prompts = {fill_template(t, c) for t in rule_prompts(task, rule) for c in task.classnames}
     return sum(bool(caps & prompts) for caps in task.captions)
 
+# %% ../nbs/07a_tasks.ipynb #ecdb36f0
 def rule_logits(model, feats: torch.Tensor, task: Task, rule: str, device=None) -> torch.Tensor:
     "Logits [N, C] of unit image features under one rule of `METHODS`."
     temps = rule_prompts(task, rule)
     if rule in NEAREST: return nearest_prompt_logits(model, feats, task.classnames, temps, device)
     return zero_shot_logits(feats, zero_shot_classifier(model, task.classnames, temps, device=device))
 
+# %% ../nbs/07a_tasks.ipynb #dda665fe
+N_BOOT = 2000      # bootstrap resamples of the pictures behind every interval of this chapter
+
+def recall_interval(correct, labels, classes: int, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> dict:
+    "Mean per-class recall of right answers `correct` [N] minus 1/`classes` (always answering one class), with a bootstrap interval over the pictures."
+    c, y = torch.as_tensor(correct).double(), torch.as_tensor(labels).long()
+    def recall(idx):                                                     # idx [B, N] -> mean per-class recall [B]
+        key = (torch.arange(len(idx))[:, None] * classes + y[idx]).flatten()
+        n = torch.bincount(key, minlength=len(idx) * classes).view(-1, classes).double()          # pictures per class
+        k = torch.bincount(key, weights=c[idx].flatten(), minlength=len(idx) * classes).view(-1, classes)   # right per class
+        return (k / n.clamp(min=1)).sum(1) / (n > 0).sum(1)             # over the classes present
+    point = recall(torch.arange(len(y))[None]).item()
+    boot = recall(torch.randint(len(y), (n_boot, len(y)), generator=torch.Generator().manual_seed(seed)))
+    lo, hi = percentile_interval((boot - 1 / classes).numpy(), level)
+    return dict(recall=point, diff=point - 1 / classes, lo=lo, hi=hi, excludes_zero=lo > 0 or hi < 0, n=len(y))
+
+# %% ../nbs/07a_tasks.ipynb #4c4a46ce
 def run_task(model, task: Task, device=None, progress: bool | None = None) -> dict:
     "Top-1 and mean per-class recall of `task` for each rule of `METHODS` the task supports, against the majority class."
     feats, labels = encode_images(model, task.dataset, device=device, progress=progress)
@@ -207,51 +280,56 @@ def run_task(model, task: Task, device=None, progress: bool | None = None) -> di
         out['prompts'][rule], out['own_captions'][rule] = len(rule_prompts(task, rule)), own_captions(task, rule)
         out['caption_prompts'][rule] = caption_prompts(task, rule_prompts(task, rule))   # of prompts[rule] × classes
         hits[rule] = (logits.argmax(1) == labels).numpy()
-    out['ensembling'] = paired_bootstrap(hits['ensemble'], hits['single'])     # ensemble − single, same pictures
-    out['vs_majority'] = against_majority(hits['zero_shot'], labels)           # zero-shot − majority class, same pictures
-    out['vs_chance'] = paired_bootstrap(hits['zero_shot'], [task.chance] * len(labels))   # zero-shot − chance
-    out['zero_shot_vs_ensemble'] = paired_bootstrap(hits['zero_shot'], hits['ensemble'])
+    out['ensembling'] = paired_bootstrap(hits['ensemble'], hits['single'], n_boot=N_BOOT)     # ensemble − single, same pictures
+    out['vs_majority'] = against_majority(hits['zero_shot'], labels, n_boot=N_BOOT)           # zero-shot − majority class
+    out['vs_chance'] = paired_bootstrap(hits['zero_shot'], [task.chance] * len(labels), n_boot=N_BOOT)   # zero-shot − chance
+    out['zero_shot_vs_ensemble'] = paired_bootstrap(hits['zero_shot'], hits['ensemble'], n_boot=N_BOOT)
+    out['recall_vs_one_class'] = recall_interval(hits['zero_shot'], labels, len(task.classnames))   # zero-shot recall − 1/C
     return out
 
+# %% ../nbs/07a_tasks.ipynb #aa7311e3
 def training_caption_note(r: dict, rule: str) -> str:
     "'k of n': how many of the prompts one rule of a `run_task` result fills in are training captions."
     k = r.get('caption_prompts', {}).get(rule)
     return '–' if k is None else f"{k} of {r['prompts'][rule] * r['classes']}"
 
+def _task_cell(r: dict, first: bool) -> str:
+    "The task column: name, pictures, chance and majority class in a task's first row only."
+    return f"{r['task']} (n={r['n']}; chance {100 * r['chance']:.1f}%, majority {100 * r['majority']:.1f}%)" if first else ''
+
+# %% ../nbs/07a_tasks.ipynb #8eede61e
 def task_table(results: list[dict]) -> str:
-    "Markdown table of `run_task` results (percentages), one row per task and rule."
+    "Markdown table of `run_task` results (percentages), one row per task and rule; chance and majority once per task."
     pct = lambda x: f'{100 * x:.1f}%'
     own = lambda r, k: '–' if r.get('own_captions', {}).get(k) is None else f"{r['own_captions'][k]} of {r['n']}"
-    return markdown_table(['task', 'pictures', 'chance', 'majority class', 'rule', 'prompts per class',
-                           'prompts that are training captions', "pictures whose own caption is a prompt", 'top-1',
-                           'mean per-class recall'],
-                          [(r['task'], r['n'], pct(r['chance']), pct(r['majority']), METHODS[kind], n_prompts,
-                            training_caption_note(r, kind), own(r, kind), pct(r[f'{kind}_top1']), pct(r[f'{kind}_recall']))
-                           for r in results for kind, n_prompts in r['prompts'].items()], align='lrrrlrrrrr')
+    return markdown_table(['task', 'rule', 'prompts per class', 'training-caption prompts', 'own caption among prompts',
+                           'top-1', 'per-class recall'],
+                          [(_task_cell(r, i == 0), rule_label(r, kind), n_prompts, training_caption_note(r, kind),
+                            own(r, kind), pct(r[f'{kind}_top1']), pct(r[f'{kind}_recall']))
+                           for r in results for i, (kind, n_prompts) in enumerate(r['prompts'].items())], align='llrrrrr')
 
+# %% ../nbs/07a_tasks.ipynb #f71cb587
 def majority_table(results: list[dict]) -> str:
     "Markdown table of the zero-shot classifier against chance and the majority class, with the paired 95% interval and its reading."
     pct, pts = (lambda x: f'{100 * x:.1f}%'), (lambda x: f'{100 * x:+.1f}')
-    return markdown_table(['task', 'pictures', 'chance', 'majority class (always answering)', 'zero-shot templates',
-                           'prompts that are training captions', 'zero-shot top-1', 'zero-shot − majority (points)',
-                           '95% interval', 'reading'],
-                          [(r['task'], r['n'], pct(r['chance']), f"{pct(r['majority'])} ({r['majority_class']!r})",
-                            r['prompts']['zero_shot'], training_caption_note(r, 'zero_shot'),
-                            pct(r['zero_shot_top1']), pts(r['vs_majority']['diff']),
-                            f"[{pts(r['vs_majority']['lo'])}, {pts(r['vs_majority']['hi'])}]", r['vs_majority']['reading'])
-                           for r in results], align='lrrrrrrrrl')
+    return markdown_table(['task', 'pictures', 'chance', 'majority class', 'zero-shot top-1 (templates; training captions)',
+                           '− majority, points [95%]', 'against majority'],
+                          [(r['task'], r['n'], pct(r['chance']), f"{pct(r['majority'])} ('{r['majority_class']}')",
+                            f"{pct(r['zero_shot_top1'])} ({r['prompts']['zero_shot']}; {training_caption_note(r, 'zero_shot')})",
+                            f"{pts(r['vs_majority']['diff'])} [{pts(r['vs_majority']['lo'])}, {pts(r['vs_majority']['hi'])}]",
+                            r['vs_majority']['reading'].replace(' from the majority class', '').replace(' the majority class', ''))
+                           for r in results], align='lrrrrrl')
 
+# %% ../nbs/07a_tasks.ipynb #d9bf62e1
 def ensembling_table(results: list[dict]) -> str:
     "Markdown table of what ensembling changes on each task: all templates − the first, with its paired 95% interval (training-caption prompts counted)."
     pts = lambda x: f'{100 * x:+.1f}'
-    return markdown_table(['task', 'pictures', 'chance', 'majority class', 'prompts that are training captions',
-                           'single template', 'all templates (ensemble)',
-                           'difference (points)', '95% interval', 'pictures net'],
-                          [(r['task'], r['n'], f"{100 * r['chance']:.1f}%", f"{100 * r['majority']:.1f}%",
-                            f"single {training_caption_note(r, 'single')}, all {training_caption_note(r, 'ensemble')}",
-                            f"{100 * r['single_top1']:.1f}%", f"{100 * r['ensemble_top1']:.1f}%",
-                            pts(r['ensembling']['diff']), f"[{pts(r['ensembling']['lo'])}, {pts(r['ensembling']['hi'])}]",
-                            f"{round(r['ensembling']['diff'] * r['n']):+d}") for r in results])
+    return markdown_table(['task', 'pictures', 'single template (training captions)', 'all templates (training captions)',
+                           'difference, points [95%]', 'pictures net'],
+                          [(r['task'], r['n'], f"{100 * r['single_top1']:.1f}% ({training_caption_note(r, 'single')})",
+                            f"{100 * r['ensemble_top1']:.1f}% ({training_caption_note(r, 'ensemble')})",
+                            f"{pts(r['ensembling']['diff'])} [{pts(r['ensembling']['lo'])}, {pts(r['ensembling']['hi'])}]",
+                            f"{round(r['ensembling']['diff'] * r['n']):+d}") for r in results], align='lrrrrr')
 
 # %% ../nbs/07a_tasks.ipynb #40f56116
 def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
@@ -265,19 +343,20 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
             "the task's templates that fill to no training caption: 'zero-shot' here means that no prompt is, word for word, "
             "a caption the model was trained on. Chance is one over the number of classes; 'majority class' is the accuracy "
             "of always answering the most frequent class, the bar a classifier must clear; the interval is a paired "
-            "bootstrap over the pictures (2,000 resamples).\n\n" + majority_table(results) +
+            f"bootstrap over the pictures ({N_BOOT:,} resamples); the reading is against the majority class.\n\n"
+            + majority_table(results) +
             "\nEvery rule, with how many of its filled prompts are training captions (a rule with any is not zero-shot): "
             "'single template' uses the first prompt of each task; 'all templates' is the ensemble of every template, "
-            "training captions included. 'Caption-form prompts' are the training split's emoji names with the attribute "
+            "training captions included. 'Caption forms' are the training split's emoji names with the attribute "
             "left open ('woman health worker, {} skin tone'), averaged, or scored by the nearest prompt (the best cosine "
             "over a class's prompts); filled in, they spell many test pictures' own captions (the column says how many), "
-            "so the nearest of them is close to caption retrieval. The caption forms of people absent from the test split "
+            "so the nearest of them includes caption retrieval. The caption forms of people absent from the test split "
             "spell no test caption, but every one of their prompts is a training caption: a nearest-training-caption "
             "rule, not zero-shot.\n\n"
             + task_table(results) +
-            "\nWhat ensembling changes, on the same pictures: all templates against the first one (the table above counts "
-            "the training captions among the prompts of each), the difference of the two top-1 accuracies with a 95% interval from a paired bootstrap "
-            "over the pictures; 'pictures net' is the difference in pictures.\n\n"
+            "\nWhat ensembling changes, on the same pictures: all templates against the first one (with how many of "
+            "the prompts of each are training captions), the difference of the two top-1 accuracies with a 95% interval "
+            "from a paired bootstrap over the pictures; 'pictures net' is the difference in pictures.\n\n"
             + ensembling_table(results))
     return text, results
 
@@ -287,3 +366,19 @@ def confusion(model, task: Task, rule: str = 'ensemble', device=None) -> torch.T
     feats, labels = encode_images(model, task.dataset, device=device)
     C = len(task.classnames)
     return torch.bincount(labels * C + rule_logits(model, feats, task, rule, device).argmax(1), minlength=C * C).view(C, C)
+
+# %% ../nbs/07a_tasks.ipynb #8c5ff093
+def adjacent_errors(cm: torch.Tensor, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> dict:
+    "Errors of confusion counts `cm` [C, C] on an ordered scale: the share on a neighbouring class against an even spread over the wrong classes, with a bootstrap interval."
+    C = cm.shape[0]
+    i, j = torch.meshgrid(torch.arange(C), torch.arange(C), indexing='ij')
+    wrong = i != j
+    true = i[wrong].repeat_interleave(cm[wrong].long()); pred = j[wrong].repeat_interleave(cm[wrong].long())   # one entry per error
+    if not len(true): raise ValueError("no errors in the confusion matrix: nothing to share out")
+    on_neighbour = ((true - pred).abs() == 1).double()
+    expected = ((true > 0).double() + (true < C - 1).double()) / (C - 1)    # that error's chance of a neighbour, spread evenly
+    d = on_neighbour - expected
+    idx = torch.randint(len(d), (n_boot, len(d)), generator=torch.Generator().manual_seed(seed))
+    lo, hi = percentile_interval(d[idx].mean(1).numpy(), level)
+    return dict(errors=len(d), share=on_neighbour.mean().item(), expected=expected.mean().item(), diff=d.mean().item(),
+                lo=lo, hi=hi, excludes_zero=lo > 0 or hi < 0)

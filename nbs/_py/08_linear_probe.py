@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Linear probes
 #
-# > Logistic regression on frozen CLIP features, with the regularisation chosen on a validation split as in the paper's Appendix A.3, and the paper's Figure 6 question asked of our model: how many labeled examples per class is zero-shot worth?
+# > Logistic regression on frozen CLIP features, with the regularisation chosen on a validation split as in the paper's Appendix A.3, and the question of the paper's Figure 7 asked of our model: how many labeled examples per class is zero-shot worth?
 
 # %%
 #| default_exp probe
@@ -84,11 +84,15 @@ _ = seed_everything(0)
 # decade and halves the interval around the best value until it reaches 8 steps per decade; then the
 # model is refit on train and validation together, and the accuracy reported on the unused split.
 #
-# We do the same with one simplification, a single sweep over a fixed log-spaced grid of
-# scikit-learn's `C` (the *inverse* regularisation strength: scikit-learn minimises
-# $\frac12\lVert w\rVert^2 + C\sum_i \mathrm{loss}_i$) with two steps per decade, no refinement. On
+# We do the same with two simplifications. A single sweep over a fixed log-spaced grid of
+# scikit-learn's `C` (the *inverse* regularisation strength, $C = 1/\lambda$: scikit-learn minimises
+# $\frac12\lVert w\rVert^2 + C\sum_i \mathrm{loss}_i$) with two steps per decade, no refinement: on
 # sets of a few hundred pictures, accuracy differences between neighbouring grid points are a picture
-# or two, and a finer search would mostly fit the noise of the validation split.
+# or two, and a finer search would mostly fit the noise of the validation split. And a narrower range:
+# `C` from $10^{-2}$ to $10^{4}$ ($\lambda$ from $10^{-4}$ to $10^{2}$), six decades where the paper
+# searches twelve, to keep the sweep cheap (one fit per grid value, for every probe of the chapter). The
+# price is that the best `C` may lie outside the grid, so the chapter prints where the chosen `C`
+# falls: at an end of the grid, the sweep was cut short.
 #
 # First, the features: `encode_images` from the zero-shot chapter, as NumPy arrays for scikit-learn.
 
@@ -123,6 +127,9 @@ def stratified_split(labels, fractions=(0.5, 0.2, 0.3), seed: int = 0) -> list[n
         for p, ch in zip(parts, chunks): p.append(ch)
     return [np.sort(np.concatenate(p)) for p in parts]
 
+
+# %%
+#| exports
 def sample_k_shot(labels, k: int, seed=0) -> np.ndarray:
     "Sorted indices of exactly `k` examples of every class present in `labels`, drawn without replacement."
     labels, rng = np.asarray(labels), np.random.default_rng(seed)
@@ -157,17 +164,20 @@ test_fail(lambda: sample_k_shot(y[tr], 6), contains='fewer than k=6')
 # L-BFGS stops at its iteration limit; that is the regime the small `C` values are for, and the
 # convergence warning says nothing the validation accuracy does not, so we silence it. The sweep runs
 # from the smallest `C` up and starts every fit from the previous solution, and the refit on train +
-# validation starts from the chosen weights (warm starts): that changes the time the solver takes,
-# not the optimum it converges to, up to its tolerance.
+# validation starts from the chosen weights (warm starts). Where the solver converges, that changes
+# only the time it takes, not the optimum, up to its tolerance; where it stops at its iteration limit
+# (few examples, a large `C`), it also changes where it stops, so such a probe's weights depend a
+# little on the path through the sweep.
 
 # %%
 #| exports
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-2, 4, 13))   # C = 0.01 ... 10^4, two steps per decade
 
-def fit_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=DEFAULT_CS,
+def fit_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=None,
                      max_iter: int = 1000) -> tuple[LogisticRegression, float, dict[float, float]]:
-    "(classifier fit on train with the best C, that C, {C: validation accuracy}): C chosen on validation only."
+    "(classifier fit on train with the best C of `Cs` (None: `DEFAULT_CS`), that C, {C: validation accuracy}): C chosen on validation only."
     if len(np.unique(train_labels)) < 2: raise ValueError("a probe needs training examples of at least two classes")
+    Cs = DEFAULT_CS if Cs is None else Cs
     clf = LogisticRegression(max_iter=max_iter, warm_start=True)   # each C starts from the previous C's weights
     best, val_acc = None, {}
     for C in sorted(Cs):
@@ -178,7 +188,10 @@ def fit_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=DEFAUL
         if best is None or val_acc[C] > val_acc[best[1]]: best = (copy.deepcopy(clf).set_params(warm_start=False), C)
     return best[0], best[1], val_acc
 
-def train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=DEFAULT_CS,
+
+# %%
+#| exports
+def train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=None,
                        max_iter: int = 1000) -> tuple[LogisticRegression, float, dict[float, float]]:
     "Appendix A.3's recipe: C chosen on validation, then (classifier refit on train + validation, C, {C: validation accuracy})."
     best, C, val_acc = fit_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs, max_iter)
@@ -188,8 +201,11 @@ def train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs=DEFA
         clf.fit(np.concatenate([train_feats, val_feats]), np.concatenate([train_labels, val_labels]))
     return clf.set_params(warm_start=False), C, val_acc
 
+
+# %%
+#| exports
 def linear_probe_accuracy(train_feats, train_labels, val_feats, val_labels, test_feats, test_labels,
-                          Cs=DEFAULT_CS, max_iter: int = 1000) -> dict:
+                          Cs=None, max_iter: int = 1000) -> dict:
     "The whole protocol: `train_linear_probe`, then the accuracy on test (with the C, the sweep, the classifier and its right answers)."
     clf, C, val_acc = train_linear_probe(train_feats, train_labels, val_feats, val_labels, Cs, max_iter)
     correct = clf.predict(test_feats) == np.asarray(test_labels)          # [N_test] bool
@@ -218,14 +234,20 @@ toy_means = np.concatenate([rng.standard_normal((4, 4)), 0.3 * rng.standard_norm
 toy_noise = np.array([1.5] * 4 + [0.1] * 28)
 (Xtr, ytr), (Xva, yva), (Xte, yte) = toy_features(20, 1), toy_features(20, 2), toy_features(200, 3)
 toy = linear_probe_accuracy(Xtr, ytr, Xva, yva, Xte, yte)
-print(f"toy probe: C = {toy['C']:g}, validation accuracy {toy['val_acc'][toy['C']]:.1%}, test accuracy {toy['acc']:.1%}")
-print("validation accuracy per C:", ', '.join(f"{C:g}: {a:.0%}" for C, a in toy['val_acc'].items()))
-assert toy['C'] in DEFAULT_CS and toy['acc'] > 0.9
+toy_chance, toy_majority = 1 / 4, np.bincount(yte).max() / len(yte)      # balanced: every class a quarter of the test set
+print(f"toy probe: C = {toy['C']:g} (grid value {DEFAULT_CS.index(toy['C']) + 1} of {len(DEFAULT_CS)}), validation accuracy "
+      f"{toy['val_acc'][toy['C']]:.1%}, test accuracy {toy['acc']:.1%} (chance {toy_chance:.1%}, majority class {toy_majority:.1%})")
+print("validation accuracy per C:", ', '.join(f"{C:.3g}: {a:.0%}" for C, a in toy['val_acc'].items()))
+assert toy['C'] in DEFAULT_CS and toy['acc'] > 0.9 and toy_majority == toy_chance
+assert DEFAULT_CS.index(toy['C']) >= len(DEFAULT_CS) - 3      # "near the top of the grid"
+assert all(a == toy['val_acc'][toy['C']] for C, a in toy['val_acc'].items() if C > toy['C'])   # "every larger C scores the same"
 
 # %% [markdown]
 # Validation accuracy against `C` on the toy problem (printed above, drawn below): a small `C` keeps
 # the weights close to the direction of the class means, which the loud directions dominate; as `C`
 # grows the probe learns to weigh the quiet directions, until from some point on it barely changes.
+# The chosen `C` sits near the top of the grid (the print above gives its place); every larger `C`
+# of the grid scores the same on validation, and a tie goes to the smaller `C`.
 
 # %%
 #| fig-cap: "Validation accuracy of the toy linear probe against the inverse regularisation strength C, with the chosen C marked."
@@ -246,6 +268,10 @@ ax.legend(loc='lower right'); fig.tight_layout(); plt.show()
 # > "we estimate the effective data efficiency based on a log-linear interpolation of the performance
 # > of a 1, 2, 4, 8, 16-shot (when possible), and a fully supervised linear classifier trained on each
 # > dataset." (§3.1.5)
+#
+# The first is the paper's Figure 6: zero-shot against k-shot probes, averaged over its data sets. The
+# second is how its Figure 7 reads, per data set, the number of labeled examples per class that
+# zero-shot is worth, and that is the question this chapter asks of our model.
 #
 # A k-shot probe trains on `k` labeled pictures per class, chooses `C` on probe-val, and is scored on
 # probe-test; every `k` is drawn several times with different seeds, because with one picture per
@@ -272,6 +298,9 @@ def zero_shot_worth(ks, accs, zero_shot: float) -> float:
     t = (zero_shot - accs[j - 1]) / (accs[j] - accs[j - 1])
     return float(math.exp(math.log(ks[j - 1]) + t * (math.log(ks[j]) - math.log(ks[j - 1]))))
 
+
+# %%
+#| exports
 @dataclass
 class KShotCurve:
     "Test accuracies of k-shot probes (several draws per k), with the zero-shot and full-data probe accuracies beside them."
@@ -287,6 +316,7 @@ class KShotCurve:
     majority: float | None = None      # accuracy of always answering probe-test's most frequent class
     correct: np.ndarray | None = None  # [len(ks), draws, N_test] bool: each draw's right answers on probe-test
     zero_shot_correct: np.ndarray | None = None   # [N_test] bool: zero-shot's right answers on the same pictures
+    zero_shot_all: float | None = None   # zero-shot accuracy on every picture of the task (probe-test is a part of them)
 
     @property
     def mean(self) -> np.ndarray: return self.accs.mean(axis=1)
@@ -321,7 +351,7 @@ test_close(zero_shot_worth([16, 1, 4], [0.8, 0.4, 0.6], 0.5), 2.0)         # any
 # %%
 #| exports
 def k_shot_curve(train_feats, train_labels, val_feats, val_labels, test_feats, test_labels, ks=None,
-                 draws: int = 10, Cs=DEFAULT_CS, seed: int = 0, zero_shot: float | None = None,
+                 draws: int = 10, Cs=None, seed: int = 0, zero_shot: float | None = None,
                  chance: float | None = None, full: bool = True, name: str = '', zero_shot_correct=None) -> KShotCurve:
     "k-shot probes (k per class from train, C chosen on val, scored on test; `draws` seeds per k), and the full-data probe."
     train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
@@ -356,6 +386,7 @@ W_toy = (toy_means / np.linalg.norm(toy_means, axis=1, keepdims=True)).T        
 toy_right = (Xte @ W_toy).argmax(1) == yte                                           # [N_test] zero-shot's right answers
 toy_curve = k_shot_curve(Xtr, ytr, Xva, yva, Xte, yte, draws=3, zero_shot_correct=toy_right, chance=0.25, name='toy')
 toy_zs = toy_curve.zero_shot
+print(f"toy, accuracy on test (chance {toy_curve.chance:.1%}, majority class {toy_curve.majority:.1%}):")
 for k, m, s in zip(toy_curve.ks, toy_curve.mean, toy_curve.std): print(f"  {k:2d}-shot: {m:.1%} ± {s:.1%}")
 print(f"full probe ({toy_curve.full_k:.0f} per class): {toy_curve.full['acc']:.1%};  stand-in zero-shot: {toy_zs:.1%}"
       f"  ->  worth {toy_curve.worth():.1f} labeled examples per class")
@@ -399,6 +430,9 @@ def resample_accuracies(correct, n_boot: int = 2000, seed: int = 0) -> np.ndarra
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)   # [n_boot, N] copies of each picture
     return correct @ counts.T / n
 
+
+# %%
+#| exports
 def worth_interval(curve: KShotCurve, n_boot: int = 2000, level: float = 0.95, seed: int = 0, draws: bool = True) -> dict:
     "`curve.worth()` with a percentile interval: a paired bootstrap over probe-test pictures (and, with `draws`, each k's draws)."
     if curve.correct is None or curve.zero_shot_correct is None:
@@ -451,17 +485,18 @@ assert toy_iv['lo'] <= toy_iv['worth'] <= toy_iv['hi']
 
 # %%
 #| exports
-def probe_task(model, task: Task, fractions=(0.5, 0.2, 0.3), ks=None, draws: int = 10, Cs=DEFAULT_CS,
+def probe_task(model, task: Task, fractions=(0.5, 0.2, 0.3), ks=None, draws: int = 10, Cs=None,
                seed: int = 0, device=None) -> KShotCurve:
     "Zero-shot vs k-shot and full-data linear probes on `task`'s pictures, split per class by `fractions` with `seed`."
     X, y = extract_features(model, task.dataset, device=device)
     tr, va, te = stratified_split(y, fractions, seed)
     templates = zero_shot_templates(task) if task.trained_on else task.templates    # no prompt a training caption
     W = zero_shot_classifier(model, task.classnames, templates, device=device)
-    zs_right = zero_shot_logits(torch.from_numpy(X[te]), W).argmax(1).numpy() == y[te]     # [N_test] bool
+    right = zero_shot_logits(torch.from_numpy(X), W).argmax(1).numpy() == y                # [N] bool, every picture
+    zs_right = right[te]                                                                   # [N_test] bool
     curve = k_shot_curve(X[tr], y[tr], X[va], y[va], X[te], y[te], ks=ks, draws=draws, Cs=Cs, seed=seed,
                          zero_shot_correct=zs_right, chance=task.chance, name=task.name)
-    curve.n = dict(train=len(tr), val=len(va), test=len(te))
+    curve.n, curve.zero_shot_all = dict(train=len(tr), val=len(va), test=len(te)), float(right.mean())
     return curve
 
 
@@ -480,9 +515,24 @@ def per_class(w: float, c: KShotCurve, short: bool = False) -> str:
     return f"{w:.1f}"
 
 for c in curves:
-    print(f"{c.name}: {c.n}, ks {c.ks}; chance {c.chance:.1%}, majority class {c.majority:.1%}; zero-shot {c.zero_shot:.1%}, "
-          f"full probe {c.full['acc']:.1%} (C={c.full['C']:.3g})")
+    print(f"{c.name}: probe-train {c.n['train']}, probe-val {c.n['val']}, probe-test {c.n['test']} pictures; ks {c.ks}")
+    print(f"  on probe-test: chance {c.chance:.1%}, majority class {c.majority:.1%}; zero-shot {c.zero_shot:.1%}, "
+          f"full probe {c.full['acc']:.1%} (C = {c.full['C']:.3g}, grid value {list(Cs).index(c.full['C']) + 1} of {len(Cs)})")
 print(f"{sum(c.accs.size for c in curves)} k-shot probes and {n_boot} bootstrap replicates per task in {time.perf_counter() - t0:.0f} s")
+
+# %% [markdown]
+# Two things to know before the figure: the zero-shot accuracy here is measured on probe-test only,
+# a part of the pictures the zero-shot chapter scores, and the sweep's grid may cut the choice of `C`
+# short at either end.
+
+# %%
+#| echo: false
+at_end = {c.name: np.isin(c.Cs, [min(Cs), max(Cs)]).mean() for c in curves}
+display(Markdown('\n'.join(
+    f"* {c.name}: zero-shot {c.zero_shot:.1%} on the {c.n['test']} probe-test pictures, {c.zero_shot_all:.1%} on all "
+    f"{sum(c.n.values())} pictures of the task (the zero-shot chapter's figure): the same classifier, scored on fewer pictures. "
+    f"{at_end[c.name]:.0%} of its {c.Cs.size} k-shot probes chose a `C` at an end of the grid."
+    for c in curves)))
 
 # %% [markdown]
 # Accuracy on probe-test against labeled examples per class (mean and standard deviation over the
@@ -492,24 +542,33 @@ print(f"{sum(c.accs.size for c in curves)} k-shot probes and {n_boot} bootstrap 
 
 # %%
 #| fig-cap: "k-shot linear probes on the book model's image features against the zero-shot classifier, for the skin-tone and gender tasks."
-#| fig-alt: "Two plots of accuracy on probe-test against labeled examples per class on a base-2 log axis, with error bars over the draws, a red horizontal zero-shot line, a dotted chance line, a dash-dotted majority-class line, a square for the probe trained on all the data, and a shaded band for the interval of the crossing. In both, the probe climbs with k and stays under the zero-shot line up to 32 examples per class; the full-data probe reaches it, where a dashed vertical line marks the crossing inside a shaded band that runs off the right of the axis. The paragraphs below give the values."
-fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.8))
+#| fig-alt: "Two plots of accuracy on probe-test against labeled examples per class on a base-2 log axis, with error bars over the draws, a red horizontal zero-shot line, a dotted chance line, a dash-dotted majority-class line, a square for the probe trained on all the data, and a shaded band for the interval of the crossing, with one legend below both. For skin tone the probe's mean rises with every doubling of k; for gender it dips from one to two and from sixteen to thirty-two examples per class and rises overall. In both, every k-shot mean stays under the zero-shot line and the full-data probe reaches it, where a dashed vertical line marks the crossing inside a shaded band that runs off the right of the axis. The paragraphs below give the values."
+fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.4))
 for ax, c in zip(np.atleast_1d(axes), curves):
-    ax.errorbar(c.ks, c.mean, yerr=c.std, fmt='o-', capsize=3, label=f'k-shot linear probe ({c.accs.shape[1]} draws)')
-    ax.plot([c.full_k], [c.full['acc']], 's', color='C0', label=f'full-data probe ({c.full_k:.0f} per class)')
+    ax.errorbar(c.ks, c.mean, yerr=c.std, fmt='o-', capsize=3, label=f'k-shot linear probe (mean ± sd over {c.accs.shape[1]} draws)')
+    ax.plot([c.full_k], [c.full['acc']], 's', color='C0', label='full-data probe (probe-train + probe-val)')
     ax.axhline(c.zero_shot, color='C3', label='zero-shot (no prompt a training caption)')
     ax.axhline(c.chance, color='gray', ls=':', label='chance')
     ax.axhline(c.majority, color='gray', ls='-.', lw=0.8, label='majority class')
     w, iv = c.worth(), intervals[c.name]
-    if 0 < w < math.inf: ax.axvline(w, color='C3', ls='--', lw=0.8, label='where zero-shot meets the curve')
+    ax.axvline(w if 0 < w < math.inf else np.nan, color='C3', ls='--', lw=0.8, label='where zero-shot meets the curve')
     ax.axvspan(max(iv['lo'], c.ks[0] / 1.5), min(iv['hi'], c.full_k * 1.5), color='C3', alpha=0.08,
                label=f"{iv['level']:.0%} interval of the crossing")
     ax.set_xscale('log', base=2); ax.set_xlim(c.ks[0] / 1.5, c.full_k * 1.5)
     ax.set(xlabel='labeled examples per class (log scale)', ylabel='accuracy on probe-test',
            title=f"{c.name}: zero-shot worth {per_class(iv['lo'], c, short=True)} to {per_class(iv['hi'], c, short=True)} per class",
            ylim=(0, 1.02))
-    ax.legend(fontsize=7, loc='upper left')
-fig.tight_layout(); plt.show()
+fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(), loc='lower center', ncol=3, fontsize=9, frameon=False)
+fig.tight_layout(rect=(0, 0.16, 1, 1)); plt.show()
+
+# %%
+if not in_test():        # what the alt text says
+    tone_c, gender_c = curves
+    assert (np.diff(tone_c.mean) > 0).all(), tone_c.mean                                    # rises with every doubling
+    assert np.flatnonzero(np.diff(gender_c.mean) < 0).tolist() == [0, 4] and gender_c.mean[-1] > gender_c.mean[0], gender_c.mean
+    for c in curves:
+        assert c.mean.max() < c.zero_shot <= c.full['acc'] and 0 < c.worth() < math.inf, c.name
+        assert intervals[c.name]['hi'] == math.inf, intervals[c.name]                        # the band runs off the right
 
 
 # %% [markdown]
@@ -615,20 +674,43 @@ if not in_test():
         assert c.mean[-1] > c.mean[0], (c.name, c.mean)           # more labels help the probe
         assert intervals[c.name]['lo'] <= c.worth() <= intervals[c.name]['hi'], (c.name, intervals[c.name])
 
+
 # %% [markdown]
 # How to read these numbers. Zero-shot uses *no* picture of the task, only its class names; each
 # k-shot probe uses `k` pictures per class and a `C` chosen with the help of probe-val. The full-data
 # probe is the ceiling a linear classifier on these features reaches with all the labels we have, the
 # paper's "upper bound for what zero-shot transfer can achieve" (§3.1.5) when the probe's data is
 # large enough to estimate its weights well; with a few dozen pictures per class it is an estimate of
-# that bound, not the bound itself. The spread over draws at small `k` is the other lesson of Figure 6:
-# with one or two examples per class, *which* examples is as important as how many.
+# that bound, not the bound itself.
 #
-# `tests/test_probe.py` checks the machinery without the book model: on separable synthetic features
-# the probe gets (nearly) every test picture right, the sweep picks a `C` from its grid and its choice
-# does not depend on the test labels, k-shot draws have exactly `k` per class, results repeat for a
+# At the smallest `k`, how much does *which* pictures a probe learns from matter, against *how many*?
+# Below, the standard deviation of the 1-shot accuracy over the draws, against the mean gain from one
+# to two examples per class, with a bootstrap interval over the draws (each `k`'s draws resampled
+# separately: they are independent draws).
+
+# %%
+#| echo: false
+def spread_against_gain(c: KShotCurve, n_boot: int = 2000, seed: int = 0) -> str:
+    "One sentence: the spread of the 1-shot draws against the mean gain from k=1 to k=2, with a bootstrap interval of the gain."
+    a1, a2 = c.accs[0], c.accs[1]                                   # [draws] each
+    r = np.random.default_rng(seed)
+    boot = a2[r.integers(0, len(a2), (n_boot, len(a2)))].mean(1) - a1[r.integers(0, len(a1), (n_boot, len(a1)))].mean(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    sd, gain = a1.std(), a2.mean() - a1.mean()
+    how = ('more than' if sd > hi else 'less than' if sd < lo else 'about as much as')
+    return (f"* {c.name}: the {c.ks[0]}-shot draws spread by {100 * sd:.1f} points (standard deviation over {len(a1)} draws); "
+            f"{c.ks[1]} examples per class instead of {c.ks[0]} gain {100 * gain:+.1f} points on average "
+            f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f}): which picture a probe gets matters {how} one more picture "
+            f"per class{'' if how == 'about as much as' else ' (the spread lies outside the interval of the gain)'}.")
+display(Markdown('\n'.join(spread_against_gain(c) for c in curves if len(c.ks) > 1 and c.ks[:2] == [1, 2])
+                 or 'This run measured no 1-shot and 2-shot probes to compare.'))
+
+# %% [markdown]
+# <!-- tests/test_probe.py checks the machinery without the book model: on separable synthetic features
+# the probe gets (nearly) every test picture right, the sweep picks a C from its grid and its choice
+# does not depend on the test labels, k-shot draws have exactly k per class, results repeat for a
 # seed, and the bootstrap's resamples are shared by every classifier (paired) and its interval holds
-# the point estimate.
+# the point estimate. -->
 #
 # ## What we measured
 #
@@ -641,6 +723,6 @@ if not in_test():
 for c in curves:
     iv = intervals[c.name]
     print(f"{c.name:16} chance {c.chance:5.1%}  majority {c.majority:5.1%}  zero-shot {c.zero_shot:6.1%}  full probe {c.full['acc']:6.1%}  "
-          + '  '.join(f"{k}-shot {m:.1%}" for k, m in zip(c.ks, c.mean))
-          + f"  worth {per_class(c.worth(), c, True)}/class ({iv['level']:.0%} interval {per_class(iv['lo'], c, True)} to {per_class(iv['hi'], c, True)})")
+          f"worth {per_class(c.worth(), c, True)}/class ({iv['level']:.0%} interval {per_class(iv['lo'], c, True)} to {per_class(iv['hi'], c, True)})")
+    print(' ' * 17 + '  '.join(f"{k}-shot {m:.1%}" for k, m in zip(c.ks, c.mean)))
 _ = footer()
