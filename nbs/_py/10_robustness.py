@@ -583,13 +583,13 @@ if not in_test():
     sk, ge = 'emoji skin_tone', 'emoji gender'
     probes_of = lambda t: [m for m in results[t] if 'probe' in m]
     er_of = lambda t, m: float(effective_robustness(results[t][m]['in distribution'], mean_shift(results[t][m]), cnn_lines[t]))
-    assert all(results[sk][m]['sketch'] < chance[sk] for m in main)                      # all fall below chance under the sketch
+    assert all(results[sk][m]['sketch'] < chance[sk] <= majority[sk] for m in main)      # below chance (and the majority) under the sketch
     loss = {m: results[sk][m]['in distribution'] - mean_shift(results[sk][m]) for m in main}
     assert min(loss, key=loss.get) == 'zero-shot CLIP' and max(loss, key=loss.get) == 'CNN (all data)'
     zs_g = results[ge]['zero-shot CLIP']
-    assert all(chance[ge] <= zs_g[c] <= zs_g['in distribution'] + 0.01 for c in SHIFTS)   # between chance and as drawn
     near_diagonal = [c for c in SHIFTS if zs_g[c] >= zs_g['in distribution'] - 0.03]
-    assert near_diagonal and all(zs_g[c] <= majority[ge] + 0.02 for c in SHIFTS if c not in near_diagonal)   # the others near or below the majority
+    assert (all(chance[ge] <= zs_g[c] <= zs_g['in distribution'] + 0.01 for c in SHIFTS) and near_diagonal     # between chance and as drawn,
+            and all(zs_g[c] <= majority[ge] + 0.02 for c in SHIFTS if c not in near_diagonal))             # the others near or below the majority
     cnn_g = results[ge]['CNN (all data)']
     assert cnn_g['grayscale'] > cnn_g['in distribution'] - 0.05 and all(chance[ge] - 0.005 <= cnn_g[c] < majority[ge] for c in SHIFTS if c != 'grayscale')
     assert all(er_of(sk, m) > 0 for m in probes_of(sk) + ['zero-shot CLIP'])             # skin tone: all above the curve

@@ -49,8 +49,8 @@ _ = seed_everything(0)
 # > (which we refer to informally as 'class design') can all contribute to and amplify social biases
 # > and inequalities resulting from the use of AI systems." (Radford et al. 2021, §7.1)
 #
-# Three sources, then: the algorithm, the data and the classes a user writes. The paper probes CLIP with pictures of people (FairFace) and class labels that include crime-related
-# and non-human categories, and finds that what CLIP associates with a group depends on the data it
+# Three sources, then: the algorithm, the data and the classes a user writes. The paper probes CLIP
+# with pictures of people (FairFace) and class labels that include crime-related and non-human categories, and finds that what CLIP associates with a group depends on the data it
 # saw and on how the classes are written. It can only *observe* those associations: nobody can retrain
 # CLIP on 400 million pairs with one thing changed. With a model that trains in minutes we can.
 #
@@ -526,7 +526,7 @@ def _built_in(r: dict) -> str:
                 "above subtracts it, twin from twin, which is why the experiment is run in pairs.")
     return (("the seeds agree on it, while another set of drawings could give either sign (the pictures' interval includes "
              "zero)" if not pictures else "it is there whichever interval is asked") +
-            f". No skew was put into these captions, so it is {drawn}, which every seed trained on them shows; each paired "
+            f". No skew was put into these captions, so it is {drawn}, which the seeds agree on; each paired "
             "difference above subtracts it, twin from twin, which is why the experiment is run in pairs.")
 cap, drp, bal, c_d = over['captions'], over['drop'], over['balanced (own excess)'], over['captions − drop']
 open_seeds = [str(s) for s, r in zip(SEEDS, paired['captions']) if not r['excludes_zero']]
