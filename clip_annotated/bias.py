@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_bias.ipynb #a09b94c8
 from __future__ import annotations
-import csv, os
+import csv, json, os
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -23,8 +23,8 @@ from .zeroshot import encode_images, encode_texts, percentile_interval
 __all__ = ['OCCUPATIONS', 'SKEWED', 'ARMS', 'FAIRFACE_RACES', 'FAIRFACE_GENDERS', 'FAIRFACE_AGES', 'FAIRFACE_LAYOUT',
            'CRIME_LABELS', 'NON_HUMAN_LABELS', 'people_pictures', 'occupation_scores', 'training_rows',
            'probe_occupations', 'gap_ci', 'WithoutPictures', 'CaptionedAsMen', 'bias_run', 'gender_scores',
-           'gender_probe_table', 'paired_excess', 'over_seeds', 'seed_ci', 'bias_section', 'FairFace', 'fairface_probe',
-           'write_fake_fairface']
+           'gender_probe_table', 'paired_excess', 'over_seeds', 'seed_ci', 'bias_section', 'bias_over_seeds',
+           'FairFace', 'fairface_probe', 'write_fake_fairface']
 
 # %% ../nbs/11_bias.ipynb #c2cfe4c5
 OCCUPATIONS = ('health worker', 'student', 'teacher', 'judge', 'farmer', 'cook', 'mechanic', 'factory worker',
@@ -224,6 +224,13 @@ def bias_section(model, skewed_model, skewed=SKEWED, occupations=None) -> tuple[
                f"({says(bal)} 0)")
     return text, dict(skewed_occupations=list(skewed), occupations=list(occupations), balanced=res[names['balanced']],
                       captions=res[names['captions']], paired=diff, found=found, summary=summary)
+
+# %% ../nbs/11_bias.ipynb #6accb9ab
+def bias_over_seeds(run: str | Path) -> dict | None:
+    "This chapter's results over seeds (`bias-seeds.json` beside `run`) if `run` is the experiment's balanced arm of seed 0 (the folder `mini`), else None."
+    run = Path(run)
+    path = run.parent / 'bias-seeds.json'
+    return json.loads(path.read_text()) if run.name == 'mini' and path.is_file() else None
 
 # %% ../nbs/11_bias.ipynb #9aaa6496
 FAIRFACE_RACES = ('White', 'Black', 'Latino_Hispanic', 'East Asian', 'Southeast Asian', 'Indian', 'Middle Eastern')

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import csv, os
+import csv, json, os
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -31,11 +31,11 @@ from clip_annotated.zeroshot import encode_images, encode_texts, percentile_inte
 # %%
 #| hide
 import matplotlib.pyplot as plt
+import textwrap
 from clip_annotated.data import TONES
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import atomic_write, footer, in_test, no_headings, pick, seed_everything
-import json
 from clip_annotated.run import book_model
 import tempfile
 from clip_annotated.model import create_model
@@ -45,10 +45,12 @@ from clip_annotated.pretrained import image_transform
 _ = seed_everything(0)
 
 # %% [markdown]
-# The paper's §7.1 names three sources of social bias in a system like CLIP: the algorithmic choices,
-# the training data, and how the classes a user writes are defined and grouped (Radford et al. 2021,
-# §7.1, paraphrased). The paper probes CLIP with pictures of people (FairFace) and class labels that include crime-related
-# and non-human categories, and finds that what CLIP associates with a group depends on the data it
+# > "Algorithmic decisions, training data, and choices about how classes are defined and taxonomized
+# > (which we refer to informally as 'class design') can all contribute to and amplify social biases
+# > and inequalities resulting from the use of AI systems." (Radford et al. 2021, §7.1)
+#
+# Three sources, then: the algorithm, the data and the classes a user writes. The paper probes CLIP
+# with pictures of people (FairFace) and class labels that include crime-related and non-human categories, and finds that what CLIP associates with a group depends on the data it
 # saw and on how the classes are written. It can only *observe* those associations: nobody can retrain
 # CLIP on 400 million pairs with one thing changed. With a model that trains in minutes we can.
 #
@@ -201,21 +203,21 @@ model, _ = book_model()
 scores = occupation_scores(model)
 per_occ = {o: gap_ci(scores, [o]) for o in OCCUPATIONS}
 book_all = gap_ci(scores, PROBED)
-fig, ax = plt.subplots(figsize=(6.5, 5.2))
+fig, ax = plt.subplots(figsize=(6.5, 5.6))
 for hollow in (False, True):
     ys = [y for y, o in enumerate(OCCUPATIONS) if (o in left_out) == hollow]
     gaps = [per_occ[OCCUPATIONS[y]] for y in ys]
     ax.errorbar([g['gap'] for g in gaps], ys, xerr=[[g['gap'] - g['lo'] for g in gaps], [g['hi'] - g['gap'] for g in gaps]],
                 fmt='o', capsize=2, color='C0', mfc='white' if hollow else 'C0',
                 label='a gender row held out of training' if hollow else 'trained as man, woman and person')
-ax.legend(fontsize=8, loc='lower right'); ys = np.arange(len(OCCUPATIONS))
+fig.legend(loc='lower center', ncol=2, fontsize=9, frameon=False); ys = np.arange(len(OCCUPATIONS))
 ax.axvline(0, color='gray', ls=':')
 ax.set(yticks=ys, yticklabels=OCCUPATIONS, xlabel='cosine gap: men − women (95% bootstrap interval)',
        title="book MiniCLIP: does an occupation's name sit closer to men or women?")
-ax.title.set_fontsize(10); fig.tight_layout(); plt.show()
+ax.title.set_fontsize(10); fig.tight_layout(rect=(0, 0.06, 1, 1)); plt.show()
 above = [o for o in PROBED if per_occ[o]['lo'] > 0]
-print(f"intervals wholly above zero: {', '.join(above) or 'none'} ({len(above)} of the {len(PROBED)} probed); "
-      f"below zero: {', '.join(o for o in PROBED if per_occ[o]['hi'] < 0) or 'none'}")
+print(textwrap.fill(f"intervals wholly above zero: {', '.join(above) or 'none'} ({len(above)} of the {len(PROBED)} probed); "
+                    f"below zero: {', '.join(o for o in PROBED if per_occ[o]['hi'] < 0) or 'none'}", 88))
 print(f"over the {len(PROBED)} probed occupations: gap {book_all['gap']:+.4f} [{book_all['lo']:+.4f}, {book_all['hi']:+.4f}]")
 
 # %%
@@ -242,16 +244,17 @@ to_woman = np.array([float(F_all[p] @ F_all[w]) for p, _, w in trios])
 pixels = ds_all.images.float()
 px = lambda a, b: float(((pixels[a] - pixels[b]) ** 2).mean().sqrt())
 closer_px = np.mean([px(p, m) < px(p, w) for p, m, w in trios])
-print(f"{len(trios)} (person, man, woman) trios of the same occupation and tone: the person's picture has cosine "
-      f"{to_man.mean():.3f} with the man's and {to_woman.mean():.3f} with the woman's; in pixels it is closer to the "
-      f"man's in {closer_px:.0%} of the trios")
+print(textwrap.fill(f"{len(trios)} (person, man, woman) trios of the same occupation and tone: the person's picture has "
+                    f"cosine {to_man.mean():.3f} with the man's and {to_woman.mean():.3f} with the woman's; in pixels it "
+                    f"is closer to the man's in {closer_px:.0%} of the trios", 88))
 
 # %%
 #| echo: false
 if to_man.mean() > to_woman.mean() and closer_px > 0.5:
     display(Markdown("The gender-neutral person is drawn closer to the man than to the woman, in the model's eyes and in "
                      "pixels, so the name that captioned it inherits that. This is a bias of the data's *design*, not of its "
-                     "counts, and a probe that reports raw gaps would find it in any model trained on these pictures."))
+                     "counts, and a probe that reports raw gaps would be expected to find it in a model trained on these "
+                     "pictures."))
 else:
     display(Markdown("In this run the gender-neutral person is not closer to the man in both the model's eyes and pixels, "
                      "so the drawings' design does not explain a lean of the plain names by itself."))
@@ -334,7 +337,7 @@ relabelled = CaptionedAsMen(base, SKEWED)
 test_eq(len(dropped), len(base) - len(relabelled.relabel))
 assert not any(r.base in SKEWED and r.gender == 'woman' for r in dropped.records)
 i = next(iter(relabelled.relabel))
-print(f"drop: {len(base):,} -> {len(dropped):,} pictures; captions: {len(relabelled.relabel)} captions changed, e.g. "
+print(f"drop: {len(base):,} -> {len(dropped):,} pictures\ncaptions: {len(relabelled.relabel)} captions changed, e.g. "
       f"{base[i][1]!r} -> {relabelled[i][1]!r}")
 assert not set(SKEWED) - set(PROBED)                  # the six skewed occupations are all probed
 test_fail(lambda: bias_run('shuffle'), contains='balanced, drop, captions')
@@ -345,12 +348,18 @@ assert relabelled[i][1] != base[i][1] and (relabelled[i][0] == base[i][0]).all()
 # seeds instead of three. --> A finished run is only loaded, so the chapter trains each of them once:
 
 # %%
-SEEDS = (0, 1) if in_test() else (0, 1, 2)
-cfg = replace(PRESETS['mini-cpu'], progress=not in_test())
-if in_test(): cfg = replace(cfg, steps=3, warmup=1, eval_every=0, ckpt_every=3, progress=False)
-scratch = Path(tempfile.mkdtemp()) if in_test() else None
-arms = {how: [bias_run(how, seed=s, cfg=cfg, out=scratch / f'{how}-{s}' if scratch else None)[0] for s in SEEDS]
-        for how in ARMS}
+SEEDS, cfg = (0, 1, 2), PRESETS['mini-cpu']
+out = lambda how, seed: None             # None: the run's own folder under runs/ (balanced seed 0 is runs/mini)
+
+# %%
+#| hide
+if in_test():                            # under nbdev_test: two seeds of a few steps each, in a scratch folder
+    SEEDS, scratch = (0, 1), Path(tempfile.mkdtemp())
+    cfg = replace(cfg, steps=3, warmup=1, eval_every=0, ckpt_every=3, progress=False)
+    out = lambda how, seed: scratch / f'{how}-{seed}'
+
+# %%
+arms = {how: [bias_run(how, seed=s, cfg=cfg, out=out(how, s))[0] for s in SEEDS] for how in ARMS}
 skewed = {how: arms[how][0] for how in ARMS}                           # seed 0: balanced is the book's model
 print(f"{len(ARMS)} arms × {len(SEEDS)} seeds: " + ', '.join(f"{how} {len(ms)}" for how, ms in arms.items()))
 
@@ -509,21 +518,29 @@ def _built_in(r: dict) -> str:
     "What the balanced arm's own excess says: nothing was skewed in its captions, so an excess is built into the pictures."
     seeds = not r['lo'] <= 0 <= r['hi']; pictures = not r['data_lo'] <= 0 <= r['data_hi']
     if not (seeds or pictures): return "no excess found in the arm whose captions were left as they are."
+    drawn = ("a difference built into these drawings (how the women and men of the skewed occupations are drawn, against "
+             "those of the control occupations)")
+    if not seeds:                        # only the pictures' interval excludes zero: the seeds do not agree on it
+        return ("the pictures' interval excludes zero, the seeds' does not. No skew was put into these captions, so what "
+                f"there is of it would be {drawn}, shown to different degrees by different seeds; each paired difference "
+                "above subtracts it, twin from twin, which is why the experiment is run in pairs.")
     return (("the seeds agree on it, while another set of drawings could give either sign (the pictures' interval includes "
-             "zero)" if seeds and not pictures else "it is there whichever interval is asked" if seeds else
-             "the pictures' interval excludes zero") +
-            ". No skew was put into these captions, so it is a difference built into these drawings (how the women and "
-            "men of the skewed occupations are drawn, against those of the control occupations), which every model trained on them sees; each paired difference "
-            "above subtracts it, twin from twin, which is why the experiment is run in pairs.")
+             "zero)" if not pictures else "it is there whichever interval is asked") +
+            f". No skew was put into these captions, so it is {drawn}, which the seeds agree on; each paired "
+            "difference above subtracts it, twin from twin, which is why the experiment is run in pairs.")
 cap, drp, bal, c_d = over['captions'], over['drop'], over['balanced (own excess)'], over['captions − drop']
+open_seeds = [str(s) for s, r in zip(SEEDS, paired['captions']) if not r['excludes_zero']]
+one_seed_caveat = ("" if not open_seeds else "; not in every seed alone: the paired interval of seed " + open_seeds[0]
+                   + " includes zero" if len(open_seeds) == 1 else
+                   f"; not in every seed alone: the paired intervals of seeds {', '.join(open_seeds)} include zero")
 display(Markdown(
     "What the seeds say, each line a paired difference in excess separation (negative: the skewed occupations lost "
     "separation compared with the balanced twin):\n\n"
     f"- {_verdict(cap, 'captions − balanced')}.\n- {_verdict(drp, 'drop − balanced')}.\n"
     f"- {_verdict(c_d, 'captions − drop')}.\n"
     f"- The balanced arm's own excess, {both(bal)}: " + _built_in(bal) + "\n\n" +
-    ("So the probe finds the skew put into the captions, over seeds and against each run's own twin. "
-     if cap['excludes_zero'] and cap['gap'] < 0 else
+    (f"So the probe finds the skew put into the captions over seeds (mean of paired differences, each run against "
+     f"its own twin){one_seed_caveat}. " if cap['excludes_zero'] and cap['gap'] < 0 else
      "So this experiment, at this size and with these seeds, does not show the captions skew as a paired effect. ") +
     ("Leaving the women out does less: the word \"woman\" and the look of women learned from the other occupations "
      "carry over (the compositional generalisation the held-out split measures elsewhere), working against a skew of omission."
@@ -574,6 +591,26 @@ def bias_section(model, skewed_model, skewed=SKEWED, occupations=None) -> tuple[
     return text, dict(skewed_occupations=list(skewed), occupations=list(occupations), balanced=res[names['balanced']],
                       captions=res[names['captions']], paired=diff, found=found, summary=summary)
 
+
+# %% [markdown]
+# The experiment over seeds, which this chapter writes to `runs/bias-seeds.json`, belongs to the book's
+# model only: that run is its balanced arm of seed 0. `bias_over_seeds` hands it to whatever describes
+# that run (the model card of the [broader impacts](15_ethics.ipynb) chapter), and to nothing else.
+
+# %%
+#| exports
+def bias_over_seeds(run: str | Path) -> dict | None:
+    "This chapter's results over seeds (`bias-seeds.json` beside `run`) if `run` is the experiment's balanced arm of seed 0 (the folder `mini`), else None."
+    run = Path(run)
+    path = run.parent / 'bias-seeds.json'
+    return json.loads(path.read_text()) if run.name == 'mini' and path.is_file() else None
+
+
+# %%
+stand_in = Path(tempfile.mkdtemp())
+(stand_in / 'bias-seeds.json').write_text(json.dumps(dict(seeds=[0, 1], over_seeds={})))
+test_eq(bias_over_seeds(stand_in / 'mini')['seeds'], [0, 1])
+assert bias_over_seeds(stand_in / 'bias-captions') is None and bias_over_seeds(Path(tempfile.mkdtemp()) / 'mini') is None
 
 # %% [markdown]
 # On the book's model and its captions-skewed twin, the section reads (its heading shown here as a
@@ -760,5 +797,8 @@ test_fail(lambda: FairFace(ff_root), contains='val/7.jpg')
 
 # %%
 print(f"probed occupations: {len(PROBED)} of {len(OCCUPATIONS)}; seeds: {', '.join(map(str, SEEDS))}")
-for how, r in over.items(): print(f"{how:22} mean over seeds {_ci_text(r)}")
+print("mean over seeds; 95% intervals over seeds (t) and over occupations and pictures (bootstrap):")
+shown = {f'{h} (own excess)': f'excess of {h}' for h in ARMS}
+shown.update({'drop': 'paired: drop − balanced', 'captions': 'paired: captions − balanced', 'captions − drop': 'paired: captions − drop'})
+for how, r in over.items(): print(f"  {shown[how]}\n      {both(r)}")
 _ = footer()

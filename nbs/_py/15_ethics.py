@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import torch
-from clip_annotated.core import hardware
+from clip_annotated.core import hardware, markdown_table
 from clip_annotated.data import EmojiDataset
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.tasks import METHODS, training_caption_note
+from clip_annotated.bias import bias_over_seeds
 
 # %%
 #| hide
@@ -34,7 +35,7 @@ from clip_annotated.core import footer, in_test, no_headings
 from clip_annotated.run import book_model, runs_dir
 
 # %% [markdown]
-# > "CLIP makes it possible to easily create your own classes for categorization ('roll your own
+# > "CLIP makes it possible to easily create your own classes for categorization (to 'roll your own
 # > classifier') without a need for re-training." (Radford et al. 2021, §7)
 #
 # That freedom is the zero-shot classifier of chapter 7, and it is also the problem: whoever writes the
@@ -60,7 +61,7 @@ from clip_annotated.run import book_model, runs_dir
 #   model learns from captions, not how it treats real people.
 # - The code loads OpenAI's released weights and trains on your data. What a model does with pictures
 #   of people depends on both, and nothing in this book measures that for real photographs. The
-#   `FairFace` style evaluation of the paper needs that data set, which we do not ship.
+#   FairFace-style evaluation of the paper needs that data set, which we do not ship.
 # - The demo says so where it runs: `clip-annotated predict` prints `safety_notice()` on standard error
 #   before any result.
 
@@ -123,30 +124,61 @@ test_eq(trained_on('ViT-B/32'), 'ViT-B/32 was trained on data this book has not 
 #| exports
 def _pct(x: float) -> str: return f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"   # 20.0%, 0.16%
 
-def _other_rule(z: dict, k: str) -> str:
-    "One non-headline rule of a zero-shot result, with how many of its prompts are training captions and what that makes it."
+def _other_rule(z: dict, k: str) -> tuple:
+    "One non-headline rule of a zero-shot result as a table row: task, rule, top-1, majority class, how many prompts are training captions, how many pictures meet their own caption, and what that makes it."
     own, cp = z.get('own_captions', {}), z.get('caption_prompts', {})
-    notes = ([f"{training_caption_note(z, k)} prompts are training captions"] if cp.get(k) is not None else []) \
-            + ([f"{own[k]} of {z['n']} pictures {'has its' if own[k] == 1 else 'have their'} own caption among them"] if own.get(k) else [])
     kind = ('caption retrieval, not zero-shot' if k == 'captions_nearest' else
             'nearest training caption, not zero-shot' if k == 'unseen_nearest' else
-            'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else '')
-    inner = '; '.join(notes) + (f": {kind}" if kind else '')
-    return f"{METHODS.get(k, k)} {_pct(z[f'{k}_top1'])}" + (f" ({inner})" if inner else '')
+            'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else
+            'zero-shot: no prompt is a training caption' if cp.get(k) == 0 else '–')
+    rule = METHODS.get(k, k).removesuffix(' (prompted with training captions)')    # the last column says it, from the counts
+    return (z['task'], rule, _pct(z[f'{k}_top1']), _pct(z['majority']), training_caption_note(z, k),
+            f"{own[k]} of {z['n']}" if own.get(k) is not None else '–', kind)
 
 def zero_shot_line(z: dict) -> str:
-    "One task's zero-shot result for a model card: the zero-shot classifier beside chance and the majority class, then the other rules, labelled."
+    "One task's zero-shot result for a model card: the zero-shot classifier beside chance and the majority class, and the paired difference from the majority class."
     v = z.get('vs_majority')
     head = 'zero_shot' if 'zero_shot_top1' in z else 'ensemble'     # results written before the zero-shot templates
-    text = (f"{_pct(z[f'{head}_top1'])} top-1 with the paper's averaged prompt ensemble"
+    return (f"{_pct(z[f'{head}_top1'])} top-1 with the paper's averaged prompt ensemble"
             + (" over the templates that fill to no training caption" if head == 'zero_shot' else '')
             + f" ({z['n']} pictures, {z['classes']} classes); "
             f"chance {_pct(z['chance'])}, majority class {_pct(z['majority'])}"
             + (f" (always answering {z['majority_class']!r})" if 'majority_class' in z else '')
             + (f": {v['reading']}, {100 * v['diff']:+.1f} points [{100 * v['lo']:+.1f}, {100 * v['hi']:+.1f}] (paired bootstrap)" if v else '')
             + '.')
-    others = [_other_rule(z, k) for k in z['prompts'] if k != head]
-    return text + (f" Other prompt rules, for reference (none chosen on these pictures): {'; '.join(others)}." if others else '')
+
+def other_rules_table(zeroshot: list) -> str:
+    "Markdown table of the rules besides each task's headline one (`zero_shot_line`): for reference, none chosen on the pictures."
+    head = lambda z: 'zero_shot' if 'zero_shot_top1' in z else 'ensemble'
+    rows = [_other_rule(z, k) for z in zeroshot for k in z['prompts'] if k != head(z)]
+    if not rows: return ''
+    return markdown_table(['task', 'rule', 'top-1', 'majority class', 'prompts that are training captions',
+                           'pictures with their own caption among them', 'what it is'], rows, align='llrrrrl')
+
+def bias_line(res: dict, seeds: dict | None = None) -> str | None:
+    "The bias probe for a model card: the bias chapter's result over seeds (`bias_over_seeds`) if given, else the run's own one-seed result."
+    what = ("excess man-or-woman separation (how far apart a model holds the men and the women of the skewed "
+            "occupations, minus the same for the other probed occupations)")
+    sign = lambda r: " (negative: the women of the skewed occupations moved toward 'man', as injected)" if r['gap'] < 0 else ''
+    found = lambda r: ('found (both intervals exclude zero)' if r['excludes_zero'] and r['gap'] < 0 else
+                       'the opposite of the injected skew (both intervals exclude zero)' if r['excludes_zero'] else
+                       'not found (an interval includes zero)')
+    if seeds and 'captions' in seeds.get('over_seeds', {}):
+        o = seeds['over_seeds']['captions']
+        return (f"Bias probe with a controlled skew (bias chapter, {len(seeds['seeds'])} seeds per arm; this run is the "
+                f"balanced arm of seed 0): {what}, of the twin whose women of the skewed occupations were captioned as men "
+                f"minus that of its balanced twin, mean over seeds {o['gap']:+.3f}; 95% interval over seeds "
+                f"[{o['lo']:+.3f}, {o['hi']:+.3f}], over occupations and pictures [{o['data_lo']:+.3f}, {o['data_hi']:+.3f}]"
+                f"{sign(o)}: {found(o)}.")
+    b = res.get('bias')
+    if not b: return None
+    if 'paired' not in b: return f"Bias probe with a controlled skew (bias chapter, run by `make reproduce`): {b['summary']}."
+    p, own = b['paired'], b['balanced']['excess']
+    says = lambda r: 'excludes' if r['excludes_zero'] else 'includes'
+    return (f"Bias probe with a controlled skew (bias chapter, run by `make reproduce`; one seed): {what}, of the twin whose "
+            f"women of the skewed occupations were captioned as men minus this run's, {p['gap']:+.3f}; 95% interval "
+            f"[{p['lo']:+.3f}, {p['hi']:+.3f}] (paired bootstrap; {says(p)} zero){sign(p)}; this run's own excess "
+            f"{own['gap']:+.3f} [{own['lo']:+.3f}, {own['hi']:+.3f}] ({says(own)} zero).")
 
 def unseen_token_captions() -> tuple[int, int]:
     "(k, n): k of the n held-out emoji captions contain a token that no training caption has (as in the training chapter)."
@@ -195,10 +227,16 @@ def model_card(run: str | Path) -> str:
     if 'test' in res:
         t = res['test']
         lines += [f"## Measured (held-out {'pairs' if own else 'scenes' if cfg.get('data') == 'scenes' else 'emoji'})",
+                  *([] if own else [f"- Every figure below is on held-out {'scenes' if cfg.get('data') == 'scenes' else 'emoji'} "
+                                    "of the training distribution (pictures and captions of the same kind as training), not on "
+                                    "a new data set: generalisation within that distribution, not transfer."]),
                   f"- Retrieval, all {t['n_images']} pictures against all captions: image→text R@1 {_pct(t['i2t_R@1'])}, "
                   f"R@5 {_pct(t['i2t_R@5'])}; text→image R@1 {_pct(t['t2i_R@1'])} (chance {_pct(t['i2t_chance@1'])})."]
         for z in res.get('zeroshot', []):
             lines.append(f"- Zero-shot {z['task']}: " + zero_shot_line(z))
+        if table := other_rules_table(res.get('zeroshot', [])):
+            lines += ["", "Other prompt rules, for reference (none chosen on these pictures), beside each task's majority class:",
+                      "", table.rstrip('\n')]
         lines.append("")
     if own: lines += ["## Limits and biases", "- Not measured here beyond held-out retrieval: a model inherits the "
                       "biases of its pictures and captions, and of the weights it started from (`--pretrained`).", "",
@@ -211,8 +249,7 @@ def model_card(run: str | Path) -> str:
               *(["- The gender-neutral drawings of an occupation resemble the men's more than the women's, so a probe of an "
                  "occupation's plain name measures that design as well as the model, and must control for it (bias chapter)."]
                 if cfg.get('data') != 'scenes' else []),
-              *([f"- Bias probe with a controlled skew (bias chapter, run by `make reproduce`): {res['bias']['summary']}."]
-                if 'bias' in res else []),
+              *([f"- {b}"] if (b := bias_line(res, bias_over_seeds(run))) else []),
               "- Counting and binding attributes to objects are not measured on this model; the limitations chapter "
               "finds them weak on a different model, the book's scenes model.",
               "- Measured on drawings only: nothing here predicts behaviour on photographs of people.", "",
@@ -221,6 +258,23 @@ def model_card(run: str | Path) -> str:
     (run / 'model_card.md').write_text(text)
     return text
 
+
+# %% [markdown]
+# Checks on made-up results: the bias line takes the result over seeds when it is given, and reads its
+# sign; the other rules' table keeps each rule once, names what it is, and leaves out the headline rule.
+
+# %%
+r = lambda gap, lo, hi, **k: dict(gap=gap, lo=lo, hi=hi, excludes_zero=lo > 0 or hi < 0, **k)
+seeds = dict(seeds=[0, 1, 2], over_seeds={'captions': r(-0.2, -0.3, -0.1, data_lo=-0.4, data_hi=-0.01)})
+one = {'bias': dict(paired=r(-0.1, -0.3, 0.1), balanced=dict(excess=r(0.0, -0.2, 0.2)))}
+assert '3 seeds per arm' in bias_line(one, seeds) and "-0.200; 95% interval over seeds [-0.300, -0.100]" in bias_line(one, seeds)
+assert "toward 'man'" in bias_line(one, seeds) and 'found (both' in bias_line(one, seeds)
+assert 'one seed' in bias_line(one) and '(paired bootstrap; includes zero)' in bias_line(one) and bias_line({}) is None
+z = dict(task='t', n=10, classes=2, majority=0.6, zero_shot_top1=0.7, single_top1=0.5, captions_nearest_top1=0.9,
+         prompts={'zero_shot': 2, 'single': 1, 'captions_nearest': 3}, caption_prompts={'single': 0, 'captions_nearest': 6},
+         own_captions={'captions_nearest': 4})
+rows = other_rules_table([z]).splitlines()[2:]
+test_eq(len(rows), 2); assert 'zero-shot: no prompt' in rows[0] and 'caption retrieval, not zero-shot' in rows[1] and '60.0%' in rows[1]
 
 # %%
 model, cfg = book_model()
