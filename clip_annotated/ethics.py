@@ -10,7 +10,7 @@ import torch
 from .core import hardware, markdown_table
 from .data import EmojiDataset
 from .tokenizer import tokenize
-from .tasks import METHODS, training_caption_note
+from .tasks import rule_label, training_caption_note
 from .bias import bias_over_seeds
 
 # %% auto #0
@@ -48,11 +48,11 @@ def _pct(x: float) -> str: return f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x
 def _other_rule(z: dict, k: str) -> tuple:
     "One non-headline rule of a zero-shot result as a table row: task, rule, top-1, majority class, how many prompts are training captions, how many pictures meet their own caption, and what that makes it."
     own, cp = z.get('own_captions', {}), z.get('caption_prompts', {})
-    kind = ('caption retrieval, not zero-shot' if k == 'captions_nearest' else
-            'nearest training caption, not zero-shot' if k == 'unseen_nearest' else
+    kind = ('caption retrieval, not zero-shot' if k == 'captions_nearest' and own.get(k) else
+            'nearest training caption, not zero-shot' if k in ('captions_nearest', 'unseen_nearest') else
             'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else
             'zero-shot: no prompt is a training caption' if cp.get(k) == 0 else '–')
-    rule = METHODS.get(k, k).removesuffix(' (prompted with training captions)')    # the last column says it, from the counts
+    rule = rule_label(z, k).split(' (')[0]                  # the last column says what it is, from the counts
     return (z['task'], rule, _pct(z[f'{k}_top1']), _pct(z['majority']), training_caption_note(z, k),
             f"{own[k]} of {z['n']}" if own.get(k) is not None else '–', kind)
 

@@ -29,6 +29,7 @@ PENDING: dict = {}
 
 CHANCE = re.compile(r'chance', re.I)
 ACCURACY = re.compile(r'chance|top-1|top1|zero-shot', re.I)
+MARGIN = re.compile(r"margin over chance kept", re.I)   # a share of a margin (12's noise runs), not an accuracy
 PERCENT = re.compile(r'\d+(?:\.\d+)?\s?%(?!\s*(?:interval|paired|bootstrap|confidence))')   # a figure, not an interval's level
 
 
@@ -47,7 +48,8 @@ def units(text: str) -> list[str]:
 def missing_majority(text: str, strict: bool = False) -> list[str]:
     "The pieces of `text` that report a percentage beside chance (or, if strict, any top-1 or zero-shot figure) without the majority class."
     trigger = ACCURACY if strict else CHANCE
-    return [u for u in units(text) if trigger.search(u) and PERCENT.search(u) and 'R@' not in u and not re.search('majority', u, re.I)]
+    return [u for u in units(text) if trigger.search(u) and PERCENT.search(u) and 'R@' not in u and not re.search('majority', u, re.I)
+            and not MARGIN.search(u)]
 
 
 def test_the_scan():
@@ -60,6 +62,7 @@ def test_the_scan():
     cli = "set (20 pictures):\n  top1   20.00%   (chance 33.33%)\n  majority class  60.00%\n"
     assert missing_majority(cli) == []                                 # an indented block is read as one piece
     assert missing_majority("a: 50% (chance 33%)\nb: 40% (chance 33%), majority class 45%") == ['a: 50% (chance 33%)']
+    assert missing_majority("share of the clean run's margin over chance kept: colour 96% [93%, 98%]") == []
 
 
 def _outputs(nb: Path) -> list[str]:

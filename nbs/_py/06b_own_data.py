@@ -9,7 +9,8 @@ from nbdev.showdoc import show_doc
 
 # %%
 #| hide
-import json, os, shutil, subprocess, sys, tempfile, textwrap, time, warnings
+import json, os, shlex, shutil, subprocess, sys, tempfile, textwrap, time, warnings
+from dataclasses import replace
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
@@ -21,7 +22,8 @@ import skimage.data
 from scipy.stats import t as student_t
 from clip_annotated.core import footer, hardware, in_test, markdown_table, pick
 from clip_annotated.runfolder import read_metrics
-from clip_annotated.run import runs_dir
+from clip_annotated.run import load_run, parse_args, runs_dir
+from clip_annotated.loader import TrainBatches, make_datasets
 from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
 from clip_annotated.zeroshot import paired_bootstrap, percentile_interval   # the zero-shot chapter's intervals
 import torch
@@ -360,6 +362,28 @@ display(Markdown(f"Training loss, mean over seeds, at the first step and over th
                  f"at random. The comparison says which start is ahead after {eq_steps} steps, not after more: the chapter's "
                  f"own runs above, longer and unequal in steps, learning rate and crop, end at {100 * zs['digits']['top1']:.1f}% "
                  f"(from scratch) and {100 * zs['digits-ft']['top1']:.1f}% (fine-tuned) with the training caption."))
+
+
+# %% [markdown]
+# The claim that both runs of a seed see the same batches, checked: each run's first batches are rebuilt
+# from its own command line (its options, its seed, its model's picture size) and compared, pixels and
+# tokens.
+
+# %%
+def first_batches(arm: str, seed: int, n: int = 2) -> list:
+    "The first `n` (images, tokens) training batches of the run `equal_run(arm, seed)`, rebuilt from its command line."
+    cfg = parse_args(shlex.split(equal_run(arm, seed))[2:])
+    cfg = replace(cfg, train_data=str(top / cfg.train_data), val_data=None)       # the commands ran from `top`
+    model, _ = load_run(top / cfg.out)
+    batches = TrainBatches(make_datasets(cfg, model.visual.input_resolution)[0], cfg.batch_size, seed=cfg.seed,
+                           context_length=model.positional_embedding.shape[0])
+    return [(x, t) for _, (_, x, t) in zip(range(n), batches.epoch(0))]
+
+for seed in seeds:
+    a, b = first_batches('scratch', seed), first_batches('ft', seed)
+    assert all(torch.equal(x, y) and torch.equal(s, t) for (x, s), (y, t) in zip(a, b)), seed
+print(f"for each of the {len(seeds)} seeds, both arms' first {len(a)} batches of {a[0][0].shape[0]} are the same "
+      f"pictures, crops and captions")
 
 # %% [markdown]
 # Why the fine-tuned runs trail here: the emoji model starts confident and wrong on handwritten digits
