@@ -136,7 +136,7 @@ def bias_run(how: str = 'captions', seed: int | None = None, cfg: TrainConfig | 
 
 # %% ../nbs/11_bias.ipynb #731bb431
 def gender_scores(model, occupations=OCCUPATIONS, image_size: int = 48) -> dict:
-    "d = cos(picture, 'man <occupation>') − cos(picture, 'woman <occupation>') for every man/woman picture: {occupation: {gender: array}}."
+    "`d = cos(picture, 'man OCCUPATION') − cos(picture, 'woman OCCUPATION')` for every man/woman picture: {occupation: {gender: array}}."
     ds, recs = people_pictures(occupations, image_size=image_size)
     names = {(r.base, r.gender): r.name for r in EmojiDataset('all', image_size=image_size, train=False).records
              if not r.skin_tones and r.gender in ('man', 'woman') and r.base in occupations}
@@ -215,7 +215,7 @@ def bias_section(model, skewed_model, skewed=SKEWED, occupations=None) -> tuple[
             f"A twin of this run, trained with the same configuration and seed except that the pictures of women in {len(skewed)} "
             f"occupations ({', '.join(skewed)}) are captioned as men ('woman judge, …' → 'man judge, …'). The probe uses the "
             f"{len(occupations)} occupations that training showed as a man, a woman and a person. For each picture "
-            "of a man or a woman in an occupation, d = cos(picture, 'man <occupation>') − cos(picture, 'woman <occupation>'); "
+            "of a man or a woman in an occupation, `d = cos(picture, 'man OCCUPATION') − cos(picture, 'woman OCCUPATION')`; "
             "the separation is the mean d of the men's pictures minus that of the women's; the excess is the separation "
             "of the skewed occupations minus that of the others. 95% intervals: bootstrap over occupations and pictures, "
             "2,000 replicates (`clip_annotated.bias`, bias chapter).\n\n" + table + '\n' + reading + '\n')

@@ -60,8 +60,9 @@ def zero_shot_line(z: dict) -> str:
     "One task's zero-shot result for a model card: the zero-shot classifier beside chance and the majority class, and the paired difference from the majority class."
     v = z.get('vs_majority')
     head = 'zero_shot' if 'zero_shot_top1' in z else 'ensemble'     # results written before the zero-shot templates
-    return (f"{_pct(z[f'{head}_top1'])} top-1 with the paper's averaged prompt ensemble"
-            + (" over the templates that fill to no training caption" if head == 'zero_shot' else '')
+    return (f"{_pct(z[f'{head}_top1'])} top-1 with "
+            + ("the book's templates that fill to no training caption" if head == 'zero_shot' else "the book's templates")
+            + ", averaged in embedding space as the paper does"
             + f" ({z['n']} pictures, {z['classes']} classes); "
             f"chance {_pct(z['chance'])}, majority class {_pct(z['majority'])}"
             + (f" (always answering {z['majority_class']!r})" if 'majority_class' in z else '')

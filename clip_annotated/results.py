@@ -42,16 +42,21 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
         rows.append(('zero-shot classification', paper['zs'],
                      '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
                                f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
-                     + (" (held-out emoji of the training distribution, not transfer; the paper's averaged prompt ensemble over the templates that fill to no training caption; "
+                     + (" (held-out emoji of the training distribution, not transfer; the book's templates that fill to no training caption, averaged in embedding space as the paper does; "
                         "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
                      'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
                                                      for r in dict.fromkeys(map(reading, zs.values())))
                      + f" ({link('Zero-shot', '07a_tasks')})"))
     if (ens := [z for z in zs.values() if 'ensembling' in z]):
-        gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
+        gains = [name(z) for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
+        def captions(z):          # how many prompts of each arm are training captions, where the results say
+            cp, n = z.get('caption_prompts', {}), z.get('prompts', {})
+            if 'single' not in cp or 'ensemble' not in cp: return ''
+            return (f" (training captions among the prompts: first {cp['single']} of {n['single'] * z['classes']}, "
+                    f"all {cp['ensemble']} of {n['ensemble'] * z['classes']})")
         rows.append(('prompt ensembling over one template', paper['ens'],
-                     '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
-                     " (all templates − the first; both arms include prompts that are training captions, counted in the chapter, so neither is zero-shot; 95% paired "
+                     '; '.join(f"{name(z)} {ci(z['ensembling'])} points{captions(z)}" for z in ens) +
+                     " (all templates − the first; an arm with a training caption among its prompts is not zero-shot; 95% paired "
                      "bootstrap over the held-out pictures)",
                      (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
                      + f" ({link('Zero-shot', '07a_tasks')})"))
@@ -79,7 +84,7 @@ def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLi
     text = readme.read_text()
     if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
         raise ValueError(f"{readme}: expected one {README_BEGIN} line and one {README_END} line around the results")
-    block = (f"Measured on {res.get('hardware', 'a machine not recorded')}: {res['train_wall_s']:.0f} s training the main run; held-out figures are on the {res['test']['n_images']:,} held-out emoji, all captions at once.\n\n"
+    block = (f"Measured on {res.get('hardware', 'a machine not recorded')}: {res['train_wall_s']:.0f} s training the main run; retrieval on the {res['test']['n_images']:,} held-out emoji, all captions at once; each zero-shot task on the held-out emoji it applies to (counted in the zero-shot chapter).\n\n"
              + paper_table(res, load_run(runs / 'mini')[1].batch_size, seeds, nbs='nbs/'))
     head, rest = text.split(README_BEGIN); _, tail = rest.split(README_END)
     readme.write_text(head + README_BEGIN + '\n' + block + README_END + tail)

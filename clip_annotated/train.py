@@ -35,8 +35,8 @@ def decays(name: str, p: torch.Tensor) -> bool:
     "Whether parameter `name` gets weight decay: matrices and kernels yes; gains, biases, embeddings, logit_scale no."
     return p.ndim >= 2 and 'embedding' not in name and name != 'logit_scale'
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    "AdamW (PyTorch's fused kernel where the device has one) with two groups: decayed weights and the rest."
+def make_optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:
+    "AdamW (PyTorch's fused kernel where the device has one) with two groups, decayed weights and the rest; `cfg`: a `TrainConfig` (below) or the recipe."
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [dict(params=[p for n, p in params if decays(n, p)], weight_decay=cfg.weight_decay),
               dict(params=[p for n, p in params if not decays(n, p)], weight_decay=0.0)]
@@ -51,8 +51,8 @@ def lr_lambda(warmup: int, steps: int):
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, steps - warmup))))
     return factor
 
-def make_scheduler(optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    "`LambdaLR` with warm-up and cosine decay, stepped once per optimiser step."
+def make_scheduler(optimizer, cfg) -> torch.optim.lr_scheduler.LambdaLR:
+    "`LambdaLR` with warm-up and cosine decay, stepped once per optimiser step; `cfg`: a `TrainConfig` (below) or the recipe."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps))
 
 # %% ../nbs/06_train.ipynb #590c3556
@@ -119,8 +119,8 @@ def optimizer_step(model: CLIP, optimizer, scheduler, scaler=None, grad_clip: fl
     return norm
 
 # %% ../nbs/06_train.ipynb #c6d63f07
-def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
-    "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
+def train(cfg, datasets: tuple | None = None) -> dict:
+    "Train CLIP as `cfg` (a `TrainConfig`, defined below) says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
     check_config(cfg)
     rank, world, device = setup_distributed(cfg.device)
     lock, busy = RunLock(cfg.out), None

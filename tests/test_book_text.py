@@ -147,3 +147,14 @@ def test_a_paper_quote_appears_once():
             if s in seen and seen[s] != nb.stem: twice.append(f"{seen[s]} and {nb.stem}: {s!r}")
             seen.setdefault(s, nb.stem)
     assert not twice, "quoted in two chapters:\n" + '\n'.join(twice)
+
+
+HEADING_IN_CODE = re.compile(r'^# #{1,4} \S', re.M)   # '# ## What we measured' inside a code cell: a section that never renders
+
+
+def test_no_section_heading_swallowed_by_a_code_cell():
+    "A markdown heading written as a comment at the end of a code cell (a missing `# %% [markdown]`) hides its section."
+    bad = [f"{nb.name} cell {i}: {m.group(0)}" for nb in sorted((REPO / 'nbs').glob('*.ipynb'))
+           for i, c in enumerate(json.loads(nb.read_text(encoding='utf-8'))['cells'])
+           if c['cell_type'] == 'code' for m in HEADING_IN_CODE.finditer(''.join(c['source']))]
+    assert not bad, bad

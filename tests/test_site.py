@@ -9,7 +9,7 @@ real conversion (nbdev's processing, then nbconvert) into a temporary folder: ab
 """
 from __future__ import annotations
 
-import html, re, subprocess, sys
+import html, os, re, subprocess, sys
 from pathlib import Path
 
 import nbformat, pytest, yaml
@@ -168,3 +168,23 @@ def test_preview_leaves_no_raw_latex_or_diagram_source(preview):
     shown = re.findall(r'href="(\w+)\.html"', nav)[1:]
     assert shown == [Path(f).stem for f in sidebar_files()], "the preview's sidebar is not in _quarto.yml's order"
     assert '>Appendix: checkpoints</a>' in nav and '>Appendix: readers for your own data</a>' in nav
+
+
+DOCS_RUN = """
+import sys
+from pathlib import Path
+from execnb.nbio import read_nb
+from nbdev.processors import FilterDefaults
+for p in sys.argv[1:]:
+    try: FilterDefaults()(read_nb(p))
+    except Exception as e: print(f"{Path(p).name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+"""
+
+
+def test_the_docs_build_processes_every_notebook():
+    "`nbdev_docs` runs each notebook's import, export and show_doc cells (nbdev's processors): none may fail (the preview only warns)."
+    nbs = sorted(p.name for p in (REPO / 'nbs').glob('*.ipynb'))
+    r = subprocess.run([sys.executable, '-W', 'ignore', '-c', DOCS_RUN, *nbs], cwd=REPO / 'nbs', capture_output=True, text=True,
+                       timeout=1800, env={**os.environ, 'CLIP_ANNOTATED_PROGRESS': '0'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not r.stdout.strip(), r.stdout

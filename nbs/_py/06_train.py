@@ -42,6 +42,7 @@ from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
 from clip_annotated.core import footer, markdown_table
 from clip_annotated.tokenizer import tokenize
+from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
 
 # %%
 _ = seed_everything(0)
@@ -115,8 +116,8 @@ def decays(name: str, p: torch.Tensor) -> bool:
     "Whether parameter `name` gets weight decay: matrices and kernels yes; gains, biases, embeddings, logit_scale no."
     return p.ndim >= 2 and 'embedding' not in name and name != 'logit_scale'
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    "AdamW (PyTorch's fused kernel where the device has one) with two groups: decayed weights and the rest."
+def make_optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:
+    "AdamW (PyTorch's fused kernel where the device has one) with two groups, decayed weights and the rest; `cfg`: a `TrainConfig` (below) or the recipe."
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [dict(params=[p for n, p in params if decays(n, p)], weight_decay=cfg.weight_decay),
               dict(params=[p for n, p in params if not decays(n, p)], weight_decay=0.0)]
@@ -137,16 +138,22 @@ print(f"MiniCLIP: {n_dec:,} of {count_parameters(m):,} parameters decayed; not d
 vocab, width = m.token_embedding.weight.shape
 print(f"the token embedding alone: {vocab:,} × {width} = {vocab * width:,} parameters, "
       f"{100 * vocab * width / count_parameters(m):.0f}% of the model, not decayed")
+used = tokenize([t.format(r.name) for r in EmojiDataset('train', train=False).records for t in DEFAULT_TEMPLATES],
+                context_length=77, truncate=True).unique()
+print(f"rows the emoji training captions use: {len(used) - 1:,} of {vocab:,} ({100 * (len(used) - 1) / vocab:.0f}%; padding not counted)")
 
 
 # %% [markdown]
 # The token embedding is the largest tensor of MiniCLIP (its share is printed above): it keeps OpenAI's
-# full vocabulary (Table 18 of the paper), so that one tokenizer serves every model. Here the embedding
-# rule matters: the emoji captions use a few thousand of its rows, and decay would shrink the other rows
-# towards zero at every step, without any gradient to hold them. Leaving the embeddings out departs from
-# the paper's rule, which decays every weight that is not a gain or a bias; open_clip decays them too.
-# The comparison with open_clip's trainer at the end of the [experiments chapter](16_experiments.ipynb) swaps open_clip's rule
-# into our trainer and cannot tell the two apart (its interval includes zero).
+# full vocabulary (Table 18 of the paper), so that one tokenizer serves every model. The rule therefore
+# decides whether most of the model is decayed at all. Of its rows, the emoji captions use the few printed
+# above; a row no caption uses never touches the output, decayed or not. Our reason is the rows in between:
+# a rare word's row gets a gradient only in the steps whose batch holds that word, and decay would shrink
+# it in all the steps between. Leaving the embeddings out departs from the paper's rule, which decays every
+# weight that is not a gain or a bias; open_clip decays them too. The comparison with open_clip's trainer
+# at the end of the [experiments chapter](16_experiments.ipynb) swaps open_clip's rule into our trainer
+# and cannot tell the two apart (its interval includes zero), but it was measured on a short run that
+# trained little, so it is weak evidence either way.
 #
 # PyTorch has three implementations of AdamW: a loop over parameters, a `foreach` version that
 # updates lists of tensors at once (the default), and a `fused` kernel that does the whole update in
@@ -173,8 +180,8 @@ def lr_lambda(warmup: int, steps: int):
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, steps - warmup))))
     return factor
 
-def make_scheduler(optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    "`LambdaLR` with warm-up and cosine decay, stepped once per optimiser step."
+def make_scheduler(optimizer, cfg) -> torch.optim.lr_scheduler.LambdaLR:
+    "`LambdaLR` with warm-up and cosine decay, stepped once per optimiser step; `cfg`: a `TrainConfig` (below) or the recipe."
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps))
 
 
@@ -422,8 +429,8 @@ assert losses[-1] < 0.5 * math.log(8), losses
 
 # %%
 #| exports
-def train(cfg: TrainConfig, datasets: tuple | None = None) -> dict:
-    "Train CLIP as `cfg` says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
+def train(cfg, datasets: tuple | None = None) -> dict:
+    "Train CLIP as `cfg` (a `TrainConfig`, defined below) says (resuming from cfg.out/checkpoint.pt if present); `datasets`: your own (train, held-out) pair."
     check_config(cfg)
     rank, world, device = setup_distributed(cfg.device)
     lock, busy = RunLock(cfg.out), None
@@ -697,7 +704,7 @@ test_fail(lambda: TrainConfig(model='ViT-Z/99').clip_config(), contains='unknown
 # with one line that names the option:
 
 # %%
-test_eq(check_config(PRESETS['mini-cpu']), PRESETS['mini-cpu'])
+for preset in PRESETS.values(): test_eq(check_config(preset), preset)                  # every preset passes its own checks
 for change, says in [(dict(batch_size=-4), '--batch-size -4: must be a whole number ≥ 1'), (dict(accum=0), '--accum 0'),
                      (dict(steps=0), '--steps 0'), (dict(weight_decay=-1.0), '--weight-decay -1.0'),
                      (dict(device='banana'), '--device'), (dict(model_overrides={'nope': 1}), "unknown field(s) ['nope']"),

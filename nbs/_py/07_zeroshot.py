@@ -28,7 +28,7 @@ from clip_annotated.readers import open_image
 
 # %%
 #| hide
-import math
+import io, math, tempfile
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import footer, seed_everything
 from clip_annotated.model import create_model
@@ -356,7 +356,6 @@ with torch.no_grad(): test_close(feats[2], F.normalize(m.encode_image(toy.x[3:4]
 r = evaluate(m, toy, ['a', 'b', 'c'])
 test_eq((r['n'], r['majority_top1'], r['majority_class_name']), (4, 0.5, 'a'))
 test_fail(lambda: encode_images(m, [None, None]), contains='all 2 items')
-import io, tempfile
 buf = io.BytesIO(); Image.new('RGB', (32, 32), 'red').save(buf, format='JPEG')
 cut = Path(tempfile.mkdtemp()) / 'cut.jpg'; cut.write_bytes(buf.getvalue()[:200])      # a picture cut short
 test_fail(lambda: predict(m, lambda im: torch.zeros(3, 8, 8), cut, ['a']), contains='cut.jpg is not a picture that can be read')

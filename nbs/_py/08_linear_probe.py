@@ -621,7 +621,7 @@ def worth_sentence(c: KShotCurve, iv: dict) -> str:
 display(Markdown('\n\n'.join(worth_sentence(c, intervals[c.name]) for c in curves)))
 
 # %% [markdown]
-# For scale, the paper's Figure 7 over 20 data sets:
+# For scale, the paper's Figure 7 (the worth of zero-shot on each of its data sets):
 #
 # > "Half of the datasets require less than 5 examples per class with a median of 5.4. [...] On
 # > ImageNet, zero-shot CLIP matches the performance of a 16-shot linear classifier trained on the
@@ -630,7 +630,7 @@ display(Markdown('\n\n'.join(worth_sentence(c, intervals[c.name]) for c in curve
 # Ours is above or below that median only where its whole interval is:
 
 # %%
-paper_median = 5.4   # the paper's median worth over 20 data sets, quoted above (§3.1.5)
+paper_median = 5.4   # the paper's median worth over Figure 7's data sets, quoted above (§3.1.5)
 for c in curves:
     iv = intervals[c.name]
     side = ('above' if iv['lo'] > paper_median else 'below' if iv['hi'] < paper_median else 'not distinguishable from')
@@ -685,23 +685,26 @@ if not in_test():
 #
 # At the smallest `k`, how much does *which* pictures a probe learns from matter, against *how many*?
 # Below, the standard deviation of the 1-shot accuracy over the draws, against the mean gain from one
-# to two examples per class, with a bootstrap interval over the draws (each `k`'s draws resampled
-# separately: they are independent draws).
+# to two examples per class, each with a bootstrap interval over the draws (each `k`'s draws resampled
+# separately: they are independent draws); one is said to matter more only where the two intervals do not overlap.
 
 # %%
 #| echo: false
 def spread_against_gain(c: KShotCurve, n_boot: int = 2000, seed: int = 0) -> str:
-    "One sentence: the spread of the 1-shot draws against the mean gain from k=1 to k=2, with a bootstrap interval of the gain."
+    "One sentence: the spread of the 1-shot draws against the mean gain from k=1 to k=2, each with a bootstrap interval over the draws."
     a1, a2 = c.accs[0], c.accs[1]                                   # [draws] each
     r = np.random.default_rng(seed)
-    boot = a2[r.integers(0, len(a2), (n_boot, len(a2)))].mean(1) - a1[r.integers(0, len(a1), (n_boot, len(a1)))].mean(1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
+    s1, s2 = a1[r.integers(0, len(a1), (n_boot, len(a1)))], a2[r.integers(0, len(a2), (n_boot, len(a2)))]
+    lo, hi = np.percentile(s2.mean(1) - s1.mean(1), [2.5, 97.5])
+    sd_lo, sd_hi = np.percentile(s1.std(1), [2.5, 97.5])
     sd, gain = a1.std(), a2.mean() - a1.mean()
-    how = ('more than' if sd > hi else 'less than' if sd < lo else 'about as much as')
-    return (f"* {c.name}: the {c.ks[0]}-shot draws spread by {100 * sd:.1f} points (standard deviation over {len(a1)} draws); "
-            f"{c.ks[1]} examples per class instead of {c.ks[0]} gain {100 * gain:+.1f} points on average "
-            f"(95% interval {100 * lo:+.1f} to {100 * hi:+.1f}): which picture a probe gets matters {how} one more picture "
-            f"per class{'' if how == 'about as much as' else ' (the spread lies outside the interval of the gain)'}.")
+    how = ('more than' if sd_lo > max(abs(lo), abs(hi)) else 'less than' if sd_hi < min(abs(lo), abs(hi)) and lo * hi > 0
+           else 'not distinguishably more or less than')
+    return (f"* {c.name}: the {c.ks[0]}-shot draws spread by {100 * sd:.1f} points (standard deviation over {len(a1)} draws, "
+            f"95% interval {100 * sd_lo:.1f} to {100 * sd_hi:.1f}); {c.ks[1]} examples per class instead of {c.ks[0]} gain "
+            f"{100 * gain:+.1f} points on average (95% interval {100 * lo:+.1f} to {100 * hi:+.1f}): which picture a probe gets "
+            f"matters {how} one more picture per class"
+            + (" (the two intervals do not overlap)." if how in ('more than', 'less than') else " (the two intervals overlap)."))
 display(Markdown('\n'.join(spread_against_gain(c) for c in curves if len(c.ks) > 1 and c.ks[:2] == [1, 2])
                  or 'This run measured no 1-shot and 2-shot probes to compare.'))
 

@@ -589,6 +589,7 @@ text += (f"On {', '.join(tasks[a].name for a in low)} every paraphrase scores at
          if low else "Every task has a paraphrase above its majority class.")
 display(Markdown(text))
 
+# %% [markdown]
 # ### Specificity
 #
 # For the skin tone the class name needs a noun to hang on. A ladder from the bare word to a full

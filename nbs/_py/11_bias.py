@@ -50,8 +50,8 @@ _ = seed_everything(0)
 # > and inequalities resulting from the use of AI systems." (Radford et al. 2021, §7.1)
 #
 # Three sources, then: the algorithm, the data and the classes a user writes. The paper probes CLIP
-# with pictures of people (FairFace) and class labels that include crime-related and non-human categories, and finds that what CLIP associates with a group depends on the data it
-# saw and on how the classes are written. It can only *observe* those associations: nobody can retrain
+# with pictures of people (FairFace) and class labels that include crime-related and non-human categories, and finds that what CLIP associates with a group depends on how the classes are
+# written; it argues that the training data contributes, but cannot test that. It can only *observe* those associations: nobody can retrain
 # CLIP on 400 million pairs with one thing changed. With a model that trains in minutes we can.
 #
 # This chapter has two parts. First, the **probe**: how strongly does the text of an occupation
@@ -379,7 +379,7 @@ print(f"{len(ARMS)} arms × {len(SEEDS)} seeds: " + ', '.join(f"{how} {len(ms)}"
 # %%
 #| exports
 def gender_scores(model, occupations=OCCUPATIONS, image_size: int = 48) -> dict:
-    "d = cos(picture, 'man <occupation>') − cos(picture, 'woman <occupation>') for every man/woman picture: {occupation: {gender: array}}."
+    "`d = cos(picture, 'man OCCUPATION') − cos(picture, 'woman OCCUPATION')` for every man/woman picture: {occupation: {gender: array}}."
     ds, recs = people_pictures(occupations, image_size=image_size)
     names = {(r.base, r.gender): r.name for r in EmojiDataset('all', image_size=image_size, train=False).records
              if not r.skin_tones and r.gender in ('man', 'woman') and r.base in occupations}
@@ -581,7 +581,7 @@ def bias_section(model, skewed_model, skewed=SKEWED, occupations=None) -> tuple[
             f"A twin of this run, trained with the same configuration and seed except that the pictures of women in {len(skewed)} "
             f"occupations ({', '.join(skewed)}) are captioned as men ('woman judge, …' → 'man judge, …'). The probe uses the "
             f"{len(occupations)} occupations that training showed as a man, a woman and a person. For each picture "
-            "of a man or a woman in an occupation, d = cos(picture, 'man <occupation>') − cos(picture, 'woman <occupation>'); "
+            "of a man or a woman in an occupation, `d = cos(picture, 'man OCCUPATION') − cos(picture, 'woman OCCUPATION')`; "
             "the separation is the mean d of the men's pictures minus that of the women's; the excess is the separation "
             "of the skewed occupations minus that of the others. 95% intervals: bootstrap over occupations and pictures, "
             "2,000 replicates (`clip_annotated.bias`, bias chapter).\n\n" + table + '\n' + reading + '\n')

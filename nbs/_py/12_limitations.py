@@ -45,7 +45,8 @@ _ = seed_everything(0)
 
 # %% [markdown]
 # The paper closes its results with a section on what CLIP cannot do (Radford et al. 2021, §6). This
-# chapter takes three of those statements, and one weakness that later work found. Three of the four
+# chapter takes two of those statements, a related question of ours (what captions that belong to another
+# picture cost), and one weakness that later work found. Three of the four
 # it measures on the book's own small models, with the statement printed beside the number; the
 # fourth, the wording of prompts, has its own chapter, and this one points there. At the end you can:
 #

@@ -815,7 +815,8 @@ display(Markdown("**We measured** the correlation of the [class] token's attenti
                  + '; '.join(ink_reading(k) for k in corr['trained']) + ' (paired 95% intervals in the table). '
                  "The untrained model's values are what the architecture and the white background give before any "
                  "training; only the difference is learned."))
-#
+
+# %% [markdown]
 # ## What we measured
 #
 # Printed by the cells above in this run, on the book MiniCLIP and the held-out emoji: the modality gap

@@ -28,6 +28,8 @@ from fastcore.test import test_eq, test_close
 from clip_annotated.core import footer
 from clip_annotated.scenes import SceneDataset, COLORS
 from clip_annotated.checkpoints import sha256sum
+from clip_annotated import pretrained
+from clip_annotated.pretrained import load
 import shutil
 
 
@@ -749,7 +751,6 @@ feats, files = np.load(own / 'emb' / 'image_features.npy'), (own / 'emb' / 'imag
 test_eq((feats.shape[0], len(files), feats.dtype), (20, 20, np.float32))
 test_eq(files, sorted(files)); assert not any('broken' in f for f in files) and 'skipped 1 of 21' in err.getvalue()
 test_close(np.linalg.norm(feats, axis=1), np.ones(20), eps=1e-5)
-from clip_annotated.pretrained import load
 model, preprocess = load(run, device='cpu')
 with torch.no_grad(): direct = F.normalize(model.encode_image(preprocess(Image.open(files[7])).unsqueeze(0)), dim=-1)[0]
 test_close(feats[7], direct.numpy(), eps=1e-5)
@@ -760,7 +761,6 @@ test_eq(np.load(own / 'emb' / 'text_features.npy').shape, (3, feats.shape[1]))
 # `export` hands over to the pretrained-weights chapter's `export_model`, when this version has it.
 
 # %%
-from clip_annotated import pretrained
 if hasattr(pretrained, 'export_model'):
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         written = main(['export', run, '--format', 'hf', '--out', str(scratch / 'hf')])

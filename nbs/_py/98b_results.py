@@ -37,7 +37,7 @@ from pathlib import Path
 # %% [markdown]
 # ## The table
 #
-# The first row is the scale of the paper's largest run (§2.5, quoted in the
+# The first row is the scale of the run of the paper's best model, ViT-L/14 (§2.5, quoted in the
 # [efficiency chapter](14_efficiency.ipynb)), because it is why the two columns cannot be equal: what a
 # run of minutes on a few thousand emoji can check is whether an effect appears at all, and with what
 # uncertainty. The paper's column is quoted, each figure with the section or table it comes from
@@ -81,16 +81,21 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
         rows.append(('zero-shot classification', paper['zs'],
                      '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
                                f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
-                     + (" (held-out emoji of the training distribution, not transfer; the paper's averaged prompt ensemble over the templates that fill to no training caption; "
+                     + (" (held-out emoji of the training distribution, not transfer; the book's templates that fill to no training caption, averaged in embedding space as the paper does; "
                         "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
                      'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
                                                      for r in dict.fromkeys(map(reading, zs.values())))
                      + f" ({link('Zero-shot', '07a_tasks')})"))
     if (ens := [z for z in zs.values() if 'ensembling' in z]):
-        gains = [z['task'].removeprefix('emoji ') for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
+        gains = [name(z) for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
+        def captions(z):          # how many prompts of each arm are training captions, where the results say
+            cp, n = z.get('caption_prompts', {}), z.get('prompts', {})
+            if 'single' not in cp or 'ensemble' not in cp: return ''
+            return (f" (training captions among the prompts: first {cp['single']} of {n['single'] * z['classes']}, "
+                    f"all {cp['ensemble']} of {n['ensemble'] * z['classes']})")
         rows.append(('prompt ensembling over one template', paper['ens'],
-                     '; '.join(f"{z['task'].removeprefix('emoji ')} {ci(z['ensembling'])} points" for z in ens) +
-                     " (all templates − the first; both arms include prompts that are training captions, counted in the chapter, so neither is zero-shot; 95% paired "
+                     '; '.join(f"{name(z)} {ci(z['ensembling'])} points{captions(z)}" for z in ens) +
+                     " (all templates − the first; an arm with a training caption among its prompts is not zero-shot; 95% paired "
                      "bootstrap over the held-out pictures)",
                      (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
                      + f" ({link('Zero-shot', '07a_tasks')})"))
@@ -150,7 +155,7 @@ def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLi
     text = readme.read_text()
     if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
         raise ValueError(f"{readme}: expected one {README_BEGIN} line and one {README_END} line around the results")
-    block = (f"Measured on {res.get('hardware', 'a machine not recorded')}: {res['train_wall_s']:.0f} s training the main run; held-out figures are on the {res['test']['n_images']:,} held-out emoji, all captions at once.\n\n"
+    block = (f"Measured on {res.get('hardware', 'a machine not recorded')}: {res['train_wall_s']:.0f} s training the main run; retrieval on the {res['test']['n_images']:,} held-out emoji, all captions at once; each zero-shot task on the held-out emoji it applies to (counted in the zero-shot chapter).\n\n"
              + paper_table(res, load_run(runs / 'mini')[1].batch_size, seeds, nbs='nbs/'))
     head, rest = text.split(README_BEGIN); _, tail = rest.split(README_END)
     readme.write_text(head + README_BEGIN + '\n' + block + README_END + tail)
@@ -161,8 +166,9 @@ def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLi
 # The check, in a scratch folder: a `runs/mini` holding the made-up `results.json` above and a
 # checkpoint of the `mini-cpu` preset (its batch size goes into the training row), and a README with
 # text around the markers. The block is replaced and the text around it kept; a file without the
-# markers is refused. `tests/test_readings.py` checks the README's committed block the same way as the
-# chapters' outputs: every accuracy beside its majority-class baseline, all three emoji tasks present.
+# markers is refused.
+# <!-- tests/test_readings.py checks the README's committed block the same way as the chapters' outputs:
+# every accuracy beside its majority-class baseline, all three emoji tasks present. -->
 
 # %%
 readme_dir = Path(tempfile.mkdtemp()); (readme_dir / 'mini').mkdir()
