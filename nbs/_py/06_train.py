@@ -662,7 +662,9 @@ class TrainConfig:
 # It cuts the 48-pixel pictures into 12-pixel patches instead of MiniCLIP's 8, so the image tower
 # reads 16 patches instead of 36: a cheaper step, which buys the steps that held-out accuracy needs
 # (the efficiency chapter times this step on the machine at hand). `vit-b32-gpu` is the paper's
-# smallest ViT with the paper's optimiser settings, for a GPU. `scenes-tiny` is the toy of the next
+# smallest ViT with the paper's learning rate for it (Table 20), for one GPU: a batch that fits one, and
+# gradient clipping at norm 1, which the paper does not mention (a guard for the smaller batch; open_clip's
+# trainer offers the same as `--grad-clip-norm`). `scenes-tiny` is the toy of the next
 # chapter.
 
 # %%

@@ -132,7 +132,7 @@ def _other_rule(z: dict, k: str) -> tuple:
             'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else
             'zero-shot: no prompt is a training caption' if cp.get(k) == 0 else '–')
     rule = rule_label(z, k).split(' (')[0]                  # the last column says what it is, from the counts
-    return (z['task'], rule, _pct(z[f'{k}_top1']), _pct(z['majority']), training_caption_note(z, k),
+    return (z['task'], rule, _pct(z[f'{k}_top1']), _pct(z.get('chance', 1 / z['classes'])), _pct(z['majority']), training_caption_note(z, k),
             f"{own[k]} of {z['n']}" if own.get(k) is not None else '–', kind)
 
 def zero_shot_line(z: dict) -> str:
@@ -153,8 +153,8 @@ def other_rules_table(zeroshot: list) -> str:
     head = lambda z: 'zero_shot' if 'zero_shot_top1' in z else 'ensemble'
     rows = [_other_rule(z, k) for z in zeroshot for k in z['prompts'] if k != head(z)]
     if not rows: return ''
-    return markdown_table(['task', 'rule', 'top-1', 'majority class', 'prompts that are training captions',
-                           'pictures with their own caption among them', 'what it is'], rows, align='llrrrrl')
+    return markdown_table(['task', 'rule', 'top-1', 'chance', 'majority class', 'prompts that are training captions',
+                           'pictures with their own caption among them', 'what it is'], rows, align='llrrrrrl')
 
 def bias_line(res: dict, seeds: dict | None = None) -> str | None:
     "The bias probe for a model card: the bias chapter's result over seeds (`bias_over_seeds`) if given, else the run's own one-seed result."

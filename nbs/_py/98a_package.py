@@ -57,7 +57,8 @@ show_doc(__getattr__); show_doc(__dir__);
 # module behind a public name (printed only: times depend on the machine and its disk cache).
 
 # %%
-import subprocess, sys
+import subprocess, sys, time
+t_chapter = time.perf_counter()                 # the footer's wall time counts from here
 probe = ("import sys, time, importlib; t0 = time.perf_counter(); import clip_annotated as clip; t1 = time.perf_counter(); "
          "before = 'torch' in sys.modules; clip.tokenize; after = 'torch' in sys.modules; "
          "[importlib.import_module('clip_annotated.' + m) for m in clip._PUBLIC]; t2 = time.perf_counter(); "
@@ -80,4 +81,4 @@ assert clip.load is __import__('clip_annotated.pretrained', fromlist=['load']).l
 # %%
 #| echo: false
 from clip_annotated.core import footer
-_ = footer()
+_ = footer(t_chapter)
