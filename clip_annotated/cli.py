@@ -369,11 +369,12 @@ def predict_command(argv: list[str] | None = None) -> list:
     a = p.parse_args(argv)
     if not Path(a.picture).is_file(): _fail('predict', f"no picture at {a.picture}")
     templates = _check_templates(a.template, 'predict') if a.template else ['{}']
-    from clip_annotated.zeroshot import predict
+    from clip_annotated.zeroshot import predict, read_picture
     from clip_annotated.ethics import safety_notice, trained_on
+    picture = read_picture(a.picture)                      # a picture that cannot be read fails before the model loads
     model, preprocess = _load_model(a.model, a.device)
     safety_notice(file=sys.stderr, trained_on=trained_on(a.model or _default_model()))   # before any result
-    ranked = predict(model, preprocess, a.picture, a.labels, templates=templates)
+    ranked = predict(model, preprocess, picture, a.labels, templates=templates)
     for label, prob in ranked: print(f"{prob:7.2%}  {label}")
     return ranked
 

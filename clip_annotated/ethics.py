@@ -10,7 +10,7 @@ import torch
 from .core import hardware, markdown_table
 from .data import EmojiDataset
 from .tokenizer import tokenize
-from .tasks import rule_label, training_caption_note
+from .tasks import METHODS, training_caption_note
 from .bias import bias_over_seeds
 
 # %% auto #0
@@ -52,7 +52,7 @@ def _other_rule(z: dict, k: str) -> tuple:
             'nearest training caption, not zero-shot' if k in ('captions_nearest', 'unseen_nearest') else
             'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else
             'zero-shot: no prompt is a training caption' if cp.get(k) == 0 else '–')
-    rule = rule_label(z, k).split(' (')[0]                  # the last column says what it is, from the counts
+    rule = METHODS[k].split(' (')[0]          # one name per rule in every task; the last column says what it is here, from the counts
     return (z['task'], rule, _pct(z[f'{k}_top1']), _pct(z.get('chance', 1 / z['classes'])), _pct(z['majority']), training_caption_note(z, k),
             f"{own[k]} of {z['n']}" if own.get(k) is not None else '–', kind)
 

@@ -206,12 +206,12 @@ def probe_task(model, task: Task, fractions=(0.5, 0.2, 0.3), ks=None, draws: int
 # %% ../nbs/08_linear_probe.ipynb #78f0351a
 def probe_table(curves: list[KShotCurve], intervals: dict | None = None) -> str:
     "Markdown table: chance, majority class, zero-shot vs full-data probe accuracy, the C chosen, and the zero-shot worth with its interval."
-    def short(w, c): return f'< {c.ks[0]}' if w == 0 else (f'> {c.full_k:.0f}' if w == math.inf else f'{w:.1f}')
+    def short(w, c): return f'< {c.ks[0]}' if w == 0 else (f'> {c.full_k:.1f}' if w == math.inf else f'{w:.1f}')
     rows = []
     for c in curves:
         iv = (intervals or {}).get(c.name) or (worth_interval(c) if c.zero_shot_correct is not None else None)
         rows.append((c.name, c.n.get('test', ''), f'{c.chance:.1%}', '' if c.majority is None else f'{c.majority:.1%}',
-                     f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}", f"{c.full['C']:.3g}", f'{c.full_k:.0f}', short(c.worth(), c),
+                     f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}", f"{c.full['C']:.3g}", f'{c.full_k:.1f}', short(c.worth(), c),
                      '' if iv is None else f"{short(iv['lo'], c)} to {short(iv['hi'], c)}"))
     level = next((iv['level'] for iv in (intervals or {}).values()), 0.95)
     return markdown_table(['task', 'probe-test pictures', 'chance', 'majority class', 'zero-shot', 'linear probe (all data)',

@@ -24,6 +24,10 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
     "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
     from clip_annotated.core import markdown_table
     from clip_annotated.evalsets import PAPER_ZERO_SHOT
+    from clip_annotated.zeroshot import wilson_interval
+    def wilson(p, n):             # R@1 is a share of the n queries: its 95% Wilson interval from the count
+        lo, hi = wilson_interval(round(p * n), n)
+        return f"[{pct(lo)}, {pct(hi)}]"
     paper = {**PAPER_CLAIMS, 'zs': PAPER_CLAIMS['zs'].format(imagenet=PAPER_ZERO_SHOT['ViT-L/14@336px']['imagenet'])}
     pct = chance = lambda x: f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"     # one format: 20.0%, 0.16%
     ci, link = (lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"), (lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)")
@@ -32,8 +36,8 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
              f"passes over {res['train_items']:,} training emoji; the run's epoch is {res['steps_per_epoch']:,} batches), "
              f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
              f"quoted; trained here ({link('A training run', '06a_run')})"),
-            *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} (held-out emoji of the training distribution, not transfer; chance {chance(test[f'{k}_chance@1'])})",
-               f"checked in kind ({link('A training run', '06a_run')})") for k, a, b in (('i2t', 'image', 'text'), ('t2i', 'text', 'image')))]
+            *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} {wilson(test[f'{k}_R@1'], test.get(f'n_{q}', test['n_images']))} (95% Wilson interval over the {test.get(f'n_{q}', test['n_images']):,} queries; held-out emoji of the training distribution, not transfer; chance {chance(test[f'{k}_chance@1'])})",
+               f"checked in kind ({link('A training run', '06a_run')})") for k, a, b, q in (('i2t', 'image', 'text', 'images'), ('t2i', 'text', 'image', 'texts')))]
     if zs:
         name = lambda z: {'emoji skin_tone': 'skin tone', 'emoji gender': 'gender', 'emoji category': 'kind of emoji'}.get(z['task'], z['task'])
         top1, vs = (lambda z: z.get('zero_shot_top1', z['ensemble_top1'])), (lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else '')

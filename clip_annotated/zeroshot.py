@@ -19,8 +19,8 @@ from .readers import open_image
 
 # %% auto #0
 __all__ = ['fill_template', 'encode_texts', 'zero_shot_classifier', 'encode_images', 'classification_metrics', 'zero_shot_logits',
-           'percentile_interval', 'paired_bootstrap', 'baseline', 'majority_hits', 'majority_reading',
-           'against_majority', 'evaluate', 'predict']
+           'percentile_interval', 'paired_bootstrap', 'wilson_interval', 'baseline', 'majority_hits',
+           'majority_reading', 'against_majority', 'evaluate', 'read_picture', 'predict']
 
 # %% ../nbs/07_zeroshot.ipynb #05fefa8c
 def fill_template(template: str | Callable[[str], str], name: str) -> str:
@@ -105,6 +105,15 @@ def paired_bootstrap(correct_a, correct_b, n_boot: int = 2000, seed: int = 0, le
     lo, hi = percentile_interval(d.numpy(), level)
     return dict(diff=(a.mean() - b.mean()).item(), lo=lo, hi=hi, excludes_zero=lo > 0 or hi < 0, n=len(a))
 
+# %% ../nbs/07_zeroshot.ipynb #a0e7469b
+def wilson_interval(k: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    "Wilson's score interval (lo, hi) for a proportion of k successes in n trials."
+    if n <= 0: raise ValueError(f"wilson_interval needs at least one trial, got n={n}")
+    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor((1 + level) / 2)))
+    p, d = k / n, 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / d, z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / d
+    return max(0.0, mid - half), min(1.0, mid + half)
+
 # %% ../nbs/07_zeroshot.ipynb #799ed9d3
 def baseline(chance: float, majority: float) -> float:
     "The accuracy a classifier must beat to know more than the class frequencies: the larger of chance and the majority class."
@@ -135,13 +144,16 @@ def evaluate(model, dataset: Dataset, classnames: list[str], templates=('{}',), 
     return {**m, 'majority_class_name': classnames[m['majority_class']]}
 
 @torch.inference_mode()
+def read_picture(path) -> Image.Image:
+    "The picture at `path`, or a one-line error naming it (missing, or not a picture that can be read)."
+    if not Path(path).is_file(): raise FileNotFoundError(f"no picture at {path}")
+    try: return open_image(path)
+    except Exception as e: raise ValueError(f"{path} is not a picture that can be read ({one_line(e)})") from None
+
 def predict(model, preprocess, image, labels: list[str], templates=('{}',), device=None) -> list[tuple[str, float]]:
     "[(label, probability)] for one picture (a PIL image or a path), most probable first."
     if not labels: raise ValueError("predict needs at least one label")
-    if isinstance(image, (str, os.PathLike)):
-        if not Path(image).is_file(): raise FileNotFoundError(f"no picture at {image}")
-        try: image = open_image(image)
-        except Exception as e: raise ValueError(f"{image} is not a picture that can be read ({one_line(e)})") from None
+    if isinstance(image, (str, os.PathLike)): image = read_picture(image)
     device = get_device(device) if device is not None else next(model.parameters()).device
     x = preprocess(image).unsqueeze(0).to(device)
     with autocast(device): e = F.normalize(model.encode_image(x).float(), dim=-1).cpu()

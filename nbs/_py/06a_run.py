@@ -306,8 +306,9 @@ print(f"book_model(): {book_cfg.model} {book_cfg.model_overrides} from runs/{Pat
 # ```
 #
 # A run killed in the middle of an epoch and resumed ends with weights bit-identical to an uninterrupted
-# one, and a two-process run writes its checkpoint from rank 0 only.
-# <!-- tests/test_train.py checks both (SIGKILL; gloo). tests/test_own_data.py runs two gloo processes on shards of
+# one, and a two-process run writes its checkpoint from rank 0 only: `tests/test_train.py` checks both
+# (with SIGKILL, and with two gloo processes), in subprocesses, when `make test` runs.
+# <!-- tests/test_own_data.py runs two gloo processes on shards of
 # 50, 50 and 7 pairs, with and without resampling, and checks that both ranks run the same steps in
 # every epoch; that a CSV on two ranks hands each pair to one rank once per epoch; that fine-tuning
 # logs its own learning rate from the first step and leaves a locked tower bit-identical; and that

@@ -254,6 +254,30 @@ test_fail(lambda: paired_bootstrap([1, 0], [1]), contains='same non-zero length'
 
 
 # %% [markdown]
+# One proportion on its own (an accuracy, a recall at 1) whose per-picture hits are no longer at hand
+# gets Wilson's score interval instead, computed from the count and the number of pictures. Unlike the
+# textbook p ± 1.96·se it stays inside [0, 1] and keeps a sensible width near 0 and 1 and for small <!-- fixed: 1.96 -->
+# counts.
+
+# %%
+#| exports
+def wilson_interval(k: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    "Wilson's score interval (lo, hi) for a proportion of k successes in n trials."
+    if n <= 0: raise ValueError(f"wilson_interval needs at least one trial, got n={n}")
+    z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor((1 + level) / 2)))
+    p, d = k / n, 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / d, z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / d
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+# %%
+test_close(wilson_interval(0, 10), (0.0, 0.2775), eps=1e-4)                 # 0 of 10: not the empty interval p ± 1.96·se gives
+test_close(wilson_interval(5, 10), (0.2366, 0.7634), eps=1e-4)
+test_close(wilson_interval(81, 263), (0.2553, 0.3662), eps=1e-4)            # inside [0, 1], around 81 / 263 = 0.308
+test_fail(lambda: wilson_interval(0, 0), contains='at least one trial')
+
+
+# %% [markdown]
 # ## The bar an accuracy must clear
 #
 # Chance (one over the number of classes) is the score of a uniform guess; the majority-class
@@ -320,13 +344,16 @@ def evaluate(model, dataset: Dataset, classnames: list[str], templates=('{}',), 
     return {**m, 'majority_class_name': classnames[m['majority_class']]}
 
 @torch.inference_mode()
+def read_picture(path) -> Image.Image:
+    "The picture at `path`, or a one-line error naming it (missing, or not a picture that can be read)."
+    if not Path(path).is_file(): raise FileNotFoundError(f"no picture at {path}")
+    try: return open_image(path)
+    except Exception as e: raise ValueError(f"{path} is not a picture that can be read ({one_line(e)})") from None
+
 def predict(model, preprocess, image, labels: list[str], templates=('{}',), device=None) -> list[tuple[str, float]]:
     "[(label, probability)] for one picture (a PIL image or a path), most probable first."
     if not labels: raise ValueError("predict needs at least one label")
-    if isinstance(image, (str, os.PathLike)):
-        if not Path(image).is_file(): raise FileNotFoundError(f"no picture at {image}")
-        try: image = open_image(image)
-        except Exception as e: raise ValueError(f"{image} is not a picture that can be read ({one_line(e)})") from None
+    if isinstance(image, (str, os.PathLike)): image = read_picture(image)
     device = get_device(device) if device is not None else next(model.parameters()).device
     x = preprocess(image).unsqueeze(0).to(device)
     with autocast(device): e = F.normalize(model.encode_image(x).float(), dim=-1).cpu()

@@ -376,7 +376,7 @@ display(Markdown(f"{n_same} of the {n_all} zero-shot prompts of the emoji tasks 
 # seen in training, never the two together), and those are, word for word, the *test pictures' own
 # captions*. A rule that picks the closest of them can then retrieve captions: find the picture's
 # own name among a few hundred candidates and read the tone off it (how much of its score that
-# explains is measured below, by taking the own caption away). The held-out split
+# explains is measured below, by taking the picture's own person, its caption in every tone, away). The held-out split
 # holds out combinations, so almost every person of the training split also appears in the test
 # split with some other tone; `Task.unseen_caption_templates` keeps the caption forms of the few
 # people the test split never shows, which spell no test caption (though every one of them, filled in,
@@ -405,9 +405,9 @@ def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[
 # %% [markdown]
 # Does the nearest prompt win because the picture's own caption is among its prompts? `own_form_mask`
 # marks, for each picture, the caption forms that spell one of its own captions with some class: its
-# own person. Dropping those forms for that picture, for every class alike, leaves a rule that differs
-# from the nearest caption form only in the own caption (one form fewer out of a few hundred), which
-# is the comparison the section on the measurements makes.
+# own person. Dropping that form for that picture, for every class alike, removes its own caption and
+# with it the same person in the other tones (the rivals closest to it), one form out of a few hundred;
+# the section on the measurements makes that comparison.
 
 # %%
 #| exports
@@ -688,7 +688,7 @@ if not in_test():
 # pictures, with a paired interval, and says what it holds equal. First the nearest caption form
 # against every averaged rule; then the same nearest rule with each picture's own person removed from
 # its prompts (`own_form_mask`), which holds the prompts nearly equal and changes only whether the
-# own caption is there; then the caption forms of people the test split never shows, which are
+# picture's own person, in every tone, is among them; then the caption forms of people the test split never shows, which are
 # training captions but no picture's own. Last, the zero-shot classifier against its own single
 # template.
 
@@ -706,6 +706,7 @@ vs_avg = {k: cmp(rule_hits['captions_nearest'], rule_hits[k]) for k in averaged}
 own_gain = cmp(rule_hits['captions_nearest'], no_own_hits)                 # with − without the picture's own person
 no_own_vs_zs = cmp(no_own_hits, rule_hits['zero_shot'])
 u = cmp(rule_hits['unseen_nearest'], rule_hits['zero_shot'])
+unseen_vs_no_own = cmp(rule_hits['unseen_nearest'], no_own_hits)
 zs_single = cmp(rule_hits['zero_shot'], rule_hits['single'])
 twins = [t for t in zero_shot_templates(tone) if all(normalise_caption(fill_template(t, c)) == normalise_caption(fill_template(tone.templates[0], c))
                                                       for c in tone.classnames)]
@@ -724,14 +725,15 @@ display(Markdown('\n\n'.join([
     + '; '.join(f"{pts(d)} against {short[k]}" for k, d in vs_avg.items())
     + (". It is above every averaged rule beyond luck." if all_above else ". It is not above every averaged rule beyond luck.")
     + " These comparisons change both the kind of prompt and their number.",
-    f"**Without the picture's own caption.** Removing, for each picture, the caption forms that spell its own caption "
-    f"({int(own_mask.any(1).sum())} of {n} pictures lose one form; {T - 1} forms per class left for those, the same for every "
-    f"class) scores {pct(no_own_hits.mean())} (majority class {pct(tone_res['majority'])}): the own caption is worth {pts(own_gain)} ({side(own_gain, 'a gain beyond luck', 'a loss beyond luck', 'not distinguishable from no change')}). "
+    f"**Without the picture's own person.** Removing, for each picture, the caption form that spells its own caption, in "
+    f"every tone alike ({int(own_mask.any(1).sum())} of {n} pictures lose one form; {T - 1} forms per class left for those), "
+    f"scores {pct(no_own_hits.mean())} (majority class {pct(tone_res['majority'])}): the own person's form, its own caption "
+    f"and the same person in the other tones, is worth {pts(own_gain)} ({side(own_gain, 'a gain beyond luck', 'a loss beyond luck', 'not distinguishable from no change')}). "
     f"Without it the nearest caption form is {side(no_own_vs_zs)} the zero-shot classifier: {pts(no_own_vs_zs)}. "
     + ("So the nearest caption form wins by retrieving the picture's own caption: without it, it does not beat the "
        "zero-shot classifier." if own_gain['lo'] > 0 and no_own_vs_zs['lo'] <= 0 else
-       "So retrieving the picture's own caption explains only part of the gain: without it the nearest caption form, "
-       "every prompt still a training caption, stays above the zero-shot classifier beyond luck." if own_gain['lo'] > 0 else
+       "So retrieving the picture's own caption explains only part of the gain: without its own person the nearest caption "
+       "form, every prompt still a training caption, stays above the zero-shot classifier beyond luck." if own_gain['lo'] > 0 else
        "So this run does not show that the own caption is what makes the nearest caption form win."),
     f"**The nearest training caption of unseen people.** The caption forms of the {len(tone.unseen_caption_templates)} people "
     f"absent from the test split ({tone_res['own_captions']['unseen_nearest']} own captions among their prompts, "
@@ -739,7 +741,11 @@ display(Markdown('\n\n'.join([
     f"(chance {pct(tone_res['chance'])}, majority class {pct(tone_res['majority'])}): {pts(u)} against the zero-shot "
     f"classifier, {side(u, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}"
     + f". This rule differs from the zero-shot classifier in kind of prompt and in number "
-    f"({len(tone.unseen_caption_templates)} against {tone_res['prompts']['zero_shot']} per class).",
+    f"({len(tone.unseen_caption_templates)} against {tone_res['prompts']['zero_shot']} per class). Against the nearest caption "
+    f"form without the picture's own person, also no picture's own caption, it is {pts(unseen_vs_no_own)}: those two differ "
+    f"in how many forms they hold ({len(tone.unseen_caption_templates)} against {T - 1} per class) and in whom they name "
+    "(people the test split never shows, against the test split's other people), and this comparison does not say which "
+    "of the two makes the difference.",
     f"**The zero-shot classifier against its single template.** The zero-shot templates "
     f"({', '.join(repr(str(t)) for t in zero_shot_templates(tone))}) and the single template "
     f"({str(tone.templates[0])!r}, {training_caption_note(tone_res, 'single')} of its prompts training captions) agree on "

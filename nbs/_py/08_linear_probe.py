@@ -511,7 +511,7 @@ intervals = {c.name: worth_interval(c, n_boot=n_boot) for c in curves}
 def per_class(w: float, c: KShotCurve, short: bool = False) -> str:
     "A worth in words: a number, or an open end of the curve."
     if w == 0: return f"< {c.ks[0]}" if short else f"fewer than {c.ks[0]}"
-    if w == math.inf: return f"> {c.full_k:.0f}" if short else f"more than {c.full_k:.0f} (beyond the full-data probe)"
+    if w == math.inf: return f"> {c.full_k:.1f}" if short else f"more than {c.full_k:.1f} (beyond the full-data probe)"
     return f"{w:.1f}"
 
 for c in curves:
@@ -558,8 +558,8 @@ for ax, c in zip(np.atleast_1d(axes), curves):
     ax.set(xlabel='labeled examples per class (log scale)', ylabel='accuracy on probe-test',
            title=f"{c.name}: zero-shot worth {per_class(iv['lo'], c, short=True)} to {per_class(iv['hi'], c, short=True)} per class",
            ylim=(0, 1.02))
-fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(), loc='lower center', ncol=3, fontsize=9, frameon=False)
-fig.tight_layout(rect=(0, 0.16, 1, 1)); plt.show()
+fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(), loc='lower center', ncol=3, fontsize=10, frameon=False)
+fig.tight_layout(rect=(0, 0.17, 1, 1)); plt.show()
 
 # %%
 if not in_test():        # what the alt text says
@@ -599,7 +599,7 @@ def worth_sentence(c: KShotCurve, iv: dict) -> str:
     if w == 0: out += f"That is below even the {c.ks[0]}-shot probe ({c.mean[0]:.1%}): worth {per_class(w, c)} labeled examples per class ({ci})."
     elif w == math.inf:
         tied = iv.get('full_minus_zero_shot') and iv['full_minus_zero_shot'][1] <= 0 <= iv['full_minus_zero_shot'][2]
-        out += (f"That is above every probe's accuracy, the full-data one ({c.full['acc']:.1%}, {c.full_k:.0f} per class) "
+        out += (f"That is above every probe's accuracy, the full-data one ({c.full['acc']:.1%}, {c.full_k:.1f} per class) "
                 f"included ({ci})" + (", though not beyond luck against the full-data probe (below)." if tied else "."))
     elif lo == 0 or hi == math.inf:
         out += (f"The curves cross at {w:.1f} labeled examples per class, but the {ci} is open at one end: "
@@ -611,7 +611,7 @@ def worth_sentence(c: KShotCurve, iv: dict) -> str:
     else: out += f"It is worth about **{w:.1f} labeled examples per class** ({ci})."
     d, dlo, dhi = iv['full_minus_zero_shot']
     side = 'ahead of' if dlo > 0 else 'behind' if dhi < 0 else 'not distinguishable from'
-    out += (f" The full-data probe ({c.full_k:.0f} per class) is {side} zero-shot: {100 * d:+.1f} points "
+    out += (f" The full-data probe ({c.full_k:.1f} per class on average) is {side} zero-shot: {100 * d:+.1f} points "
             f"({iv['level']:.0%} interval {100 * dlo:+.1f} to {100 * dhi:+.1f}).")
     label, acc, apart = nearest_point(c)
     if apart <= 2: out += (f" The nearest point of the curve, the {label} at {acc:.1%}, is {n_pictures(apart)} of "
@@ -651,12 +651,12 @@ for c in curves:
 #| exports
 def probe_table(curves: list[KShotCurve], intervals: dict | None = None) -> str:
     "Markdown table: chance, majority class, zero-shot vs full-data probe accuracy, the C chosen, and the zero-shot worth with its interval."
-    def short(w, c): return f'< {c.ks[0]}' if w == 0 else (f'> {c.full_k:.0f}' if w == math.inf else f'{w:.1f}')
+    def short(w, c): return f'< {c.ks[0]}' if w == 0 else (f'> {c.full_k:.1f}' if w == math.inf else f'{w:.1f}')
     rows = []
     for c in curves:
         iv = (intervals or {}).get(c.name) or (worth_interval(c) if c.zero_shot_correct is not None else None)
         rows.append((c.name, c.n.get('test', ''), f'{c.chance:.1%}', '' if c.majority is None else f'{c.majority:.1%}',
-                     f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}", f"{c.full['C']:.3g}", f'{c.full_k:.0f}', short(c.worth(), c),
+                     f'{c.zero_shot:.1%}', f"{c.full['acc']:.1%}", f"{c.full['C']:.3g}", f'{c.full_k:.1f}', short(c.worth(), c),
                      '' if iv is None else f"{short(iv['lo'], c)} to {short(iv['hi'], c)}"))
     level = next((iv['level'] for iv in (intervals or {}).values()), 0.95)
     return markdown_table(['task', 'probe-test pictures', 'chance', 'majority class', 'zero-shot', 'linear probe (all data)',

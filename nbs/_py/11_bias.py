@@ -40,6 +40,7 @@ from clip_annotated.run import book_model
 import tempfile
 from clip_annotated.model import create_model
 from clip_annotated.pretrained import image_transform
+from clip_annotated.zeroshot import paired_bootstrap
 
 # %%
 _ = seed_everything(0)
@@ -244,13 +245,17 @@ to_woman = np.array([float(F_all[p] @ F_all[w]) for p, _, w in trios])
 pixels = ds_all.images.float()
 px = lambda a, b: float(((pixels[a] - pixels[b]) ** 2).mean().sqrt())
 closer_px = np.mean([px(p, m) < px(p, w) for p, m, w in trios])
+trio_occ = np.array([ds_all.records[p].base for p, _, _ in trios])
+occs = sorted(set(trio_occ))                                    # the tones of one occupation are one drawing: resample occupations
+lean = paired_bootstrap([to_man[trio_occ == o].mean() for o in occs], [to_woman[trio_occ == o].mean() for o in occs])
 print(textwrap.fill(f"{len(trios)} (person, man, woman) trios of the same occupation and tone: the person's picture has "
-                    f"cosine {to_man.mean():.3f} with the man's and {to_woman.mean():.3f} with the woman's; in pixels it "
-                    f"is closer to the man's in {closer_px:.0%} of the trios", 88))
+                    f"cosine {to_man.mean():.3f} with the man's and {to_woman.mean():.3f} with the woman's; per occupation, "
+                    f"man − woman {lean['diff']:+.3f} [{lean['lo']:+.3f}, {lean['hi']:+.3f}] (95%, the {len(occs)} "
+                    f"occupations resampled); in pixels it is closer to the man's in {closer_px:.0%} of the trios", 88))
 
 # %%
 #| echo: false
-if to_man.mean() > to_woman.mean() and closer_px > 0.5:
+if lean['lo'] > 0 and closer_px > 0.5:
     display(Markdown("The gender-neutral person is drawn closer to the man than to the woman, in the model's eyes and in "
                      "pixels, so the name that captioned it inherits that. This is a bias of the data's *design*, not of its "
                      "counts, and a probe that reports raw gaps would be expected to find it in a model trained on these "

@@ -415,7 +415,7 @@ display(Markdown(markdown_table(
     "turned caption is false of the picture); a coin wins half of them."))
 
 # %%
-#| fig-cap: "Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival: for each attribute its control (green, the attribute replaced) and its swap (purple, the same words rearranged); dotted orange ticks mark the answer without the picture, the dashed line a coin flip, error bars are the intervals of the table above."
+#| fig-cap: "Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival: for each attribute its control (green, the attribute replaced) and its swap (purple, the same words rearranged); dotted orange ticks mark the answer without the picture, the dashed line a coin flip, error bars are the intervals of the table above. Position is scored only on the scenes where the turned relation is false of the picture (their count is under the table)."
 #| fig-alt: "A bar chart with three pairs of bars, colour, shape and position, each a green control bar and a purple swap bar with error bars, a dotted orange tick on each bar for the answer the model gives from the mean picture, and a dashed horizontal line for a coin flip. The table above gives the values."
 fig, ax = plt.subplots(figsize=(8, 3.6))
 ks = [k for sw, ctl in BINDING_TESTS.values() for k in (ctl, sw)]
@@ -648,13 +648,16 @@ for p in fractions:
           f"(chance {color['chance']:.1%}, majority class {color['majority']:.1%})")
 
 # %%
-#| fig-cap: "Five identical scenes-tiny runs but for the fraction of training captions dealt to the wrong picture: held-out retrieval R@1 (left) and zero-shot colour accuracy (right) on clean held-out scenes; dashed lines are chance."
-#| fig-alt: "Two line plots against the percentage of training captions shuffled, 0, 25, 50, 75 and 100: held-out image-to-text R@1 on the left and zero-shot colour accuracy on the right, each with a dashed chance line. The paragraph below gives the values."
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+#| fig-cap: "Five identical scenes-tiny runs but for the fraction of training captions dealt to the wrong picture: held-out retrieval R@1 (left) and zero-shot colour accuracy (right) on clean held-out scenes; error bars are 95% intervals over the held-out pictures (one run per level), dashed lines chance, the dotted line colour's majority class."
+#| fig-alt: "Two line plots against the percentage of training captions shuffled, 0, 25, 50, 75 and 100, each point with an error bar: held-out image-to-text R@1 on the left and zero-shot colour accuracy on the right, each with a dashed chance line, and on the right a dotted line for always answering the most frequent colour. The paragraph below gives the values."
+# fixed: 95% (the level of the error bars)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 xs = [100 * r['p'] for r in noise]
 for ax, key, title in ((axes[0], 'r1', 'Held-out retrieval, image → text R@1'), (axes[1], 'color', 'Zero-shot colour accuracy')):
-    ax.plot(xs, [100 * r[key] for r in noise], 'o-', color='tab:blue', label='scenes-tiny run')
+    ax.errorbar(xs, [100 * r[key] for r in noise], yerr=[100 * half95(r[key], len(h[key])) for r, h in zip(noise, hits)],
+                fmt='o-', color='tab:blue', capsize=3, label='scenes-tiny run (95%)')
     ax.axhline(100 * noise[0][f'{key}_chance'], color='k', ls='--', label='chance')
+    if key == 'color': ax.axhline(100 * noise[0]['color_majority'], color='tab:green', ls=':', label='majority class')
     ax.set(xlabel='training captions shuffled (%)', ylabel='accuracy (%)', title=title, xticks=xs,
            ylim=(0, max(5, 110 * max(r[key] for r in noise))))
     ax.legend(loc='upper right')

@@ -36,7 +36,7 @@ from clip_annotated.tokenizer import tokenize
 from clip_annotated.run import book_model
 from clip_annotated.retrieval import retrieval_metrics
 from clip_annotated.tasks import CATEGORY_NAMES, confusion, emoji_task
-from clip_annotated.zeroshot import paired_bootstrap
+from clip_annotated.zeroshot import paired_bootstrap, wilson_interval
 
 # %%
 _ = seed_everything(0)
@@ -157,7 +157,7 @@ display(Markdown(markdown_table(['', 'random initialisation', 'trained'],
 
 # %%
 #| fig-cap: "Histograms of cosine similarities between pictures, between captions, and between pictures and captions, at random initialisation (left) and after training (right). In the trained panel the picture–picture (thick), caption–caption (dashed) and unpaired picture–caption (dotted) curves lie on top of one another."
-#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones lower and wider, in the upper half of the positive range, and picture-caption similarities, paired or not, sit together near zero: the two modalities occupy separate narrow cones. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, their three curves drawn over each other, while each picture's similarity to its own caption peaks near the top of the scale with a long tail towards zero. The table above gives the means."
+#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones lower and wider, in the upper half of the positive range, and picture-caption similarities, paired or not, sit together near zero: each modality sits in its own cone, the pictures' narrow and the captions' wider. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, their three curves drawn over each other, while each picture's similarity to its own caption peaks near the top of the scale with a long tail towards zero. The table above gives the means."
 def offdiag(M): return M[~torch.eye(M.shape[0], dtype=torch.bool)]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
 for ax, (I_, T_, name) in zip(axes, [(I_0, T_0, 'random initialisation'), (I_e, T_e, 'book MiniCLIP, trained')]):
@@ -279,7 +279,8 @@ def verdict(sh) -> str:
     return 'partly apart: more own-modality neighbours than a mixed cloud, fewer than two separate ones'
 
 def cone(c: float) -> str:
-    return 'a narrow cone' if c > 0.5 else 'spread out, not a cone' if c < 0.1 else 'a wide cone'
+    "A word for a mean cosine within one modality: near 1 a narrow cone, near 0 no cone at all."
+    return 'a narrow cone' if c > 0.8 else 'a wide cone' if c > 0.3 else 'spread out, barely a cone' if c > 0.1 else 'spread out, not a cone'
 
 def against_null(d, rng) -> str:
     "The centroid distance's interval `d` (value, lo, hi) read against the shuffled-label range `rng` (lo, hi)."
@@ -526,14 +527,15 @@ for l, r, n in zip(task.labels, recall, cm.sum(1)): print(f"  {l:20} {r:4.0%} of
 
 # %%
 #| echo: false
-h = 1.96 * (cat_acc * (1 - cat_acc) / n_all) ** 0.5
-rec_lo = [r - 1.96 * (r * (1 - r) / max(n, 1)) ** 0.5 for r, n in zip(recall.tolist(), cm.sum(1).tolist())]
+acc_lo, acc_hi = wilson_interval(cm.diagonal().sum().item(), n_all)
+rec_lo = [wilson_interval(k, n)[0] if n else 0.0 for k, n in zip(cm.diagonal().tolist(), cm.sum(1).tolist())]
 above = [l for l, lo in zip(task.labels, rec_lo) if lo > cat_chance]
 big = int(cm.sum(1).argmax()); wrong = cm[big].clone(); wrong[big] = 0
-vs = lambda bar: 'above' if cat_acc - h > bar else 'below' if cat_acc + h < bar else 'not distinguishable from'
-text = (f"In the matrix, numbers are counts and colour is the row fraction. The accuracy, {cat_acc:.1%} ± {h:.1%} (95%), is "
+vs = lambda bar: 'above' if acc_lo > bar else 'below' if acc_hi < bar else 'not distinguishable from'
+text = (f"In the matrix, numbers are counts and colour is the row fraction. The accuracy, {cat_acc:.1%} "
+        f"[{acc_lo:.1%}, {acc_hi:.1%}] (95% Wilson interval), is "
         f"{vs(cat_chance)} chance ({cat_chance:.1%}) and {vs(cat_major)} the majority class ({cat_major:.1%}: always "
-        f"answering '{task.labels[big]}'). Categories recognised above chance beyond luck (their recall's lower 95% bound "
+        f"answering '{task.labels[big]}'). Categories recognised above chance beyond luck (their recall's lower 95% Wilson bound "
         f"above {cat_chance:.1%}): {', '.join(above) if above else 'none'}. The largest category, '{task.labels[big]}', is "
         f"called right on {recall[big]:.0%} of its {int(cm[big].sum())} pictures; its most common wrong answer is "
         f"'{task.labels[int(wrong.argmax())]}' ({wrong.max() / cm[big].sum():.0%} of the row).")

@@ -19,7 +19,7 @@ import torch
 from clip_annotated.core import hardware, markdown_table
 from clip_annotated.data import EmojiDataset
 from clip_annotated.tokenizer import tokenize
-from clip_annotated.tasks import rule_label, training_caption_note
+from clip_annotated.tasks import METHODS, training_caption_note
 from clip_annotated.bias import bias_over_seeds
 
 # %%
@@ -131,7 +131,7 @@ def _other_rule(z: dict, k: str) -> tuple:
             'nearest training caption, not zero-shot' if k in ('captions_nearest', 'unseen_nearest') else
             'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else
             'zero-shot: no prompt is a training caption' if cp.get(k) == 0 else '–')
-    rule = rule_label(z, k).split(' (')[0]                  # the last column says what it is, from the counts
+    rule = METHODS[k].split(' (')[0]          # one name per rule in every task; the last column says what it is here, from the counts
     return (z['task'], rule, _pct(z[f'{k}_top1']), _pct(z.get('chance', 1 / z['classes'])), _pct(z['majority']), training_caption_note(z, k),
             f"{own[k]} of {z['n']}" if own.get(k) is not None else '–', kind)
 
@@ -276,6 +276,9 @@ z = dict(task='t', n=10, classes=2, majority=0.6, zero_shot_top1=0.7, single_top
          own_captions={'captions_nearest': 4})
 rows = other_rules_table([z]).splitlines()[2:]
 test_eq(len(rows), 2); assert 'zero-shot: no prompt' in rows[0] and 'caption retrieval, not zero-shot' in rows[1] and '60.0%' in rows[1]
+no_own = other_rules_table([{**z, 'own_captions': {'captions_nearest': 0}}]).splitlines()[3]
+assert '| caption forms, nearest prompt |' in rows[1] and '| caption forms, nearest prompt |' in no_own   # one name for the rule
+assert 'nearest training caption, not zero-shot' in no_own                                           # what it is, here
 
 # %%
 model, cfg = book_model()
