@@ -121,7 +121,10 @@ def _print_classification(m: dict, title: str):
     "The zero-shot metrics as text: each beside chance, then the majority-class baseline and what was skipped."
     print(title)
     for k in ('top1', 'top5', 'mean_per_class_recall'):
-        if k in m: print(f"  {k:22} {100 * m[k]:6.2f}%" + (f"   (chance {100 * m['chance_' + k]:.2f}%)" if 'chance_' + k in m else ''))
+        if k not in m: continue
+        chance = m.get('chance_' + k, 1 / m['classes'] if k == 'mean_per_class_recall' and m.get('classes') else None)
+        also = ', the majority class too' if k == 'mean_per_class_recall' else ''    # one class always: recall 1 on it, 0 elsewhere
+        print(f"  {k:22} {100 * m[k]:6.2f}%" + (f"   (chance {100 * chance:.2f}%{also})" if chance is not None else ''))
     if 'majority_top1' in m:
         print(f"  {'majority class':22} {100 * m['majority_top1']:6.2f}%   (always answering "
               f"{m.get('majority_class_name', m['majority_class'])!r}, the most frequent class)")

@@ -8,7 +8,7 @@ import json, os
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PAPER_CLAIMS', 'README_BEGIN', 'README_END', 'paper_table', 'update_readme']
+__all__ = ['PAPER_CLAIMS', 'README_BEGIN', 'README_END', 'epochs_said', 'paper_table', 'update_readme']
 
 # %% ../nbs/98b_results.ipynb #0e109d88
 PAPER_CLAIMS = {  # Radford et al. 2021: the section or table each figure comes from
@@ -19,6 +19,19 @@ PAPER_CLAIMS = {  # Radford et al. 2021: the section or table each figure comes 
     'ens': "+3.5 points (ImageNet, 80 prompts, §3.1.4)",
     'bias': "FairFace probes: results differ by race and gender, depending on the classes offered (§7.1)",
 }
+
+def epochs_said(res: dict, batch_size: int) -> str:
+    "The training run's epochs in words: full batches only, so an epoch leaves out the items too few for a last batch."
+    steps, per_epoch, items = res['steps'], res['steps_per_epoch'], res['train_items']
+    passes = f"{steps * batch_size / items:.1f} passes' worth of the {items:,} training emoji"
+    if not per_epoch: return passes
+    epochs = steps / per_epoch
+    said = f"{epochs:.0f}" if epochs == round(epochs) else f"{epochs:.1f}"
+    used = per_epoch * batch_size * res.get('world_size', 1)                   # every rank's full batches of an epoch
+    if not 0 < items - used < batch_size * res.get('world_size', 1): return f"{said} epochs of {per_epoch:,} batches; {passes}"
+    return (f"{said} epochs of {per_epoch:,} full batches, each epoch {used:,} of the {items:,} training emoji: the "
+            f"{items - used:,} left over, too few for a batch, are dropped, a different {items - used:,} of each epoch's "
+            f"shuffled order; so {steps * batch_size / items:.1f} passes' worth of pictures")
 
 def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
     "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
@@ -32,8 +45,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
     pct = chance = lambda x: f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"     # one format: 20.0%, 0.16%
     ci, link = (lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"), (lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)")
     test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
-    rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] * batch_size / res['train_items']:.0f} "
-             f"passes over {res['train_items']:,} training emoji; the run's epoch is {res['steps_per_epoch']:,} batches), "
+    rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({epochs_said(res, batch_size)}), "
              f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
              f"quoted; trained here ({link('A training run', '06a_run')})"),
             *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} {wilson(test[f'{k}_R@1'], test.get(f'n_{q}', test['n_images']))} (95% Wilson interval over the {test.get(f'n_{q}', test['n_images']):,} queries; held-out emoji of the training distribution, not transfer; chance {chance(test[f'{k}_chance@1'])})",

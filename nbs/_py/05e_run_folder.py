@@ -52,7 +52,9 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_05e_'))
 # sampler's order). Resuming then continues the very same run: a test that `make test` runs
 # (`test_sigkill_mid_epoch_then_resume_is_bit_identical` in `tests/test_train.py`) kills a run with
 # SIGKILL in the middle of an epoch, resumes it, and requires weights bit-identical to a run that was
-# never interrupted; that takes subprocesses, so it lives in the test suite rather than here.
+# never interrupted. That is a promise on the CPU, the setting the test runs in on a machine without a
+# GPU: GPU kernels need not be deterministic, so on a GPU a resumed run continues the same run without
+# a promise of the same bits.
 #
 # Everything is stored as tensors, numbers, strings, lists and dicts, so the file loads with
 # `torch.load(weights_only=True)`, which refuses to unpickle code (keep torch current: older versions

@@ -43,6 +43,7 @@ import matplotlib.pyplot as plt
 from clip_annotated.core import footer, markdown_table
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset
+from dataclasses import fields as dataclass_fields
 
 # %%
 _ = seed_everything(0)
@@ -51,7 +52,7 @@ _ = seed_everything(0)
 # At the end of this chapter you know the paper's training recipe as code and can check each piece of it:
 # the optimiser, the schedule, mixed precision, one training step with the symmetric loss of
 # [chapter 4](04_loss.ipynb), and the loop that repeats it, alone or on several GPUs or processes under
-# `torchrun`, kills and resumes bit for bit, and measures held-out retrieval. Only then comes the
+# `torchrun`, kills and resumes (bit for bit on the CPU), and measures held-out retrieval. Only then comes the
 # configuration that names a run. The machinery the loop leans on sits in appendices, each summarised
 # here in a paragraph: [the input pipeline](05d_loader.ipynb) (batches), [run folders](05e_run_folder.ipynb)
 # (checkpoints, the lock on a folder, the log) and [training options](05g_options.ipynb) (the checks of a
@@ -417,7 +418,9 @@ assert losses[-1] < 0.5 * math.log(8), losses
 #   model, AdamW's moments, the schedule's position, the float16 loss scaler, every random generator and
 #   the position in the data. A test that `make test` runs, `test_sigkill_mid_epoch_then_resume_is_bit_identical`
 #   in `tests/test_train.py`, kills a run with SIGKILL in the middle of an epoch, resumes it, and requires
-#   weights bit-identical to a run that was never interrupted. `RunLock` keeps one run per folder.
+#   weights bit-identical to a run that was never interrupted, on the CPU (the setting the test runs in
+#   on a machine without a GPU); GPU kernels need not be deterministic, so on a GPU the resumed run
+#   continues the same run without a promise of the same bits. `RunLock` keeps one run per folder.
 # - **Resuming only the same run** ([training options](05g_options.ipynb)). `check_config` refuses, with
 #   one line naming the option, a configuration that cannot train as asked, before any data is read;
 #   `check_resume` refuses to continue a run with settings other than its own (a new learning rate is a new
@@ -685,7 +688,6 @@ PRESETS: dict[str, TrainConfig] = {
 
 # %%
 #| echo: false
-from dataclasses import fields as dataclass_fields
 RECIPE_FIELDS = ('model', 'model_overrides', 'data', 'batch_size', 'steps', 'lr', 'warmup', 'weight_decay', 'betas', 'eps',
                  'precision', 'accum', 'seed', 'out')
 shown = [f for f in dataclass_fields(TrainConfig) if f.name in RECIPE_FIELDS]

@@ -271,7 +271,7 @@ def wilson_interval(k: float, n: int, level: float = 0.95) -> tuple[float, float
 
 
 # %%
-test_close(wilson_interval(0, 10), (0.0, 0.2775), eps=1e-4)                 # 0 of 10: not the empty interval p ± 1.96·se gives
+test_close(wilson_interval(0, 10), (0.0, 0.2775), eps=1e-4)                 # 0 of 10: not the zero-width [0, 0] of p ± 1.96·se (se = 0 at p = 0)
 test_close(wilson_interval(5, 10), (0.2366, 0.7634), eps=1e-4)
 test_close(wilson_interval(81, 263), (0.2553, 0.3662), eps=1e-4)            # inside [0, 1], around 81 / 263 = 0.308
 test_fail(lambda: wilson_interval(0, 0), contains='at least one trial')

@@ -27,12 +27,12 @@ from clip_annotated.zeroshot import encode_images, percentile_interval, zero_sho
 
 # %%
 #| hide
-import time
+import re, time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import footer, in_test, pick, seed_everything
-from clip_annotated.data import TONES
+from clip_annotated.data import TONES, emoji_records
 from clip_annotated.run import book_model
 from clip_annotated.tasks import emoji_task
 from clip_annotated.zeroshot import baseline
@@ -614,8 +614,11 @@ def worth_sentence(c: KShotCurve, iv: dict) -> str:
     out += (f" The full-data probe ({c.full_k:.1f} per class on average) is {side} zero-shot: {100 * d:+.1f} points "
             f"({iv['level']:.0%} interval {100 * dlo:+.1f} to {100 * dhi:+.1f}).")
     label, acc, apart = nearest_point(c)
-    if apart <= 2: out += (f" The nearest point of the curve, the {label} at {acc:.1%}, is {n_pictures(apart)} of "
-                           f"{c.n['test']} from zero-shot, so where the two cross rests on a picture or two.")
+    if apart < 1e-6: out += (f" Zero-shot and the {label} get the same share of the {c.n['test']} probe-test pictures right "
+                             f"({acc:.1%}): the curve meets zero-shot at that point, and one picture more or fewer for "
+                             f"zero-shot would move where the two cross.")
+    elif apart <= 2: out += (f" The nearest point of the curve, the {label} at {acc:.1%}, is {n_pictures(apart)} of "
+                             f"{c.n['test']} from zero-shot, so where the two cross rests on a picture or two.")
     return out
 
 display(Markdown('\n\n'.join(worth_sentence(c, intervals[c.name]) for c in curves)))
@@ -641,9 +644,24 @@ for c in curves:
 # %% [markdown]
 # A large worth says as much about the probe as about zero-shot. Our probes learn from a few dozen
 # pictures per class at most, in features of a small model trained on a few thousand captions; the
-# zero-shot classifier draws on every caption that named a tone or a gender in training, which is
-# far more labeled data than probe-train holds, only it was given in words. The paper's probes, on
-# features of a model trained on 400 million pairs, learn much faster per example.
+# zero-shot classifier draws on the training captions that named a tone or a gender, labels given in
+# words. How many there were, against the pictures probe-train holds:
+
+# %%
+#| echo: false
+train_records = [r for r in emoji_records(48) if r.split == 'train']
+GENDER_WORDS = re.compile(r'\b(man|men|woman|women|boy|girl|person|people)\b')     # a caption that names a gender
+named = {'emoji skin_tone': sum('skin tone' in r.name for r in train_records),
+         'emoji gender': sum(bool(GENDER_WORDS.search(r.name)) for r in train_records)}
+display(Markdown('\n'.join(
+    f"* {c.name}: {named[c.name]:,} of the {len(train_records):,} training emoji have a name (the caption's text) that "
+    f"{'names a skin tone' if 'tone' in c.name else 'names a gender (man, men, woman, women, boy, girl, person or people)'}, "
+    f"against {c.n['train']:,} probe-train pictures ({named[c.name] / c.n['train']:.1f} times as many; with probe-val, "
+    f"which the full-data probe also uses, {named[c.name] / (c.n['train'] + c.n['val']):.1f} times)"
+    for c in curves if c.name in named)))
+
+# %% [markdown]
+# The paper's probes, on features of a model trained on 400 million pairs, learn much faster per example.
 #
 # The full-data probe against zero-shot, on the same probe-test pictures:
 
@@ -695,8 +713,8 @@ def spread_against_gain(c: KShotCurve, n_boot: int = 2000, seed: int = 0) -> str
     a1, a2 = c.accs[0], c.accs[1]                                   # [draws] each
     r = np.random.default_rng(seed)
     s1, s2 = a1[r.integers(0, len(a1), (n_boot, len(a1)))], a2[r.integers(0, len(a2), (n_boot, len(a2)))]
-    lo, hi = np.percentile(s2.mean(1) - s1.mean(1), [2.5, 97.5])
-    sd_lo, sd_hi = np.percentile(s1.std(1), [2.5, 97.5])
+    lo, hi = percentile_interval(s2.mean(1) - s1.mean(1))          # the book's one quantile rule, 95%
+    sd_lo, sd_hi = percentile_interval(s1.std(1))
     sd, gain = a1.std(), a2.mean() - a1.mean()
     how = ('more than' if sd_lo > max(abs(lo), abs(hi)) else 'less than' if sd_hi < min(abs(lo), abs(hi)) and lo * hi > 0
            else 'not distinguishably more or less than')

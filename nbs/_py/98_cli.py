@@ -18,7 +18,7 @@ from pathlib import Path
 
 # %%
 #| hide
-import contextlib, functools, http.server, io, subprocess, tempfile, threading
+import contextlib, functools, http.server, io, math, subprocess, tempfile, textwrap, threading
 from unittest import mock
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from clip_annotated.scenes import SceneDataset, COLORS
 from clip_annotated.checkpoints import sha256sum
 from clip_annotated import pretrained
 from clip_annotated.pretrained import load
+from clip_annotated.zeroshot import encode_images, zero_shot_classifier, zero_shot_logits
+from IPython.display import Markdown, display
 import shutil
 
 
@@ -52,7 +54,8 @@ import shutil
 # | `download NAME --to DIR` | one of OpenAI's released models (either spelling: `ViT-B/32`, `ViT-B-32`), SHA256 checked, to copy to a machine without internet | [Released weights](03_pretrained.ipynb) |
 #
 # Every accuracy is printed beside chance and the majority-class baseline (always answering the most
-# frequent class), and every file a reader cannot open is skipped and counted rather than ending the
+# frequent class; for mean per-class recall the two are the same, one over the number of classes), and
+# every file a reader cannot open is skipped and counted rather than ending the
 # run. Paths given on the command line are checked before a model is loaded, so a typo costs a second,
 # not a model load. The module imports only `argparse`, `json`, `sys` and `pathlib`; each command imports
 # the chapters it calls when it runs.
@@ -65,7 +68,7 @@ import shutil
 # | section of report.md | key in results.json | what | cost |
 # |---|---|---|---|
 # | Zero-shot classification of held-out emoji | `zeroshot` | skin tone, gender, category by prompts ([Zero-shot on the book's tasks](07a_tasks.ipynb)) | seconds |
-# | Bias: does the probe find a skew put into the captions? | `bias` | a second run, same configuration, women of six occupations captioned as men, in `bias-captions` next to `--out`; the man-or-woman probe on both ([Bias](11_bias.ipynb)) | as long as the main run; `--no-bias` skips it |
+# | Bias: does the probe find a skew put into the captions? | `bias` | a second run, same configuration, the women of the bias chapter's skewed occupations captioned as men, in `bias-captions` next to `--out`; the man-or-woman probe on both ([Bias](11_bias.ipynb)) | as long as the main run; `--no-bias` skips it |
 #
 # `results.json` also names the machine (`hardware`). `predict` prints the broader-impacts chapter's
 # safety notice (on standard error) before its ranking.
@@ -198,6 +201,10 @@ MODEL_HELP = ("released name (ViT-B/32, ..., or open_clip's ViT-B-32, ...), chec
 # `zero_shot_templates` ([Zero-shot on the book's tasks](07a_tasks.ipynb)): all of them by default,
 # the first with `--templates single`. The printed title says how many prompts are training captions
 # (none, unless `--template` brings some in), and `--json` carries the count as `caption_prompts`.
+#
+# `--json` prints the metrics as one JSON object: `chance_top1` and `chance_top5` are chance for top-1
+# and top-5, and `chance` repeats `chance_top1` under a shorter name that scripts read (a key
+# `tests/test_cli_own.py` holds the command to).
 
 # %%
 #| exports
@@ -213,7 +220,10 @@ def _print_classification(m: dict, title: str):
     "The zero-shot metrics as text: each beside chance, then the majority-class baseline and what was skipped."
     print(title)
     for k in ('top1', 'top5', 'mean_per_class_recall'):
-        if k in m: print(f"  {k:22} {100 * m[k]:6.2f}%" + (f"   (chance {100 * m['chance_' + k]:.2f}%)" if 'chance_' + k in m else ''))
+        if k not in m: continue
+        chance = m.get('chance_' + k, 1 / m['classes'] if k == 'mean_per_class_recall' and m.get('classes') else None)
+        also = ', the majority class too' if k == 'mean_per_class_recall' else ''    # one class always: recall 1 on it, 0 elsewhere
+        print(f"  {k:22} {100 * m[k]:6.2f}%" + (f"   (chance {100 * chance:.2f}%{also})" if chance is not None else ''))
     if 'majority_top1' in m:
         print(f"  {'majority class':22} {100 * m['majority_top1']:6.2f}%   (always answering "
               f"{m.get('majority_class_name', m['majority_class'])!r}, the most frequent class)")
@@ -651,7 +661,7 @@ print(report[:report.index('## Held-out retrieval')].rstrip() + '\n…')     # i
 
 # %% [markdown]
 # `reproduce` on the emoji set with a model of one layer per tower and two steps: the twin with the
-# women of six occupations captioned as men lands next to `--out`, the bias section in the report, its
+# women of the skewed occupations (the bias chapter's `SKEWED`) captioned as men lands next to `--out`, the bias section in the report, its
 # numbers in `results.json` (two steps of a tiny model: the numbers show the plumbing, nothing more);
 # `--no-bias` leaves the section out. `tests/test_cli_bias.py` checks the same, and that a second run
 # trains nothing.
@@ -673,19 +683,52 @@ with contextlib.redirect_stdout(io.StringIO()) as printed:
 assert 'bias' not in s4 and '## Bias' not in printed.getvalue() and 'hardware' in s4
 
 # %% [markdown]
-# `eval` and `predict` on that run's folder, offline: an embedded task (prompted only with the
-# templates that fill to no training caption), and one picture written to disk.
+# `eval` and `predict` on the scenes run `cli` trained first above (two steps, one layer per tower),
+# offline: an embedded task (prompted only with the templates that fill to no training caption), and
+# one picture written to disk. `predict` writes its safety notice to standard error and its ranking to
+# standard output; both are caught in one buffer here, so what is printed is the order they came in,
+# the notice first.
 
 # %%
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     m = main(['eval', '--model', str(scratch / 'cli'), '--dataset', 'scenes-color', '--device', 'cpu'])
 print(printed.getvalue().replace(str(scratch), '<scratch>'))
 test_eq((m['classes'], m['n'], m['caption_prompts']), (7, 400, 0))          # zero-shot: no prompt a training caption
+
+# %%
+#| echo: false
+cli_model, _ = load(str(scratch / 'cli'), device='cpu')
+task = _embedded_task('scenes-color', cli_model.visual.input_resolution)
+feats, labels = encode_images(cli_model, task.dataset, progress=False)
+answers = zero_shot_logits(feats, zero_shot_classifier(cli_model, task.classnames, _embedded_templates(task))).argmax(1)
+test_close((answers == labels).float().mean().item(), m['top1'], eps=1e-6)          # the answers eval scored
+counts = answers.bincount(minlength=len(task.classnames))
+top, n_top = int(counts.argmax()), int(counts.max())
+name, share = task.classnames[top], (labels == top).float().mean().item()
+pc = lambda x: f"{100 * x:.2f}%"
+if n_top == m['n']:
+    said = (f"The two-step model gives every one of the {m['n']} pictures the same answer, '{name}'"
+            + (", the most frequent class" if math.isclose(share, m['majority_top1']) else '')
+            + f": its top-1 ({pc(m['top1'])}) is then the share of '{name}' pictures"
+            + (", which is the majority-class baseline," if math.isclose(share, m['majority_top1']) else ',')
+            + f" and its mean per-class recall ({pc(m['mean_per_class_recall'])}) is one over the {m['classes']} classes, "
+              f"chance. Two steps taught it no colour: the lines above show the command's plumbing, not a model.")
+else:
+    said = (f"The two-step model's most frequent answer, '{name}', goes to {n_top} of the {m['n']} pictures; its top-1 "
+            f"({pc(m['top1'])}) stands beside the majority-class baseline ({pc(m['majority_top1'])}) and chance "
+            f"({pc(m['chance_top1'])}). The run had two steps: the lines above show the command's plumbing, not a model.")
+display(Markdown(said))
+
+# %%
 SceneDataset(4, seed=5).image(0).save(scratch / 'scene.png')
-with contextlib.redirect_stdout(io.StringIO()) as printed:
-    ranked = main(['predict', str(scratch / 'scene.png'), 'a red circle', 'a blue square', 'two green stars',
-                   '--model', str(scratch / 'cli'), '--device', 'cpu'])
-print(printed.getvalue().replace(str(scratch), '<scratch>'))
+with io.StringIO() as both:
+    with contextlib.redirect_stdout(both), contextlib.redirect_stderr(both):   # standard error and output, in order
+        ranked = main(['predict', str(scratch / 'scene.png'), 'a red circle', 'a blue square', 'two green stars',
+                       '--model', str(scratch / 'cli'), '--device', 'cpu'])
+    said = both.getvalue()
+notice, ranking = said[:said.index(f"{ranked[0][1]:7.2%}")], said[said.index(f"{ranked[0][1]:7.2%}"):]
+assert notice.startswith('Note:') and ranking.count('\n') == len(ranked), said          # the notice, then one line per label
+print(textwrap.fill(notice.strip(), 100) + '\n\n' + ranking)
 test_eq(sorted(l for l, _ in ranked), ['a blue square', 'a red circle', 'two green stars'])
 exits_with(['predict', str(scratch / 'missing.png'), 'a cat'], 'missing.png')
 (scratch / 'cut.png').write_bytes((scratch / 'scene.png').read_bytes()[:100])      # a picture cut short

@@ -59,6 +59,19 @@ PAPER_CLAIMS = {  # Radford et al. 2021: the section or table each figure comes 
     'bias': "FairFace probes: results differ by race and gender, depending on the classes offered (§7.1)",
 }
 
+def epochs_said(res: dict, batch_size: int) -> str:
+    "The training run's epochs in words: full batches only, so an epoch leaves out the items too few for a last batch."
+    steps, per_epoch, items = res['steps'], res['steps_per_epoch'], res['train_items']
+    passes = f"{steps * batch_size / items:.1f} passes' worth of the {items:,} training emoji"
+    if not per_epoch: return passes
+    epochs = steps / per_epoch
+    said = f"{epochs:.0f}" if epochs == round(epochs) else f"{epochs:.1f}"
+    used = per_epoch * batch_size * res.get('world_size', 1)                   # every rank's full batches of an epoch
+    if not 0 < items - used < batch_size * res.get('world_size', 1): return f"{said} epochs of {per_epoch:,} batches; {passes}"
+    return (f"{said} epochs of {per_epoch:,} full batches, each epoch {used:,} of the {items:,} training emoji: the "
+            f"{items - used:,} left over, too few for a batch, are dropped, a different {items - used:,} of each epoch's "
+            f"shuffled order; so {steps * batch_size / items:.1f} passes' worth of pictures")
+
 def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
     "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
     from clip_annotated.core import markdown_table
@@ -71,8 +84,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
     pct = chance = lambda x: f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"     # one format: 20.0%, 0.16%
     ci, link = (lambda r, k='diff': f"{100 * r[k]:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"), (lambda title, nb: f"[{title}]({nbs}{nb}.ipynb)")
     test, zs = res['test'], {z['task']: z for z in res.get('zeroshot', [])}
-    rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({res['steps'] * batch_size / res['train_items']:.0f} "
-             f"passes over {res['train_items']:,} training emoji; the run's epoch is {res['steps_per_epoch']:,} batches), "
+    rows = [('training', paper['train'], f"{res['steps']:,} steps of {batch_size} ({epochs_said(res, batch_size)}), "
              f"{res['parameters'] / 1e6:.1f} M parameters: {res['train_wall_s'] / 60:.1f} min",
              f"quoted; trained here ({link('A training run', '06a_run')})"),
             *((f"retrieval R@1, {a} → {b}", paper[k], f"{pct(test[f'{k}_R@1'])} {wilson(test[f'{k}_R@1'], test.get(f'n_{q}', test['n_images']))} (95% Wilson interval over the {test.get(f'n_{q}', test['n_images']):,} queries; held-out emoji of the training distribution, not transfer; chance {chance(test[f'{k}_chance@1'])})",
@@ -122,7 +134,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
 # majority class, each verdict follows its interval, and the chapter links start with the prefix given.
 
 # %%
-fake = dict(steps=10, steps_per_epoch=5, train_items=40, parameters=8e6, train_wall_s=60.0, hardware='a test machine',
+fake = dict(steps=10, steps_per_epoch=5, train_items=700, parameters=8e6, train_wall_s=60.0, hardware='a test machine',
             test={'n_images': 8, 'n_texts': 8, 'i2t_R@1': 0.5, 't2i_R@1': 0.25, 'i2t_chance@1': 0.125, 't2i_chance@1': 0.125},
             zeroshot=[dict(task='emoji skin_tone', classes=5, chance=0.2, majority=0.25, ensemble_top1=0.6, zero_shot_top1=0.6,
                            ensembling=dict(diff=0.01, lo=-0.02, hi=0.04, excludes_zero=False),
@@ -135,6 +147,8 @@ assert '| retrieval R@1, image → text | 88.0%' in t and '50.0%' in t and 'majo
 assert 'kind of emoji 16.0% (11 classes, chance 9.1%, majority class 63.0%: below the majority class -47.0 [-50.0, -44.0] points)' in t, t
 assert 'no training caption' in t and 'chance 12.5%' in t and 'majority class 25.0%' in t, t
 assert 'below the majority class on kind of emoji' in t, t
+assert '10 steps of 128 (2 epochs of 5 full batches, each epoch 640 of the 700 training emoji: the 60 left over' in t, t
+assert '1.8 passes' in t, t                                                      # 10 × 128 / 700 = 1.83: fewer than the epochs
 assert '+1.0 [-2.0, +4.0] points' in t and 'no gain shown' in t and '(nbs/07a_tasks.ipynb)' in t and '(nbs/06a_run.ipynb)' in t, t
 
 # %% [markdown]
