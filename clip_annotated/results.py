@@ -29,9 +29,9 @@ def epochs_said(res: dict, batch_size: int) -> str:
     said = f"{epochs:.0f}" if epochs == round(epochs) else f"{epochs:.1f}"
     used = per_epoch * batch_size * res.get('world_size', 1)                   # every rank's full batches of an epoch
     if not 0 < items - used < batch_size * res.get('world_size', 1): return f"{said} epochs of {per_epoch:,} batches; {passes}"
-    return (f"{said} epochs of {per_epoch:,} full batches, each epoch {used:,} of the {items:,} training emoji: the "
-            f"{items - used:,} left over, too few for a batch, are dropped, a different {items - used:,} of each epoch's "
-            f"shuffled order; so {steps * batch_size / items:.1f} passes' worth of pictures")
+    return (f"{said} epochs of {per_epoch:,} full batches: each epoch uses {used:,} of the {items:,} training emoji and "
+            f"leaves out the last {items - used:,} of its own shuffled order, too few for a batch; so "
+            f"{steps * batch_size / items:.1f} passes' worth of pictures")
 
 def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
     "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."

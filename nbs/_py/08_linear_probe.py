@@ -640,7 +640,6 @@ for c in curves:
     print(f"{c.name}: worth {per_class(c.worth(), c, True)} ({iv['level']:.0%} interval {per_class(iv['lo'], c, True)} to {per_class(iv['hi'], c, True)}) labeled examples "
           f"per class: {side} the paper's median of {paper_median}")
 
-
 # %% [markdown]
 # A large worth says as much about the probe as about zero-shot. Our probes learn from a few dozen
 # pictures per class at most, in features of a small model trained on a few thousand captions; the
@@ -659,6 +658,7 @@ display(Markdown('\n'.join(
     f"against {c.n['train']:,} probe-train pictures ({named[c.name] / c.n['train']:.1f} times as many; with probe-val, "
     f"which the full-data probe also uses, {named[c.name] / (c.n['train'] + c.n['val']):.1f} times)"
     for c in curves if c.name in named)))
+
 
 # %% [markdown]
 # The paper's probes, on features of a model trained on 400 million pairs, learn much faster per example.

@@ -708,9 +708,9 @@ name, share = task.classnames[top], (labels == top).float().mean().item()
 pc = lambda x: f"{100 * x:.2f}%"
 if n_top == m['n']:
     said = (f"The two-step model gives every one of the {m['n']} pictures the same answer, '{name}'"
-            + (", the most frequent class" if math.isclose(share, m['majority_top1']) else '')
+            + (", the most frequent class" if math.isclose(share, m['majority_top1'], abs_tol=1e-6) else '')
             + f": its top-1 ({pc(m['top1'])}) is then the share of '{name}' pictures"
-            + (", which is the majority-class baseline," if math.isclose(share, m['majority_top1']) else ',')
+            + (", which is the majority-class baseline," if math.isclose(share, m['majority_top1'], abs_tol=1e-6) else ',')
             + f" and its mean per-class recall ({pc(m['mean_per_class_recall'])}) is one over the {m['classes']} classes, "
               f"chance. Two steps taught it no colour: the lines above show the command's plumbing, not a model.")
 else:

@@ -68,9 +68,9 @@ def epochs_said(res: dict, batch_size: int) -> str:
     said = f"{epochs:.0f}" if epochs == round(epochs) else f"{epochs:.1f}"
     used = per_epoch * batch_size * res.get('world_size', 1)                   # every rank's full batches of an epoch
     if not 0 < items - used < batch_size * res.get('world_size', 1): return f"{said} epochs of {per_epoch:,} batches; {passes}"
-    return (f"{said} epochs of {per_epoch:,} full batches, each epoch {used:,} of the {items:,} training emoji: the "
-            f"{items - used:,} left over, too few for a batch, are dropped, a different {items - used:,} of each epoch's "
-            f"shuffled order; so {steps * batch_size / items:.1f} passes' worth of pictures")
+    return (f"{said} epochs of {per_epoch:,} full batches: each epoch uses {used:,} of the {items:,} training emoji and "
+            f"leaves out the last {items - used:,} of its own shuffled order, too few for a batch; so "
+            f"{steps * batch_size / items:.1f} passes' worth of pictures")
 
 def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
     "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
@@ -147,7 +147,7 @@ assert '| retrieval R@1, image → text | 88.0%' in t and '50.0%' in t and 'majo
 assert 'kind of emoji 16.0% (11 classes, chance 9.1%, majority class 63.0%: below the majority class -47.0 [-50.0, -44.0] points)' in t, t
 assert 'no training caption' in t and 'chance 12.5%' in t and 'majority class 25.0%' in t, t
 assert 'below the majority class on kind of emoji' in t, t
-assert '10 steps of 128 (2 epochs of 5 full batches, each epoch 640 of the 700 training emoji: the 60 left over' in t, t
+assert '10 steps of 128 (2 epochs of 5 full batches: each epoch uses 640 of the 700 training emoji and leaves out the last 60' in t, t
 assert '1.8 passes' in t, t                                                      # 10 × 128 / 700 = 1.83: fewer than the epochs
 assert '+1.0 [-2.0, +4.0] points' in t and 'no gain shown' in t and '(nbs/07a_tasks.ipynb)' in t and '(nbs/06a_run.ipynb)' in t, t
 
