@@ -50,7 +50,9 @@ def _other_rule(z: dict, k: str) -> tuple:
     own, cp = z.get('own_captions', {}), z.get('caption_prompts', {})
     kind = ('caption retrieval, not zero-shot' if k == 'captions_nearest' and own.get(k) else
             'nearest training caption, not zero-shot' if k in ('captions_nearest', 'unseen_nearest') else
-            'prompted with training captions, not zero-shot' if cp.get(k) or own.get(k) else
+            "prompted with training captions and test pictures' own captions, not zero-shot" if cp.get(k) and own.get(k) else
+            "prompted with test pictures' own captions, not zero-shot" if own.get(k) else
+            'prompted with training captions, not zero-shot' if cp.get(k) else
             'zero-shot: no prompt is a training caption' if cp.get(k) == 0 else '–')
     rule = METHODS[k].split(' (')[0]          # one name per rule in every task; the last column says what it is here, from the counts
     return (z['task'], rule, _pct(z[f'{k}_top1']), _pct(z.get('chance', 1 / z['classes'])), _pct(z['majority']), training_caption_note(z, k),

@@ -17,11 +17,11 @@ from .zeroshot import (against_majority, baseline, classification_metrics, encod
 
 # %% auto #0
 __all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'NEAREST', 'N_BOOT', 'Task', 'Labelled', 'Article',
-           'caption_templates', 'emoji_task', 'scene_task', 'training_caption_set', 'caption_prompts',
-           'zero_shot_templates', 'normalise_caption', 'nearest_training_caption', 'nearest_prompt_logits',
-           'own_form_mask', 'rule_label', 'rule_prompts', 'task_rules', 'own_captions', 'rule_logits',
-           'recall_interval', 'run_task', 'training_caption_note', 'task_table', 'majority_table', 'ensembling_table',
-           'zero_shot_section', 'confusion', 'adjacent_errors']
+           'caption_form_bases', 'caption_templates', 'emoji_task', 'scene_task', 'training_caption_set',
+           'caption_prompts', 'zero_shot_templates', 'normalise_caption', 'nearest_training_caption',
+           'nearest_prompt_logits', 'own_form_mask', 'same_base_mask', 'rule_label', 'rule_prompts', 'task_rules',
+           'own_captions', 'rule_logits', 'recall_interval', 'run_task', 'training_caption_note', 'task_table',
+           'majority_table', 'ensembling_table', 'zero_shot_section', 'confusion', 'adjacent_errors']
 
 # %% ../nbs/07a_tasks.ipynb #0f875a5b
 @dataclass
@@ -37,6 +37,8 @@ class Task:
     captions: list = field(default_factory=list)   # per picture, the set of its own held-out captions (optional)
     trained_on: str = ''       # 'emoji' or 'scenes': whose training captions `training_caption_set` checks the prompts against
     new_templates: list = field(default_factory=list)   # zero-shot templates for when every template fills to a training caption
+    bases: list = field(default_factory=list)      # per picture, its name without gender and tone: 'health worker' (optional)
+    form_bases: dict = field(default_factory=dict)   # caption form -> the base of the training names written in it (optional)
 
     @property
     def chance(self) -> float: return 1 / len(self.classnames)
@@ -73,11 +75,16 @@ _TONE_PHRASE = re.compile(r'\b(light|medium-light|medium|medium-dark|dark) skin 
 def _by_gender(forms: dict[str, str]):
     return lambda g: forms[g]
 
+def caption_form_bases(image_size: int = 48) -> dict[str, str]:
+    "Skin-tone caption forms of the training names of people, each with its base: 'woman health worker, {} skin tone' -> 'health worker'."
+    recs = EmojiDataset('train', image_size=image_size, train=False).records
+    return {_TONE_PHRASE.sub('{} skin tone', r.name): r.base for r in recs if r.skin_tone and len(set(r.skin_tones)) == 1}
+
 def caption_templates(attribute: str, image_size: int = 48) -> list:
     "Prompts written the way the *training* captions are, one per training emoji name, with the attribute left open."
-    recs = EmojiDataset('train', image_size=image_size, train=False).records
     if attribute == 'skin_tone':       # 'woman health worker, dark skin tone' -> 'woman health worker, {} skin tone'
-        return sorted({_TONE_PHRASE.sub('{} skin tone', r.name) for r in recs if r.skin_tone and len(set(r.skin_tones)) == 1})
+        return sorted(caption_form_bases(image_size))
+    recs = EmojiDataset('train', image_size=image_size, train=False).records
     if attribute == 'gender':          # a base seen in all three forms: 'man judge' / 'woman judge' / 'judge'
         forms: dict[str, dict[str, str]] = {}
         for r in recs:
@@ -107,7 +114,8 @@ def emoji_task(attribute: str, split: str = 'test', image_size: int = 48) -> Tas
                 EMOJI_TEMPLATES[attribute], labels=list(TONES) if attribute == 'skin_tone' else names,
                 caption_templates=forms,
                 unseen_caption_templates=[f for f in forms if attribute == 'skin_tone' and f not in held_out],
-                captions=[{fill_template(t, recs[i].name) for t in DEFAULT_TEMPLATES} for i in keep], trained_on='emoji')
+                captions=[{fill_template(t, recs[i].name) for t in DEFAULT_TEMPLATES} for i in keep], trained_on='emoji',
+                bases=[recs[i].base for i in keep], form_bases=caption_form_bases(image_size) if attribute == 'skin_tone' else {})
 
 # %% ../nbs/07a_tasks.ipynb #5e4f6257
 SCENE_SEED = 7_777_777   # held-out scenes: no training run of this book draws from this seed
@@ -207,19 +215,31 @@ def own_form_mask(task: Task, templates) -> torch.Tensor:
     filled = [{fill_template(t, c) for c in task.classnames} for t in templates]
     return torch.tensor([[bool(caps & f) for f in filled] for caps in task.captions], dtype=torch.bool)
 
+# %% ../nbs/07a_tasks.ipynb #f95415b6
+def same_base_mask(task: Task, templates) -> torch.Tensor:
+    "Bool [N, T]: template t is a caption form of picture n's base, its person in any gender form ('judge', 'man judge', 'woman judge')."
+    if not task.bases or not task.form_bases: raise ValueError(f"{task.name}: the task has no bases per picture and caption form to mask")
+    return torch.tensor([[task.form_bases.get(t) == b for t in templates] for b in task.bases], dtype=torch.bool)
+
 # %% ../nbs/07a_tasks.ipynb #f87c3b7c
 METHODS = {'zero_shot': 'zero-shot: templates that are no training caption, mean',
            'single': 'single template', 'ensemble': 'all templates, mean (training captions among them)',
-           'captions_mean': 'caption forms, mean (training captions)',
-           'captions_nearest': 'caption forms, nearest prompt (training captions)',
+           'captions_mean': 'caption forms, mean (training captions among them)',
+           'captions_nearest': 'caption forms, nearest prompt (training captions among them)',
            'unseen_nearest': 'caption forms of people not in the test split, nearest training caption'}
 NEAREST = ('captions_nearest', 'unseen_nearest')     # the rules that score a class by its best prompt
 
 def rule_label(r: dict, rule: str) -> str:
-    "The name of `rule` for one `run_task` result: the caption forms' nearest prompt is caption retrieval where own captions are among its prompts."
-    if rule != 'captions_nearest' or r.get('own_captions', {}).get(rule) is None: return METHODS[rule]
-    return ('caption forms, nearest prompt (training captions; caption retrieval)' if r['own_captions'][rule]
-            else 'caption forms, nearest training caption')
+    "The name of `rule` for one `run_task` result, from its counts: what the caption forms' prompts are, and caption retrieval where own captions are among them."
+    own, cp = r.get('own_captions', {}).get(rule), r.get('caption_prompts', {}).get(rule)
+    if rule not in ('captions_mean', 'captions_nearest') or own is None or cp is None: return METHODS[rule]
+    how = 'mean' if rule == 'captions_mean' else 'nearest prompt'
+    if own:
+        kinds = ' and '.join(k for k, n in (('training captions', cp), ("test pictures' own captions", own)) if n)
+        return f"caption forms, {how} ({kinds}" + ('; caption retrieval)' if rule == 'captions_nearest' else ')')
+    if cp == r['prompts'][rule] * r['classes']:        # every prompt a training caption
+        return 'caption forms, nearest training caption' if rule == 'captions_nearest' else 'caption forms, mean (training captions)'
+    return METHODS[rule]
 
 # %% ../nbs/07a_tasks.ipynb #ee0becbe
 def rule_prompts(task: Task, rule: str) -> list:
@@ -291,7 +311,7 @@ def run_task(model, task: Task, device=None, progress: bool | None = None) -> di
 def training_caption_note(r: dict, rule: str) -> str:
     "'k of n': how many of the prompts one rule of a `run_task` result fills in are training captions."
     k = r.get('caption_prompts', {}).get(rule)
-    return '–' if k is None else f"{k} of {r['prompts'][rule] * r['classes']}"
+    return '–' if k is None else f"{k:,} of {r['prompts'][rule] * r['classes']:,}"
 
 def _task_cell(r: dict, first: bool) -> str:
     "The task column: name, pictures, chance and majority class in a task's first row only."

@@ -82,6 +82,8 @@ class Task:
     captions: list = field(default_factory=list)   # per picture, the set of its own held-out captions (optional)
     trained_on: str = ''       # 'emoji' or 'scenes': whose training captions `training_caption_set` checks the prompts against
     new_templates: list = field(default_factory=list)   # zero-shot templates for when every template fills to a training caption
+    bases: list = field(default_factory=list)      # per picture, its name without gender and tone: 'health worker' (optional)
+    form_bases: dict = field(default_factory=dict)   # caption form -> the base of the training names written in it (optional)
 
     @property
     def chance(self) -> float: return 1 / len(self.classnames)
@@ -138,11 +140,16 @@ _TONE_PHRASE = re.compile(r'\b(light|medium-light|medium|medium-dark|dark) skin 
 def _by_gender(forms: dict[str, str]):
     return lambda g: forms[g]
 
+def caption_form_bases(image_size: int = 48) -> dict[str, str]:
+    "Skin-tone caption forms of the training names of people, each with its base: 'woman health worker, {} skin tone' -> 'health worker'."
+    recs = EmojiDataset('train', image_size=image_size, train=False).records
+    return {_TONE_PHRASE.sub('{} skin tone', r.name): r.base for r in recs if r.skin_tone and len(set(r.skin_tones)) == 1}
+
 def caption_templates(attribute: str, image_size: int = 48) -> list:
     "Prompts written the way the *training* captions are, one per training emoji name, with the attribute left open."
-    recs = EmojiDataset('train', image_size=image_size, train=False).records
     if attribute == 'skin_tone':       # 'woman health worker, dark skin tone' -> 'woman health worker, {} skin tone'
-        return sorted({_TONE_PHRASE.sub('{} skin tone', r.name) for r in recs if r.skin_tone and len(set(r.skin_tones)) == 1})
+        return sorted(caption_form_bases(image_size))
+    recs = EmojiDataset('train', image_size=image_size, train=False).records
     if attribute == 'gender':          # a base seen in all three forms: 'man judge' / 'woman judge' / 'judge'
         forms: dict[str, dict[str, str]] = {}
         for r in recs:
@@ -174,7 +181,8 @@ def emoji_task(attribute: str, split: str = 'test', image_size: int = 48) -> Tas
                 EMOJI_TEMPLATES[attribute], labels=list(TONES) if attribute == 'skin_tone' else names,
                 caption_templates=forms,
                 unseen_caption_templates=[f for f in forms if attribute == 'skin_tone' and f not in held_out],
-                captions=[{fill_template(t, recs[i].name) for t in DEFAULT_TEMPLATES} for i in keep], trained_on='emoji')
+                captions=[{fill_template(t, recs[i].name) for t in DEFAULT_TEMPLATES} for i in keep], trained_on='emoji',
+                bases=[recs[i].base for i in keep], form_bases=caption_form_bases(image_size) if attribute == 'skin_tone' else {})
 
 
 # %% [markdown]
@@ -376,9 +384,9 @@ display(Markdown(f"{n_same} of the {n_all} zero-shot prompts of the emoji tasks 
 # seen in training, never the two together), and those are, word for word, the *test pictures' own
 # captions*. A rule that picks the closest of them can then retrieve captions: find the picture's
 # own name among a few hundred candidates and read the tone off it (how much of its score that
-# explains is measured below, by taking the picture's own person, its caption in every tone, away). The held-out split
-# holds out combinations, so almost every person of the training split also appears in the test
-# split with some other tone; `Task.unseen_caption_templates` keeps the caption forms of the few
+# explains is measured below, by taking away the picture's own person in every tone, then in every
+# gender form too). The held-out split holds out combinations, so almost every person of the training
+# split also appears in the test split with some other tone; `Task.unseen_caption_templates` keeps the caption forms of the few
 # people the test split never shows, which spell no test caption (though every one of them, filled in,
 # is a training caption). And `run_task` counts, for every rule, the test pictures whose own caption is
 # among its prompts.
@@ -388,7 +396,10 @@ display(Markdown(f"{n_same} of the {n_all} zero-shot prompts of the emoji tasks 
 # class's prompts) instead of by the average of its prompts. It is not a linear classifier any more
 # (no single vector per class), and it costs one text embedding per prompt and class at test time. On
 # the caption forms it includes the caption retrieval above; on the caption forms of unseen people it
-# is the nearest *training* caption. Neither is zero-shot: every prompt of both is a training caption.
+# is the nearest *training* caption. Neither is zero-shot: the caption forms' prompts are training
+# captions and, where a form is filled with a tone held out for that person, test pictures' own
+# captions; every prompt of the unseen people's forms is a training caption (`run_task` counts both
+# kinds for every rule).
 
 # %%
 #| exports
@@ -406,8 +417,12 @@ def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[
 # Does the nearest prompt win because the picture's own caption is among its prompts? `own_form_mask`
 # marks, for each picture, the caption forms that spell one of its own captions with some class: its
 # own person. Dropping that form for that picture, for every class alike, removes its own caption and
-# with it the same person in the other tones (the rivals closest to it), one form out of a few hundred;
-# the section on the measurements makes that comparison.
+# with it the same person in the other tones (the rivals closest to it), one form out of a few hundred.
+# That leaves the picture's person in its other gender forms: for a "woman health worker", the
+# forms "health worker, {} skin tone" and "man health worker, {} skin tone", which, filled with the
+# picture's tone, differ from its caption only in the gender words. `same_base_mask` marks every caption form of the
+# picture's base (its name without gender and tone, `Task.bases`), so dropping those removes the
+# person in every gender form and every tone; the section on the measurements makes both comparisons.
 
 # %%
 #| exports
@@ -423,29 +438,63 @@ test_eq(own_form_mask(Task('t', None, ['x'], [], captions=[{'p x'}, {'q x'}]), [
         torch.tensor([[True, False], [False, True]]))
 test_fail(lambda: own_form_mask(Task('t', None, ['x'], []), ['{}']), contains='no captions')
 
+
+# %%
+#| exports
+def same_base_mask(task: Task, templates) -> torch.Tensor:
+    "Bool [N, T]: template t is a caption form of picture n's base, its person in any gender form ('judge', 'man judge', 'woman judge')."
+    if not task.bases or not task.form_bases: raise ValueError(f"{task.name}: the task has no bases per picture and caption form to mask")
+    return torch.tensor([[task.form_bases.get(t) == b for t in templates] for b in task.bases], dtype=torch.bool)
+
+
+# %%
+toy = Task('t', None, ['x'], [], bases=['judge', 'cook'], form_bases={'man judge {}': 'judge', 'judge {}': 'judge', 'cook {}': 'cook'})
+test_eq(same_base_mask(toy, ['man judge {}', 'judge {}', 'cook {}', 'hand {}']),
+        torch.tensor([[True, True, False, False], [False, False, True, False]]))
+test_fail(lambda: same_base_mask(Task('t', None, ['x'], []), ['{}']), contains='no bases')
+tone_base_mask, tone_own_mask = same_base_mask(tone, tone.caption_templates), own_form_mask(tone, tone.caption_templates)
+assert not (tone_own_mask & ~tone_base_mask).any()        # the own person's form is one of its base's forms
+
 # %% [markdown]
 # `run_task` evaluates a task with each rule: the zero-shot classifier (the paper's mean embedding over
 # the templates of `zero_shot_templates`, this book's headline), its single template, the ensemble of
 # all its templates, and, where the task has them, the caption-form prompts averaged and by nearest
 # prompt, and the nearest caption form of people the test split never shows. Each rule's name says
-# what its prompts are; `rule_label` adds what the nearest caption form is on a result: caption
-# retrieval where pictures' own captions are among its prompts, the nearest training caption where
-# none is.
+# what its prompts are; `rule_label` adds what the caption forms are on a result, from its counts:
+# training captions and test pictures' own captions (and, for the nearest prompt, caption retrieval)
+# where pictures' own captions are among the prompts; the nearest training caption where every
+# prompt is a training caption.
 
 # %%
 #| exports
 METHODS = {'zero_shot': 'zero-shot: templates that are no training caption, mean',
            'single': 'single template', 'ensemble': 'all templates, mean (training captions among them)',
-           'captions_mean': 'caption forms, mean (training captions)',
-           'captions_nearest': 'caption forms, nearest prompt (training captions)',
+           'captions_mean': 'caption forms, mean (training captions among them)',
+           'captions_nearest': 'caption forms, nearest prompt (training captions among them)',
            'unseen_nearest': 'caption forms of people not in the test split, nearest training caption'}
 NEAREST = ('captions_nearest', 'unseen_nearest')     # the rules that score a class by its best prompt
 
 def rule_label(r: dict, rule: str) -> str:
-    "The name of `rule` for one `run_task` result: the caption forms' nearest prompt is caption retrieval where own captions are among its prompts."
-    if rule != 'captions_nearest' or r.get('own_captions', {}).get(rule) is None: return METHODS[rule]
-    return ('caption forms, nearest prompt (training captions; caption retrieval)' if r['own_captions'][rule]
-            else 'caption forms, nearest training caption')
+    "The name of `rule` for one `run_task` result, from its counts: what the caption forms' prompts are, and caption retrieval where own captions are among them."
+    own, cp = r.get('own_captions', {}).get(rule), r.get('caption_prompts', {}).get(rule)
+    if rule not in ('captions_mean', 'captions_nearest') or own is None or cp is None: return METHODS[rule]
+    how = 'mean' if rule == 'captions_mean' else 'nearest prompt'
+    if own:
+        kinds = ' and '.join(k for k, n in (('training captions', cp), ("test pictures' own captions", own)) if n)
+        return f"caption forms, {how} ({kinds}" + ('; caption retrieval)' if rule == 'captions_nearest' else ')')
+    if cp == r['prompts'][rule] * r['classes']:        # every prompt a training caption
+        return 'caption forms, nearest training caption' if rule == 'captions_nearest' else 'caption forms, mean (training captions)'
+    return METHODS[rule]
+
+
+# %%
+_r = dict(classes=5, prompts={'captions_mean': 3, 'captions_nearest': 3}, own_captions={'captions_mean': 2, 'captions_nearest': 2},
+          caption_prompts={'captions_mean': 12, 'captions_nearest': 12})
+test_eq(rule_label(_r, 'captions_nearest'), "caption forms, nearest prompt (training captions and test pictures' own captions; caption retrieval)")
+test_eq(rule_label(_r, 'captions_mean'), "caption forms, mean (training captions and test pictures' own captions)")
+_all = {**_r, 'own_captions': {'captions_mean': 0, 'captions_nearest': 0}, 'caption_prompts': {'captions_mean': 15, 'captions_nearest': 15}}
+test_eq([rule_label(_all, k) for k in ('captions_mean', 'captions_nearest')], ['caption forms, mean (training captions)', 'caption forms, nearest training caption'])
+test_eq(rule_label({}, 'captions_mean'), METHODS['captions_mean'])          # counts unknown: the rule's general name
 
 
 # %%
@@ -552,7 +601,7 @@ def run_task(model, task: Task, device=None, progress: bool | None = None) -> di
 def training_caption_note(r: dict, rule: str) -> str:
     "'k of n': how many of the prompts one rule of a `run_task` result fills in are training captions."
     k = r.get('caption_prompts', {}).get(rule)
-    return '–' if k is None else f"{k} of {r['prompts'][rule] * r['classes']}"
+    return '–' if k is None else f"{k:,} of {r['prompts'][rule] * r['classes']:,}"
 
 def _task_cell(r: dict, first: bool) -> str:
     "The task column: name, pictures, chance and majority class in a task's first row only."
@@ -669,6 +718,7 @@ def verdict(r: dict) -> str:
 display(Markdown('\n'.join(f"* {verdict(r)}" for r in emoji_results)))
 
 # %%
+#| hide
 if not in_test():
     for r in emoji_results:      # the printed reading is the data's: above the bar exactly when the interval says so
         assert (r['vs_majority']['lo'] > 0) <= (r['zero_shot_top1'] > baseline(r['chance'], r['majority'])), r
@@ -688,8 +738,10 @@ if not in_test():
 # pictures, with a paired interval, and says what it holds equal. First the nearest caption form
 # against every averaged rule; then the same nearest rule with each picture's own person removed from
 # its prompts (`own_form_mask`), which holds the prompts nearly equal and changes only whether the
-# picture's own person, in every tone, is among them; then the caption forms of people the test split never shows, which are
-# training captions but no picture's own. Last, the zero-shot classifier against its own single
+# picture's own person, in every tone, is among them; then with the picture's person removed in every
+# gender form too (`same_base_mask`), which also takes away the near-duplicates of its caption that
+# differ only in the gender words; then the caption forms of people the test split never shows, which
+# are training captions but no picture's own. Last, the zero-shot classifier against its own single
 # template.
 
 # %%
@@ -698,15 +750,37 @@ tone_res, tone = res['skin_tone'], emoji_tasks['skin_tone']
 tone_feats, tone_labels = encode_images(model, tone.dataset, progress=False)
 rule_hits = {k: (rule_logits(model, tone_feats, tone, k).argmax(1) == tone_labels).numpy() for k in tone_res['prompts']}
 own_mask = own_form_mask(tone, tone.caption_templates)                                    # [N, T]
-no_own_hits = (nearest_prompt_logits(model, tone_feats, tone.classnames, tone.caption_templates, exclude=own_mask)
-               .argmax(1) == tone_labels).numpy()
+base_mask = same_base_mask(tone, tone.caption_templates)                                  # [N, T], own_mask and more
+masked_hits = lambda m: (nearest_prompt_logits(model, tone_feats, tone.classnames, tone.caption_templates, exclude=m)
+                         .argmax(1) == tone_labels).numpy()
+no_own_hits, no_base_hits = masked_hits(own_mask), masked_hits(base_mask)
+fills = [[fill_template(t, c) for c in tone.classnames] for t in tone.caption_templates]   # [T][C]
+is_train = torch.tensor([[f in training_caption_set('emoji') for f in row] for row in fills])   # [T, C]
+is_test = torch.tensor([[f in set().union(*tone.captions) for f in row] for row in fills])      # a test picture's own caption
+def spread(x) -> str: return f"{int(x.min()):,}" if x.min() == x.max() else f"{int(x.min()):,} to {int(x.max()):,}"
+def left(mask) -> dict:
+    "For the pictures that lose a form under `mask`: forms lost, and training and test captions left among the prompts."
+    keep = (~mask[mask.any(1)]).long()
+    return dict(n=int(mask.any(1).sum()), lost=spread(mask[mask.any(1)].sum(1)), forms=spread(keep.sum(1)),
+                train=spread(keep @ is_train.sum(1)), test=spread(keep @ is_test.sum(1)), prompts=spread(keep.sum(1) * len(tone.classnames)))
+L_own, L_base = left(own_mask), left(base_mask)
+true_train = is_train[:, tone_labels].T                                                   # [N, T]: form with the true tone is a training caption
+twin_rows = ((base_mask & ~own_mask & true_train).any(1) & own_mask.any(1)).nonzero().flatten()
+i0 = int(twin_rows[0]) if len(twin_rows) else None
+twin_example = None if i0 is None else (
+    fill_template(tone.caption_templates[int(own_mask[i0].nonzero()[0])], tone.classnames[tone_labels[i0]]),
+    fill_template(tone.caption_templates[int((base_mask[i0] & ~own_mask[i0] & true_train[i0]).nonzero()[0])], tone.classnames[tone_labels[i0]]))
 cmp = lambda a, b: paired_bootstrap(a, b, n_boot=N_BOOT)
 averaged = ('zero_shot', 'single', 'ensemble', 'captions_mean')
 vs_avg = {k: cmp(rule_hits['captions_nearest'], rule_hits[k]) for k in averaged}
 own_gain = cmp(rule_hits['captions_nearest'], no_own_hits)                 # with − without the picture's own person
 no_own_vs_zs = cmp(no_own_hits, rule_hits['zero_shot'])
+twin_gain = cmp(no_own_hits, no_base_hits)                                 # the person's other gender forms, on top
+person_gain = cmp(rule_hits['captions_nearest'], no_base_hits)             # with − without the person in every form
+no_base_vs_zs = cmp(no_base_hits, rule_hits['zero_shot'])
 u = cmp(rule_hits['unseen_nearest'], rule_hits['zero_shot'])
 unseen_vs_no_own = cmp(rule_hits['unseen_nearest'], no_own_hits)
+unseen_vs_no_base = cmp(rule_hits['unseen_nearest'], no_base_hits)
 zs_single = cmp(rule_hits['zero_shot'], rule_hits['single'])
 twins = [t for t in zero_shot_templates(tone) if all(normalise_caption(fill_template(t, c)) == normalise_caption(fill_template(tone.templates[0], c))
                                                       for c in tone.classnames)]
@@ -714,6 +788,7 @@ same_answer = int((rule_logits(model, tone_feats, tone, 'zero_shot').argmax(1) =
 pct = lambda x: f"{100 * x:.1f}%"
 def pts(d): return f"{100 * d['diff']:+.1f} points [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
 def side(d, above='above', below='below', neither='not distinguishable from'): return above if d['lo'] > 0 else below if d['hi'] < 0 else neither
+gain = lambda d: side(d, 'a gain beyond luck', 'a loss beyond luck', 'not distinguishable from no change')
 short = {'zero_shot': 'the zero-shot classifier', 'single': 'the single template', 'ensemble': 'all templates averaged',
          'captions_mean': 'the caption forms averaged'}
 n, T = tone_res['n'], len(tone.caption_templates)
@@ -726,15 +801,31 @@ display(Markdown('\n\n'.join([
     + (". It is above every averaged rule beyond luck." if all_above else ". It is not above every averaged rule beyond luck.")
     + " These comparisons change both the kind of prompt and their number.",
     f"**Without the picture's own person.** Removing, for each picture, the caption form that spells its own caption, in "
-    f"every tone alike ({int(own_mask.any(1).sum())} of {n} pictures lose one form; {T - 1} forms per class left for those), "
+    f"every tone alike ({L_own['n']} of {n} pictures lose {L_own['lost']} form; {L_own['forms']} forms per class left for those), "
     f"scores {pct(no_own_hits.mean())} (majority class {pct(tone_res['majority'])}): the own person's form, its own caption "
-    f"and the same person in the other tones, is worth {pts(own_gain)} ({side(own_gain, 'a gain beyond luck', 'a loss beyond luck', 'not distinguishable from no change')}). "
-    f"Without it the nearest caption form is {side(no_own_vs_zs)} the zero-shot classifier: {pts(no_own_vs_zs)}. "
-    + ("So the nearest caption form wins by retrieving the picture's own caption: without it, it does not beat the "
-       "zero-shot classifier." if own_gain['lo'] > 0 and no_own_vs_zs['lo'] <= 0 else
-       "So retrieving the picture's own caption explains only part of the gain: without its own person the nearest caption "
-       "form, every prompt still a training caption, stays above the zero-shot classifier beyond luck." if own_gain['lo'] > 0 else
-       "So this run does not show that the own caption is what makes the nearest caption form win."),
+    f"and the same person in the other tones, is worth {pts(own_gain)} ({gain(own_gain)}). Of the {L_own['prompts']} prompts "
+    f"left to each of those pictures, {L_own['train']} are training captions and {L_own['test']} other test pictures' own "
+    f"captions, and with them the nearest caption form is {side(no_own_vs_zs)} the zero-shot classifier: {pts(no_own_vs_zs)}. "
+    f"The person is not gone, though: for {len(twin_rows)} of those {L_own['n']} pictures the prompts still hold the same "
+    "person in another gender form, which filled with the picture's tone is a training caption that differs from its own "
+    "caption only in its gender words"
+    + (f" (\"{twin_example[1]}\" for \"{twin_example[0]}\")." if twin_example else "."),
+    f"**Without the picture's person in any gender form.** Removing every caption form of the picture's base "
+    f"(`same_base_mask`; {L_base['n']} of {n} pictures lose {L_base['lost']} forms, {L_base['forms']} per class left, "
+    f"of whose prompts {L_base['train']} are training captions and {L_base['test']} other test pictures' own captions) "
+    f"scores {pct(no_base_hits.mean())} (chance {pct(tone_res['chance'])}, majority class {pct(tone_res['majority'])}): "
+    f"the other gender forms are worth {pts(twin_gain)} on top of the own person's form "
+    f"({gain(twin_gain)}), and the person in every form {pts(person_gain)} ({gain(person_gain)}). Without them the nearest "
+    f"caption form is {side(no_base_vs_zs)} the zero-shot classifier: {pts(no_base_vs_zs)}. "
+    + ("So the nearest caption form's gain over the zero-shot classifier goes with retrieving the picture's own caption and "
+       "its near-duplicates in the other gender forms: once they are gone, this run shows no gain left (the interval still "
+       f"allows up to {100 * no_base_vs_zs['hi']:+.1f} points from the rest of the prompts)."
+       if no_base_vs_zs['lo'] <= 0 <= no_base_vs_zs['hi'] and person_gain['lo'] > 0 else
+       "So the picture's person, in all its forms, explains only part of the gain: without it the nearest caption form "
+       "stays above the zero-shot classifier beyond luck, and this run does not say what the rest is (the prompts left "
+       "still hold other test pictures' captions, and other near-duplicates may remain)."
+       if no_base_vs_zs['lo'] > 0 and person_gain['lo'] > 0 else
+       "So this run does not show that the picture's person is what makes the nearest caption form win."),
     f"**The nearest training caption of unseen people.** The caption forms of the {len(tone.unseen_caption_templates)} people "
     f"absent from the test split ({tone_res['own_captions']['unseen_nearest']} own captions among their prompts, "
     f"{training_caption_note(tone_res, 'unseen_nearest')} prompts training captions) score {pct(tone_res['unseen_nearest_top1'])} "
@@ -742,10 +833,13 @@ display(Markdown('\n\n'.join([
     f"classifier, {side(u, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}"
     + f". This rule differs from the zero-shot classifier in kind of prompt and in number "
     f"({len(tone.unseen_caption_templates)} against {tone_res['prompts']['zero_shot']} per class). Against the nearest caption "
-    f"form without the picture's own person, also no picture's own caption, it is {pts(unseen_vs_no_own)}: those two differ "
-    f"in how many forms they hold ({len(tone.unseen_caption_templates)} against {T - 1} per class) and in whom they name "
-    "(people the test split never shows, against the test split's other people), and this comparison does not say which "
-    "of the two makes the difference.",
+    f"form without the picture's own person it is {pts(unseen_vs_no_own)}, and without the picture's person in any gender "
+    f"form {pts(unseen_vs_no_base)}. Each pair differs in three ways at once: in how many forms they hold "
+    f"({len(tone.unseen_caption_templates)} against {L_own['forms']} and {L_base['forms']} per class), in whom they name (people the "
+    "test split never shows, against the test split's other people), and in what their prompts are (only training captions, "
+    f"against training captions and {L_own['test']} or {L_base['test']} other test pictures' own captions, and, for the "
+    f"first, the same person in another gender form for {len(twin_rows)} pictures); these comparisons do not say which of "
+    "them makes a difference.",
     f"**The zero-shot classifier against its single template.** The zero-shot templates "
     f"({', '.join(repr(str(t)) for t in zero_shot_templates(tone))}) and the single template "
     f"({str(tone.templates[0])!r}, {training_caption_note(tone_res, 'single')} of its prompts training captions) agree on "
@@ -761,6 +855,12 @@ keep_first = torch.ones_like(own_mask); keep_first[:, 0] = False            # ex
 test_close(nearest_prompt_logits(model, tone_feats, tone.classnames, tone.caption_templates, exclude=keep_first),
            nearest_prompt_logits(model, tone_feats, tone.classnames, tone.caption_templates[:1]), eps=1e-4)
 test_eq(int(own_mask.any(1).sum()), tone_res['own_captions']['captions_nearest'])   # the pictures whose own caption is a prompt
+assert not (own_mask & ~base_mask).any()                                            # the own person's form is among its base's
+
+# %%
+#| hide
+test_eq(int(is_train.sum()), tone_res['caption_prompts']['captions_nearest'])       # the table's training-caption count
+assert not (is_train & is_test).any() and bool((is_train | is_test).all())          # every prompt: a training or a test caption
 if not in_test():
     assert tone_res['own_captions']['captions_nearest'] > tone_res['n'] / 2, tone_res      # "most held-out pictures"
     assert tone_res['own_captions']['unseen_nearest'] == 0, tone_res                      # "spell no test caption"
@@ -856,6 +956,7 @@ scene_results = [run_task(scene_model, scene_task(a, n=pick_n)) for a in ('color
 display(Markdown(task_table(scene_results) + '\n' + majority_table(scene_results)))
 
 # %%
+#| hide
 if not in_test():
     for r in scene_results:      # the reading in the table is the data's
         assert (r['vs_majority']['lo'] > 0) <= (r['zero_shot_top1'] > baseline(r['chance'], r['majority'])), r

@@ -32,6 +32,7 @@ from clip_annotated.data import DEFAULT_TEMPLATES, EmojiDataset, TONES
 from clip_annotated.model import create_model
 from clip_annotated.train import PRESETS
 from clip_annotated.run import book_model
+from clip_annotated.tokenizer import default_tokenizer
 from clip_annotated.tasks import caption_prompts, emoji_task, own_captions, scene_task, training_caption_set
 from clip_annotated.zeroshot import against_majority, baseline, evaluate, majority_hits, paired_bootstrap, zero_shot_classifier
 
@@ -311,7 +312,7 @@ def n_caps(a: str, templates) -> int:
     return caption_prompts(tasks[a], list(templates))
 def caps_of(a: str, templates) -> str:
     "The same count as 'k of T·C', for a table."
-    return f"{n_caps(a, templates)} of {len(templates) * len(tasks[a].classnames)}"
+    return f"{n_caps(a, templates):,} of {len(templates) * len(tasks[a].classnames):,}"
 def dagger(a: str, template) -> str:
     "A template as text, with † when it fills to a training caption for some class of task `a`."
     return template_text(template) + (' †' if n_caps(a, [template]) else '')
@@ -417,13 +418,13 @@ bare_words = list(dict.fromkeys(c for a in bare_caps for c in tasks[a].classname
 b1 = ('* **"A photo of a {}." is not our default.** The paper chose it because alt-text describes photos; ours describes '
       'emoji, and the token "photo" was never trained. ')
 if helps:
-    b1 += (f"Added to the bare name it helps beyond luck on {names(helps)} all the same: an untrained token moves the sentence "
-           "embedding, and here the move happens to help. ")
+    b1 += (f"Added to the bare name it helps beyond luck on {names(helps)} all the same; this measures that the words "
+           "\"a photo of a\" (\"a\" and \"of\" trained, \"photo\" not) change the answers, not why. ")
 else:
     b1 += ("Added to the bare name it brings no gain beyond luck on any task, where the paper saw +1.3 points on ImageNet"
            + (f", and it costs accuracy beyond luck on {names(hurts)}" if hurts else '')
-           + "; whatever it changes, it changes by moving the sentence embedding with an untrained token, not by telling "
-             "the model what kind of picture this is. ")
+           + "; this measures only what adding the words \"a photo of a\" (\"a\" and \"of\" trained, \"photo\" not) "
+             "does to the accuracy, not why. ")
 if bare_caps:
     b1 += ("Only where the bare name fills to no training caption is this a comparison of two zero-shot prompts"
            + (f" ({names([a for a in FAMILIES if a not in bare_caps])})" if len(bare_caps) < len(FAMILIES) else ', which is on no task')
@@ -482,6 +483,12 @@ b3 += (f"Templates from another domain cost most on {tasks[cost].name} ({interva
        f"`{first[cost][CLEAN]}`, both zero-shot).")
 assert all(not n_caps(a, [first[a][k]]) for a in FAMILIES for k in ('photo', 'photo + context', 'mismatched', CLEAN))
 display(Markdown('\n'.join([b1, b2, b3])))
+
+# %%
+#| hide
+trained_ids = {i for c in training_caption_set('emoji') for i in default_tokenizer().encode(c)}
+assert not set(default_tokenizer().encode('photo')) & trained_ids                              # "photo" not trained
+assert set(default_tokenizer().encode('a of')) <= trained_ids                                  # "a" and "of" trained
 
 # %% [markdown]
 # ## Wording: paraphrases of one template
@@ -769,7 +776,9 @@ display(Markdown(
 #
 # ## Scenes: where the prompt must invent details
 #
-# Procedural scenes make the paper's big/small example literal. A scene caption names everything at
+# The photo pool above holds a big and a small version of one template, in the style of the paper's
+# ImageNet ensemble (§3.1.4): prompts that differ in a detail the picture may not have. Procedural
+# scenes make that literal. A scene caption names everything at
 # once ("two small green triangles"), so a prompt for a colour must invent a shape and a size: "a
 # small red circle" is a caption of the right form, but for a picture of large red stars it is wrong
 # twice. The zero-shot chapter's scene tasks therefore use one template per (shape, size) for colour,
@@ -791,6 +800,7 @@ for a, t in scene_tasks.items():
     E = template_embeddings(scene_model, t.classnames, t.templates)
     each = template_predictions(f[0], E) == f[1]                                     # [T, N] per template
     ens_hits = zero_shot_logits(f[0], ensemble_weights(E)).argmax(1) == f[1]
+    bare_hits = zero_shot_logits(f[0], ensemble_weights(template_embeddings(scene_model, t.classnames, ['{}']))).argmax(1) == f[1]
     base = template_sweep(scene_model, t, ['{}', 'a photo of a {}.'], features=f)
     ens = _scores(*f, ensemble_weights(template_embeddings(scene_model, t.classnames, t.templates)))['top1']
     scene_rows.append(dict(task=t.name, chance=t.chance, majority=majority_hits(f[1]).mean().item(), bare=base[0]['top1'],
@@ -798,7 +808,9 @@ for a, t in scene_tasks.items():
                            caps=[caption_prompts(t, x) for x in (['{}'], ['a photo of a {}.'], t.templates)],
                            example=template_text(t.templates[0]), lo=own.min(), med=float(np.median(own)), hi=own.max(), ensemble=ens,
                            vs_majority=against_majority(ens_hits, f[1], n_boot=pick(2000, 2000, test=200)),
-                           gap=paired_bootstrap(each[int(own.argmax())], each[int(own.argmin())], n_boot=pick(2000, 2000, test=200))))
+                           gap=paired_bootstrap(each[int(own.argmax())], each[int(own.argmin())], n_boot=pick(2000, 2000, test=200)),
+                           bare_vs_ensemble=paired_bootstrap(bare_hits, ens_hits, n_boot=pick(2000, 2000, test=200)),
+                           bare_top1=bare_hits.double().mean().item()))
 display(Markdown('| task | chance | majority class | `{}` | `a photo of a {}.` | detailed templates (first) | prompts that are training captions: `{}` / photo / detailed | single detailed template: min / median / max | ensemble of all |\n'
                  '|---|---:|---:|---:|---:|---|---:|---:|---:|\n' +
                  '\n'.join(f"| {r['task']} | {pct(r['chance'])} | {pct(r['majority'])} | {pct(r['bare'])} | {pct(r['photo'])} | {r['n']} (`{r['example']}`) | "
@@ -809,6 +821,7 @@ display(Markdown('| task | chance | majority class | `{}` | `a photo of a {}.` |
 #| hide
 if not in_test():
     assert scene_rows[0]['ensemble'] > 0.5 + baseline(scene_rows[0]['chance'], scene_rows[0]['majority']) / 2, scene_rows[0]   # colour: "known"
+for r in scene_rows: test_close(r['bare_top1'], r['bare'], eps=1e-9)      # the paired interval's bare word is the table's
 
 
 # %% [markdown]
@@ -828,14 +841,22 @@ def gap(r) -> str: return f"{attribute(r)} {100 * r['gap']['diff']:+.1f} [{100 *
 def span(r) -> str: return f"{attribute(r)} {pct(r['lo'])} to {pct(r['hi'])}"
 known, partly = [r for r in scene_rows if skill(r) >= 0.5], [r for r in scene_rows if skill(r) < 0.5]
 parts = []
+def bare(r) -> str:
+    d = r['bare_vs_ensemble']
+    return (f"{attribute(r)} {pct(r['bare'])}, {100 * d['diff']:+.1f} points [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] "
+            f"against the ensemble's {pct(r['ensemble'])}, "
+            + ('above it beyond luck' if d['lo'] > 0 else 'below it beyond luck' if d['hi'] < 0 else 'not distinguishable from it'))
 if known:
-    widest = max(100 * (r['hi'] - r['lo']) for r in known)
+    no_gap = all(r['gap']['lo'] <= 0 for r in known)
     parts.append(f"Where the model knows the attribute ({'; '.join(map(against, known))}), single detailed templates span "
-                 f"{', '.join(map(span, known))}"
-                 + (": the invented details hardly matter" if widest < 5 else "")
-                 + (f", and even the bare word is close ({', '.join(pct(r['bare']) for r in known)})."
-                    if all(abs(r['bare'] - r['ensemble']) < 0.05 for r in known) else
-                    f"; the bare word scores {', '.join(pct(r['bare']) for r in known)}."))
+                 f"{', '.join(map(span, known))}; the best minus the worst on the same pictures is {', '.join(map(gap, known))} "
+                 "points (95% paired bootstrap, the extremes picked after seeing the scores, so the interval overstates a "
+                 "difference fixed in advance)"
+                 + (": even the extremes are not distinguishable, so the invented details make no difference this run can detect. "
+                    if no_gap else ": the extremes differ beyond luck on that interval, which is all this run can say of the "
+                    "invented details. ")
+                 + f"The bare word, set against the ensemble on the same pictures (a pair fixed in advance), scores "
+                 + '; '.join(map(bare, known)) + '.')
 if partly:
     inside = all(r['lo'] <= r['ensemble'] <= r['hi'] for r in partly)
     parts.append(f"Where it is less than halfway from the majority class to always right ({'; '.join(map(against, partly))}), single detailed templates span "
@@ -887,8 +908,9 @@ test_close(probability_ensemble(feats_toy, E).sum(-1), torch.ones(6), eps=1e-5)
 # listed for reference; it costs what the probability ensemble costs. On the skin tone's caption forms
 # it is close to caption retrieval, as the zero-shot chapter found: filled in, those prompts spell many
 # test pictures' own captions, and the second table's last column counts them. Neither pool is
-# zero-shot (the caption forms are made of training captions, and two paraphrases of each dozen fill
-# to one; the first table counts the prompts that are): each row compares two ways of combining the
+# zero-shot (filled in, the caption forms spell training captions and, on the skin tone, test
+# pictures' own captions; two paraphrases of each dozen fill to a training caption; the first table
+# counts the training-caption prompts): each row compares two ways of combining the
 # same prompts, which it holds equal, not zero-shot accuracies.
 
 # %%
@@ -922,6 +944,13 @@ display(Markdown('| task, pool | T | embedding − probability (points, 95% pair
                  '|---|---:|---:|---:|---:|---:|\n' +
                  '\n'.join(f"| {r['task']}, {r['pool']} | {r['T']} | {ci(r['emb_prob'])} | {pct(r['agree'])} | "
                            f"{r['n_emb']:,} vs {r['n_prob']:,} | {r['own']} of {len(labels_of[r['attr']])} |" for r in space_rows)))
+
+# %%
+#| hide
+if not in_test():   # the prose above: the caption forms spell training captions, and test pictures' own captions on the skin tone only
+    form_rows = {r['attr']: r for r in space_rows if r['pool'] == 'caption forms'}
+    assert form_rows['skin_tone']['own'] > 0 and all(r['own'] == 0 for a, r in form_rows.items() if a != 'skin_tone'), form_rows
+    assert all(not r['caps'].startswith('0 of') for r in form_rows.values()), form_rows
 
 # %% [markdown]
 # Per picture, the embedding ensemble costs `d·C` multiply-adds and the probability ensemble `T·d·C`
