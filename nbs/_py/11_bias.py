@@ -258,6 +258,7 @@ print(textwrap.fill(f"{len(trios)} (person, man, woman) trios of the same occupa
                     f"tones) it is closer to the man's in {int((px_man < px_woman).sum())} of the {len(PROBED)} "
                     "occupations", 88))
 
+
 # %% [markdown]
 # That the person's picture leans toward the man does not by itself say that the *name* leans because
 # of it. If the name inherits the lean of the picture it captioned, the occupations whose person
@@ -403,6 +404,7 @@ print(f"drop: {len(base):,} -> {len(dropped):,} pictures\ncaptions: {len(relabel
 assert not set(SKEWED) - set(PROBED)                  # the six skewed occupations are all probed
 test_fail(lambda: bias_run('shuffle'), contains='balanced, drop, captions')
 assert relabelled[i][1] != base[i][1] and (relabelled[i][0] == base[i][0]).all()
+
 
 # %% [markdown]
 # The order of the data, as training draws it (the loader chapter's `TrainBatches`, one process, the

@@ -123,6 +123,7 @@ print('count accuracy by true count:', ', '.join(f'{k + 1}: {v:.1%}' for k, v in
 print('confusion (rows: true 1..4, columns: predicted 1..4):')
 print(C_count.numpy())
 
+
 # %%
 #| fig-cap: "Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count (left), and counting broken down by the true number of shapes (right); dashed lines are chance, dotted lines the majority class, error bars 95% Wilson intervals over the scenes."
 #| fig-alt: "Two bar charts with error bars. Left: zero-shot accuracy of three questions asked of the same scenes, colour, shape and count, each bar with a dashed line at its own chance level and a dotted line at its majority-class baseline. Right: count accuracy for each true number of shapes, one to four, with a dashed chance line at one in four. The paragraph below gives the values."
