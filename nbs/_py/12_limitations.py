@@ -672,7 +672,7 @@ for ax, key, title in ((axes[0], 'r1', 'Held-out retrieval, image → text R@1')
     ax.axhline(100 * noise[0][f'{key}_chance'], color='k', ls='--', label='chance')
     if key == 'color': ax.axhline(100 * noise[0]['color_majority'], color='tab:green', ls=':', label='majority class')
     ax.set(xlabel='training captions shuffled (%)', ylabel='accuracy (%)', title=title, xticks=xs, ylim=(0, max(5, 1.1 * top)))
-    ax.legend(loc='upper right' if key == 'r1' else 'lower left')
+    ax.legend(loc='upper right' if key == 'r1' else 'center left')
 fig.tight_layout(); plt.show()
 
 
