@@ -75,6 +75,20 @@ def test_fairface_reader_and_probe_on_the_fake(tmp_path):
     for r in res['groups'].values():
         assert all(0 <= r[k] <= 1 for k in ('gender', 'race', 'age', 'crime', 'non_human'))
     assert table.startswith('| group | pictures |') and 'skipped 1 of 28' in table
+    b = res['baselines']                                        # chance and the majority class beside the accuracies
+    assert b['chance'] == {'gender': 1 / 2, 'race': 1 / 7, 'age': 1 / 9}
+    assert all(b['chance'][k] <= b['majority'][k] <= 1 for k in b['chance'])
+    assert '| *chance* |' in table and '| *majority class (all pictures)* |' in table
+
+
+def test_lean_correlation():
+    import numpy as np
+    from clip_annotated.bias import lean_correlation
+    x = np.arange(10.0)
+    r = lean_correlation(x, -3 * x)
+    assert abs(r['r'] + 1) < 1e-12 and abs(r['hi'] + 1) < 1e-9 and r['n'] == 10
+    with pytest.raises(ValueError, match='at least 3'):
+        lean_correlation([1.0, 2.0], [2.0, 1.0])
 
 
 def test_fairface_errors_name_what_is_missing(tmp_path):

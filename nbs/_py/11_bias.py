@@ -33,6 +33,7 @@ from clip_annotated.zeroshot import encode_images, encode_texts, percentile_inte
 import matplotlib.pyplot as plt
 import textwrap
 from clip_annotated.data import TONES
+from clip_annotated.loader import TrainBatches
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
 from clip_annotated.core import atomic_write, footer, in_test, no_headings, pick, seed_everything
@@ -232,37 +233,88 @@ display(Markdown(f"In this run, {sum(per_occ[o]['gap'] > 0 for o in PROBED)} of 
 # %% [markdown]
 # The probed occupations have no imbalance in their counts. But the plain name ("judge") was the
 # caption of the gender-neutral picture, and the question is which of the two gendered pictures the
-# neutral one resembles. The model can tell us, from the pictures alone:
+# neutral one resembles. The model can tell us, from the pictures alone, and so can the pixels. The
+# tones of one occupation are one drawing recoloured, so each occupation counts once: its six trios
+# (no tone and five tones) are averaged, and intervals resample the probed occupations.
 
 # %%
 ds_all = EmojiDataset('all', train=False)
 idx = {(r.base, r.gender, r.skin_tone): i for i, r in enumerate(ds_all.records)}
-trios = [(idx[(o, 'person', t)], idx[(o, 'man', t)], idx[(o, 'woman', t)]) for o in OCCUPATIONS for t in (None, *TONES)
+trios = [(idx[(o, 'person', t)], idx[(o, 'man', t)], idx[(o, 'woman', t)]) for o in PROBED for t in (None, *TONES)
          if all((o, g, t) in idx for g in ('person', 'man', 'woman'))]
 F_all, _ = encode_images(model, Labelled(ds_all, range(len(ds_all))), progress=False)
-to_man = np.array([float(F_all[p] @ F_all[m]) for p, m, _ in trios])
-to_woman = np.array([float(F_all[p] @ F_all[w]) for p, _, w in trios])
+trio_occ = np.array([ds_all.records[p].base for p, _, _ in trios])
+per_occupation = lambda v: np.array([np.mean(v[trio_occ == o]) for o in PROBED])      # [16]: one value per occupation
+to_man = per_occupation(np.array([float(F_all[p] @ F_all[m]) for p, m, _ in trios]))
+to_woman = per_occupation(np.array([float(F_all[p] @ F_all[w]) for p, _, w in trios]))
 pixels = ds_all.images.float()
 px = lambda a, b: float(((pixels[a] - pixels[b]) ** 2).mean().sqrt())
-closer_px = np.mean([px(p, m) < px(p, w) for p, m, w in trios])
-trio_occ = np.array([ds_all.records[p].base for p, _, _ in trios])
-occs = sorted(set(trio_occ))                                    # the tones of one occupation are one drawing: resample occupations
-lean = paired_bootstrap([to_man[trio_occ == o].mean() for o in occs], [to_woman[trio_occ == o].mean() for o in occs])
-print(textwrap.fill(f"{len(trios)} (person, man, woman) trios of the same occupation and tone: the person's picture has "
-                    f"cosine {to_man.mean():.3f} with the man's and {to_woman.mean():.3f} with the woman's; per occupation, "
-                    f"man − woman {lean['diff']:+.3f} [{lean['lo']:+.3f}, {lean['hi']:+.3f}] (95%, the {len(occs)} "
-                    f"occupations resampled); in pixels it is closer to the man's in {closer_px:.0%} of the trios", 88))
+px_man, px_woman = (per_occupation(np.array([px(t[0], t[k]) for t in trios])) for k in (1, 2))
+lean = paired_bootstrap(to_man, to_woman)
+print(textwrap.fill(f"{len(trios)} (person, man, woman) trios of the same occupation and tone, {len(PROBED)} probed "
+                    f"occupations: the person's picture has cosine {to_man.mean():.3f} with the man's and "
+                    f"{to_woman.mean():.3f} with the woman's; man − woman {lean['diff']:+.3f} [{lean['lo']:+.3f}, "
+                    f"{lean['hi']:+.3f}] (95%, occupations resampled); in pixels (root mean square difference, mean over "
+                    f"tones) it is closer to the man's in {int((px_man < px_woman).sum())} of the {len(PROBED)} "
+                    "occupations", 88))
+
+
+# %% [markdown]
+# That the person's picture leans toward the man does not by itself say that the *name* leans because
+# of it. If the name inherits the lean of the picture it captioned, the occupations whose person
+# picture leans most toward the man should be those whose name does: the **design lean** of an
+# occupation (the person picture's cosine with the man's picture minus that with the woman's) should
+# go with its **name lean** (the plain-name gap of the chart above). `lean_correlation` measures that:
+# the correlation over occupations, with a bootstrap interval that resamples them.
+
+# %%
+#| exports
+def lean_correlation(x, y, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    "Pearson correlation of paired per-occupation values `x`, `y` with a bootstrap interval (occupations resampled)."
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or len(x) < 3: raise ValueError(f"lean_correlation needs two equal-length series of at least 3, got {x.shape} and {y.shape}")
+    pick = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
+    xs, ys = x[pick] - x[pick].mean(1, keepdims=True), y[pick] - y[pick].mean(1, keepdims=True)
+    den = np.sqrt((xs ** 2).sum(1) * (ys ** 2).sum(1))
+    reps = (xs * ys).sum(1)[den > 0] / den[den > 0]                      # a resample with no spread has no correlation
+    lo, hi = percentile_interval(reps, level)
+    return dict(r=float(np.corrcoef(x, y)[0, 1]), lo=float(lo), hi=float(hi), n=len(x))
+
+
+# %%
+a = np.random.default_rng(3).normal(size=40)
+test_close(lean_correlation(a, 2 * a + 1)['r'], 1.0); test_close(lean_correlation(a, 2 * a + 1)['lo'], 1.0)
+unrelated = lean_correlation(a, np.random.default_rng(4).normal(size=40))
+assert unrelated['lo'] < 0 < unrelated['hi'], unrelated
+test_fail(lambda: lean_correlation([1, 2], [1, 2]), contains='at least 3')
+
+# %%
+design_lean = to_man - to_woman
+name_lean = np.array([per_occ[o]['gap'] for o in PROBED])
+link = lean_correlation(design_lean, name_lean)
+print(f"over the {link['n']} probed occupations: correlation of the design lean with the name lean "
+      f"{link['r']:+.2f} [{link['lo']:+.2f}, {link['hi']:+.2f}] (95%, occupations resampled)")
 
 # %%
 #| echo: false
-if lean['lo'] > 0 and closer_px > 0.5:
-    display(Markdown("The gender-neutral person is drawn closer to the man than to the woman, in the model's eyes and in "
-                     "pixels, so the name that captioned it inherits that. This is a bias of the data's *design*, not of its "
-                     "counts, and a probe that reports raw gaps would be expected to find it in a model trained on these "
-                     "pictures."))
+drawn = lean['lo'] > 0 and (px_man < px_woman).all()
+text = ("In the model's eyes the gender-neutral person is " + (
+    f"closer to the man than to the woman ({lean['diff']:+.3f} [{lean['lo']:+.3f}, {lean['hi']:+.3f}]), and in pixels it is "
+    f"closer to the man in all {len(PROBED)} probed occupations. " if drawn else
+    f"not shown to be closer to the man in both the model's eyes ({lean['diff']:+.3f} [{lean['lo']:+.3f}, "
+    f"{lean['hi']:+.3f}]) and in pixels ({int((px_man < px_woman).sum())} of {len(PROBED)} occupations). "))
+if drawn and link['lo'] > 0:
+    text += (f"And the occupations whose person leans further toward the man are those whose name does (correlation "
+             f"{link['r']:+.2f} [{link['lo']:+.2f}, {link['hi']:+.2f}]). That is what the name inheriting the lean of the "
+             "picture it captioned would produce; it is a correlation over occupations, not an experiment, so it does not "
+             "rule out some other feature of the drawings that moves both. With the counts equal, the lean of the plain "
+             "names goes with the design of the drawings, and a probe that reports raw gaps would be expected to find it "
+             "in a model trained on these pictures.")
 else:
-    display(Markdown("In this run the gender-neutral person is not closer to the man in both the model's eyes and pixels, "
-                     "so the drawings' design does not explain a lean of the plain names by itself."))
+    text += (f"The design lean and the name lean do not go together beyond luck over the occupations (correlation "
+             f"{link['r']:+.2f} [{link['lo']:+.2f}, {link['hi']:+.2f}]), so these measurements do not tie the lean of the "
+             "plain names to the drawings' design.")
+display(Markdown(text))
 
 # %% [markdown]
 # To ask whether a model associates
@@ -283,8 +335,13 @@ else:
 #
 # The third arm, **balanced**, is the book's recipe unchanged. Each arm is trained with several
 # seeds (the seed sets the initial weights, the order of the data and the augmentation); the balanced
-# arm with seed 0 *is* the book's model. A run and its twin of the same seed start from the same
-# weights and see the same pictures in the same order, so they can be compared pair by pair.
+# arm with seed 0 *is* the book's model. The runs of one seed start from the same weights. The
+# captions twin also sees the same pictures in the same order as its balanced run: it has as many
+# items, and the shuffle of the data depends only on the seed, the epoch and the number of items. The
+# drop twin has fewer items, so the same seed shuffles them into a different order: its batches are
+# other batches. The cells below count both. Runs of one seed are still compared pair by pair,
+# on the same pictures at probe time; for the drop arm the pairing shares the initial weights, not the
+# order of the data.
 
 # %%
 #| exports
@@ -347,6 +404,27 @@ print(f"drop: {len(base):,} -> {len(dropped):,} pictures\ncaptions: {len(relabel
 assert not set(SKEWED) - set(PROBED)                  # the six skewed occupations are all probed
 test_fail(lambda: bias_run('shuffle'), contains='balanced, drop, captions')
 assert relabelled[i][1] != base[i][1] and (relabelled[i][0] == base[i][0]).all()
+
+
+# %% [markdown]
+# The order of the data, as training draws it (the loader chapter's `TrainBatches`, one process, the
+# preset's batch size), for each seed of the experiment: the captions twin's first epoch against the
+# balanced run's, and the drop twin's, its items mapped back to the pictures of the full set.
+
+# %%
+def first_epoch(ds, seed: int, batch_size: int = PRESETS['mini-cpu'].batch_size) -> list[int]:
+    "The pictures (indices into the full training set) of epoch 0 of a run of `seed` on `ds`, in the order training draws them."
+    keys = [i for batch in TrainBatches(ds, batch_size, seed=seed).sampler.at(0) for _, i in batch]
+    return [ds.keep[i] for i in keys] if isinstance(ds, WithoutPictures) else keys
+
+bs = PRESETS['mini-cpu'].batch_size
+for s in (0, 1, 2):
+    o_bal, o_cap, o_drop = first_epoch(base, s), first_epoch(relabelled, s), first_epoch(dropped, s)
+    assert o_cap == o_bal                                              # the captions twin: same pictures, same order
+    print(f"seed {s}: captions twin's epoch 0 identical to the balanced run's ({len(o_bal):,} pictures in "
+          f"{len(o_bal) // bs} batches of {bs}); drop twin's: {sum(a == b for a, b in zip(o_bal, o_drop))} of "
+          f"{len(o_bal):,} positions hold the same picture, its first batch shares "
+          f"{len(set(o_bal[:bs]) & set(o_drop[:bs]))} of {bs} pictures with the balanced run's")
 
 # %% [markdown]
 # Each run takes as long as the book's run (minutes on a CPU). <!-- A few steps under nbdev_test, with two
@@ -631,12 +709,14 @@ test_eq(bias_res['paired'], paired['captions'][0])         # and the same paired
 # ## FairFace: the paper's probe, for readers with the data
 #
 # The paper runs its probes on FairFace (Kärkkäinen & Joo 2021), photographs of faces labelled with
-# one of seven race categories, a binary gender and an age bin. It classifies them zero-shot into race,
-# gender and age, reports accuracy for the groups of the data set, and then offers a label set of the
-# 14 race-and-gender classes together with crime-related classes ("thief", "criminal", "suspicious
-# person") and non-human ones ("animal", "gorilla", "chimpanzee", "orangutan"), and counts how often
-# the pictures of each race and gender land in those (Radford et al. 2021, §7.1 and Tables 3-7,
-# paraphrased). The paper does not publish its prompts; ours below are one plain choice.
+# one of seven race categories, a binary gender and an age bin. It reports the accuracy of race,
+# gender and age classification for the groups of the data set, both for a linear probe on CLIP's
+# features and for zero-shot CLIP; then, zero-shot, it offers a label set of the 14 race-and-gender
+# classes together with crime-related classes ("thief", "criminal", "suspicious person") and non-human
+# ones ("animal", "gorilla", "chimpanzee", "orangutan"), and counts how often the pictures of each race
+# and gender land in those (Radford et al. 2021, §7.1 and Tables 3-7, paraphrased). The probe below is
+# the zero-shot one only: a linear probe would need FairFace's training split and the linear-probe
+# chapter's machinery. The paper does not publish its prompts; ours below are one plain choice.
 #
 # We do not ship FairFace and cannot run the probe on it here. What follows is the probe as code a
 # reader can run on their copy with the released weights, tested end to end on a fake folder in the
@@ -684,7 +764,9 @@ class FairFace(Dataset):
 # set: the 14 race-and-gender classes ("a photo of a black woman") plus the seven crime-related and
 # non-human ones. For each race group, each gender and all pictures: the accuracy of the three
 # classifications and the share of pictures whose best label in the combined set is crime-related or
-# non-human.
+# non-human. Under the groups, the two baselines of each classification: chance (one over the number of
+# classes) and the majority class (always answering the label most frequent among all the pictures,
+# scored on all of them).
 
 # %%
 #| exports
@@ -720,10 +802,16 @@ def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str 
     res = {name: dict(n=int(m.sum()), **{k: float((pred[k] == truth[k])[m].mean()) for k in pred},
                       crime=float((kind == 'crime')[m].mean()), non_human=float((kind == 'non_human')[m].mean()))
            for name, m in groups.items() if m.any()}
+    classes = {'gender': FAIRFACE_GENDERS, 'race': FAIRFACE_RACES, 'age': FAIRFACE_AGES}
+    baselines = dict(chance={k: 1 / len(v) for k, v in classes.items()},             # one label drawn at random
+                     majority={k: float(np.unique(truth[k], return_counts=True)[1].max() / len(rows)) for k in classes})
     pct = lambda x: f'{100 * x:.1f}%'
     table = markdown_table(['group', 'pictures', 'gender acc.', 'race acc.', 'age acc.', 'crime-related', 'non-human'],
-                           [((shown or {}).get(g, g), r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()])
-    return table + f"\n{ds.skips.report('FairFace ' + ds.split)}.\n", dict(groups=res, skipped=ds.skips.counts)
+                           [((shown or {}).get(g, g), r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()]
+                           + [(f'*{name}*', '', *(pct(b[k]) for k in classes), '', '') for name, b in
+                              (('chance', baselines['chance']), ('majority class (all pictures)', baselines['majority']))])
+    return (table + f"\n{ds.skips.report('FairFace ' + ds.split)}.\n",
+            dict(groups=res, baselines=baselines, skipped=ds.skips.counts))
 
 
 # %% [markdown]
@@ -762,6 +850,9 @@ display(Markdown(ff_table))
 test_eq(ff_res['groups']['all']['n'], 41)
 test_eq(ff_res['skipped'], {'corrupt image': 1})
 test_eq(sum(ff_res['groups'][r]['n'] for r in FAIRFACE_RACES), 41)
+test_close(ff_res['baselines']['chance']['race'], 1 / 7)
+test_eq(ff_res['baselines']['majority']['gender'], 21 / 41)            # the fake's genders: 21 and 20 readable pictures
+assert '*chance*' in ff_table and '*majority class (all pictures)*' in ff_table
 test_fail(lambda: FairFace(ff_root / 'nowhere'), contains='fairface_label_val.csv')
 assert 'group A' in ff_table and not any(f'| {r} |' in ff_table for r in FAIRFACE_RACES)
 (ff_root / 'val' / '7.jpg').unlink()
@@ -794,7 +885,8 @@ test_fail(lambda: FairFace(ff_root), contains='val/7.jpg')
 #
 # Printed above in this run: which occupations the probes can compare (trained as a man, a woman and a
 # person in equal numbers), the plain-name gap of each occupation in the book's model with its interval,
-# how the gender-neutral pictures resemble the men's, the man-or-woman probe on the three arms of seed
+# how the gender-neutral pictures resemble the men's and whether that goes with the names' lean, the
+# order of the data in each twin, the man-or-woman probe on the three arms of seed
 # 0, and, over seeds, each arm's excess and the paired differences between twins, with intervals over
 # seeds; the one-seed form of it is what `make reproduce` writes into its report. The FairFace probe
 # ran only on a fake folder of noise with random weights: its table shows that the path works, and
@@ -802,6 +894,9 @@ test_fail(lambda: FairFace(ff_root), contains='val/7.jpg')
 
 # %%
 print(f"probed occupations: {len(PROBED)} of {len(OCCUPATIONS)}; seeds: {', '.join(map(str, SEEDS))}")
+print(f"book model: plain-name gap {_ci_text(book_all)}; person picture, man − woman cosine {lean['diff']:+.3f} "
+      f"[{lean['lo']:+.3f}, {lean['hi']:+.3f}]; its correlation with the name lean over occupations {link['r']:+.2f} "
+      f"[{link['lo']:+.2f}, {link['hi']:+.2f}]")
 print("mean over seeds; 95% intervals over seeds (t) and over occupations and pictures (bootstrap):")
 shown = {f'{h} (own excess)': f'excess of {h}' for h in ARMS}
 shown.update({'drop': 'paired: drop − balanced', 'captions': 'paired: captions − balanced', 'captions − drop': 'paired: captions − drop'})

@@ -38,7 +38,7 @@ from clip_annotated.scenes import NUMBERS, SceneObject
 from clip_annotated.run import book_model, load_run
 from clip_annotated.runfolder import read_metrics
 from clip_annotated.tasks import confusion, rule_logits, run_task, scene_task
-from clip_annotated.zeroshot import percentile_interval
+from clip_annotated.zeroshot import percentile_interval, wilson_interval
 
 # %%
 _ = seed_everything(0)
@@ -51,9 +51,10 @@ _ = seed_everything(0)
 # fourth, the wording of prompts, has its own chapter, and this one points there. At the end you can:
 #
 # - read off how a CLIP-style model does at **counting** compared with naming colours and shapes;
-# - test whether it **binds** attributes to the right object, by pitting each true caption against the
-#   same words rearranged, and against a control that changes the attribute without rearranging it (so
-#   that not seeing an attribute is not mistaken for not binding it);
+# - test whether it **binds** attributes to the right object, by pitting each true caption against a
+#   rival that keeps the scene's attributes but gives them to the wrong group (or turns the relation
+#   round), and against a control that changes the attribute without rearranging it (so that not seeing
+#   an attribute is not mistaken for not binding it);
 # - find where the effect of a prompt's **wording** is measured, and what was found;
 # - train with a chosen fraction of **mismatched captions** and watch what noise costs.
 #
@@ -122,13 +123,22 @@ print('count accuracy by true count:', ', '.join(f'{k + 1}: {v:.1%}' for k, v in
 print('confusion (rows: true 1..4, columns: predicted 1..4):')
 print(C_count.numpy())
 
+
 # %%
-#| fig-cap: "Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count (left), and counting broken down by the true number of shapes (right); dashed lines are chance, dotted lines the majority class."
-#| fig-alt: "Two bar charts. Left: zero-shot accuracy of three questions asked of the same scenes, colour, shape and count, each bar with a dashed line at its own chance level and a dotted line at its majority-class baseline. Right: count accuracy for each true number of shapes, one to four, with a dashed chance line at one in four. The paragraph below gives the values."
+#| fig-cap: "Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count (left), and counting broken down by the true number of shapes (right); dashed lines are chance, dotted lines the majority class, error bars 95% Wilson intervals over the scenes."
+#| fig-alt: "Two bar charts with error bars. Left: zero-shot accuracy of three questions asked of the same scenes, colour, shape and count, each bar with a dashed line at its own chance level and a dotted line at its majority-class baseline. Right: count accuracy for each true number of shapes, one to four, with a dashed chance line at one in four. The paragraph below gives the values."
+# fixed: 95%
+def wilson_bars(hits, totals) -> list[list[float]]:
+    "Lower and upper error-bar lengths, in points, of the 95% Wilson intervals of the shares hits/totals."
+    shares = [k / n if n else 0.0 for k, n in zip(hits, totals)]
+    ends = [wilson_interval(k, n) if n else (0.0, 0.0) for k, n in zip(hits, totals)]
+    return [[100 * (p - lo) for p, (lo, _) in zip(shares, ends)], [100 * (hi - p) for p, (_, hi) in zip(shares, ends)]]
+
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 ax = axes[0]
 names = list(task_res)
-ax.bar(names, [100 * task_res[a]['zero_shot_top1'] for a in names], color=['tab:red', 'tab:blue', 'tab:gray'])
+ax.bar(names, [100 * task_res[a]['zero_shot_top1'] for a in names], color=['tab:red', 'tab:blue', 'tab:gray'], capsize=4,
+       yerr=wilson_bars([round(task_res[a]['zero_shot_top1'] * task_res[a]['n']) for a in names], [task_res[a]['n'] for a in names]))
 for j, a in enumerate(names):
     ax.hlines(100 * task_res[a]['chance'], j - 0.4, j + 0.4, colors='k', linestyles='--', label='chance' if j == 0 else None)
     ax.hlines(100 * task_res[a]['majority'], j - 0.4, j + 0.4, colors='tab:orange', linestyles=':', lw=2,
@@ -136,7 +146,8 @@ for j, a in enumerate(names):
 ax.set(ylim=(0, 100), ylabel='zero-shot top-1 (%)', xlabel='question asked of a one-group scene', title='Colour and shape vs count')
 ax.legend(loc='upper right')
 ax = axes[1]
-ax.bar([str(k) for k in range(1, 5)], 100 * count_acc.nan_to_num().numpy(), color='tab:gray')
+ax.bar([str(k) for k in range(1, 5)], 100 * count_acc.nan_to_num().numpy(), color='tab:gray', capsize=4,
+       yerr=wilson_bars(C_count.diagonal().tolist(), C_count.sum(1).tolist()))
 ax.axhline(100 * tasks['count'].chance, color='k', ls='--', label='chance (1 in 4)')
 ax.set(ylim=(0, 100), ylabel='accuracy (%)', xlabel='true number of shapes', title='Counting, by true count')
 ax.legend(loc='upper right')
@@ -214,7 +225,8 @@ display(Markdown(text))
 # (Ramesh et al. 2022, §7). The CLIP paper's §6 names counting among the "systematic" tasks it finds
 # hard, not binding. So the question here is the literature's, and the answer is whatever the scenes
 # model shows. The test needs no classes: for a held-out scene with two groups, is the true caption
-# closer to the image than **the same words rearranged**?
+# closer to the image than a **swap**, a rival that keeps the scene's colours, shapes and groups but
+# pairs them the wrong way?
 #
 # - *colours swapped*: "a red circle above a blue square" → "a blue circle above a red square";
 # - *shapes swapped*: → "a red square above a blue circle";
@@ -415,8 +427,8 @@ display(Markdown(markdown_table(
     "turned caption is false of the picture); a coin wins half of them."))
 
 # %%
-#| fig-cap: "Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival: for each attribute its control (green, the attribute replaced) and its swap (purple, the same words rearranged); dotted orange ticks mark the answer without the picture, the dashed line a coin flip, error bars are the intervals of the table above. Position is scored only on the scenes where the turned relation is false of the picture (their count is under the table)."
-#| fig-alt: "A bar chart with three pairs of bars, colour, shape and position, each a green control bar and a purple swap bar with error bars, a dotted orange tick on each bar for the answer the model gives from the mean picture, and a dashed horizontal line for a coin flip. The table above gives the values."
+#| fig-cap: "Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival: for each attribute its control (green, the attribute replaced) and its swap (purple: the two groups' colours exchanged, which uses the same words; their shapes exchanged, the same words up to plural endings; or the relation reversed, above for below or left for right); dotted orange ticks mark the answer without the picture, the dashed line a coin flip, error bars are the intervals of the table above. Position is scored only on the scenes where the turned relation is false of the picture (their count is under the table)."
+#| fig-alt: "A bar chart with three pairs of bars, colour, shape and position, each a green control bar (one colour replaced, one shape replaced, relation turned) and a purple swap bar (colours swapped, shapes swapped, relation reversed) with error bars, a dotted orange tick on each bar for the answer the model gives from the mean picture, and a dashed horizontal line for a coin flip. The table above gives the values."
 fig, ax = plt.subplots(figsize=(8, 3.6))
 ks = [k for sw, ctl in BINDING_TESTS.values() for k in (ctl, sw)]
 x = [0, 1, 3, 4, 6, 7]                                                # pairs, with a gap between attributes
@@ -648,19 +660,19 @@ for p in fractions:
           f"(chance {color['chance']:.1%}, majority class {color['majority']:.1%})")
 
 # %%
-#| fig-cap: "Five identical scenes-tiny runs but for the fraction of training captions dealt to the wrong picture: held-out retrieval R@1 (left) and zero-shot colour accuracy (right) on clean held-out scenes; error bars are 95% intervals over the held-out pictures (one run per level), dashed lines chance, the dotted line colour's majority class."
+#| fig-cap: "Five identical scenes-tiny runs but for the fraction of training captions dealt to the wrong picture: held-out retrieval R@1 (left) and zero-shot colour accuracy (right) on clean held-out scenes; error bars are 95% Wilson intervals over the held-out pictures (one run per level), dashed lines chance, the dotted line colour's majority class."
 #| fig-alt: "Two line plots against the percentage of training captions shuffled, 0, 25, 50, 75 and 100, each point with an error bar: held-out image-to-text R@1 on the left and zero-shot colour accuracy on the right, each with a dashed chance line, and on the right a dotted line for always answering the most frequent colour. The paragraph below gives the values."
 # fixed: 95% (the level of the error bars)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 xs = [100 * r['p'] for r in noise]
 for ax, key, title in ((axes[0], 'r1', 'Held-out retrieval, image → text R@1'), (axes[1], 'color', 'Zero-shot colour accuracy')):
-    ax.errorbar(xs, [100 * r[key] for r in noise], yerr=[100 * half95(r[key], len(h[key])) for r, h in zip(noise, hits)],
-                fmt='o-', color='tab:blue', capsize=3, label='scenes-tiny run (95%)')
+    err = wilson_bars([int(h[key].sum()) for h in hits], [len(h[key]) for h in hits])     # [2, runs]: below, above
+    top = max(100 * h[key].double().mean().item() + up for h, up in zip(hits, err[1]))      # the highest bar's upper end
+    ax.errorbar(xs, [100 * r[key] for r in noise], yerr=err, fmt='o-', color='tab:blue', capsize=3, label='scenes-tiny run (95%)')
     ax.axhline(100 * noise[0][f'{key}_chance'], color='k', ls='--', label='chance')
     if key == 'color': ax.axhline(100 * noise[0]['color_majority'], color='tab:green', ls=':', label='majority class')
-    ax.set(xlabel='training captions shuffled (%)', ylabel='accuracy (%)', title=title, xticks=xs,
-           ylim=(0, max(5, 110 * max(r[key] for r in noise))))
-    ax.legend(loc='upper right')
+    ax.set(xlabel='training captions shuffled (%)', ylabel='accuracy (%)', title=title, xticks=xs, ylim=(0, max(5, 1.1 * top)))
+    ax.legend(loc='upper right' if key == 'r1' else 'center left')
 fig.tight_layout(); plt.show()
 
 
@@ -698,11 +710,12 @@ if k_r is not None and k_c is not None:
         text += "On these runs the two questions are not distinguishable in what they keep. "
 last = noise[-1]
 if last['p'] == 1:
-    h = half95(last['color'], last['n'])
+    lo, hi = wilson_interval(int(hits[-1]['color'].sum()), len(hits[-1]['color']))
+    iv_last = f"{last['color']:.1%} [{lo:.1%}, {hi:.1%}] (95% Wilson interval),"
     text += ("With no caption belonging to its picture, zero-shot colour "
-             + (f"falls to chance ({last['color']:.1%} ±{h:.1%} against {last['color_chance']:.1%} chance and a "
-                f"{last['color_majority']:.1%} majority class)." if abs(last['color'] - last['color_chance']) <= h else
-                f"ends at {last['color']:.1%} ±{h:.1%}, against {last['color_chance']:.1%} chance and a "
+             + (f"falls to chance: {iv_last} against {last['color_chance']:.1%} chance and a "
+                f"{last['color_majority']:.1%} majority class." if lo <= last['color_chance'] <= hi else
+                f"ends at {iv_last} against {last['color_chance']:.1%} chance and a "
                 f"{last['color_majority']:.1%} majority class."))
 display(Markdown(text))
 

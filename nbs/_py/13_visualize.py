@@ -157,7 +157,7 @@ display(Markdown(markdown_table(['', 'random initialisation', 'trained'],
 
 # %%
 #| fig-cap: "Histograms of cosine similarities between pictures, between captions, and between pictures and captions, at random initialisation (left) and after training (right). In the trained panel the picture–picture (thick), caption–caption (dashed) and unpaired picture–caption (dotted) curves lie on top of one another."
-#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones lower and wider, in the upper half of the positive range, and picture-caption similarities, paired or not, sit together near zero: each modality sits in its own cone, the pictures' narrow and the captions' wider. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, their three curves drawn over each other, while each picture's similarity to its own caption peaks near the top of the scale with a long tail towards zero. The table above gives the means."
+#| fig-alt: "Two panels of histograms over cosine similarity from -1 to 1. Left, random initialisation: picture-picture similarities pile up near 1, caption-caption ones lower and wider, in the upper half of the positive range, and picture-caption similarities, paired or not, sit together near zero: each modality sits in its own cone, the pictures' tighter than the captions'. Right, trained: picture-picture, caption-caption and unpaired picture-caption similarities form one broad bump centred on zero, their three curves drawn over each other, while each picture's similarity to its own caption peaks near the top of the scale with a long tail towards zero. The table above gives the means."
 def offdiag(M): return M[~torch.eye(M.shape[0], dtype=torch.bool)]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
 for ax, (I_, T_, name) in zip(axes, [(I_0, T_0, 'random initialisation'), (I_e, T_e, 'book MiniCLIP, trained')]):
@@ -278,9 +278,15 @@ def verdict(sh) -> str:
                           'more often than in a fully mixed cloud' if lo > 0 else 'mixed, as in one shared cloud')
     return 'partly apart: more own-modality neighbours than a mixed cloud, fewer than two separate ones'
 
-def cone(c: float) -> str:
-    "A word for a mean cosine within one modality: near 1 a narrow cone, near 0 no cone at all."
-    return 'a narrow cone' if c > 0.8 else 'a wide cone' if c > 0.3 else 'spread out, barely a cone' if c > 0.1 else 'spread out, not a cone'
+def cones(g: dict, d: dict) -> str:
+    "The within-modality cosines of `g` read against the between cosine, by the intervals of their excess in `d`."
+    def one(name: str, within: str, key: str) -> str:
+        v, lo, hi = d[key]
+        says = ('above it beyond the interval' if lo > 0 else 'below it beyond the interval' if hi < 0 else
+                'not distinguishable from it')
+        return f"within {name} {g[within]:.3f}, {v:+.3f} [{lo:+.3f}, {hi:+.3f}] from the between cosine: {says}"
+    return (f"{one('pictures', 'cos_within_image', 'image_minus_between')}; "
+            f"{one('captions', 'cos_within_text', 'text_minus_between')}")
 
 def against_null(d, rng) -> str:
     "The centroid distance's interval `d` (value, lo, hi) read against the shuffled-label range `rng` (lo, hi)."
@@ -291,24 +297,25 @@ def against_null(d, rng) -> str:
 
 g0, g1, d0, d1 = gap0, gap, gap_ci['random init'], gap_ci['trained']
 text = ("**Liang et al. ask** whether the two modalities sit apart. **We measured** (tables above, 95% intervals), on "
-        f"{len(keep)} held-out pairs. At random initialisation the mean cosine within pictures is {g0['cos_within_image']:.3f} "
-        f"({cone(g0['cos_within_image'])}), within captions {g0['cos_within_text']:.3f} ({cone(g0['cos_within_text'])}), "
-        f"between them {g0['cos_between']:.3f}; the centroids are {ci3(d0['centroid_distance'])} apart, "
+        f"{len(keep)} held-out pairs. A modality has a cone of its own where its mean cosine within exceeds the mean "
+        "cosine between the modalities beyond the interval; how narrow the cone is, the cosine itself says. "
+        f"At random initialisation the mean cosine between pictures and captions is {g0['cos_between']:.3f}; "
+        f"{cones(g0, d0)}. The centroids are {ci3(d0['centroid_distance'])} apart, "
         f"{against_null(d0['centroid_distance'], null['random init'])}, and "
         f"{share['random init'][0]:.1%} of a point's nearest neighbours are of its own modality: "
-        f"**{verdict(share['random init'])}**. After training the three cosines are {g1['cos_within_image']:.3f}, "
-        f"{g1['cos_within_text']:.3f} and {g1['cos_between']:.3f} (pictures {cone(g1['cos_within_image'])}, captions "
-        f"{cone(g1['cos_within_text'])}), the centroids {ci3(d1['centroid_distance'])} apart, "
+        f"**{verdict(share['random init'])}**. After training the between cosine is {g1['cos_between']:.3f}; "
+        f"{cones(g1, d1)}. The centroids are {ci3(d1['centroid_distance'])} apart, "
         f"{against_null(d1['centroid_distance'], null['trained'])}, and the own-modality "
         f"share is {ci3(share['trained'], '.1%')} against one half for a fully mixed cloud: **{verdict(share['trained'])}**. "
         f"A picture's cosine with its own caption averages {g1['cos_paired']:.3f}, against {g1['cos_between']:.3f} for all "
         "pairs: retrieval reads that difference, not closeness to one. ")
 before, after = verdict(share['random init']).split(':')[0], verdict(share['trained']).split(':')[0]
 if before.startswith('apart') and not after.startswith('apart'):
-    text += ("So in this book the gap is mostly a property of the random start, which training nearly removed; it is not the gap Liang et al. "
-             f"report in the released CLIP models; this model's learned logit scale ended at {scale:.1f} (from "
-             f"{scale0:.1f}), well short of the 100 at which CLIP's is capped (Radford et al. 2021, §2.5), and their "
-             "account ties the surviving gap to a low temperature; this chapter does not test that part.")
+    text += ("So in this book the gap is mostly a property of the random start, which training nearly removed, unlike the "
+             "released CLIP models, where Liang et al. find that the gap survives training. This model's learned logit "
+             f"scale ended at {scale:.1f} (from {scale0:.1f}), well short of the 100 at which CLIP's is capped (Radford et "
+             "al. 2021, §2.5), and their account ties the surviving gap to a low temperature; this chapter does not test "
+             "that part.")
 elif after.startswith('apart'):
     text += "The trained model keeps the modalities apart, as Liang et al. report for CLIP."
 else:
@@ -528,15 +535,20 @@ for l, r, n in zip(task.labels, recall, cm.sum(1)): print(f"  {l:20} {r:4.0%} of
 # %%
 #| echo: false
 acc_lo, acc_hi = wilson_interval(cm.diagonal().sum().item(), n_all)
-rec_lo = [wilson_interval(k, n)[0] if n else 0.0 for k, n in zip(cm.diagonal().tolist(), cm.sum(1).tolist())]
-above = [l for l, lo in zip(task.labels, rec_lo) if lo > cat_chance]
+given = (cm.sum(0) / cm.sum()).tolist()            # share of all answers given to each category: a blind answerer's recall
+level = 1 - 0.05 / n_cat                            # Bonferroni: one test per category
+rec_lo = [wilson_interval(k, n, level)[0] if n else 0.0 for k, n in zip(cm.diagonal().tolist(), cm.sum(1).tolist())]
+above = [f"{l} ({recall[j]:.0%} against {given[j]:.0%})" for j, (l, lo) in enumerate(zip(task.labels, rec_lo)) if lo > given[j]]
 big = int(cm.sum(1).argmax()); wrong = cm[big].clone(); wrong[big] = 0
 vs = lambda bar: 'above' if acc_lo > bar else 'below' if acc_hi < bar else 'not distinguishable from'
 text = (f"In the matrix, numbers are counts and colour is the row fraction. The accuracy, {cat_acc:.1%} "
         f"[{acc_lo:.1%}, {acc_hi:.1%}] (95% Wilson interval), is "
         f"{vs(cat_chance)} chance ({cat_chance:.1%}) and {vs(cat_major)} the majority class ({cat_major:.1%}: always "
-        f"answering '{task.labels[big]}'). Categories recognised above chance beyond luck (their recall's lower 95% Wilson bound "
-        f"above {cat_chance:.1%}): {', '.join(above) if above else 'none'}. The largest category, '{task.labels[big]}', is "
+        f"answering '{task.labels[big]}'). A model that gave each answer at its rate whatever the picture would have, for "
+        "each category, a recall equal to the share of all its answers that name that category; a category is recognised "
+        "beyond that where the lower bound of its recall's Wilson interval lies above that share, at a level of "
+        f"{level:.2%} per category so that all {n_cat} hold together at 95% (Bonferroni): "
+        f"{', '.join(above) if above else 'none'}. The largest category, '{task.labels[big]}', is "
         f"called right on {recall[big]:.0%} of its {int(cm[big].sum())} pictures; its most common wrong answer is "
         f"'{task.labels[int(wrong.argmax())]}' ({wrong.max() / cm[big].sum():.0%} of the row).")
 display(Markdown(text))
