@@ -778,6 +778,7 @@ for ax, (label, (grid, ref, rs)) in zip(axes, sweeps.items()):
     ax.set(xscale='log', xlabel=label, ylabel='%'); ax.set_xticks(grid, [f"{x:g}" for x in grid]); ax.minorticks_off()
 axes[0].legend(fontsize=9); plt.tight_layout(); plt.show()
 
+
 # %% [markdown]
 # Each setting against the book's (peak learning rate 1e-3, batch 128, the loss over the whole batch),
 # seed by seed, with a 95% interval over seeds: <!-- fixed: 95% -->
