@@ -1,9 +1,9 @@
 """Training runs of `clip_annotated.train`, end to end, in subprocesses (CPU, float32, deterministic).
 
-* Kill and resume: a run killed with SIGKILL right after it wrote a checkpoint in the middle of an
-  epoch, then resumed with the same command, ends with weights (and optimiser state) bit-identical to
-  a run that was never interrupted; its metrics.jsonl holds each step exactly once, and running the
-  finished run's command again leaves it unchanged.
+* Kill and resume (pinned to the CPU, `--device cpu`, even where there is a GPU): a run killed with SIGKILL
+  right after it wrote a checkpoint in the middle of an epoch, then resumed with the same command, ends with
+  weights (and optimiser state) bit-identical to a run that was never interrupted; its metrics.jsonl holds
+  each step exactly once, and running the finished run's command again leaves it unchanged.
 * Data parallel: `torchrun --nproc_per_node=2` (gloo, with exact gradient accumulation in 2 chunks)
   runs a few steps, finishes, and only rank 0 writes: one checkpoint, one log line per step, a report.
 * `retrieval_metrics` on hand-made features whose ranks are known.
@@ -35,7 +35,8 @@ def _env(threads: int = 1) -> dict:
 
 
 def _train_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, '-m', 'clip_annotated.run', *TINY, '--threads', '1', '--out', str(out), *extra]
+    "The kill-and-resume run's command, on the CPU on any machine: bit-identical resumption is promised there, not on a GPU."
+    return [sys.executable, '-m', 'clip_annotated.run', *TINY, '--device', 'cpu', '--threads', '1', '--out', str(out), *extra]
 
 
 def _load(path: Path) -> dict:
@@ -67,6 +68,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     assert ref.returncode == 0, out
 
     a, b = _load(full/'checkpoint.pt'), _load(killed/'checkpoint.pt')
+    assert a['config']['device'] == b['config']['device'] == 'cpu'
     assert a['data'] == b['data'] and a['data']['step'] == 24
     assert a['model'].keys() == b['model'].keys()
     for k in a['model']: assert torch.equal(a['model'][k], b['model'][k]), f'{k} differs after resume'
@@ -85,6 +87,15 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     again = subprocess.run(_train_cmd(full), env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (full/'metrics.jsonl').read_text() == log
+
+
+def test_the_book_places_the_resume_promise_where_the_test_runs():
+    "The run-folder and training chapters name the kill-and-resume test and say it runs on the CPU, as `_train_cmd` pins it."
+    cmd = _train_cmd(Path('run'))
+    assert cmd[cmd.index('--device') + 1] == 'cpu'
+    for twin in ('05e_run_folder.py', '06_train.py'):
+        text = ' '.join(l.lstrip('#').strip() for l in (REPO/'nbs'/'_py'/twin).read_text().splitlines())
+        assert 'test_sigkill_mid_epoch_then_resume_is_bit_identical' in text and 'The test runs on the CPU' in text, twin
 
 
 def test_torchrun_two_processes(tmp_path):

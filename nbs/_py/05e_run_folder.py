@@ -49,12 +49,11 @@ scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_05e_'))
 # checkpoint or the new one, never half of one. **Complete**: it holds everything the next step depends on: the model, AdamW's moments, the
 # schedule's position, the float16 loss scaler, every random number generator (Python, NumPy,
 # PyTorch and CUDA), and the position in the data (epoch, batches done in that epoch, the seed of the
-# sampler's order). Resuming then continues the very same run: a test that `make test` runs
+# sampler's order). Resuming then continues the very same run: a test
 # (`test_sigkill_mid_epoch_then_resume_is_bit_identical` in `tests/test_train.py`) kills a run with
 # SIGKILL in the middle of an epoch, resumes it, and requires weights bit-identical to a run that was
-# never interrupted. That is a promise on the CPU, the setting the test runs in on a machine without a
-# GPU: GPU kernels need not be deterministic, so on a GPU a resumed run continues the same run without
-# a promise of the same bits.
+# never interrupted. The test runs on the CPU, and that is where the promise holds: GPU kernels need not
+# be deterministic, so on a GPU a resumed run continues the same run without a promise of the same bits.
 #
 # Everything is stored as tensors, numbers, strings, lists and dicts, so the file loads with
 # `torch.load(weights_only=True)`, which refuses to unpickle code (keep torch current: older versions

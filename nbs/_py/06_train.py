@@ -416,11 +416,11 @@ assert losses[-1] < 0.5 * math.log(8), losses
 # - **Checkpoints you can kill** ([run folders](05e_run_folder.ipynb)). `save_checkpoint` writes atomically
 #   (a kill leaves the old checkpoint or the new one, never half of one), and a checkpoint is complete: the
 #   model, AdamW's moments, the schedule's position, the float16 loss scaler, every random generator and
-#   the position in the data. A test that `make test` runs, `test_sigkill_mid_epoch_then_resume_is_bit_identical`
-#   in `tests/test_train.py`, kills a run with SIGKILL in the middle of an epoch, resumes it, and requires
-#   weights bit-identical to a run that was never interrupted, on the CPU (the setting the test runs in
-#   on a machine without a GPU); GPU kernels need not be deterministic, so on a GPU the resumed run
-#   continues the same run without a promise of the same bits. `RunLock` keeps one run per folder.
+#   the position in the data. A test, `test_sigkill_mid_epoch_then_resume_is_bit_identical` in
+#   `tests/test_train.py`, kills a run with SIGKILL in the middle of an epoch, resumes it, and requires
+#   weights bit-identical to a run that was never interrupted. The test runs on the CPU, and that is where
+#   the promise holds: GPU kernels need not be deterministic, so on a GPU the resumed run continues the
+#   same run without a promise of the same bits. `RunLock` keeps one run per folder.
 # - **Resuming only the same run** ([training options](05g_options.ipynb)). `check_config` refuses, with
 #   one line naming the option, a configuration that cannot train as asked, before any data is read;
 #   `check_resume` refuses to continue a run with settings other than its own (a new learning rate is a new

@@ -32,7 +32,8 @@ from clip_annotated import pretrained
 from clip_annotated.pretrained import load
 from clip_annotated.zeroshot import encode_images, zero_shot_classifier, zero_shot_logits
 from IPython.display import Markdown, display
-import shutil
+import ast, importlib.util, shutil
+from clip_annotated import __version__
 
 
 # %% [markdown]
@@ -50,16 +51,36 @@ import shutil
 # | `eval --model M --retrieval PAIRS_CSV` | image→text and text→image recall@1/5/10 on your (image, caption) pairs | [A training run](06a_run.ipynb) |
 # | `predict PICTURE LABEL [LABEL ...]` | ranks the labels for one picture, with probabilities | [Zero-shot](07_zeroshot.ipynb) |
 # | `embed --model M --images DIR_OR_CSV [--texts FILE] --out DIR` | unit image (and text) features as `.npy`, with the list of files embedded | [Zero-shot](07_zeroshot.ipynb) |
-# | `export SOURCE --format hf\|open_clip --out DIR` | a run or checkpoint in Hugging Face's or open_clip's format | [Released weights](03_pretrained.ipynb) |
+# | `export SOURCE [--format {hf,open_clip}] --out DIR` | a run or checkpoint in Hugging Face's format (`hf`, the default) or open_clip's | [Released weights](03_pretrained.ipynb) |
 # | `download NAME --to DIR` | one of OpenAI's released models (either spelling: `ViT-B/32`, `ViT-B-32`), SHA256 checked, to copy to a machine without internet | [Released weights](03_pretrained.ipynb) |
 #
 # Every accuracy is printed beside chance and the majority-class baseline (always answering the most
 # frequent class; for mean per-class recall the two are the same, one over the number of classes), and
 # every file a reader cannot open is skipped and counted rather than ending the
 # run. Paths given on the command line are checked before a model is loaded, so a typo costs a second,
-# not a model load. The module imports only `argparse`, `json`, `sys` and `pathlib`; each command imports
-# the chapters it calls when it runs.
-#
+# not a model load.
+
+# %%
+#| echo: false
+def top_imports(path) -> list[str]:
+    "The modules that the top-level statements of the Python file `path` import (`__future__` left out)."
+    names = []
+    for node in ast.parse(Path(path).read_text()).body:
+        if isinstance(node, ast.Import): names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module != '__future__': names.append(node.module)
+    return names
+top = top_imports(importlib.util.find_spec('clip_annotated.cli').origin)
+assert set(top) <= sys.stdlib_module_names, top
+loaded = json.loads(subprocess.run([sys.executable, '-c', 'import json, sys, clip_annotated.cli; print(json.dumps(sorted(sys.modules)))'],
+                                   capture_output=True, text=True, check=True).stdout)
+chapters = [m for m in loaded if m.startswith('clip_annotated.') and m != 'clip_annotated.cli']
+assert not chapters and 'torch' not in loaded, (chapters, 'torch' in loaded)     # `clip-annotated --help` stays quick
+listing = lambda xs: ', '.join(xs[:-1]) + ' and ' + xs[-1] if len(xs) > 1 else xs[0]
+display(Markdown(f"At its top the module imports only {listing([f'`{m}`' for m in top])}, all from Python's standard "
+                 f"library, and importing it (what `clip-annotated --help` does) loads no chapter's module and not PyTorch: "
+                 f"each command imports the chapters it calls when it runs."))
+
+# %% [markdown]
 # `reproduce` is `train` with the `mini-cpu` preset and `runs/mini` as defaults, followed by the
 # measurements of the later chapters on the trained model, appended to `report.md` and saved with the
 # training summary in `results.json`, and a model card (`model_card.md`, from the
@@ -203,8 +224,7 @@ MODEL_HELP = ("released name (ViT-B/32, ..., or open_clip's ViT-B-32, ...), chec
 # (none, unless `--template` brings some in), and `--json` carries the count as `caption_prompts`.
 #
 # `--json` prints the metrics as one JSON object: `chance_top1` and `chance_top5` are chance for top-1
-# and top-5, and `chance` repeats `chance_top1` under a shorter name that scripts read (a key
-# `tests/test_cli_own.py` holds the command to).
+# and top-5, and `chance` repeats `chance_top1` under a shorter name that scripts read.
 
 # %%
 #| exports
@@ -629,7 +649,6 @@ if __name__ == '__main__':                      # `python -m clip_annotated.cli`
 
 # %%
 version = subprocess.run([sys.executable, '-m', 'clip_annotated.cli', '--version'], capture_output=True, text=True, check=True).stdout
-from clip_annotated import __version__
 test_eq(version.strip(), f"clip-annotated {__version__}")
 print(version.strip())
 
@@ -663,8 +682,7 @@ print(report[:report.index('## Held-out retrieval')].rstrip() + '\n…')     # i
 # `reproduce` on the emoji set with a model of one layer per tower and two steps: the twin with the
 # women of the skewed occupations (the bias chapter's `SKEWED`) captioned as men lands next to `--out`, the bias section in the report, its
 # numbers in `results.json` (two steps of a tiny model: the numbers show the plumbing, nothing more);
-# `--no-bias` leaves the section out. `tests/test_cli_bias.py` checks the same, and that a second run
-# trains nothing.
+# `--no-bias` leaves the section out. The bias section of the report, from its table on:
 
 # %%
 tiny_emoji = ['--model-overrides', '{"vision_layers": 1, "transformer_layers": 1}', '--batch-size', '32', '--steps', '2',
@@ -674,13 +692,23 @@ with contextlib.redirect_stdout(io.StringIO()) as printed:
 assert (scratch / 'emoji' / 'bias-captions' / 'checkpoint.pt').exists()
 assert s3['bias']['summary'] == json.loads((scratch / 'emoji' / 'mini' / 'results.json').read_text())['bias']['summary']
 report = printed.getvalue()
-print(report[report.index('| model'):])
-size = max(abs(s3['bias']['paired']['gap']), *(abs(s3['bias'][k]['excess']['gap']) for k in ('balanced', 'captions')))
-print(f"(the largest excess or difference above is {size:.1e} in size: a model two steps from random weights has learnt "
-      "next to nothing, so the rows show the section's form, not a bias)")
+display(Markdown(report[report.index('| model'):]))
 with contextlib.redirect_stdout(io.StringIO()) as printed:
     s4 = main(['reproduce', *tiny_emoji, '--out', str(scratch / 'emoji' / 'mini'), '--no-bias'])
 assert 'bias' not in s4 and '## Bias' not in printed.getvalue() and 'hardware' in s4
+
+# %%
+#| echo: false
+b = s3['bias']
+shown = [b[m][part] for m in ('balanced', 'captions') for part in ('skewed', 'control', 'excess')] + [b['paired']]
+size = max(abs(r[k]) for r in shown for k in ('gap', 'lo', 'hi'))
+d, says = b['paired'], lambda r: 'excludes' if r['excludes_zero'] else 'includes'
+sci = lambda r: f"{r['gap']:+.1e} [{r['lo']:+.1e}, {r['hi']:+.1e}]"
+display(Markdown(
+    f"A model two steps from random weights has learnt next to nothing: the largest separation, excess or interval bound "
+    f"above is {size:.1e} in size" + (", so at four decimals every one of them prints as +0.0000 or -0.0000" if size < 5e-5 else '')
+    + f". In more digits the twin's excess minus this run's is {sci(d)}, an interval that {says(d)} 0, and this run's own "
+      f"excess {sci(b['balanced']['excess'])}. The rows show the section's form, not a bias."))
 
 # %% [markdown]
 # `eval` and `predict` on the scenes run `cli` trained first above (two steps, one layer per tower),
