@@ -80,6 +80,7 @@ display(Markdown(f"At its top the module imports only {listing([f'`{m}`' for m i
                  f"library, and importing it (what `clip-annotated --help` does) loads no chapter's module and not PyTorch: "
                  f"each command imports the chapters it calls when it runs."))
 
+
 # %% [markdown]
 # `reproduce` is `train` with the `mini-cpu` preset and `runs/mini` as defaults, followed by the
 # measurements of the later chapters on the trained model, appended to `report.md` and saved with the
@@ -704,11 +705,17 @@ shown = [b[m][part] for m in ('balanced', 'captions') for part in ('skewed', 'co
 size = max(abs(r[k]) for r in shown for k in ('gap', 'lo', 'hi'))
 d, says = b['paired'], lambda r: 'excludes' if r['excludes_zero'] else 'includes'
 sci = lambda r: f"{r['gap']:+.1e} [{r['lo']:+.1e}, {r['hi']:+.1e}]"
+weights = [torch.load(scratch / 'emoji' / f / 'checkpoint.pt', map_location='cpu', weights_only=True)['model'] for f in ('mini', 'bias-captions')]
+same = weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+if d['gap'] == d['lo'] == d['hi'] == 0:
+    paired = ("the twin's excess minus this run's is exactly 0, with an interval of zero width" +
+              (": the twin ended its two steps with weights identical to this run's" if same else ''))
+else: paired = f"the twin's excess minus this run's is {sci(d)}, an interval that {says(d)} 0"
 display(Markdown(
     f"A model two steps from random weights has learnt next to nothing: the largest separation, excess or interval bound "
     f"above is {size:.1e} in size" + (", so at four decimals every one of them prints as +0.0000 or -0.0000" if size < 5e-5 else '')
-    + f". In more digits the twin's excess minus this run's is {sci(d)}, an interval that {says(d)} 0, and this run's own "
-      f"excess {sci(b['balanced']['excess'])}. The rows show the section's form, not a bias."))
+    + f". In more digits, {paired}; this run's own excess is {sci(b['balanced']['excess'])}. The rows show the "
+      f"section's form, not a bias."))
 
 # %% [markdown]
 # `eval` and `predict` on the scenes run `cli` trained first above (two steps, one layer per tower),
