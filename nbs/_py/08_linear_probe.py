@@ -467,7 +467,6 @@ print(f"toy: zero-shot worth {toy_iv['worth']:.1f} labeled examples per class, "
       f"{toy_iv['level']:.0%} interval {toy_iv['lo']:.1f} to {toy_iv['hi']:.1f} ({toy_iv['n_boot']} replicates)")
 assert toy_iv['lo'] <= toy_iv['worth'] <= toy_iv['hi']
 
-
 # %% [markdown]
 # ## Measured: the book's MiniCLIP on held-out emoji
 #
@@ -489,6 +488,7 @@ display(Markdown(f"The kind-of-emoji task is left out: its class '{kind_task.cla
                  f"{kind_counts[fewest]} held-out pictures, "
                  + ("too few for `stratified_split` to cut in three parts without leaving one empty." if kind_refused else
                     "the fewest of its classes, too few for k-shot probes up to the largest k.")))
+
 
 # %% [markdown]
 # `probe_task` runs the whole comparison for a zero-shot `Task`: features, split, the zero-shot
