@@ -8,7 +8,8 @@ import json, os
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['PAPER_CLAIMS', 'README_BEGIN', 'README_END', 'epochs_said', 'paper_table', 'update_readme']
+__all__ = ['PAPER_CLAIMS', 'README_BEGIN', 'README_END', 'epochs_said', 'near_captions', 'bias_summary', 'paper_table',
+           'update_readme']
 
 # %% ../nbs/98b_results.ipynb #0e109d88
 PAPER_CLAIMS = {  # Radford et al. 2021: the section or table each figure comes from
@@ -33,6 +34,25 @@ def epochs_said(res: dict, batch_size: int) -> str:
             f"leaves out the last {items - used:,} of its own shuffled order, too few for a batch; so "
             f"{steps * batch_size / items:.1f} passes' worth of pictures")
 
+def near_captions(z: dict) -> tuple[int, int] | None:
+    "(prompts that are a training caption once normalised, prompts) of an emoji task's zero-shot templates, or None where the result's templates are not the book's."
+    from clip_annotated.tasks import emoji_task, normalised_caption_prompts, zero_shot_templates
+    if not z.get('task', '').startswith('emoji '): return None
+    try: task = emoji_task(z['task'].removeprefix('emoji '))
+    except ValueError: return None
+    templates = zero_shot_templates(task)
+    if len(templates) != z.get('prompts', {}).get('zero_shot'): return None     # results from other templates: say nothing
+    return normalised_caption_prompts(task, templates), len(templates) * len(task.classnames)
+
+def bias_summary(b: dict) -> str:
+    "The one-seed bias probe of a `results.json` in words, to three decimals like the seeds row (its stored summary where the numbers are missing)."
+    p, own = b.get('paired'), b.get('balanced', {}).get('excess')
+    if not p or not own: return b['summary']
+    ci = lambda d: f"{d['gap']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+    says = lambda d: 'excludes' if d['lo'] > 0 or d['hi'] < 0 else 'includes'
+    return ("one seed: excess man-or-woman separation of the twin whose women were captioned as men, minus this run's: "
+            f"{ci(p)} (paired bootstrap; {says(p)} 0); this balanced run's own excess {ci(own)} ({says(own)} 0)")
+
 def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
     "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
     from clip_annotated.core import markdown_table
@@ -55,13 +75,19 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
         top1, vs = (lambda z: z.get('zero_shot_top1', z['ensemble_top1'])), (lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else '')
         reading = lambda z: z['vs_majority']['reading'] if 'vs_majority' in z else (
             'above the majority class' if top1(z) > max(z['chance'], z['majority']) else 'not above the majority class')
+        near = {z['task']: k for z in zs.values() if (k := near_captions(z))}
+        near_note = ('; prompts that are a training caption once articles and punctuation are set aside: '
+                     + ', '.join(f"{name(zs[t])} {k} of {m}" for t, (k, m) in near.items())) if near else ''
+        alike = [name(zs[t]) for t, (k, m) in near.items() if k == m]
+        both = lambda names: ', '.join(names[:-1]) + ' and ' + names[-1] if len(names) > 1 else names[0]
         rows.append(('zero-shot classification', paper['zs'],
                      '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
                                f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
-                     + (" (held-out emoji of the training distribution, not transfer; the book's templates that fill to no training caption, averaged in embedding space as the paper does; "
-                        "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
+                     + (" (held-out emoji of the training distribution, not transfer; the book's templates that fill to no training caption, averaged in embedding space as the paper does"
+                        f"{near_note}; against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
                      'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
                                                      for r in dict.fromkeys(map(reading, zs.values())))
+                     + (f"; on {both(alike)} each prompt differs from a training caption only by articles and punctuation" if alike else '')
                      + f" ({link('Zero-shot', '07a_tasks')})"))
     if (ens := [z for z in zs.values() if 'ensembling' in z]):
         gains = [name(z) for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
@@ -70,14 +96,18 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
             if 'single' not in cp or 'ensemble' not in cp: return ''
             return (f" (training captions among the prompts: first {cp['single']} of {n['single'] * z['classes']}, "
                     f"all {cp['ensemble']} of {n['ensemble'] * z['classes']})")
+        recalled = [name(z) for z in ens if z.get('caption_prompts', {}).get('single')]     # the first template a training caption
         rows.append(('prompt ensembling over one template', paper['ens'],
                      '; '.join(f"{name(z)} {ci(z['ensembling'])} points{captions(z)}" for z in ens) +
                      " (all templates − the first; an arm with a training caption among its prompts is not zero-shot; 95% paired "
                      "bootstrap over the held-out pictures)",
                      (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
-                     + f" ({link('Zero-shot', '07a_tasks')})"))
+                     + f" ({link('Zero-shot', '07a_tasks')})"
+                     + (f"; on {both(recalled)} the first template fills to training captions, so there this is not the "
+                        "paper's comparison of a zero-shot ensemble with a zero-shot default: template pools with no training "
+                        f"caption make that one in {link('Prompt engineering', '09_prompt_engineering')}" if recalled else '')))
     if (b := res.get('bias')) and 'paired' in b:
-        rows.append(('bias probe', paper['bias'], b['summary'], f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
+        rows.append(('bias probe', paper['bias'], bias_summary(b), f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
     if seeds:
         o = seeds['over_seeds']['captions']
         rows.append((f"bias probe, {len(seeds['seeds'])} seeds per arm", '–', "excess man-or-woman separation, twin with women "

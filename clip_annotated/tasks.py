@@ -19,9 +19,10 @@ from .zeroshot import (against_majority, baseline, classification_metrics, encod
 __all__ = ['CATEGORY_NAMES', 'EMOJI_TEMPLATES', 'SCENE_SEED', 'METHODS', 'NEAREST', 'N_BOOT', 'Task', 'Labelled', 'Article',
            'caption_form_bases', 'caption_templates', 'emoji_task', 'scene_task', 'training_caption_set',
            'caption_prompts', 'zero_shot_templates', 'normalise_caption', 'nearest_training_caption',
-           'nearest_prompt_logits', 'own_form_mask', 'same_base_mask', 'rule_label', 'rule_prompts', 'task_rules',
-           'own_captions', 'rule_logits', 'recall_interval', 'run_task', 'training_caption_note', 'task_table',
-           'majority_table', 'ensembling_table', 'zero_shot_section', 'confusion', 'adjacent_errors']
+           'normalised_caption_prompts', 'nearest_prompt_logits', 'own_form_mask', 'same_base_mask', 'rule_label',
+           'rule_prompts', 'task_rules', 'own_captions', 'rule_logits', 'recall_interval', 'run_task',
+           'training_caption_note', 'task_table', 'majority_table', 'ensembling_table', 'zero_shot_section',
+           'confusion', 'adjacent_errors']
 
 # %% ../nbs/07a_tasks.ipynb #0f875a5b
 @dataclass
@@ -33,7 +34,7 @@ class Task:
     templates: list
     labels: list[str] = field(default_factory=list)    # short label names for tables (default: classnames)
     caption_templates: list = field(default_factory=list)   # prompts in the training captions' own form (optional)
-    unseen_caption_templates: list = field(default_factory=list)   # those of them no held-out caption is written in
+    unseen_caption_templates: list = field(default_factory=list)   # those of them no held-out caption is written in (the person may be, in another gender form)
     captions: list = field(default_factory=list)   # per picture, the set of its own held-out captions (optional)
     trained_on: str = ''       # 'emoji' or 'scenes': whose training captions `training_caption_set` checks the prompts against
     new_templates: list = field(default_factory=list)   # zero-shot templates for when every template fills to a training caption
@@ -198,6 +199,13 @@ def nearest_training_caption(prompt: str, kind: str) -> tuple[str, int]:
     apart, caption = min((len(words ^ w), c) for w, c in by_words)     # words in one and not the other
     return caption, apart
 
+# %% ../nbs/07a_tasks.ipynb #ee2875d2
+def normalised_caption_prompts(task: Task, templates=None) -> int:
+    "How many of the prompts `templates` (default: the task's) fill in are a training caption once normalised (`normalise_caption`)."
+    by_text, _ = _normalised_captions(task.trained_on)
+    return sum(normalise_caption(fill_template(t, c)) in by_text
+               for t in (task.templates if templates is None else templates) for c in task.classnames)
+
 # %% ../nbs/07a_tasks.ipynb #bedde15f
 def nearest_prompt_logits(model, image_features: torch.Tensor, classnames: list[str], templates, device=None,
                           scale: float = 100.0, exclude: torch.Tensor | None = None) -> torch.Tensor:
@@ -226,7 +234,7 @@ METHODS = {'zero_shot': 'zero-shot: templates that are no training caption, mean
            'single': 'single template', 'ensemble': 'all templates, mean (training captions among them)',
            'captions_mean': 'caption forms, mean (training captions among them)',
            'captions_nearest': 'caption forms, nearest prompt (training captions among them)',
-           'unseen_nearest': 'caption forms of people not in the test split, nearest training caption'}
+           'unseen_nearest': 'caption forms no test caption is written in, nearest training caption'}
 NEAREST = ('captions_nearest', 'unseen_nearest')     # the rules that score a class by its best prompt
 
 def rule_label(r: dict, rule: str) -> str:
@@ -370,9 +378,9 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
             "training captions included. 'Caption forms' are the training split's emoji names with the attribute "
             "left open ('woman health worker, {} skin tone'), averaged, or scored by the nearest prompt (the best cosine "
             "over a class's prompts); filled in, they spell many test pictures' own captions (the column says how many), "
-            "so the nearest of them includes caption retrieval. The caption forms of people absent from the test split "
+            "so the nearest of them includes caption retrieval. The caption forms that no test caption is written in "
             "spell no test caption, but every one of their prompts is a training caption: a nearest-training-caption "
-            "rule, not zero-shot.\n\n"
+            "rule, not zero-shot (and a form names a person in one gender form, whom the test split may show in another).\n\n"
             + task_table(results) +
             "\nWhat ensembling changes, on the same pictures: all templates against the first one (with how many of "
             "the prompts of each are training captions), the difference of the two top-1 accuracies with a 95% interval "

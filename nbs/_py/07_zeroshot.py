@@ -130,8 +130,8 @@ print("classifier == the naive per-template computation;", tuple(W.shape), "colu
 # logit scale (the smallest temperature, $\tau = 0.01$, that training allows), which changes no ranking
 # but gives softmax probabilities of the usual sharpness.
 #
-# The paper reports top-1 accuracy for most sets, and mean per-class recall for those whose test sets
-# are unbalanced (Table 9 lists which: Pets, Caltech-101, Flowers and others). The mean per-class
+# The paper reports top-1 accuracy for most sets, and mean per-class recall for the sets its Table 9
+# marks with that metric (Pets, Caltech-101 and Flowers among them). The mean per-class
 # recall weighs every class equally, so a classifier cannot score by favouring a frequent class; we
 # report both, with top-5, and the chance level of each (1/C for top-1 and per-class recall under a
 # uniform guess). Beside chance sits the *majority-class baseline*: the accuracy of always answering
@@ -256,8 +256,8 @@ test_fail(lambda: paired_bootstrap([1, 0], [1]), contains='same non-zero length'
 # %% [markdown]
 # One proportion on its own (an accuracy, a recall at 1) whose per-picture hits are no longer at hand
 # gets Wilson's score interval instead, computed from the count and the number of pictures. Unlike the
-# textbook p ± 1.96·se it stays inside [0, 1] and keeps a sensible width near 0 and 1 and for small <!-- fixed: 1.96 -->
-# counts.
+# textbook p ± 1.96·se it stays inside [0, 1] and keeps a sensible width near 0 and 1 and for small
+# counts. <!-- fixed: 1.96 -->
 
 # %%
 #| exports
@@ -271,7 +271,16 @@ def wilson_interval(k: float, n: int, level: float = 0.95) -> tuple[float, float
 
 
 # %%
-test_close(wilson_interval(0, 10), (0.0, 0.2775), eps=1e-4)                 # 0 of 10: not the zero-width [0, 0] of p ± 1.96·se (se = 0 at p = 0)
+def textbook_interval(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    "p ± z·se with se = sqrt(p(1 − p)/n), clipped to [0, 1]: the interval Wilson's replaces."
+    p = k / n; half = z * (p * (1 - p) / n) ** 0.5
+    return max(0.0, p - half), min(1.0, p + half)
+
+for k, n in ((0, 10), (81, 263)):
+    (tlo, thi), (wlo, whi) = textbook_interval(k, n), wilson_interval(k, n)
+    print(f"{k} of {n} ({k / n:.3f}): p ± 1.96·se [{tlo:.3f}, {thi:.3f}], Wilson [{wlo:.3f}, {whi:.3f}]")
+test_eq(textbook_interval(0, 10), (0.0, 0.0))                                 # se = 0 at p = 0: a zero-width interval
+test_close(wilson_interval(0, 10), (0.0, 0.2775), eps=1e-4)                 # 0 of 10: Wilson's keeps a width
 test_close(wilson_interval(5, 10), (0.2366, 0.7634), eps=1e-4)
 test_close(wilson_interval(81, 263), (0.2553, 0.3662), eps=1e-4)            # inside [0, 1], around 81 / 263 = 0.308
 test_fail(lambda: wilson_interval(0, 0), contains='at least one trial')

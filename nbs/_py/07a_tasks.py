@@ -31,7 +31,7 @@ from PIL import Image
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
-from clip_annotated.core import footer, in_test, no_headings, seed_everything
+from clip_annotated.core import footer, in_test, no_headings, pick, seed_everything
 from clip_annotated.run import book_model
 from clip_annotated.pretrained import image_transform
 from clip_annotated.zeroshot import predict
@@ -78,7 +78,7 @@ class Task:
     templates: list
     labels: list[str] = field(default_factory=list)    # short label names for tables (default: classnames)
     caption_templates: list = field(default_factory=list)   # prompts in the training captions' own form (optional)
-    unseen_caption_templates: list = field(default_factory=list)   # those of them no held-out caption is written in
+    unseen_caption_templates: list = field(default_factory=list)   # those of them no held-out caption is written in (the person may be, in another gender form)
     captions: list = field(default_factory=list)   # per picture, the set of its own held-out captions (optional)
     trained_on: str = ''       # 'emoji' or 'scenes': whose training captions `training_caption_set` checks the prompts against
     new_templates: list = field(default_factory=list)   # zero-shot templates for when every template fills to a training caption
@@ -335,10 +335,21 @@ def nearest_training_caption(prompt: str, kind: str) -> tuple[str, int]:
 
 
 # %%
+#| exports
+def normalised_caption_prompts(task: Task, templates=None) -> int:
+    "How many of the prompts `templates` (default: the task's) fill in are a training caption once normalised (`normalise_caption`)."
+    by_text, _ = _normalised_captions(task.trained_on)
+    return sum(normalise_caption(fill_template(t, c)) in by_text
+               for t in (task.templates if templates is None else templates) for c in task.classnames)
+
+
+# %%
 test_eq(normalise_caption('A picture of a man.'), 'picture of man')
 test_eq(normalise_caption('person, medium-dark skin tone'), 'person medium-dark skin tone')
 test_eq(nearest_training_caption('a picture of a man.', 'emoji'), ('a picture of man.', 0))
 test_eq(nearest_training_caption('a red circle', 'scenes'), ('a large red circle', 1))     # one word, the size, apart
+test_eq(normalised_caption_prompts(gender, ['a picture of a {}.']), 3)     # 'a picture of a man.' is 'a picture of man.' but for 'a'
+test_eq(caption_prompts(gender, ['a picture of a {}.']), 0)                 # and no training caption word for word
 
 # %% [markdown]
 # For every zero-shot template of the three emoji tasks, how many of its filled prompts have a
@@ -356,7 +367,8 @@ for a, t in emoji_tasks.items():
                           f"\"{prompt}\" → \"{caption}\"", apart))
 display(Markdown(markdown_table(['task', 'zero-shot template', 'prompts equal to a training caption once normalised',
                                  'closest pair (prompt → training caption)', 'words apart'], near_rows, align='llrlr')))
-n_same = sum(int(r[2].split(' of ')[0]) for r in near_rows)
+n_same = sum(normalised_caption_prompts(t, zero_shot_templates(t)) for t in emoji_tasks.values())
+test_eq(n_same, sum(int(r[2].split(' of ')[0]) for r in near_rows))               # the function counts what the table shows
 n_all = sum(len(zero_shot_templates(t)) * len(t.classnames) for t in emoji_tasks.values())
 apart_all = [nearest_training_caption(fill_template(tpl, c), 'emoji')[1] for t in emoji_tasks.values()
              for tpl in zero_shot_templates(t) for c in t.classnames]
@@ -386,20 +398,22 @@ display(Markdown(f"{n_same} of the {n_all} zero-shot prompts of the emoji tasks 
 # own name among a few hundred candidates and read the tone off it (how much of its score that
 # explains is measured below, by taking away the picture's own person in every tone, then in every
 # gender form too). The held-out split holds out combinations, so almost every person of the training
-# split also appears in the test split with some other tone; `Task.unseen_caption_templates` keeps the caption forms of the few
-# people the test split never shows, which spell no test caption (though every one of them, filled in,
-# is a training caption). And `run_task` counts, for every rule, the test pictures whose own caption is
-# among its prompts.
+# split also appears in the test split with some other tone; `Task.unseen_caption_templates` keeps the few caption forms
+# that no test caption is written in, which spell no test caption (though every one of them, filled in,
+# is a training caption). A form names a person in one gender form ("man standing"), so a form no test
+# caption is written in can still name a person the test split shows in another gender form ("person
+# standing"); the section on the measurements counts how often. And `run_task` counts, for every rule,
+# the test pictures whose own caption is among its prompts.
 #
 # Averaging all such prompts (the paper's ensemble) makes one "dark skin tone" vector out of hundreds
 # of people. A second rule scores each class by its **nearest** prompt (the maximum cosine over the
 # class's prompts) instead of by the average of its prompts. It is not a linear classifier any more
 # (no single vector per class), and it costs one text embedding per prompt and class at test time. On
-# the caption forms it includes the caption retrieval above; on the caption forms of unseen people it
-# is the nearest *training* caption. Neither is zero-shot: the caption forms' prompts are training
+# the caption forms it includes the caption retrieval above; on the caption forms no test caption is
+# written in it is the nearest *training* caption. Neither is zero-shot: the caption forms' prompts are training
 # captions and, where a form is filled with a tone held out for that person, test pictures' own
-# captions; every prompt of the unseen people's forms is a training caption (`run_task` counts both
-# kinds for every rule).
+# captions; every prompt of the forms no test caption is written in is a training caption (`run_task`
+# counts both kinds for every rule).
 
 # %%
 #| exports
@@ -459,7 +473,7 @@ assert not (tone_own_mask & ~tone_base_mask).any()        # the own person's for
 # `run_task` evaluates a task with each rule: the zero-shot classifier (the paper's mean embedding over
 # the templates of `zero_shot_templates`, this book's headline), its single template, the ensemble of
 # all its templates, and, where the task has them, the caption-form prompts averaged and by nearest
-# prompt, and the nearest caption form of people the test split never shows. Each rule's name says
+# prompt, and the nearest of the caption forms no test caption is written in. Each rule's name says
 # what its prompts are; `rule_label` adds what the caption forms are on a result, from its counts:
 # training captions and test pictures' own captions (and, for the nearest prompt, caption retrieval)
 # where pictures' own captions are among the prompts; the nearest training caption where every
@@ -471,7 +485,7 @@ METHODS = {'zero_shot': 'zero-shot: templates that are no training caption, mean
            'single': 'single template', 'ensemble': 'all templates, mean (training captions among them)',
            'captions_mean': 'caption forms, mean (training captions among them)',
            'captions_nearest': 'caption forms, nearest prompt (training captions among them)',
-           'unseen_nearest': 'caption forms of people not in the test split, nearest training caption'}
+           'unseen_nearest': 'caption forms no test caption is written in, nearest training caption'}
 NEAREST = ('captions_nearest', 'unseen_nearest')     # the rules that score a class by its best prompt
 
 def rule_label(r: dict, rule: str) -> str:
@@ -672,9 +686,9 @@ def zero_shot_section(model, device=None) -> tuple[str, list[dict]]:
             "training captions included. 'Caption forms' are the training split's emoji names with the attribute "
             "left open ('woman health worker, {} skin tone'), averaged, or scored by the nearest prompt (the best cosine "
             "over a class's prompts); filled in, they spell many test pictures' own captions (the column says how many), "
-            "so the nearest of them includes caption retrieval. The caption forms of people absent from the test split "
+            "so the nearest of them includes caption retrieval. The caption forms that no test caption is written in "
             "spell no test caption, but every one of their prompts is a training caption: a nearest-training-caption "
-            "rule, not zero-shot.\n\n"
+            "rule, not zero-shot (and a form names a person in one gender form, whom the test split may show in another).\n\n"
             + task_table(results) +
             "\nWhat ensembling changes, on the same pictures: all templates against the first one (with how many of "
             "the prompts of each are training captions), the difference of the two top-1 accuracies with a 95% interval "
@@ -740,8 +754,9 @@ if not in_test():
 # its prompts (`own_form_mask`), which holds the prompts nearly equal and changes only whether the
 # picture's own person, in every tone, is among them; then with the picture's person removed in every
 # gender form too (`same_base_mask`), which also takes away the near-duplicates of its caption that
-# differ only in the gender words; then the caption forms of people the test split never shows, which
-# are training captions but no picture's own. Last, the zero-shot classifier against its own single
+# differ only in the gender words; then the caption forms no test caption is written in, which are
+# training captions but no picture's own (some of them name a picture's person in another gender form,
+# and those are counted and taken away too). Last, the zero-shot classifier against its own single
 # template.
 
 # %%
@@ -779,8 +794,16 @@ twin_gain = cmp(no_own_hits, no_base_hits)                                 # the
 person_gain = cmp(rule_hits['captions_nearest'], no_base_hits)             # with − without the person in every form
 no_base_vs_zs = cmp(no_base_hits, rule_hits['zero_shot'])
 u = cmp(rule_hits['unseen_nearest'], rule_hits['zero_shot'])
+U = tone.unseen_caption_templates
+unseen_bases = sorted({tone.form_bases[f] for f in U})                                    # the people the forms name
+unseen_mask = same_base_mask(tone, U)                                                     # [N, len(U)]: the picture's person
+unseen_shown = sorted({b for b in unseen_bases if b in tone.bases})                       # shown by the test split in another form
+unseen_no_base_hits = (nearest_prompt_logits(model, tone_feats, tone.classnames, U, exclude=unseen_mask)
+                       .argmax(1) == tone_labels).numpy()
+unseen_person_gain = cmp(rule_hits['unseen_nearest'], unseen_no_base_hits)  # with − without the picture's person's forms
+u_no_base = cmp(unseen_no_base_hits, rule_hits['zero_shot'])
 unseen_vs_no_own = cmp(rule_hits['unseen_nearest'], no_own_hits)
-unseen_vs_no_base = cmp(rule_hits['unseen_nearest'], no_base_hits)
+unseen_vs_no_base = cmp(unseen_no_base_hits, no_base_hits)                  # neither holds the picture's person in any form
 zs_single = cmp(rule_hits['zero_shot'], rule_hits['single'])
 twins = [t for t in zero_shot_templates(tone) if all(normalise_caption(fill_template(t, c)) == normalise_caption(fill_template(tone.templates[0], c))
                                                       for c in tone.classnames)]
@@ -818,28 +841,42 @@ display(Markdown('\n\n'.join([
     f"({gain(twin_gain)}), and the person in every form {pts(person_gain)} ({gain(person_gain)}). Without them the nearest "
     f"caption form is {side(no_base_vs_zs)} the zero-shot classifier: {pts(no_base_vs_zs)}. "
     + ("So the nearest caption form's gain over the zero-shot classifier goes with retrieving the picture's own caption and "
-       "its near-duplicates in the other gender forms: once they are gone, this run shows no gain left (the interval still "
-       f"allows up to {100 * no_base_vs_zs['hi']:+.1f} points from the rest of the prompts)."
+       f"its near-duplicates in the other gender forms. What is left once they are gone, {pts(no_base_vs_zs)}, this run "
+       "cannot tell from no gain."
        if no_base_vs_zs['lo'] <= 0 <= no_base_vs_zs['hi'] and person_gain['lo'] > 0 else
        "So the picture's person, in all its forms, explains only part of the gain: without it the nearest caption form "
-       "stays above the zero-shot classifier beyond luck, and this run does not say what the rest is (the prompts left "
-       "still hold other test pictures' captions, and other near-duplicates may remain)."
+       "stays above the zero-shot classifier beyond luck, and this run does not say what the rest is."
        if no_base_vs_zs['lo'] > 0 and person_gain['lo'] > 0 else
-       "So this run does not show that the picture's person is what makes the nearest caption form win."),
-    f"**The nearest training caption of unseen people.** The caption forms of the {len(tone.unseen_caption_templates)} people "
-    f"absent from the test split ({tone_res['own_captions']['unseen_nearest']} own captions among their prompts, "
-    f"{training_caption_note(tone_res, 'unseen_nearest')} prompts training captions) score {pct(tone_res['unseen_nearest_top1'])} "
-    f"(chance {pct(tone_res['chance'])}, majority class {pct(tone_res['majority'])}): {pts(u)} against the zero-shot "
-    f"classifier, {side(u, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}"
-    + f". This rule differs from the zero-shot classifier in kind of prompt and in number "
-    f"({len(tone.unseen_caption_templates)} against {tone_res['prompts']['zero_shot']} per class). Against the nearest caption "
-    f"form without the picture's own person it is {pts(unseen_vs_no_own)}, and without the picture's person in any gender "
-    f"form {pts(unseen_vs_no_base)}. Each pair differs in three ways at once: in how many forms they hold "
-    f"({len(tone.unseen_caption_templates)} against {L_own['forms']} and {L_base['forms']} per class), in whom they name (people the "
-    "test split never shows, against the test split's other people), and in what their prompts are (only training captions, "
-    f"against training captions and {L_own['test']} or {L_base['test']} other test pictures' own captions, and, for the "
-    f"first, the same person in another gender form for {len(twin_rows)} pictures); these comparisons do not say which of "
-    "them makes a difference.",
+       "So this run does not show that the picture's person is what makes the nearest caption form win.")
+    + f" What still stands against the zero-shot classifier's {tone_res['prompts']['zero_shot']} templates is not like for "
+    f"like: {L_base['forms']} caption forms per class, and among the prompts left to each picture {L_base['test']} other test "
+    "pictures' own captions (other near-duplicates of a picture's caption may remain among them).",
+    f"**The nearest training caption, in the caption forms no test caption is written in.** The "
+    f"{len(U)} caption forms that no test caption is written in ({tone_res['own_captions']['unseen_nearest']} own captions "
+    f"among their prompts, {training_caption_note(tone_res, 'unseen_nearest')} prompts training captions) score "
+    f"{pct(tone_res['unseen_nearest_top1'])} (chance {pct(tone_res['chance'])}, majority class {pct(tone_res['majority'])}): "
+    f"{pts(u)} against the zero-shot classifier, {side(u, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}. "
+    f"This rule differs from the zero-shot classifier in kind of prompt and in number ({len(U)} against "
+    f"{tone_res['prompts']['zero_shot']} per class). "
+    + (f"Its forms are not free of the test split's people: they name {len(unseen_bases)} people "
+       f"({', '.join(unseen_bases)}), {len(unseen_shown)} of whom the test split shows in another gender form, in "
+       f"{int(unseen_mask.any(1).sum())} of {n} pictures; for those pictures the prompts hold the picture's own person in "
+       "another gender form, the kind of near-duplicate that was worth "
+       f"{pts(twin_gain)} to the caption forms above. Removing those forms for those pictures ({spread(unseen_mask[unseen_mask.any(1)].sum(1))} "
+       f"of {len(U)} each, `same_base_mask`) scores {pct(unseen_no_base_hits.mean())} (majority class {pct(tone_res['majority'])}): "
+       f"{pts(unseen_person_gain)} against the rule with them ({gain(unseen_person_gain)}), and {pts(u_no_base)} against the "
+       f"zero-shot classifier, {side(u_no_base, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}. "
+       if unseen_mask.any() else "None of its forms names a person the test split shows in another gender form. ")
+    + f"Against the nearest caption form without the picture's own person, the rule is {pts(unseen_vs_no_own)}, "
+    f"{side(unseen_vs_no_own, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}; with the "
+    f"picture's person in any gender form removed from both, {pts(unseen_vs_no_base)}, "
+    f"{side(unseen_vs_no_base, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}. Each pair "
+    f"differs in three ways at once: in how many forms they hold ({len(U)} against {L_own['forms']}, and "
+    f"{spread(len(U) - unseen_mask.sum(1))} against {L_base['forms']}, per class), in whom they name ({len(unseen_bases)} "
+    f"people against the {len(set(tone.form_bases.values()))} of all the caption forms), and in what their prompts are "
+    f"(only training captions, against training captions and {L_own['test']} or {L_base['test']} other test pictures' own "
+    f"captions, and, for the first, the same person in another gender form for {len(twin_rows)} pictures); these "
+    "comparisons do not say which of them makes a difference.",
     f"**The zero-shot classifier against its single template.** The zero-shot templates "
     f"({', '.join(repr(str(t)) for t in zero_shot_templates(tone))}) and the single template "
     f"({str(tone.templates[0])!r}, {training_caption_note(tone_res, 'single')} of its prompts training captions) agree on "
@@ -866,6 +903,10 @@ if not in_test():
     assert tone_res['own_captions']['unseen_nearest'] == 0, tone_res                      # "spell no test caption"
     assert tone_res['caption_prompts']['unseen_nearest'] == 5 * len(tone.unseen_caption_templates), tone_res  # "all training captions"
     assert int(own_mask.sum(1).max()) == 1, own_mask.sum(1).max()                         # "lose one form"
+test_close(nearest_prompt_logits(model, tone_feats, tone.classnames, U, exclude=torch.zeros_like(unseen_mask)),
+           rule_logits(model, tone_feats, tone, 'unseen_nearest'), eps=1e-4)                  # no mask: the rule itself
+test_eq(int(unseen_mask.any(1).sum()), sum(b in unseen_bases for b in tone.bases))         # "in ... pictures"
+assert not {fill_template(f, c) for f in U for c in tone.classnames} & set().union(*tone.captions)   # still no test caption
 
 
 # %% [markdown]
@@ -911,8 +952,8 @@ test_close(far['share'], 0.0); test_close(far['expected'], 0.5); assert far['hi'
 test_fail(lambda: adjacent_errors(torch.eye(3, dtype=torch.long)), contains='no errors')
 
 # %%
-#| fig-cap: "Confusion matrices of the skin-tone task on held-out emoji under two rules: the zero-shot classifier (mean embedding of the templates that are no training caption), and the nearest caption form of people absent from the test split (every prompt a training caption)."
-#| fig-alt: "Two 5 by 5 heat maps of counts, true skin tone from light to dark on the rows against the predicted tone on the columns, one for the zero-shot classifier and one for the nearest caption form of unseen people. Each cell is labelled with its count; the tables above give the accuracies and the lines below the share of errors on a neighbouring tone."
+#| fig-cap: "Confusion matrices of the skin-tone task on held-out emoji under two rules: the zero-shot classifier (mean embedding of the templates that are no training caption), and the nearest of the caption forms no test caption is written in (every prompt a training caption)."
+#| fig-alt: "Two 5 by 5 heat maps of counts, true skin tone from light to dark on the rows against the predicted tone on the columns, one for the zero-shot classifier and one for the nearest of the caption forms no test caption is written in. Each cell is labelled with its count; the tables above give the accuracies and the lines below the share of errors on a neighbouring tone."
 fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.8))
 cms = {}
 for ax, rule in zip(axes, ('zero_shot', 'unseen_nearest')):
@@ -920,7 +961,7 @@ for ax, rule in zip(axes, ('zero_shot', 'unseen_nearest')):
     test_eq(int(cm.sum()), tone_res['n'])
     ax.imshow(cm, cmap='Blues')
     ax.set(xticks=range(5), yticks=range(5), xticklabels=TONES, yticklabels=TONES, xlabel='predicted', ylabel='true',
-           title=f"skin tone: {dict(zero_shot='zero-shot templates', unseen_nearest='nearest training caption, unseen people')[rule]}")
+           title=f"skin tone: {dict(zero_shot='zero-shot templates', unseen_nearest='nearest training caption, forms no test caption is in')[rule]}")
     ax.title.set_fontsize(9)
     plt.setp(ax.get_xticklabels(), rotation=40, ha='right')
     for i in range(5):
@@ -951,8 +992,7 @@ display(Markdown('\n'.join(neighbour_line(rule, a) for rule, a in adj.items())))
 
 # %%
 scene_model, _ = book_model(preset='scenes-tiny')
-scene_results = [run_task(scene_model, scene_task(a, n=pick_n)) for a in ('color', 'shape', 'count')
-                 for pick_n in [40 if in_test() else 400]]
+scene_results = [run_task(scene_model, scene_task(a, n=pick(gpu=400, cpu=400, test=40))) for a in ('color', 'shape', 'count')]
 display(Markdown(task_table(scene_results) + '\n' + majority_table(scene_results)))
 
 # %%

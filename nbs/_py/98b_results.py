@@ -12,7 +12,7 @@ import json, tempfile
 from dataclasses import asdict
 from pathlib import Path
 import torch
-from fastcore.test import test_fail
+from fastcore.test import test_eq, test_fail
 from clip_annotated.core import footer
 from clip_annotated.train import PRESETS
 from clip_annotated.model import create_model
@@ -47,6 +47,14 @@ from pathlib import Path
 # difference beside its paired bootstrap interval, as the chapters print them. The last column's verdict is
 # the one those intervals support ("above the majority class", "no gain shown"), and a claim that needs
 # data a laptop does not have (Flickr30k, ImageNet, FairFace) is marked "quoted".
+#
+# Two notes come from the book's task definitions rather than from the run: how many of each emoji
+# task's zero-shot prompts are a training caption once articles and punctuation are set aside
+# (`near_captions`, with `normalised_caption_prompts` of the tasks chapter; "a man." is no training
+# caption, "man" is), and, on the ensembling row, the tasks whose single template is itself a training
+# caption, where the row is not the paper's comparison and the prompt chapter's pools of zero-shot
+# templates make it instead. The one-seed bias line is written to three decimals like the seeds row
+# (`bias_summary`).
 
 # %%
 #| exports
@@ -72,6 +80,25 @@ def epochs_said(res: dict, batch_size: int) -> str:
             f"leaves out the last {items - used:,} of its own shuffled order, too few for a batch; so "
             f"{steps * batch_size / items:.1f} passes' worth of pictures")
 
+def near_captions(z: dict) -> tuple[int, int] | None:
+    "(prompts that are a training caption once normalised, prompts) of an emoji task's zero-shot templates, or None where the result's templates are not the book's."
+    from clip_annotated.tasks import emoji_task, normalised_caption_prompts, zero_shot_templates
+    if not z.get('task', '').startswith('emoji '): return None
+    try: task = emoji_task(z['task'].removeprefix('emoji '))
+    except ValueError: return None
+    templates = zero_shot_templates(task)
+    if len(templates) != z.get('prompts', {}).get('zero_shot'): return None     # results from other templates: say nothing
+    return normalised_caption_prompts(task, templates), len(templates) * len(task.classnames)
+
+def bias_summary(b: dict) -> str:
+    "The one-seed bias probe of a `results.json` in words, to three decimals like the seeds row (its stored summary where the numbers are missing)."
+    p, own = b.get('paired'), b.get('balanced', {}).get('excess')
+    if not p or not own: return b['summary']
+    ci = lambda d: f"{d['gap']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+    says = lambda d: 'excludes' if d['lo'] > 0 or d['hi'] < 0 else 'includes'
+    return ("one seed: excess man-or-woman separation of the twin whose women were captioned as men, minus this run's: "
+            f"{ci(p)} (paired bootstrap; {says(p)} 0); this balanced run's own excess {ci(own)} ({says(own)} 0)")
+
 def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str = '') -> str:
     "Markdown table of the paper's headline claims beside a reproduce run's `results.json` (and the bias chapter's `bias-seeds.json`); chapter links start with `nbs`."
     from clip_annotated.core import markdown_table
@@ -94,13 +121,19 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
         top1, vs = (lambda z: z.get('zero_shot_top1', z['ensemble_top1'])), (lambda z: f" {ci(z['vs_majority'])} points" if 'vs_majority' in z else '')
         reading = lambda z: z['vs_majority']['reading'] if 'vs_majority' in z else (
             'above the majority class' if top1(z) > max(z['chance'], z['majority']) else 'not above the majority class')
+        near = {z['task']: k for z in zs.values() if (k := near_captions(z))}
+        near_note = ('; prompts that are a training caption once articles and punctuation are set aside: '
+                     + ', '.join(f"{name(zs[t])} {k} of {m}" for t, (k, m) in near.items())) if near else ''
+        alike = [name(zs[t]) for t, (k, m) in near.items() if k == m]
+        both = lambda names: ', '.join(names[:-1]) + ' and ' + names[-1] if len(names) > 1 else names[0]
         rows.append(('zero-shot classification', paper['zs'],
                      '; '.join(f"{name(z)} {pct(top1(z))} ({z['classes']} classes, chance {chance(z['chance'])}, "
                                f"majority class {pct(z['majority'])}: {reading(z)}{vs(z)})" for z in zs.values())
-                     + (" (held-out emoji of the training distribution, not transfer; the book's templates that fill to no training caption, averaged in embedding space as the paper does; "
-                        "against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
+                     + (" (held-out emoji of the training distribution, not transfer; the book's templates that fill to no training caption, averaged in embedding space as the paper does"
+                        f"{near_note}; against the majority class, 95% paired interval)" if all('zero_shot_top1' in z for z in zs.values()) else ''),
                      'checked in kind: ' + '; '.join(f"{r} on {', '.join(name(z) for z in zs.values() if reading(z) == r)}"
                                                      for r in dict.fromkeys(map(reading, zs.values())))
+                     + (f"; on {both(alike)} each prompt differs from a training caption only by articles and punctuation" if alike else '')
                      + f" ({link('Zero-shot', '07a_tasks')})"))
     if (ens := [z for z in zs.values() if 'ensembling' in z]):
         gains = [name(z) for z in ens if z['ensembling']['excludes_zero'] and z['ensembling']['diff'] > 0]
@@ -109,14 +142,18 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
             if 'single' not in cp or 'ensemble' not in cp: return ''
             return (f" (training captions among the prompts: first {cp['single']} of {n['single'] * z['classes']}, "
                     f"all {cp['ensemble']} of {n['ensemble'] * z['classes']})")
+        recalled = [name(z) for z in ens if z.get('caption_prompts', {}).get('single')]     # the first template a training caption
         rows.append(('prompt ensembling over one template', paper['ens'],
                      '; '.join(f"{name(z)} {ci(z['ensembling'])} points{captions(z)}" for z in ens) +
                      " (all templates − the first; an arm with a training caption among its prompts is not zero-shot; 95% paired "
                      "bootstrap over the held-out pictures)",
                      (f"a gain on {', '.join(gains)}" if gains else "no gain shown: every interval includes zero or lies below it")
-                     + f" ({link('Zero-shot', '07a_tasks')})"))
+                     + f" ({link('Zero-shot', '07a_tasks')})"
+                     + (f"; on {both(recalled)} the first template fills to training captions, so there this is not the "
+                        "paper's comparison of a zero-shot ensemble with a zero-shot default: template pools with no training "
+                        f"caption make that one in {link('Prompt engineering', '09_prompt_engineering')}" if recalled else '')))
     if (b := res.get('bias')) and 'paired' in b:
-        rows.append(('bias probe', paper['bias'], b['summary'], f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
+        rows.append(('bias probe', paper['bias'], bias_summary(b), f"quoted; a controlled skew checked instead ({link('Bias', '11_bias')})"))
     if seeds:
         o = seeds['over_seeds']['captions']
         rows.append((f"bias probe, {len(seeds['seeds'])} seeds per arm", '–', "excess man-or-woman separation, twin with women "
@@ -137,6 +174,7 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
 fake = dict(steps=10, steps_per_epoch=5, train_items=700, parameters=8e6, train_wall_s=60.0, hardware='a test machine',
             test={'n_images': 8, 'n_texts': 8, 'i2t_R@1': 0.5, 't2i_R@1': 0.25, 'i2t_chance@1': 0.125, 't2i_chance@1': 0.125},
             zeroshot=[dict(task='emoji skin_tone', classes=5, chance=0.2, majority=0.25, ensemble_top1=0.6, zero_shot_top1=0.6,
+                           prompts=dict(zero_shot=4, single=1, ensemble=6), caption_prompts=dict(zero_shot=0, single=4, ensemble=8),
                            ensembling=dict(diff=0.01, lo=-0.02, hi=0.04, excludes_zero=False),
                            vs_majority=dict(diff=0.35, lo=0.3, hi=0.4, reading='above the majority class')),
                       dict(task='emoji category', classes=11, chance=1 / 11, majority=0.63, ensemble_top1=0.16, zero_shot_top1=0.16,
@@ -150,6 +188,15 @@ assert 'below the majority class on kind of emoji' in t, t
 assert '10 steps of 128 (2 epochs of 5 full batches: each epoch uses 640 of the 700 training emoji and leaves out the last 60' in t, t
 assert '1.8 passes' in t, t                                                      # 10 × 128 / 700 = 1.83: fewer than the epochs
 assert '+1.0 [-2.0, +4.0] points' in t and 'no gain shown' in t and '(nbs/07a_tasks.ipynb)' in t and '(nbs/06a_run.ipynb)' in t, t
+assert "on skin tone the first template fills to training captions" in t and '(nbs/09_prompt_engineering.ipynb)' in t, t
+near = near_captions(fake['zeroshot'][0])              # the book's skin-tone templates: counted against the training captions
+assert near[1] == 20 and f"skin tone {near[0]} of 20" in t, (near, t)
+assert near_captions(fake['zeroshot'][1]) is None      # no template count in the results: nothing said
+d = lambda g, lo, hi: dict(gap=g, lo=lo, hi=hi)
+test_eq(bias_summary(dict(paired=d(-0.21951, -0.50846, -0.0021), balanced=dict(excess=d(-0.0578, -0.3606, 0.2953)), summary='x')),
+        "one seed: excess man-or-woman separation of the twin whose women were captioned as men, minus this run's: "
+        "-0.220 [-0.508, -0.002] (paired bootstrap; excludes 0); this balanced run's own excess -0.058 [-0.361, +0.295] (includes 0)")
+test_eq(bias_summary(dict(summary='as stored')), 'as stored')
 
 # %% [markdown]
 # ## The README's block

@@ -59,6 +59,12 @@ else:
     display(Markdown(f"No run at `{path}` on this machine: `make reproduce` writes it, and this table then fills in."))
 
 # %% [markdown]
+# Two of the paper's headline measurements are made in their chapters rather than in this table, whose
+# rows come from `results.json`: how many labelled examples per class zero-shot is worth (Figures 6 and
+# 7, §3.1.5), on the book's model in [Linear probes](08_linear_probe.ipynb), and effective robustness
+# under distribution shift (Figure 13, §3.3), in [Robustness](10_robustness.ipynb).
+
+# %% [markdown]
 # ## Quick start
 #
 # Two commands, each of which sets up a local virtual environment (`.venv`) on first use:
