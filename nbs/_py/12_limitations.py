@@ -113,13 +113,13 @@ def per_class_accuracy(confusion) -> torch.Tensor:
 # %%
 test_close(per_class_accuracy(torch.tensor([[3, 1], [0, 2]])), torch.tensor([0.75, 1.0], dtype=torch.float64))
 
+
 # %% [markdown]
 # Every share below gets the zero-shot chapter's Wilson interval, which stays inside [0, 1] and holds
 # up at one hit in a hundred, where the textbook `p ± 1.96·se` does not. Where two shares of *different*
 # scenes are compared (the rate of one answer for the twos against the threes, say), the interval of
 # their difference is Newcombe's: it combines the two Wilson intervals, each share's own distance to
 # the end of its interval that lies towards the other share.
-
 
 # %%
 #| exports
