@@ -14,7 +14,7 @@ from .tasks import METHODS, training_caption_note
 from .bias import bias_over_seeds
 
 # %% auto #0
-__all__ = ['SAFETY_NOTICE', 'safety_notice', 'trained_on', 'zero_shot_line', 'other_rules_table', 'bias_line',
+__all__ = ['SAFETY_NOTICE', 'safety_notice', 'trained_on', 'task_name', 'zero_shot_line', 'other_rules_table', 'bias_line',
            'unseen_token_captions', 'model_card']
 
 # %% ../nbs/15_ethics.ipynb #df965885
@@ -45,6 +45,10 @@ def trained_on(source: str | Path) -> str:
 # %% ../nbs/15_ethics.ipynb #81e12505
 def _pct(x: float) -> str: return f"{100 * x:.1f}%" if x >= 0.01 else f"{100 * x:.2f}%"   # 20.0%, 0.16%
 
+def task_name(task: str) -> str:
+    "A task's key as a reader writes it: 'emoji skin_tone' → 'emoji skin tone'."
+    return task.replace('_', ' ')
+
 def _other_rule(z: dict, k: str) -> tuple:
     "One non-headline rule of a zero-shot result as a table row: task, rule, top-1, majority class, how many prompts are training captions, how many pictures meet their own caption, and what that makes it."
     own, cp = z.get('own_captions', {}), z.get('caption_prompts', {})
@@ -55,7 +59,7 @@ def _other_rule(z: dict, k: str) -> tuple:
             'prompted with training captions, not zero-shot' if cp.get(k) else
             'zero-shot: no prompt is a training caption' if cp.get(k) == 0 else '–')
     rule = METHODS[k].split(' (')[0]          # one name per rule in every task; the last column says what it is here, from the counts
-    return (z['task'], rule, _pct(z[f'{k}_top1']), _pct(z.get('chance', 1 / z['classes'])), _pct(z['majority']), training_caption_note(z, k),
+    return (task_name(z['task']), rule, _pct(z[f'{k}_top1']), _pct(z.get('chance', 1 / z['classes'])), _pct(z['majority']), training_caption_note(z, k),
             f"{own[k]} of {z['n']}" if own.get(k) is not None else '–', kind)
 
 def zero_shot_line(z: dict) -> str:
@@ -83,7 +87,8 @@ def bias_line(res: dict, seeds: dict | None = None) -> str | None:
     "The bias probe for a model card: the bias chapter's result over seeds (`bias_over_seeds`) if given, else the run's own one-seed result."
     what = ("excess man-or-woman separation (how far apart a model holds the men and the women of the skewed "
             "occupations, minus the same for the other probed occupations)")
-    sign = lambda r: " (negative: the women of the skewed occupations moved toward 'man', as injected)" if r['gap'] < 0 else ''
+    sign = lambda r: (" (negative: the skewed twin lost separation, the direction the injected skew predicts; the separation "
+                      "is the men's mean minus the women's, so this does not say which side moved)") if r['gap'] < 0 else ''
     found = lambda r: ('found (both intervals exclude zero)' if r['excludes_zero'] and r['gap'] < 0 else
                        'the opposite of the injected skew (both intervals exclude zero)' if r['excludes_zero'] else
                        'not found (an interval includes zero)')
@@ -157,7 +162,7 @@ def model_card(run: str | Path) -> str:
                   f"- Retrieval, all {t['n_images']} pictures against all captions: image→text R@1 {_pct(t['i2t_R@1'])}, "
                   f"R@5 {_pct(t['i2t_R@5'])}; text→image R@1 {_pct(t['t2i_R@1'])} (chance {_pct(t['i2t_chance@1'])})."]
         for z in res.get('zeroshot', []):
-            lines.append(f"- Zero-shot {z['task']}: " + zero_shot_line(z))
+            lines.append(f"- Zero-shot {task_name(z['task'])}: " + zero_shot_line(z))
         if table := other_rules_table(res.get('zeroshot', [])):
             lines += ["", "Other prompt rules, for reference (none chosen on these pictures), beside each task's majority class:",
                       "", table.rstrip('\n')]
@@ -174,8 +179,11 @@ def model_card(run: str | Path) -> str:
                  "occupation's plain name measures that design as well as the model, and must control for it (bias chapter)."]
                 if cfg.get('data') != 'scenes' else []),
               *([f"- {b}"] if (b := bias_line(res, bias_over_seeds(run))) else []),
-              "- Counting and binding attributes to objects are not measured on this model; the limitations chapter "
-              "finds them weak on a different model, the book's scenes model.",
+              "- Counting and binding attributes to objects are not measured on this model. The limitations chapter "
+              "measures them on a different model, the book's scenes model: zero-shot counting of one to four shapes "
+              "against naming their colour and shape, and whether the true caption beats one with the two groups' colours or "
+              "shapes swapped or their relation reversed, each beside a control that tests the attribute alone; its "
+              "readings are there.",
               "- Measured on drawings only: nothing here predicts behaviour on photographs of people.", "",
               f"Hardware of this card's writing: {hardware()}.", ""]
     text = '\n'.join(lines)

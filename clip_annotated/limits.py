@@ -15,11 +15,11 @@ from .train import PRESETS, train
 from .loader import make_datasets
 from .run import runs_dir
 from .tasks import SCENE_SEED, Labelled
-from .zeroshot import encode_images, encode_texts, paired_bootstrap
+from .zeroshot import encode_images, encode_texts, paired_bootstrap, wilson_interval
 
 # %% auto #0
-__all__ = ['OPPOSITE', 'TURNED', 'CAPTION_EDITS', 'BINDING_TESTS', 'per_class_accuracy', 'swap_colors', 'swap_shapes',
-           'reverse_relation', 'replace_color', 'replace_shape', 'turn_relation', 'binding_scenes',
+__all__ = ['OPPOSITE', 'TURNED', 'CAPTION_EDITS', 'BINDING_TESTS', 'per_class_accuracy', 'wilson_difference', 'swap_colors',
+           'swap_shapes', 'reverse_relation', 'replace_color', 'replace_shape', 'turn_relation', 'binding_scenes',
            'caption_preference', 'binding_reading', 'ShuffledCaptions', 'noise_run_dir', 'noise_run', 'i2t_hits',
            'kept_margin']
 
@@ -28,6 +28,13 @@ def per_class_accuracy(confusion) -> torch.Tensor:
     "Recall of each true class [C] from confusion counts [C, C] (rows: true class); NaN for an absent class."
     confusion = torch.as_tensor(confusion).double()
     return confusion.diagonal() / confusion.sum(1)
+
+# %% ../nbs/12_limitations.ipynb #2c5ce0af
+def wilson_difference(k1: float, n1: int, k2: float, n2: int, level: float = 0.95) -> tuple[float, float]:
+    "Newcombe's interval (lo, hi) for k1/n1 − k2/n2, two shares of independent samples, from their Wilson intervals."
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson_interval(k1, n1, level), wilson_interval(k2, n2, level)
+    return (p1 - p2 - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5, p1 - p2 + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5)
 
 # %% ../nbs/12_limitations.ipynb #442a3884
 OPPOSITE = {'above': 'below', 'below': 'above', 'left of': 'right of', 'right of': 'left of'}
@@ -96,13 +103,14 @@ def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int
 def binding_reading(swap, control, blind: float = 0.5, seed: int = 0) -> dict:
     "One attribute's verdict from per-scene wins [n] of the true caption over its swap and over its control: 'uninformative', 'binding cost' or 'no binding cost'."
     swap, control = torch.as_tensor(swap).double(), torch.as_tensor(control).double()
-    half = lambda p: 1.96 * (p * (1 - p) / len(control)) ** 0.5                  # 95% normal-approximation half-width
     c, s = control.mean().item(), swap.mean().item()
+    control_ci = wilson_interval(control.sum().item(), len(control))           # 95% Wilson interval of each share
+    swap_ci = wilson_interval(swap.sum().item(), len(swap))
     bar = max(0.5, blind)                                      # the coin, or what the captions alone win, if more
-    seen = c - half(c) > bar                                   # the attribute alone is told apart beyond luck
+    seen = control_ci[0] > bar                                 # the attribute alone is told apart beyond luck
     gap = paired_bootstrap(control, swap, seed=seed)           # control − swap on the same scenes
     verdict = 'uninformative' if not seen else 'binding cost' if gap['lo'] > 0 else 'no binding cost'
-    return dict(control=c, control_half=half(c), swap=s, swap_half=half(s), bar=bar, seen=seen, gap=gap, verdict=verdict)
+    return dict(control=c, control_ci=control_ci, swap=s, swap_ci=swap_ci, bar=bar, seen=seen, gap=gap, verdict=verdict)
 
 # %% ../nbs/12_limitations.ipynb #920a067e
 class ShuffledCaptions(Dataset):

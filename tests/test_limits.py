@@ -8,6 +8,8 @@
 * `binding_reading` calls a swap uninformative where its control is not won beyond luck (above the coin
   and the answer without the picture), a binding cost where the control beats the swap on the same scenes.
 * The counting task's labels are the counts of the scenes' own descriptions.
+* `wilson_difference` gives Newcombe's worked example, straddles zero for equal shares and stays in [-1, 1];
+  `binding_reading`'s share intervals are Wilson's (never past 100%).
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from clip_annotated.scenes import Scene, SceneObject, scene_caption
 import torch
 
 from clip_annotated.limits import (BINDING_TESTS, CAPTION_EDITS, ShuffledCaptions, binding_reading, per_class_accuracy,
-                                   replace_color, replace_shape, reverse_relation, swap_colors, swap_shapes, turn_relation)
+                                   replace_color, replace_shape, reverse_relation, swap_colors, swap_shapes, turn_relation,
+                                   wilson_difference)
+from clip_annotated.zeroshot import wilson_interval
 from clip_annotated.tasks import scene_task
 
 
@@ -118,3 +122,16 @@ def test_binding_reading():
     assert binding_reading(coin, torch.rand(500, generator=g) < 0.5)['verdict'] == 'uninformative'
     assert binding_reading(seen, seen)['verdict'] == 'no binding cost'
     assert binding_reading(seen, torch.rand(500, generator=g) < 0.8, blind=0.85)['verdict'] == 'uninformative'   # text alone wins more
+
+
+def test_wilson_difference():
+    lo, hi = wilson_difference(56, 70, 48, 80)                          # Newcombe (1998), method 10
+    assert abs(lo - 0.0524) < 1e-4 and abs(hi - 0.3339) < 1e-4
+    lo, hi = wilson_difference(1, 103, 1, 103); assert lo < 0 < hi
+    for k1, k2 in [(0, 10), (10, 0), (1, 9), (0, 0)]:
+        lo, hi = wilson_difference(k1, 10, k2, 10); assert -1 <= lo <= hi <= 1
+
+
+def test_binding_reading_uses_wilson():
+    r = binding_reading(torch.ones(400), torch.ones(400))
+    assert r['control_ci'] == wilson_interval(400, 400) and r['control_ci'][1] == 1.0 and r['swap_ci'][0] > 0.99

@@ -126,7 +126,7 @@ def test_model_card_reports_every_task_with_its_majority(tmp_path):
     lines = [l for l in card.splitlines() if l.startswith('- Zero-shot')]
     assert len(lines) == 3 and not missing_majority(card, strict=True), card
     assert 'best rule' not in card and 'below the majority class' in lines[2], lines
-    rows = [l for l in card.splitlines() if l.startswith('| emoji skin_tone |')]          # the other rules' table
+    rows = [l for l in card.splitlines() if l.startswith('| emoji skin tone |')]          # the other rules' table
     assert sum('caption retrieval, not zero-shot' in r for r in rows) == 1, rows     # the caption-form nearest prompt, and only it
 
 

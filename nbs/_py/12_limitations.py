@@ -24,7 +24,7 @@ from clip_annotated.train import PRESETS, train
 from clip_annotated.loader import make_datasets
 from clip_annotated.run import runs_dir
 from clip_annotated.tasks import SCENE_SEED, Labelled
-from clip_annotated.zeroshot import encode_images, encode_texts, paired_bootstrap
+from clip_annotated.zeroshot import encode_images, encode_texts, paired_bootstrap, wilson_interval
 
 # %%
 #| hide
@@ -38,7 +38,7 @@ from clip_annotated.scenes import NUMBERS, SceneObject
 from clip_annotated.run import book_model, load_run
 from clip_annotated.runfolder import read_metrics
 from clip_annotated.tasks import confusion, rule_logits, run_task, scene_task
-from clip_annotated.zeroshot import percentile_interval, wilson_interval
+from clip_annotated.zeroshot import percentile_interval
 
 # %%
 _ = seed_everything(0)
@@ -113,6 +113,32 @@ def per_class_accuracy(confusion) -> torch.Tensor:
 # %%
 test_close(per_class_accuracy(torch.tensor([[3, 1], [0, 2]])), torch.tensor([0.75, 1.0], dtype=torch.float64))
 
+
+# %% [markdown]
+# Every share below gets the zero-shot chapter's Wilson interval, which stays inside [0, 1] and holds
+# up at one hit in a hundred, where the textbook `p ± 1.96·se` does not. Where two shares of *different*
+# scenes are compared (the rate of one answer for the twos against the threes, say), the interval of
+# their difference is Newcombe's: it combines the two Wilson intervals, each share's own distance to
+# the end of its interval that lies towards the other share.
+
+# %%
+#| exports
+def wilson_difference(k1: float, n1: int, k2: float, n2: int, level: float = 0.95) -> tuple[float, float]:
+    "Newcombe's interval (lo, hi) for k1/n1 − k2/n2, two shares of independent samples, from their Wilson intervals."
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson_interval(k1, n1, level), wilson_interval(k2, n2, level)
+    return (p1 - p2 - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5, p1 - p2 + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5)
+
+
+# %% [markdown]
+# The check: Newcombe's own worked example (Newcombe 1998, 56 of 70 against 48 of 80) gives
+# `[0.0524, 0.3339]`; a share compared with itself straddles zero; the ends never leave [−1, 1].
+
+# %%
+test_close(wilson_difference(56, 70, 48, 80), (0.0524, 0.3339), eps=1e-4)
+lo, hi = wilson_difference(30, 100, 30, 100); assert lo < 0 < hi
+lo, hi = wilson_difference(10, 10, 0, 10); assert 0 < lo < hi <= 1
+
 # %%
 task_res = {a: run_task(model_s, t, progress=False) for a, t in tasks.items()}
 C_count = confusion(model_s, tasks['count'], 'zero_shot')
@@ -137,7 +163,7 @@ def wilson_bars(hits, totals) -> list[list[float]]:
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 ax = axes[0]
 names = list(task_res)
-ax.bar(names, [100 * task_res[a]['zero_shot_top1'] for a in names], color=['tab:red', 'tab:blue', 'tab:gray'], capsize=4,
+ax.bar([{'color': 'colour'}.get(a, a) for a in names], [100 * task_res[a]['zero_shot_top1'] for a in names], color=['tab:red', 'tab:blue', 'tab:gray'], capsize=4,
        yerr=wilson_bars([round(task_res[a]['zero_shot_top1'] * task_res[a]['n']) for a in names], [task_res[a]['n'] for a in names]))
 for j, a in enumerate(names):
     ax.hlines(100 * task_res[a]['chance'], j - 0.4, j + 0.4, colors='k', linestyles='--', label='chance' if j == 0 else None)
@@ -156,10 +182,6 @@ fig.tight_layout(); plt.show()
 
 # %%
 #| echo: false
-def half95(p: float, n: int) -> float:
-    "Half-width of the 95% normal-approximation interval of a proportion p measured on n items."
-    return 1.96 * (p * (1 - p) / n) ** 0.5
-
 def skill(acc: float, chance: float) -> float:
     "Where an accuracy lies between chance (0) and always right (1)."
     return (acc - chance) / (1 - chance)
@@ -170,16 +192,20 @@ acc = {a: r['zero_shot_top1'] for a, r in task_res.items()}
 ch = {a: r['chance'] for a, r in task_res.items()}
 maj = {a: r['majority'] for a, r in task_res.items()}
 hard = [a for a in acc if skill(acc[a], ch[a]) < 0.5]          # less than halfway from chance to always right
-c, cc, h = acc['count'], ch['count'], half95(acc['count'], task_res['count']['n'])
+c, cc = acc['count'], ch['count']
+c_lo, c_hi = wilson_interval(round(c * task_res['count']['n']), task_res['count']['n'])
 said = lambda k: f'"{NUMBERS[k]}"'                               # the count word of the prompts: "a", "two", ...
 plural = ('ones', 'twos', 'threes', 'fours')
 n_k, rec = C_count.sum(1).tolist(), count_acc.nan_to_num().tolist()   # scenes and recall per true count
-weak = [k for k in range(len(n_k)) if n_k[k] and rec[k] - half95(rec[k], n_k[k]) <= cc]   # not above a blind guess
+rec_ci = [wilson_interval(C_count[k, k].item(), n_k[k]) if n_k[k] else (0.0, 1.0) for k in range(len(n_k))]   # 95% Wilson
+weak = [k for k in range(len(n_k)) if n_k[k] and rec_ci[k][0] <= cc]   # not above a blind guess
+below = [k for k in weak if rec_ci[k][1] < cc]                         # below it beyond the interval
 share = (C_count.sum(0) / C_count.sum()).tolist()                  # share of all answers per predicted count
 top = sorted(range(len(share)), key=lambda k: -share[k])[:2]
 bar = max(cc, maj['count'])                                        # the better of chance and the majority class
-text = (f"**The paper says** CLIP struggles with counting. **We measured** (cells above) {c:.1%} ± {h:.1%} (a 95% interval) "
-        "on the count question, " + ('above' if c - h > bar else 'below' if c + h < bar else 'no different from')
+text = (f"**The paper says** CLIP struggles with counting. **We measured** (cells above) {c:.1%} [{c_lo:.1%}, {c_hi:.1%}] "
+        "(95% Wilson interval) on the count question, "
+        + ('above' if c_lo > bar else 'below' if c_hi < bar else 'not distinguishable from')
         + f" the better of its {cc:.0%} chance and its {maj['count']:.1%} majority class (always answering the most "
         f"frequent count), while the same model names the colour of the same pictures {acc['color']:.1%} of the time "
         f"(chance {ch['color']:.1%}, majority class {maj['color']:.1%}). ")
@@ -187,16 +213,23 @@ def given(t: int) -> str:
     "Which two true counts most often get the answer t, at what rates, and whether the rates differ beyond luck."
     rate = [C_count[k, t].item() / n_k[k] if n_k[k] else 0.0 for k in range(len(n_k))]
     a, b = sorted(range(len(rate)), key=lambda k: -rate[k])[:2]
-    d, hd = rate[a] - rate[b], 1.96 * sum(r * (1 - r) / n_k[k] for k, r in ((a, rate[a]), (b, rate[b]))) ** 0.5
+    lo, hi = wilson_difference(C_count[a, t].item(), n_k[a], C_count[b, t].item(), n_k[b])      # Newcombe, 95%
     return (f"{said(t)} is the answer for {rate[a]:.0%} of the {plural[a]} and {rate[b]:.0%} of the {plural[b]} (difference "
-            f"{100 * d:+.0f} ± {100 * hd:.0f} points, 95%: " + ("it tells them apart" if abs(d) > hd else "it does not tell them apart") + ")")
+            f"{100 * (rate[a] - rate[b]):+.0f} points [{100 * lo:+.0f}, {100 * hi:+.0f}], 95%: "
+            + ("it tells them apart" if lo > 0 or hi < 0 else "it does not tell them apart") + ")")
 
 if weak:
     if share[top[0]] + share[top[1]] >= 0.75:
         text += (f"The breakdown: {share[top[0]] + share[top[1]]:.0%} of all its answers are {said(top[0])} or {said(top[1])}; "
                  f"{given(top[0])}, and {given(top[1])}. ")
-    text += (f"The {listing([plural[k] for k in weak])} are called right on only {listing([f'{rec[k]:.0%}' for k in weak])} "
-             f"of their scenes, no more often than a blind guess ({cc:.0%}) would be; the confusion matrix sends "
+    groups = [(ks, says) for ks, says in
+              (([k for k in weak if k in below], "less often than a blind guess would be, beyond their intervals"),
+               ([k for k in weak if k not in below], "not distinguishably more often than a blind guess would be")) if ks]
+    calls = "; ".join(f"the {listing([plural[k] for k in ks])} are called right on "
+                      + listing([f'{rec[k]:.1%} [{rec_ci[k][0]:.1%}, {rec_ci[k][1]:.1%}]' for k in ks])
+                      + f" of their scenes, {says}" for ks, says in groups)
+    text += (calls[:1].upper() + calls[1:]
+             + f" (95% Wilson intervals; a blind guess is right on {cc:.0%}); the confusion matrix sends "
              + listing([f"{C_count[k].max().item() / n_k[k]:.0%} of the {plural[k]} to {said(C_count[k].argmax().item())}" for k in weak])
              + '. ')
 else:
@@ -344,8 +377,8 @@ def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int
 #
 # The reading of one attribute follows from three numbers: the control's share (is the attribute seen
 # at all?), the swap's share, and their paired difference on the same scenes (does rearranging cost
-# more than seeing?). `binding_reading` gives the verdict; the interval of a share is the normal
-# approximation at 95%, the difference's a paired bootstrap over the scenes (the zero-shot chapter's
+# more than seeing?). `binding_reading` gives the verdict; the interval of a share is Wilson's at 95%,
+# as for counting, the difference's a paired bootstrap over the scenes (the zero-shot chapter's
 # `paired_bootstrap`). <!-- fixed: 95% -->
 
 # %%
@@ -353,13 +386,14 @@ def caption_preference(model, n: int = 400, edits: dict | None = None, seed: int
 def binding_reading(swap, control, blind: float = 0.5, seed: int = 0) -> dict:
     "One attribute's verdict from per-scene wins [n] of the true caption over its swap and over its control: 'uninformative', 'binding cost' or 'no binding cost'."
     swap, control = torch.as_tensor(swap).double(), torch.as_tensor(control).double()
-    half = lambda p: 1.96 * (p * (1 - p) / len(control)) ** 0.5                  # 95% normal-approximation half-width
     c, s = control.mean().item(), swap.mean().item()
+    control_ci = wilson_interval(control.sum().item(), len(control))           # 95% Wilson interval of each share
+    swap_ci = wilson_interval(swap.sum().item(), len(swap))
     bar = max(0.5, blind)                                      # the coin, or what the captions alone win, if more
-    seen = c - half(c) > bar                                   # the attribute alone is told apart beyond luck
+    seen = control_ci[0] > bar                                 # the attribute alone is told apart beyond luck
     gap = paired_bootstrap(control, swap, seed=seed)           # control − swap on the same scenes
     verdict = 'uninformative' if not seen else 'binding cost' if gap['lo'] > 0 else 'no binding cost'
-    return dict(control=c, control_half=half(c), swap=s, swap_half=half(s), bar=bar, seen=seen, gap=gap, verdict=verdict)
+    return dict(control=c, control_ci=control_ci, swap=s, swap_ci=swap_ci, bar=bar, seen=seen, gap=gap, verdict=verdict)
 
 
 # %% [markdown]
@@ -374,6 +408,7 @@ test_eq(binding_reading(coin, torch.ones(400, dtype=torch.bool))['verdict'], 'bi
 test_eq(binding_reading(coin, torch.rand(400, generator=g) < 0.5)['verdict'], 'uninformative')
 test_eq(binding_reading(torch.ones(400), torch.ones(400))['verdict'], 'no binding cost')
 test_eq(binding_reading(torch.ones(400), torch.ones(400), blind=1.0)['verdict'], 'uninformative')   # the text alone wins it
+test_eq(binding_reading(coin, torch.ones(400))['control_ci'][1], 1.0)        # a Wilson interval never passes 100%
 
 # %%
 #| fig-cap: "Four held-out two-group scenes with the true caption and the colour-swapped rival the model must rank below it."
@@ -415,29 +450,30 @@ wins = {k: v[scored[k]] for k, v in caption_preference(model_s, n=N).items()}
 blind = {k: v[scored[k]].double().mean().item() for k, v in caption_preference(model_s, n=N, blind=True).items()}
 bind = {k: v.double().mean().item() for k, v in wins.items()}
 reading = {att: binding_reading(wins[sw], wins[ctl], blind[ctl]) for att, (sw, ctl) in BINDING_TESTS.items()}
+share_ci = lambda p, ci: f"{p:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]"
 rows = []
 for att, (sw, ctl) in BINDING_TESTS.items():
     r = reading[att]
-    rows += [(att, ctl, f"{r['control']:.1%} ± {r['control_half']:.1%}", f"{blind[ctl]:.1%}", '', ''),
-             ('', sw, f"{r['swap']:.1%} ± {r['swap_half']:.1%}", f"{blind[sw]:.1%}",
+    rows += [(att, ctl, share_ci(r['control'], r['control_ci']), f"{blind[ctl]:.1%}", '', ''),
+             ('', sw, share_ci(r['swap'], r['swap_ci']), f"{blind[sw]:.1%}",
               f"{100 * r['gap']['diff']:+.1f} [{100 * r['gap']['lo']:+.1f}, {100 * r['gap']['hi']:+.1f}]", r['verdict'])]
 display(Markdown(markdown_table(
     ['attribute', 'rival caption', 'true caption preferred (95%)', 'without the picture', 'control − swap, points (95%)', 'verdict'],
-    rows, align='llrrrl') + f"\n\n{len(scenes_n)} held-out two-group scenes (position: the {len(wins[sw])} of them where the "
+    rows, align='llrrrl') + f"\n\nShares with 95% Wilson intervals; {len(scenes_n)} held-out two-group scenes (position: the {len(wins[sw])} of them where the "
     "turned caption is false of the picture); a coin wins half of them."))
 
 # %%
-#| fig-cap: "Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival: for each attribute its control (green, the attribute replaced) and its swap (purple: the two groups' colours exchanged, which uses the same words; their shapes exchanged, the same words up to plural endings; or the relation reversed, above for below or left for right); dotted orange ticks mark the answer without the picture, the dashed line a coin flip, error bars are the intervals of the table above. Position is scored only on the scenes where the turned relation is false of the picture (their count is under the table)."
+#| fig-cap: "Fraction of two-group held-out scenes where the image is closer to its true caption than to a rival: for each attribute its control (green: one colour replaced by a colour the scene does not use; one shape replaced by a shape it does not use; or the relation turned a quarter, above to left of, below to right of) and its swap (purple: the two groups' colours exchanged, which uses the same words; their shapes exchanged, the same words up to plural endings; or the relation reversed, above for below or left for right); dotted orange ticks mark the answer without the picture, the dashed line a coin flip, error bars are the intervals of the table above. Position is scored only on the scenes where the turned relation is false of the picture (their count is under the table)."
 #| fig-alt: "A bar chart with three pairs of bars, colour, shape and position, each a green control bar (one colour replaced, one shape replaced, relation turned) and a purple swap bar (colours swapped, shapes swapped, relation reversed) with error bars, a dotted orange tick on each bar for the answer the model gives from the mean picture, and a dashed horizontal line for a coin flip. The table above gives the values."
 fig, ax = plt.subplots(figsize=(8, 3.6))
 ks = [k for sw, ctl in BINDING_TESTS.values() for k in (ctl, sw)]
 x = [0, 1, 3, 4, 6, 7]                                                # pairs, with a gap between attributes
-err = [196 * (bind[k] * (1 - bind[k]) / len(wins[k])) ** 0.5 for k in ks]
+err = wilson_bars([int(wins[k].sum()) for k in ks], [len(wins[k]) for k in ks])     # the table's 95% Wilson intervals
 ax.bar(x, [100 * bind[k] for k in ks], yerr=err, capsize=4, color=['tab:green', 'tab:purple'] * 3)
 ax.hlines([100 * blind[k] for k in ks], [i - 0.4 for i in x], [i + 0.4 for i in x], colors='tab:orange', lw=2.5,
           linestyles=':', label='without the picture (mean image)')
 ax.axhline(50, color='k', ls='--', lw=1, label='coin flip')
-ax.set_xticks(x, [textwrap.fill(k.replace(' (control)', ''), 14) for k in ks], fontsize=8)
+ax.set_xticks(x, [textwrap.fill(k.replace(' (control)', ''), 12) for k in ks], fontsize=8)   # every label on two lines
 ax.set(ylim=(0, 105), ylabel='true caption preferred (%)', xlabel='how the rival caption was made (green: control)',
        title='Controls and swaps on the same two-group scenes')
 ax.legend(loc='upper right', fontsize=8)
@@ -446,32 +482,32 @@ fig.tight_layout(); plt.show()
 
 # %%
 #| echo: false
-def vs_coin(r): return ('above a coin flip' if r['swap'] - r['swap_half'] > 0.5 else 'below a coin flip'
-                        if r['swap'] + r['swap_half'] < 0.5 else 'no better than a coin flip')
-ci = lambda p, h: f"{p:.1%} (±{h:.1%})"
+def vs_coin(r): return ('above a coin flip' if r['swap_ci'][0] > 0.5 else 'below a coin flip'
+                        if r['swap_ci'][1] < 0.5 else 'no better than a coin flip')
+ci = lambda p, iv: f"{p:.1%} [{iv[0]:.1%}, {iv[1]:.1%}]"
 noun = dict(colour='colours', shape='shapes', position='layouts')
 seen_zs = dict(colour='color', shape='shape')                          # the single-group zero-shot task of each attribute
 asked = dict(color='colour', shape='shape')
 text = ("**The follow-up literature asks** whether CLIP-style embeddings bind attributes to the right object. "
-        "**We measured** (table above; 95% intervals; the answer without the picture beside each share):\n\n")
+        "**We measured** (table above; 95% Wilson intervals of the shares; the answer without the picture beside each share):\n\n")
 for att, r in reading.items():
     sw, ctl = BINDING_TESTS[att]
     zs = (f" (alone in a one-group scene, the zero-shot {asked[seen_zs[att]]} question above is answered right on "
           f"{acc[seen_zs[att]]:.1%}, against {ch[seen_zs[att]]:.1%} chance and a {maj[seen_zs[att]]:.1%} majority class)"
           if att in seen_zs else '')
-    line = f"- **{att.capitalize()}**{zs}: the control ({ctl.replace(' (control)', '')}) is won on {ci(r['control'], r['control_half'])}"
+    line = f"- **{att.capitalize()}**{zs}: the control ({ctl.replace(' (control)', '')}) is won on {ci(r['control'], r['control_ci'])}"
     if r['verdict'] == 'uninformative':
         line += (f", not beyond luck above {r['bar']:.1%} (the better of the coin and the answer without the picture): the "
                  f"model does not tell {noun[att]} apart even when nothing is rearranged, so the swap, "
-                 f"{ci(r['swap'], r['swap_half'])}, says nothing about binding. **Uninformative for {att}.**")
+                 f"{ci(r['swap'], r['swap_ci'])}, says nothing about binding. **Uninformative for {att}.**")
     else:
         d = r['gap']
-        line += (f", the swap ({sw}) on {ci(r['swap'], r['swap_half'])}, {vs_coin(r)}; the swap costs "
+        line += (f", the swap ({sw}) on {ci(r['swap'], r['swap_ci'])}, {vs_coin(r)}; the swap costs "
                  f"{100 * d['diff']:+.1f} points against the control (paired 95% interval [{100 * d['lo']:+.1f}, "
                  f"{100 * d['hi']:+.1f}]). ")
         line += (f"**A binding cost:** the model sees which {noun[att]} are present better than which group has which"
                  + (f"; but the control itself is weak, so the cost is measured against a low ceiling and says nothing "
-                    f"of how a model that saw {noun[att]} well would bind them." if r['control'] - r['control_half'] < 0.9 else '.')
+                    f"of how a model that saw {noun[att]} well would bind them." if r['control_ci'][0] < 0.9 else '.')
                  if r['verdict'] == 'binding cost' else
                  f"**No binding cost measured:** rearranging costs no more than the interval allows.")
     if att == 'position':
@@ -704,6 +740,11 @@ if k_r is not None and k_c is not None:
                  "retrieval needs every detail of a caption, while colour is a coarse concept that many pairs agree on; if "
                  "the mismatched pairs point in unrelated directions and mostly cancel, what the clean pairs agree on "
                  f"survives, and at a fixed budget of {noise[0]['steps']} steps the fine detail would pay first. ")
+        if skill(noise[0]['color'], noise[0]['color_chance']) > 0.9:      # the clean colour score near always right
+            text += (f"Another, which these runs do not rule out: the clean run's colour score, {noise[0]['color']:.1%}, sits "
+                     "near its ceiling, where a model can lose much of what tells the colours apart before an answer "
+                     f"changes, so colour's share may overstate what is kept; retrieval starts far from its ceiling, at "
+                     f"{noise[0]['r1']:.1%}. ")
     elif d_hi < 0:
         text += "On these runs the coarse question pays more than the detailed one. "
     else:

@@ -37,6 +37,7 @@ from clip_annotated.run import book_model
 from clip_annotated.retrieval import retrieval_metrics
 from clip_annotated.tasks import CATEGORY_NAMES, confusion, emoji_task
 from clip_annotated.zeroshot import paired_bootstrap, wilson_interval
+from clip_annotated.limits import wilson_difference
 
 # %%
 _ = seed_everything(0)
@@ -95,14 +96,16 @@ print(I_e.shape, f"mean cosine of a picture with its own caption {S.diagonal().m
 #
 # Liang et al. (2022, "Mind the Gap") report that in CLIP's shared space the image embeddings and the
 # text embeddings sit in two separate narrow cones, and that the gap between them survives training.
-# That is the question here, for the book's model: apart or mixed? Their account, in our words: each encoder already maps its inputs into a narrow cone at random
-# initialisation (deep networks with normalised outputs do that), the two cones start in different
-# places, and the contrastive loss with a small temperature ($1/\exp(t)$, 1/100 in CLIP) only
-# compares *relative* similarities inside each row and column of the logit matrix. Moving every
-# text embedding by the same vector barely changes which caption wins a row, so the loss has little to
-# say about where the cones sit as wholes; with a low temperature it even prefers to keep them apart
-# (they showed the loss rises when the gap is closed by hand). So a matched pair's cosine is far below
-# 1 even when retrieval is right: what counts is that it beats the wrong pairs.
+# That is the question here, for the book's model: apart or mixed? Their account, in our words: each
+# encoder already maps its inputs into a narrow cone at random initialisation, because every nonlinear
+# layer (they analyse ReLU layers) narrows the angles between its outputs, so depth narrows them
+# further; the two towers, initialised separately, start in different cones; and the contrastive loss
+# with a small temperature ($1/\exp(t)$, 1/100 in CLIP) only compares *relative* similarities inside
+# each row and column of the logit matrix. Moving every text embedding by the same vector barely changes
+# which caption wins a row, so the loss has little to say about where the cones sit as wholes; with a
+# low temperature it even prefers to keep them apart (they showed the loss rises when the gap is closed
+# by hand). So a matched pair's cosine is far below 1 even when retrieval is right: what counts is that
+# it beats the wrong pairs.
 #
 # Three numbers measure it: the distance between the two centroids, the mean cosine *within* a
 # modality (how narrow each cone is), and the mean cosine *between* modalities. A fourth, further
@@ -278,12 +281,16 @@ def verdict(sh) -> str:
                           'more often than in a fully mixed cloud' if lo > 0 else 'mixed, as in one shared cloud')
     return 'partly apart: more own-modality neighbours than a mixed cloud, fewer than two separate ones'
 
+spread = 1 / I_e.shape[1] ** 0.5      # the typical size of the cosine of two random directions in the joint space
+
 def cones(g: dict, d: dict) -> str:
-    "The within-modality cosines of `g` read against the between cosine, by the intervals of their excess in `d`."
+    "The within-modality cosines of `g` read against the between cosine, by the intervals and the size of their excess in `d`."
     def one(name: str, within: str, key: str) -> str:
         v, lo, hi = d[key]
-        says = ('above it beyond the interval' if lo > 0 else 'below it beyond the interval' if hi < 0 else
-                'not distinguishable from it')
+        says = ('below it beyond the interval' if hi < 0 else 'not distinguishable from it' if lo <= 0 else
+                'above it by more than 1/√d: a cone of its own' if lo > spread else
+                'above it beyond the interval, but by less than 1/√d: a detectable excess too small to make a cone'
+                if hi < spread else 'above it beyond the interval, by an amount the interval does not place against 1/√d')
         return f"within {name} {g[within]:.3f}, {v:+.3f} [{lo:+.3f}, {hi:+.3f}] from the between cosine: {says}"
     return (f"{one('pictures', 'cos_within_image', 'image_minus_between')}; "
             f"{one('captions', 'cos_within_text', 'text_minus_between')}")
@@ -298,7 +305,9 @@ def against_null(d, rng) -> str:
 g0, g1, d0, d1 = gap0, gap, gap_ci['random init'], gap_ci['trained']
 text = ("**Liang et al. ask** whether the two modalities sit apart. **We measured** (tables above, 95% intervals), on "
         f"{len(keep)} held-out pairs. A modality has a cone of its own where its mean cosine within exceeds the mean "
-        "cosine between the modalities beyond the interval; how narrow the cone is, the cosine itself says. "
+        "cosine between the modalities beyond the interval and by more than 1/√d "
+        f"= {spread:.3f}, the typical cosine of two random directions in this {I_e.shape[1]}-dimensional space: an excess "
+        "smaller than that leaves the vectors spread over the sphere about as widely as random ones. "
         f"At random initialisation the mean cosine between pictures and captions is {g0['cos_between']:.3f}; "
         f"{cones(g0, d0)}. The centroids are {ci3(d0['centroid_distance'])} apart, "
         f"{against_null(d0['centroid_distance'], null['random init'])}, and "
@@ -535,18 +544,21 @@ for l, r, n in zip(task.labels, recall, cm.sum(1)): print(f"  {l:20} {r:4.0%} of
 # %%
 #| echo: false
 acc_lo, acc_hi = wilson_interval(cm.diagonal().sum().item(), n_all)
-given = (cm.sum(0) / cm.sum()).tolist()            # share of all answers given to each category: a blind answerer's recall
 level = 1 - 0.05 / n_cat                            # Bonferroni: one test per category
-rec_lo = [wilson_interval(k, n, level)[0] if n else 0.0 for k, n in zip(cm.diagonal().tolist(), cm.sum(1).tolist())]
-above = [f"{l} ({recall[j]:.0%} against {given[j]:.0%})" for j, (l, lo) in enumerate(zip(task.labels, rec_lo)) if lo > given[j]]
+k_j, n_j, c_j = cm.diagonal().tolist(), cm.sum(1).tolist(), cm.sum(0).tolist()    # right, pictures, answers per category
+others = [(c - k) / (n_all - n) for k, n, c in zip(k_j, n_j, c_j)]                 # its name given to the other pictures
+diff = [wilson_difference(k, n, c - k, n_all - n, level) if n else (-1.0, 1.0) for k, n, c in zip(k_j, n_j, c_j)]
+above = [f"{l} ({recall[j]:.0%} against {others[j]:.1%}: {100 * (recall[j] - others[j]):+.0f} points "
+         f"[{100 * diff[j][0]:+.0f}, {100 * diff[j][1]:+.0f}])" for j, l in enumerate(task.labels) if diff[j][0] > 0]
 big = int(cm.sum(1).argmax()); wrong = cm[big].clone(); wrong[big] = 0
 vs = lambda bar: 'above' if acc_lo > bar else 'below' if acc_hi < bar else 'not distinguishable from'
 text = (f"In the matrix, numbers are counts and colour is the row fraction. The accuracy, {cat_acc:.1%} "
         f"[{acc_lo:.1%}, {acc_hi:.1%}] (95% Wilson interval), is "
         f"{vs(cat_chance)} chance ({cat_chance:.1%}) and {vs(cat_major)} the majority class ({cat_major:.1%}: always "
-        f"answering '{task.labels[big]}'). A model that gave each answer at its rate whatever the picture would have, for "
-        "each category, a recall equal to the share of all its answers that name that category; a category is recognised "
-        "beyond that where the lower bound of its recall's Wilson interval lies above that share, at a level of "
+        f"answering '{task.labels[big]}'). A model that answered without looking at the picture would give a category's "
+        "name to that category's pictures as often as to the others'; a category is recognised beyond that where its "
+        "recall exceeds the share of the other pictures that get its name, beyond Newcombe's interval of the difference "
+        "(built from the two shares' Wilson intervals; two separate sets of pictures), at a level of "
         f"{level:.2%} per category so that all {n_cat} hold together at 95% (Bonferroni): "
         f"{', '.join(above) if above else 'none'}. The largest category, '{task.labels[big]}', is "
         f"called right on {recall[big]:.0%} of its {int(cm[big].sum())} pictures; its most common wrong answer is "
