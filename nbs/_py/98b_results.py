@@ -159,7 +159,8 @@ def paper_table(res: dict, batch_size: int, seeds: dict | None = None, nbs: str 
         rows.append((f"bias probe, {len(seeds['seeds'])} seeds per arm", '–', "excess man-or-woman separation, twin with women "
                      f"captioned as men − balanced twin, mean over seeds: {o['gap']:+.3f}; 95% interval over seeds "
                      f"[{o['lo']:+.3f}, {o['hi']:+.3f}], over occupations and pictures [{o['data_lo']:+.3f}, {o['data_hi']:+.3f}]"
-                     + (" (negative: the women of the skewed occupations moved toward 'man', as injected)" if o['gap'] < 0 else ''),
+                     + (" (negative: the skewed twin lost separation, the direction the injected skew predicts; the separation is the "
+                        "men's mean minus the women's, so this does not say which side moved)" if o['gap'] < 0 else ''),
                      ('found: both intervals exclude zero' if o['excludes_zero'] and o['gap'] < 0 else
                       'not found: an interval includes zero') + f" ({link('Bias', '11_bias')})"))
     return markdown_table(['', 'the paper', 'this book: MiniCLIP from `make reproduce`', 'the claim here'], rows, align='llll')
