@@ -588,9 +588,9 @@ if not in_test():
     assert min(loss, key=loss.get) == 'zero-shot CLIP' and max(loss, key=loss.get) == 'CNN (all data)'
     zs_g = results[ge]['zero-shot CLIP']
     near_diagonal = [c for c in SHIFTS if zs_g[c] >= zs_g['in distribution'] - 0.03]
-    assert all(chance[ge] <= zs_g[c] for c in SHIFTS)                                    # at or above chance,
-    assert all(zs_g[c] <= zs_g['in distribution'] or zs_g[c] - zs_g['in distribution'] <= 0.01 for c in SHIFTS)  # at or below as drawn, or within a point above
-    assert near_diagonal and all(zs_g[c] <= majority[ge] + 0.02 for c in SHIFTS if c not in near_diagonal)  # the others near or below the majority
+    assert (all(chance[ge] <= zs_g[c] for c in SHIFTS)                                   # at or above chance,
+            and all(zs_g[c] <= zs_g['in distribution'] or zs_g[c] - zs_g['in distribution'] <= 0.01 for c in SHIFTS)  # at or below as drawn, or within a point above,
+            and near_diagonal and all(zs_g[c] <= majority[ge] + 0.02 for c in SHIFTS if c not in near_diagonal))  # the others near or below the majority
     cnn_g = results[ge]['CNN (all data)']
     assert cnn_g['grayscale'] > cnn_g['in distribution'] - 0.05                         # keeps its accuracy under grayscale
     assert all(abs(cnn_g[c] - chance[ge]) <= 0.005 or chance[ge] < cnn_g[c] < majority[ge]   # about chance (within half a point),
