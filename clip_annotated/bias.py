@@ -17,7 +17,7 @@ from .readers import open_image
 from .train import PRESETS, TrainConfig
 from .run import load_run, runs_dir, train_and_report
 from .tasks import Labelled
-from .zeroshot import encode_images, encode_texts, percentile_interval
+from .zeroshot import encode_images, encode_texts, percentile_interval, wilson_interval
 
 # %% auto #0
 __all__ = ['OCCUPATIONS', 'SKEWED', 'ARMS', 'FAIRFACE_RACES', 'FAIRFACE_GENDERS', 'FAIRFACE_AGES', 'FAIRFACE_LAYOUT',
@@ -285,6 +285,12 @@ _GENDER_WORDS = {'Male': 'man', 'Female': 'woman'}
 
 def _a(phrase: str) -> str: return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
 
+def _rate_ci(hits: np.ndarray) -> tuple[float, float]:
+    "95% Wilson interval of a rate of bool `hits`, widened to hold the rate itself (float rounding can leave 0 or 1 a hair outside)."
+    lo, hi = wilson_interval(int(hits.sum()), len(hits))
+    p = float(hits.mean())
+    return min(lo, p), max(hi, p)
+
 @torch.inference_mode()
 def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str = 'a photo of {}.',
                    shown: dict | None = None) -> tuple[str, dict]:
@@ -306,18 +312,20 @@ def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str 
     kind = np.array(['person'] * len(people) + ['crime'] * len(CRIME_LABELS) + ['non_human'] * len(NON_HUMAN_LABELS))[label]
     groups = {**{r: truth['race'] == r for r in FAIRFACE_RACES}, **{g: truth['gender'] == g for g in FAIRFACE_GENDERS},
               'all': np.ones(len(rows), bool)}
-    res = {name: dict(n=int(m.sum()), **{k: float((pred[k] == truth[k])[m].mean()) for k in pred},
-                      crime=float((kind == 'crime')[m].mean()), non_human=float((kind == 'non_human')[m].mean()))
+    hits = {**{k: pred[k] == truth[k] for k in pred}, 'crime': kind == 'crime', 'non_human': kind == 'non_human'}   # [N] each
+    res = {name: dict(n=int(m.sum()), **{k: float(h[m].mean()) for k, h in hits.items()},
+                      ci={k: _rate_ci(h[m]) for k, h in hits.items()})                                 # 95% Wilson
            for name, m in groups.items() if m.any()}
     classes = {'gender': FAIRFACE_GENDERS, 'race': FAIRFACE_RACES, 'age': FAIRFACE_AGES}
     baselines = dict(chance={k: 1 / len(v) for k, v in classes.items()},             # one label drawn at random
                      majority={k: float(np.unique(truth[k], return_counts=True)[1].max() / len(rows)) for k in classes})
     pct = lambda x: f'{100 * x:.1f}%'
+    with_ci = lambda r, k: f"{pct(r[k])} [{100 * r['ci'][k][0]:.1f}, {100 * r['ci'][k][1]:.1f}]"
     table = markdown_table(['group', 'pictures', 'gender acc.', 'race acc.', 'age acc.', 'crime-related', 'non-human'],
-                           [((shown or {}).get(g, g), r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()]
+                           [((shown or {}).get(g, g), r['n'], *(with_ci(r, k) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()]
                            + [(f'*{name}*', '', *(pct(b[k]) for k in classes), '', '') for name, b in
                               (('chance', baselines['chance']), ('majority class (all pictures)', baselines['majority']))])
-    return (table + f"\n{ds.skips.report('FairFace ' + ds.split)}.\n",
+    return (table + f"\nIn brackets: 95% Wilson intervals over the group's pictures. {ds.skips.report('FairFace ' + ds.split)}.\n",
             dict(groups=res, baselines=baselines, skipped=ds.skips.counts))
 
 # %% ../nbs/11_bias.ipynb #7159aaa3

@@ -415,8 +415,9 @@ helps = [a for a in FAMILIES if beyond(a, 'photo', 'bare') > 0]
 hurts = [a for a in FAMILIES if beyond(a, 'photo', 'bare') < 0]
 bare_caps = [a for a in FAMILIES if n_caps(a, [first[a]['bare']])]
 bare_words = list(dict.fromkeys(c for a in bare_caps for c in tasks[a].classnames if c in training_caption_set('emoji')))
-b1 = ('* **"A photo of a {}." is not our default.** The paper chose it because alt-text describes photos; ours describes '
-      'emoji, and the token "photo" was never trained. ')
+b1 = ('* **"A photo of a {}." is not our default.** The paper gives one reason for it: it "helps specify the text is about '
+      'the content of the image" (§3.1.4). Our captions describe emoji, and the token "photo" was never trained, so whether '
+      'the default carries over is a question for the measurement. ')
 if helps:
     b1 += (f"Added to the bare name it helps beyond luck on {names(helps)} all the same; this measures that the words "
            "\"a photo of a\" (\"a\" and \"of\" trained, \"photo\" not) change the answers, not why. ")
@@ -452,7 +453,7 @@ else:
 b2 = (head + 'The paper\'s advice, "specify the text is about the content of the image", read as "say it as the training '
       'text said it", ' + ('holds here on every task where the two differ. ' if clean_wins and not clean_loses else
                            f"is not borne out on {names(clean_loses)}. " if clean_loses else
-                           'gets no test from these intervals, which all hold zero. '))
+                           f"is tested here and the test is inconclusive: all {len(FAMILIES)} intervals hold zero. "))
 cap_tasks = [a for a in FAMILIES if n_caps(a, [first[a][CAPTIONS]])]
 if cap_tasks:
     b2 += (f"The first captions'-language template is itself a training caption on {names(cap_tasks)} ("
@@ -473,7 +474,8 @@ verb = {1: 'beats the photo default beyond luck', 0: 'does not beat the photo de
         -1: 'loses to the photo default beyond luck'}
 b3 = (('* **Context helps when it is said in words the model learned.** ' if ctx == {'skin_tone': 1, 'category': 0} else
        '* **Context, said in words the model did or did not learn.** ')
-      + 'The paper\'s "a type of pet" works because CLIP read such phrases; ours did not. '
+      + 'The paper reports that "a type of pet" helped on Oxford-IIIT Pets, as context (§3.1.4), and gives no other reason; '
+        'that CLIP had read such phrases in its captions is our guess, not the paper\'s, and ours never read "a type of". '
       f"`{first['skin_tone']['photo + context']}` adds \"person\" and \"skin\", both caption words, and {verb[ctx['skin_tone']]} "
       f"on the skin tone ({interval('skin_tone', 'photo + context', 'photo')}); `{first['category']['photo + context']}` adds "
       f"\"a type of\", which no caption had, and {verb[ctx['category']]} on the category "
@@ -693,6 +695,9 @@ handles, labels = axes[1].get_legend_handles_labels()
 fig.legend(handles, labels, loc='lower center', ncol=4, fontsize=10, frameon=False)
 fig.suptitle(f'Ensembles of growing size: mean over {ORDERS} random orders,\n±1 sd (dark band), min–max (light band)', fontsize=11)
 fig.tight_layout(rect=(0, 0.04, 1, 1)); plt.show()
+
+# %%
+#| hide
 above = [a for a in FAMILIES if all(100 * majority[a] > summary(100 * curves[(a, p)])['hi'].max() for p in POOLS)]
 if not in_test(): assert 'category' in above, above           # the caption's "above every point of both curves"
 
@@ -841,10 +846,13 @@ def gap(r) -> str: return f"{attribute(r)} {100 * r['gap']['diff']:+.1f} [{100 *
 def span(r) -> str: return f"{attribute(r)} {pct(r['lo'])} to {pct(r['hi'])}"
 known, partly = [r for r in scene_rows if skill(r) >= 0.5], [r for r in scene_rows if skill(r) < 0.5]
 parts = []
+def zero_shot_or_not(k: int) -> str: return 'zero-shot' if k == 0 else 'not zero-shot'
 def bare(r) -> str:
     d = r['bare_vs_ensemble']
-    return (f"{attribute(r)} {pct(r['bare'])}, {100 * d['diff']:+.1f} points [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] "
-            f"against the ensemble's {pct(r['ensemble'])}, "
+    return (f"{attribute(r)} {pct(r['bare'])} with `{{}}` ({r['caps'][0]} of its {r['C']} prompts training captions: "
+            f"{zero_shot_or_not(r['caps'][0])}), {100 * d['diff']:+.1f} points [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] "
+            f"against the ensemble's {pct(r['ensemble'])} ({r['caps'][2]} of its {r['n'] * r['C']} prompts training captions: "
+            f"{zero_shot_or_not(r['caps'][2])}), "
             + ('above it beyond luck' if d['lo'] > 0 else 'below it beyond luck' if d['hi'] < 0 else 'not distinguishable from it'))
 if known:
     no_gap = all(r['gap']['lo'] <= 0 for r in known)
@@ -856,7 +864,9 @@ if known:
                     if no_gap else ": the extremes differ beyond luck on that interval, which is all this run can say of the "
                     "invented details. ")
                  + f"The bare word, set against the ensemble on the same pictures (a pair fixed in advance), scores "
-                 + '; '.join(map(bare, known)) + '.')
+                 + '; '.join(map(bare, known))
+                 + (": a zero-shot prompt set against an ensemble of training captions, not two zero-shot prompts."
+                    if all(r['caps'][0] == 0 and r['caps'][2] == r['n'] * r['C'] for r in known) else '.'))
 if partly:
     inside = all(r['lo'] <= r['ensemble'] <= r['hi'] for r in partly)
     parts.append(f"Where it is less than halfway from the majority class to always right ({'; '.join(map(against, partly))}), single detailed templates span "

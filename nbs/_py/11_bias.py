@@ -26,7 +26,7 @@ from clip_annotated.readers import open_image
 from clip_annotated.train import PRESETS, TrainConfig
 from clip_annotated.run import load_run, runs_dir, train_and_report
 from clip_annotated.tasks import Labelled
-from clip_annotated.zeroshot import encode_images, encode_texts, percentile_interval
+from clip_annotated.zeroshot import encode_images, encode_texts, percentile_interval, wilson_interval
 
 # %%
 #| hide
@@ -199,8 +199,8 @@ assert not r2['excludes_zero'] and r3['excludes_zero']
 # gap there is the model's own, not the counts'.
 
 # %%
-#| fig-cap: "The plain-name gap of each occupation in the book's MiniCLIP: the mean cosine of the occupation's name with its pictures of men minus that with its pictures of women, with bootstrap intervals. Hollow: a gender row of that occupation was held out of training."
-#| fig-alt: "A dot-and-whisker chart: the occupations down the side, the cosine gap (men minus women) along the bottom, a dotted line at zero, one dot with its interval per occupation; hollow dots mark the occupations with a gender row held out of training. The cell below prints which intervals exclude zero."
+#| fig-cap: "The plain-name gap of each occupation in the book's MiniCLIP: the mean cosine of the occupation's name with its pictures of men minus that with its pictures of women, with bootstrap intervals that resample the occupation's tone variants, recolourings of one drawing: they show how the gap varies over tones, not over independent pictures. Hollow: a gender row of that occupation was held out of training."
+#| fig-alt: "A dot-and-whisker chart: the occupations down the side, the cosine gap (men minus women) along the bottom, a dotted line at zero, one dot with its interval over tone variants per occupation; hollow dots mark the occupations with a gender row held out of training. The cell below prints which intervals exclude zero."
 model, _ = book_model()
 scores = occupation_scores(model)
 per_occ = {o: gap_ci(scores, [o]) for o in OCCUPATIONS}
@@ -218,8 +218,11 @@ ax.set(yticks=ys, yticklabels=OCCUPATIONS, xlabel='cosine gap: men − women (95
        title="book MiniCLIP: does an occupation's name sit closer to men or women?")
 ax.title.set_fontsize(10); fig.tight_layout(rect=(0, 0.06, 1, 1)); plt.show()
 above = [o for o in PROBED if per_occ[o]['lo'] > 0]
-print(textwrap.fill(f"intervals wholly above zero: {', '.join(above) or 'none'} ({len(above)} of the {len(PROBED)} probed); "
-                    f"below zero: {', '.join(o for o in PROBED if per_occ[o]['hi'] < 0) or 'none'}", 88))
+n_tones = sorted({len(scores[o][g]) for o in PROBED for g in ('man', 'woman')})     # pictures per gender row: its tone variants
+print(textwrap.fill(f"per occupation, intervals over its {' or '.join(map(str, n_tones))} tone variants of each gender "
+                    "(recolourings of one drawing: tone variation only, not independent pictures): "
+                    f"wholly above zero for {', '.join(above) or 'none'} ({len(above)} of the {len(PROBED)} probed); "
+                    f"wholly below zero for {', '.join(o for o in PROBED if per_occ[o]['hi'] < 0) or 'none'}", 88))
 print(f"over the {len(PROBED)} probed occupations: gap {book_all['gap']:+.4f} [{book_all['lo']:+.4f}, {book_all['hi']:+.4f}]")
 
 # %%
@@ -307,8 +310,10 @@ if drawn and link['lo'] > 0:
     text += (f"And the occupations whose person leans further toward the man are those whose name does (correlation "
              f"{link['r']:+.2f} [{link['lo']:+.2f}, {link['hi']:+.2f}]). That is what the name inheriting the lean of the "
              "picture it captioned would produce; it is a correlation over occupations, not an experiment, so it does not "
-             "rule out some other feature of the drawings that moves both. With the counts equal, the lean of the plain "
-             "names goes with the design of the drawings, and a probe that reports raw gaps would be expected to find it "
+             "rule out some other feature of the drawings that moves both; in particular, both leans are differences "
+             "between an occupation's man side and its woman side, so occupations whose man and woman pictures sit further "
+             "apart could get larger values of both, without the name inheriting anything from the person picture. "
+             "With the counts equal, the lean of the plain names goes with the design of the drawings, and a probe that reports raw gaps would be expected to find it "
              "in a model trained on these pictures.")
 else:
     text += (f"The design lean and the name lean do not go together beyond luck over the occupations (correlation "
@@ -452,8 +457,10 @@ print(f"{len(ARMS)} arms × {len(SEEDS)} seeds: " + ', '.join(f"{how} {len(ms)}"
 #
 # The plain-name probe above asks which group an occupation's name sits closer to. The skew we put in
 # is about something narrower: whether the model still tells the women of an occupation from its men.
-# So the experiment's probe is the paper's other kind, demographic prompts: for every picture of an
-# occupation, $d(p) = \cos(p, \text{"man } o\text{"}) - \cos(p, \text{"woman } o\text{"})$, which is
+# So the experiment's probe is a zero-shot choice between man and woman within each occupation, akin to
+# the paper's zero-shot gender classification of FairFace (§7.1), though the paper does not say its
+# prompts took this form: for every picture of an occupation,
+# $d(p) = \cos(p, \text{"man } o\text{"}) - \cos(p, \text{"woman } o\text{"})$, which is
 # high for a picture the model reads as a man in that occupation. The *separation* of an occupation is
 # the mean $d$ of its men's pictures minus that of its women's: how far apart the model holds them.
 # A skew toward men shows as separation lost on the skewed occupations compared with the others: the
@@ -764,9 +771,11 @@ class FairFace(Dataset):
 # set: the 14 race-and-gender classes ("a photo of a black woman") plus the seven crime-related and
 # non-human ones. For each race group, each gender and all pictures: the accuracy of the three
 # classifications and the share of pictures whose best label in the combined set is crime-related or
-# non-human. Under the groups, the two baselines of each classification: chance (one over the number of
-# classes) and the majority class (always answering the label most frequent among all the pictures,
-# scored on all of them).
+# non-human. Each rate carries its 95% Wilson interval over the group's pictures (the zero-shot
+# chapter's `wilson_interval`). Under the groups, the two baselines of each classification: chance
+# (one over the number of classes) and the majority class (always answering the label most frequent
+# among all the pictures, scored on all of them).
+# <!-- fixed: 95% -->
 
 # %%
 #| exports
@@ -777,6 +786,12 @@ _RACE_WORDS = {'White': 'white', 'Black': 'black', 'Latino_Hispanic': 'latino', 
 _GENDER_WORDS = {'Male': 'man', 'Female': 'woman'}
 
 def _a(phrase: str) -> str: return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
+
+def _rate_ci(hits: np.ndarray) -> tuple[float, float]:
+    "95% Wilson interval of a rate of bool `hits`, widened to hold the rate itself (float rounding can leave 0 or 1 a hair outside)."
+    lo, hi = wilson_interval(int(hits.sum()), len(hits))
+    p = float(hits.mean())
+    return min(lo, p), max(hi, p)
 
 @torch.inference_mode()
 def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str = 'a photo of {}.',
@@ -799,18 +814,20 @@ def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str 
     kind = np.array(['person'] * len(people) + ['crime'] * len(CRIME_LABELS) + ['non_human'] * len(NON_HUMAN_LABELS))[label]
     groups = {**{r: truth['race'] == r for r in FAIRFACE_RACES}, **{g: truth['gender'] == g for g in FAIRFACE_GENDERS},
               'all': np.ones(len(rows), bool)}
-    res = {name: dict(n=int(m.sum()), **{k: float((pred[k] == truth[k])[m].mean()) for k in pred},
-                      crime=float((kind == 'crime')[m].mean()), non_human=float((kind == 'non_human')[m].mean()))
+    hits = {**{k: pred[k] == truth[k] for k in pred}, 'crime': kind == 'crime', 'non_human': kind == 'non_human'}   # [N] each
+    res = {name: dict(n=int(m.sum()), **{k: float(h[m].mean()) for k, h in hits.items()},
+                      ci={k: _rate_ci(h[m]) for k, h in hits.items()})                                 # 95% Wilson
            for name, m in groups.items() if m.any()}
     classes = {'gender': FAIRFACE_GENDERS, 'race': FAIRFACE_RACES, 'age': FAIRFACE_AGES}
     baselines = dict(chance={k: 1 / len(v) for k, v in classes.items()},             # one label drawn at random
                      majority={k: float(np.unique(truth[k], return_counts=True)[1].max() / len(rows)) for k in classes})
     pct = lambda x: f'{100 * x:.1f}%'
+    with_ci = lambda r, k: f"{pct(r[k])} [{100 * r['ci'][k][0]:.1f}, {100 * r['ci'][k][1]:.1f}]"
     table = markdown_table(['group', 'pictures', 'gender acc.', 'race acc.', 'age acc.', 'crime-related', 'non-human'],
-                           [((shown or {}).get(g, g), r['n'], *(pct(r[k]) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()]
+                           [((shown or {}).get(g, g), r['n'], *(with_ci(r, k) for k in ('gender', 'race', 'age', 'crime', 'non_human'))) for g, r in res.items()]
                            + [(f'*{name}*', '', *(pct(b[k]) for k in classes), '', '') for name, b in
                               (('chance', baselines['chance']), ('majority class (all pictures)', baselines['majority']))])
-    return (table + f"\n{ds.skips.report('FairFace ' + ds.split)}.\n",
+    return (table + f"\nIn brackets: 95% Wilson intervals over the group's pictures. {ds.skips.report('FairFace ' + ds.split)}.\n",
             dict(groups=res, baselines=baselines, skipped=ds.skips.counts))
 
 
@@ -852,6 +869,10 @@ test_eq(ff_res['skipped'], {'corrupt image': 1})
 test_eq(sum(ff_res['groups'][r]['n'] for r in FAIRFACE_RACES), 41)
 test_close(ff_res['baselines']['chance']['race'], 1 / 7)
 test_eq(ff_res['baselines']['majority']['gender'], 21 / 41)            # the fake's genders: 21 and 20 readable pictures
+for g in ff_res['groups'].values():                                      # every rate inside its own Wilson interval
+    for k, (lo, hi) in g['ci'].items(): assert lo <= g[k] <= hi, (k, g)
+all_g = ff_res['groups']['all']
+test_close(all_g['ci']['gender'], wilson_interval(round(all_g['gender'] * all_g['n']), all_g['n']))
 assert '*chance*' in ff_table and '*majority class (all pictures)*' in ff_table
 test_fail(lambda: FairFace(ff_root / 'nowhere'), contains='fairface_label_val.csv')
 assert 'group A' in ff_table and not any(f'| {r} |' in ff_table for r in FAIRFACE_RACES)
@@ -884,7 +905,8 @@ test_fail(lambda: FairFace(ff_root), contains='val/7.jpg')
 # ## What we measured
 #
 # Printed above in this run: which occupations the probes can compare (trained as a man, a woman and a
-# person in equal numbers), the plain-name gap of each occupation in the book's model with its interval,
+# person in equal numbers), the plain-name gap of each occupation in the book's model with its interval
+# over tone variants,
 # how the gender-neutral pictures resemble the men's and whether that goes with the names' lean, the
 # order of the data in each twin, the man-or-woman probe on the three arms of seed
 # 0, and, over seeds, each arm's excess and the paired differences between twins, with intervals over
