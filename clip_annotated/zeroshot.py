@@ -112,7 +112,7 @@ def wilson_interval(k: float, n: int, level: float = 0.95) -> tuple[float, float
     z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor((1 + level) / 2)))
     p, d = k / n, 1 + z * z / n
     mid, half = (p + z * z / (2 * n)) / d, z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / d
-    return max(0.0, mid - half), min(1.0, mid + half)
+    return max(0.0, min(p, mid - half)), min(1.0, max(p, mid + half))      # it always holds p: keep float rounding from moving 0 or 1 out
 
 # %% ../nbs/07_zeroshot.ipynb #799ed9d3
 def baseline(chance: float, majority: float) -> float:

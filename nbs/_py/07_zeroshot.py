@@ -267,7 +267,7 @@ def wilson_interval(k: float, n: int, level: float = 0.95) -> tuple[float, float
     z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor((1 + level) / 2)))
     p, d = k / n, 1 + z * z / n
     mid, half = (p + z * z / (2 * n)) / d, z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / d
-    return max(0.0, mid - half), min(1.0, mid + half)
+    return max(0.0, min(p, mid - half)), min(1.0, max(p, mid + half))      # it always holds p: keep float rounding from moving 0 or 1 out
 
 
 # %%
@@ -284,6 +284,7 @@ test_close(wilson_interval(0, 10), (0.0, 0.2775), eps=1e-4)                 # 0 
 test_close(wilson_interval(5, 10), (0.2366, 0.7634), eps=1e-4)
 test_close(wilson_interval(81, 263), (0.2553, 0.3662), eps=1e-4)            # inside [0, 1], around 81 / 263 = 0.308
 test_fail(lambda: wilson_interval(0, 0), contains='at least one trial')
+assert wilson_interval(0, 13)[0] == 0.0 and wilson_interval(21, 21)[1] == 1.0   # all or nothing: the end is exact
 
 
 # %% [markdown]

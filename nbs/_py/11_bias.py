@@ -787,12 +787,6 @@ _GENDER_WORDS = {'Male': 'man', 'Female': 'woman'}
 
 def _a(phrase: str) -> str: return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
 
-def _rate_ci(hits: np.ndarray) -> tuple[float, float]:
-    "95% Wilson interval of a rate of bool `hits`, widened to hold the rate itself (float rounding can leave 0 or 1 a hair outside)."
-    lo, hi = wilson_interval(int(hits.sum()), len(hits))
-    p = float(hits.mean())
-    return min(lo, p), max(hi, p)
-
 @torch.inference_mode()
 def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str = 'a photo of {}.',
                    shown: dict | None = None) -> tuple[str, dict]:
@@ -816,7 +810,7 @@ def fairface_probe(model, preprocess, data, batch_size: int = 64, template: str 
               'all': np.ones(len(rows), bool)}
     hits = {**{k: pred[k] == truth[k] for k in pred}, 'crime': kind == 'crime', 'non_human': kind == 'non_human'}   # [N] each
     res = {name: dict(n=int(m.sum()), **{k: float(h[m].mean()) for k, h in hits.items()},
-                      ci={k: _rate_ci(h[m]) for k, h in hits.items()})                                 # 95% Wilson
+                      ci={k: wilson_interval(int(h[m].sum()), int(m.sum())) for k, h in hits.items()})     # 95% Wilson
            for name, m in groups.items() if m.any()}
     classes = {'gender': FAIRFACE_GENDERS, 'race': FAIRFACE_RACES, 'age': FAIRFACE_AGES}
     baselines = dict(chance={k: 1 / len(v) for k, v in classes.items()},             # one label drawn at random

@@ -1134,7 +1134,8 @@ rows.append(('training time', f"{np.mean([measures['book', s]['wall_s'] for s in
 display(Markdown(markdown_table(['mean over seeds', 'the book (width 128)', 'width 64, same FLOPs', 'width 64 − the book (95%)'], rows)))
 
 # %%
-print('; '.join(f"{k.replace('_', ' ')}: {bars_text((k,))}" for k in EVAL_TASKS))
+print('; '.join(f"{k.replace('_', ' ')}: {bars_text((k,))}" for k in EVAL_TASKS)
+      + "; the training times are what the runs took on a machine shared with other work, not a measure of speed")
 
 # %%
 #| echo: false
