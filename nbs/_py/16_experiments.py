@@ -486,7 +486,7 @@ def mean_accuracy(record: dict, keys=EVAL_TASKS) -> float:
 
 # %%
 #| fig-cap: "Zero-shot accuracy on held-out emoji (mean of skin tone and gender presentation) against pictures seen, for the three objectives, each line a seed's run; chance is dotted, the majority-class baseline dashed."
-#| fig-alt: "A line chart with pictures seen on a logarithmic horizontal axis and zero-shot accuracy on the vertical axis, one line per seed for each of three objectives (captioning, bag of words, contrastive), a dotted chance line and a dashed majority-class line; the figure shows which objective climbs above the baselines with fewer pictures."
+#| fig-alt: "A line chart with pictures seen on a logarithmic horizontal axis and zero-shot accuracy on the vertical axis, one line per seed for each of three objectives (captioning, bag of words, contrastive), a dotted chance line and a dashed majority-class line. Seed by seed, the contrastive run climbs above the majority-class line with the fewest pictures and the captioning run with the most."
 colors = dict(zip(OBJECTIVES, ('tab:orange', 'tab:blue', 'tab:green')))
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
 for (o, s), r in runs.items():
@@ -589,6 +589,12 @@ for (a, b), t in targets.items():
     print(f"{a} / {b}: target {100 * t:.1f}% ({100 * (t - majority):.1f} points above the majority class); pictures to reach it, per seed: "
           + '; '.join(f"{o} " + ', '.join('never' if x is None else f"{x:,.0f}" for x in reach[a, b][o]) for o in (a, b)))
 display(Markdown(markdown_table(['pictures needed, ratio', 'target', 'here (95% over seeds)', 'paper (§2.3)'], rows)))
+
+# %%
+#| hide
+if not in_test():        # what the race figure's alt text says: seed by seed, above the majority class for good, contrastive first, captioning last
+    first = {o: [pictures_to_reach(runs[o, s]['curve'], majority) for s in SEEDS] for o in OBJECTIVES}
+    assert all(first['contrastive'][i] < first['bag of words'][i] < first['captioning'][i] for i in range(len(SEEDS))), first
 
 
 # %% [markdown]
@@ -779,7 +785,7 @@ print(f"{sum(len(rs) for _, _, rs in sweeps.values())} sweep runs ({len(SEEDS)} 
 
 # %%
 #| fig-cap: "Held-out zero-shot accuracy and image-to-text R@1 of the contrastive MiniCLIP against the peak learning rate (left), the batch size at a fixed number of pictures (middle), and the number of pairs each loss group holds (right); each dot is a seed, the line their mean, the star the book's setting; the dashed green line is the zero-shot tasks' majority class."
-#| fig-alt: "Three panels with a logarithmic horizontal axis: learning rate, batch size, pairs per group. Each shows two metrics, zero-shot accuracy and R@1, with a dot per seed and setting and a line through the means, and a star at the book's setting; the panels show where each metric peaks and how far apart the seeds are."
+#| fig-alt: "Three panels with a logarithmic horizontal axis: learning rate, batch size, pairs per group. Each shows two metrics, zero-shot accuracy and R@1, with a dot per seed and setting and a line through the means, and a star at the book's setting. R@1 (mean over seeds) is lowest at the largest learning rate and at the largest batch, and both metrics rise with the pairs per group."
 SWEEP_METRICS = (('zero-shot', lambda r: mean_accuracy(r['curve'][-1]), 'tab:green'),
                  ('image→text R@1', lambda r: r['retrieval']['i2t_R@1'], 'tab:purple'))
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
@@ -792,6 +798,15 @@ for ax, (label, (grid, ref, rs)) in zip(axes, sweeps.items()):
     ax.axhline(100 * majority, color='tab:green', ls='--', lw=0.8, label='zero-shot: majority class')
     ax.set(xscale='log', xlabel=label, ylabel='%'); ax.set_xticks(grid, [f"{x:g}" for x in grid]); ax.minorticks_off()
 axes[0].legend(fontsize=9); plt.tight_layout(); plt.show()
+
+# %%
+#| hide
+if not in_test():        # what the alt text says, on the means over seeds
+    sweep_means = {label: {m: np.array([np.mean([get(rs[x, s]) for s in SEEDS]) for x in grid]) for m, get, _ in SWEEP_METRICS}
+                   for label, (grid, ref, rs) in sweeps.items()}
+    (lr_label, bs_label, grp_label), r1_name = list(sweeps), SWEEP_METRICS[1][0]
+    assert all(sweep_means[l][r1_name].argmin() == len(sweeps[l][0]) - 1 for l in (lr_label, bs_label)), sweep_means
+    assert all((np.diff(sweep_means[grp_label][m]) > 0).all() for m, _, _ in SWEEP_METRICS), sweep_means
 
 
 # %% [markdown]
