@@ -495,7 +495,9 @@ for (o, s), r in runs.items():
 ax.axhline(100 * chance, color='gray', ls=':', label='chance')
 ax.axhline(100 * majority, color='gray', ls='--', lw=0.8, label='majority class')
 ax.set(xscale='log', xlabel='pictures seen', ylabel='zero-shot accuracy (%)', title='held-out emoji: skin tone and gender')
-ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ''))           # decades only: the minor labels overlap
+seen = [p['images'] for r in runs.values() for p in r['curve']]
+ticks = [x for x in (1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5) if min(seen) <= x <= max(seen)]
+ax.set_xticks(ticks, [f"{x:,.0f}" for x in ticks]); ax.minorticks_off()      # a few round numbers: the default labels overlap
 ax.legend(fontsize=8); plt.tight_layout(); plt.show()
 
 
