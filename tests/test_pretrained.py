@@ -802,7 +802,7 @@ def test_train_transform_gives_each_worker_its_own_crops():
 
     def crops():
         torch.manual_seed(0)                                             # DataLoader draws the workers' seeds from torch
-        return torch.cat(list(torch.utils.data.DataLoader(_SamePicture(transform, picture), batch_size=1, num_workers=2)))
+        return torch.cat(list(torch.utils.data.DataLoader(_SamePicture(transform, picture), batch_size=1, num_workers=2, timeout=120)))
     first, again = crops(), crops()
     assert not torch.equal(first[0], first[1])                           # item 0 from worker 0, item 1 from worker 1
     assert torch.equal(first, again)                                     # and reproducible from torch's seed
