@@ -16,9 +16,19 @@ def child_env(threads: int = 1, progress: bool | None = None) -> dict:
     return env
 
 
-def pytest_report_header(config):
-    "The free space where tests write: a full disk fails tests with errors that do not name it."
+def _free_gib(config) -> float:
+    "Free space, in GiB, where the tests write their temporary files."
     where = Path(config.option.basetemp or tempfile.gettempdir()).resolve()
     while not where.exists(): where = where.parent
-    free = shutil.disk_usage(where).free / 2**30
-    return f'temporary files: {free:.1f} GiB free' + (' (under 2 GiB: tests that write checkpoints may fail)' if free < 2 else '')
+    return shutil.disk_usage(where).free / 2**30
+
+
+def pytest_report_header(config):
+    return f'temporary files: {_free_gib(config):.1f} GiB free'
+
+
+def pytest_sessionstart(session):
+    "A full disk fails tests with errors that do not name it: say so first, even under -q."
+    free = _free_gib(session.config)
+    if free < 2: session.config.pluginmanager.get_plugin('terminalreporter').write_line(
+        f'warning: {free:.1f} GiB free for temporary files; tests that write checkpoints may fail with write errors')
