@@ -309,7 +309,8 @@ class TrainConfig:
     ckpt_every: int = option(250, "checkpoint every N steps (and at the end)")
     eval_every: int = option(0, "held-out retrieval every N steps (0: only at the end)")
     resume: bool = option(True, "continue the run in --out if it has a checkpoint (default: yes)")
-    threads: int = option(0, "CPU threads per process (0: the cores of this machine / its processes of the run)")
+    threads: int = option(0, "CPU threads per process (0: the cores of this machine / its processes of the run; set it when "
+                                 "another run shares the machine)")
     workers: int | None = option(None, "DataLoader worker processes per process, decoding and batching (default: on CUDA the process's cores less one, at most 8; on CPU 0)")
     prefetch: int | None = option(None, "batches each worker prepares ahead (default 2)")
     log_every: int = option(100, "read the loss, temperature and gradient norm back from the device and log them every N steps")

@@ -859,7 +859,7 @@ display(Markdown('\n\n'.join([
     f"This rule differs from the zero-shot classifier in kind of prompt and in number ({len(U)} against "
     f"{tone_res['prompts']['zero_shot']} per class). "
     + (f"Its forms are not free of the test split's people: they name {len(unseen_bases)} people "
-       f"({', '.join(unseen_bases)}), {len(unseen_shown)} of whom the test split shows in another gender form, in "
+       f"({', '.join(unseen_bases)}), {'all ' if len(unseen_shown) == len(unseen_bases) else ''}{len(unseen_shown)} of whom the test split shows in another gender form, in "
        f"{int(unseen_mask.any(1).sum())} of {n} pictures; for those pictures the prompts hold the picture's own person in "
        "another gender form, the kind of near-duplicate that was worth "
        f"{pts(twin_gain)} to the caption forms above. Removing those forms for those pictures ({spread(unseen_mask[unseen_mask.any(1)].sum(1))} "

@@ -215,7 +215,8 @@ def given(t: int) -> str:
     a, b = sorted(range(len(rate)), key=lambda k: -rate[k])[:2]
     lo, hi = wilson_difference(C_count[a, t].item(), n_k[a], C_count[b, t].item(), n_k[b])      # Newcombe, 95%
     return (f"{said(t)} is the answer for {rate[a]:.0%} of the {plural[a]} and {rate[b]:.0%} of the {plural[b]} (difference "
-            f"{100 * (rate[a] - rate[b]):+.0f} points [{100 * lo:+.0f}, {100 * hi:+.0f}], 95%: "
+            f"{100 * (rate[a] - rate[b]):+.0f} point{'' if round(abs(100 * (rate[a] - rate[b]))) == 1 else 's'} "
+            f"[{100 * lo:+.0f}, {100 * hi:+.0f}], 95%: "
             + ("it tells them apart" if lo > 0 or hi < 0 else "it does not tell them apart") + ")")
 
 if weak:
@@ -232,6 +233,17 @@ if weak:
              + f" (95% Wilson intervals; a blind guess is right on {cc:.0%}); the confusion matrix sends "
              + listing([f"{C_count[k].max().item() / n_k[k]:.0%} of the {plural[k]} to {said(C_count[k].argmax().item())}" for k in weak])
              + '. ')
+    # A blind guess answers every count equally often; this model does not. The fairer bar for a count's recall is how
+    # often the model gives that same answer to the other scenes: answers that ignore the picture reach exactly that.
+    def against_others(k: int) -> str:
+        n_other, hits_other = sum(n_k) - n_k[k], C_count[:, k].sum().item() - C_count[k, k].item()
+        lo, hi = wilson_difference(C_count[k, k].item(), n_k[k], hits_other, n_other)          # Newcombe, 95%
+        return (f"{said(k)} for {rec[k]:.1%} of the {plural[k]} and {hits_other / n_other:.1%} of the other scenes "
+                + ("(more often for its own count, beyond the interval)" if lo > 0 else
+                   "(less often for its own count, beyond the interval)" if hi < 0 else
+                   "(not told apart: the interval of the difference holds zero)"))
+    text += ("A blind guess is not the only bar, since the model does not answer every count equally often: it answers "
+             + listing([against_others(k) for k in weak]) + ". ")
 else:
     text += (f"By true count it is right on {listing([f'{r:.0%}' for r in rec])} of the scenes, every count above a blind "
              f"guess ({cc:.0%}): it does count, if poorly. ")

@@ -306,7 +306,7 @@ g0, g1, d0, d1 = gap0, gap, gap_ci['random init'], gap_ci['trained']
 text = ("**Liang et al. ask** whether the two modalities sit apart. **We measured** (tables above, 95% intervals), on "
         f"{len(keep)} held-out pairs. A modality has a cone of its own where its mean cosine within exceeds the mean "
         "cosine between the modalities beyond the interval and by more than 1/√d "
-        f"= {spread:.3f}, the typical cosine of two random directions in this {I_e.shape[1]}-dimensional space: an excess "
+        f"= {spread:.3f}, the standard deviation of the cosine between two random directions in this {I_e.shape[1]}-dimensional space: an excess "
         "smaller than that leaves the vectors spread over the sphere about as widely as random ones. "
         f"At random initialisation the mean cosine between pictures and captions is {g0['cos_between']:.3f}; "
         f"{cones(g0, d0)}. The centroids are {ci3(d0['centroid_distance'])} apart, "

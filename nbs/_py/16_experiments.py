@@ -455,7 +455,8 @@ print(f"mean of the two, the bars of every mean zero-shot accuracy below: {bars_
 # punctuation (counted above), and the bag-of-words head, which scores a caption's set of tokens, can then meet a
 # training caption's very set; the class name is the only word that tells the classes apart. Chance is the mean of
 # their chance levels. Held equal: the pictures, their order and the number of updates; not the parameters (printed
-# below) or the FLOPs, which each objective's head sets. On a CUDA device the same cells pick larger settings
+# below: the contrastive head has the most because its text encoder keeps a row for every token of the tokenizer,
+# where the other two predict over the captions' own few tokens) or the FLOPs, which each objective's head sets. On a CUDA device the same cells pick larger settings
 # (more seeds, longer budgets, larger batches and models: the `gpu=` value of each `pick`); the printed
 # counts and machines say which settings ran, and where.
 
@@ -476,6 +477,9 @@ def this_execution(t0: float) -> str:
 print(f"{len(runs)} runs ({len(OBJECTIVES)} objectives × {len(SEEDS)} seeds) of {base.steps} steps of {base.batch_size}: "
       f"{train_s / 60:.1f} min of training when they ran on {ran_on(runs.values())} ({this_execution(t_start)})")
 print("parameters: " + ', '.join(f"{o} {runs[o, SEEDS[0]]['parameters']:,}" for o in OBJECTIVES))
+print(f"the contrastive head's token table: {base.clip.vocab_size * base.clip.transformer_width:,} of its parameters "
+      f"({base.clip.vocab_size:,} tokens × width {base.clip.transformer_width}); the other two heads predict over the "
+      f"caption vocabulary's {len(vocab) + 1:,} entries")
 
 
 # %%
@@ -486,20 +490,23 @@ def mean_accuracy(record: dict, keys=EVAL_TASKS) -> float:
 
 
 # %%
-#| fig-cap: "Zero-shot accuracy on held-out emoji (mean of skin tone and gender presentation) against pictures seen, for the three objectives, each line a seed's run; chance is dotted, the majority-class baseline dashed."
-#| fig-alt: "A line chart with pictures seen on a logarithmic horizontal axis and zero-shot accuracy on the vertical axis, one line per seed for each of three objectives (captioning, bag of words, contrastive), a dotted chance line and a dashed majority-class line. Seed by seed, the contrastive run climbs above the majority-class line with the fewest pictures and the captioning run with the most."
+#| fig-cap: "Zero-shot accuracy on held-out emoji (mean of skin tone and gender presentation) against pictures seen, for the three objectives (colours), each line a seed's run (marker shapes); chance is dotted, the majority-class baseline dashed."
+#| fig-alt: "A line chart with pictures seen on a logarithmic horizontal axis and zero-shot accuracy on the vertical axis, one line per seed (a marker shape each) for each of three objectives (captioning, bag of words, contrastive, a colour each), a dotted chance line and a dashed majority-class line. In every seed, the contrastive run climbs above the majority-class line for good (never falling back below it) with the fewest pictures and the captioning run with the most."
 colors = dict(zip(OBJECTIVES, ('tab:orange', 'tab:blue', 'tab:green')))
+markers = ('o', 's', '^', 'D', 'v')                                  # one shape per seed
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
 for (o, s), r in runs.items():
-    ax.plot([p['images'] for p in r['curve']], [100 * mean_accuracy(p) for p in r['curve']], 'o-', ms=3,
-            color=colors[o], alpha=0.8, label=o if s == SEEDS[0] else None)
+    ax.plot([p['images'] for p in r['curve']], [100 * mean_accuracy(p) for p in r['curve']], '-', ms=4,
+            marker=markers[SEEDS.index(s) % len(markers)], color=colors[o], alpha=0.8)
+for o in OBJECTIVES: ax.plot([], [], '-', color=colors[o], label=o)                        # the legend: colours ...
+for i, s in enumerate(SEEDS): ax.plot([], [], ls='none', marker=markers[i % len(markers)], color='gray', ms=4, label=f'seed {s}')   # ... and shapes
 ax.axhline(100 * chance, color='gray', ls=':', label='chance')
 ax.axhline(100 * majority, color='gray', ls='--', lw=0.8, label='majority class')
 ax.set(xscale='log', xlabel='pictures seen', ylabel='zero-shot accuracy (%)', title='held-out emoji: skin tone and gender')
 seen = [p['images'] for r in runs.values() for p in r['curve']]
 ticks = [x for x in (1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5) if min(seen) <= x <= max(seen)]
 ax.set_xticks(ticks, [f"{x:,.0f}" for x in ticks]); ax.minorticks_off()      # a few round numbers: the default labels overlap
-ax.legend(fontsize=8); plt.tight_layout(); plt.show()
+ax.legend(fontsize=8, ncol=2); plt.tight_layout(); plt.show()
 
 
 # %% [markdown]
