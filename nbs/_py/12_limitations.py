@@ -217,10 +217,11 @@ def given(t: int) -> str:
     return (f"{said(t)} is the answer for {rate[a]:.0%} of the {plural[a]} and {rate[b]:.0%} of the {plural[b]} (difference "
             f"{100 * (rate[a] - rate[b]):+.0f} point{'' if round(abs(100 * (rate[a] - rate[b]))) == 1 else 's'} "
             f"[{100 * lo:+.0f}, {100 * hi:+.0f}], 95%: "
-            + ("it tells them apart" if lo > 0 or hi < 0 else "it does not tell them apart") + ")")
+            + ("it tells them apart" if lo > 0 or hi < 0 else "no evidence that it tells them apart") + ")")
 
 if weak:
-    if share[top[0]] + share[top[1]] >= 0.75:
+    broken_down = share[top[0]] + share[top[1]] >= 0.75
+    if broken_down:
         text += (f"The breakdown: {share[top[0]] + share[top[1]]:.0%} of all its answers are {said(top[0])} or {said(top[1])}; "
                  f"{given(top[0])}, and {given(top[1])}. ")
     groups = [(ks, says) for ks, says in
@@ -229,21 +230,30 @@ if weak:
     calls = "; ".join(f"the {listing([plural[k] for k in ks])} are called right on "
                       + listing([f'{rec[k]:.1%} [{rec_ci[k][0]:.1%}, {rec_ci[k][1]:.1%}]' for k in ks])
                       + f" of their scenes, {says}" for ks, says in groups)
-    text += (calls[:1].upper() + calls[1:]
-             + f" (95% Wilson intervals; a blind guess is right on {cc:.0%}); the confusion matrix sends "
-             + listing([f"{C_count[k].max().item() / n_k[k]:.0%} of the {plural[k]} to {said(C_count[k].argmax().item())}" for k in weak])
+    text += (calls[:1].upper() + calls[1:] + f" (95% Wilson intervals; a blind guess is right on {cc:.0%})"
+             + ('' if broken_down else "; the confusion matrix sends " + listing(
+                 [f"{C_count[k].max().item() / n_k[k]:.0%} of the {plural[k]} to {said(C_count[k].argmax().item())}" for k in weak]))
              + '. ')
     # A blind guess answers every count equally often; this model does not. The fairer bar for a count's recall is how
     # often the model gives that same answer to the other scenes: answers that ignore the picture reach exactly that.
-    def against_others(k: int) -> str:
+    def against_others(k: int) -> tuple[str, bool]:
+        "The answer k's rate on its own count against its rate on the other scenes, and whether the interval holds zero."
         n_other, hits_other = sum(n_k) - n_k[k], C_count[:, k].sum().item() - C_count[k, k].item()
         lo, hi = wilson_difference(C_count[k, k].item(), n_k[k], hits_other, n_other)          # Newcombe, 95%
+        d = rec[k] - hits_other / n_other
         return (f"{said(k)} for {rec[k]:.1%} of the {plural[k]} and {hits_other / n_other:.1%} of the other scenes "
-                + ("(more often for its own count, beyond the interval)" if lo > 0 else
-                   "(less often for its own count, beyond the interval)" if hi < 0 else
-                   "(not told apart: the interval of the difference holds zero)"))
-    text += ("A blind guess is not the only bar, since the model does not answer every count equally often: it answers "
-             + listing([against_others(k) for k in weak]) + ". ")
+                f"(difference {100 * d:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]: "
+                + ("the answer singles out its own count" if lo > 0 else
+                   "the answer goes to its own count less often than to the others" if hi < 0 else
+                   f"no evidence that the answer {said(k)} singles out the {plural[k]}") + ")", lo <= 0 <= hi)
+    others = [against_others(k) for k in weak]
+    text += ("A blind guess is not the only bar: this model does not give every answer equally often, and answers that "
+             "ignore the picture would be right on a count exactly as often as they give its answer to the other scenes. "
+             "Against that bar it answers " + listing([o[0] for o in others]) + ". ")
+    if all(o[1] for o in others):
+        text += (f"So the low recall of the {listing([plural[k] for k in weak])} goes with how rarely it says "
+                 + listing([f"{said(k)} at all ({share[k]:.1%} of its answers)" for k in weak])
+                 + "; these intervals do not show answers steered away from those counts. ")
 else:
     text += (f"By true count it is right on {listing([f'{r:.0%}' for r in rec])} of the scenes, every count above a blind "
              f"guess ({cc:.0%}): it does count, if poorly. ")

@@ -281,17 +281,18 @@ def verdict(sh) -> str:
                           'more often than in a fully mixed cloud' if lo > 0 else 'mixed, as in one shared cloud')
     return 'partly apart: more own-modality neighbours than a mixed cloud, fewer than two separate ones'
 
-spread = 1 / I_e.shape[1] ** 0.5      # the typical size of the cosine of two random directions in the joint space
+spread = 1 / I_e.shape[1] ** 0.5      # sd of a random unit vector's reach along any direction (and of a random cosine)
+bar = spread ** 2                     # the excess in mean cosine that a shared offset of that length gives: 1/d
 
 def cones(g: dict, d: dict) -> str:
     "The within-modality cosines of `g` read against the between cosine, by the intervals and the size of their excess in `d`."
     def one(name: str, within: str, key: str) -> str:
         v, lo, hi = d[key]
         says = ('below it beyond the interval' if hi < 0 else 'not distinguishable from it' if lo <= 0 else
-                'above it by more than 1/√d: a cone of its own' if lo > spread else
-                'above it beyond the interval, but by less than 1/√d: a detectable excess too small to make a cone'
-                if hi < spread else 'above it beyond the interval, by an amount the interval does not place against 1/√d')
-        return f"within {name} {g[within]:.3f}, {v:+.3f} [{lo:+.3f}, {hi:+.3f}] from the between cosine: {says}"
+                'above it by more than 1/d: a cone of its own' if lo > bar else
+                'above it beyond the interval, but by less than 1/d: a detectable excess too small to make a cone'
+                if hi < bar else 'above it beyond the interval, by an amount the interval does not place against 1/d')
+        return f"within {name} {g[within]:.3f}, {v:+.4f} [{lo:+.4f}, {hi:+.4f}] from the between cosine: {says}"
     return (f"{one('pictures', 'cos_within_image', 'image_minus_between')}; "
             f"{one('captions', 'cos_within_text', 'text_minus_between')}")
 
@@ -305,9 +306,12 @@ def against_null(d, rng) -> str:
 g0, g1, d0, d1 = gap0, gap, gap_ci['random init'], gap_ci['trained']
 text = ("**Liang et al. ask** whether the two modalities sit apart. **We measured** (tables above, 95% intervals), on "
         f"{len(keep)} held-out pairs. A modality has a cone of its own where its mean cosine within exceeds the mean "
-        "cosine between the modalities beyond the interval and by more than 1/√d "
-        f"= {spread:.3f}, the standard deviation of the cosine between two random directions in this {I_e.shape[1]}-dimensional space: an excess "
-        "smaller than that leaves the vectors spread over the sphere about as widely as random ones. "
+        f"cosine between the modalities beyond the interval and by more than 1/d = {bar:.4f}. Why 1/d: vectors that all "
+        "sit a distance a along one shared direction, and spread at random otherwise, have a mean cosine about a² above "
+        "random ones, so an excess e is a shared offset of √e. We call it a cone only when that offset exceeds "
+        f"1/√d = {spread:.3f}, the standard deviation of a random unit vector's reach along any one direction in this "
+        f"{I_e.shape[1]}-dimensional space (and of the cosine between two random directions); a smaller offset moves each "
+        "vector less than random vectors already vary along that direction. The threshold is our convention, not Liang et al.'s. "
         f"At random initialisation the mean cosine between pictures and captions is {g0['cos_between']:.3f}; "
         f"{cones(g0, d0)}. The centroids are {ci3(d0['centroid_distance'])} apart, "
         f"{against_null(d0['centroid_distance'], null['random init'])}, and "

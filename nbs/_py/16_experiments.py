@@ -479,7 +479,8 @@ print(f"{len(runs)} runs ({len(OBJECTIVES)} objectives × {len(SEEDS)} seeds) of
 print("parameters: " + ', '.join(f"{o} {runs[o, SEEDS[0]]['parameters']:,}" for o in OBJECTIVES))
 print(f"the contrastive head's token table: {base.clip.vocab_size * base.clip.transformer_width:,} of its parameters "
       f"({base.clip.vocab_size:,} tokens × width {base.clip.transformer_width}); the other two heads predict over the "
-      f"caption vocabulary's {len(vocab) + 1:,} entries")
+      f"caption vocabulary's {len(vocab) + 1:,} entries; without its token table the contrastive head has "
+      f"{runs['contrastive', SEEDS[0]]['parameters'] - base.clip.vocab_size * base.clip.transformer_width:,}")
 
 
 # %%
@@ -494,13 +495,13 @@ def mean_accuracy(record: dict, keys=EVAL_TASKS) -> float:
 #| fig-alt: "A line chart with pictures seen on a logarithmic horizontal axis and zero-shot accuracy on the vertical axis, one line per seed (a marker shape each) for each of three objectives (captioning, bag of words, contrastive, a colour each), a dotted chance line and a dashed majority-class line. In every seed, the contrastive run climbs above the majority-class line for good (never falling back below it) with the fewest pictures and the captioning run with the most."
 colors = dict(zip(OBJECTIVES, ('tab:orange', 'tab:blue', 'tab:green')))
 markers = ('o', 's', '^', 'D', 'v')                                  # one shape per seed
-fig, ax = plt.subplots(figsize=(6.4, 3.8))
+fig, ax = plt.subplots(figsize=(7.2, 4.0))
 for (o, s), r in runs.items():
-    ax.plot([p['images'] for p in r['curve']], [100 * mean_accuracy(p) for p in r['curve']], '-', ms=4,
+    ax.plot([p['images'] for p in r['curve']], [100 * mean_accuracy(p) for p in r['curve']], '-', ms=6,
             marker=markers[SEEDS.index(s) % len(markers)], color=colors[o], alpha=0.8)
 for o in OBJECTIVES: ax.plot([], [], '-', color=colors[o], label=o)                        # the legend: colours ...
-for i, s in enumerate(SEEDS): ax.plot([], [], ls='none', marker=markers[i % len(markers)], color='gray', ms=4, label=f'seed {s}')   # ... and shapes
 ax.axhline(100 * chance, color='gray', ls=':', label='chance')
+for i, s in enumerate(SEEDS): ax.plot([], [], ls='none', marker=markers[i % len(markers)], color='gray', ms=6, label=f'seed {s}')   # ... and shapes
 ax.axhline(100 * majority, color='gray', ls='--', lw=0.8, label='majority class')
 ax.set(xscale='log', xlabel='pictures seen', ylabel='zero-shot accuracy (%)', title='held-out emoji: skin tone and gender')
 seen = [p['images'] for r in runs.values() for p in r['curve']]
