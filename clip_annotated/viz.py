@@ -33,12 +33,14 @@ def _mean_offdiag(S: torch.Tensor) -> float:
     return ((S.sum() - S.diagonal().sum()) / (n * (n - 1))).item()
 
 def modality_gap(img: torch.Tensor, txt: torch.Tensor) -> dict:
-    "Centroid distance, mean cosine within images, within texts, between them (all pairs) and of paired rows."
+    "Centroid distance, mean cosine within images, within texts, between them (all pairs); for paired rows, also of the pairs and of the unmatched pairs."
     img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)   # [N, d], [M, d]
     out = dict(centroid_distance=(img.mean(0) - txt.mean(0)).norm().item(),
                cos_within_image=_mean_offdiag(img @ img.T), cos_within_text=_mean_offdiag(txt @ txt.T),
                cos_between=(img @ txt.T).mean().item())
-    if img.shape == txt.shape: out['cos_paired'] = (img * txt).sum(-1).mean().item()
+    if img.shape == txt.shape:
+        out['cos_paired'] = (img * txt).sum(-1).mean().item()
+        out['cos_unpaired'] = _mean_offdiag(img @ txt.T)         # a picture and a caption that are not each other's pair
     return out
 
 # %% ../nbs/13_visualize.ipynb #11bf12d8
@@ -57,18 +59,18 @@ def bootstrap_mean(values, n_boot: int = 2000, seed: int = 0, level: float = 0.9
     return (v.mean().item(), *percentile_interval(v[idx].mean(1).numpy(), level))
 
 def gap_bootstrap(img: torch.Tensor, txt: torch.Tensor, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> dict:
-    "Intervals, pairs resampled, of the centroid distance and of each within-modality cosine minus the between-modality one."
+    "Intervals, pairs resampled, of the centroid distance and of each within-modality cosine minus the between-modality one over unmatched pairs."
     img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)    # [N, d] paired rows
     Ci, Ct, Cb = img @ img.T, txt @ txt.T, img @ txt.T
     g, reps = torch.Generator().manual_seed(seed), []
     for _ in range(n_boot):
         i = torch.randint(len(img), (len(img),), generator=g)
         other = i[:, None] != i[None, :]                     # a pair drawn twice is not a pair of two pictures
-        between = Cb[i][:, i].mean()
+        between = Cb[i][:, i][other].mean()                 # unmatched pairs only, as within: a pair's own cosine is no cone
         reps.append([(img[i].mean(0) - txt[i].mean(0)).norm().item(),
                      (Ci[i][:, i][other].mean() - between).item(), (Ct[i][:, i][other].mean() - between).item()])
     reps, m = np.array(reps), modality_gap(img, txt)
-    point = [m['centroid_distance'], m['cos_within_image'] - m['cos_between'], m['cos_within_text'] - m['cos_between']]
+    point = [m['centroid_distance'], m['cos_within_image'] - m['cos_unpaired'], m['cos_within_text'] - m['cos_unpaired']]
     return {name: (v, *percentile_interval(reps[:, j], level)) for j, (name, v) in
             enumerate(zip(('centroid_distance', 'image_minus_between', 'text_minus_between'), point))}
 

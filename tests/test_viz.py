@@ -14,6 +14,7 @@ matplotlib.use('Agg')
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from clip_annotated.model import capture_attention, create_model
 from clip_annotated.viz import attention_rollout, cls_attention, modality_gap, overlay, project_2d
@@ -64,6 +65,9 @@ def test_modality_gap_hand_made():
     g = modality_gap(x, x)
     assert g['centroid_distance'] == pytest.approx(0.0, abs=1e-6)
     assert g['cos_paired'] == pytest.approx(1.0)
+    u = F.normalize(x, dim=-1)
+    assert g['cos_unpaired'] == pytest.approx((((u @ u.T).sum() - 20) / (20 * 19)).item(), abs=1e-6)   # the pairs themselves left out
+    assert modality_gap(e[[0, 0]], e[[1, 1]])['cos_unpaired'] == pytest.approx(0.0)
     assert 'cos_paired' not in modality_gap(x, x[:5])          # unpaired sets of different size
 
 
@@ -119,3 +123,7 @@ def test_bootstrap_mean_and_gap_bootstrap():
     assert set(b) == {'centroid_distance', 'image_minus_between', 'text_minus_between'}
     assert b['centroid_distance'][0] == pytest.approx(2 ** 0.5, abs=0.05)
     assert all(lo <= v <= hi for v, lo, hi in b.values()) and b['image_minus_between'][1] > 0.9
+    g = torch.Generator().manual_seed(1)                     # one shared cloud, each caption nearly its picture:
+    x = torch.randn(200, 16, generator=g)                    # the pairs' own cosines (about 1) must not count as between
+    b = gap_bootstrap(x, x + 0.1 * torch.randn(200, 16, generator=g), n_boot=100)
+    assert all(lo < 0 < hi for k, (v, lo, hi) in b.items() if k != 'centroid_distance'), b

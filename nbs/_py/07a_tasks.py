@@ -801,6 +801,7 @@ unseen_shown = sorted({b for b in unseen_bases if b in tone.bases})             
 unseen_no_base_hits = (nearest_prompt_logits(model, tone_feats, tone.classnames, U, exclude=unseen_mask)
                        .argmax(1) == tone_labels).numpy()
 unseen_person_gain = cmp(rule_hits['unseen_nearest'], unseen_no_base_hits)  # with − without the picture's person's forms
+net_unseen = int(rule_hits['unseen_nearest'].astype(int).sum() - unseen_no_base_hits.astype(int).sum())   # pictures gained, net
 u_no_base = cmp(unseen_no_base_hits, rule_hits['zero_shot'])
 unseen_vs_no_own = cmp(rule_hits['unseen_nearest'], no_own_hits)
 unseen_vs_no_base = cmp(unseen_no_base_hits, no_base_hits)                  # neither holds the picture's person in any form
@@ -858,15 +859,16 @@ display(Markdown('\n\n'.join([
     f"{pts(u)} against the zero-shot classifier, {side(u, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}. "
     f"This rule differs from the zero-shot classifier in kind of prompt and in number ({len(U)} against "
     f"{tone_res['prompts']['zero_shot']} per class). "
-    + (f"Its forms are not free of the test split's people: they name {len(unseen_bases)} person emoji, by their base "
-       f"({', '.join(unseen_bases)}); the test split shows {'all ' if len(unseen_shown) == len(unseen_bases) else ''}"
+    + (f"Its forms are not free of the test split's people: they name {len(unseen_bases)} person emoji (each "
+       f"named here without its gender word: {', '.join(unseen_bases)}); the test split shows {'all ' if len(unseen_shown) == len(unseen_bases) else ''}"
        f"{len(unseen_shown)} of them in another gender form, in {int(unseen_mask.any(1).sum())} of its {n} pictures; for those pictures the prompts hold the picture's own person in "
        "another gender form, the kind of near-duplicate that was worth "
        f"{pts(twin_gain)} to the caption forms above. Removing those forms for those pictures ({spread(unseen_mask[unseen_mask.any(1)].sum(1))} "
        f"of {len(U)} each, `same_base_mask`) scores {pct(unseen_no_base_hits.mean())} (majority class {pct(tone_res['majority'])}): "
        f"{pts(u_no_base)} against the zero-shot classifier, "
        f"{side(u_no_base, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}; so those forms are worth "
-       f"{pts(unseen_person_gain)} to the rule ({gain(unseen_person_gain)}). "
+       f"{pts(unseen_person_gain)} to the rule ({net_unseen:+d} of the {int(unseen_mask.any(1).sum())} pictures that hold them, "
+       f"net; {gain(unseen_person_gain)}). "
        if unseen_mask.any() else "None of its forms names a person the test split shows in another gender form. ")
     + f"Against the nearest caption form without the picture's own person, the rule is {pts(unseen_vs_no_own)}, "
     f"{side(unseen_vs_no_own, 'above it beyond luck', 'below it beyond luck', 'not distinguishable from it')}; with the "

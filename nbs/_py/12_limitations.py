@@ -151,8 +151,8 @@ print(C_count.numpy())
 
 
 # %%
-#| fig-cap: "Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count (left), and counting broken down by the true number of shapes (right); dashed lines are chance, dotted lines the majority class, error bars 95% Wilson intervals over the scenes."
-#| fig-alt: "Two bar charts with error bars. Left: zero-shot accuracy of three questions asked of the same scenes, colour, shape and count, each bar with a dashed line at its own chance level and a dotted line at its majority-class baseline. Right: count accuracy for each true number of shapes, one to four, with a dashed chance line at one in four. The paragraph below gives the values."
+#| fig-cap: "Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count (left), and counting broken down by the true number of shapes (right), with an orange tick on each bar at how often the model gives that count as its answer to scenes of the other counts; dashed lines are chance, dotted lines the majority class, error bars 95% Wilson intervals over the scenes."
+#| fig-alt: "Two bar charts with error bars. Left: zero-shot accuracy of three questions asked of the same scenes, colour, shape and count, each bar with a dashed line at its own chance level and a dotted line at its majority-class baseline. Right: count accuracy for each true number of shapes, one to four, with a dashed chance line at one in four and, on each bar, an orange tick at how often the model gives that count as its answer to the other scenes. The paragraph below gives the values."
 # fixed: 95%
 def wilson_bars(hits, totals) -> list[list[float]]:
     "Lower and upper error-bar lengths, in points, of the 95% Wilson intervals of the shares hits/totals."
@@ -175,8 +175,11 @@ ax = axes[1]
 ax.bar([str(k) for k in range(1, 5)], 100 * count_acc.nan_to_num().numpy(), color='tab:gray', capsize=4,
        yerr=wilson_bars(C_count.diagonal().tolist(), C_count.sum(1).tolist()))
 ax.axhline(100 * tasks['count'].chance, color='k', ls='--', label='chance (1 in 4)')
+others = [(C_count[:, k].sum() - C_count[k, k]).item() / (C_count.sum() - C_count[k].sum()).item() for k in range(4)]
+ax.hlines([100 * o for o in others], [k - 0.4 for k in range(4)], [k + 0.4 for k in range(4)], colors='tab:orange', lw=2,
+          label='same answer, other scenes')   # what answers that ignore the picture would score on this count
 ax.set(ylim=(0, 100), ylabel='accuracy (%)', xlabel='true number of shapes', title='Counting, by true count')
-ax.legend(loc='upper right')
+ax.legend(loc='upper left')                                          # clear of the tallest bar, the threes
 fig.tight_layout(); plt.show()
 
 
@@ -217,7 +220,8 @@ def given(t: int) -> str:
     return (f"{said(t)} is the answer for {rate[a]:.0%} of the {plural[a]} and {rate[b]:.0%} of the {plural[b]} (difference "
             f"{100 * (rate[a] - rate[b]):+.0f} point{'' if round(abs(100 * (rate[a] - rate[b]))) == 1 else 's'} "
             f"[{100 * lo:+.0f}, {100 * hi:+.0f}], 95%: "
-            + ("it tells them apart" if lo > 0 or hi < 0 else "no evidence that it tells them apart") + ")")
+            + (f"{said(t)} goes to them at different rates beyond luck" if lo > 0 or hi < 0 else
+               f"no evidence that {said(t)} separates them") + ")")
 
 if weak:
     broken_down = share[top[0]] + share[top[1]] >= 0.75
@@ -248,12 +252,13 @@ if weak:
                    f"no evidence that the answer {said(k)} singles out the {plural[k]}") + ")", lo <= 0 <= hi)
     others = [against_others(k) for k in weak]
     text += ("A blind guess is not the only bar: this model does not give every answer equally often, and answers that "
-             "ignore the picture would be right on a count exactly as often as they give its answer to the other scenes. "
-             "Against that bar it answers " + listing([o[0] for o in others]) + ". ")
+             "ignore the picture would be right on a count, on average, as often as they give its answer to scenes of "
+             "the other counts (the orange ticks in the figure). Against that bar it answers "
+             + listing([o[0] for o in others]) + ". ")
     if all(o[1] for o in others):
         text += (f"So the low recall of the {listing([plural[k] for k in weak])} goes with how rarely it says "
-                 + listing([f"{said(k)} at all ({share[k]:.1%} of its answers)" for k in weak])
-                 + "; these intervals do not show answers steered away from those counts. ")
+                 + listing([said(k) for k in weak]) + " to any scene; these intervals neither show nor rule out answers "
+                 "steered away from those counts. ")
 else:
     text += (f"By true count it is right on {listing([f'{r:.0%}' for r in rec])} of the scenes, every count above a blind "
              f"guess ({cc:.0%}): it does count, if poorly. ")

@@ -118,12 +118,14 @@ def _mean_offdiag(S: torch.Tensor) -> float:
     return ((S.sum() - S.diagonal().sum()) / (n * (n - 1))).item()
 
 def modality_gap(img: torch.Tensor, txt: torch.Tensor) -> dict:
-    "Centroid distance, mean cosine within images, within texts, between them (all pairs) and of paired rows."
+    "Centroid distance, mean cosine within images, within texts, between them (all pairs); for paired rows, also of the pairs and of the unmatched pairs."
     img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)   # [N, d], [M, d]
     out = dict(centroid_distance=(img.mean(0) - txt.mean(0)).norm().item(),
                cos_within_image=_mean_offdiag(img @ img.T), cos_within_text=_mean_offdiag(txt @ txt.T),
                cos_between=(img @ txt.T).mean().item())
-    if img.shape == txt.shape: out['cos_paired'] = (img * txt).sum(-1).mean().item()
+    if img.shape == txt.shape:
+        out['cos_paired'] = (img * txt).sum(-1).mean().item()
+        out['cos_unpaired'] = _mean_offdiag(img @ txt.T)         # a picture and a caption that are not each other's pair
     return out
 
 
@@ -135,7 +137,7 @@ def modality_gap(img: torch.Tensor, txt: torch.Tensor) -> dict:
 e = torch.eye(4)
 toy = modality_gap(e[[0, 0, 0]], e[[1, 1, 1]])
 test_close(toy['centroid_distance'], 2 ** 0.5); test_close(toy['cos_within_image'], 1.0)
-test_close(toy['cos_between'], 0.0); test_close(toy['cos_paired'], 0.0)
+test_close(toy['cos_between'], 0.0); test_close(toy['cos_paired'], 0.0); test_close(toy['cos_unpaired'], 0.0)
 x = torch.randn(50, 8)
 test_close(modality_gap(x, x)['centroid_distance'], 0.0, eps=1e-6)
 
@@ -199,18 +201,18 @@ def bootstrap_mean(values, n_boot: int = 2000, seed: int = 0, level: float = 0.9
     return (v.mean().item(), *percentile_interval(v[idx].mean(1).numpy(), level))
 
 def gap_bootstrap(img: torch.Tensor, txt: torch.Tensor, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> dict:
-    "Intervals, pairs resampled, of the centroid distance and of each within-modality cosine minus the between-modality one."
+    "Intervals, pairs resampled, of the centroid distance and of each within-modality cosine minus the between-modality one over unmatched pairs."
     img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)    # [N, d] paired rows
     Ci, Ct, Cb = img @ img.T, txt @ txt.T, img @ txt.T
     g, reps = torch.Generator().manual_seed(seed), []
     for _ in range(n_boot):
         i = torch.randint(len(img), (len(img),), generator=g)
         other = i[:, None] != i[None, :]                     # a pair drawn twice is not a pair of two pictures
-        between = Cb[i][:, i].mean()
+        between = Cb[i][:, i][other].mean()                 # unmatched pairs only, as within: a pair's own cosine is no cone
         reps.append([(img[i].mean(0) - txt[i].mean(0)).norm().item(),
                      (Ci[i][:, i][other].mean() - between).item(), (Ct[i][:, i][other].mean() - between).item()])
     reps, m = np.array(reps), modality_gap(img, txt)
-    point = [m['centroid_distance'], m['cos_within_image'] - m['cos_between'], m['cos_within_text'] - m['cos_between']]
+    point = [m['centroid_distance'], m['cos_within_image'] - m['cos_unpaired'], m['cos_within_text'] - m['cos_unpaired']]
     return {name: (v, *percentile_interval(reps[:, j], level)) for j, (name, v) in
             enumerate(zip(('centroid_distance', 'image_minus_between', 'text_minus_between'), point))}
 
@@ -305,23 +307,25 @@ def against_null(d, rng) -> str:
 
 g0, g1, d0, d1 = gap0, gap, gap_ci['random init'], gap_ci['trained']
 text = ("**Liang et al. ask** whether the two modalities sit apart. **We measured** (tables above, 95% intervals), on "
-        f"{len(keep)} held-out pairs. A modality has a cone of its own where its mean cosine within exceeds the mean "
-        f"cosine between the modalities beyond the interval and by more than 1/d = {bar:.4f}. Why 1/d: vectors that all "
-        "sit a distance a along one shared direction, and spread at random otherwise, have a mean cosine about a² above "
-        "random ones, so an excess e is a shared offset of √e. We call it a cone only when that offset exceeds "
-        f"1/√d = {spread:.3f}, the standard deviation of a random unit vector's reach along any one direction in this "
-        f"{I_e.shape[1]}-dimensional space (and of the cosine between two random directions); a smaller offset moves each "
-        "vector less than random vectors already vary along that direction. The threshold is our convention, not Liang et al.'s. "
-        f"At random initialisation the mean cosine between pictures and captions is {g0['cos_between']:.3f}; "
+        f"{len(keep)} held-out pairs. The between cosine here is over a picture and a caption that are not each other's "
+        "pair, as the within cosines are over two different pictures or captions. A modality has a cone of its own where "
+        f"its mean cosine within exceeds the between cosine by more than 1/d = {bar:.4f}, the whole 95% interval of the "
+        "excess above it. Why 1/d: with m and m′ the two modalities' mean vectors, the excess is about m·(m − m′), zero "
+        "when the modality's mean offset is all shared with the other modality and a² when it has an own part of length a "
+        f"at right angles to the shared one. We call it a cone of its own only when that own part exceeds 1/√d = {spread:.3f}, "
+        f"the standard deviation of a random unit vector's reach along any one direction in this {I_e.shape[1]}-dimensional "
+        "space (and of the cosine between two random directions): a smaller own offset moves each vector less than random "
+        "vectors already vary along that direction. The threshold is our convention, not Liang et al.'s. "
+        f"At random initialisation the between cosine is {g0['cos_unpaired']:.3f}; "
         f"{cones(g0, d0)}. The centroids are {ci3(d0['centroid_distance'])} apart, "
         f"{against_null(d0['centroid_distance'], null['random init'])}, and "
         f"{share['random init'][0]:.1%} of a point's nearest neighbours are of its own modality: "
-        f"**{verdict(share['random init'])}**. After training the between cosine is {g1['cos_between']:.3f}; "
+        f"**{verdict(share['random init'])}**. After training the between cosine is {g1['cos_unpaired']:.3f}; "
         f"{cones(g1, d1)}. The centroids are {ci3(d1['centroid_distance'])} apart, "
         f"{against_null(d1['centroid_distance'], null['trained'])}, and the own-modality "
         f"share is {ci3(share['trained'], '.1%')} against one half for a fully mixed cloud: **{verdict(share['trained'])}**. "
-        f"A picture's cosine with its own caption averages {g1['cos_paired']:.3f}, against {g1['cos_between']:.3f} for all "
-        "pairs: retrieval reads that difference, not closeness to one. ")
+        f"A picture's cosine with its own caption averages {g1['cos_paired']:.3f}, against {g1['cos_unpaired']:.3f} for the other "
+        "captions: retrieval reads that difference, not closeness to one. ")
 before, after = verdict(share['random init']).split(':')[0], verdict(share['trained']).split(':')[0]
 if before.startswith('apart') and not after.startswith('apart'):
     text += ("So in this book the gap is mostly a property of the random start, which training nearly removed, unlike the "
@@ -864,7 +868,7 @@ print(f"modality gap, random init → trained: centroid distance {ci3(d0['centro
       f"own-modality neighbour share {share['random init'][0]:.1%} → {share['trained'][0]:.1%} (one half: fully mixed); "
       f"{before} → {after}")
 print(f"cosines after training: within pictures {gap['cos_within_image']:.3f}, within captions {gap['cos_within_text']:.3f}, "
-      f"between {gap['cos_between']:.3f}, paired {gap['cos_paired']:.3f}")
+      f"between (unmatched pairs) {gap['cos_unpaired']:.3f}, paired {gap['cos_paired']:.3f}")
 print(f"category task: accuracy {cat_acc:.1%} (chance {cat_chance:.1%}, majority class {cat_major:.1%}); "
       f"attention–ink correlation (rollout) {ci3(corr['trained']['rollout'], '+.2f')}, at random init "
       f"{ci3(corr['random init']['rollout'], '+.2f')}")
