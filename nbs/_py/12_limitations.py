@@ -151,8 +151,8 @@ print(C_count.numpy())
 
 
 # %%
-#| fig-cap: "Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count (left), and counting broken down by the true number of shapes (right), with an orange tick on each bar at how often the model gives that count as its answer to scenes of the other counts; dashed lines are chance, dotted lines the majority class, error bars 95% Wilson intervals over the scenes."
-#| fig-alt: "Two bar charts with error bars. Left: zero-shot accuracy of three questions asked of the same scenes, colour, shape and count, each bar with a dashed line at its own chance level and a dotted line at its majority-class baseline. Right: count accuracy for each true number of shapes, one to four, with a dashed chance line at one in four and, on each bar, an orange tick at how often the model gives that count as its answer to the other scenes. The paragraph below gives the values."
+#| fig-cap: "Zero-shot accuracy of the scenes model on held-out one-group scenes: colour and shape against count (left), and counting broken down by the true number of shapes (right), with a purple tick on each bar at how often the model gives that count as its answer to scenes of the other counts; dashed lines are chance, dotted lines the majority class, error bars 95% Wilson intervals over the scenes."
+#| fig-alt: "Two bar charts with error bars. Left: zero-shot accuracy of three questions asked of the same scenes, colour, shape and count, each bar with a dashed line at its own chance level and a dotted line at its majority-class baseline. Right: count accuracy for each true number of shapes, one to four, with a dashed chance line at one in four and, on each bar, a purple tick at how often the model gives that count as its answer to the other scenes. The ones and threes stand well above their ticks; the twos and fours sit near zero, below theirs. The paragraph below gives the values for the twos and fours."
 # fixed: 95%
 def wilson_bars(hits, totals) -> list[list[float]]:
     "Lower and upper error-bar lengths, in points, of the 95% Wilson intervals of the shares hits/totals."
@@ -176,11 +176,18 @@ ax.bar([str(k) for k in range(1, 5)], 100 * count_acc.nan_to_num().numpy(), colo
        yerr=wilson_bars(C_count.diagonal().tolist(), C_count.sum(1).tolist()))
 ax.axhline(100 * tasks['count'].chance, color='k', ls='--', label='chance (1 in 4)')
 others = [(C_count[:, k].sum() - C_count[k, k]).item() / (C_count.sum() - C_count[k].sum()).item() for k in range(4)]
-ax.hlines([100 * o for o in others], [k - 0.4 for k in range(4)], [k + 0.4 for k in range(4)], colors='tab:orange', lw=2,
+ax.hlines([100 * o for o in others], [k - 0.4 for k in range(4)], [k + 0.4 for k in range(4)], colors='tab:purple', lw=2,
           label='same answer, other scenes')   # what answers that ignore the picture would score on this count
 ax.set(ylim=(0, 100), ylabel='accuracy (%)', xlabel='true number of shapes', title='Counting, by true count')
 ax.legend(loc='upper left')                                          # clear of the tallest bar, the threes
 fig.tight_layout(); plt.show()
+
+# %%
+#| hide
+if not in_test():   # what the alt text says: ones and threes well above their ticks, twos and fours near zero below theirs
+    rec_k = count_acc.nan_to_num().tolist()
+    assert rec_k[0] > others[0] + 0.1 and rec_k[2] > others[2] + 0.1, (rec_k, others)
+    assert rec_k[1] < others[1] and rec_k[3] < others[3] and max(rec_k[1], rec_k[3]) < 0.1, (rec_k, others)
 
 
 # %%
@@ -253,7 +260,7 @@ if weak:
     others = [against_others(k) for k in weak]
     text += ("A blind guess is not the only bar: this model does not give every answer equally often, and answers that "
              "ignore the picture would be right on a count, on average, as often as they give its answer to scenes of "
-             "the other counts (the orange ticks in the figure). Against that bar it answers "
+             "the other counts (the purple ticks in the figure). Against that bar it answers "
              + listing([o[0] for o in others]) + ". ")
     if all(o[1] for o in others):
         text += (f"So the low recall of the {listing([plural[k] for k in weak])} goes with how rarely it says "
@@ -273,7 +280,7 @@ elif 'count' in hard:
              "right: counting stands out as the hard question. ")
 else:
     text += "By that measure counting is not hard for this model: its accuracy lies more than halfway from chance to always right. "
-text += ("Colour, a property of every pixel, is the easy one." if 'color' not in hard else
+text += ("Colour, a property of every pixel of a shape, is the easy one." if 'color' not in hard else
          "In this run even colour is less than halfway from chance to always right.")
 display(Markdown(text))
 

@@ -154,9 +154,11 @@ _ = seed_everything(cfg.seed)                                       # the traini
 init_model = create_model(cfg.clip_config()).eval()                 # calls create_model: the book model's starting weights
 I_0, T_0, _ = embed_pairs(init_model, test_ds, keep)
 gap, gap0 = modality_gap(I_e, T_e), modality_gap(I_0, T_0)
+GAP_LABELS = {'cos_between': 'cos between, all pairs', 'cos_paired': 'cos of each picture with its own caption',
+              'cos_unpaired': 'cos between, unmatched pairs'}
 scale0, scale = init_model.logit_scale.exp().item(), model.logit_scale.exp().item()
 display(Markdown(markdown_table(['', 'random initialisation', 'trained'],
-                                [(k.replace('_', ' '), f"{gap0[k]:.3f}", f"{gap[k]:.3f}") for k in gap]
+                                [(GAP_LABELS.get(k, k.replace('_', ' ')), f"{gap0[k]:.3f}", f"{gap[k]:.3f}") for k in gap]
                                 + [('logit scale exp(t)', f"{scale0:.1f}", f"{scale:.1f}")], align='lrr')))
 
 
@@ -260,9 +262,9 @@ null = {name: centroid_null(i, t, n_perm=pick(gpu=200, cpu=200, test=20)) for na
         [('random init', (I_0, T_0)), ('trained', (I_e, T_e))]}
 cat_share = {name: bootstrap_mean(neighbour_share(x, cats)) for name, x in [('pictures', I_e), ('captions', T_e)]}
 ci3 = lambda t, f='.3f': f"{t[0]:{f}} [{t[1]:{f}}, {t[2]:{f}}]"
-rows = [(what, *(ci3(gap_ci[n][key], '+.3f' if 'minus' in key else '.3f') for n in gap_ci)) for what, key in
-        [('centroid distance', 'centroid_distance'), ('within pictures − between', 'image_minus_between'),
-         ('within captions − between', 'text_minus_between')]]
+rows = [(what, *(ci3(gap_ci[n][key], '+.4f' if 'minus' in key else '.3f') for n in gap_ci)) for what, key in
+        [('centroid distance', 'centroid_distance'), ('within pictures − between (unmatched pairs)', 'image_minus_between'),
+         ('within captions − between (unmatched pairs)', 'text_minus_between')]]
 rows.insert(1, ('centroid distance, modality labels shuffled (95% range)', *(f"[{null[n][0]:.3f}, {null[n][1]:.3f}]" for n in null)))
 rows.append(('own-modality share of 10 nearest neighbours', *(ci3(share[n], '.1%') for n in share)))
 display(Markdown(markdown_table(['95% intervals', *gap_ci], rows, align='lrr')))
@@ -312,7 +314,7 @@ text = ("**Liang et al. ask** whether the two modalities sit apart. **We measure
         f"its mean cosine within exceeds the between cosine by more than 1/d = {bar:.4f}, the whole 95% interval of the "
         "excess above it. Why 1/d: with m and m′ the two modalities' mean vectors, the excess is about m·(m − m′), zero "
         "when the modality's mean offset is all shared with the other modality and a² when it has an own part of length a "
-        f"at right angles to the shared one. We call it a cone of its own only when that own part exceeds 1/√d = {spread:.3f}, "
+        f"at right angles to the shared one and to the other modality's own part. We call it a cone of its own only when that own part exceeds 1/√d = {spread:.3f}, "
         f"the standard deviation of a random unit vector's reach along any one direction in this {I_e.shape[1]}-dimensional "
         "space (and of the cosine between two random directions): a smaller own offset moves each vector less than random "
         "vectors already vary along that direction. The threshold is our convention, not Liang et al.'s. "
