@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_prelims.ipynb #d05cacf0
 from __future__ import annotations
-import json, os, platform, random, re, sys, tempfile, time, warnings
+import atexit, json, os, platform, random, re, shutil, sys, tempfile, time, warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Sequence
@@ -13,8 +13,8 @@ import torch
 
 # %% auto #0
 __all__ = ['BAD_INPUT', 'get_device', 'autocast_dtype', 'autocast', 'in_test', 'show_progress', 'pick', 'seed_everything',
-           'cache_root', 'atomic_write', 'markdown_table', 'no_headings', 'CommandError', 'one_line', 'wants_debug',
-           'tell_torchrun', 'run_command', 'hardware', 'footer']
+           'cache_root', 'atomic_write', 'scratch_dir', 'remove_scratch', 'markdown_table', 'no_headings',
+           'CommandError', 'one_line', 'wants_debug', 'tell_torchrun', 'run_command', 'hardware', 'footer']
 
 # %% ../nbs/00_prelims.ipynb #faf0b45a
 _t0 = time.perf_counter()  # the wall clock of a chapter starts when it imports us
@@ -83,6 +83,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], suf
         try: os.fsync(dfd)
         finally: os.close(dfd)
     return path
+
+# %% ../nbs/00_prelims.ipynb #c251e4fa
+_SCRATCH: list[Path] = []
+
+def scratch_dir(prefix: str = 'clip_annotated_') -> Path:
+    "A new temporary folder for a chapter's small files; `remove_scratch` (the chapter's last cell, or exit) deletes it."
+    path = Path(tempfile.mkdtemp(prefix=prefix)); _SCRATCH.append(path)
+    return path
+
+def remove_scratch() -> int:
+    "Delete every folder `scratch_dir` made in this process, with what is in it; how many were deleted."
+    n = 0
+    while _SCRATCH: shutil.rmtree(_SCRATCH.pop(), ignore_errors=True); n += 1
+    return n
+
+atexit.register(remove_scratch)
 
 # %% ../nbs/00_prelims.ipynb #16723767
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: str | None = None) -> str:

@@ -13,7 +13,7 @@ from nbdev.showdoc import show_doc
 # %%
 #| export
 from __future__ import annotations
-import json, os, platform, random, re, sys, tempfile, time, warnings
+import atexit, json, os, platform, random, re, shutil, sys, tempfile, time, warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Sequence
@@ -215,6 +215,35 @@ with tempfile.TemporaryDirectory() as d:
     test_eq(target.stat().st_mode & 0o777, 0o666 & ~umask)           # as any new file, not mkstemp's 0o600
     with mock.patch.dict(os.environ, {'CLIP_ANNOTATED_CACHE': d}): test_eq(cache_root(), Path(d))
     test_eq(cache_root(target.parent), target.parent)                 # an argument wins
+
+# %% [markdown]
+# The small files a chapter writes for its checks (a stand-in run folder, a checkpoint to load back) go
+# to a temporary folder from `scratch_dir`. The chapter's last cell calls `remove_scratch`, and so does
+# the interpreter when it exits, so running the book again and again does not fill the disk.
+
+# %%
+#| exports
+_SCRATCH: list[Path] = []
+
+def scratch_dir(prefix: str = 'clip_annotated_') -> Path:
+    "A new temporary folder for a chapter's small files; `remove_scratch` (the chapter's last cell, or exit) deletes it."
+    path = Path(tempfile.mkdtemp(prefix=prefix)); _SCRATCH.append(path)
+    return path
+
+def remove_scratch() -> int:
+    "Delete every folder `scratch_dir` made in this process, with what is in it; how many were deleted."
+    n = 0
+    while _SCRATCH: shutil.rmtree(_SCRATCH.pop(), ignore_errors=True); n += 1
+    return n
+
+atexit.register(remove_scratch)
+
+# %%
+a, b = scratch_dir(), scratch_dir('clip_annotated_check_')
+(a / 'x.txt').write_text('x'); (b / 'deep').mkdir()
+assert a.is_dir() and b.name.startswith('clip_annotated_check_')
+test_eq(remove_scratch(), 2); assert not a.exists() and not b.exists()
+test_eq(remove_scratch(), 0)
 
 
 # %% [markdown]

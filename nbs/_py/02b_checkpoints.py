@@ -30,11 +30,11 @@ import numpy as np
 from unittest import mock
 from fastcore.test import test_eq, test_fail
 from safetensors.torch import save_file   # the reference writer (a development dependency)
-from clip_annotated.core import seed_everything, footer
+from clip_annotated.core import seed_everything, footer, remove_scratch, scratch_dir
 from clip_annotated.model import create_model
 seed_everything(0)
 _t0 = time.perf_counter()
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_02b_'))   # every file this chapter writes goes here
+scratch = scratch_dir('clip_annotated_02b_')   # every file this chapter writes goes here
 def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages, with short paths
 
 
@@ -843,5 +843,5 @@ shutil.rmtree(oc_dir)
 
 # %%
 print(f"payload marker file present after all refusals: {marker.exists()}")
-shutil.rmtree(scratch, ignore_errors=True)
+_ = remove_scratch()
 _ = footer(_t0)

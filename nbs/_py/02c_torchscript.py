@@ -24,12 +24,12 @@ from clip_annotated.checkpoints import CheckpointError, UnsafeCheckpointError, i
 import builtins, shutil, tempfile, time, tracemalloc
 from unittest import mock
 from fastcore.test import test_eq, test_fail
-from clip_annotated.core import seed_everything, footer
+from clip_annotated.core import seed_everything, footer, remove_scratch, scratch_dir
 from clip_annotated.model import create_model
 from clip_annotated.tokenizer import tokenize
 seed_everything(0)
 _t0 = time.perf_counter()
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_02c_'))   # every file this appendix writes goes here
+scratch = scratch_dir('clip_annotated_02c_')   # every file this appendix writes goes here
 def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages, with short paths
 
 marker = scratch / 'payload-ran'
@@ -397,5 +397,5 @@ assert not marker.exists()
 print(f"TorchScript archive read without its code: {len(read_torchscript_weights(scratch / 'MiniCLIP.pt'))} tensors, "
       f"all equal to the model's")
 print(f"payload marker file present after all refusals: {marker.exists()}")
-shutil.rmtree(scratch, ignore_errors=True)
+_ = remove_scratch()
 _ = footer(_t0)

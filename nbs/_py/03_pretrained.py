@@ -37,14 +37,14 @@ from fastcore.test import test_eq, test_close, test_fail
 from safetensors.torch import save_file   # the reference writer (a development dependency)
 from sklearn.datasets import load_sample_image
 import matplotlib.pyplot as plt
-from clip_annotated.core import seed_everything, footer
+from clip_annotated.core import seed_everything, footer, remove_scratch, scratch_dir
 from clip_annotated.model import create_model, count_parameters
 from clip_annotated.tokenizer import tokenize
 from clip_annotated.checkpoints import DownloadError, sha256sum
 from clip_annotated.torchscript import save_traced
 seed_everything(0)
 _t0 = time.perf_counter()
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_03_'))   # every file this chapter writes goes here
+scratch = scratch_dir('clip_annotated_03_')   # every file this chapter writes goes here
 def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages, with short paths
 
 
@@ -1055,5 +1055,5 @@ print(f"QuickGELU vs GELU, random ViT-B/32 weights: feature cosine >= {min(cos_i
       f"probabilities move by <= {gap:.4f}")
 print(f"bfloat16 against float32, MiniCLIP features on a CPU: cosine >= {cos_bf:.4f}")
 print(f"payload marker file present after all refusals: {marker.exists()}")
-shutil.rmtree(scratch, ignore_errors=True)
+_ = remove_scratch()
 _ = footer(_t0)

@@ -33,7 +33,7 @@ from clip_annotated.data import SkipCounter
 #| hide
 import shutil, socket, tempfile, threading, time
 from fastcore.test import test_eq, test_close, test_fail
-from clip_annotated.core import footer
+from clip_annotated.core import footer, remove_scratch, scratch_dir
 from clip_annotated.data import collate, emoji_images, emoji_records
 from clip_annotated.pretrained import normalize
 
@@ -674,7 +674,7 @@ assert isinstance(open_data('pipe:cat /nowhere.tar'), ShardDataset)       # a st
 
 # %%
 images, records = emoji_images(48), emoji_records(48)                     # chapter 5's emoji set
-tmp = Path(tempfile.mkdtemp(prefix='clip_readers_'))
+tmp = scratch_dir('clip_readers_')
 pairs = [(images[k], records[k].name) for k in range(0, 400, 10)]          # 40 good pairs
 csv_path = write_csv(pairs, tmp / 'pairs.csv')
 (tmp / 'images' / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n this is not a picture')
@@ -929,4 +929,5 @@ for name, ms in speeds.items(): print(f"{name:22} {ms:6.3f} ms per sample in one
 shutil.rmtree(tmp, ignore_errors=True)
 print(f"- bad input, read by 2 worker processes: {'; '.join(reports)}")
 print(f"- cost per sample in one process: " + ', '.join(f'{k} {v:.2f} ms' for k, v in speeds.items()))
+_ = remove_scratch()
 _ = footer()

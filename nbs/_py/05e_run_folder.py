@@ -26,10 +26,11 @@ from clip_annotated.loss import mean_over_ranks
 import shutil, tempfile
 from unittest import mock
 from fastcore.test import test_eq, test_fail
+from clip_annotated.core import remove_scratch, scratch_dir
 from clip_annotated.model import CONFIGS, create_model
 
 # %%
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_05e_'))
+scratch = scratch_dir('clip_annotated_05e_')
 
 
 # %% [markdown]
@@ -407,3 +408,7 @@ test_eq(sorted(q.name for q in old_run.iterdir()), ['.previous-checkpoint.pt', '
 test_eq(read_metrics(old_run/'.previous-metrics.jsonl'), [dict(step=500, loss=0.5)])   # the old log, whole
 (old_run/'checkpoint.pt').write_bytes(b'new weights'); forget_previous(old_run)         # its first checkpoint
 test_eq(sorted(q.name for q in old_run.iterdir()), ['checkpoint.pt'])
+
+# %%
+#| hide
+_ = remove_scratch()

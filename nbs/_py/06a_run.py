@@ -31,7 +31,7 @@ import contextlib, io, math, shutil, tempfile
 import numpy as np
 from IPython.display import Image, Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
-from clip_annotated.core import footer, pick, seed_everything
+from clip_annotated.core import footer, pick, seed_everything, remove_scratch, scratch_dir
 from clip_annotated.data import EmojiDataset
 from clip_annotated.model import count_parameters
 from clip_annotated.tokenizer import tokenize
@@ -39,7 +39,7 @@ from clip_annotated.retrieval import evaluate_retrieval
 
 # %%
 _ = seed_everything(0)
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_06a_'))   # small runs of this chapter write here
+scratch = scratch_dir('clip_annotated_06a_')   # small runs of this chapter write here
 
 
 # %% [markdown]
@@ -467,5 +467,5 @@ print(f"emoji test split, {t['n_images']} pictures against {t['n_texts']} captio
 print(f"toy (scenes): loss {first:.2f} -> {last:.2f}, held-out image→text R@1 {100 * toy_res['test']['i2t_R@1']:.1f}%")
 
 # %%
-shutil.rmtree(scratch, ignore_errors=True)
+_ = remove_scratch()
 _ = footer()

@@ -20,7 +20,7 @@ from fastcore.test import test_eq, test_close
 from sklearn.datasets import load_digits
 import skimage.data
 from scipy.stats import t as student_t
-from clip_annotated.core import footer, hardware, in_test, markdown_table, pick
+from clip_annotated.core import footer, hardware, in_test, markdown_table, pick, remove_scratch, scratch_dir
 from clip_annotated.runfolder import read_metrics
 from clip_annotated.run import load_run, parse_args, runs_dir
 from clip_annotated.loader import TrainBatches, make_datasets
@@ -54,7 +54,7 @@ import torch
 # `make` runs), so you can paste it into a shell.
 
 # %%
-top = pick(gpu=runs_dir().parent, cpu=runs_dir().parent, test=Path(tempfile.mkdtemp(prefix='clip_annotated_own_')))
+top = pick(gpu=runs_dir().parent, cpu=runs_dir().parent, test=scratch_dir('clip_annotated_own_'))
 env = {**os.environ, 'PATH': f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 env.pop('IN_TEST', None)                   # the commands run for real; their size comes from the options below
 t_chapter = time.perf_counter()
@@ -459,5 +459,5 @@ display(Markdown(
     f"shards ran {len(ddp_log)} steps at {len(ddp_log) / ddp_log[-1]['wall_s']:.2f} steps/s."))
 
 # %%
-if in_test(): shutil.rmtree(top, ignore_errors=True)
+_ = remove_scratch()
 _ = footer(t_chapter)

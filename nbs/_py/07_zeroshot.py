@@ -30,7 +30,7 @@ from clip_annotated.readers import open_image
 #| hide
 import io, math, tempfile
 from fastcore.test import test_eq, test_close, test_fail
-from clip_annotated.core import footer, seed_everything
+from clip_annotated.core import footer, seed_everything, remove_scratch, scratch_dir
 from clip_annotated.model import create_model
 
 # %%
@@ -394,7 +394,7 @@ r = evaluate(m, toy, ['a', 'b', 'c'])
 test_eq((r['n'], r['majority_top1'], r['majority_class_name']), (4, 0.5, 'a'))
 test_fail(lambda: encode_images(m, [None, None]), contains='all 2 items')
 buf = io.BytesIO(); Image.new('RGB', (32, 32), 'red').save(buf, format='JPEG')
-cut = Path(tempfile.mkdtemp()) / 'cut.jpg'; cut.write_bytes(buf.getvalue()[:200])      # a picture cut short
+cut = scratch_dir() / 'cut.jpg'; cut.write_bytes(buf.getvalue()[:200])      # a picture cut short
 test_fail(lambda: predict(m, lambda im: torch.zeros(3, 8, 8), cut, ['a']), contains='cut.jpg is not a picture that can be read')
 print(f"{r['n']} pictures kept: top-1 {r['top1']:.0%}, chance {r['chance_top1']:.1%}, majority class {r['majority_top1']:.0%} "
       f"(always answering {r['majority_class_name']!r})")
@@ -429,4 +429,5 @@ print(f"{r['n']} pictures kept: top-1 {r['top1']:.0%}, chance {r['chance_top1']:
 # accuracy.
 
 # %%
+_ = remove_scratch()
 _ = footer()

@@ -32,10 +32,10 @@ from collections import Counter
 import torch
 from unittest import mock
 from fastcore.test import test_eq, test_fail
-from clip_annotated.core import footer
+from clip_annotated.core import footer, remove_scratch, scratch_dir
 from clip_annotated.pretrained import image_transform
 
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_07b_'))   # every file this chapter writes goes here
+scratch = scratch_dir('clip_annotated_07b_')   # every file this chapter writes goes here
 def show(e): print(str(e).replace(str(scratch), '<scratch>'))   # error messages, with short paths
 
 
@@ -980,4 +980,5 @@ print(f"- Pets: {moved} of 37 published names are at another index in the data's
 print(f"- every fake written in its real format and read back with the right labels in {fake_seconds:.1f} s")
 print(f"- paper, ViT-L/14@336px zero-shot: ImageNet {clip_r['imagenet']}, mean over the five shifts "
       f"{clip_r['imagenet'] - gap(clip_r):.1f} (ResNet-101: {resnet['imagenet'] - gap(resnet):.1f})")
+_ = remove_scratch()
 _ = footer()

@@ -27,11 +27,11 @@ from clip_annotated.readers import csv_cell_path, open_image, parse_caption, rea
 #| hide
 import shutil, tempfile, warnings
 from fastcore.test import test_eq, test_fail
-from clip_annotated.core import footer
+from clip_annotated.core import footer, remove_scratch, scratch_dir
 from clip_annotated.pretrained import image_transform
 from clip_annotated.evalsets import fake_label, save_fake_jpeg
 
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_07c_'))   # every file this appendix writes goes here
+scratch = scratch_dir('clip_annotated_07c_')   # every file this appendix writes goes here
 
 
 # %% [markdown]
@@ -232,5 +232,5 @@ print(files.skips.report('folder'))
 # not pictures), and the command line's `eval`, `embed` and `retrieval` read through these classes.
 
 # %%
-shutil.rmtree(scratch, ignore_errors=True)
+_ = remove_scratch()
 _ = footer()

@@ -36,7 +36,7 @@ from clip_annotated.data import TONES
 from clip_annotated.loader import TrainBatches
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close, test_fail
-from clip_annotated.core import atomic_write, footer, in_test, no_headings, pick, seed_everything
+from clip_annotated.core import atomic_write, footer, in_test, no_headings, pick, seed_everything, remove_scratch, scratch_dir
 from clip_annotated.run import book_model
 import tempfile
 from clip_annotated.model import create_model
@@ -442,7 +442,7 @@ out = lambda how, seed: None             # None: the run's own folder under runs
 # %%
 #| hide
 if in_test():                            # under nbdev_test: two seeds of a few steps each, in a scratch folder
-    SEEDS, scratch = (0, 1), Path(tempfile.mkdtemp())
+    SEEDS, scratch = (0, 1), scratch_dir()
     cfg = replace(cfg, steps=3, warmup=1, eval_every=0, ckpt_every=3, progress=False)
     out = lambda how, seed: scratch / f'{how}-{seed}'
 
@@ -697,10 +697,10 @@ def bias_over_seeds(run: str | Path) -> dict | None:
 
 
 # %%
-stand_in = Path(tempfile.mkdtemp())
+stand_in = scratch_dir()
 (stand_in / 'bias-seeds.json').write_text(json.dumps(dict(seeds=[0, 1], over_seeds={})))
 test_eq(bias_over_seeds(stand_in / 'mini')['seeds'], [0, 1])
-assert bias_over_seeds(stand_in / 'bias-captions') is None and bias_over_seeds(Path(tempfile.mkdtemp()) / 'mini') is None
+assert bias_over_seeds(stand_in / 'bias-captions') is None and bias_over_seeds(scratch_dir() / 'mini') is None
 
 # %% [markdown]
 # On the book's model and its captions-skewed twin, the section reads (its heading shown here as a
@@ -850,7 +850,7 @@ def write_fake_fairface(root: str | os.PathLike, n: int = 42, split: str = 'val'
 # and counted. The errors a reader meets without the data name what is missing and the layout expected.
 
 # %%
-ff_root = write_fake_fairface(Path(tempfile.mkdtemp(prefix='fairface_')))
+ff_root = write_fake_fairface(scratch_dir('fairface_'))
 (ff_root / 'val' / '5.jpg').write_bytes(b'not a jpeg')
 random_model = create_model(PRESETS['mini-cpu'].clip_config()).eval()
 placeholders = {**{r: f'group {chr(65 + i)}' for i, r in enumerate(FAIRFACE_RACES)},   # noise has no race or gender:
@@ -917,4 +917,5 @@ print("mean over seeds; 95% intervals over seeds (t) and over occupations and pi
 shown = {f'{h} (own excess)': f'excess of {h}' for h in ARMS}
 shown.update({'drop': 'paired: drop − balanced', 'captions': 'paired: captions − balanced', 'captions − drop': 'paired: captions − drop'})
 for how, r in over.items(): print(f"  {shown[how]}\n      {both(r)}")
+_ = remove_scratch()
 _ = footer()

@@ -33,7 +33,7 @@ from dataclasses import fields
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_ne, test_close
-from clip_annotated.core import footer, in_test, markdown_table, pick, seed_everything
+from clip_annotated.core import footer, in_test, markdown_table, pick, seed_everything, remove_scratch, scratch_dir
 from clip_annotated.scenes import NUMBERS, SceneObject
 from clip_annotated.run import book_model, load_run
 from clip_annotated.runfolder import read_metrics
@@ -706,7 +706,7 @@ test_close(k, 0.0, eps=1e-9); assert reps.min() < 0 < reps.max()
 #| hide
 # CI (in_test) trains two 3-step runs in a temporary folder; the book reads the five runs in runs/noise
 fractions = pick(gpu=(0.0, 0.25, 0.5, 0.75, 1.0), cpu=(0.0, 0.25, 0.5, 0.75, 1.0), test=(0.0, 1.0))
-root = tempfile.mkdtemp() if in_test() else None
+root = scratch_dir() if in_test() else None
 short = dict(steps=3, n_scenes=256, warmup=1, ckpt_every=3) if in_test() else {}
 
 # %%
@@ -839,4 +839,5 @@ print('noisy captions (shuffled â†’ R@1, colour): ' + ', '.join(f"{r['p']:.0%} â
 if k_r is not None and k_c is not None:
     print(f"with half shuffled, share of the clean run's margin over chance kept: retrieval {k_r[0]:.0%} {iv(k_r[1])}, "
           f"colour {k_c[0]:.0%} {iv(k_c[1])} (95%, held-out pictures resampled)")
+_ = remove_scratch()
 _ = footer()

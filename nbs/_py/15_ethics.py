@@ -31,7 +31,7 @@ from clip_annotated.model import CLIPConfig
 from clip_annotated.train import TrainConfig
 from dataclasses import asdict
 import tempfile
-from clip_annotated.core import footer, in_test, no_headings
+from clip_annotated.core import footer, in_test, no_headings, remove_scratch, scratch_dir
 from clip_annotated.run import book_model, runs_dir
 
 # %% [markdown]
@@ -106,7 +106,7 @@ def trained_on(source: str | Path) -> str:
 
 
 # %%
-stand_in = Path(tempfile.mkdtemp())
+stand_in = scratch_dir()
 torch.save(dict(config=dict(data='emoji', train_data='my_pairs.csv', pretrained=None)), stand_in / 'checkpoint.pt')
 test_eq(trained_on(stand_in), 'This model was trained on my_pairs.csv')
 test_eq(trained_on('ViT-B/32'), 'ViT-B/32 was trained on data this book has not measured')
@@ -295,7 +295,7 @@ assert 'nearest training caption, not zero-shot' in no_own                      
 model, cfg = book_model()
 run = Path(cfg.out)
 if in_test():                       # a stand-in run folder with the files model_card reads
-    run = Path(tempfile.mkdtemp()) / 'stand-in'; run.mkdir()
+    run = scratch_dir() / 'stand-in'; run.mkdir()
     torch.save(dict(config=asdict(cfg), model_config=asdict(cfg.clip_config()), model=model.state_dict(),
                     data=dict(step=0), wall_s=0.0), run / 'checkpoint.pt')
 card = model_card(run)
@@ -303,4 +303,5 @@ display(Markdown(no_headings(card)))
 assert (run / 'model_card.md').read_text() == card and 'Intended use' in card
 
 # %%
+_ = remove_scratch()
 _ = footer()

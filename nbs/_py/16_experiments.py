@@ -42,7 +42,7 @@ from matplotlib.ticker import FuncFormatter
 from scipy.stats import t as student_t
 from IPython.display import Markdown, display
 from fastcore.test import test_eq, test_close
-from clip_annotated.core import footer, in_test, markdown_table, pick
+from clip_annotated.core import footer, in_test, markdown_table, pick, remove_scratch, scratch_dir
 from clip_annotated.tasks import emoji_task, run_task, caption_prompts, normalised_caption_prompts, zero_shot_templates
 from clip_annotated.zeroshot import wilson_interval
 from clip_annotated.run import load_run, runs_dir
@@ -53,7 +53,7 @@ from clip_annotated.zeroshot import paired_bootstrap, zero_shot_classifier
 
 # %%
 _ = seed_everything(0)
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_16_'))   # the small runs of the checks go here
+scratch = scratch_dir('clip_annotated_16_')   # the small runs of the checks go here
 
 
 # %% [markdown]
@@ -1471,5 +1471,5 @@ bullets = [
 display(Markdown('\n'.join(f"- {b}" for b in bullets)))
 
 # %%
-shutil.rmtree(scratch, ignore_errors=True)
+_ = remove_scratch()
 _ = footer()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from fastcore.test import test_eq, test_close
-from clip_annotated.core import footer
+from clip_annotated.core import footer, remove_scratch, scratch_dir
 from clip_annotated.scenes import SceneDataset, COLORS
 from clip_annotated.checkpoints import sha256sum
 from clip_annotated import pretrained
@@ -658,7 +658,7 @@ print(version.strip())
 # `reproduce` is what `make reproduce` runs; the training chapter shows its results):
 
 # %%
-scratch = Path(tempfile.mkdtemp(prefix='clip_annotated_98_'))
+scratch = scratch_dir('clip_annotated_98_')
 tiny = ['--preset', 'scenes-tiny', '--n-scenes', '128', '--batch-size', '32', '--steps', '2', '--warmup', '1',
         '--model-overrides', '{"vision_layers": 1, "transformer_layers": 1}', '--no-progress']
 with contextlib.redirect_stdout(io.StringIO()) as printed:
@@ -894,5 +894,5 @@ for url, to in ((f'{base}/{"0" * 64}/MiniCLIP.pt', 'wrong'), (f'{base}/{sha}/Min
     assert not (scratch / to / 'MiniCLIP.pt').exists()
 
 # %%
-shutil.rmtree(scratch, ignore_errors=True)
+_ = remove_scratch()
 _ = footer()

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 import torch
 from fastcore.test import test_eq, test_fail
-from clip_annotated.core import footer
+from clip_annotated.core import footer, remove_scratch, scratch_dir
 from clip_annotated.train import PRESETS
 from clip_annotated.model import create_model
 
@@ -237,7 +237,7 @@ def update_readme(readme: str | os.PathLike = 'README.md', runs: str | os.PathLi
 # every accuracy beside its majority-class baseline, all three emoji tasks present. -->
 
 # %%
-readme_dir = Path(tempfile.mkdtemp()); (readme_dir / 'mini').mkdir()
+readme_dir = scratch_dir(); (readme_dir / 'mini').mkdir()
 (readme_dir / 'mini' / 'results.json').write_text(json.dumps(fake))
 torch.save(dict(config=asdict(PRESETS['mini-cpu']), model_config=asdict(PRESETS['mini-cpu'].clip_config()),
                 model=create_model(PRESETS['mini-cpu'].clip_config()).state_dict(), data=dict(step=0), wall_s=0.0),
@@ -250,4 +250,5 @@ test_fail(lambda: update_readme(readme_dir / 'mini' / 'results.json', readme_dir
 
 # %%
 #| echo: false
+_ = remove_scratch()
 _ = footer()
