@@ -44,11 +44,12 @@ def modality_gap(img: torch.Tensor, txt: torch.Tensor) -> dict:
     return out
 
 # %% ../nbs/13_visualize.ipynb #11bf12d8
-def neighbour_share(x: torch.Tensor, labels, k: int = 10) -> np.ndarray:
-    "Per row of `x` [N, d]: the share of its k nearest rows (cosine, itself excluded) that carry its own label."
+def neighbour_share(x: torch.Tensor, labels, k: int = 10, partner=None) -> np.ndarray:
+    "Per row of `x` [N, d]: the share of its k nearest rows (cosine; itself and `partner[i]`, its pair, excluded) that carry its own label."
     x = F.normalize(x.float(), dim=-1)
     C = x @ x.T
     C.fill_diagonal_(-float('inf'))
+    if partner is not None: C[torch.arange(len(x)), torch.as_tensor(partner)] = -float('inf')
     lab = np.asarray(labels)
     return (lab[C.topk(k, dim=1).indices.numpy()] == lab[:, None]).mean(1)          # [N]
 

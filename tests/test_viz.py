@@ -112,6 +112,10 @@ def test_neighbour_share_apart_and_mixed():
     assert neighbour_share(apart, ['a'] * 30 + ['b'] * 30, k=5).tolist() == [1.0] * 60
     mixed = torch.randn(500, 6, generator=g)
     assert abs(neighbour_share(mixed, torch.randint(2, (500,), generator=g).tolist()).mean() - 0.5) < 0.05
+    pairs = torch.cat([mixed[:250], mixed[:250] + 0.01])     # each point's pair beside it, with the other label
+    labels = [0] * 250 + [1] * 250
+    assert neighbour_share(pairs, labels, k=1).mean() == 0.0
+    assert abs(neighbour_share(pairs, labels, k=1, partner=[*range(250, 500), *range(250)]).mean() - 0.5) < 0.1
 
 
 def test_bootstrap_mean_and_gap_bootstrap():
