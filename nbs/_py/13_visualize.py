@@ -234,7 +234,9 @@ def centroid_null(img: torch.Tensor, txt: torch.Tensor, n_perm: int = 200, seed:
 
 # %% [markdown]
 # Checks on made-up points: two far-apart clouds have only own-modality neighbours; one cloud whose
-# points alternate between two labels at random is about half and half; the intervals contain their
+# points each carry one of two labels at random is about half and half; points whose pair sits right
+# beside them with the other label have none of their own label nearest, until the pair is left out;
+# the intervals contain their
 # estimates. `centroid_null` answers "how far apart would the centroids be if the two sets were one
 # mixed cloud?": finite samples never give exactly 0, so the measured distance is read against this
 # range, not against 0.
@@ -247,7 +249,7 @@ mixed = torch.randn(400, 8, generator=g)
 assert abs(neighbour_share(mixed, torch.randint(2, (400,), generator=g).tolist()).mean() - 0.5) < 0.05
 twins = torch.cat([mixed[:200], mixed[:200] + 0.01])                   # each point's pair right beside it, of the other label
 test_eq(neighbour_share(twins, [0] * 200 + [1] * 200, k=1).mean(), 0.0)
-assert neighbour_share(twins, [0] * 200 + [1] * 200, k=1, partner=[*range(200, 400), *range(200)]).mean() > 0.3
+assert abs(neighbour_share(twins, [0] * 200 + [1] * 200, k=1, partner=[*range(200, 400), *range(200)]).mean() - 0.5) < 0.1
 mu, lo, hi = bootstrap_mean(np.r_[np.zeros(50), np.ones(50)])
 assert lo < mu == 0.5 < hi
 b = gap_bootstrap(apart[:40], apart[40:], n_boot=50)
@@ -261,6 +263,7 @@ assert 0 < lo < (one[:200].mean(0) - one[200:].mean(0)).norm() < hi   # two halv
 both = torch.cat([I_e, T_e])
 modality = ['picture'] * len(keep) + ['caption'] * len(keep)
 pair_of = list(range(len(keep), 2 * len(keep))) + list(range(len(keep)))    # row i's pair: its caption, or its picture
+share_k = {k: neighbour_share(both, modality, k=k, partner=pair_of).mean() for k in (5, 20, 50)}   # how the count matters
 share = {name: bootstrap_mean(neighbour_share(x, modality, partner=pair_of)) for name, x in
          [('random init', torch.cat([I_0, T_0])), ('trained', both)]}
 gap_ci = {name: gap_bootstrap(i, t, n_boot=pick(gpu=200, cpu=200, test=20)) for name, (i, t) in
@@ -275,7 +278,11 @@ rows = [(what, *(ci3(gap_ci[n][key], '+.4f' if 'minus' in key else '.3f') for n 
 rows.insert(1, ('centroid distance, modality labels shuffled (95% range)', *(f"[{null[n][0]:.3f}, {null[n][1]:.3f}]" for n in null)))
 rows.append(('own-modality share of 10 nearest neighbours', *(ci3(share[n], '.1%') for n in share)))
 display(Markdown(markdown_table(['95% intervals', *gap_ci], rows, align='lrr')))
-print("own-category share of 10 nearest neighbours, trained model:")
+def label_chance(labels) -> float:
+    "The own-label share of neighbours drawn at random: the chance that another point shares a point's label."
+    n, counts = len(labels), np.unique(np.asarray(labels), return_counts=True)[1]
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
+print(f"own-category share of 10 nearest neighbours, trained model (neighbours at random: {label_chance(cats):.1%}):")
 for n, v in cat_share.items(): print(f"  {n:9} {ci3(v, '.1%')}")
 
 
@@ -285,11 +292,15 @@ def apartness(sh) -> tuple[float, float, float]:
     "The own-modality share rescaled: 0 is a fully mixed cloud (a share of one half), 1 all neighbours of the own modality."
     return tuple(2 * v - 1 for v in sh)
 
+APART, MIXED = 0.75, 0.25            # cut-offs on the rescaled share: a share of 87.5% and of 62.5%
+
 def verdict(sh) -> str:
     a, lo, hi = apartness(sh)
-    if lo > 0.75: return 'apart: nearly every neighbour is of the same modality, two separate clouds'
-    if hi < 0.25: return ('mixed, with a small residual gap: a point has its own modality among its neighbours a little '
+    if lo > APART: return 'apart: nearly every neighbour is of the same modality, two separate clouds'
+    if hi < 0: return 'fewer own-modality neighbours than a fully mixed cloud'
+    if hi < MIXED: return ('mixed, with a small residual gap: a point has its own modality among its neighbours a little '
                           'more often than in a fully mixed cloud' if lo > 0 else 'mixed, as in one shared cloud')
+    if lo <= 0: return 'not placed: the interval reaches from a fully mixed cloud past the cut-off for mixed'
     return 'partly apart: more own-modality neighbours than a mixed cloud, fewer than two separate ones'
 
 spread = 1 / I_e.shape[1] ** 0.5      # sd of a random unit vector's reach along any direction (and of a random cosine)
@@ -333,6 +344,15 @@ text = ("**Liang et al. ask** whether the two modalities sit apart. **We measure
         f"{cones(g1, d1)}. The centroids are {ci3(d1['centroid_distance'])} apart, "
         f"{against_null(d1['centroid_distance'], null['trained'])}, and the own-modality "
         f"share is {ci3(share['trained'], '.1%')} against one half for a fully mixed cloud: **{verdict(share['trained'])}**. "
+        f"(The share is read against two cut-offs: wholly below {(1 + MIXED) / 2:.1%} is mixed, wholly above "
+        f"{(1 + APART) / 2:.1%} apart. It depends on how many neighbours are counted: with the trained model "
+        + ', '.join(f"{share_k[k]:.1%} at {k}" for k in sorted(share_k))
+        + f" neighbours against {share['trained'][0]:.1%} at 10, so counting fewer reads more apart"
+        + ''.join(f" (at {k} the share is past the cut-off for mixed)" for k in sorted(share_k)
+                  if share_k[k] >= (1 + MIXED) / 2)
+        + "; and its interval "
+        "resamples the points as if they were "
+        "independent, which the pictures of one category are not, so it is likely too narrow.) "
         f"A picture's cosine with its own caption averages {g1['cos_paired']:.3f}, against {g1['cos_unpaired']:.3f} for the other "
         "captions: retrieval reads that difference, not closeness to one. ")
 before, after = verdict(share['random init']).split(':')[0], verdict(share['trained']).split(':')[0]
